@@ -1,0 +1,58 @@
+# Everything installs itself: uv (into .tools/ if missing), then the workspace into .venv.
+# Only Python 3.11 is assumed; uv never downloads a Python build.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+export UV_LINK_MODE := copy
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+RUN := $(UV) run --frozen --python $(PYTHON)
+
+.PHONY: help install run test lint up down logs bench schemas clean
+
+help:
+	@echo "make run      start the whole platform locally (embedded Postgres + Tansu broker)"
+	@echo "make test     run the whole test suite"
+	@echo "make lint     ruff + mypy"
+	@echo "make schemas  regenerate event JSON Schemas and the AsyncAPI document"
+	@echo "make up/down/logs   the Docker Compose stack (needs a Docker engine)"
+	@echo "make bench    the performance benchmark"
+
+.tools/bin/uv:
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
+
+.venv/.installed: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON) --all-packages
+	@touch $@
+
+install: .venv/.installed
+
+run: install
+	$(RUN) pmtct dev $(ARGS)
+
+test: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: install
+	$(RUN) ruff check libs services tests
+	$(RUN) mypy libs/events/pmtct_events libs/servicekit/servicekit
+
+schemas: install
+	$(RUN) pmtct schemas
+
+up:
+	docker compose -f deploy/docker-compose.yml --env-file deploy/.env up -d --build --wait
+
+down:
+	docker compose -f deploy/docker-compose.yml --env-file deploy/.env down
+
+logs:
+	docker compose -f deploy/docker-compose.yml --env-file deploy/.env logs -f
+
+bench: install
+	$(RUN) python -m bench
+
+clean:
+	rm -rf .venv .tools .pmtct .pytest_cache

@@ -1,0 +1,106 @@
+"""Events published by the referrals service on `pmtct.referrals.v1`, keyed by `referral_id`.
+
+This topic is the ministry referral feed: every change of a referral is one event, and
+`GET /v1/feed` on the referrals service serves the same entries over HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from .base import Event
+from .followup import SubjectType
+
+SERVICE = "referrals"
+
+
+class ReferralService(StrEnum):
+    art_initiation = "art_initiation"
+    eid_sample_collection = "eid_sample_collection"
+    infant_art = "infant_art"
+    family_planning = "family_planning"
+    tb_screening = "tb_screening"
+    partner_family_testing = "partner_family_testing"
+    psychosocial_support = "psychosocial_support"
+    community_tracing = "community_tracing"
+    community_organisation = "community_organisation"
+
+
+class Urgency(StrEnum):
+    routine = "routine"
+    urgent = "urgent"
+    emergency = "emergency"
+
+
+class ReferralStatus(StrEnum):
+    requested = "requested"
+    accepted = "accepted"
+    completed = "completed"
+    declined = "declined"
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+class ReferralOrigin(StrEnum):
+    manual = "manual"
+    automatic = "automatic"
+
+
+class ReferralEvent(Event):
+    """Every referral event carries the referral's whole current state (event-carried state
+    transfer), so a ministry consumer needs no other source to keep its copy current."""
+
+    service: ClassVar[str] = SERVICE
+    key_field: ClassVar[str] = "referral_id"
+    referral_id: UUID
+    subject_type: SubjectType
+    subject_id: UUID
+    client_id: UUID | None = None
+    to_facility_id: str | None = None
+    referral_service: ReferralService
+    urgency: Urgency
+    due_by: date
+    status: ReferralStatus
+    origin: ReferralOrigin
+    reason_code: str = Field(max_length=64, pattern=r"^[a-z0-9_]+$")
+    outcome_code: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9_]+$")
+    version: int = Field(ge=1)
+
+
+class ReferralCreated(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralCreated"
+
+
+class ReferralAccepted(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralAccepted"
+
+
+class ReferralCompleted(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralCompleted"
+
+
+class ReferralDeclined(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralDeclined"
+
+
+class ReferralCancelled(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralCancelled"
+
+
+class ReferralExpired(ReferralEvent):
+    event_name: ClassVar[str] = "ReferralExpired"
+
+
+EVENTS: tuple[type[Event], ...] = (
+    ReferralCreated,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralCancelled,
+    ReferralExpired,
+)

@@ -1,0 +1,1 @@
+"""Runtime shared by the four PMTCT services: one envelope, one outbox, one consumer loop."""

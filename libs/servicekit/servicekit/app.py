@@ -1,0 +1,204 @@
+"""The app factory every service uses: settings, database, producer, relay, consumers,
+health, metrics, problem+json errors, auth and tracing, with one lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from pmtct_events import Event
+
+from . import facilities, kafka, metrics, problems
+from .auth import TokenVerifier
+from .consumer import EventConsumer, Handler
+from .db import create_engine, sessionmaker
+from .relay import OutboxRelay
+from .settings import ServiceSettings
+from .telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer group of this service: its name, the topics it reads and its handlers."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: dict[type[Event], Handler]
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    registry: facilities.FacilityRegistry
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.runtime.sessions() as s:
+        yield s
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+SessionDep = Annotated[AsyncSession, Depends(session)]
+
+
+async def _start_producer(settings: ServiceSettings, deadline_s: float = 60) -> AIOKafkaProducer:
+    started = time.monotonic()
+    while True:
+        producer = kafka.producer(settings)
+        try:
+            await producer.start()
+            return producer
+        except Exception as exc:
+            await producer.stop()
+            if time.monotonic() - started > deadline_s:
+                raise
+            log.warning("broker not reachable yet (%s); retrying", exc)
+            await asyncio.sleep(1)
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: restart it with backoff if it crashes."""
+    delay = 1.0
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.0fs", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    publishes: Sequence[str] = (),
+    consumers: Sequence[ConsumerSpec] = (),
+    on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+    background: Sequence[tuple[str, Callable[[Runtime], Awaitable[None]]]] = (),
+) -> FastAPI:
+    """Build a service. `publishes` are the topics its outbox writes to; `background` are extra
+    loops (e.g. durable timers) run beside the relay and consumers, restarted if they crash."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(settings.log_level, settings.log_json)
+        setup_tracing(settings.service_name)
+        engine = create_engine(settings.database_url, settings.schema, settings.db_pool_size)
+        producer = await _start_producer(settings)
+        rt = Runtime(
+            settings=settings,
+            engine=engine,
+            sessions=sessionmaker(engine),
+            producer=producer,
+            registry=facilities.load(settings.facilities_path),
+        )
+        app.state.runtime = rt
+        if settings.auth_jwks_url:
+            app.state.token_verifier = TokenVerifier(
+                settings.auth_jwks_url, settings.auth_issuer, settings.auth_audience, settings.auth_jwks_cache_seconds
+            )
+        topics = list(dict.fromkeys([*publishes, *(t for c in consumers for t in c.topics)]))
+        await kafka.ensure_topics(settings, topics)
+        if on_startup is not None:
+            await on_startup(rt)
+        if publishes:
+            rt.relay = OutboxRelay(settings, producer)
+            rt.tasks["relay"] = asyncio.create_task(_supervise("outbox relay", rt.relay.run))
+        for spec in consumers:
+            c = EventConsumer(settings, spec.name, spec.topics, spec.handlers, rt.sessions, producer)
+            rt.consumers.append(c)
+            rt.tasks[f"consumer:{spec.name}"] = asyncio.create_task(_supervise(f"consumer {spec.name}", c.run))
+        for name, loop in background:
+            rt.tasks[name] = asyncio.create_task(_supervise(name, lambda loop=loop: loop(rt)))
+        log.info("%s started", settings.service_name)
+        try:
+            yield
+        finally:
+            for task in rt.tasks.values():
+                task.cancel()
+            await asyncio.gather(*rt.tasks.values(), return_exceptions=True)
+            await producer.stop()
+            await engine.dispose()
+            log.info("%s stopped", settings.service_name)
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    problems.install(app)
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.HTTP_LATENCY.labels(
+            settings.service_name, request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database, broker and background loops")
+    async def readyz(request: Request) -> JSONResponse:
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        checks: dict[str, Any] = {}
+        if rt is None:
+            return problems.problem_response(503, "starting", "The service is starting.")
+        try:
+            async with rt.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"failed: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(rt.producer.client.fetch_all_metadata(), 3)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"failed: {type(exc).__name__}"
+        dead = [name for name, t in rt.tasks.items() if t.done()]
+        checks["background"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "service": settings.service_name, "checks": checks})
+        return problems.problem_response(
+            503, "not_ready", "A dependency is not ready.", checks=checks, service=settings.service_name
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app

@@ -1,0 +1,108 @@
+"""Bearer JWT auth (OAuth2 client credentials): scopes and facility claims.
+
+Keys come from the issuer's JWKS (`PMTCT_AUTH_JWKS_URL`, http(s) or file://). Keys are cached for
+`auth_jwks_cache_seconds`; an unknown `kid` triggers a refetch, so a rotated-in key works at once
+and a rotated-out key stops working when the cache expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import anyio
+import jwt
+from fastapi import Depends, Request
+
+from .problems import Problem
+
+SCOPES = ("events:write", "clients:read", "worklist:read", "referrals:write", "referrals:read", "reports:read", "admin")
+ALL_FACILITIES = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    client_id: str
+    scopes: frozenset[str]
+    facilities: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def national(self) -> bool:
+        return ALL_FACILITIES in self.facilities
+
+    def may_act_for(self, facility_id: str) -> bool:
+        return self.national or facility_id in self.facilities
+
+    def require_facility(self, facility_id: str) -> None:
+        if not self.may_act_for(facility_id):
+            raise Problem(403, "facility_forbidden", f"This client may not act for facility {facility_id!r}.")
+
+
+class TokenVerifier:
+    def __init__(self, jwks_url: str, issuer: str | None, audience: str | None, cache_seconds: int = 300) -> None:
+        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=cache_seconds, timeout=5)
+        self.issuer = issuer
+        self.audience = audience
+
+    def _verify(self, token: str) -> dict:
+        key = self.jwks.get_signing_key_from_jwt(token)
+        return jwt.decode(
+            token,
+            key.key,
+            algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
+            audience=self.audience,
+            issuer=self.issuer,
+            options={"require": ["exp", "iat"], "verify_aud": self.audience is not None},
+            leeway=30,
+        )
+
+    async def principal(self, token: str) -> Principal:
+        try:
+            claims = await anyio.to_thread.run_sync(self._verify, token)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise Problem(503, "issuer_unreachable", f"Cannot fetch the issuer's keys: {exc}") from exc
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+            raise _unauthorized(f"Invalid token: {exc}") from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict) -> Principal:
+    scope = claims.get("scope") or claims.get("scp") or ""
+    scopes = scope.split() if isinstance(scope, str) else list(scope)
+    facilities = claims.get("facilities") or []
+    if isinstance(facilities, str):
+        facilities = facilities.split()
+    client_id = claims.get("azp") or claims.get("client_id") or claims.get("sub") or "unknown"
+    return Principal(client_id=str(client_id), scopes=frozenset(scopes), facilities=frozenset(map(str, facilities)))
+
+
+def _unauthorized(detail: str) -> Problem:
+    problem = Problem(401, "unauthorized", detail)
+    problem.headers = {"WWW-Authenticate": 'Bearer realm="pmtct"'}
+    return problem
+
+
+async def current_principal(request: Request) -> Principal:
+    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("A bearer token is required (Authorization: Bearer <JWT>).")
+    if verifier is None:
+        raise Problem(503, "auth_not_configured", "This service has no token issuer configured.")
+    return await verifier.principal(token.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*scopes: str):
+    """Dependency: the caller holds every one of `scopes` (or `admin`)."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        missing = [s for s in scopes if s not in principal.scopes]
+        if missing and "admin" not in principal.scopes:
+            raise Problem(403, "insufficient_scope", f"This operation needs scope {' '.join(missing)!r}.")
+        return principal
+
+    return Depends(dependency)

@@ -1,0 +1,206 @@
+"""The one consumer loop: inbox dedupe in the handler's transaction, explicit offset commits
+after the database commit, bounded retries with backoff, dead letters, rebalance safety.
+
+A partition's batch is first applied in one transaction (its inbox rows with it). If anything in
+it fails, the batch is rolled back and replayed message by message, so one poison message costs
+retries for itself only and the messages behind it still go through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
+
+from . import metrics
+from .kafka import consumer as kafka_consumer
+from .settings import ServiceSettings
+from .telemetry import context_from, tracer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent, Event], Awaitable[None]]
+
+_CLAIM = text(
+    "INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+class PoisonMessage(Exception):
+    """A message that can never succeed (bad envelope or contract): dead-lettered without retries."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    record: ConsumerRecord
+    ce: CloudEvent | None
+    event: Event | None
+    handler: Handler | None
+    error: PoisonMessage | None = None
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        name: str,
+        topics: Sequence[str],
+        handlers: dict[type[Event], Handler],
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.topics = list(topics)
+        self.handlers = {model.ce_type(): h for model, h in handlers.items()}
+        self.sessions = sessions
+        self.producer = producer
+        self._consumer = None
+
+    def decode(self, record: ConsumerRecord) -> Decoded:
+        try:
+            ce = CloudEvent.from_kafka(record.key, record.value, record.headers or [])
+        except EnvelopeError as exc:
+            return Decoded(record, None, None, None, PoisonMessage(f"envelope: {exc}"))
+        handler = self.handlers.get(ce.type)
+        if handler is None:
+            # Another consumer's event, or a newer type this version does not know: not ours to apply.
+            return Decoded(record, ce, None, None)
+        try:
+            event = BY_CE_TYPE[ce.type].model_validate(ce.data)
+        except ValidationError as exc:
+            return Decoded(record, ce, None, None, PoisonMessage(f"contract: {exc.errors(include_url=False)}"))
+        return Decoded(record, ce, event, handler)
+
+    async def apply(self, session: AsyncSession, item: Decoded) -> bool:
+        """Apply one message in the caller's transaction. False when the inbox already had it."""
+        assert item.ce is not None and item.event is not None and item.handler is not None
+        claimed = (await session.execute(_CLAIM, {"consumer": self.name, "event_id": item.ce.id})).first()
+        if claimed is None:
+            metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "duplicate").inc()
+            return False
+        carrier = {"traceparent": item.ce.traceparent} if item.ce.traceparent else {}
+        started = time.perf_counter()
+        with tracer().start_as_current_span(
+            f"{item.ce.event_name} process",
+            context=context_from(carrier),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": item.record.topic,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": str(item.ce.id),
+                "messaging.kafka.partition": item.record.partition,
+                "messaging.kafka.offset": item.record.offset,
+            },
+        ):
+            await item.handler(session, item.ce, item.event)
+        metrics.HANDLER_LATENCY.labels(self.name, item.ce.event_name).observe(time.perf_counter() - started)
+        metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "applied").inc()
+        return True
+
+    async def process_batch(self, records: list[ConsumerRecord]) -> None:
+        """Apply a partition's records; returns when every one is applied, skipped or dead-lettered."""
+        items = [self.decode(r) for r in records]
+        work = [i for i in items if i.event is not None and i.error is None]
+        if len(work) > 1 and all(i.error is None for i in items):
+            try:
+                async with self.sessions() as session, session.begin():
+                    for item in work:
+                        await self.apply(session, item)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.info("batch of %d failed; applying one by one", len(work))
+        for item in items:
+            if item.error is not None:
+                await self.dead_letter(item, item.error, attempts=1)
+            elif item.event is not None:
+                await self.process_one(item)
+
+    async def process_one(self, item: Decoded) -> None:
+        delay = self.settings.consumer_backoff_initial_s
+        for attempt in range(1, self.settings.consumer_max_attempts + 1):
+            try:
+                async with self.sessions() as session, session.begin():
+                    await self.apply(session, item)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "failed").inc()  # type: ignore[union-attr]
+                if attempt == self.settings.consumer_max_attempts:
+                    await self.dead_letter(item, exc, attempts=attempt)
+                    return
+                log.warning("%s: attempt %d of %s failed: %r", self.name, attempt, item.record.offset, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.consumer_backoff_max_s)
+
+    async def dead_letter(self, item: Decoded, error: Exception, attempts: int) -> None:
+        r = item.record
+        extra = [
+            ("dlq_error", str(error)[:2000].encode()),
+            ("dlq_error_type", type(error).__name__.encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_original_topic", r.topic.encode()),
+            ("dlq_original_partition", str(r.partition).encode()),
+            ("dlq_original_offset", str(r.offset).encode()),
+            ("dlq_time", str(int(time.time() * 1000)).encode()),
+        ]
+        headers = [(k, v) for k, v in (r.headers or []) if not k.startswith("dlq_")] + extra
+        fut = await self.producer.send(dlq_topic(r.topic), value=r.value, key=r.key, headers=headers)
+        await fut
+        metrics.DLQ_MESSAGES.labels(self.name, r.topic).inc()
+        log.error("%s: dead-lettered %s[%d]@%d after %d attempt(s): %s",
+                  self.name, r.topic, r.partition, r.offset, attempts, error)
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        consumer = kafka_consumer(self.settings, self.name, self.topics)
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+                for tp, records in batches.items():
+                    if tp not in consumer.assignment():
+                        continue  # revoked while we fetched: the new owner will read it
+                    await self.process_batch(records)
+                    await self._commit(consumer, tp, records[-1].offset + 1)
+                await self._observe_lag(consumer)
+        finally:
+            await consumer.stop()
+
+    async def _commit(self, consumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Rebalanced away: the new owner re-reads from the last commit and the inbox skips repeats.
+            log.info("%s: commit of %s@%d skipped: %s", self.name, tp, offset, exc)
+        except KafkaError as exc:
+            log.warning("%s: commit of %s@%d failed: %s", self.name, tp, offset, exc)
+
+    async def _observe_lag(self, consumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
+

@@ -1,0 +1,217 @@
+"""`pmtct dev`: the whole platform on this machine, nothing to install by hand.
+
+Embedded PostgreSQL and the Tansu broker unless `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS` name
+real ones; bootstrap roles and schemas, migrate, start the four services as separate processes,
+print their URLs and a dev token, feed demo traffic, stop everything on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from . import bootstrap, migrations
+from .devissuer import DevIssuer, JwksServer
+from .localinfra import EmbeddedPostgres, TansuBroker, die_with_parent, free_port, port_is_free, stop_process
+from .settings import PORTS, SERVICES
+
+log = logging.getLogger("pmtct.dev")
+
+DEV_SCOPES = "events:write clients:read worklist:read referrals:write referrals:read reports:read admin"
+
+
+def dev_key(directory: Path, name: str) -> str:
+    """A random key generated on first run and kept in the data directory (never in the repo)."""
+    path = directory / "keys" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass
+class Platform:
+    """Infrastructure and service processes started by `pmtct dev` (and by end-to-end tests)."""
+
+    data_dir: Path
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
+    postgres: EmbeddedPostgres | None = None
+    broker: TansuBroker | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    issuer: DevIssuer | None = None
+    jwks_server: JwksServer | None = None
+
+    @property
+    def admin_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        assert self.postgres is not None
+        return self.postgres.admin_url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        assert self.broker is not None
+        return self.broker.bootstrap_servers
+
+    def start_infrastructure(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
+        if not self.kafka_bootstrap_servers:
+            self.broker = TansuBroker(9092, self.data_dir / "tansu.log").start()
+        self.issuer = DevIssuer(self.data_dir / "issuer").ensure()
+        self.jwks_server = JwksServer(self.issuer.jwks_path, free_port(8009)).start()
+
+    def migrate(self, services: tuple[str, ...] = SERVICES) -> None:
+        asyncio.run(bootstrap.bootstrap(self.admin_url, services))
+        for service in services:
+            migrations.upgrade(service, bootstrap.service_url(self.admin_url, service))
+
+    def service_env(self, service: str) -> dict[str, str]:
+        assert self.jwks_server is not None
+        env = dict(os.environ)
+        env.update(
+            PMTCT_DATABASE_URL=bootstrap.service_url(self.admin_url, service),
+            PMTCT_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
+            PMTCT_AUTH_JWKS_URL=self.jwks_server.url,
+            PMTCT_AUTH_ISSUER="pmtct-dev-issuer",
+            PMTCT_PII_KEY=dev_key(self.data_dir, "pii.key"),
+            PMTCT_HMAC_KEY=dev_key(self.data_dir, "hmac.key"),
+        )
+        if self.broker is not None:
+            env["PMTCT_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
+        env.setdefault("PMTCT_LOG_JSON", "true")
+        return env
+
+    def start_service(self, service: str) -> subprocess.Popen:
+        port = self.ports[service]
+        if not port_is_free(port):
+            raise RuntimeError(f"port {port} for {service} is taken; stop what uses it")
+        log_file = open(self.data_dir / f"{service}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"{service}.main:app", "--host", "127.0.0.1", "--port", str(port),
+             "--no-access-log", "--timeout-graceful-shutdown", "5"],
+            env=self.service_env(service), stdout=log_file, stderr=log_file, preexec_fn=die_with_parent,
+        )
+        self.processes[service] = proc
+        return proc
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def wait_ready(self, services: tuple[str, ...] = SERVICES, timeout_s: float = 60) -> dict[str, float]:
+        started = time.monotonic()
+        ready: dict[str, float] = {}
+        with httpx.Client(timeout=2) as client:
+            while len(ready) < len(services):
+                for service in services:
+                    if service in ready:
+                        continue
+                    proc = self.processes.get(service)
+                    if proc is not None and proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{service} exited with {proc.returncode}; see {self.data_dir / (service + '.log')}"
+                        )
+                    try:
+                        if client.get(self.url(service) + "/readyz").status_code == 200:
+                            ready[service] = time.monotonic() - started
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() - started > timeout_s:
+                    missing = sorted(set(services) - set(ready))
+                    raise TimeoutError(f"not ready after {timeout_s}s: {', '.join(missing)}")
+                time.sleep(0.2)
+        return ready
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes.values():
+            stop_process(proc, 15)
+        self.processes.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.jwks_server is not None:
+            self.jwks_server.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def run(data_dir: Path, demo: bool = True) -> int:
+    platform = Platform(
+        data_dir=data_dir.resolve(),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+    )
+    stopping = False
+
+    def on_signal(signum, _frame) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    try:
+        print(f"pmtct dev: data in {platform.data_dir}", flush=True)
+        platform.start_infrastructure()
+        where_pg = "embedded PostgreSQL" if platform.postgres else "DATABASE_URL"
+        where_kafka = f"Tansu at {platform.bootstrap_servers}" if platform.broker else platform.bootstrap_servers
+        print(f"  database: {where_pg}; broker: {where_kafka}", flush=True)
+        platform.migrate()
+        for service in SERVICES:
+            platform.start_service(service)
+        platform.wait_ready()
+        print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
+        for service in SERVICES:
+            print(f"  {service:<10} {platform.url(service)}   docs: {platform.url(service)}/docs", flush=True)
+        print(f"  dashboard  {platform.url('reporting')}/", flush=True)
+        assert platform.issuer is not None
+        token = platform.issuer.mint("dev-console", DEV_SCOPES, ["*"])
+        print("\nDev token (all scopes, all facilities, 12 h):\n" + token, flush=True)
+        print("Mint others with: pmtct token --client-id ID --scope '...' --facility F\n", flush=True)
+        if demo:
+            feed_demo(platform)
+        print("Ctrl-C stops everything.", flush=True)
+        while True:
+            for service, proc in platform.processes.items():
+                if proc.poll() is not None:
+                    print(f"{service} exited with {proc.returncode}; see {platform.data_dir}/{service}.log",
+                          flush=True)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        platform.stop()
+        print("stopped.", flush=True)
+
+
+def feed_demo(platform: Platform) -> None:
+    """Demo EMR traffic through the public APIs, when a simulator is installed."""
+    try:
+        from .simulator import simulate_demo
+    except ImportError:
+        print("(no demo data: the EMR simulator is not part of this build yet)", flush=True)
+        return
+    simulate_demo(platform)

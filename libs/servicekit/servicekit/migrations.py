@@ -1,0 +1,69 @@
+"""Alembic, once for all services: each service keeps its migrations in `<service>/migrations`,
+in its own schema, with its own version table, and runs them as its own role."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from . import outbox
+from .db import sqlalchemy_url
+
+
+def config(service: str, url: str) -> Config:
+    location = Path(str(resources.files(service))) / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(location))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["schema"] = service
+    return cfg
+
+
+def upgrade(service: str, url: str, revision: str = "head") -> None:
+    """Run in a thread if called from async code: the env runs its own event loop."""
+    command.upgrade(config(service, url), revision)
+
+
+def run_env(context, target_metadata: MetaData | None = None) -> None:
+    """The body of every service's `migrations/env.py`."""
+    cfg = context.config
+    schema = cfg.attributes.get("schema")
+    url = sqlalchemy_url(cfg.get_main_option("sqlalchemy.url"))
+
+    def do_run(connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table_schema=schema,
+            include_schemas=False,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(
+            url, poolclass=pool.NullPool, connect_args={"server_settings": {"search_path": schema}}
+        )
+        async with engine.connect() as conn:
+            await conn.run_sync(do_run)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(run_async())
+
+
+def create_runtime_tables(op) -> None:
+    """Outbox (with its NOTIFY trigger) and inbox: call from a service's first migration."""
+    for statement in outbox.DDL:
+        op.execute(statement)
+
+
+def drop_runtime_tables(op) -> None:
+    for statement in outbox.DROP_DDL:
+        op.execute(statement)

@@ -1,0 +1,108 @@
+"""The transactional outbox: a state change and its events commit in one transaction.
+
+Call `add` inside the unit of work that changes state. Per-key order on the wire is outbox id
+order, so a writer must lock its aggregate (e.g. `SELECT ... FOR UPDATE`) before it adds events
+for it; two transactions on the same aggregate then get increasing ids in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pmtct_events import CloudEvent, Event
+
+from .telemetry import current_traceparent
+
+DDL: tuple[str, ...] = (
+    """CREATE TABLE outbox (
+        id bigserial PRIMARY KEY,
+        event_id uuid NOT NULL UNIQUE,
+        topic text NOT NULL,
+        aggregate_type text NOT NULL,
+        aggregate_id text NOT NULL,
+        event_type text NOT NULL,
+        payload jsonb NOT NULL,
+        headers jsonb NOT NULL,
+        traceparent text,
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        published_at timestamptz
+    )""",
+    "CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
+    "CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL",
+    """CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+    """CREATE TABLE inbox (
+        consumer text NOT NULL,
+        event_id uuid NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+    )""",
+)
+
+DROP_DDL: tuple[str, ...] = (
+    "DROP TABLE IF EXISTS inbox",
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    "DROP FUNCTION IF EXISTS outbox_notify()",
+    "DROP TABLE IF EXISTS outbox",
+)
+
+_INSERT = text(
+    "INSERT INTO outbox (event_id, topic, aggregate_type, aggregate_id, event_type, payload, headers, traceparent)"
+    " VALUES (:event_id, :topic, :aggregate_type, :aggregate_id, :event_type,"
+    " CAST(:payload AS jsonb), CAST(:headers AS jsonb), :traceparent)"
+)
+
+
+def envelope(
+    event: Event,
+    *,
+    event_id: UUID | None = None,
+    correlation_id: str | UUID | None = None,
+    causation_id: str | UUID | None = None,
+) -> CloudEvent:
+    return CloudEvent.from_event(
+        event,
+        event_id=event_id,
+        correlation_id=str(correlation_id) if correlation_id else None,
+        causation_id=str(causation_id) if causation_id else None,
+        traceparent=current_traceparent(),
+    )
+
+
+def _row(ce: CloudEvent, topic: str, aggregate_type: str) -> dict:
+    return {
+        "event_id": ce.id,
+        "topic": topic,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": ce.subject,
+        "event_type": ce.type,
+        "payload": ce.value().decode(),
+        "headers": json.dumps({k: v.decode() for k, v in ce.headers()}),
+        "traceparent": ce.traceparent,
+    }
+
+
+async def add(
+    session: AsyncSession,
+    events: Event | Iterable[Event],
+    *,
+    correlation_id: str | UUID | None = None,
+    causation_id: str | UUID | None = None,
+) -> list[CloudEvent]:
+    """Write events to the outbox in the caller's transaction; returns their envelopes."""
+    items = [events] if isinstance(events, Event) else list(events)
+    if not items:
+        return []
+    envelopes = [envelope(e, correlation_id=correlation_id, causation_id=causation_id) for e in items]
+    rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, e in zip(envelopes, items, strict=True)]
+    await session.execute(_INSERT, rows)
+    return envelopes

@@ -1,0 +1,54 @@
+"""One settings pattern for every service: environment variables prefixed `PMTCT_`.
+
+A service subclasses `ServiceSettings`, adds its own fields and sets `service_name`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("enrolment", "followup", "referrals", "reporting")
+PORTS: dict[str, int] = {"enrolment": 8001, "followup": 8002, "referrals": 8003, "reporting": 8004}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PMTCT_", extra="ignore")
+
+    service_name: str = "service"
+    #: the service's own login role; its search_path is its own schema
+    database_url: str = "postgresql+asyncpg://localhost/pmtct"
+    db_pool_size: int = 10
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    #: on for real Kafka; the dev broker (Tansu) has no InitProducerId, so `pmtct dev` turns it off
+    kafka_idempotent_producer: bool = True
+    kafka_topic_partitions: int = 6
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
+    kafka_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    relay_batch_size: int = 500
+    relay_poll_interval_s: float = 1.0
+    outbox_retention_hours: float = 72.0
+
+    consumer_max_attempts: int = 5
+    consumer_backoff_initial_s: float = 0.2
+    consumer_backoff_max_s: float = 5.0
+    consumer_batch_size: int = 500
+
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = "pmtct"
+    auth_jwks_cache_seconds: int = 300
+
+    facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def schema(self) -> str:
+        return self.service_name

@@ -1,0 +1,5 @@
+from servicekit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "referrals"

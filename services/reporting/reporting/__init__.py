@@ -1,0 +1,1 @@
+"""Reporting service: Programme indicators, DHIS2 export and the dashboard."""
