@@ -15,6 +15,17 @@ from .catalog import (
 from .envelope import CloudEvent, EnvelopeError
 
 __all__ = [
-    "ALL_EVENTS", "BY_CE_TYPE", "BY_NAME", "ENROLMENT_TOPIC", "FOLLOWUP_TOPIC", "REFERRALS_TOPIC", "TOPICS",
-    "CloudEvent", "Contract", "EnvelopeError", "Event", "dlq_topic", "parse",
+    "ALL_EVENTS",
+    "BY_CE_TYPE",
+    "BY_NAME",
+    "ENROLMENT_TOPIC",
+    "FOLLOWUP_TOPIC",
+    "REFERRALS_TOPIC",
+    "TOPICS",
+    "CloudEvent",
+    "Contract",
+    "EnvelopeError",
+    "Event",
+    "dlq_topic",
+    "parse",
 ]

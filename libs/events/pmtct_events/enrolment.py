@@ -110,7 +110,11 @@ class ViralLoadRecorded(ClientEvent):
 
 
 class DeliveredInfant(Contract):
+    """`ref_hash` is the keyed hash of the EMR's infant_ref (servicekit.identifiers.ref_hash), so
+    follow-up can resolve a later `infant_ref` without the record number ever being on the wire."""
+
     infant_id: UUID
+    ref_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     sex: InfantSex
     birth_weight_g: int | None = Field(default=None, ge=200, le=7000)
     outcome: BirthOutcome

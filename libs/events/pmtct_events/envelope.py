@@ -118,8 +118,18 @@ class CloudEvent:
         except ValueError as exc:
             raise EnvelopeError(f"ce_time is not RFC 3339: {time_raw!r}") from exc
         known = {
-            "ce_specversion", "ce_id", "ce_type", "ce_source", "ce_subject", "ce_time", "content-type",
-            "ce_facilityid", "ce_correlationid", "ce_causationid", "traceparent", "tracestate",
+            "ce_specversion",
+            "ce_id",
+            "ce_type",
+            "ce_source",
+            "ce_subject",
+            "ce_time",
+            "content-type",
+            "ce_facilityid",
+            "ce_correlationid",
+            "ce_causationid",
+            "traceparent",
+            "tracestate",
         }
         return cls(
             id=event_id,

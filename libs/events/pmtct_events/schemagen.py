@@ -71,8 +71,9 @@ def asyncapi() -> dict[str, Any]:
                 "contentType": "application/json",
                 "headers": HEADERS_SCHEMA,
                 "payload": {"$ref": f"schemas/{m.ce_type()}.json"},
-                "bindings": {"kafka": {"key": {"type": "string", "format": "uuid",
-                                               "description": f"the event's {m.key_field}"}}},
+                "bindings": {
+                    "kafka": {"key": {"type": "string", "format": "uuid", "description": f"the event's {m.key_field}"}}
+                },
             }
     return {
         "asyncapi": "3.0.0",
@@ -92,8 +93,7 @@ def asyncapi() -> dict[str, Any]:
 def render() -> dict[str, str]:
     """File name (relative to libs/events) -> content."""
     files = {
-        f"schemas/{m.ce_type()}.json": json.dumps(schema_of(m), indent=2, sort_keys=True) + "\n"
-        for m in ALL_EVENTS
+        f"schemas/{m.ce_type()}.json": json.dumps(schema_of(m), indent=2, sort_keys=True) + "\n" for m in ALL_EVENTS
     }
     files["asyncapi.json"] = json.dumps(asyncapi(), indent=2, sort_keys=True) + "\n"
     return files

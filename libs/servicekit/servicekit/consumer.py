@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import SpanKind
+from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
 from .kafka import consumer as kafka_consumer
@@ -32,9 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, CloudEvent, Event], Awaitable[None]]
 
-_CLAIM = text(
-    "INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) ON CONFLICT DO NOTHING RETURNING 1"
-)
+_CLAIM = text("INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) ON CONFLICT DO NOTHING RETURNING 1")
 
 
 class PoisonMessage(Exception):
@@ -164,8 +161,15 @@ class EventConsumer:
         fut = await self.producer.send(dlq_topic(r.topic), value=r.value, key=r.key, headers=headers)
         await fut
         metrics.DLQ_MESSAGES.labels(self.name, r.topic).inc()
-        log.error("%s: dead-lettered %s[%d]@%d after %d attempt(s): %s",
-                  self.name, r.topic, r.partition, r.offset, attempts, error)
+        log.error(
+            "%s: dead-lettered %s[%d]@%d after %d attempt(s): %s",
+            self.name,
+            r.topic,
+            r.partition,
+            r.offset,
+            attempts,
+            error,
+        )
 
     async def run(self) -> None:
         """Consume until cancelled."""
@@ -203,4 +207,3 @@ class EventConsumer:
             except IllegalStateError:
                 continue
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
-

@@ -41,8 +41,10 @@ class DevIssuer:
 
     @property
     def kid(self) -> str:
-        public = self._private_key().public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        public = (
+            self._private_key()
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         return uuid.uuid5(uuid.NAMESPACE_OID, public.hex()).hex[:16]
 
@@ -51,9 +53,7 @@ class DevIssuer:
         jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
         self.jwks_path.write_text(json.dumps({"keys": [jwk]}, indent=2))
 
-    def mint(
-        self, client_id: str, scopes: list[str] | str, facilities: list[str], ttl_s: int = 12 * 3600
-    ) -> str:
+    def mint(self, client_id: str, scopes: list[str] | str, facilities: list[str], ttl_s: int = 12 * 3600) -> str:
         now = int(time.time())
         claims = {
             "iss": ISSUER,

@@ -54,6 +54,8 @@ class Platform:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     issuer: DevIssuer | None = None
     jwks_server: JwksServer | None = None
+    #: applied last to every service's environment (tests tune intervals here)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def admin_url(self) -> str:
@@ -97,6 +99,7 @@ class Platform:
         if self.broker is not None:
             env["PMTCT_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
         env.setdefault("PMTCT_LOG_JSON", "true")
+        env.update(self.extra_env)
         return env
 
     def start_service(self, service: str) -> subprocess.Popen:
@@ -105,9 +108,23 @@ class Platform:
             raise RuntimeError(f"port {port} for {service} is taken; stop what uses it")
         log_file = open(self.data_dir / f"{service}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"{service}.main:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--timeout-graceful-shutdown", "5"],
-            env=self.service_env(service), stdout=log_file, stderr=log_file, preexec_fn=die_with_parent,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"{service}.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "5",
+            ],
+            env=self.service_env(service),
+            stdout=log_file,
+            stderr=log_file,
+            preexec_fn=die_with_parent,
         )
         self.processes[service] = proc
         return proc
@@ -195,8 +212,7 @@ def run(data_dir: Path, demo: bool = True) -> int:
         while True:
             for service, proc in platform.processes.items():
                 if proc.poll() is not None:
-                    print(f"{service} exited with {proc.returncode}; see {platform.data_dir}/{service}.log",
-                          flush=True)
+                    print(f"{service} exited with {proc.returncode}; see {platform.data_dir}/{service}.log", flush=True)
                     return 1
             time.sleep(1)
     except KeyboardInterrupt:

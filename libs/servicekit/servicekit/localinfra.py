@@ -129,7 +129,9 @@ class TansuBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=out, stderr=out, preexec_fn=die_with_parent,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent,
         )
         wait_for_port("127.0.0.1", self.port)
         return self

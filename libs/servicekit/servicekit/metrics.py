@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_LATENCY = Histogram(
-    "pmtct_http_request_seconds", "HTTP request latency", ["service", "method", "route", "status"],
+    "pmtct_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTBOX_BACKLOG = Gauge("pmtct_outbox_backlog", "Outbox rows not yet published", ["service"])
@@ -17,7 +19,9 @@ EVENTS_PROCESSED = Counter(
     "pmtct_events_processed_total", "Consumed events by outcome", ["consumer", "event_type", "outcome"]
 )
 HANDLER_LATENCY = Histogram(
-    "pmtct_handler_seconds", "Event handler latency", ["consumer", "event_type"],
+    "pmtct_handler_seconds",
+    "Event handler latency",
+    ["consumer", "event_type"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 DLQ_MESSAGES = Counter("pmtct_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"])

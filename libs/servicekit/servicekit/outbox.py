@@ -11,10 +11,9 @@ import json
 from collections.abc import Iterable
 from uuid import UUID
 
+from pmtct_events import CloudEvent, Event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from pmtct_events import CloudEvent, Event
 
 from .telemetry import current_traceparent
 

@@ -65,9 +65,7 @@ class OutboxRelay:
 
     async def publish(self, rows: list[PendingRow]) -> None:
         """Send in order and wait for every ack (`acks=all`)."""
-        futures = [
-            await self.producer.send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in rows
-        ]
+        futures = [await self.producer.send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in rows]
         await asyncio.gather(*futures)
 
     async def mark_published(self, conn: asyncpg.Connection, rows: list[PendingRow]) -> None:

@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     auth_audience: str | None = "pmtct"
     auth_jwks_cache_seconds: int = 300
 
+    #: key of the keyed hashes of EMR record numbers and national ids (servicekit.identifiers)
+    hmac_key: str | None = None
+
     facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
 
     log_level: str = "INFO"
