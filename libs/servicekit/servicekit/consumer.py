@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import SpanKind
-from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
+from pmtct_events import CloudEvent, EnvelopeError, Event, dlq_topic
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -61,6 +61,7 @@ class EventConsumer:
         self.name = name
         self.topics = list(topics)
         self.handlers = {model.ce_type(): h for model, h in handlers.items()}
+        self.models = {model.ce_type(): model for model in handlers}
         self.sessions = sessions
         self.producer = producer
         self._consumer = None
@@ -75,7 +76,7 @@ class EventConsumer:
             # Another consumer's event, or a newer type this version does not know: not ours to apply.
             return Decoded(record, ce, None, None)
         try:
-            event = BY_CE_TYPE[ce.type].model_validate(ce.data)
+            event = self.models[ce.type].model_validate(ce.data)
         except ValidationError as exc:
             return Decoded(record, ce, None, None, PoisonMessage(f"contract: {exc.errors(include_url=False)}"))
         return Decoded(record, ce, event, handler)
@@ -141,7 +142,17 @@ class EventConsumer:
                 if attempt == self.settings.consumer_max_attempts:
                     await self.dead_letter(item, exc, attempts=attempt)
                     return
-                log.warning("%s: attempt %d of %s failed: %r", self.name, attempt, item.record.offset, exc)
+                r = item.record
+                log.warning(
+                    "%s: attempt %d/%d on %s[%d]@%d failed: %r",
+                    self.name,
+                    attempt,
+                    self.settings.consumer_max_attempts,
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    exc,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.consumer_backoff_max_s)
 
