@@ -186,8 +186,8 @@ class EventConsumer:
         """Consume until cancelled."""
         consumer = kafka_consumer(self.settings, self.name, self.topics)
         self._consumer = consumer
-        await consumer.start()
         try:
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
                 for tp, records in batches.items():
