@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .base import Event
 from .followup import SubjectType
@@ -70,6 +70,11 @@ class ReferralEvent(Event):
     reason_code: str = Field(max_length=64, pattern=r"^[a-z0-9_]+$")
     outcome_code: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9_]+$")
     version: int = Field(ge=1)
+    #: when the referral was requested (the first version's time), so a consumer that starts
+    #: mid-stream can still measure time to closure
+    requested_at: AwareDatetime | None = None
+    #: when the receiving side accepted it, once it has
+    accepted_at: AwareDatetime | None = None
 
 
 class ReferralCreated(ReferralEvent):
