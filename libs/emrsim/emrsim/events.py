@@ -1,0 +1,52 @@
+"""What the simulator produces: EMR events as a partner clinic's system would post them, each
+with the moment it reaches the platform and the answer the platform should give."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+#: the services that take EMR events (DESIGN.md, batch ingestion)
+Service = Literal["enrolment", "followup"]
+#: the per-event answers of `POST /v1/events`
+Outcome = Literal["accepted", "duplicate", "rejected"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "duplicate", "rejected")
+
+#: infant events go to follow-up; everything else is a mother event for enrolment
+INFANT_EVENT_TYPES = frozenset(
+    {
+        "InfantProphylaxisRecorded",
+        "InfantFeedingRecorded",
+        "InfantTestResulted",
+        "InfantArtInitiated",
+        "InfantVisitRecorded",
+        "InfantOutcomeRecorded",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EmrEvent:
+    service: Service
+    #: one item of `POST /v1/events` (DESIGN.md, "EMR event data, v1 minimum"), JSON-ready
+    body: dict[str, Any]
+    occurred_at: datetime
+    #: when the clinic's EMR posts it: later than `occurred_at` for lab results and offline spells
+    arrives_at: datetime
+    #: the answer the platform should give
+    expect: Outcome
+    #: "valid", "resend", or the data-entry error the event carries (e.g. "future_date")
+    why: str = "valid"
+
+    @property
+    def event_id(self) -> str:
+        return self.body["event_id"]
+
+    @property
+    def type(self) -> str:
+        return self.body["type"]
+
+    @property
+    def facility_id(self) -> str:
+        return self.body["facility_id"]
