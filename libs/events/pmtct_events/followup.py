@@ -1,7 +1,8 @@
 """Events published by the follow-up service on `pmtct.followup.v1`.
 
-Infant events are keyed by `infant_id`; mother follow-up events by `client_id`. Every infant
-event also names the mother's `client_id` so a consumer can link mother and baby.
+Infant events are keyed by `infant_id`; mother follow-up events (ClientViralLoadDue,
+ClientViralLoadOverdue) by `client_id`. Every infant event also names the mother's `client_id` so
+a consumer can link mother and baby.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class ScheduleKind(StrEnum):
     confirmatory_nat = "confirmatory_nat"
     repeat_test = "repeat_test"
     mother_viral_load = "mother_viral_load"
+    #: a confirmed-positive infant needs ART: an action, not a test, so it never rides an InfantTestDue
+    infant_art_start = "infant_art_start"
+
+
+class HighRiskReason(StrEnum):
+    """Why an infant is high risk (DOMAIN.md: the mother's situation at delivery)."""
+
+    art_under_4_weeks = "art_under_4_weeks"
+    no_art = "no_art"
+    viral_load_above_threshold = "viral_load_above_threshold"
+    no_viral_load = "no_viral_load"
+    diagnosed_in_labour_or_postpartum = "diagnosed_in_labour_or_postpartum"
 
 
 class ProphylaxisDrug(StrEnum):
@@ -97,6 +110,9 @@ class InfantFollowUpStarted(InfantEvent):
     high_risk: bool
     prophylaxis: list[ProphylaxisPlan] = Field(default_factory=list)
     plan: list[ScheduleItem] = Field(default_factory=list)
+    high_risk_reasons: list[HighRiskReason] = Field(default_factory=list)
+    #: the day follow-up starts: the birth date, or the mother's diagnosis while breastfeeding
+    follow_up_from: date | None = None
 
 
 class InfantProphylaxisRecorded(InfantEvent):
@@ -166,6 +182,31 @@ class ClientLostToFollowUp(Event):
     last_seen_on: date
 
 
+class ClientEvent(Event):
+    service: ClassVar[str] = SERVICE
+    key_field: ClassVar[str] = "client_id"
+    client_id: UUID
+
+
+class ClientViralLoadDue(ClientEvent):
+    """A mother living with HIV is due a viral load (late pregnancy, or every few months while
+    breastfeeding); `kind` is always `mother_viral_load`."""
+
+    event_name: ClassVar[str] = "ClientViralLoadDue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_start: date
+    window_end: date
+
+
+class ClientViralLoadOverdue(ClientEvent):
+    event_name: ClassVar[str] = "ClientViralLoadOverdue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_end: date
+    overdue_on: date
+
+
 EVENTS: tuple[type[Event], ...] = (
     InfantFollowUpStarted,
     InfantProphylaxisRecorded,
@@ -177,4 +218,6 @@ EVENTS: tuple[type[Event], ...] = (
     InfantVisitRecorded,
     InfantFinalOutcomeRecorded,
     ClientLostToFollowUp,
+    ClientViralLoadDue,
+    ClientViralLoadOverdue,
 )
