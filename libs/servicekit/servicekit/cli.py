@@ -25,11 +25,12 @@ DEFAULT_DATA_DIR = Path(".pmtct")
 def dev(
     no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not feed demo EMR traffic")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    port_offset: Annotated[int, typer.Option("--port-offset", help="Add to every port (8001-8004, 9092)")] = 0,
 ) -> None:
     """Start the whole platform on this machine (what `make run` does)."""
     from .devrunner import run
 
-    raise typer.Exit(run(data_dir, demo=not no_demo))
+    raise typer.Exit(run(data_dir, demo=not no_demo, port_offset=port_offset))
 
 
 @app.command()
@@ -78,6 +79,86 @@ def db_migrate(services: Annotated[list[str] | None, typer.Argument()] = None) -
         typer.echo(f"migrated {service}")
 
 
+Bootstrap = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        envvar=["PMTCT_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"],
+        help="Kafka bootstrap servers (default: the services' PMTCT_KAFKA_BOOTSTRAP_SERVERS)",
+    ),
+]
+DlqTopic = Annotated[
+    list[str] | None, typer.Option("--topic", help="A topic or its .dlq topic (repeat); default: every .dlq topic")
+]
+IdleSeconds = Annotated[float, typer.Option("--idle-seconds", help="Stop reading after this long without records")]
+
+
+def _kafka_settings(bootstrap_servers: str | None):
+    from .settings import ServiceSettings
+
+    overrides = {"kafka_bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}
+    return ServiceSettings(service_name="dlq", **overrides)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: DlqTopic = None,
+    ce_id: Annotated[str | None, typer.Option("--id", help="Only this ce_id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    bootstrap_servers: Bootstrap = None,
+    idle_seconds: IdleSeconds = 2.0,
+) -> None:
+    """List dead letters (from the beginning of each .dlq topic) and whether each was replayed."""
+    import json
+
+    from . import dlq
+
+    settings = _kafka_settings(bootstrap_servers)
+    letters = asyncio.run(dlq.read(settings.kafka_bootstrap_servers, topic, idle_seconds))
+    letters = [d for d in letters if ce_id is None or d.ce_id == ce_id]
+    for d in letters:
+        row = d.as_dict()
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
+        typer.echo(
+            f"{d.status:<12} {d.ce_id or '-'}  {d.event_name or '-'}  from {where}  consumer={d.consumer or '-'}"
+            f"  attempts={d.attempts}  at={row['dead_lettered_at']}"
+        )
+        typer.echo(f"{'':<12} {d.error_type or 'error'}: {d.error or '-'}")
+    if not as_json:
+        pending = sum(1 for d in letters if d.status == dlq.PENDING)
+        typer.echo(f"{len(letters)} dead letter(s), {pending} pending")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: DlqTopic = None,
+    ce_id: Annotated[str | None, typer.Option("--id", help="Only this ce_id (replayed even if it was before)")] = None,
+    consumer: Annotated[str | None, typer.Option("--consumer", help="Only what this consumer dead-lettered")] = None,
+    include_replayed: Annotated[bool, typer.Option("--include-replayed", help="Also resend replayed ones")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed")] = False,
+    bootstrap_servers: Bootstrap = None,
+    idle_seconds: IdleSeconds = 2.0,
+) -> None:
+    """Republish pending dead letters to their original topics (same ce_id; inboxes make it safe)."""
+    from . import dlq
+
+    settings = _kafka_settings(bootstrap_servers)
+    letters = asyncio.run(dlq.read(settings.kafka_bootstrap_servers, topic, idle_seconds))
+    chosen = dlq.select(letters, ce_id=ce_id, consumer=consumer, include_replayed=include_replayed)
+    if ce_id is not None and not chosen:
+        typer.echo(f"no dead letter with ce_id {ce_id}", err=True)
+        raise typer.Exit(1)
+    if not dry_run:
+        chosen = asyncio.run(dlq.replay(settings, chosen))
+    verb = "would replay" if dry_run else "replayed"
+    for d in chosen:
+        typer.echo(f"{verb} {d.ce_id} ({d.event_name}) to {d.original_topic}, dead-lettered by {d.consumer}")
+    typer.echo(f"{len(chosen)} {verb}")
+
+
 @app.command()
 def schemas(out: Annotated[Path | None, typer.Option(help="libs/events directory")] = None) -> None:
     """Regenerate the JSON Schemas and the AsyncAPI document from the event models."""
@@ -88,3 +169,7 @@ def schemas(out: Annotated[Path | None, typer.Option(help="libs/events directory
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

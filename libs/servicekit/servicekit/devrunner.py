@@ -49,6 +49,7 @@ class Platform:
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
+    broker_port: int = 9092
     postgres: EmbeddedPostgres | None = None
     broker: TansuBroker | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -76,7 +77,7 @@ class Platform:
         if not self.database_url:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
         if not self.kafka_bootstrap_servers:
-            self.broker = TansuBroker(9092, self.data_dir / "tansu.log").start()
+            self.broker = TansuBroker(self.broker_port, self.data_dir / "tansu.log").start()
         self.issuer = DevIssuer(self.data_dir / "issuer").ensure()
         self.jwks_server = JwksServer(self.issuer.jwks_path, free_port(8009)).start()
 
@@ -171,11 +172,13 @@ class Platform:
             self.postgres.stop()
 
 
-def run(data_dir: Path, demo: bool = True) -> int:
+def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
     platform = Platform(
         data_dir=data_dir.resolve(),
         database_url=os.environ.get("DATABASE_URL") or None,
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        ports={service: port + port_offset for service, port in PORTS.items()},
+        broker_port=9092 + port_offset,
     )
     stopping = False
 

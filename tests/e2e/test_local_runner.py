@@ -1,0 +1,119 @@
+"""`pmtct dev` as a newcomer runs it (`make run`): all four services ready, data that survives a
+restart, and a clean stop on SIGTERM that leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from servicekit.localinfra import port_is_free
+from servicekit.settings import PORTS, SERVICES
+
+pytestmark = pytest.mark.e2e
+
+
+def pick_offset() -> int:
+    for _ in range(50):
+        offset = random.randrange(10_000, 40_000, 10)
+        if all(port_is_free(p + offset) for p in [*PORTS.values(), 9092]):
+            return offset
+    raise RuntimeError("no free port range")
+
+
+def start(data_dir: Path, offset: int) -> tuple[subprocess.Popen, list[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "servicekit.cli",
+            "dev",
+            "--no-demo",
+            "--data-dir",
+            str(data_dir),
+            "--port-offset",
+            str(offset),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            return proc, lines
+    proc.kill()
+    raise AssertionError("pmtct dev did not come up:\n" + "".join(lines))
+
+
+def stop(proc: subprocess.Popen) -> list[str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return out.splitlines()
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+
+
+def sql(data_dir: Path, statement: str) -> str:
+    """Run SQL as the superuser over the embedded server's socket, from another process."""
+    script = (
+        "import asyncio, asyncpg, sys\n"
+        "async def main():\n"
+        f"    c = await asyncpg.connect(host={str(data_dir / 'postgres')!r}, user='postgres', database='pmtct')\n"
+        f"    print(await c.fetchval({statement!r}))\n"
+        "    await c.close()\n"
+        "asyncio.run(main())\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pmtct"
+    offset = pick_offset()
+    proc, lines = start(data_dir, offset)
+    try:
+        ready_line = next(line for line in lines if line.startswith("ready in"))
+        assert float(ready_line.split()[2].rstrip("s")) < 60
+        token = next(lines[i + 1].strip() for i, line in enumerate(lines) if line.startswith("Dev token"))
+        for service in SERVICES:
+            base = f"http://127.0.0.1:{PORTS[service] + offset}"
+            assert base in "".join(lines)
+            assert httpx.get(base + "/readyz", timeout=5).json()["status"] == "ready"
+        assert token.count(".") == 2
+        children = psutil.Process(proc.pid).children(recursive=True)
+        pg = postmaster_pid(data_dir)
+        assert len(children) >= 5  # four services and the broker
+        sql(data_dir, "CREATE TABLE IF NOT EXISTS public.restart_marker (v int)")
+        sql(data_dir, "INSERT INTO public.restart_marker VALUES (42)")
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert out[-1] == "stopped."
+    time.sleep(1)
+    alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"orphans left behind: {alive}"
+    assert not psutil.pid_exists(pg) or psutil.Process(pg).status() == psutil.STATUS_ZOMBIE
+
+    proc, _ = start(data_dir, offset)
+    try:
+        assert sql(data_dir, "SELECT sum(v) FROM public.restart_marker") == "42"
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
