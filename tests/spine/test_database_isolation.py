@@ -6,6 +6,7 @@ import itertools
 
 import asyncpg
 import pytest
+
 from servicekit import bootstrap
 from servicekit.db import asyncpg_dsn
 from servicekit.settings import SERVICES
