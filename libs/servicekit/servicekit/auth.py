@@ -1,12 +1,15 @@
 """Bearer JWT auth (OAuth2 client credentials): scopes and facility claims.
 
-Keys come from the issuer's JWKS (`PMTCT_AUTH_JWKS_URL`, http(s) or file://). Keys are cached for
-`auth_jwks_cache_seconds`; an unknown `kid` triggers a refetch, so a rotated-in key works at once
-and a rotated-out key stops working when the cache expires.
+Keys come from the issuer's JWKS (`PMTCT_AUTH_JWKS_URL`, http or https). The key set is cached for
+`auth_jwks_cache_seconds`; an unknown `kid` triggers a refetch (at most one per few seconds), so a
+rotated-in key works at once and a rotated-out key stops working when the cache expires. While the
+issuer is unreachable the last key set fetched stays in use, so an identity-provider outage does
+not stop clinics that hold valid tokens.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -15,6 +18,8 @@ import jwt
 from fastapi import Depends, Request
 
 from .problems import Problem
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("events:write", "clients:read", "worklist:read", "referrals:write", "referrals:read", "reports:read", "admin")
 ALL_FACILITIES = "*"
@@ -38,9 +43,31 @@ class Principal:
             raise Problem(403, "facility_forbidden", f"This client may not act for facility {facility_id!r}.")
 
 
+class IssuerKeys(jwt.PyJWKClient):
+    """The issuer's JWKS with one time-bounded cache. (PyJWT's `cache_keys` would add a per-`kid`
+    cache that never expires, which keeps a rotated-out key valid until restart.)"""
+
+    def __init__(self, jwks_url: str, cache_seconds: int) -> None:
+        # The cooldown bounds refetches caused by unknown `kid`s, so forged tokens cannot flood the issuer.
+        super().__init__(jwks_url, lifespan=cache_seconds, timeout=5, cooldown_duration=min(5, cache_seconds))
+        self._last_good: jwt.PyJWKSet | None = None
+
+    def get_jwk_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        try:
+            keys = super().get_jwk_set(refresh)
+        except jwt.PyJWKClientConnectionError as exc:
+            if self._last_good is None or self.jwk_set_cache is None:
+                raise
+            log.warning("issuer keys unreachable (%s); using the last key set for another cache period", exc)
+            self.jwk_set_cache.put(self._last_good)  # retry after a cache period, not on every request
+            return self._last_good
+        self._last_good = keys
+        return keys
+
+
 class TokenVerifier:
     def __init__(self, jwks_url: str, issuer: str | None, audience: str | None, cache_seconds: int = 300) -> None:
-        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=cache_seconds, timeout=5)
+        self.jwks = IssuerKeys(jwks_url, cache_seconds)
         self.issuer = issuer
         self.audience = audience
 
