@@ -4,6 +4,7 @@ health, metrics, problem+json errors, auth and tracing, with one lifespan."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -138,7 +139,7 @@ def create_app(
             rt.consumers.append(c)
             rt.tasks[f"consumer:{spec.name}"] = asyncio.create_task(_supervise(f"consumer {spec.name}", c.run))
         for name, loop in background:
-            rt.tasks[name] = asyncio.create_task(_supervise(name, lambda loop=loop: loop(rt)))
+            rt.tasks[name] = asyncio.create_task(_supervise(name, functools.partial(loop, rt)))
         log.info("%s started", settings.service_name)
         try:
             yield

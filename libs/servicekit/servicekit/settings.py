@@ -53,5 +53,5 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
 
     @property
-    def schema(self) -> str:
+    def schema(self) -> str:  # type: ignore[override]  # pydantic v1's deprecated schema(), unused here
         return self.service_name
