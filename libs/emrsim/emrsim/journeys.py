@@ -182,14 +182,16 @@ class Journey:
         delivery_week = 40 - rng.randrange(4) if not self.chance(0.1) else 33 + rng.randrange(4)
         delivery_day = enrol_day + timedelta(weeks=delivery_week - gestation, days=rng.randrange(7))
         stops_at: date | None = None
+        arrived = enrol_day
         if self.chance(r.lost_in_pregnancy):
             stops_at = enrol_day + timedelta(days=rng.randrange(14, max(15, (delivery_day - enrol_day).days)))
         transfer_at: date | None = None
         if self.chance(r.transfer_out) and (delivery_day - enrol_day).days > 35:
             transfer_at = enrol_day + timedelta(days=rng.randrange(14, (delivery_day - enrol_day).days - 14))
         dies_at: date | None = None
-        if self.chance(r.maternal_death / 2):
-            dies_at = enrol_day + timedelta(days=rng.randrange(7, max(8, (delivery_day - enrol_day).days)))
+        if self.chance(r.maternal_death / 2) and (delivery_day - enrol_day).days > 28:
+            # after any ART start (at most three weeks after diagnosis): nothing is dated after a death
+            dies_at = enrol_day + timedelta(days=rng.randrange(22, (delivery_day - enrol_day).days))
 
         visit_number = 1
         viral_load: tuple[date, int] | None = None
@@ -207,7 +209,11 @@ class Journey:
                 if moved is None:
                     return
                 # her enrolment at the new facility is that facility's first contact
-                chart, visit_number = moved, 1
+                (chart, arrived), visit_number = moved, 1
+                if dies_at and dies_at <= arrived:
+                    dies_at = None
+            if day < arrived:
+                continue
             if not self.chance(r.anc_visit_attended):
                 continue
             visit_number += 1
@@ -253,9 +259,9 @@ class Journey:
         national_id: str | None,
         known_status: str,
         art_start: date | None,
-    ) -> Chart | None:
-        """Transfer out; perhaps enrol again at another facility of the programme. The new chart,
-        or None when she is not seen again in the programme."""
+    ) -> tuple[Chart, date] | None:
+        """Transfer out; perhaps enrol again at another facility of the programme. The new chart
+        and the day she enrols there, or None when she is not seen again in the programme."""
         self.emit("enrolment", "ClientTransferredOut", chart, self.clock(day), {"to_facility_id": elsewhere})
         if national_id is None or not self.chance(self.rates.transfer_in):
             return None
@@ -271,7 +277,7 @@ class Journey:
             self.clock(arrival_day),
             {**person, "status_at_enrolment": "pregnant", **status},
         )
-        return new_chart if enrolled is not None else None
+        return (new_chart, arrival_day) if enrolled is not None else None
 
     def start_art(self, chart: Chart, diagnosed: date, at: datetime) -> date | None:
         r = self.rates
@@ -332,13 +338,15 @@ class Journey:
     ) -> None:
         r, rng = self.rates, self.rng
         when = self.clock(day)
+        mother_dies = self.chance(r.maternal_death / 2)
         if known_status == "unknown" and self.chance(0.9):
             test_at = when - timedelta(hours=2)
             self.emit("enrolment", "HivTestRecorded", chart, test_at, _test(positive, "labour_delivery"))
             known_status = "positive" if positive else "negative"
             if positive:
                 diagnosed = day
-                art_start = self.start_art(chart, day, test_at)
+                if not mother_dies:
+                    art_start = self.start_art(chart, day, test_at)
         roll = rng.random()
         place = (
             "facility"
@@ -348,7 +356,6 @@ class Journey:
             else "in_transit"
         )
         skilled = self.chance(0.99) if place == "facility" else place == "home" and self.chance(r.skilled_at_home)
-        mother_dies = self.chance(r.maternal_death / 2)
         infants = []
         for n in range(2 if self.chance(r.twins) else 1):
             infant: dict[str, Any] = {
@@ -388,10 +395,14 @@ class Journey:
                 breastfeeding_stops = self.infant(chart, infant["infant_ref"], day, high_risk, lost_at, delivered)
         if mother_dies:
             return
+        died = day + timedelta(days=rng.randrange(30, 500)) if self.chance(r.maternal_death / 2) else None
+        if lost_at and died and died >= lost_at:
+            died = None
         if art_start is not None and breastfeeding_stops is not None:
+            # DOMAIN.md: a viral load every 3 months while breastfeeding
             for months in (3, 6, 9, 12):
                 vl_day = day + timedelta(days=30 * months + rng.randrange(-7, 8))
-                if vl_day >= breastfeeding_stops or (lost_at and vl_day >= lost_at):
+                if vl_day >= breastfeeding_stops or (lost_at and vl_day >= lost_at) or (died and vl_day >= died):
                     break
                 if self.chance(r.viral_load_done):
                     self.emit(
@@ -402,10 +413,8 @@ class Journey:
                         {"copies_per_ml": self.viral_load_copies()},
                         posted_after=timedelta(days=rng.randrange(5, 15)),
                     )
-        if self.chance(r.maternal_death / 2):
-            died = day + timedelta(days=rng.randrange(30, 500))
-            if lost_at is None or died < lost_at:
-                self.emit("enrolment", "ClientDied", chart, self.clock(died), {}, posted_after=timedelta(days=3))
+        if died:
+            self.emit("enrolment", "ClientDied", chart, self.clock(died), {}, posted_after=timedelta(days=3))
 
     def infant(
         self,
@@ -440,7 +449,7 @@ class Journey:
                 "followup",
                 event_type,
                 chart,
-                self.clock(day),
+                max(self.clock(day), delivered.occurred_at + timedelta(minutes=30)),
                 data,
                 infant_ref=ref,
                 posted_after=lag,

@@ -66,15 +66,17 @@ def generate(params: ProgrammeParams) -> list[EmrEvent]:
 
 
 def offline_spells(rng: random.Random, rates: Rates, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """A facility's offline spells: the EMR keeps working, and posts everything when it ends."""
+    """A facility's offline spells (1-4 weeks, about one every four months at a facility with a
+    poor connection): the EMR keeps working, and posts everything when the connection is back."""
     if not rng.random() < rates.offline_facility:
         return []
-    length = timedelta(days=rng.randrange(7, 29))
-    span = (end - start - length).days
-    if span <= 0:
-        return []
-    begins = start + timedelta(days=rng.randrange(span))
-    return [(begins, begins + length)]
+    spells = []
+    begins = start + timedelta(days=rng.randrange(0, 120))
+    while begins < end:
+        length = timedelta(days=rng.randrange(7, 29))
+        spells.append((begins, min(begins + length, end)))
+        begins += length + timedelta(days=rng.randrange(60, 180))
+    return spells
 
 
 def resends(rng: random.Random, rates: Rates, posted: Iterable[EmrEvent], end: datetime) -> list[EmrEvent]:

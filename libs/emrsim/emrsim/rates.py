@@ -80,7 +80,7 @@ class Rates:
     #: feeding at 6 weeks (the rest: mixed feeding)
     exclusive_breastfeeding: float = 0.70
     replacement_feeding: float = 0.10
-    #: facilities with an offline spell of 1-4 weeks, their events posted late in one batch
+    #: facilities with a poor connection: offline spells of 1-4 weeks, their events posted late in one go
     offline_facility: float = 0.3
     #: events the EMR sends a second time (a retry after a lost reply)
     duplicate: float = 0.02

@@ -160,6 +160,41 @@ def dlq_replay(
 
 
 @app.command()
+def simulate(
+    facilities: Annotated[int, typer.Option("--facilities", help="How many facilities of the registry")] = 4,
+    clients: Annotated[int, typer.Option("--clients", help="Mothers enrolled over the period")] = 200,
+    months: Annotated[int, typer.Option("--months", help="Length of the period, ending yesterday")] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same programme")] = 1,
+    rate: Annotated[float | None, typer.Option("--rate", help="At most this many events per second")] = None,
+    anchor: Annotated[str | None, typer.Option("--anchor", help="The simulated today, YYYY-MM-DD")] = None,
+    enrolment_url: Annotated[str, typer.Option("--enrolment-url")] = "http://127.0.0.1:8001",
+    followup_url: Annotated[str, typer.Option("--followup-url")] = "http://127.0.0.1:8002",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Post a synthetic PMTCT programme through the public APIs, as partner EMRs would (tokens
+    from the local runner's dev issuer); exits 1 if any answer differs from the intended one."""
+    from datetime import date
+
+    from emrsim.posting import Endpoints
+    from emrsim.programme import ProgrammeParams
+    from emrsim.runner import registry_facilities
+    from emrsim.runner import simulate as run_simulation
+
+    from .devissuer import DevIssuer
+
+    params = ProgrammeParams(
+        registry_facilities(facilities),
+        clients=clients,
+        months=months,
+        seed=seed,
+        anchor=date.fromisoformat(anchor) if anchor else date.today(),
+    )
+    issuer = DevIssuer(data_dir / "issuer").ensure()
+    tally = run_simulation(params, Endpoints(enrolment_url, followup_url), issuer.mint, rate=rate)
+    raise typer.Exit(0 if tally.matches else 1)
+
+
+@app.command()
 def schemas(out: Annotated[Path | None, typer.Option(help="libs/events directory")] = None) -> None:
     """Regenerate the JSON Schemas and the AsyncAPI document from the event models."""
     from pmtct_events import schemagen

@@ -227,10 +227,10 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
 
 
 def feed_demo(platform: Platform) -> None:
-    """Demo EMR traffic through the public APIs, when a simulator is installed."""
+    """Demo EMR traffic through the public APIs: a small synthetic programme (pmtct-emrsim)."""
     try:
-        from .simulator import simulate_demo
+        from emrsim.runner import simulate_demo
     except ImportError:
-        print("(no demo data: the EMR simulator is not part of this build yet)", flush=True)
+        print("(no demo data: the EMR simulator, pmtct-emrsim, is not installed)", flush=True)
         return
     simulate_demo(platform)

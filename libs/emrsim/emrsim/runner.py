@@ -1,0 +1,115 @@
+"""`pmtct simulate` and the demo feed of `pmtct dev`: generate a programme, post it, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from servicekit import facilities
+from servicekit.devrunner import Platform
+
+from .events import OUTCOMES, EmrEvent
+from .posting import Endpoints, Poster, Tally, Tokens
+from .programme import ProgrammeParams, generate
+
+Mint = Callable[[str, str, list[str]], str]
+
+
+async def post_programme(
+    events: list[EmrEvent],
+    endpoints: Endpoints,
+    mint: Mint,
+    *,
+    rate: float | None = None,
+    batch_size: int = 100,
+    concurrency: int = 4,
+    window: timedelta | None = timedelta(days=30),
+    on_answered: Callable[[int], None] | None = None,
+) -> Tally:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as client:
+        poster = Poster(
+            client,
+            endpoints,
+            Tokens(mint),
+            batch_size=batch_size,
+            concurrency=concurrency,
+            rate=rate,
+            on_answered=on_answered,
+        )
+        return await poster.post_all(events, window)
+
+
+def simulate(
+    params: ProgrammeParams,
+    endpoints: Endpoints,
+    mint: Mint,
+    *,
+    rate: float | None = None,
+    console: Console | None = None,
+) -> Tally:
+    """Generate the programme, post it with a progress bar, print the summary."""
+    console = console or Console()
+    events = generate(params)
+    console.print(
+        f"Simulating {params.clients} mothers at {len(params.facilities)} facilities over {params.months} months "
+        f"up to {params.anchor} (seed {params.seed}): {len(events)} EMR events"
+    )
+    with Progress(
+        TextColumn("posting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("posting", total=len(events))
+        tally = asyncio.run(
+            post_programme(events, endpoints, mint, rate=rate, on_answered=lambda n: progress.advance(task, n))
+        )
+    console.print(summary(tally))
+    return tally
+
+
+def summary(tally: Tally) -> Table:
+    table = Table(title=f"{tally.requests} requests in {tally.seconds:.1f}s")
+    table.add_column("answer")
+    table.add_column("intended", justify="right")
+    table.add_column("answered", justify="right")
+    for outcome in OUTCOMES:
+        table.add_row(outcome, str(tally.intended[outcome]), str(tally.answered[outcome]))
+    other = sum(tally.intended.values()) - sum(tally.answered.values())
+    if other:
+        table.add_row("[red]no answer / refused[/red]", "0", str(other))
+    for code, n in tally.codes.most_common():
+        table.add_row(f"  rejected: {code}", "", str(n))
+    for event, answer, code, reason in tally.surprises[:10]:
+        table.add_row(f"[yellow]unexpected[/yellow] {event.type} ({event.why})", event.expect, f"{answer} {code or ''}")
+        if reason:
+            table.add_row(f"  {reason[:100]}", "", "")
+    return table
+
+
+def registry_facilities(count: int | None = None) -> tuple[str, ...]:
+    """The first `count` facilities of the registry the services run with (`PMTCT_FACILITIES`)."""
+    path = os.environ.get("PMTCT_FACILITIES")
+    ids = tuple(f.facility_id for f in facilities.load(Path(path) if path else None).all())
+    return ids[:count] if count else ids
+
+
+def simulate_demo(platform: Platform) -> Tally:
+    """The demo feed of `pmtct dev`: a small programme over the last two years. Its seed is
+    today's date, so running again the same day answers `duplicate` and a new day adds a cohort."""
+    assert platform.issuer is not None
+    today = date.today()
+    params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=int(f"{today:%Y%m%d}"), anchor=today)
+    endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
+    return simulate(params, endpoints, platform.issuer.mint)
