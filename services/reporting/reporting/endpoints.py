@@ -1,5 +1,126 @@
 """HTTP endpoints of the reporting service."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from servicekit.app import RuntimeDep, SessionDep
+from servicekit.auth import Principal
+from servicekit.problems import Problem
+
+from . import dashboard, dhis2, service
+from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
+pages = APIRouter(tags=["dashboard"])
+
+#: `reports:read`, from the Authorization header or the dashboard's cookie
+Reader = Annotated[Principal, Depends(dashboard.browser_principal)]
+
+PeriodQuery = Annotated[
+    str | None, Query(description="2026-11 (or 202611), 2026Q4 or 2026; the current month if absent")
+]
+FacilityQuery = Annotated[str | None, Query(description="One facility id")]
+DistrictQuery = Annotated[str | None, Query(description="A district of the facility registry")]
+ProvinceQuery = Annotated[str | None, Query(description="A province of the facility registry")]
+CountryQuery = Annotated[str | None, Query(description="A country code of the facility registry, e.g. ZA")]
+
+
+def _today():
+    return datetime.now(UTC).date()
+
+
+@router.get("/indicators", summary="Programme indicators for a facility, district, province or country")
+async def indicators(
+    rt: RuntimeDep,
+    session: SessionDep,
+    principal: Reader,
+    period: PeriodQuery = None,
+    facility_id: FacilityQuery = None,
+    district: DistrictQuery = None,
+    province: ProvinceQuery = None,
+    country: CountryQuery = None,
+) -> IndicatorReport:
+    p = service.period_from(period, _today())
+    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
+    values = await service.indicator_values(session, scope, p)
+    return IndicatorReport(
+        period=PeriodPublic.of(p),
+        scope=ScopePublic(level=scope.level, id=scope.id, facilities=scope.facility_ids),
+        indicators=[IndicatorPublic.of(v) for v in values],
+    )
+
+
+@router.get("/facilities", summary="The facility registry (the facilities the caller may see)")
+async def facilities(rt: RuntimeDep, principal: Reader) -> list[FacilityPublic]:
+    return [FacilityPublic(**f.as_dict()) for f in rt.registry.all() if principal.may_act_for(f.facility_id)]
+
+
+@router.get("/exports/dhis2", summary="Counts as a DHIS2 dataValueSets document, one org unit per facility")
+async def dhis2_export(
+    rt: RuntimeDep,
+    session: SessionDep,
+    principal: Reader,
+    period: PeriodQuery = None,
+    facility_id: FacilityQuery = None,
+    district: DistrictQuery = None,
+    province: ProvinceQuery = None,
+    country: CountryQuery = None,
+) -> DataValueSet:
+    p = service.period_from(period, _today())
+    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
+    mapping = dhis2.load_mapping(rt.settings.dhis2_mapping_path)
+    return await service.dhis2_export(session, scope, p, mapping)
+
+
+@router.get(
+    "/exports/indicators.csv",
+    summary="Indicators per facility of the scope, and the scope's totals, as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def indicators_csv(
+    rt: RuntimeDep,
+    session: SessionDep,
+    principal: Reader,
+    period: PeriodQuery = None,
+    facility_id: FacilityQuery = None,
+    district: DistrictQuery = None,
+    province: ProvinceQuery = None,
+    country: CountryQuery = None,
+) -> Response:
+    p = service.period_from(period, _today())
+    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
+    body = await service.indicators_csv(session, scope, p)
+    filename = f"pmtct-indicators-{p.id}.csv"
+    return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@pages.get("/", summary="The dashboard", response_class=HTMLResponse)
+async def dashboard_page(
+    request: Request,
+    rt: RuntimeDep,
+    session: SessionDep,
+    token: Annotated[str | None, Query(description="A reports:read token, kept in a cookie")] = None,
+    period: PeriodQuery = None,
+    facility_id: FacilityQuery = None,
+    district: DistrictQuery = None,
+) -> Response:
+    try:
+        if token:
+            return await dashboard.sign_in(request, token, rt.settings.dashboard_cookie_secure)
+        principal = await dashboard.browser_principal(request)
+    except Problem as problem:
+        if problem.status in (401, 403):
+            return dashboard.signed_out_page(problem.detail, problem.status)
+        raise
+    # the form sends both selects: a chosen facility is the narrower filter
+    filters = dashboard.Filters(
+        facility_id or None, None if facility_id else district or None, service.period_from(period, _today())
+    )
+    html = await dashboard.page(session, principal, rt.registry, filters, rt.settings.dashboard_trend_months, _today())
+    return HTMLResponse(html)

@@ -1,6 +1,7 @@
 """ASGI entry point: `uvicorn reporting.main:app`."""
 
 from fastapi import FastAPI
+
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
@@ -13,7 +14,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings or Settings(),
         title="PMTCT reporting service",
         description="Programme indicators, DHIS2 export and the dashboard.",
-        routers=[endpoints.router],
+        routers=[endpoints.router, endpoints.pages],
         publishes=[],
         consumers=[
             ConsumerSpec(

@@ -1,0 +1,96 @@
+"""The reporting read model: one row of dated facts per mother, delivery, infant and referral, and
+per-facility-month counts of client interactions. No names, references or free text.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "mothers",
+        sa.Column("client_id", sa.Uuid, primary_key=True),
+        sa.Column("facility_id", sa.Text),
+        sa.Column("enrolled_on", sa.Date),
+        sa.Column("status_at_enrolment", sa.Text),
+        sa.Column("hiv_status_at_enrolment", sa.Text),
+        sa.Column("on_art_at_enrolment", sa.Boolean),
+        sa.Column("transfer_in", sa.Boolean),
+        sa.Column("first_test_at", sa.DateTime(timezone=True)),
+        sa.Column("first_test_result", sa.Text),
+        sa.Column("first_test_setting", sa.Text),
+        sa.Column("first_positive_on", sa.Date),
+        sa.Column("art_started_on", sa.Date),
+    )
+    op.create_index("mothers_by_facility_enrolled", "mothers", ["facility_id", "enrolled_on"])
+    op.create_index("mothers_by_enrolled", "mothers", ["enrolled_on"])
+
+    op.create_table(
+        "deliveries",
+        sa.Column("client_id", sa.Uuid, primary_key=True),
+        sa.Column("delivered_on", sa.Date, primary_key=True),
+        sa.Column("facility_id", sa.Text, nullable=False),
+        sa.Column("skilled_attendant", sa.Boolean, nullable=False),
+        sa.Column("mother_hiv_status", sa.Text, nullable=False),
+        sa.Column("live_births", sa.Integer, nullable=False),
+    )
+    op.create_index("deliveries_by_facility_delivered", "deliveries", ["facility_id", "delivered_on"])
+    op.create_index("deliveries_by_delivered", "deliveries", ["delivered_on"])
+
+    op.create_table(
+        "infants",
+        sa.Column("infant_id", sa.Uuid, primary_key=True),
+        sa.Column("facility_id", sa.Text),
+        sa.Column("birth_date", sa.Date),
+        sa.Column("first_nat_at", sa.DateTime(timezone=True)),
+        sa.Column("first_nat_on", sa.Date),
+        sa.Column("first_nat_age_days", sa.Integer),
+        sa.Column("first_nat_result", sa.Text),
+        sa.Column("first_nat_facility_id", sa.Text),
+        sa.Column("first_pos_nat_at", sa.DateTime(timezone=True)),
+        sa.Column("first_pos_nat_on", sa.Date),
+        sa.Column("first_pos_nat_age_days", sa.Integer),
+        sa.Column("first_pos_nat_facility_id", sa.Text),
+        sa.Column("art_started_on", sa.Date),
+        sa.Column("outcome", sa.Text),
+        sa.Column("outcome_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index("infants_by_facility_birth", "infants", ["facility_id", "birth_date"])
+    op.create_index("infants_by_birth", "infants", ["birth_date"])
+    op.create_index("infants_by_facility_first_nat", "infants", ["first_nat_facility_id", "first_nat_on"])
+    op.create_index("infants_by_first_nat", "infants", ["first_nat_on"])
+    op.create_index("infants_by_facility_first_pos", "infants", ["first_pos_nat_facility_id", "first_pos_nat_on"])
+    op.create_index("infants_by_first_pos", "infants", ["first_pos_nat_on"])
+
+    op.create_table(
+        "referrals",
+        sa.Column("referral_id", sa.Uuid, primary_key=True),
+        sa.Column("facility_id", sa.Text, nullable=False),
+        sa.Column("referral_service", sa.Text, nullable=False),
+        sa.Column("due_by", sa.Date, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+    )
+    op.create_index("referrals_by_facility_due", "referrals", ["facility_id", "due_by"])
+    op.create_index("referrals_by_due", "referrals", ["due_by"])
+
+    op.create_table(
+        "interactions",
+        sa.Column("facility_id", sa.Text, primary_key=True),
+        sa.Column("month", sa.Date, primary_key=True),
+        sa.Column("events", sa.BigInteger, nullable=False),
+    )
+    op.create_index("interactions_by_month", "interactions", ["month"])
+
+
+def downgrade() -> None:
+    for table in ("interactions", "referrals", "infants", "deliveries", "mothers"):
+        op.drop_table(table)

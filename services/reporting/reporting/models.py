@@ -1,0 +1,92 @@
+"""Tables of the reporting read model (created by migration 0002).
+
+Each subject (mother, delivery, infant, referral) has one row holding the dated facts the
+indicators need. Handlers merge facts into it with commutative rules (earliest test, latest
+referral version, ...), so the row ends the same whatever order the events arrive in; indicator
+queries then count rows per facility and month. Client interactions are a per-facility-month
+counter: addition commutes, and the inbox makes each event count once.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+mothers = sa.Table(
+    "mothers",
+    metadata,
+    sa.Column("client_id", sa.Uuid, primary_key=True),
+    #: the facility of her enrolment (ANC1 for a pregnant woman)
+    sa.Column("facility_id", sa.Text),
+    sa.Column("enrolled_on", sa.Date),
+    sa.Column("status_at_enrolment", sa.Text),
+    sa.Column("hiv_status_at_enrolment", sa.Text),
+    sa.Column("on_art_at_enrolment", sa.Boolean),
+    sa.Column("transfer_in", sa.Boolean),
+    #: her earliest conclusive (positive or negative) HIV test
+    sa.Column("first_test_at", sa.DateTime(timezone=True)),
+    sa.Column("first_test_result", sa.Text),
+    sa.Column("first_test_setting", sa.Text),
+    sa.Column("first_positive_on", sa.Date),
+    sa.Column("art_started_on", sa.Date),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("client_id", sa.Uuid, primary_key=True),
+    sa.Column("delivered_on", sa.Date, primary_key=True),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("skilled_attendant", sa.Boolean, nullable=False),
+    sa.Column("mother_hiv_status", sa.Text, nullable=False),
+    sa.Column("live_births", sa.Integer, nullable=False),
+)
+
+infants = sa.Table(
+    "infants",
+    metadata,
+    sa.Column("infant_id", sa.Uuid, primary_key=True),
+    #: the facility following the HIV-exposed infant (InfantFollowUpStarted)
+    sa.Column("facility_id", sa.Text),
+    sa.Column("birth_date", sa.Date),
+    #: earliest virologic (NAT) sample, whatever its result, and where it was taken
+    sa.Column("first_nat_at", sa.DateTime(timezone=True)),
+    sa.Column("first_nat_on", sa.Date),
+    sa.Column("first_nat_age_days", sa.Integer),
+    sa.Column("first_nat_result", sa.Text),
+    sa.Column("first_nat_facility_id", sa.Text),
+    #: earliest positive NAT that is not a confirmatory test
+    sa.Column("first_pos_nat_at", sa.DateTime(timezone=True)),
+    sa.Column("first_pos_nat_on", sa.Date),
+    sa.Column("first_pos_nat_age_days", sa.Integer),
+    sa.Column("first_pos_nat_facility_id", sa.Text),
+    sa.Column("art_started_on", sa.Date),
+    #: the latest documented final outcome
+    sa.Column("outcome", sa.Text),
+    sa.Column("outcome_at", sa.DateTime(timezone=True)),
+)
+
+referrals = sa.Table(
+    "referrals",
+    metadata,
+    sa.Column("referral_id", sa.Uuid, primary_key=True),
+    #: the referring facility, which owns closing the loop
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("referral_service", sa.Text, nullable=False),
+    sa.Column("due_by", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("facility_id", sa.Text, primary_key=True),
+    #: first day of the month the interaction happened in
+    sa.Column("month", sa.Date, primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+)
+
+#: every read-model table: what a rebuild empties before it replays the topics
+READ_MODEL = (mothers, deliveries, infants, referrals, interactions)

@@ -1,0 +1,162 @@
+"""`pmtct replay reporting`: rebuild the read model from the topics.
+
+Reads every partition of the three topics from the beginning up to the end offsets seen at the
+start, and applies each event with the live consumer's own decode, inbox claim and handlers, in
+ONE transaction that first empties the read model and the consumer's inbox entries. Readers keep
+seeing the old numbers until the commit; a failure leaves them untouched. The live consumer's
+writes wait for the rebuild (EXCLUSIVE table locks), then its inbox skips everything the rebuild
+applied and it carries on past the end offsets, so it is safe to run while the service runs.
+
+Because the merge rules do not depend on arrival order, the rebuild gives the same numbers as the
+live read model, although it reads the partitions in a different interleaving.
+
+The topics must keep every event for this to rebuild everything (`retention.ms=-1` in production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pmtct_events import TOPICS
+from servicekit.consumer import Decoded, EventConsumer
+from servicekit.db import create_engine, sessionmaker
+
+from . import repository
+from .handlers import HANDLERS
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: the live consumer group: the rebuild claims events in its name so that it skips them afterwards
+CONSUMER = "reporting"
+
+
+@dataclass
+class ReplayResult:
+    read: int = 0
+    applied: int = 0
+    #: other services' events, or types this version does not know
+    not_ours: int = 0
+    #: bad envelopes or contracts, and events whose handler failed: the live consumer dead-letters these
+    failed: int = 0
+
+
+async def _open_partitions(bootstrap: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int], int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=1000)
+    await consumer.start()
+    partitions = [
+        TopicPartition(topic, p) for topic in TOPICS for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
+    if not partitions:
+        return consumer, {}, 0
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    begin = await consumer.beginning_offsets(partitions)
+    end = await consumer.end_offsets(partitions)
+    pending = {tp: end[tp] for tp in partitions if end[tp] > begin[tp]}
+    return consumer, pending, sum(end[tp] - begin[tp] for tp in pending)
+
+
+async def _apply(session: AsyncSession, ec: EventConsumer, items: list[Decoded], result: ReplayResult) -> None:
+    """A batch in a savepoint; if anything in it fails, again one by one, skipping what fails."""
+    work = [i for i in items if i.error is None and i.event is not None]
+    result.not_ours += sum(1 for i in items if i.error is None and i.event is None)
+    result.failed += sum(1 for i in items if i.error is not None)
+    try:
+        async with session.begin_nested():
+            for item in work:
+                result.applied += await ec.apply(session, item)
+        return
+    except Exception:
+        log.info("replay batch failed; applying one by one")
+    for item in work:
+        try:
+            async with session.begin_nested():
+                result.applied += await ec.apply(session, item)
+        except Exception as exc:
+            result.failed += 1
+            r = item.record
+            log.warning("replay: %s[%d]@%d failed: %r", r.topic, r.partition, r.offset, exc)
+
+
+async def rebuild(settings: Settings, started: Callable[[int], None], advanced: Callable[[int], None]) -> ReplayResult:
+    """Rebuild the read model; `started(total)` once the work is known, `advanced(n)` as it goes."""
+    engine = create_engine(settings.database_url, settings.schema, pool_size=1)
+    sessions = sessionmaker(engine)
+    # the consumer's own decoding and inbox claim; it never dead-letters here, so it needs no producer
+    ec = EventConsumer(settings, CONSUMER, list(TOPICS), HANDLERS, sessions, producer=None)  # type: ignore[arg-type]
+    consumer, pending, total = await _open_partitions(settings.kafka_bootstrap_servers)
+    result = ReplayResult()
+    started(total)
+    try:
+        async with sessions() as session, session.begin():
+            await repository.lock_and_empty_read_model(session, CONSUMER)
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+                for tp, records in batches.items():
+                    records = [r for r in records if r.offset < pending[tp]]
+                    await _apply(session, ec, [ec.decode(r) for r in records], result)
+                    result.read += len(records)
+                    advanced(len(records))
+                for tp in list(pending):
+                    if await consumer.position(tp) >= pending[tp]:
+                        del pending[tp]
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+    return result
+
+
+def postgres_socket_url(data_dir: Path) -> str:
+    """The admin URL of the local runner's embedded PostgreSQL, read from its postmaster.pid
+    (line 4: port, line 5: socket directory)."""
+    lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+    return f"postgresql://postgres@/postgres?host={lines[4].strip()}&port={lines[3].strip()}"
+
+
+def main(data_dir: Path | None = None, console: Console | None = None) -> int:
+    """The `pmtct replay reporting` command. Connection settings come from the environment as for
+    the service (PMTCT_DATABASE_URL, PMTCT_KAFKA_BOOTSTRAP_SERVERS), or from a running local
+    runner's data directory (`pmtct dev --data-dir DIR`)."""
+    from servicekit import bootstrap
+
+    console = console or Console()
+    overrides = {}
+    if data_dir is not None:
+        overrides = {
+            "database_url": bootstrap.service_url(postgres_socket_url(data_dir), "reporting"),
+            "kafka_bootstrap_servers": "127.0.0.1:9092",
+        }
+    settings = Settings(**overrides)
+    with Progress(
+        TextColumn("[bold]rebuilding reporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("replay", total=None)
+        result = asyncio.run(
+            rebuild(
+                settings,
+                started=lambda total: progress.update(task, total=total),
+                advanced=lambda n: progress.advance(task, n),
+            )
+        )
+    console.print(
+        f"read {result.read} events: {result.applied} applied, {result.not_ours} not for reporting, "
+        f"{result.failed} failed"
+    )
+    if result.failed:
+        console.print("[yellow]failed events were skipped, as the live consumer dead-letters them (pmtct dlq)")
+    return 0

@@ -1,0 +1,307 @@
+"""All SQL of the reporting service.
+
+Writes merge one fact into a subject's row with a rule that gives the same row whatever order
+the facts arrive in (earliest, latest, highest version; ties broken by value), so a replay in a
+different order rebuilds the same read model. Reads count rows per facility and month.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .indicators import Population
+from .models import READ_MODEL
+from .periods import add_months
+
+
+def _keep_earliest(alias: str, prefix: str, order: tuple[str, ...], carried: tuple[str, ...] = ()) -> str:
+    """SET clauses that keep the fact `prefix` whose (`order`...) tuple is the smallest, beginning with its
+    time: a total order, so the row ends the same whichever fact arrived first. `carried` columns follow."""
+    mine = ", ".join(f"{alias}.{prefix}_{c}" for c in order)
+    theirs = ", ".join(f"excluded.{prefix}_{c}" for c in order)
+    smaller = f"{alias}.{prefix}_at IS NULL OR ROW({theirs}) < ROW({mine})"
+    return ",\n".join(
+        f"{prefix}_{c} = CASE WHEN {smaller} THEN excluded.{prefix}_{c} ELSE {alias}.{prefix}_{c} END"
+        for c in (*order, *carried)
+    )
+
+
+_ENROLMENT = text(
+    """
+    INSERT INTO mothers AS m (client_id, facility_id, enrolled_on, status_at_enrolment, hiv_status_at_enrolment,
+                              on_art_at_enrolment, transfer_in)
+    VALUES (:client_id, :facility_id, :enrolled_on, :status_at_enrolment, :hiv_status, :on_art, :transfer_in)
+    ON CONFLICT (client_id) DO UPDATE SET
+        facility_id = excluded.facility_id,
+        enrolled_on = excluded.enrolled_on,
+        status_at_enrolment = excluded.status_at_enrolment,
+        hiv_status_at_enrolment = excluded.hiv_status_at_enrolment,
+        on_art_at_enrolment = excluded.on_art_at_enrolment,
+        transfer_in = excluded.transfer_in
+    -- a woman's own first enrolment wins over a later transfer-in elsewhere; then the earliest
+    WHERE m.enrolled_on IS NULL
+       OR ROW(excluded.transfer_in, excluded.enrolled_on, excluded.facility_id)
+          < ROW(m.transfer_in, m.enrolled_on, m.facility_id)
+    """
+)
+
+
+async def record_enrolment(
+    session: AsyncSession,
+    client_id: UUID,
+    facility_id: str,
+    enrolled_on: date,
+    status_at_enrolment: str,
+    hiv_status: str,
+    on_art: bool,
+    transfer_in: bool,
+) -> None:
+    await session.execute(
+        _ENROLMENT,
+        {
+            "client_id": client_id,
+            "facility_id": facility_id,
+            "enrolled_on": enrolled_on,
+            "status_at_enrolment": status_at_enrolment,
+            "hiv_status": hiv_status,
+            "on_art": on_art,
+            "transfer_in": transfer_in,
+        },
+    )
+
+
+_MOTHER_TEST = text(
+    f"""
+    INSERT INTO mothers AS m (client_id, first_test_at, first_test_result, first_test_setting, first_positive_on)
+    VALUES (:client_id, :tested_at, :result, :setting, :positive_on)
+    ON CONFLICT (client_id) DO UPDATE SET
+        {_keep_earliest("m", "first_test", ("at", "result", "setting"))},
+        first_positive_on = LEAST(m.first_positive_on, excluded.first_positive_on)
+    """
+)
+
+
+async def record_mother_test(session: AsyncSession, client_id: UUID, tested_at: datetime, result: str, setting: str):
+    """A conclusive HIV test of the mother (callers leave out indeterminate results)."""
+    await session.execute(
+        _MOTHER_TEST,
+        {
+            "client_id": client_id,
+            "tested_at": tested_at,
+            "positive_on": tested_at.date() if result == "positive" else None,
+            "result": result,
+            "setting": setting,
+        },
+    )
+
+
+_MOTHER_ART = text(
+    """
+    INSERT INTO mothers AS m (client_id, art_started_on) VALUES (:client_id, :started_on)
+    ON CONFLICT (client_id) DO UPDATE SET art_started_on = LEAST(m.art_started_on, excluded.art_started_on)
+    """
+)
+
+
+async def record_mother_art(session: AsyncSession, client_id: UUID, started_on: date) -> None:
+    await session.execute(_MOTHER_ART, {"client_id": client_id, "started_on": started_on})
+
+
+_DELIVERY = text(
+    """
+    INSERT INTO deliveries (client_id, delivered_on, facility_id, skilled_attendant, mother_hiv_status, live_births)
+    VALUES (:client_id, :delivered_on, :facility_id, :skilled_attendant, :mother_hiv_status, :live_births)
+    ON CONFLICT (client_id, delivered_on) DO NOTHING
+    """
+)
+
+
+async def record_delivery(
+    session: AsyncSession,
+    client_id: UUID,
+    delivered_on: date,
+    facility_id: str,
+    skilled_attendant: bool,
+    mother_hiv_status: str,
+    live_births: int,
+) -> None:
+    await session.execute(
+        _DELIVERY,
+        {
+            "client_id": client_id,
+            "delivered_on": delivered_on,
+            "facility_id": facility_id,
+            "skilled_attendant": skilled_attendant,
+            "mother_hiv_status": mother_hiv_status,
+            "live_births": live_births,
+        },
+    )
+
+
+_HEI = text(
+    """
+    INSERT INTO infants AS i (infant_id, facility_id, birth_date) VALUES (:infant_id, :facility_id, :birth_date)
+    ON CONFLICT (infant_id) DO UPDATE SET
+        facility_id = COALESCE(i.facility_id, excluded.facility_id),
+        birth_date = COALESCE(i.birth_date, excluded.birth_date)
+    """
+)
+
+
+async def record_hei(session: AsyncSession, infant_id: UUID, facility_id: str, birth_date: date) -> None:
+    await session.execute(_HEI, {"infant_id": infant_id, "facility_id": facility_id, "birth_date": birth_date})
+
+
+_FIRST_NAT = text(
+    f"""
+    INSERT INTO infants AS i (infant_id, first_nat_at, first_nat_on, first_nat_age_days, first_nat_result,
+                              first_nat_facility_id)
+    VALUES (:infant_id, :sampled_at, :sampled_on, :age_days, :result, :facility_id)
+    ON CONFLICT (infant_id) DO UPDATE SET
+        {_keep_earliest("i", "first_nat", ("at", "result", "facility_id", "age_days"), ("on",))}
+    """
+)
+
+_FIRST_POSITIVE_NAT = text(
+    f"""
+    INSERT INTO infants AS i (infant_id, first_pos_nat_at, first_pos_nat_on, first_pos_nat_age_days,
+                              first_pos_nat_facility_id)
+    VALUES (:infant_id, :sampled_at, :sampled_on, :age_days, :facility_id)
+    ON CONFLICT (infant_id) DO UPDATE SET
+        {_keep_earliest("i", "first_pos_nat", ("at", "facility_id", "age_days"), ("on",))}
+    """
+)
+
+
+async def record_infant_nat(
+    session: AsyncSession,
+    infant_id: UUID,
+    facility_id: str,
+    sampled_at: datetime,
+    age_days: int,
+    result: str,
+    confirmatory: bool,
+) -> None:
+    """A virologic test of an infant: a candidate first NAT, and a candidate first positive one."""
+    params = {
+        "infant_id": infant_id,
+        "facility_id": facility_id,
+        "sampled_at": sampled_at,
+        "sampled_on": sampled_at.date(),
+        "age_days": age_days,
+        "result": result,
+    }
+    await session.execute(_FIRST_NAT, params)
+    if result == "positive" and not confirmatory:
+        await session.execute(_FIRST_POSITIVE_NAT, params)
+
+
+_INFANT_ART = text(
+    """
+    INSERT INTO infants AS i (infant_id, art_started_on) VALUES (:infant_id, :started_on)
+    ON CONFLICT (infant_id) DO UPDATE SET art_started_on = LEAST(i.art_started_on, excluded.art_started_on)
+    """
+)
+
+
+async def record_infant_art(session: AsyncSession, infant_id: UUID, started_on: date) -> None:
+    await session.execute(_INFANT_ART, {"infant_id": infant_id, "started_on": started_on})
+
+
+_OUTCOME = text(
+    """
+    INSERT INTO infants AS i (infant_id, outcome, outcome_at) VALUES (:infant_id, :outcome, :recorded_at)
+    ON CONFLICT (infant_id) DO UPDATE SET outcome = excluded.outcome, outcome_at = excluded.outcome_at
+    -- the latest documented outcome stands; two at the same instant: the larger code, so order never matters
+    WHERE i.outcome_at IS NULL OR ROW(excluded.outcome_at, excluded.outcome) > ROW(i.outcome_at, i.outcome)
+    """
+)
+
+
+async def record_infant_outcome(session: AsyncSession, infant_id: UUID, outcome: str, recorded_at: datetime) -> None:
+    await session.execute(_OUTCOME, {"infant_id": infant_id, "outcome": outcome, "recorded_at": recorded_at})
+
+
+_REFERRAL = text(
+    """
+    INSERT INTO referrals AS r (referral_id, facility_id, referral_service, due_by, status, version)
+    VALUES (:referral_id, :facility_id, :referral_service, :due_by, :status, :version)
+    ON CONFLICT (referral_id) DO UPDATE SET
+        facility_id = excluded.facility_id,
+        referral_service = excluded.referral_service,
+        due_by = excluded.due_by,
+        status = excluded.status,
+        version = excluded.version
+    WHERE excluded.version > r.version
+    """
+)
+
+
+async def record_referral(
+    session: AsyncSession,
+    referral_id: UUID,
+    facility_id: str,
+    referral_service: str,
+    due_by: date,
+    status: str,
+    version: int,
+) -> None:
+    """Referral events carry the whole state: the highest version is the current one."""
+    await session.execute(
+        _REFERRAL,
+        {
+            "referral_id": referral_id,
+            "facility_id": facility_id,
+            "referral_service": referral_service,
+            "due_by": due_by,
+            "status": status,
+            "version": version,
+        },
+    )
+
+
+_INTERACTION = text(
+    """
+    INSERT INTO interactions AS c (facility_id, month, events) VALUES (:facility_id, :month, 1)
+    ON CONFLICT (facility_id, month) DO UPDATE SET events = c.events + 1
+    """
+)
+
+
+async def count_interaction(session: AsyncSession, facility_id: str, month: date) -> None:
+    await session.execute(_INTERACTION, {"facility_id": facility_id, "month": month})
+
+
+async def monthly_counts(
+    session: AsyncSession, population: Population, facility_ids: Sequence[str], start: date, end: date
+) -> list[tuple[str, date, dict[str, int]]]:
+    """Each count of `population` per (facility, month) for months in [start, end).
+
+    A population that is counted `shift_months` after its date (the final-outcome birth cohort)
+    is read from the months that many months earlier and reported in the later month."""
+    sql = population.monthly_sql()
+    rows = await session.execute(
+        text(sql),
+        {
+            "facility_ids": list(facility_ids),
+            "start": add_months(start, -population.shift_months),
+            "end": add_months(end, -population.shift_months),
+        },
+    )
+    keys = population.count_keys
+    return [(row[0], row[1], {k: int(v) for k, v in zip(keys, row[2:], strict=True)}) for row in rows]
+
+
+async def lock_and_empty_read_model(session: AsyncSession, consumer: str) -> None:
+    """For a rebuild, in the caller's transaction: wait for the live consumer's transaction to end and
+    hold it off (inbox first, the order the consumer takes them in), then forget every fact and the
+    inbox entries of `consumer`, so that every event on the topics is applied again."""
+    names = ", ".join(t.name for t in READ_MODEL)
+    await session.execute(text(f"LOCK TABLE inbox, {names} IN ACCESS EXCLUSIVE MODE"))
+    await session.execute(text("DELETE FROM inbox WHERE consumer = :consumer"), {"consumer": consumer})
+    await session.execute(text(f"TRUNCATE {names}"))

@@ -1,0 +1,86 @@
+"""API models of the reporting service."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+from .indicators import IndicatorValue, Unit
+from .periods import Period, PeriodKind
+
+
+class PeriodPublic(BaseModel):
+    id: str = Field(examples=["2026-11"])
+    kind: PeriodKind
+    start: date
+    end: date = Field(description="Last day of the period")
+    dhis2: str = Field(examples=["202611"])
+
+    @classmethod
+    def of(cls, period: Period) -> PeriodPublic:
+        return cls(id=period.id, kind=period.kind, start=period.start, end=period.last_day, dhis2=period.dhis2)
+
+
+class ScopePublic(BaseModel):
+    level: str = Field(description="facility, district, province, country or all", examples=["district"])
+    id: str | None = Field(examples=["Cape Town Metro"])
+    facilities: list[str] = Field(description="The facilities whose numbers are summed (those the caller may see)")
+
+
+class IndicatorPublic(BaseModel):
+    code: str = Field(examples=["PMTCT_STAT"])
+    name: str
+    unit: Unit
+    numerator: int
+    denominator: int | None
+    value: float | None = Field(description="Percent (one decimal) or the count; null when the denominator is 0")
+    disaggregations: dict[str, int]
+    definition: str
+    guideline: str
+
+    @classmethod
+    def of(cls, v: IndicatorValue) -> IndicatorPublic:
+        i = v.indicator
+        return cls(
+            code=i.code,
+            name=i.name,
+            unit=i.unit,
+            numerator=v.numerator,
+            denominator=v.denominator,
+            value=v.value,
+            disaggregations=v.disaggregations,
+            definition=i.definition,
+            guideline=i.guideline,
+        )
+
+
+class IndicatorReport(BaseModel):
+    period: PeriodPublic
+    scope: ScopePublic
+    indicators: list[IndicatorPublic]
+
+
+class FacilityPublic(BaseModel):
+    facility_id: str
+    name: str
+    district: str
+    province: str
+    country: str
+    dhis2_org_unit: str
+
+
+class DataValue(BaseModel):
+    dataElement: str
+    categoryOptionCombo: str
+    orgUnit: str
+    period: str
+    value: str
+
+
+class DataValueSet(BaseModel):
+    """DHIS2 `dataValueSets` JSON (POST /api/dataValueSets)."""
+
+    dataSet: str
+    period: str
+    dataValues: list[DataValue]
