@@ -1,1 +1,4 @@
-"""Enrolment service: The front door for partner clinics' EMRs: mother events in, client identity, PII kept in this schema only."""
+"""Enrolment service: the front door for partner clinics' EMRs.
+
+Mother events in, client identity out, personal data kept (encrypted) in this schema only.
+"""

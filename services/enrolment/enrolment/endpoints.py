@@ -1,5 +1,98 @@
-"""HTTP endpoints of the enrolment service."""
+"""HTTP endpoints of the enrolment service: a few lines each, the work is in `service.py`."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query
+
+from servicekit.app import RuntimeDep, SessionDep
+from servicekit.auth import Principal, require
+from servicekit.problems import Problem
+
+from . import service
+from .personal_data import PersonalDataCipher
+from .schemas import BatchResult, ClientPublic, EventBatch, PersonalDataRead
 
 router = APIRouter(prefix="/v1", tags=["enrolment"])
+
+
+@lru_cache(maxsize=2)
+def _cipher(key: str) -> PersonalDataCipher:
+    return PersonalDataCipher(key)
+
+
+def cipher(runtime: RuntimeDep) -> PersonalDataCipher:
+    key = runtime.settings.pii_key
+    assert key is not None  # checked at start-up (settings.require_keys)
+    return _cipher(key.get_secret_value())
+
+
+def purpose_of_use(
+    purpose: Annotated[str | None, Query(max_length=200, description="Why personal data is read (audited).")] = None,
+    x_purpose: Annotated[str | None, Header(alias="X-Purpose", max_length=200)] = None,
+) -> str:
+    stated = (purpose or x_purpose or "").strip()
+    if not stated:
+        raise Problem(
+            400,
+            "purpose_required",
+            "Say why you read this woman's personal data (?purpose=... or an X-Purpose header); it is recorded.",
+        )
+    return stated
+
+
+CipherDep = Annotated[PersonalDataCipher, Depends(cipher)]
+PurposeDep = Annotated[str, Depends(purpose_of_use)]
+
+
+@router.post(
+    "/events",
+    summary="Record a batch of mother events from an EMR",
+    description="Up to 1000 events; one result per event: accepted, duplicate or rejected with a code and reason.",
+)
+async def post_events(
+    batch: EventBatch,
+    runtime: RuntimeDep,
+    cipher: CipherDep,
+    principal: Annotated[Principal, require("events:write")],
+) -> BatchResult:
+    return await service.record_batch(
+        runtime.sessions, runtime.settings, runtime.registry, principal, cipher, batch.events
+    )
+
+
+@router.get("/clients/{client_id}", summary="A client with her personal data (audited)")
+async def get_client(
+    client_id: UUID,
+    session: SessionDep,
+    cipher: CipherDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("clients:read")],
+) -> ClientPublic:
+    return await service.read_client(session, cipher, principal, client_id, purpose, "by_client_id")
+
+
+@router.get("/clients", summary="Find a client by the EMR's record number (audited)")
+async def find_client(
+    facility_id: Annotated[str, Query(min_length=1, max_length=64)],
+    client_ref: Annotated[str, Query(min_length=1, max_length=64)],
+    session: SessionDep,
+    cipher: CipherDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("clients:read")],
+) -> ClientPublic:
+    return await service.find_client(session, cipher, principal, facility_id, client_ref, purpose)
+
+
+@router.get("/audit", summary="Who read which client's personal data, and why (admin)")
+async def audit(
+    session: SessionDep,
+    _: Annotated[Principal, require("admin")],
+    client_id: UUID | None = None,
+    caller: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[PersonalDataRead]:
+    return await service.personal_data_reads(session, client_id, caller, limit)

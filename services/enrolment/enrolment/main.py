@@ -1,21 +1,39 @@
 """ASGI entry point: `uvicorn enrolment.main:app`."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+
 from pmtct_events import ENROLMENT_TOPIC
 from servicekit.app import create_app
 
 from . import endpoints
-from .settings import Settings
+from .settings import Settings, require_keys
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
-    return create_app(
-        settings or Settings(),
+    settings = settings or Settings()
+    app = create_app(
+        settings,
         title="PMTCT enrolment service",
-        description="The front door for partner clinics' EMRs: mother events in, client identity, PII kept in this schema only.",
+        description="The front door for partner clinics' EMRs: mother events in, client identity,"
+        " personal data kept (encrypted) in this schema only.",
         routers=[endpoints.router],
         publishes=[ENROLMENT_TOPIC],
     )
+    runtime_lifespan = app.router.lifespan_context
+
+    # The keys are checked before the runtime connects to anything, so a missing key is the one
+    # clear error at start-up; the app object itself can still be built (and imported) without them.
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        require_keys(settings)
+        async with runtime_lifespan(app):
+            yield
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 app = build_app()

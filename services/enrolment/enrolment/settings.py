@@ -1,5 +1,46 @@
+"""Settings of the enrolment service (env prefix `PMTCT_`)."""
+
+from pydantic import SecretStr, field_validator
+
 from servicekit.settings import ServiceSettings
+
+from .personal_data import decode_key
 
 
 class Settings(ServiceSettings):
     service_name: str = "enrolment"
+    #: AES-256-GCM key (urlsafe base64 of 32 bytes) for names, phone numbers and national ids at rest;
+    #: required at start-up (`pmtct dev` generates one per data directory, never committed)
+    pii_key: SecretStr | None = None
+    #: DOMAIN.md: a viral load below this many copies/mL is suppressed (national choice)
+    vl_suppression_threshold: int = 1000
+    #: an event may be stamped this far ahead of the server clock (EMR clock drift) before it is "in the future"
+    future_tolerance_s: int = 300
+    #: two deliveries of one woman closer than this are one delivery posted twice (~22 weeks, the
+    #: earliest viable gestation, between them)
+    min_days_between_deliveries: int = 154
+
+    @field_validator("pii_key")
+    @classmethod
+    def _pii_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_key(value.get_secret_value())
+        return value
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start: a required key is missing from its configuration."""
+
+
+def require_keys(settings: Settings) -> None:
+    """Fail at start-up, before touching the database, if the keys that protect personal data are missing."""
+    if settings.pii_key is None:
+        raise ConfigurationError(
+            "PMTCT_PII_KEY is not set: the enrolment service encrypts names, phone numbers and national ids"
+            " with it. Set it to the urlsafe base64 of 32 random bytes (`pmtct dev` generates one)."
+        )
+    if not settings.hmac_key:
+        raise ConfigurationError(
+            "PMTCT_HMAC_KEY is not set: the enrolment service hashes national ids and infant record numbers"
+            " with it, and follow-up must use the same key."
+        )

@@ -1,0 +1,433 @@
+"""A mother's history and the rules an EMR event must keep to be recorded against it.
+
+Her history is the list of catalog events recorded for her (the same coded facts that go on the
+wire). Everything about her state — HIV status, ART, pregnancy, death — is derived from when each
+event *happened* (`occurred_at`), not from the order EMRs posted them, so a late or out-of-order
+event lands where it belongs (DESIGN.md "Batch ingestion"; DOMAIN.md "The continuum").
+
+Rules compare calendar days: clinical registers record dates, and an EMR that sends a test at
+09:00 and the ART start at 00:00 of the same day means "the same day". A broken rule raises
+`RuleBroken` with a stable code for the EMR and a reason for the person fixing the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal, TypeVar
+
+from pmtct_events import Event
+from pmtct_events.enrolment import (
+    AncVisitRecorded,
+    ArtInitiated,
+    BirthOutcome,
+    ClientDied,
+    ClientEnrolled,
+    ClientTransferredOut,
+    DeliveryRecorded,
+    HivStatus,
+    HivTestRecorded,
+    HivTestResult,
+    MaternalOutcome,
+    StatusAtEnrolment,
+    ViralLoadRecorded,
+)
+
+#: ClientEnrolled.age_years in the v1 contract: programmes enrol from early adolescence
+AGE_YEARS = (9, 60)
+#: WHO: a pregnancy is dated between 4 and 45 weeks of gestation
+GESTATION_WEEKS = (4, 45)
+BIRTH_WEIGHT_G = (200, 7000)
+#: above any assay's upper limit of quantification: a typo, not a result
+MAX_COPIES_PER_ML = 50_000_000
+#: an EDD is at most ~44 weeks after a visit, and an enrolment may come a few weeks after it passed
+EDD_AFTER_DAYS = (-35, 44 * 7)
+
+Pregnancy = Literal["pregnant", "postnatal"]
+E = TypeVar("E", bound=Event)
+
+
+class RuleBroken(Exception):
+    """An event that cannot be recorded: `code` for the EMR, `reason` for a person."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """National choices (DOMAIN.md: configuration with these defaults)."""
+
+    future_tolerance: timedelta = timedelta(minutes=5)
+    vl_suppression_threshold: int = 1000
+    min_days_between_deliveries: int = 154
+
+
+@dataclass
+class ClientHistory:
+    """Everything recorded for one woman. An estimated birth date comes from `age_years`."""
+
+    birth_date: date | None = None
+    birth_date_estimated: bool = False
+    events: list[Event] = field(default_factory=list)
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def at(self, facility_id: str, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind) and e.facility_id == facility_id]
+
+
+def day_of(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+def start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, UTC)
+
+
+def age_on(birth_date: date, on: date) -> int:
+    return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+
+
+def estimated_birth_date(age_years: int, on: date) -> date:
+    """The latest birth date consistent with being `age_years` old on `on`."""
+    year = on.year - age_years
+    return on.replace(year=year) if not (on.month == 2 and on.day == 29) else date(year, 2, 28)
+
+
+def earliest_birth(history: ClientHistory) -> date | None:
+    """An exact birth date, or the earliest one an age in whole years allows."""
+    if history.birth_date is None:
+        return None
+    if not history.birth_date_estimated:
+        return history.birth_date
+    return history.birth_date - timedelta(days=365)
+
+
+# --- derived state -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A fact about her HIV status. `dated` is False for a status reported at enrolment without a
+    date: she was diagnosed at some earlier, unknown time, and `at` is then the enrolment."""
+
+    at: datetime
+    status: HivStatus
+    dated: bool
+
+
+def hiv_evidence(history: ClientHistory) -> Iterator[Evidence]:
+    for e in history.events:
+        if isinstance(e, ClientEnrolled) and e.hiv_status is not HivStatus.unknown:
+            if e.hiv_status_known_since is not None:
+                yield Evidence(start_of(e.hiv_status_known_since), e.hiv_status, True)
+            else:
+                yield Evidence(e.occurred_at, e.hiv_status, False)
+        elif isinstance(e, HivTestRecorded) and e.result is not HivTestResult.indeterminate:
+            yield Evidence(e.occurred_at, HivStatus(e.result.value), True)
+
+
+def _status(evidence: list[Evidence]) -> HivStatus:
+    """Positive is for life; otherwise the last negative stands; with neither, unknown."""
+    if any(ev.status is HivStatus.positive for ev in evidence):
+        return HivStatus.positive
+    if evidence:
+        return HivStatus.negative
+    return HivStatus.unknown
+
+
+def hiv_status_before(history: ClientHistory, moment: datetime) -> HivStatus:
+    """Her status as known just before `moment` (HivTestRecorded.status_before)."""
+    return _status([ev for ev in hiv_evidence(history) if ev.at < moment])
+
+
+def hiv_status_at(history: ClientHistory, moment: datetime) -> HivStatus:
+    return _status([ev for ev in hiv_evidence(history) if ev.at <= moment])
+
+
+def diagnosed_on(history: ClientHistory, until: datetime) -> date | None:
+    """The day she was first known positive, up to `until` (an undated enrolment status counts
+    from the enrolment: she was known positive by then)."""
+    days = [day_of(ev.at) for ev in hiv_evidence(history) if ev.status is HivStatus.positive and ev.at <= until]
+    return min(days, default=None)
+
+
+def known_positive_on(history: ClientHistory, day: date) -> bool:
+    """For rules: is there evidence that she was positive on `day`? An undated positive status at
+    enrolment cannot be contradicted by any date, so it counts."""
+    return any(
+        ev.status is HivStatus.positive and (not ev.dated or day_of(ev.at) <= day) for ev in hiv_evidence(history)
+    )
+
+
+def art_started_on(history: ClientHistory, until: datetime) -> date | None:
+    """The day she first started ART, up to `until`. "On ART" at enrolment without a start date
+    counts from the enrolment (she was on ART by then)."""
+    starts: list[date] = []
+    for e in history.events:
+        if isinstance(e, ClientEnrolled) and e.on_art:
+            start = e.art_start_date or day_of(e.occurred_at)
+            if start <= day_of(until):
+                starts.append(start)
+        elif isinstance(e, ArtInitiated) and e.occurred_at <= until:
+            starts.append(day_of(e.occurred_at))
+    return min(starts, default=None)
+
+
+def latest_viral_load(history: ClientHistory, until: datetime) -> ViralLoadRecorded | None:
+    loads = [e for e in history.of(ViralLoadRecorded) if e.occurred_at <= until]
+    return max(loads, key=lambda e: e.occurred_at, default=None)
+
+
+def death_day(history: ClientHistory) -> date | None:
+    """From ClientDied, or a delivery at which she died."""
+    days = [day_of(e.occurred_at) for e in history.of(ClientDied)]
+    days += [day_of(e.occurred_at) for e in history.of(DeliveryRecorded) if e.maternal_outcome is MaternalOutcome.died]
+    return min(days, default=None)
+
+
+def pregnancy_at(history: ClientHistory, moment: datetime) -> Pregnancy | None:
+    """Pregnant or postnatal as of `moment`, from the latest enrolment, ANC visit or delivery."""
+    markers: list[tuple[datetime, Pregnancy]] = []
+    for e in history.events:
+        if e.occurred_at > moment:
+            continue
+        if isinstance(e, ClientEnrolled):
+            pregnant = e.status_at_enrolment is StatusAtEnrolment.pregnant
+            markers.append((e.occurred_at, "pregnant" if pregnant else "postnatal"))
+        elif isinstance(e, AncVisitRecorded):
+            markers.append((e.occurred_at, "pregnant"))
+        elif isinstance(e, DeliveryRecorded):
+            markers.append((e.occurred_at, "postnatal"))
+    return max(markers, key=lambda m: m[0])[1] if markers else None
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+def check_not_in_future(occurred_at: datetime, now: datetime, policy: Policy) -> None:
+    if occurred_at > now + policy.future_tolerance:
+        raise RuleBroken(
+            "occurred_in_future", f"occurred_at {occurred_at.isoformat()} is after the server time {now.isoformat()}."
+        )
+
+
+def check_after_birth(history: ClientHistory, day: date, what: str = "occurred_at") -> None:
+    earliest = earliest_birth(history)
+    if earliest is not None and day < earliest:
+        born = "born on" if not history.birth_date_estimated else "born no earlier than"
+        raise RuleBroken("before_birth", f"{what} {day.isoformat()} is before she was {born} {earliest.isoformat()}.")
+
+
+def check_alive(history: ClientHistory, day: date) -> None:
+    died = death_day(history)
+    if died is not None and day > died:
+        raise RuleBroken(
+            "event_after_death", f"She died on {died.isoformat()}; nothing can happen to her on {day.isoformat()}."
+        )
+
+
+def check_age(age_years: int) -> None:
+    low, high = AGE_YEARS
+    if not low <= age_years <= high:
+        raise RuleBroken("age_out_of_range", f"Age at enrolment {age_years} is outside {low}–{high} years.")
+
+
+def check_gestation(weeks: int | None) -> None:
+    low, high = GESTATION_WEEKS
+    if weeks is not None and not low <= weeks <= high:
+        raise RuleBroken("gestation_out_of_range", f"gestation_weeks {weeks} is outside {low}–{high} weeks.")
+
+
+def check_enrolled_here(history: ClientHistory, facility_id: str, day: date) -> None:
+    """Events at a facility need her enrolment there, and stop when she transfers out of it
+    (until she enrols there again)."""
+    enrolments = history.at(facility_id, ClientEnrolled)
+    if not enrolments:
+        raise RuleBroken(
+            "not_enrolled_at_facility",
+            f"She is not enrolled at {facility_id}; post a ClientEnrolled there first"
+            " (her national_id links the records).",
+        )
+    left = [day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut) if day_of(t.occurred_at) < day]
+    if left:
+        last_left = max(left)
+        back = [e for e in enrolments if last_left <= day_of(e.occurred_at) <= day]
+        if not back:
+            raise RuleBroken(
+                "transferred_out",
+                f"She transferred out of {facility_id} on {last_left.isoformat()}; enrol her there again first.",
+            )
+
+
+def check_enrolment_dates(
+    day: date,
+    hiv_status: HivStatus,
+    known_since: date | None,
+    on_art: bool,
+    art_start_date: date | None,
+) -> None:
+    """A ClientEnrolled must be consistent in itself."""
+    if known_since is not None and hiv_status is HivStatus.unknown:
+        raise RuleBroken("inconsistent_hiv_status", "hiv_status_known_since is given but hiv_status is unknown.")
+    if art_start_date is not None and not on_art:
+        raise RuleBroken("inconsistent_art", "art_start_date is given but on_art is false.")
+    for name, value in (("hiv_status_known_since", known_since), ("art_start_date", art_start_date)):
+        if value is not None and value > day:
+            raise RuleBroken(
+                "date_after_occurred_at", f"{name} {value.isoformat()} is after the enrolment on {day.isoformat()}."
+            )
+    if on_art and hiv_status is not HivStatus.positive:
+        raise RuleBroken("art_before_positive_status", f"on_art is true but hiv_status is {hiv_status.value}.")
+    if art_start_date is not None and known_since is not None and art_start_date < known_since:
+        raise RuleBroken(
+            "art_before_positive_status",
+            f"art_start_date {art_start_date.isoformat()} is before her positive status was known"
+            f" ({known_since.isoformat()}).",
+        )
+
+
+def check_edd(status: StatusAtEnrolment, edd: date | None, day: date) -> None:
+    if edd is None or status is not StatusAtEnrolment.pregnant:
+        return
+    low, high = (day + timedelta(days=d) for d in EDD_AFTER_DAYS)
+    if not low <= edd <= high:
+        raise RuleBroken(
+            "edd_out_of_range",
+            f"edd {edd.isoformat()} is not a due date for a pregnancy seen on {day.isoformat()}"
+            f" (expected {low.isoformat()}–{high.isoformat()}).",
+        )
+
+
+def check_birth_dates_agree(history: ClientHistory, birth_date: date | None, age_years: int | None, day: date) -> None:
+    """A second enrolment of the same woman must not contradict her recorded birth date."""
+    if history.birth_date is None:
+        return
+    if birth_date is not None and not history.birth_date_estimated and birth_date != history.birth_date:
+        raise RuleBroken(
+            "identity_conflict",
+            f"birth_date {birth_date.isoformat()} differs from the {history.birth_date.isoformat()} on record"
+            " for this woman.",
+        )
+    recorded_age = age_on(history.birth_date, day)
+    given_age = age_years if birth_date is None else age_on(birth_date, day)
+    if given_age is not None and abs(given_age - recorded_age) > 1:
+        raise RuleBroken(
+            "identity_conflict", f"Age {given_age} differs from the {recorded_age} on record for this woman."
+        )
+
+
+def enrolment_opens_episode(
+    history: ClientHistory, facility_id: str, status: StatusAtEnrolment, moment: datetime
+) -> bool:
+    """Another enrolment at a facility where she is already enrolled is accepted when it opens a new
+    episode: she comes back after transferring out (a transfer in), or a new pregnancy after a
+    delivery. Returns whether it is a transfer in; raises `already_enrolled` otherwise."""
+    day = day_of(moment)
+    enrolled = [day_of(e.occurred_at) for e in history.at(facility_id, ClientEnrolled)]
+    last_enrolled = max(enrolled)
+    left = [day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut)]
+    if left and max(left) >= last_enrolled and day >= max(left):
+        return True
+    delivered = [day_of(d.occurred_at) for d in history.of(DeliveryRecorded)]
+    if status is StatusAtEnrolment.pregnant and any(last_enrolled <= d < day for d in delivered):
+        return False
+    raise RuleBroken(
+        "already_enrolled",
+        f"She is already enrolled at {facility_id} (since {min(enrolled).isoformat()}); post visits, tests"
+        " and outcomes as their own events.",
+    )
+
+
+def check_art_start(history: ClientHistory, day: date) -> None:
+    if not known_positive_on(history, day):
+        raise RuleBroken(
+            "art_before_positive_status",
+            f"ART start on {day.isoformat()} but no positive HIV status is recorded on or before that day;"
+            " post the positive test (or the enrolment status) first.",
+        )
+
+
+def check_viral_load(history: ClientHistory, copies_per_ml: int, day: date) -> None:
+    if not 0 <= copies_per_ml <= MAX_COPIES_PER_ML:
+        raise RuleBroken(
+            "viral_load_out_of_range", f"copies_per_ml {copies_per_ml} is outside 0–{MAX_COPIES_PER_ML:,}."
+        )
+    if not known_positive_on(history, day):
+        raise RuleBroken(
+            "viral_load_before_positive_status",
+            f"Viral load on {day.isoformat()} but no positive HIV status is recorded on or before that day.",
+        )
+
+
+def check_anc_visit(history: ClientHistory, moment: datetime) -> None:
+    if pregnancy_at(history, moment) == "postnatal":
+        raise RuleBroken(
+            "not_pregnant",
+            f"She is postnatal on {day_of(moment).isoformat()} (delivered or enrolled postnatally before it);"
+            " an ANC visit needs a pregnancy (enrol the new pregnancy first).",
+        )
+
+
+def check_delivery(
+    history: ClientHistory,
+    moment: datetime,
+    infant_outcomes: list[BirthOutcome],
+    birth_weights: list[int | None],
+    policy: Policy,
+) -> None:
+    day = day_of(moment)
+    if not infant_outcomes:
+        raise RuleBroken(
+            "live_birth_without_infants",
+            "A delivery lists every baby born in data.infants (live-born or stillborn); none were given.",
+        )
+    low, high = BIRTH_WEIGHT_G
+    for i, weight in enumerate(birth_weights):
+        if weight is not None and not low <= weight <= high:
+            raise RuleBroken(
+                "birth_weight_out_of_range", f"data.infants[{i}].birth_weight_g {weight} is outside {low}–{high} g."
+            )
+    enrolments = history.of(ClientEnrolled)
+    if not any(day_of(e.occurred_at) <= day for e in enrolments):
+        first = min(enrolments, key=lambda e: e.occurred_at)
+        if first.status_at_enrolment is StatusAtEnrolment.pregnant:
+            raise RuleBroken(
+                "delivery_before_enrolment",
+                f"Delivery on {day.isoformat()} is before she enrolled pregnant"
+                f" on {day_of(first.occurred_at).isoformat()}.",
+            )
+    for other in history.of(DeliveryRecorded):
+        apart = abs((day_of(other.occurred_at) - day).days)
+        if apart < policy.min_days_between_deliveries:
+            raise RuleBroken(
+                "delivery_too_soon",
+                f"A delivery on {day_of(other.occurred_at).isoformat()} is already recorded, {apart} days apart"
+                f" (at least {policy.min_days_between_deliveries}); is this the same delivery posted twice?",
+            )
+
+
+def check_death(history: ClientHistory, day: date) -> None:
+    if history.of(ClientDied):
+        died = min(day_of(e.occurred_at) for e in history.of(ClientDied))
+        raise RuleBroken("death_already_recorded", f"Her death is already recorded (on {died.isoformat()}).")
+    later = [day_of(e.occurred_at) for e in history.events if day_of(e.occurred_at) > day]
+    if later:
+        raise RuleBroken(
+            "death_before_recorded_events",
+            f"Events are recorded for her up to {max(later).isoformat()}, after this death on {day.isoformat()}.",
+        )
+
+
+def check_transfer(facility_id: str, to_facility_id: str | None, known_facility: bool) -> None:
+    if to_facility_id is None:
+        return
+    if to_facility_id == facility_id:
+        raise RuleBroken("transfer_to_same_facility", f"to_facility_id is the facility she leaves ({facility_id}).")
+    if not known_facility:
+        raise RuleBroken("unknown_facility", f"to_facility_id {to_facility_id!r} is not in the facility registry.")

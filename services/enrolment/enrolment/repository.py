@@ -1,0 +1,217 @@
+"""All SQL of the enrolment service. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import RowMapping, bindparam, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pmtct_events import BY_NAME, Event
+
+from .models import client_events, clients, infants, personal_data_reads, registrations
+
+PERSONAL_COLUMNS = ("given_name", "family_name", "phone", "national_id")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    event_id: UUID
+    content_hash: str
+    result: dict
+
+
+@dataclass(slots=True)
+class ClientRow:
+    client_id: UUID
+    national_id_hash: str | None
+    birth_date: date | None
+    birth_date_estimated: bool
+    personal: dict[str, bytes | None]
+    personal_as_of: datetime | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> ClientRow:
+        return cls(
+            client_id=row["client_id"],
+            national_id_hash=row["national_id_hash"],
+            birth_date=row["birth_date"],
+            birth_date_estimated=row["birth_date_estimated"],
+            personal={c: row[c] for c in PERSONAL_COLUMNS},
+            personal_as_of=row["personal_as_of"],
+        )
+
+    def as_row(self) -> dict:
+        return {
+            "client_id": self.client_id,
+            "national_id_hash": self.national_id_hash,
+            "birth_date": self.birth_date,
+            "birth_date_estimated": self.birth_date_estimated,
+            "personal_as_of": self.personal_as_of,
+            **self.personal,
+        }
+
+
+# --- lookups before a batch is applied ------------------------------------------------------------
+
+
+async def recorded_events(session: AsyncSession, event_ids: Collection[UUID]) -> dict[UUID, RecordedEvent]:
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(client_events.c.event_id, client_events.c.content_hash, client_events.c.result).where(
+            client_events.c.event_id.in_(list(event_ids))
+        )
+    )
+    return {r.event_id: RecordedEvent(r.event_id, r.content_hash, r.result) for r in rows}
+
+
+async def clients_by_ref(session: AsyncSession, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], UUID]:
+    if not refs:
+        return {}
+    rows = await session.execute(
+        select(registrations.c.facility_id, registrations.c.client_ref, registrations.c.client_id).where(
+            tuple_(registrations.c.facility_id, registrations.c.client_ref).in_(list(refs))
+        )
+    )
+    return {(r.facility_id, r.client_ref): r.client_id for r in rows}
+
+
+async def clients_by_national_id(session: AsyncSession, hashes: Collection[str]) -> dict[str, UUID]:
+    if not hashes:
+        return {}
+    rows = await session.execute(
+        select(clients.c.national_id_hash, clients.c.client_id).where(clients.c.national_id_hash.in_(list(hashes)))
+    )
+    return {r.national_id_hash: r.client_id for r in rows}
+
+
+async def lock_clients(session: AsyncSession, client_ids: Collection[UUID]) -> dict[UUID, ClientRow]:
+    """Lock the women a batch touches, in id order so concurrent batches cannot deadlock; their
+    outbox rows then commit in per-client order."""
+    if not client_ids:
+        return {}
+    rows = await session.execute(
+        select(clients).where(clients.c.client_id.in_(list(client_ids))).order_by(clients.c.client_id).with_for_update()
+    )
+    return {r["client_id"]: ClientRow.from_row(r) for r in rows.mappings()}
+
+
+async def histories(session: AsyncSession, client_ids: Collection[UUID]) -> dict[UUID, list[Event]]:
+    """Every recorded catalog event of these women (the facts their state is derived from)."""
+    out: dict[UUID, list[Event]] = defaultdict(list)
+    if not client_ids:
+        return out
+    rows = await session.execute(
+        select(client_events.c.client_id, client_events.c.type, client_events.c.payload)
+        .where(client_events.c.client_id.in_(list(client_ids)))
+        .order_by(client_events.c.occurred_at)
+    )
+    for r in rows:
+        out[r.client_id].append(BY_NAME[r.type].model_validate(r.payload))
+    return out
+
+
+async def taken_infant_refs(session: AsyncSession, refs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (facility_id, infant ref_hash) pairs already name an infant."""
+    if not refs:
+        return set()
+    rows = await session.execute(
+        select(infants.c.facility_id, infants.c.ref_hash).where(
+            tuple_(infants.c.facility_id, infants.c.ref_hash).in_(list(refs))
+        )
+    )
+    return {(r.facility_id, r.ref_hash) for r in rows}
+
+
+# --- writes of an applied batch -----------------------------------------------------------------
+
+
+async def insert_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
+    if rows:
+        await session.execute(insert(clients), [r.as_row() for r in rows])
+
+
+async def update_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
+    if not rows:
+        return
+    values = {k: bindparam(k) for k in rows[0].as_row() if k != "client_id"}
+    statement = (
+        update(clients)
+        .where(clients.c.client_id == bindparam("key"))
+        .values(**values, updated_at=datetime.now().astimezone())
+    )
+    params = [{**{k: v for k, v in r.as_row().items() if k != "client_id"}, "key": r.client_id} for r in rows]
+    await session.execute(statement, params)
+
+
+async def insert_registrations(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert(registrations), rows)
+
+
+async def insert_events(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert(client_events), rows)
+
+
+async def insert_infants(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert(infants), rows)
+
+
+# --- reads of one client ------------------------------------------------------------------------
+
+
+async def client(session: AsyncSession, client_id: UUID) -> ClientRow | None:
+    row = (await session.execute(select(clients).where(clients.c.client_id == client_id))).mappings().first()
+    return ClientRow.from_row(row) if row else None
+
+
+async def client_id_by_ref(session: AsyncSession, facility_id: str, client_ref: str) -> UUID | None:
+    return await session.scalar(
+        select(registrations.c.client_id).where(
+            registrations.c.facility_id == facility_id, registrations.c.client_ref == client_ref
+        )
+    )
+
+
+async def registrations_of(session: AsyncSession, client_id: UUID) -> list[RowMapping]:
+    rows = await session.execute(
+        select(registrations.c.facility_id, registrations.c.client_ref, registrations.c.registered_at)
+        .where(registrations.c.client_id == client_id)
+        .order_by(registrations.c.registered_at)
+    )
+    return list(rows.mappings())
+
+
+async def history(session: AsyncSession, client_id: UUID) -> list[Event]:
+    return (await histories(session, [client_id])).get(client_id, [])
+
+
+# --- the personal-data audit ----------------------------------------------------------------------
+
+
+async def record_read(session: AsyncSession, client_id: UUID, caller: str, purpose: str, access: str) -> None:
+    await session.execute(
+        insert(personal_data_reads).values(client_id=client_id, caller=caller, purpose=purpose, access=access)
+    )
+
+
+async def personal_data_reads_of(
+    session: AsyncSession, client_id: UUID | None, caller: str | None, limit: int
+) -> list[RowMapping]:
+    query = select(personal_data_reads).order_by(personal_data_reads.c.read_at.desc(), personal_data_reads.c.id.desc())
+    if client_id is not None:
+        query = query.where(personal_data_reads.c.client_id == client_id)
+    if caller is not None:
+        query = query.where(personal_data_reads.c.caller == caller)
+    return list((await session.execute(query.limit(limit))).mappings())
+
+
+def registration_rows(items: Iterable[tuple[str, str, UUID, datetime]]) -> list[dict]:
+    return [{"facility_id": f, "client_ref": ref, "client_id": cid, "registered_at": at} for f, ref, cid, at in items]

@@ -1,0 +1,271 @@
+"""HTTP models of the enrolment API: the EMR event batch, its per-event results, client records.
+
+Incoming events are validated strictly (JSON types as declared, no unknown fields) one by one, so
+that one malformed event is a `rejected` result and not a failed batch. Ranges that carry a
+clinical meaning (gestation, age, birth weight, viral load) are domain rules with their own codes,
+not field constraints here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from pmtct_events.enrolment import (
+    BirthOutcome,
+    DeliveryPlace,
+    HivStatus,
+    HivTestResult,
+    InfantSex,
+    MaternalOutcome,
+    StatusAtEnrolment,
+    TestSetting,
+)
+
+MAX_BATCH = 1000
+
+Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")]
+FacilityId = Annotated[str, Field(min_length=1, max_length=64)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ClientEnrolledData(Strict):
+    given_name: Name | None = None
+    family_name: Name | None = None
+    birth_date: date | None = None
+    age_years: int | None = None
+    phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9][0-9 \-]{3,30}$")] | None = None
+    national_id: Annotated[str, Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9 \-/]+$")] | None = None
+    status_at_enrolment: StatusAtEnrolment
+    hiv_status: HivStatus
+    hiv_status_known_since: date | None = None
+    on_art: bool
+    art_start_date: date | None = None
+    gestation_weeks: int | None = None
+    edd: date | None = None
+
+
+class AncVisitRecordedData(Strict):
+    visit_number: int = Field(ge=1, le=20)
+    gestation_weeks: int | None = None
+
+
+class HivTestRecordedData(Strict):
+    result: HivTestResult
+    setting: TestSetting
+
+
+class ArtInitiatedData(Strict):
+    regimen: Annotated[str, Field(max_length=40, pattern=r"^[A-Za-z0-9/+\-]+$")] | None = None
+
+
+class ViralLoadRecordedData(Strict):
+    copies_per_ml: int
+
+
+class InfantBorn(Strict):
+    infant_ref: Ref
+    sex: InfantSex
+    birth_weight_g: int | None = None
+    outcome: BirthOutcome
+
+
+class DeliveryRecordedData(Strict):
+    place: DeliveryPlace
+    skilled_attendant: bool
+    maternal_outcome: MaternalOutcome
+    infants: list[InfantBorn] = Field(max_length=6)
+
+
+class ClientTransferredOutData(Strict):
+    to_facility_id: FacilityId | None = None
+
+
+class ClientDiedData(Strict):
+    pass
+
+
+class EmrEventBase(Strict):
+    event_id: UUID = Field(description="The EMR's own UUID for this event: the idempotency key.")
+    facility_id: FacilityId
+    occurred_at: AwareDatetime = Field(description="When it happened (visit, test, start, sample, delivery).")
+    client_ref: Ref | None = Field(default=None, description="The EMR's record number for the woman.")
+    client_id: UUID | None = Field(default=None, description="The platform's id for the woman.")
+
+
+class ClientEnrolledIn(EmrEventBase):
+    type: Literal["ClientEnrolled"]
+    data: ClientEnrolledData
+
+
+class AncVisitRecordedIn(EmrEventBase):
+    type: Literal["AncVisitRecorded"]
+    data: AncVisitRecordedData
+
+
+class HivTestRecordedIn(EmrEventBase):
+    type: Literal["HivTestRecorded"]
+    data: HivTestRecordedData
+
+
+class ArtInitiatedIn(EmrEventBase):
+    type: Literal["ArtInitiated"]
+    data: ArtInitiatedData
+
+
+class ViralLoadRecordedIn(EmrEventBase):
+    type: Literal["ViralLoadRecorded"]
+    data: ViralLoadRecordedData
+
+
+class DeliveryRecordedIn(EmrEventBase):
+    type: Literal["DeliveryRecorded"]
+    data: DeliveryRecordedData
+
+
+class ClientTransferredOutIn(EmrEventBase):
+    type: Literal["ClientTransferredOut"]
+    data: ClientTransferredOutData
+
+
+class ClientDiedIn(EmrEventBase):
+    type: Literal["ClientDied"]
+    data: ClientDiedData = Field(default_factory=ClientDiedData)
+
+
+EmrEvent = Annotated[
+    ClientEnrolledIn
+    | AncVisitRecordedIn
+    | HivTestRecordedIn
+    | ArtInitiatedIn
+    | ViralLoadRecordedIn
+    | DeliveryRecordedIn
+    | ClientTransferredOutIn
+    | ClientDiedIn,
+    Field(discriminator="type"),
+]
+EMR_EVENT = TypeAdapter(EmrEvent)
+EVENT_TYPES: tuple[str, ...] = (
+    "ClientEnrolled",
+    "AncVisitRecorded",
+    "HivTestRecorded",
+    "ArtInitiated",
+    "ViralLoadRecorded",
+    "DeliveryRecorded",
+    "ClientTransferredOut",
+    "ClientDied",
+)
+
+
+class EventBatch(BaseModel):
+    """Each event is validated on its own (see `EmrEvent`), so one bad event cannot fail the batch."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "0b8f3f5e-8a51-4c8e-9a43-6f1c2f7d9a10",
+                            "type": "ClientEnrolled",
+                            "facility_id": "FAC-ZA-001",
+                            "occurred_at": "2026-03-02T09:15:00+02:00",
+                            "client_ref": "ANC-2026-00017",
+                            "data": {
+                                "given_name": "Thandi",
+                                "family_name": "Mokoena",
+                                "birth_date": "1998-07-14",
+                                "national_id": "9807140000000",
+                                "status_at_enrolment": "pregnant",
+                                "hiv_status": "positive",
+                                "hiv_status_known_since": "2024-05-03",
+                                "on_art": True,
+                                "art_start_date": "2024-05-10",
+                                "gestation_weeks": 14,
+                            },
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    events: list[Any] = Field(description=f"1 to {MAX_BATCH} EMR events (see the integration guide).")
+
+
+class InfantCreated(BaseModel):
+    infant_ref: str
+    infant_id: UUID
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="Position of the event in the posted batch.")
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    client_id: UUID | None = None
+    infants: list[InfantCreated] | None = Field(default=None, description="DeliveryRecorded: the new infant ids.")
+    code: str | None = Field(default=None, description="Why it was rejected (machine-readable).")
+    reason: str | None = Field(default=None, description="Why it was rejected (for people).")
+
+
+class BatchResult(BaseModel):
+    batch_id: UUID
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]
+
+
+class Registration(BaseModel):
+    facility_id: str
+    client_ref: str
+    registered_at: datetime
+
+
+class PersonalData(BaseModel):
+    given_name: str | None
+    family_name: str | None
+    phone: str | None
+    national_id: str | None
+    birth_date: date | None
+    birth_date_estimated: bool
+
+
+class ViralLoadPublic(BaseModel):
+    copies_per_ml: int
+    on: date
+
+
+class ClinicalStatus(BaseModel):
+    """Derived from her events by when they happened, as of the time of the request."""
+
+    hiv_status: HivStatus
+    diagnosed_on: date | None
+    art_start_date: date | None
+    latest_viral_load: ViralLoadPublic | None
+    pregnancy: Literal["pregnant", "postnatal"] | None
+    deliveries: int
+    died_on: date | None
+
+
+class ClientPublic(BaseModel):
+    client_id: UUID
+    registrations: list[Registration] = Field(description="Only at facilities the caller may act for.")
+    personal: PersonalData
+    status: ClinicalStatus
+
+
+class PersonalDataRead(BaseModel):
+    client_id: UUID
+    caller: str
+    purpose: str
+    access: str
+    read_at: datetime

@@ -1,0 +1,663 @@
+"""Use cases of the enrolment service: record a batch of EMR events, read a client, query the audit.
+
+A batch is one transaction. Every event is first decided in memory against the history of the
+women it touches (loaded and row-locked up front), in the order the events *happened*; only the
+accepted ones are then written, with their catalog events, in a few bulk statements. A rejected
+event therefore writes nothing and cannot disturb its neighbours, and a 1000-event batch costs a
+handful of round trips instead of a thousand. If a concurrent batch wins a race on a unique key
+(the same event, woman or infant posted twice at once), the whole batch is decided again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import Event, enrolment
+from servicekit import outbox
+from servicekit.auth import Principal
+from servicekit.facilities import FacilityRegistry
+from servicekit.identifiers import national_id_hash, ref_hash
+from servicekit.metrics import EVENTS_PROCESSED
+from servicekit.problems import Problem
+
+from . import domain, repository
+from .domain import ClientHistory, RuleBroken, day_of
+from .personal_data import PersonalDataCipher
+from .repository import ClientRow
+from .schemas import (
+    EMR_EVENT,
+    EVENT_TYPES,
+    MAX_BATCH,
+    BatchResult,
+    ClientEnrolledIn,
+    ClientPublic,
+    ClinicalStatus,
+    DeliveryRecordedIn,
+    EventResult,
+    PersonalData,
+    PersonalDataRead,
+    Registration,
+    ViralLoadPublic,
+)
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: unique violation, deadlock, serialization failure: another batch raced this one
+RETRYABLE_SQLSTATES = {"23505", "40P01", "40001"}
+ATTEMPTS = 3
+METRIC_NAME = "enrolment-ingest"
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A structurally valid event, not yet checked against the domain rules."""
+
+    index: int
+    event: Any  # one of schemas.EmrEvent
+    content_hash: str
+
+
+def rejected(index: int, event_id: str | None, code: str, reason: str) -> EventResult:
+    return EventResult(index=index, event_id=event_id, status="rejected", code=code, reason=reason)
+
+
+def _where(loc: Sequence[Any], tag: str | None) -> str:
+    parts = list(loc)
+    if parts and tag is not None and parts[0] == tag:
+        parts = parts[1:]  # pydantic names the union member first
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "event"
+
+
+def describe_invalid(exc: ValidationError, tag: str | None) -> tuple[str, str]:
+    """The code and reason of a structurally invalid event, from its first validation errors."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kind = first["type"]
+    if kind == "union_tag_invalid":
+        expected = ", ".join(EVENT_TYPES)
+        return "unknown_event_type", f"type {tag!r} is not an enrolment event; expected one of {expected}."
+    if kind == "union_tag_not_found":
+        return "missing_field", "type is required."
+    problems = []
+    for e in errors[:3]:
+        where = _where(e["loc"], tag)
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{where} is not a field of this event")
+        elif e["type"] == "missing":
+            problems.append(f"{where} is required")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    code = {"extra_forbidden": "unknown_field", "missing": "missing_field"}.get(kind, "invalid_value")
+    return code, "; ".join(problems) + more + "."
+
+
+def parse(index: int, raw: Any, hmac_key: str) -> Candidate | EventResult:
+    if not isinstance(raw, dict):
+        return rejected(index, None, "invalid_value", "An event must be a JSON object.")
+    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    tag = raw.get("type") if isinstance(raw.get("type"), str) else None
+    try:
+        event = EMR_EVENT.validate_json(orjson.dumps(raw), strict=True)
+    except ValidationError as exc:
+        code, reason = describe_invalid(exc, tag)
+        return rejected(index, event_id, code, reason)
+    return Candidate(index, event, content_hash(hmac_key, event))
+
+
+def content_hash(key: str, event: Any) -> str:
+    """Keyed, so the fingerprint of an event with a name in it reveals nothing; the instant is
+    normalised to UTC so an EMR that re-sends it with another offset is still a duplicate."""
+    body = event.model_dump(mode="json")
+    body["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat()
+    return hmac.new(key.encode(), orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
+
+
+# --- applying a batch ------------------------------------------------------------------------------
+
+
+@dataclass
+class ClientRecord:
+    """A woman as the batch sees her: her row, her history, and whether the batch changed them."""
+
+    row: ClientRow
+    history: ClientHistory
+    is_new: bool = False
+    changed: bool = False
+
+
+@dataclass
+class Accepted:
+    """What an accepted event adds: decided first, applied only if every rule held."""
+
+    client: ClientRecord
+    event: Event
+    result: dict
+    registration: tuple[str, str] | None = None
+    infants: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    registry: FacilityRegistry
+    principal: Principal
+    cipher: PersonalDataCipher
+    policy: domain.Policy
+    now: datetime
+    batch_id: UUID
+
+    @property
+    def hmac_key(self) -> str:
+        assert self.settings.hmac_key
+        return self.settings.hmac_key
+
+
+def policy_of(settings: Settings) -> domain.Policy:
+    return domain.Policy(
+        future_tolerance=timedelta(seconds=settings.future_tolerance_s),
+        vl_suppression_threshold=settings.vl_suppression_threshold,
+        min_days_between_deliveries=settings.min_days_between_deliveries,
+    )
+
+
+async def record_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    registry: FacilityRegistry,
+    principal: Principal,
+    cipher: PersonalDataCipher,
+    raw_events: list[Any],
+) -> BatchResult:
+    if not raw_events:
+        raise Problem(422, "empty_batch", "The batch has no events.")
+    if len(raw_events) > MAX_BATCH:
+        raise Problem(
+            413, "batch_too_large", f"A batch holds at most {MAX_BATCH} events; this one has {len(raw_events)}."
+        )
+    assert settings.hmac_key
+    items = [parse(i, raw, settings.hmac_key) for i, raw in enumerate(raw_events)]
+    for attempt in range(1, ATTEMPTS + 1):
+        ctx = Context(settings, registry, principal, cipher, policy_of(settings), datetime.now(UTC), uuid4())
+        try:
+            async with sessions() as session, session.begin():
+                results = await BatchRecorder(ctx, session).record(items)
+            break
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                raise
+            log.info("batch raced a concurrent one (attempt %d): %s", attempt, exc.orig)
+    else:
+        raise Problem(503, "contention", "Concurrent batches kept touching the same clients; retry this batch.")
+    counts = {s: sum(r.status == s for r in results) for s in ("accepted", "duplicate", "rejected")}
+    for r in results:
+        EVENTS_PROCESSED.labels(METRIC_NAME, _type_of(raw_events[r.index]), r.status).inc()
+    return BatchResult(batch_id=ctx.batch_id, results=results, **counts)
+
+
+def _type_of(raw: Any) -> str:
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return kind if kind in EVENT_TYPES else "invalid"
+
+
+class BatchRecorder:
+    """Decides each event of one batch against the state of the women it names, then writes."""
+
+    def __init__(self, ctx: Context, session: AsyncSession) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.recorded: dict[UUID, repository.RecordedEvent] = {}
+        self.by_ref: dict[tuple[str, str], UUID] = {}
+        self.by_national_id: dict[str, UUID] = {}
+        self.clients: dict[UUID, ClientRecord] = {}
+        self.taken_infants: set[tuple[str, str]] = set()
+        self.accepted: list[tuple[Candidate, Accepted]] = []
+
+    async def record(self, items: list[Candidate | EventResult]) -> list[EventResult]:
+        results: dict[int, EventResult] = {}
+        candidates: list[Candidate] = []
+        for item in items:
+            if isinstance(item, EventResult):
+                results[item.index] = item
+                continue
+            refused = self.refuse_facility(item)
+            if refused is not None:
+                results[item.index] = refused
+            else:
+                candidates.append(item)
+        await self.load(candidates)
+        for c in sorted(candidates, key=self.order):
+            results[c.index] = self.decide(c)
+        await self.write()
+        return [results[i] for i in sorted(results)]
+
+    def refuse_facility(self, c: Candidate) -> EventResult | None:
+        """Before anything is looked up, so a caller learns nothing about other facilities' clients.
+        A token for the wrong facility is a per-event result, like every other problem with one
+        event: a district EMR may post for several facilities in one batch."""
+        e = c.event
+        if e.facility_id not in self.ctx.registry:
+            return rejected(c.index, str(e.event_id), "unknown_facility", f"{e.facility_id!r} is not in the registry.")
+        if not self.ctx.principal.may_act_for(e.facility_id):
+            return rejected(
+                c.index,
+                str(e.event_id),
+                "facility_forbidden",
+                f"This client ({self.ctx.principal.client_id}) may not post events for {e.facility_id}.",
+            )
+        return None
+
+    def order(self, c: Candidate) -> tuple[bool, datetime]:
+        """By when it happened, so state follows occurred_at within a batch too; enrolments that
+        create a registration go first, so a test dated just before the enrolment is not orphaned."""
+        e = c.event
+        creates = isinstance(e, ClientEnrolledIn) and (e.facility_id, e.client_ref) not in self.by_ref
+        return (not creates, e.occurred_at)
+
+    async def load(self, candidates: list[Candidate]) -> None:
+        events = [c.event for c in candidates]
+        self.recorded = await repository.recorded_events(self.session, {e.event_id for e in events})
+        refs = {(e.facility_id, e.client_ref) for e in events if e.client_ref is not None}
+        self.by_ref = await repository.clients_by_ref(self.session, refs)
+        nids = {self.national_id_hash(e) for e in events if isinstance(e, ClientEnrolledIn) and e.data.national_id}
+        self.by_national_id = await repository.clients_by_national_id(self.session, nids)
+        ids = set(self.by_ref.values()) | set(self.by_national_id.values())
+        ids |= {e.client_id for e in events if e.client_id is not None}
+        rows = await repository.lock_clients(self.session, ids)
+        stored = await repository.histories(self.session, list(rows))
+        for cid, row in rows.items():
+            history = ClientHistory(row.birth_date, row.birth_date_estimated, stored.get(cid, []))
+            self.clients[cid] = ClientRecord(row, history)
+        infant_refs = {
+            (e.facility_id, self.infant_ref_hash(e.facility_id, i.infant_ref))
+            for e in events
+            if isinstance(e, DeliveryRecordedIn)
+            for i in e.data.infants
+        }
+        self.taken_infants = await repository.taken_infant_refs(self.session, infant_refs)
+
+    def national_id_hash(self, e: ClientEnrolledIn) -> str:
+        assert e.data.national_id
+        return national_id_hash(self.ctx.hmac_key, e.data.national_id)
+
+    def infant_ref_hash(self, facility_id: str, infant_ref: str) -> str:
+        return ref_hash(self.ctx.hmac_key, facility_id, infant_ref)
+
+    def decide(self, c: Candidate) -> EventResult:
+        e = c.event
+        event_id = str(e.event_id)
+        prior = self.recorded.get(e.event_id)
+        if prior is not None:
+            if prior.content_hash != c.content_hash:
+                return rejected(
+                    c.index,
+                    event_id,
+                    "conflict",
+                    "This event_id is already recorded with different content; a correction needs a new event_id.",
+                )
+            return EventResult(index=c.index, event_id=event_id, status="duplicate", **_public(prior.result))
+        try:
+            domain.check_not_in_future(e.occurred_at, self.ctx.now, self.ctx.policy)
+            accepted = self.plan(e)
+        except RuleBroken as broken:
+            return rejected(c.index, event_id, broken.code, broken.reason)
+        self.apply(c, accepted)
+        return EventResult(index=c.index, event_id=event_id, status="accepted", **_public(accepted.result))
+
+    # --- one method per event type: check every rule, change nothing -------------------------
+
+    def plan(self, e: Any) -> Accepted:
+        if isinstance(e, ClientEnrolledIn):
+            return self.plan_enrolment(e)
+        client = self.client_named_by(e)
+        day = day_of(e.occurred_at)
+        history = client.history
+        if e.type == "ClientDied":
+            domain.check_death(history, day)
+        domain.check_after_birth(history, day)
+        domain.check_alive(history, day)
+        domain.check_enrolled_here(history, e.facility_id, day)
+        common = {"client_id": client.row.client_id, "facility_id": e.facility_id, "occurred_at": e.occurred_at}
+        d = e.data
+        match e.type:
+            case "AncVisitRecorded":
+                domain.check_gestation(d.gestation_weeks)
+                domain.check_anc_visit(history, e.occurred_at)
+                event: Event = enrolment.AncVisitRecorded(
+                    **common, visit_number=d.visit_number, gestation_weeks=d.gestation_weeks
+                )
+            case "HivTestRecorded":
+                event = enrolment.HivTestRecorded(
+                    **common,
+                    result=d.result,
+                    setting=d.setting,
+                    status_before=domain.hiv_status_before(history, e.occurred_at),
+                )
+            case "ArtInitiated":
+                domain.check_art_start(history, day)
+                event = enrolment.ArtInitiated(**common, regimen=d.regimen)
+            case "ViralLoadRecorded":
+                domain.check_viral_load(history, d.copies_per_ml, day)
+                suppressed = d.copies_per_ml < self.ctx.policy.vl_suppression_threshold
+                event = enrolment.ViralLoadRecorded(**common, copies_per_ml=d.copies_per_ml, suppressed=suppressed)
+            case "DeliveryRecorded":
+                return self.plan_delivery(e, client, common)
+            case "ClientTransferredOut":
+                domain.check_transfer(e.facility_id, d.to_facility_id, d.to_facility_id in self.ctx.registry)
+                event = enrolment.ClientTransferredOut(**common, to_facility_id=d.to_facility_id)
+            case "ClientDied":
+                event = enrolment.ClientDied(**common)
+        return Accepted(client, event, {"client_id": str(client.row.client_id)})
+
+    def client_named_by(self, e: Any) -> ClientRecord:
+        if e.client_id is not None and e.client_ref is not None:
+            raise RuleBroken("client_identifier_ambiguous", "Name the woman by client_ref or client_id, not both.")
+        if e.client_id is not None:
+            found = self.clients.get(e.client_id)
+            if found is None:
+                raise RuleBroken("unknown_client", f"No client has client_id {e.client_id}.")
+            return found
+        if e.client_ref is None:
+            raise RuleBroken(
+                "client_identifier_missing", "Name the woman by client_ref (the EMR's record number) or client_id."
+            )
+        cid = self.by_ref.get((e.facility_id, e.client_ref))
+        if cid is None:
+            raise RuleBroken(
+                "unknown_client", f"No client has client_ref {e.client_ref!r} at {e.facility_id}; enrol her first."
+            )
+        return self.clients[cid]
+
+    def plan_enrolment(self, e: ClientEnrolledIn) -> Accepted:
+        if e.client_id is not None:
+            raise RuleBroken(
+                "client_ref_required",
+                "ClientEnrolled names the woman by the EMR's client_ref; the platform assigns client_id.",
+            )
+        if e.client_ref is None:
+            raise RuleBroken("client_identifier_missing", "ClientEnrolled needs the EMR's client_ref.")
+        d = e.data
+        day = day_of(e.occurred_at)
+        if d.birth_date is None and d.age_years is None:
+            raise RuleBroken("birth_date_or_age_required", "Give data.birth_date or, if unknown, data.age_years.")
+        if d.birth_date is not None and d.birth_date > day:
+            raise RuleBroken(
+                "before_birth", f"occurred_at {day.isoformat()} is before her birth_date {d.birth_date.isoformat()}."
+            )
+        age = domain.age_on(d.birth_date, day) if d.birth_date is not None else d.age_years
+        assert age is not None
+        domain.check_age(age)
+        domain.check_gestation(d.gestation_weeks)
+        domain.check_edd(d.status_at_enrolment, d.edd, day)
+        domain.check_enrolment_dates(day, d.hiv_status, d.hiv_status_known_since, d.on_art, d.art_start_date)
+        birth_date = d.birth_date or domain.estimated_birth_date(age, day)
+        own = ClientHistory(birth_date, d.birth_date is None)
+        for name in ("hiv_status_known_since", "art_start_date"):
+            if getattr(d, name) is not None:
+                domain.check_after_birth(own, getattr(d, name), name)
+
+        nid_hash = self.national_id_hash(e) if d.national_id else None
+        registered = self.by_ref.get((e.facility_id, e.client_ref))
+        linked = self.by_national_id.get(nid_hash) if nid_hash else None
+        if registered is not None and linked is not None and registered != linked:
+            raise RuleBroken(
+                "identity_conflict",
+                f"national_id belongs to another client than client_ref {e.client_ref!r} at {e.facility_id}.",
+            )
+        existing = self.clients.get(registered or linked) if (registered or linked) else None
+        if existing is None:
+            estimated = d.birth_date is None
+            personal = dict.fromkeys(repository.PERSONAL_COLUMNS)
+            client = ClientRecord(
+                ClientRow(uuid4(), None, birth_date, estimated, personal, None),
+                ClientHistory(birth_date, estimated),
+                is_new=True,
+            )
+            transfer_in = False
+        else:
+            client = existing
+            row = client.row
+            if nid_hash and row.national_id_hash and row.national_id_hash != nid_hash:
+                raise RuleBroken("identity_conflict", "national_id differs from the one on record for this woman.")
+            domain.check_birth_dates_agree(client.history, d.birth_date, d.age_years, day)
+            domain.check_after_birth(client.history, day)
+            domain.check_alive(client.history, day)
+            if client.history.at(e.facility_id, enrolment.ClientEnrolled):
+                transfer_in = domain.enrolment_opens_episode(
+                    client.history, e.facility_id, d.status_at_enrolment, e.occurred_at
+                )
+            else:
+                transfer_in = True  # known to the platform (national id), new to this facility
+        event = enrolment.ClientEnrolled(
+            client_id=client.row.client_id,
+            facility_id=e.facility_id,
+            occurred_at=e.occurred_at,
+            status_at_enrolment=d.status_at_enrolment,
+            age_years=age,
+            hiv_status=d.hiv_status,
+            hiv_status_known_since=d.hiv_status_known_since,
+            on_art=d.on_art,
+            art_start_date=d.art_start_date,
+            gestation_weeks=d.gestation_weeks,
+            edd=d.edd,
+            transfer_in=transfer_in,
+        )
+        new_ref = (e.facility_id, e.client_ref) if registered is None else None
+        return Accepted(client, event, {"client_id": str(client.row.client_id)}, registration=new_ref)
+
+    def plan_delivery(self, e: DeliveryRecordedIn, client: ClientRecord, common: dict) -> Accepted:
+        d = e.data
+        refs = [i.infant_ref for i in d.infants]
+        repeated = sorted({r for r in refs if refs.count(r) > 1})
+        if repeated:
+            raise RuleBroken("duplicate_infant_ref", f"infant_ref {repeated[0]!r} is given to two infants.")
+        hashes = [self.infant_ref_hash(e.facility_id, r) for r in refs]
+        for r, h in zip(refs, hashes, strict=True):
+            if (e.facility_id, h) in self.taken_infants:
+                raise RuleBroken("infant_ref_taken", f"infant_ref {r!r} already names an infant at {e.facility_id}.")
+        history = client.history
+        outcomes = [i.outcome for i in d.infants]
+        domain.check_delivery(history, e.occurred_at, outcomes, [i.birth_weight_g for i in d.infants], self.ctx.policy)
+        born = [
+            enrolment.DeliveredInfant(
+                infant_id=uuid4(), ref_hash=h, sex=i.sex, birth_weight_g=i.birth_weight_g, outcome=i.outcome
+            )
+            for i, h in zip(d.infants, hashes, strict=True)
+        ]
+        load = domain.latest_viral_load(history, e.occurred_at)
+        event = enrolment.DeliveryRecorded(
+            **common,
+            place=d.place,
+            skilled_attendant=d.skilled_attendant,
+            maternal_outcome=d.maternal_outcome,
+            infants=born,
+            mother_hiv_status=domain.hiv_status_at(history, e.occurred_at),
+            mother_diagnosed_on=domain.diagnosed_on(history, e.occurred_at),
+            mother_art_start_date=domain.art_started_on(history, e.occurred_at),
+            mother_latest_viral_load=(
+                enrolment.ViralLoadResult(copies_per_ml=load.copies_per_ml, on=day_of(load.occurred_at))
+                if load is not None
+                else None
+            ),
+        )
+        result = {
+            "client_id": str(client.row.client_id),
+            "infants": [{"infant_ref": r, "infant_id": str(b.infant_id)} for r, b in zip(refs, born, strict=True)],
+        }
+        rows = [
+            {
+                "infant_id": b.infant_id,
+                "client_id": client.row.client_id,
+                "facility_id": e.facility_id,
+                "ref_hash": b.ref_hash,
+                "delivery_event_id": e.event_id,
+                "born_at": e.occurred_at,
+                "outcome": b.outcome.value,
+            }
+            for b in born
+        ]
+        return Accepted(client, event, result, infants=rows)
+
+    # --- apply an accepted event to the batch's in-memory state -------------------------------
+
+    def apply(self, c: Candidate, a: Accepted) -> None:
+        client = a.client
+        cid = client.row.client_id
+        self.clients[cid] = client
+        client.history.events.append(a.event)
+        if isinstance(c.event, ClientEnrolledIn):
+            self.apply_enrolment(c.event, client)
+        if a.registration is not None:
+            self.by_ref[a.registration] = cid
+        for infant in a.infants:
+            self.taken_infants.add((infant["facility_id"], infant["ref_hash"]))
+        self.recorded[c.event.event_id] = repository.RecordedEvent(c.event.event_id, c.content_hash, a.result)
+        self.accepted.append((c, a))
+
+    def apply_enrolment(self, e: ClientEnrolledIn, client: ClientRecord) -> None:
+        d = e.data
+        row = client.row
+        if d.birth_date is not None and (row.birth_date_estimated or row.birth_date is None):
+            row.birth_date, row.birth_date_estimated = d.birth_date, False
+            client.history.birth_date, client.history.birth_date_estimated = d.birth_date, False
+            client.changed = True
+        if d.national_id and row.national_id_hash is None:
+            row.national_id_hash = self.national_id_hash(e)
+            self.by_national_id[row.national_id_hash] = row.client_id
+            client.changed = True
+        if row.personal_as_of is None or e.occurred_at >= row.personal_as_of:
+            for column in repository.PERSONAL_COLUMNS:
+                value = getattr(d, column)
+                if value is not None:
+                    row.personal[column] = self.ctx.cipher.encrypt(row.client_id, column, value)
+            row.personal_as_of = e.occurred_at
+            client.changed = True
+
+    async def write(self) -> None:
+        if not self.accepted:
+            return
+        new = [r.row for r in self.clients.values() if r.is_new]
+        changed = [r.row for r in self.clients.values() if r.changed and not r.is_new]
+        await repository.insert_clients(self.session, new)
+        await repository.update_clients(self.session, changed)
+        registrations = [
+            {
+                "facility_id": a.registration[0],
+                "client_ref": a.registration[1],
+                "client_id": a.client.row.client_id,
+                "registered_at": c.event.occurred_at,
+            }
+            for c, a in self.accepted
+            if a.registration is not None
+        ]
+        await repository.insert_registrations(self.session, registrations)
+        await repository.insert_events(
+            self.session,
+            [
+                {
+                    "event_id": c.event.event_id,
+                    "content_hash": c.content_hash,
+                    "batch_id": self.ctx.batch_id,
+                    "client_id": a.client.row.client_id,
+                    "facility_id": c.event.facility_id,
+                    "type": c.event.type,
+                    "occurred_at": c.event.occurred_at,
+                    "payload": a.event.model_dump(mode="json"),
+                    "result": a.result,
+                    "recorded_by": self.ctx.principal.client_id,
+                }
+                for c, a in self.accepted
+            ],
+        )
+        await repository.insert_infants(self.session, [row for _, a in self.accepted for row in a.infants])
+        await outbox.add(self.session, [a.event for _, a in self.accepted], correlation_id=self.ctx.batch_id)
+
+
+def _public(result: dict) -> dict:
+    return {"client_id": result.get("client_id"), "infants": result.get("infants")}
+
+
+# --- reading a client ----------------------------------------------------------------------------
+
+
+async def read_client(
+    session: AsyncSession,
+    cipher: PersonalDataCipher,
+    principal: Principal,
+    client_id: UUID,
+    purpose: str,
+    access: str,
+) -> ClientPublic:
+    """A client's record with her personal data, for a caller that may act for one of her
+    facilities. The read is audited in the same transaction, so no data leaves unrecorded."""
+    row = await repository.client(session, client_id)
+    registrations = await repository.registrations_of(session, client_id) if row else []
+    visible = [r for r in registrations if principal.may_act_for(r["facility_id"])]
+    if row is None or not visible:
+        raise Problem(404, "unknown_client", f"No client {client_id} at a facility this caller may act for.")
+    history = ClientHistory(row.birth_date, row.birth_date_estimated, await repository.history(session, client_id))
+    await repository.record_read(session, client_id, principal.client_id, purpose, access)
+    await session.commit()
+    personal = {c: cipher.decrypt(client_id, c, row.personal[c]) for c in repository.PERSONAL_COLUMNS}
+    return ClientPublic(
+        client_id=client_id,
+        registrations=[Registration(**r) for r in visible],
+        personal=PersonalData(**personal, birth_date=row.birth_date, birth_date_estimated=row.birth_date_estimated),
+        status=clinical_status(history, datetime.now(UTC)),
+    )
+
+
+async def find_client(
+    session: AsyncSession,
+    cipher: PersonalDataCipher,
+    principal: Principal,
+    facility_id: str,
+    client_ref: str,
+    purpose: str,
+) -> ClientPublic:
+    principal.require_facility(facility_id)
+    client_id = await repository.client_id_by_ref(session, facility_id, client_ref)
+    if client_id is None:
+        raise Problem(404, "unknown_client", f"No client has client_ref {client_ref!r} at {facility_id}.")
+    return await read_client(session, cipher, principal, client_id, purpose, "by_client_ref")
+
+
+def clinical_status(history: ClientHistory, now: datetime) -> ClinicalStatus:
+    load = domain.latest_viral_load(history, now)
+    return ClinicalStatus(
+        hiv_status=domain.hiv_status_at(history, now),
+        diagnosed_on=domain.diagnosed_on(history, now),
+        art_start_date=domain.art_started_on(history, now),
+        latest_viral_load=(
+            ViralLoadPublic(copies_per_ml=load.copies_per_ml, on=day_of(load.occurred_at)) if load else None
+        ),
+        pregnancy=domain.pregnancy_at(history, now),
+        deliveries=len(history.of(enrolment.DeliveryRecorded)),
+        died_on=domain.death_day(history),
+    )
+
+
+async def personal_data_reads(
+    session: AsyncSession, client_id: UUID | None, caller: str | None, limit: int
+) -> list[PersonalDataRead]:
+    rows = await repository.personal_data_reads_of(session, client_id, caller, limit)
+    return [PersonalDataRead(**{k: r[k] for k in PersonalDataRead.model_fields}) for r in rows]
