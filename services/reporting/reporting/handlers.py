@@ -19,6 +19,7 @@ from pmtct_events import referrals as rf
 from servicekit.consumer import Handler
 
 from . import repository
+from .episodes import ArtStart, Enrolled, HivTest
 
 #: events a clinic records about a mother or an infant (CLIENT_INTERACTIONS); the platform's own
 #: schedule, alert, classification and loss-to-follow-up events are not contacts with a client
@@ -34,28 +35,26 @@ INTERACTIONS: tuple[type[Event], ...] = (
 CONCLUSIVE = (en.HivTestResult.positive, en.HivTestResult.negative)
 
 
-async def on_client_enrolled(session: AsyncSession, _: CloudEvent, event: en.ClientEnrolled) -> None:
-    await repository.record_enrolment(
-        session,
-        client_id=event.client_id,
+async def on_client_enrolled(session: AsyncSession, ce: CloudEvent, event: en.ClientEnrolled) -> None:
+    fact = Enrolled(
+        occurred_at=event.occurred_at,
         facility_id=event.facility_id,
-        enrolled_on=event.occurred_at.date(),
         status_at_enrolment=event.status_at_enrolment.value,
         hiv_status=event.hiv_status.value,
         on_art=event.on_art,
         transfer_in=event.transfer_in,
     )
+    await repository.record_mother_fact(session, ce.id, event.client_id, event.facility_id, fact)
 
 
-async def on_hiv_test(session: AsyncSession, _: CloudEvent, event: en.HivTestRecorded) -> None:
+async def on_hiv_test(session: AsyncSession, ce: CloudEvent, event: en.HivTestRecorded) -> None:
     if event.result in CONCLUSIVE:
-        await repository.record_mother_test(
-            session, event.client_id, event.occurred_at, event.result.value, event.setting.value
-        )
+        fact = HivTest(event.occurred_at, event.result.value, event.setting.value)
+        await repository.record_mother_fact(session, ce.id, event.client_id, event.facility_id, fact)
 
 
-async def on_art_initiated(session: AsyncSession, _: CloudEvent, event: en.ArtInitiated) -> None:
-    await repository.record_mother_art(session, event.client_id, event.occurred_at.date())
+async def on_art_initiated(session: AsyncSession, ce: CloudEvent, event: en.ArtInitiated) -> None:
+    await repository.record_mother_fact(session, ce.id, event.client_id, event.facility_id, ArtStart(event.occurred_at))
 
 
 async def on_delivery(session: AsyncSession, _: CloudEvent, event: en.DeliveryRecorded) -> None:

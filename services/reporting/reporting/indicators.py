@@ -84,13 +84,13 @@ _NEGATIVE_AT_ENROLMENT = (
     "hiv_status_at_enrolment = 'negative' OR (hiv_status_at_enrolment = 'unknown' AND first_test_result = 'negative')"
 )
 
+# enrolment episodes (reporting.episodes): a transfer in opens none, so no pregnancy is counted twice
 NEW_ANC1 = Population(
     name="new ANC1 clients",
-    table="mothers",
+    table="enrolments",
     facility_column="facility_id",
     date_column="enrolled_on",
-    # a transfer-in had her ANC1 elsewhere: counting her again would count one pregnancy twice
-    where="status_at_enrolment = 'pregnant' AND NOT transfer_in",
+    where="status_at_enrolment = 'pregnant'",
     counts=(
         Count("anc1", "TRUE", "New ANC1 clients"),
         Count("stat_known", f"({_STAT_POS}) OR ({_NEGATIVE_AT_ANC})", "Known HIV status at ANC"),
@@ -106,10 +106,10 @@ NEW_ANC1 = Population(
 
 NEW_ENROLMENTS = Population(
     name="new enrolments",
-    table="mothers",
+    table="enrolments",
     facility_column="facility_id",
     date_column="enrolled_on",
-    where="NOT transfer_in",
+    where="TRUE",
     counts=(
         Count("negative_at_enrolment", _NEGATIVE_AT_ENROLMENT, "HIV-negative at enrolment"),
         Count(
@@ -267,9 +267,9 @@ PMTCT_STAT = Indicator(
         "negative": "stat_negative",
     },
     guideline="PEPFAR MER PMTCT_STAT",
-    definition="Numerator: new ANC1 clients (pregnant at enrolment, not transferred in) enrolled in the period "
-    "whose HIV status is known: positive or negative at enrolment, or a conclusive first HIV test at ANC. "
-    "Denominator: new ANC1 clients enrolled in the period.",
+    definition="Numerator: new ANC1 clients (pregnant women enrolling, not transferred in; a new pregnancy is "
+    "a new ANC1) in the period whose HIV status is known: positive or negative at enrolment, or a conclusive "
+    "first HIV test at ANC. Denominator: new ANC1 clients in the period.",
 )
 PMTCT_STAT_POS = Indicator(
     "PMTCT_STAT_POS",
@@ -363,7 +363,7 @@ SEROCONVERSION = Indicator(
     guideline="Mentor Mother programme outcome (maternal HIV incidence, WHO retesting guidance)",
     definition="Denominator: women enrolled in the period (not transferred in) who were HIV-negative at "
     "enrolment (negative status recorded, or a negative first conclusive test). Numerator: of those, "
-    "women with a later positive HIV test.",
+    "women with a later positive HIV test in the same episode (pregnancy and breastfeeding).",
 )
 REFERRAL_COMPLETION = Indicator(
     "REFERRAL_COMPLETION",

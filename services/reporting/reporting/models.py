@@ -1,9 +1,10 @@
 """Tables of the reporting read model (created by migration 0002).
 
-Each subject (mother, delivery, infant, referral) has one row holding the dated facts the
-indicators need. Handlers merge facts into it with commutative rules (earliest test, latest
-referral version, ...), so the row ends the same whatever order the events arrive in; indicator
-queries then count rows per facility and month. Client interactions are a per-facility-month
+A mother's coded facts are kept as they come, and her enrolment episodes are recomputed from all
+of them (reporting.episodes). Each delivery, infant and referral has one row holding the dated
+facts the indicators need; handlers merge facts into it with commutative rules (earliest sample,
+latest referral version, ...). Either way a row ends the same whatever order the events arrive
+in, and indicator queries count rows per facility and month. Client interactions are a per-facility-month
 counter: addition commutes, and the inbox makes each event count once.
 """
 
@@ -13,19 +14,34 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-mothers = sa.Table(
-    "mothers",
+mother_facts = sa.Table(
+    "mother_facts",
+    metadata,
+    #: the CloudEvent id: a fact applied twice is stored once
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    #: enrolled, hiv_test or art_start (see reporting.episodes)
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("status_at_enrolment", sa.Text),
+    sa.Column("hiv_status", sa.Text),
+    sa.Column("on_art", sa.Boolean),
+    sa.Column("transfer_in", sa.Boolean),
+    sa.Column("result", sa.Text),
+    sa.Column("setting", sa.Text),
+)
+
+#: derived from mother_facts by reporting.episodes, for the client whose facts changed
+enrolments = sa.Table(
+    "enrolments",
     metadata,
     sa.Column("client_id", sa.Uuid, primary_key=True),
-    #: the facility of her enrolment (ANC1 for a pregnant woman)
-    sa.Column("facility_id", sa.Text),
-    sa.Column("enrolled_on", sa.Date),
-    sa.Column("status_at_enrolment", sa.Text),
-    sa.Column("hiv_status_at_enrolment", sa.Text),
-    sa.Column("on_art_at_enrolment", sa.Boolean),
-    sa.Column("transfer_in", sa.Boolean),
-    #: her earliest conclusive (positive or negative) HIV test
-    sa.Column("first_test_at", sa.DateTime(timezone=True)),
+    sa.Column("enrolled_on", sa.Date, primary_key=True),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("status_at_enrolment", sa.Text, nullable=False),
+    sa.Column("hiv_status_at_enrolment", sa.Text, nullable=False),
+    sa.Column("on_art_at_enrolment", sa.Boolean, nullable=False),
     sa.Column("first_test_result", sa.Text),
     sa.Column("first_test_setting", sa.Text),
     sa.Column("first_positive_on", sa.Date),
@@ -89,4 +105,4 @@ interactions = sa.Table(
 )
 
 #: every read-model table: what a rebuild empties before it replays the topics
-READ_MODEL = (mothers, deliveries, infants, referrals, interactions)
+READ_MODEL = (mother_facts, enrolments, deliveries, infants, referrals, interactions)

@@ -8,12 +8,14 @@ different order rebuilds the same read model. Reads count rows per facility and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import date, datetime
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .episodes import ArtStart, Enrolled, HivTest, MotherFact, episodes
 from .indicators import Population
 from .models import READ_MODEL
 from .periods import add_months
@@ -31,85 +33,78 @@ def _keep_earliest(alias: str, prefix: str, order: tuple[str, ...], carried: tup
     )
 
 
-_ENROLMENT = text(
+_MOTHER_FACT = text(
     """
-    INSERT INTO mothers AS m (client_id, facility_id, enrolled_on, status_at_enrolment, hiv_status_at_enrolment,
-                              on_art_at_enrolment, transfer_in)
-    VALUES (:client_id, :facility_id, :enrolled_on, :status_at_enrolment, :hiv_status, :on_art, :transfer_in)
-    ON CONFLICT (client_id) DO UPDATE SET
-        facility_id = excluded.facility_id,
-        enrolled_on = excluded.enrolled_on,
-        status_at_enrolment = excluded.status_at_enrolment,
-        hiv_status_at_enrolment = excluded.hiv_status_at_enrolment,
-        on_art_at_enrolment = excluded.on_art_at_enrolment,
-        transfer_in = excluded.transfer_in
-    -- a woman's own first enrolment wins over a later transfer-in elsewhere; then the earliest
-    WHERE m.enrolled_on IS NULL
-       OR ROW(excluded.transfer_in, excluded.enrolled_on, excluded.facility_id)
-          < ROW(m.transfer_in, m.enrolled_on, m.facility_id)
+    INSERT INTO mother_facts (event_id, client_id, kind, occurred_at, facility_id, status_at_enrolment, hiv_status,
+                              on_art, transfer_in, result, setting)
+    VALUES (:event_id, :client_id, :kind, :occurred_at, :facility_id, :status_at_enrolment, :hiv_status,
+            :on_art, :transfer_in, :result, :setting)
+    ON CONFLICT (event_id) DO NOTHING
     """
 )
+_MOTHER_FACTS = text("SELECT * FROM mother_facts WHERE client_id = :client_id")
+_FORGET_EPISODES = text("DELETE FROM enrolments WHERE client_id = :client_id")
+_EPISODE = text(
+    """
+    INSERT INTO enrolments (client_id, enrolled_on, facility_id, status_at_enrolment, hiv_status_at_enrolment,
+                            on_art_at_enrolment, first_test_result, first_test_setting, first_positive_on,
+                            art_started_on)
+    VALUES (:client_id, :enrolled_on, :facility_id, :status_at_enrolment, :hiv_status_at_enrolment,
+            :on_art_at_enrolment, :first_test_result, :first_test_setting, :first_positive_on, :art_started_on)
+    """
+)
+_FACT_COLUMNS = ("status_at_enrolment", "hiv_status", "on_art", "transfer_in", "result", "setting")
 
 
-async def record_enrolment(
-    session: AsyncSession,
-    client_id: UUID,
-    facility_id: str,
-    enrolled_on: date,
-    status_at_enrolment: str,
-    hiv_status: str,
-    on_art: bool,
-    transfer_in: bool,
+async def record_mother_fact(
+    session: AsyncSession, event_id: UUID, client_id: UUID, facility_id: str, fact: MotherFact
 ) -> None:
+    """Keep the fact, then derive her enrolment episodes again from all her facts."""
+    values = dict.fromkeys(_FACT_COLUMNS)
+    if isinstance(fact, Enrolled):
+        kind = "enrolled"
+        values.update(
+            status_at_enrolment=fact.status_at_enrolment,
+            hiv_status=fact.hiv_status,
+            on_art=fact.on_art,
+            transfer_in=fact.transfer_in,
+        )
+    elif isinstance(fact, HivTest):
+        kind = "hiv_test"
+        values.update(result=fact.result, setting=fact.setting)
+    else:
+        kind = "art_start"
     await session.execute(
-        _ENROLMENT,
+        _MOTHER_FACT,
         {
+            "event_id": event_id,
             "client_id": client_id,
+            "kind": kind,
+            "occurred_at": fact.occurred_at,
             "facility_id": facility_id,
-            "enrolled_on": enrolled_on,
-            "status_at_enrolment": status_at_enrolment,
-            "hiv_status": hiv_status,
-            "on_art": on_art,
-            "transfer_in": transfer_in,
+            **values,
         },
     )
+    rows = (await session.execute(_MOTHER_FACTS, {"client_id": client_id})).mappings().all()
+    await session.execute(_FORGET_EPISODES, {"client_id": client_id})
+    derived = episodes(client_id, [_fact(r) for r in rows])
+    if derived:
+        await session.execute(_EPISODE, [asdict(e) for e in derived])
 
 
-_MOTHER_TEST = text(
-    f"""
-    INSERT INTO mothers AS m (client_id, first_test_at, first_test_result, first_test_setting, first_positive_on)
-    VALUES (:client_id, :tested_at, :result, :setting, :positive_on)
-    ON CONFLICT (client_id) DO UPDATE SET
-        {_keep_earliest("m", "first_test", ("at", "result", "setting"))},
-        first_positive_on = LEAST(m.first_positive_on, excluded.first_positive_on)
-    """
-)
-
-
-async def record_mother_test(session: AsyncSession, client_id: UUID, tested_at: datetime, result: str, setting: str):
-    """A conclusive HIV test of the mother (callers leave out indeterminate results)."""
-    await session.execute(
-        _MOTHER_TEST,
-        {
-            "client_id": client_id,
-            "tested_at": tested_at,
-            "positive_on": tested_at.date() if result == "positive" else None,
-            "result": result,
-            "setting": setting,
-        },
-    )
-
-
-_MOTHER_ART = text(
-    """
-    INSERT INTO mothers AS m (client_id, art_started_on) VALUES (:client_id, :started_on)
-    ON CONFLICT (client_id) DO UPDATE SET art_started_on = LEAST(m.art_started_on, excluded.art_started_on)
-    """
-)
-
-
-async def record_mother_art(session: AsyncSession, client_id: UUID, started_on: date) -> None:
-    await session.execute(_MOTHER_ART, {"client_id": client_id, "started_on": started_on})
+def _fact(row) -> MotherFact:
+    if row["kind"] == "enrolled":
+        return Enrolled(
+            row["occurred_at"],
+            row["facility_id"],
+            row["status_at_enrolment"],
+            row["hiv_status"],
+            row["on_art"],
+            row["transfer_in"],
+        )
+    if row["kind"] == "hiv_test":
+        return HivTest(row["occurred_at"], row["result"], row["setting"])
+    return ArtStart(row["occurred_at"])
 
 
 _DELIVERY = text(

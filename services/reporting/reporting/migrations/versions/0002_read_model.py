@@ -1,5 +1,6 @@
-"""The reporting read model: one row of dated facts per mother, delivery, infant and referral, and
-per-facility-month counts of client interactions. No names, references or free text.
+"""The reporting read model: a mother's coded facts and the enrolment episodes derived from them,
+one row of dated facts per delivery, infant and referral, and per-facility-month counts of client
+interactions. No names, references or free text.
 
 Revision ID: 0002
 Revises: 0001
@@ -16,22 +17,36 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "mothers",
-        sa.Column("client_id", sa.Uuid, primary_key=True),
-        sa.Column("facility_id", sa.Text),
-        sa.Column("enrolled_on", sa.Date),
+        "mother_facts",
+        sa.Column("event_id", sa.Uuid, primary_key=True),
+        sa.Column("client_id", sa.Uuid, nullable=False),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("facility_id", sa.Text, nullable=False),
         sa.Column("status_at_enrolment", sa.Text),
-        sa.Column("hiv_status_at_enrolment", sa.Text),
-        sa.Column("on_art_at_enrolment", sa.Boolean),
+        sa.Column("hiv_status", sa.Text),
+        sa.Column("on_art", sa.Boolean),
         sa.Column("transfer_in", sa.Boolean),
-        sa.Column("first_test_at", sa.DateTime(timezone=True)),
+        sa.Column("result", sa.Text),
+        sa.Column("setting", sa.Text),
+    )
+    op.create_index("mother_facts_by_client", "mother_facts", ["client_id"])
+
+    op.create_table(
+        "enrolments",
+        sa.Column("client_id", sa.Uuid, primary_key=True),
+        sa.Column("enrolled_on", sa.Date, primary_key=True),
+        sa.Column("facility_id", sa.Text, nullable=False),
+        sa.Column("status_at_enrolment", sa.Text, nullable=False),
+        sa.Column("hiv_status_at_enrolment", sa.Text, nullable=False),
+        sa.Column("on_art_at_enrolment", sa.Boolean, nullable=False),
         sa.Column("first_test_result", sa.Text),
         sa.Column("first_test_setting", sa.Text),
         sa.Column("first_positive_on", sa.Date),
         sa.Column("art_started_on", sa.Date),
     )
-    op.create_index("mothers_by_facility_enrolled", "mothers", ["facility_id", "enrolled_on"])
-    op.create_index("mothers_by_enrolled", "mothers", ["enrolled_on"])
+    op.create_index("enrolments_by_facility_enrolled", "enrolments", ["facility_id", "enrolled_on"])
+    op.create_index("enrolments_by_enrolled", "enrolments", ["enrolled_on"])
 
     op.create_table(
         "deliveries",
@@ -92,5 +107,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("interactions", "referrals", "infants", "deliveries", "mothers"):
+    for table in ("interactions", "referrals", "infants", "deliveries", "enrolments", "mother_facts"):
         op.drop_table(table)
