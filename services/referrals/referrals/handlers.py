@@ -1,6 +1,217 @@
-"""Event handlers of the referrals service: one small function per consumed event type."""
+"""Event handlers of the referrals service: automatic referrals and automatic loop closure.
 
-from pmtct_events import Event
+Each runs in the consumer's transaction (inbox row included) and only writes through `service`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pmtct_events import CloudEvent, Event
+from pmtct_events.enrolment import (
+    AncVisitRecorded,
+    ArtInitiated,
+    ClientDied,
+    ClientEnrolled,
+    ClientTransferredOut,
+    DeliveryRecorded,
+    HivTestRecorded,
+    MaternalOutcome,
+    ViralLoadRecorded,
+)
+from pmtct_events.followup import (
+    ClientLostToFollowUp,
+    FinalOutcome,
+    InfantArtInitiated,
+    InfantFeedingRecorded,
+    InfantFinalOutcomeRecorded,
+    InfantProphylaxisRecorded,
+    InfantTestDue,
+    InfantTestOverdue,
+    InfantTestResulted,
+    InfantVisitRecorded,
+    SubjectType,
+    TestResult,
+)
+from pmtct_events.referrals import ReferralService, Urgency
 from servicekit.consumer import Handler
 
-HANDLERS: dict[type[Event], Handler] = {}
+from . import rules, service
+from .rules import Action
+from .service import Cause
+from .settings import Settings
+
+TRACING = [ReferralService.community_tracing]
+
+
+async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id) -> None:
+    await service.close_open(
+        session,
+        Cause.of(ce),
+        subject_id,
+        Action.complete,
+        rules.OUTCOME_RETURNED_TO_CARE,
+        services=TRACING,
+        only=lambda r: rules.tracing_met_by_contact(r.reason_code),
+    )
+
+
+def build(settings: Settings) -> dict[type[Event], Handler]:
+    """The handlers, bound to the service's settings."""
+
+    # --- mothers (pmtct.enrolment.v1) ---
+
+    async def client_enrolled(session: AsyncSession, ce: CloudEvent, event: ClientEnrolled) -> None:
+        # Enrolling (again, after a transfer in) makes her a current client.
+        await service.set_subject_active(session, event.client_id)
+        if event.on_art:
+            await service.art_started(
+                session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation
+            )
+        elif rules.enrolled_positive_without_art(event):
+            await service.schedule_art_initiation(
+                session,
+                Cause.of(ce),
+                settings,
+                client_id=event.client_id,
+                facility_id=event.facility_id,
+                diagnosed_at=event.occurred_at,
+                reason_code=rules.REASON_KNOWN_POSITIVE_NOT_ON_ART,
+            )
+
+    async def hiv_test_recorded(session: AsyncSession, ce: CloudEvent, event: HivTestRecorded) -> None:
+        await _back_in_care(session, ce, event.client_id)
+        if rules.is_new_hiv_diagnosis(event):
+            await service.schedule_art_initiation(
+                session,
+                Cause.of(ce),
+                settings,
+                client_id=event.client_id,
+                facility_id=event.facility_id,
+                diagnosed_at=event.occurred_at,
+                reason_code=rules.REASON_NEW_DIAGNOSIS,
+            )
+
+    async def art_initiated(session: AsyncSession, ce: CloudEvent, event: ArtInitiated) -> None:
+        await _back_in_care(session, ce, event.client_id)
+        await service.art_started(
+            session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation
+        )
+
+    async def mother_seen(session: AsyncSession, ce: CloudEvent, event: AncVisitRecorded | ViralLoadRecorded) -> None:
+        await _back_in_care(session, ce, event.client_id)
+
+    async def delivery_recorded(session: AsyncSession, ce: CloudEvent, event: DeliveryRecorded) -> None:
+        if event.maternal_outcome is MaternalOutcome.died:
+            await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED)
+        else:
+            await _back_in_care(session, ce, event.client_id)
+
+    async def client_died(session: AsyncSession, ce: CloudEvent, event: ClientDied) -> None:
+        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED)
+
+    async def client_transferred_out(session: AsyncSession, ce: CloudEvent, event: ClientTransferredOut) -> None:
+        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_TRANSFERRED_OUT)
+
+    # --- infants and lost clients (pmtct.followup.v1) ---
+
+    async def infant_test_due(session: AsyncSession, ce: CloudEvent, event: InfantTestDue) -> None:
+        await service.open_automatic(
+            session,
+            Cause.of(ce),
+            subject_type=SubjectType.infant,
+            subject_id=event.infant_id,
+            client_id=event.client_id,
+            facility_id=event.facility_id,
+            service=ReferralService.eid_sample_collection,
+            reason_code=rules.test_due_reason(event.kind.value),
+            due_by=event.window_end,
+            urgency=Urgency.routine,
+        )
+
+    async def infant_test_overdue(session: AsyncSession, ce: CloudEvent, event: InfantTestOverdue) -> None:
+        await service.open_automatic(
+            session,
+            Cause.of(ce),
+            subject_type=SubjectType.infant,
+            subject_id=event.infant_id,
+            client_id=event.client_id,
+            facility_id=event.facility_id,
+            service=ReferralService.community_tracing,
+            reason_code=rules.test_overdue_reason(event.kind.value),
+            due_by=event.occurred_at.date() + timedelta(days=settings.tracing_due_days),
+        )
+
+    async def lost_to_follow_up(session: AsyncSession, ce: CloudEvent, event: ClientLostToFollowUp) -> None:
+        await service.open_automatic(
+            session,
+            Cause.of(ce),
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            client_id=event.client_id,
+            facility_id=event.facility_id,
+            service=ReferralService.community_tracing,
+            reason_code=rules.REASON_LOST_TO_FOLLOW_UP,
+            due_by=event.occurred_at.date() + timedelta(days=settings.tracing_due_days),
+        )
+
+    async def infant_test_resulted(session: AsyncSession, ce: CloudEvent, event: InfantTestResulted) -> None:
+        await service.close_open(
+            session,
+            Cause.of(ce),
+            event.infant_id,
+            Action.complete,
+            rules.OUTCOME_TEST_RESULTED,
+            services=rules.MET_BY_INFANT_RESULT,
+        )
+        if event.result is TestResult.positive:
+            await service.open_automatic(
+                session,
+                Cause.of(ce),
+                subject_type=SubjectType.infant,
+                subject_id=event.infant_id,
+                client_id=event.client_id,
+                facility_id=event.facility_id,
+                service=ReferralService.infant_art,
+                reason_code=rules.REASON_POSITIVE_INFANT_TEST,
+                due_by=event.occurred_at.date() + timedelta(days=settings.infant_art_due_days),
+            )
+
+    async def infant_art_initiated(session: AsyncSession, ce: CloudEvent, event: InfantArtInitiated) -> None:
+        await _back_in_care(session, ce, event.infant_id)
+        await service.art_started(session, Cause.of(ce), event.infant_id, event.occurred_at, ReferralService.infant_art)
+
+    async def infant_seen(
+        session: AsyncSession,
+        ce: CloudEvent,
+        event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded,
+    ) -> None:
+        await _back_in_care(session, ce, event.infant_id)
+
+    async def infant_final_outcome(session: AsyncSession, ce: CloudEvent, event: InfantFinalOutcomeRecorded) -> None:
+        if event.outcome is FinalOutcome.died:
+            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_DIED)
+        elif event.outcome is FinalOutcome.transferred_out:
+            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_TRANSFERRED_OUT)
+
+    return {
+        ClientEnrolled: client_enrolled,
+        HivTestRecorded: hiv_test_recorded,
+        ArtInitiated: art_initiated,
+        AncVisitRecorded: mother_seen,
+        ViralLoadRecorded: mother_seen,
+        DeliveryRecorded: delivery_recorded,
+        ClientDied: client_died,
+        ClientTransferredOut: client_transferred_out,
+        InfantTestDue: infant_test_due,
+        InfantTestOverdue: infant_test_overdue,
+        ClientLostToFollowUp: lost_to_follow_up,
+        InfantTestResulted: infant_test_resulted,
+        InfantArtInitiated: infant_art_initiated,
+        InfantVisitRecorded: infant_seen,
+        InfantProphylaxisRecorded: infant_seen,
+        InfantFeedingRecorded: infant_seen,
+        InfantFinalOutcomeRecorded: infant_final_outcome,
+    }

@@ -1,23 +1,26 @@
 """ASGI entry point: `uvicorn referrals.main:app`."""
 
 from fastapi import FastAPI
+
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, handlers
+from . import endpoints, handlers, timers
 from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     return create_app(
-        settings or Settings(),
+        settings,
         title="PMTCT referrals service",
         description="Closed-loop referrals, automatic referrals from the schedule, and the ministry referral feed.",
-        routers=[endpoints.router],
+        routers=[endpoints.router, endpoints.fhir_router],
         publishes=[REFERRALS_TOPIC],
         consumers=[
-            ConsumerSpec(name="referrals", topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC], handlers=handlers.HANDLERS)
+            ConsumerSpec(name="referrals", topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC], handlers=handlers.build(settings))
         ],
+        background=[("referral timers", timers.run)],
     )
 
 

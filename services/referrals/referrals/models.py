@@ -1,0 +1,163 @@
+"""Tables of the referrals schema (created by migrations/versions/0002_referrals.py) and the
+`Referral` record the service works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
+
+from pmtct_events.followup import SubjectType
+from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus, Urgency
+
+metadata = MetaData()
+
+referral = Table(
+    "referral",
+    metadata,
+    Column("id", PgUUID(as_uuid=True), primary_key=True),
+    Column("subject_type", Text, nullable=False),
+    Column("subject_id", PgUUID(as_uuid=True), nullable=False),
+    Column("client_id", PgUUID(as_uuid=True)),
+    Column("from_facility_id", Text, nullable=False),
+    Column("to_facility_id", Text),
+    Column("referral_service", Text, nullable=False),
+    Column("reason_code", Text, nullable=False),
+    Column("urgency", Text, nullable=False),
+    Column("due_by", Date, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("outcome_code", Text),
+    Column("version", Integer, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("created_by", Text, nullable=False),
+    Column("cause_event_id", PgUUID(as_uuid=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+referral_action = Table(
+    "referral_action",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("referral_id", PgUUID(as_uuid=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome_code", Text),
+    Column("note", Text),
+    Column("actor", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+feed_entry = Table(
+    "feed_entry",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("event_id", PgUUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("referral_id", PgUUID(as_uuid=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("from_facility_id", Text, nullable=False),
+    Column("to_facility_id", Text),
+    Column("data", JSONB, nullable=False),
+    Column("committed_at", DateTime(timezone=True), nullable=False),
+)
+
+feed_counter = Table(
+    "feed_counter",
+    metadata,
+    Column("singleton", Boolean, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+art_wait = Table(
+    "art_wait",
+    metadata,
+    Column("client_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("facility_id", Text, nullable=False),
+    Column("diagnosed_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("reason_code", Text, nullable=False),
+    Column("cause_event_id", PgUUID(as_uuid=True), nullable=False),
+    Column("correlation_id", Text),
+)
+
+subject_state = Table(
+    "subject_state",
+    metadata,
+    Column("subject_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("on_art_since", DateTime(timezone=True)),
+    Column("ended", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """One referral as stored: `version` counts its changes, starting at 1 when it is requested."""
+
+    id: UUID
+    subject_type: SubjectType
+    subject_id: UUID
+    client_id: UUID | None
+    from_facility_id: str
+    to_facility_id: str | None
+    referral_service: ReferralService
+    reason_code: str
+    urgency: Urgency
+    due_by: date
+    status: ReferralStatus
+    origin: ReferralOrigin
+    outcome_code: str | None
+    version: int
+    requested_at: datetime
+    accepted_at: datetime | None
+    closed_at: datetime | None
+    created_by: str
+    cause_event_id: UUID | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Referral:
+        m = row._mapping
+        return cls(
+            **{
+                **m,
+                "subject_type": SubjectType(m["subject_type"]),
+                "referral_service": ReferralService(m["referral_service"]),
+                "urgency": Urgency(m["urgency"]),
+                "status": ReferralStatus(m["status"]),
+                "origin": ReferralOrigin(m["origin"]),
+            }
+        )
+
+    def values(self) -> dict[str, Any]:
+        """Column values, enums as their codes."""
+        return {name: getattr(getattr(self, name), "value", getattr(self, name)) for name in self.__slots__}
+
+    @property
+    def receiving_facility_id(self) -> str:
+        """Who fulfils it: the facility referred to, or the referring facility's own service."""
+        return self.to_facility_id or self.from_facility_id
+
+    def changed(self, **changes: Any) -> Referral:
+        return replace(self, version=self.version + 1, **changes)

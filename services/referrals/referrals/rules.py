@@ -1,0 +1,128 @@
+"""Referral rules as pure functions: the lifecycle, when an automatic referral is due, and which
+event meets which need (DOMAIN.md: "a referral is closed — loop closure is the point").
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult
+from pmtct_events.referrals import ReferralService, ReferralStatus
+
+
+class Action(StrEnum):
+    accept = "accept"
+    complete = "complete"
+    decline = "decline"
+    cancel = "cancel"
+    expire = "expire"
+
+
+OPEN: frozenset[ReferralStatus] = frozenset({ReferralStatus.requested, ReferralStatus.accepted})
+
+#: action -> (the statuses it may start from, the status it leads to). Requested -> accepted ->
+#: completed is the usual path; a referral may also be completed straight from `requested` (the
+#: need was met before anybody accepted it, e.g. a backfilled test result). Only the receiving
+#: side declines, and only before accepting; after that the referrer can still cancel it.
+TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
+    Action.accept: (frozenset({ReferralStatus.requested}), ReferralStatus.accepted),
+    Action.complete: (OPEN, ReferralStatus.completed),
+    Action.decline: (frozenset({ReferralStatus.requested}), ReferralStatus.declined),
+    Action.cancel: (OPEN, ReferralStatus.cancelled),
+    Action.expire: (OPEN, ReferralStatus.expired),
+}
+
+#: actions whose caller must give the reason as an outcome code
+NEEDS_OUTCOME: frozenset[Action] = frozenset({Action.decline, Action.cancel})
+
+
+class InvalidTransition(Exception):
+    def __init__(self, action: Action, current: ReferralStatus) -> None:
+        super().__init__(f"A {current.value} referral cannot be {PAST[action]}.")
+        self.action = action
+        self.current = current
+
+
+PAST = {
+    Action.accept: "accepted",
+    Action.complete: "completed",
+    Action.decline: "declined",
+    Action.cancel: "cancelled",
+    Action.expire: "expired",
+}
+
+
+def next_status(current: ReferralStatus, action: Action) -> ReferralStatus:
+    """The status `action` leads to from `current`; InvalidTransition if it is not allowed."""
+    allowed_from, to = TRANSITIONS[action]
+    if current not in allowed_from:
+        raise InvalidTransition(action, current)
+    return to
+
+
+def is_past_due(due_by: date, today: date) -> bool:
+    """A referral expires the day after its due-by date: the whole due day still counts."""
+    return due_by < today
+
+
+def automatic_due_by(target: date, today: date) -> date:
+    """An automatic referral is due by `target`, but never before today: a backfilled event must
+    not open a referral that is already expired."""
+    return max(target, today)
+
+
+# --- automatic referrals -------------------------------------------------------------------------
+
+
+def is_new_hiv_diagnosis(event: HivTestRecorded) -> bool:
+    """A positive test of a woman not known positive before: she needs ART (WHO: start ART as soon
+    as possible after diagnosis, ideally the same day)."""
+    return event.result == HivTestResult.positive and event.status_before != HivStatus.positive
+
+
+def enrolled_positive_without_art(event: ClientEnrolled) -> bool:
+    """A woman enrolled as known positive but not on ART."""
+    return event.hiv_status == HivStatus.positive and not event.on_art
+
+
+def art_wait_due_at(diagnosed_at: datetime, wait_days: float) -> datetime:
+    """When an ART-initiation referral opens for a diagnosis nobody has started ART for: the
+    configured number of days after the diagnosis (default 7, `PMTCT_ART_INITIATION_WAIT_DAYS`).
+    Counted from when the diagnosis happened, not from when the platform heard of it, so a
+    diagnosis posted late by an offline clinic is referred at once if its wait is already over."""
+    return diagnosed_at + timedelta(days=wait_days)
+
+
+#: reason codes of automatic referrals
+REASON_LOST_TO_FOLLOW_UP = "lost_to_follow_up"
+REASON_NEW_DIAGNOSIS = "new_hiv_diagnosis"
+REASON_KNOWN_POSITIVE_NOT_ON_ART = "known_positive_not_on_art"
+REASON_POSITIVE_INFANT_TEST = "positive_infant_test"
+
+
+def test_due_reason(kind: str) -> str:
+    return f"{kind}_due"
+
+
+def test_overdue_reason(kind: str) -> str:
+    return f"{kind}_overdue"
+
+
+#: outcome codes of automatic closure
+OUTCOME_TEST_RESULTED = "test_resulted"
+OUTCOME_ART_INITIATED = "art_initiated"
+OUTCOME_RETURNED_TO_CARE = "returned_to_care"
+OUTCOME_DIED = "died"
+OUTCOME_TRANSFERRED_OUT = "transferred_out"
+
+#: what an infant's test result meets: the sample was collected, and the infant was found
+MET_BY_INFANT_RESULT: frozenset[ReferralService] = frozenset(
+    {ReferralService.eid_sample_collection, ReferralService.community_tracing}
+)
+
+
+def tracing_met_by_contact(reason_code: str) -> bool:
+    """Any recorded contact (a visit, a test, a delivery) brings back a client traced because she
+    was lost to follow-up. Tracing for an overdue infant test is met only by the test result."""
+    return reason_code == REASON_LOST_TO_FOLLOW_UP
