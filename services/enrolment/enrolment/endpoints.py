@@ -14,7 +14,7 @@ from servicekit.problems import Problem
 
 from . import service
 from .personal_data import PersonalDataCipher
-from .schemas import BatchResult, ClientPublic, EventBatch, PersonalDataRead
+from .schemas import REF_PATTERN, TEXT_PATTERN, BatchResult, ClientPublic, EventBatch, PersonalDataRead
 
 router = APIRouter(prefix="/v1", tags=["enrolment"])
 
@@ -31,8 +31,10 @@ def cipher(runtime: RuntimeDep) -> PersonalDataCipher:
 
 
 def purpose_of_use(
-    purpose: Annotated[str | None, Query(max_length=200, description="Why personal data is read (audited).")] = None,
-    x_purpose: Annotated[str | None, Header(alias="X-Purpose", max_length=200)] = None,
+    purpose: Annotated[
+        str | None, Query(max_length=200, pattern=TEXT_PATTERN, description="Why personal data is read (audited).")
+    ] = None,
+    x_purpose: Annotated[str | None, Header(alias="X-Purpose", max_length=200, pattern=TEXT_PATTERN)] = None,
 ) -> str:
     stated = (purpose or x_purpose or "").strip()
     if not stated:
@@ -77,8 +79,8 @@ async def get_client(
 
 @router.get("/clients", summary="Find a client by the EMR's record number (audited)")
 async def find_client(
-    facility_id: Annotated[str, Query(min_length=1, max_length=64)],
-    client_ref: Annotated[str, Query(min_length=1, max_length=64)],
+    facility_id: Annotated[str, Query(min_length=1, max_length=64, pattern=REF_PATTERN)],
+    client_ref: Annotated[str, Query(min_length=1, max_length=64, pattern=REF_PATTERN)],
     session: SessionDep,
     cipher: CipherDep,
     purpose: PurposeDep,
@@ -92,7 +94,7 @@ async def audit(
     session: SessionDep,
     _: Annotated[Principal, require("admin")],
     client_id: UUID | None = None,
-    caller: Annotated[str | None, Query(max_length=200)] = None,
+    caller: Annotated[str | None, Query(max_length=200, pattern=TEXT_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PersonalDataRead]:
     return await service.personal_data_reads(session, client_id, caller, limit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
@@ -212,6 +212,3 @@ async def personal_data_reads_of(
         query = query.where(personal_data_reads.c.caller == caller)
     return list((await session.execute(query.limit(limit))).mappings())
 
-
-def registration_rows(items: Iterable[tuple[str, str, UUID, datetime]]) -> list[dict]:
-    return [{"facility_id": f, "client_ref": ref, "client_id": cid, "registered_at": at} for f, ref, cid, at in items]

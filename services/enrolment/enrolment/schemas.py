@@ -8,11 +8,11 @@ not field constraints here.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from pmtct_events.enrolment import (
     BirthOutcome,
@@ -27,9 +27,13 @@ from pmtct_events.enrolment import (
 
 MAX_BATCH = 1000
 
-Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")]
+#: an EMR record number: printable ASCII, no leading or trailing blanks
+REF_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+#: stored free text: no control characters (PostgreSQL text cannot hold NUL)
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=REF_PATTERN)]
 FacilityId = Annotated[str, Field(min_length=1, max_length=64)]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -98,6 +102,14 @@ class EmrEventBase(Strict):
     occurred_at: AwareDatetime = Field(description="When it happened (visit, test, start, sample, delivery).")
     client_ref: Ref | None = Field(default=None, description="The EMR's record number for the woman.")
     client_id: UUID | None = Field(default=None, description="The platform's id for the woman.")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _a_real_date(cls, value: datetime) -> datetime:
+        # also keeps every later date calculation (UTC conversion, offsets) inside datetime's range
+        if not 1900 <= value.year <= 2999 or not 1900 <= value.astimezone(UTC).year <= 2999:
+            raise ValueError("occurred_at must be between the years 1900 and 2999")
+        return value
 
 
 class ClientEnrolledIn(EmrEventBase):

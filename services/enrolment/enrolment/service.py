@@ -117,7 +117,11 @@ def parse(index: int, raw: Any, hmac_key: str) -> Candidate | EventResult:
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     tag = raw.get("type") if isinstance(raw.get("type"), str) else None
     try:
-        event = EMR_EVENT.validate_json(orjson.dumps(raw), strict=True)
+        encoded = orjson.dumps(raw)
+    except orjson.JSONEncodeError:
+        return rejected(index, event_id, "invalid_value", "Integers must fit 64 bits and text must be valid UTF-8.")
+    try:
+        event = EMR_EVENT.validate_json(encoded, strict=True)
     except ValidationError as exc:
         code, reason = describe_invalid(exc, tag)
         return rejected(index, event_id, code, reason)
@@ -231,6 +235,7 @@ class BatchRecorder:
         self.clients: dict[UUID, ClientRecord] = {}
         self.taken_infants: set[tuple[str, str]] = set()
         self.accepted: list[tuple[Candidate, Accepted]] = []
+        self.creating: set[int] = set()
 
     async def record(self, items: list[Candidate | EventResult]) -> list[EventResult]:
         results: dict[int, EventResult] = {}
@@ -245,6 +250,7 @@ class BatchRecorder:
             else:
                 candidates.append(item)
         await self.load(candidates)
+        self.creating = self.first_enrolments(candidates)
         for c in sorted(candidates, key=self.order):
             results[c.index] = self.decide(c)
         await self.write()
@@ -266,12 +272,21 @@ class BatchRecorder:
             )
         return None
 
+    def first_enrolments(self, candidates: list[Candidate]) -> set[int]:
+        """The earliest enrolment of each record number the platform does not know yet."""
+        first: dict[tuple[str, str | None], Candidate] = {}
+        for c in candidates:
+            e = c.event
+            key = (e.facility_id, e.client_ref)
+            if isinstance(e, ClientEnrolledIn) and key not in self.by_ref:
+                if key not in first or e.occurred_at < first[key].event.occurred_at:
+                    first[key] = c
+        return {c.index for c in first.values()}
+
     def order(self, c: Candidate) -> tuple[bool, datetime]:
-        """By when it happened, so state follows occurred_at within a batch too; enrolments that
-        create a registration go first, so a test dated just before the enrolment is not orphaned."""
-        e = c.event
-        creates = isinstance(e, ClientEnrolledIn) and (e.facility_id, e.client_ref) not in self.by_ref
-        return (not creates, e.occurred_at)
+        """By when it happened, so state follows occurred_at within a batch too; an enrolment that
+        creates a registration goes first, so a test dated just before it is not orphaned."""
+        return (c.index not in self.creating, c.event.occurred_at)
 
     async def load(self, candidates: list[Candidate]) -> None:
         events = [c.event for c in candidates]
