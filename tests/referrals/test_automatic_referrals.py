@@ -1,0 +1,318 @@
+"""Automatic referrals and automatic loop closure, from enrolment and follow-up events written to
+the real broker and consumed by the in-process referrals service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from conftest import FACILITY, Api
+from sqlalchemy import text
+
+from pmtct_events import CloudEvent, Event
+from pmtct_events.enrolment import (
+    AncVisitRecorded,
+    ArtInitiated,
+    ClientDied,
+    ClientEnrolled,
+    ClientTransferredOut,
+    HivStatus,
+    HivTestRecorded,
+)
+from pmtct_events.followup import (
+    ClientLostToFollowUp,
+    InfantArtInitiated,
+    InfantFinalOutcomeRecorded,
+    InfantTestDue,
+    InfantTestOverdue,
+    InfantTestResulted,
+)
+from referrals import service
+
+
+def ago(days: float = 0) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+class Emr:
+    """Writes platform events straight into their topics, as enrolment and follow-up would."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def send(self, event: Event, event_id: UUID | None = None) -> CloudEvent:
+        ce = CloudEvent.from_event(event, event_id=event_id)
+        await self.producer.send_and_wait(event.topic(), ce.value(), key=ce.key, headers=ce.headers())
+        return ce
+
+
+@pytest.fixture(scope="module")
+async def emr(api: Api) -> AsyncIterator[Emr]:
+    producer = AIOKafkaProducer(bootstrap_servers=api.settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        yield Emr(producer)
+    finally:
+        await producer.stop()
+
+
+async def processed(api: Api, *sent: CloudEvent, timeout_s: float = 30) -> None:
+    """Wait until the referrals consumer has applied these events (their ids are in its inbox)."""
+    ids = [ce.id for ce in sent]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with api.sessions() as session:
+            done = (
+                await session.execute(
+                    text("SELECT count(*) FROM inbox WHERE consumer = 'referrals' AND event_id = ANY(:ids)"),
+                    {"ids": ids},
+                )
+            ).scalar_one()
+        if done == len(ids):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the referrals consumer did not apply {len(ids)} event(s) in {timeout_s}s")
+
+
+async def referrals_of(api: Api, subject_id: UUID) -> list[dict[str, Any]]:
+    response = await api.http.get("/v1/referrals", params={"subject_id": str(subject_id)}, headers=api.national)
+    return response.json()["items"]
+
+
+async def until(
+    api: Api, subject_id: UUID, done: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        found = await referrals_of(api, subject_id)
+        if done(found) or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+def by_service(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for r in sorted(found, key=lambda r: r["requested_at"]):
+        out.setdefault(r["referral_service"], []).append((r["status"], r["outcome_code"]))
+    return out
+
+
+def infant_event(cls: type[Event], infant_id: UUID, client_id: UUID, **data: Any) -> Event:
+    return cls(
+        facility_id=FACILITY,
+        occurred_at=data.pop("occurred_at", ago()),
+        infant_id=infant_id,
+        client_id=client_id,
+        **data,
+    )
+
+
+def due(infant_id: UUID, client_id: UUID) -> InfantTestDue:
+    return infant_event(
+        InfantTestDue,
+        infant_id,
+        client_id,
+        item_id=uuid4(),
+        kind="nat_6_weeks",
+        test="NAT",
+        window_start=date.today(),
+        window_end=date.today() + timedelta(days=28),
+    )
+
+
+def overdue(infant_id: UUID, client_id: UUID) -> InfantTestOverdue:
+    return infant_event(
+        InfantTestOverdue,
+        infant_id,
+        client_id,
+        item_id=uuid4(),
+        kind="nat_6_weeks",
+        test="NAT",
+        window_end=date.today() - timedelta(days=14),
+        overdue_on=date.today(),
+    )
+
+
+def result(infant_id: UUID, client_id: UUID, outcome: str = "negative") -> InfantTestResulted:
+    return infant_event(
+        InfantTestResulted, infant_id, client_id, test="NAT", result=outcome, confirmatory=False, age_days=60
+    )
+
+
+async def test_a_due_infant_test_opens_one_eid_referral_however_often_it_is_delivered(api: Api, emr: Emr) -> None:
+    infant, mother = uuid4(), uuid4()
+    event = due(infant, mother)
+    ce = await emr.send(event)
+    await emr.send(event, event_id=ce.id)  # redelivery of the same event
+    await processed(api, ce, await emr.send(due(infant, mother)))  # and a second alert for the same need
+    found = await referrals_of(api, infant)
+    assert len(found) == 1
+    r = found[0]
+    assert (r["referral_service"], r["status"], r["origin"]) == ("eid_sample_collection", "requested", "automatic")
+    assert (r["subject_type"], r["client_id"], r["reason_code"]) == ("infant", str(mother), "nat_6_weeks_due")
+    assert r["due_by"] == (date.today() + timedelta(days=28)).isoformat()
+
+
+async def test_an_overdue_infant_is_traced_and_the_result_closes_eid_and_tracing(api: Api, emr: Emr) -> None:
+    infant, mother = uuid4(), uuid4()
+    await emr.send(due(infant, mother))
+    await emr.send(overdue(infant, mother))
+    await emr.send(overdue(infant, mother))
+    opened = await until(api, infant, lambda f: len(f) == 2)
+    assert by_service(opened) == {
+        "eid_sample_collection": [("requested", None)],
+        "community_tracing": [("requested", None)],
+    }
+    await emr.send(result(infant, mother))
+    closed = await until(api, infant, lambda f: all(r["status"] == "completed" for r in f))
+    assert by_service(closed) == {
+        "eid_sample_collection": [("completed", "test_resulted")],
+        "community_tracing": [("completed", "test_resulted")],
+    }
+
+
+async def test_a_positive_infant_is_referred_for_art_until_art_starts(api: Api, emr: Emr) -> None:
+    infant, mother = uuid4(), uuid4()
+    await emr.send(result(infant, mother, "positive"))
+    opened = await until(api, infant, lambda f: len(f) == 1)
+    assert by_service(opened) == {"infant_art": [("requested", None)]}
+    assert opened[0]["urgency"] == "urgent"
+    await emr.send(infant_event(InfantArtInitiated, infant, mother))
+    closed = await until(api, infant, lambda f: f[0]["status"] == "completed")
+    assert by_service(closed) == {"infant_art": [("completed", "art_initiated")]}
+    await processed(api, await emr.send(result(infant, mother, "positive")))  # confirmatory: already on ART
+    assert by_service(await referrals_of(api, infant))["infant_art"] == [("completed", "art_initiated")]
+
+
+async def test_a_mother_lost_to_follow_up_is_traced_until_she_is_seen_again(api: Api, emr: Emr) -> None:
+    mother = uuid4()
+    lost = ClientLostToFollowUp(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        subject_type="client",
+        subject_id=mother,
+        client_id=mother,
+        last_seen_on=date.today() - timedelta(days=90),
+    )
+    await emr.send(lost)
+    await until(api, mother, lambda f: len(f) == 1)
+    await emr.send(AncVisitRecorded(facility_id=FACILITY, occurred_at=ago(), client_id=mother, visit_number=3))
+    closed = await until(api, mother, lambda f: f[0]["status"] == "completed")
+    assert by_service(closed) == {"community_tracing": [("completed", "returned_to_care")]}
+
+
+def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: bool = False) -> ClientEnrolled:
+    return ClientEnrolled(
+        facility_id=FACILITY,
+        occurred_at=when,
+        client_id=mother,
+        status_at_enrolment="pregnant",
+        age_years=24,
+        hiv_status=hiv_status,
+        on_art=on_art,
+    )
+
+
+def positive_test(mother: UUID, when: datetime, before: HivStatus = HivStatus.unknown) -> HivTestRecorded:
+    return HivTestRecorded(
+        facility_id=FACILITY, occurred_at=when, client_id=mother, result="positive", setting="anc", status_before=before
+    )
+
+
+async def test_a_positive_mother_without_art_after_the_wait_is_referred_and_art_closes_it(api: Api, emr: Emr) -> None:
+    mother = uuid4()
+    await emr.send(enrolled(mother, ago(10)))
+    await emr.send(positive_test(mother, ago(8)))  # an offline clinic's backlog: 8 days, no ART
+    opened = await until(api, mother, lambda f: len(f) == 1)
+    assert by_service(opened) == {"art_initiation": [("requested", None)]}
+    assert opened[0]["reason_code"] == "new_hiv_diagnosis"
+    await emr.send(ArtInitiated(facility_id=FACILITY, occurred_at=ago(), client_id=mother, regimen="TDF/3TC/DTG"))
+    closed = await until(api, mother, lambda f: f[0]["status"] == "completed")
+    assert by_service(closed) == {"art_initiation": [("completed", "art_initiated")]}
+
+
+async def test_a_mother_who_starts_art_within_the_wait_is_never_referred(api: Api, emr: Emr) -> None:
+    mother = uuid4()
+    sent = [
+        await emr.send(enrolled(mother, ago(3), hiv_status="positive", on_art=False)),
+        await emr.send(ArtInitiated(facility_id=FACILITY, occurred_at=ago(1), client_id=mother)),
+    ]
+    await processed(api, *sent)
+    await service.open_due_art_referrals(api.sessions, api.settings)
+    assert await referrals_of(api, mother) == []
+
+
+async def test_a_known_positive_on_art_or_a_retest_of_a_known_positive_is_not_referred(api: Api, emr: Emr) -> None:
+    on_art, known = uuid4(), uuid4()
+    sent = [
+        await emr.send(enrolled(on_art, ago(30), hiv_status="positive", on_art=True)),
+        await emr.send(positive_test(on_art, ago(20), before=HivStatus.unknown)),
+        await emr.send(positive_test(known, ago(20), before=HivStatus.positive)),
+    ]
+    await processed(api, *sent)
+    await service.open_due_art_referrals(api.sessions, api.settings)
+    assert await referrals_of(api, on_art) == [] and await referrals_of(api, known) == []
+
+
+@pytest.mark.parametrize("ending", ["died", "transferred_out"])
+async def test_death_or_transfer_cancels_what_is_open_with_the_reason_and_opens_nothing_more(
+    api: Api, emr: Emr, ending: str
+) -> None:
+    mother = uuid4()
+    await emr.send(enrolled(mother, ago(10), hiv_status="positive"))
+    await until(api, mother, lambda f: len(f) == 1)
+    manual = await api.create(subject_id=str(mother))
+    event = (
+        ClientDied(facility_id=FACILITY, occurred_at=ago(), client_id=mother)
+        if ending == "died"
+        else ClientTransferredOut(
+            facility_id=FACILITY, occurred_at=ago(), client_id=mother, to_facility_id="FAC-KE-001"
+        )
+    )
+    await emr.send(event)
+    found = await until(api, mother, lambda f: all(r["status"] == "cancelled" for r in f))
+    assert by_service(found) == {
+        "art_initiation": [("cancelled", ending)],
+        "family_planning": [("cancelled", ending)],
+    }
+    assert manual["id"] in {r["id"] for r in found}
+    await emr.send(
+        ClientLostToFollowUp(
+            facility_id=FACILITY,
+            occurred_at=ago(),
+            subject_type="client",
+            subject_id=mother,
+            client_id=mother,
+            last_seen_on=date.today(),
+        )
+    )
+    await asyncio.sleep(1.5)
+    assert len(await referrals_of(api, mother)) == 2
+
+
+async def test_an_infant_s_death_cancels_its_open_referrals(api: Api, emr: Emr) -> None:
+    infant, mother = uuid4(), uuid4()
+    await emr.send(due(infant, mother))
+    await until(api, infant, lambda f: len(f) == 1)
+    await emr.send(
+        infant_event(InfantFinalOutcomeRecorded, infant, mother, outcome="died", birth_date=date.today(), age_days=70)
+    )
+    found = await until(api, infant, lambda f: f[0]["status"] == "cancelled")
+    assert by_service(found) == {"eid_sample_collection": [("cancelled", "died")]}
+
+
+async def test_automatic_referral_events_carry_the_cause(api: Api, emr: Emr) -> None:
+    infant, mother = uuid4(), uuid4()
+    ce = await emr.send(overdue(infant, mother))
+    [r] = await until(api, infant, lambda f: len(f) == 1)
+    async with api.sessions() as session:
+        headers = (
+            await session.execute(text("SELECT headers FROM outbox WHERE aggregate_id = :id"), {"id": r["id"]})
+        ).scalar_one()
+    assert headers["ce_causationid"] == str(ce.id)
+    assert headers["ce_correlationid"] == str(ce.id)
