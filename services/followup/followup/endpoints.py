@@ -1,5 +1,48 @@
 """HTTP endpoints of the followup service."""
 
-from fastapi import APIRouter
+from datetime import date
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from servicekit.app import RuntimeDep, SessionDep
+from servicekit.auth import Principal, require
+from servicekit.problems import Problem
+
+from . import service
+from .schemas import InfantPublic, IngestReply, IngestRequest, Worklist
 
 router = APIRouter(prefix="/v1", tags=["followup"])
+
+WorklistReader = Annotated[Principal, require("worklist:read")]
+
+
+@router.post("/events", summary="Post a batch of infant events (at most 1000)")
+async def post_events(
+    body: IngestRequest, runtime: RuntimeDep, principal: Annotated[Principal, require("events:write")]
+) -> IngestReply:
+    return await service.ingest(runtime, principal, body.events)
+
+
+@router.get("/infants/{infant_id}", summary="An infant's follow-up: plan, results and status")
+async def get_infant(
+    infant_id: UUID, session: SessionDep, runtime: RuntimeDep, principal: WorklistReader
+) -> InfantPublic:
+    return await service.infant_record(session, infant_id, principal, runtime.settings)  # type: ignore[arg-type]
+
+
+@router.get("/worklist", summary="What is due and overdue at a facility, most urgent first")
+async def get_worklist(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: WorklistReader,
+    facility_id: str,
+    as_of: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> Worklist:
+    if facility_id not in runtime.registry:
+        raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")
+    principal.require_facility(facility_id)
+    day = as_of or runtime.settings.today()  # type: ignore[attr-defined]
+    return await service.worklist(session, facility_id, day, limit)

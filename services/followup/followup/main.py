@@ -1,21 +1,25 @@
 """ASGI entry point: `uvicorn followup.main:app`."""
 
 from fastapi import FastAPI
+
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, handlers
+from . import endpoints, timers
+from .handlers import handlers
 from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     return create_app(
-        settings or Settings(),
+        settings,
         title="PMTCT follow-up service",
         description="HIV-exposed infant schedule, due and overdue follow-ups, Mentor Mother worklists.",
         routers=[endpoints.router],
         publishes=[FOLLOWUP_TOPIC],
-        consumers=[ConsumerSpec(name="followup", topics=[ENROLMENT_TOPIC], handlers=handlers.HANDLERS)],
+        consumers=[ConsumerSpec(name="followup", topics=[ENROLMENT_TOPIC], handlers=handlers(settings))],
+        background=[("durable timers", timers.run)],
     )
 
 

@@ -5,6 +5,7 @@ Revises:
 """
 
 from alembic import op
+
 from servicekit.migrations import create_runtime_tables, drop_runtime_tables
 
 revision = "0001"

@@ -1,0 +1,254 @@
+"""The two aggregates of follow-up: an infant case (an HEI from entry to final outcome) and a
+mother case (her viral-load follow-up). Pure: the repository loads and saves them, the service
+feeds them facts (`recompute`) and time (`tick`), and turns what they report into events.
+
+Each case is always changed under its database row lock, so what `tick` announces is announced
+once, and nothing is announced for an item the facts have already satisfied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from pmtct_events.enrolment import HivStatus
+from pmtct_events.followup import (
+    FeedingMethod,
+    FinalOutcome,
+    HighRiskReason,
+    InfantArtInitiated,
+    InfantFeedingRecorded,
+    InfantTest,
+    InfantTestResulted,
+    ProphylaxisPlan,
+    TestResult,
+)
+
+from .eid_schedule import (
+    EidRules,
+    FeedingFact,
+    InfantFacts,
+    InfantPlan,
+    TestFact,
+    add_months,
+    breastfeeding_stopped_on,
+    deadline_outcome,
+    final_outcome,
+    infant_plan,
+    outcome_deadline,
+    prophylaxis_for,
+)
+from .mother_schedule import MotherFacts, MotherRules, mother_plan
+from .schedule import Attendance, Item, Transition, check_lost, next_wakeup, reconcile, tick
+
+#: an infant event that is not in the catalog: EMRs post it, follow-up turns it into a final outcome
+INFANT_OUTCOME_RECORDED = "InfantOutcomeRecorded"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An infant event an EMR posted and follow-up accepted: the infant's history."""
+
+    type: str
+    on: date
+    reported_on: date
+    data: Mapping[str, Any]
+
+
+def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFacts:
+    """The infant facts a history establishes (results, feeding, ART start, death, transfer out)."""
+    results: list[TestFact] = []
+    feeding: list[FeedingFact] = []
+    firsts: dict[str, date] = {}
+    for seq, e in enumerate(events):
+        if e.type == InfantTestResulted.event_name:
+            results.append(
+                TestFact(
+                    e.on,
+                    InfantTest(e.data["test"]),
+                    TestResult(e.data["result"]),
+                    bool(e.data.get("confirmatory")),
+                    e.reported_on,
+                    seq,
+                )
+            )
+        elif e.type == InfantFeedingRecorded.event_name:
+            feeding.append(FeedingFact(e.on, FeedingMethod(e.data["method"])))
+        elif e.type == InfantArtInitiated.event_name:
+            firsts["art"] = min(firsts.get("art", e.on), e.on)
+        elif e.type == INFANT_OUTCOME_RECORDED:
+            outcome = e.data["outcome"]
+            firsts[outcome] = min(firsts.get(outcome, e.on), e.on)
+    return replace(
+        facts,
+        results=tuple(results),
+        feeding=tuple(feeding),
+        art_started_on=firsts.get("art"),
+        died_on=firsts.get("died"),
+        transferred_out_on=firsts.get("transferred_out"),
+    )
+
+
+@dataclass(slots=True)
+class TickReport:
+    transitions: list[tuple[Item, Transition]] = field(default_factory=list)
+    #: the day a lost-to-follow-up episode began, when one began now
+    lost_on: date | None = None
+    #: a final outcome decided by the deadline rule
+    outcome: tuple[FinalOutcome, date] | None = None
+
+
+@dataclass(slots=True)
+class InfantCase:
+    """A live-born infant of a mother the platform follows. It is in follow-up (an HEI) from birth
+    when the mother was positive at delivery, or from her diagnosis while breastfeeding."""
+
+    infant_id: UUID
+    client_id: UUID
+    facility_id: str
+    facts: InfantFacts
+    in_follow_up: bool = True
+    high_risk_reasons: list[HighRiskReason] = field(default_factory=list)
+    prophylaxis: list[ProphylaxisPlan] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    attendance: Attendance = field(default_factory=Attendance)
+    final_outcome: FinalOutcome | None = None
+    final_outcome_on: date | None = None
+    events: list[RecordedEvent] = field(default_factory=list)
+    plan: InfantPlan | None = None
+
+    def record(self, event: RecordedEvent) -> None:
+        self.events.append(event)
+        self.facts = with_events(self.facts, self.events)
+        self.attendance.seen(event.on)
+
+    def start_follow_up(
+        self, start: date, reasons: list[HighRiskReason], rules: EidRules
+    ) -> tuple[FinalOutcome, date] | None:
+        """The infant becomes an HEI from `start` (its birth, or its mother's diagnosis)."""
+        self.in_follow_up = True
+        self.high_risk_reasons = list(reasons)
+        self.prophylaxis = prophylaxis_for(bool(reasons), rules)
+        self.facts = replace(self.facts, high_risk=bool(reasons), follow_up_from=start)
+        self.attendance.seen(start)
+        return self.recompute(rules)
+
+    def recompute(self, rules: EidRules) -> tuple[FinalOutcome, date] | None:
+        """Apply the facts to the schedule; returns a final outcome when the facts just decided one."""
+        decided = None
+        if not self.in_follow_up:
+            return None
+        plan = self._replan(rules)
+        if self.final_outcome is None:
+            decided = final_outcome(self.facts, plan)
+            if decided is not None:
+                self.final_outcome, self.final_outcome_on = decided
+                self._replan(rules)
+        return decided
+
+    def _replan(self, rules: EidRules) -> InfantPlan:
+        facts = replace(self.facts, closed_by=self.final_outcome)
+        self.plan = infant_plan(facts, rules)
+        self.items = reconcile(self.infant_id, self.items, self.plan.requirements)
+        return self.plan
+
+    def deadline(self, rules: EidRules) -> date | None:
+        if not self.in_follow_up or self.final_outcome is not None:
+            return None
+        return outcome_deadline(self.facts.birth_date, rules)
+
+    def tick(self, today: date, rules: EidRules, silence_days: int) -> TickReport:
+        report = TickReport(transitions=tick(self.items, today))
+        report.lost_on = check_lost(self.items, self.attendance, silence_days, today)
+        due_by = self.deadline(rules)
+        if due_by is not None and today >= due_by:
+            report.outcome = (deadline_outcome(self.attendance.lost_since is not None), due_by)
+            self.final_outcome, self.final_outcome_on = report.outcome
+            self._replan(rules)
+        return report
+
+    def next_wakeup(self, rules: EidRules, silence_days: int) -> date | None:
+        return next_wakeup(self.items, self.attendance, silence_days, self.deadline(rules))
+
+
+@dataclass(slots=True)
+class MotherCase:
+    """What follow-up knows of a mother (a projection of the enrolment events) and her viral-load
+    follow-up, which exists only while she is known to be living with HIV."""
+
+    client_id: UUID
+    facility_id: str
+    hiv_status: HivStatus = HivStatus.unknown
+    positive_since: date | None = None
+    art_start_date: date | None = None
+    edd: date | None = None
+    delivered_on: date | None = None
+    breastfeeding_until: date | None = None
+    #: (date taken, copies/mL), in date order
+    viral_loads: list[tuple[date, int]] = field(default_factory=list)
+    died_on: date | None = None
+    transferred_out_on: date | None = None
+    items: list[Item] = field(default_factory=list)
+    attendance: Attendance = field(default_factory=Attendance)
+
+    def facts(self) -> MotherFacts:
+        return MotherFacts(
+            positive_since=self.positive_since,
+            edd=self.edd,
+            delivered_on=self.delivered_on,
+            breastfeeding_until=self.breastfeeding_until,
+            viral_loads=tuple(on for on, _ in self.viral_loads),
+            died_on=self.died_on,
+            transferred_out_on=self.transferred_out_on,
+        )
+
+    def latest_viral_load(self, on_or_before: date) -> tuple[date, int] | None:
+        earlier = [vl for vl in self.viral_loads if vl[0] <= on_or_before]
+        return max(earlier) if earlier else None
+
+    def recompute(self, rules: MotherRules) -> None:
+        self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
+
+    def tick(self, today: date, silence_days: int) -> TickReport:
+        report = TickReport(transitions=tick(self.items, today))
+        report.lost_on = check_lost(self.items, self.attendance, silence_days, today)
+        return report
+
+    def next_wakeup(self, silence_days: int) -> date | None:
+        return next_wakeup(self.items, self.attendance, silence_days)
+
+
+def exposure_start(birth_date: date, mother: MotherCase, stopped_on: date | None, rules: EidRules) -> date | None:
+    """When a live-born infant becomes an HEI (DOMAIN.md): at birth if its mother was positive at or
+    before delivery; at her diagnosis if she was diagnosed later while still breastfeeding it
+    (breastfeeding assumed unless it is known to have stopped, up to `max_breastfeeding_months`)."""
+    diagnosed = mother.positive_since
+    if diagnosed is None:
+        return None
+    if diagnosed <= birth_date:
+        return birth_date
+    if stopped_on is not None and stopped_on <= diagnosed:
+        return None
+    if diagnosed > add_months(birth_date, rules.max_breastfeeding_months):
+        return None
+    return diagnosed
+
+
+def breastfeeding_until(mother: MotherCase, infants: Sequence[InfantCase]) -> date | None:
+    """The day the last infant of her latest delivery stopped breastfeeding (or died); None while
+    one still breastfeeds. A delivery with no live-born infant means no breastfeeding at all."""
+    if mother.delivered_on is None:
+        return None
+    latest = [i for i in infants if i.facts.birth_date == mother.delivered_on]
+    if not latest:
+        return mother.delivered_on
+    ends: list[date] = []
+    for infant in latest:
+        known = [d for d in (breastfeeding_stopped_on(infant.facts), infant.facts.died_on) if d is not None]
+        if not known:
+            return None
+        ends.append(min(known))
+    return max(ends)

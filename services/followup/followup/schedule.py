@@ -1,0 +1,291 @@
+"""Schedule items and their lifecycle, shared by infant (EID) and mother (viral load) follow-up.
+
+Pure: no I/O, no clock. Two forces move an item, and they are kept apart on purpose:
+
+- *facts* (a delivery, a result, a death) change what the rules require. `reconcile` turns the
+  requirements of `eid_schedule` / `mother_schedule` into stored items: new items are planned,
+  items the facts meet become `satisfied`, items the facts make pointless become `cancelled`.
+- *time* moves an open item `planned` → `due` (its window opened) → `overdue` (window end plus
+  grace passed). `tick` is what the durable timers run; each transition is announced exactly once
+  because it is a change of the stored status, committed with its event in one transaction.
+
+An item's identity is its subject, kind and window start. A fact that moves a window (breastfeeding
+stopped moves the final test) therefore cancels the old item and plans a new one: an item id is
+never announced twice, even when the plan changes after its due date was announced.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from uuid import UUID, uuid5
+
+from pmtct_events.followup import InfantTest, ScheduleKind
+
+#: namespace of deterministic item ids: the same requirement always gets the same id
+ITEM_NAMESPACE = UUID("5b0d7c3e-8f3a-4f53-9a55-6a2f1f4f0e11")
+
+
+class Status(StrEnum):
+    planned = "planned"
+    due = "due"
+    overdue = "overdue"
+    satisfied = "satisfied"
+    cancelled = "cancelled"
+
+
+OPEN: frozenset[Status] = frozenset({Status.planned, Status.due, Status.overdue})
+
+
+class Transition(StrEnum):
+    due = "due"
+    overdue = "overdue"
+
+
+def add_months(day: date, months: int) -> date:
+    """Calendar months, clamped to the month's last day (31 Jan + 1 month = 28/29 Feb)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def item_id(subject_id: UUID, kind: ScheduleKind, window_start: date) -> UUID:
+    return uuid5(ITEM_NAMESPACE, f"{subject_id}:{kind.value}:{window_start.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What the rules say the subject needs, given the facts so far."""
+
+    kind: ScheduleKind
+    test: InfantTest | None
+    window_start: date
+    window_end: date
+    overdue_on: date
+    satisfied_on: date | None = None
+    cancel_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    """A requirement as stored, with its status."""
+
+    item_id: UUID
+    kind: ScheduleKind
+    test: InfantTest | None
+    window_start: date
+    window_end: date
+    overdue_on: date
+    status: Status = Status.planned
+    satisfied_on: date | None = None
+    cancel_reason: str | None = None
+    #: set when this object differs from what was loaded (the repository writes only these)
+    changed: bool = field(default=False, compare=False)
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN
+
+
+def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requirement]) -> list[Item]:
+    """Bring stored items in line with the requirements; returns the full list, changed ones marked.
+
+    - a requirement not stored yet becomes an item (already satisfied or cancelled if the facts say so);
+    - an open item the facts meet becomes satisfied; one the facts make pointless becomes cancelled;
+    - a cancelled item a (backfilled) result meets becomes satisfied: the record is corrected;
+    - a satisfied item stays satisfied: results are never taken back;
+    - an open item no longer required (its window moved, the plan changed) is cancelled.
+    """
+    by_id = {i.item_id: i for i in items}
+    wanted: set[UUID] = set()
+    for r in required:
+        iid = item_id(subject_id, r.kind, r.window_start)
+        wanted.add(iid)
+        current = by_id.get(iid)
+        if current is None:
+            status = Status.satisfied if r.satisfied_on else Status.cancelled if r.cancel_reason else Status.planned
+            by_id[iid] = Item(
+                iid,
+                r.kind,
+                r.test,
+                r.window_start,
+                r.window_end,
+                r.overdue_on,
+                status,
+                r.satisfied_on,
+                r.cancel_reason if status is Status.cancelled else None,
+                changed=True,
+            )
+            continue
+        if current.status is Status.satisfied:
+            continue
+        if r.satisfied_on is not None:
+            _set(current, Status.satisfied, satisfied_on=r.satisfied_on, cancel_reason=None)
+        elif current.open and r.cancel_reason is not None:
+            _set(current, Status.cancelled, cancel_reason=r.cancel_reason)
+        elif current.open and (current.window_end, current.overdue_on) != (r.window_end, r.overdue_on):
+            current.window_end, current.overdue_on, current.changed = r.window_end, r.overdue_on, True
+    for iid, item in by_id.items():
+        if iid not in wanted and item.open:
+            _set(item, Status.cancelled, cancel_reason="no_longer_required")
+    return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
+
+
+def _set(item: Item, status: Status, **fields) -> None:
+    item.status = status
+    for name, value in fields.items():
+        setattr(item, name, value)
+    item.changed = True
+
+
+def tick(items: list[Item], today: date) -> list[tuple[Item, Transition]]:
+    """Move open items forward in time. An item found past its overdue date while still planned
+    (a backfilled delivery) is announced due and then overdue, in that order, so every overdue
+    item has exactly one due announcement before it."""
+    out: list[tuple[Item, Transition]] = []
+    for item in items:
+        if item.status is Status.planned and today >= item.window_start:
+            _set(item, Status.due)
+            out.append((item, Transition.due))
+        if item.status is Status.due and today >= item.overdue_on:
+            _set(item, Status.overdue)
+            out.append((item, Transition.overdue))
+    return out
+
+
+@dataclass(slots=True)
+class Attendance:
+    """Contact with the programme, and the lost-to-follow-up episode it may be in."""
+
+    last_seen_on: date | None = None
+    #: the day ClientLostToFollowUp was announced; cleared by a later contact (back in care)
+    lost_since: date | None = None
+    #: the last contact known when the loss was announced
+    lost_last_seen_on: date | None = None
+
+    def seen(self, on: date) -> None:
+        if self.last_seen_on is None or on > self.last_seen_on:
+            self.last_seen_on = on
+        if self.lost_since is not None and (self.lost_last_seen_on is None or on > self.lost_last_seen_on):
+            self.lost_since = self.lost_last_seen_on = None
+
+
+def lost_on(items: Iterable[Item], attendance: Attendance, silence_days: int) -> date | None:
+    """The day a subject counts as lost to follow-up: `silence_days` without contact after its
+    earliest open item became overdue (counted from the last contact if that was later). A subject
+    with nothing overdue is never lost: a quiet baby between its 6-week and 9-month tests is fine."""
+    overdue_dates = [i.overdue_on for i in items if i.open]
+    if not overdue_dates:
+        return None
+    start = min(overdue_dates)
+    if attendance.last_seen_on is not None and attendance.last_seen_on > start:
+        start = attendance.last_seen_on
+    return start + timedelta(days=silence_days)
+
+
+def check_lost(items: list[Item], attendance: Attendance, silence_days: int, today: date) -> date | None:
+    """Start a lost-to-follow-up episode if one is due today; returns the day it began, once."""
+    if attendance.lost_since is not None:
+        return None
+    when = lost_on(items, attendance, silence_days)
+    if when is None or today < when:
+        return None
+    attendance.lost_since = today
+    attendance.lost_last_seen_on = attendance.last_seen_on
+    return when
+
+
+def next_wakeup(items: Iterable[Item], attendance: Attendance, silence_days: int, *others: date | None) -> date | None:
+    """The earliest day a timer has something to do for this subject (None: nothing, ever)."""
+    items = list(items)
+    dates: list[date] = list(d for d in others if d is not None)
+    for i in items:
+        if i.status is Status.planned:
+            dates.append(i.window_start)
+        if i.status in (Status.planned, Status.due):
+            dates.append(i.overdue_on)
+    if attendance.lost_since is None:
+        when = lost_on(items, attendance, silence_days)
+        if when is not None:
+            dates.append(when)
+    return min(dates) if dates else None
+
+
+@dataclass(slots=True)
+class Slot:
+    """A requirement being worked out by a rule function (mutable until frozen into a Requirement)."""
+
+    kind: ScheduleKind
+    test: InfantTest | None
+    window_start: date
+    window_end: date
+    grace_days: int
+    #: routine slots supersede each other; "at once" slots (confirmatory, repeat) do not
+    routine: bool = True
+    satisfied_on: date | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.satisfied_on is None and self.cancel_reason is None
+
+    def requirement(self) -> Requirement:
+        return Requirement(
+            self.kind,
+            self.test,
+            self.window_start,
+            self.window_end,
+            self.window_end + timedelta(days=self.grace_days),
+            self.satisfied_on,
+            self.cancel_reason,
+        )
+
+
+def match_routine(slots: list[Slot], on: date, accepts, early_tolerance_days: int) -> Slot | None:
+    """A sample taken `on` meets the latest-opening open routine slot that `accepts` it and whose
+    window has opened (less a small tolerance for an early visit). Earlier open routine slots are
+    then superseded: a 6-week NAT never done cannot be done any more once the 9-month NAT is."""
+    tolerance = timedelta(days=early_tolerance_days)
+    candidates = [s for s in slots if s.routine and s.open and accepts(s) and s.window_start - tolerance <= on]
+    if not candidates:
+        return None
+    chosen = max(candidates, key=lambda s: s.window_start)
+    chosen.satisfied_on = on
+    for s in slots:
+        if s.routine and s.open and accepts(s) and s.window_start < chosen.window_start:
+            s.cancel_reason = "superseded"
+    return chosen
+
+
+def cancel_open(slots: Iterable[Slot], reason: str) -> None:
+    for s in slots:
+        if s.open:
+            s.cancel_reason = reason
+
+
+def frozen(slots: Iterable[Slot]) -> list[Requirement]:
+    return [s.requirement() for s in slots]
+
+
+__all__ = [
+    "OPEN",
+    "Attendance",
+    "Item",
+    "Requirement",
+    "Slot",
+    "Status",
+    "Transition",
+    "add_months",
+    "cancel_open",
+    "check_lost",
+    "frozen",
+    "item_id",
+    "lost_on",
+    "match_routine",
+    "next_wakeup",
+    "reconcile",
+    "tick",
+]

@@ -1,0 +1,234 @@
+"""API models: the infant events EMRs post, the per-event results, the infant record, the worklist."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from pmtct_events.followup import (
+    FeedingMethod,
+    FinalOutcome,
+    HighRiskReason,
+    InfantTest,
+    ProphylaxisDrug,
+    ProphylaxisPlan,
+    ScheduleKind,
+    SubjectType,
+    TestResult,
+)
+
+# --- POST /v1/events -----------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProphylaxisData(Strict):
+    drug: ProphylaxisDrug
+    duration_weeks: int = Field(ge=1, le=52)
+
+
+class FeedingData(Strict):
+    method: FeedingMethod
+
+
+class TestResultData(Strict):
+    test: InfantTest
+    result: TestResult
+    confirmatory: bool
+
+
+class NoData(Strict):
+    pass
+
+
+class OutcomeData(Strict):
+    outcome: Literal["died", "transferred_out"]
+
+
+class InfantEventBase(Strict):
+    """Every posted infant event: the EMR's `event_id` (its idempotency key), the facility, when it
+    happened (visit, sample, start), and the infant by platform `infant_id` or by the EMR's
+    `infant_ref` at that facility (the reference given when the delivery was posted)."""
+
+    event_id: UUID
+    facility_id: str = Field(min_length=1, max_length=64)
+    occurred_at: AwareDatetime
+    infant_id: UUID | None = None
+    infant_ref: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+
+
+class ProphylaxisIn(InfantEventBase):
+    type: Literal["InfantProphylaxisRecorded"]
+    data: ProphylaxisData
+
+
+class FeedingIn(InfantEventBase):
+    type: Literal["InfantFeedingRecorded"]
+    data: FeedingData
+
+
+class TestResultIn(InfantEventBase):
+    type: Literal["InfantTestResulted"]
+    data: TestResultData
+
+
+class ArtInitiatedIn(InfantEventBase):
+    type: Literal["InfantArtInitiated"]
+    data: NoData = NoData()
+
+
+class VisitIn(InfantEventBase):
+    type: Literal["InfantVisitRecorded"]
+    data: NoData = NoData()
+
+
+class OutcomeIn(InfantEventBase):
+    type: Literal["InfantOutcomeRecorded"]
+    data: OutcomeData
+
+
+InfantEventIn = Annotated[
+    ProphylaxisIn | FeedingIn | TestResultIn | ArtInitiatedIn | VisitIn | OutcomeIn, Field(discriminator="type")
+]
+INFANT_EVENT = TypeAdapter(InfantEventIn)
+INFANT_EVENT_TYPES: tuple[str, ...] = (
+    "InfantProphylaxisRecorded",
+    "InfantFeedingRecorded",
+    "InfantTestResulted",
+    "InfantArtInitiated",
+    "InfantVisitRecorded",
+    "InfantOutcomeRecorded",
+)
+
+
+class IngestRequest(BaseModel):
+    """A batch of at most 1000 infant events. Each is validated on its own: one bad event is
+    rejected with its reason and does not affect the others."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(min_length=1)
+
+
+class EventStatus(StrEnum):
+    accepted = "accepted"
+    duplicate = "duplicate"
+    rejected = "rejected"
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="Position of the event in the posted batch.")
+    event_id: str | None = None
+    status: EventStatus
+    infant_id: UUID | None = None
+    code: str | None = Field(default=None, description="machine-readable reason of a rejection")
+    reason: str | None = None
+
+
+class IngestReply(BaseModel):
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]
+
+
+# --- GET /v1/infants/{id} ------------------------------------------------------------------------
+
+
+class ScheduleItemPublic(BaseModel):
+    item_id: UUID
+    kind: ScheduleKind
+    test: InfantTest | None
+    window_start: date
+    window_end: date
+    overdue_on: date
+    status: str
+    satisfied_on: date | None
+    cancel_reason: str | None
+    due_announced_at: datetime | None
+    overdue_announced_at: datetime | None
+
+
+class TestResultPublic(BaseModel):
+    event_id: UUID
+    sampled_at: datetime
+    age_days: int
+    test: InfantTest
+    result: TestResult
+    confirmatory: bool
+
+
+class InfantRecordPublic(BaseModel):
+    """Another fact on the infant's record: prophylaxis given, feeding, visit, ART start, outcome."""
+
+    event_id: UUID
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class FinalOutcomePublic(BaseModel):
+    outcome: FinalOutcome
+    on: date
+
+
+class InfantPublic(BaseModel):
+    infant_id: UUID
+    client_id: UUID
+    facility_id: str
+    birth_date: date
+    sex: str
+    in_follow_up: bool
+    follow_up_from: date | None
+    status: str = Field(description="not_in_follow_up, active, lost_to_follow_up, or the final outcome")
+    high_risk: bool
+    high_risk_reasons: list[HighRiskReason]
+    prophylaxis_plan: list[ProphylaxisPlan]
+    breastfeeding_stopped_on: date | None
+    art_needed: bool
+    art_started_on: date | None
+    final_outcome: FinalOutcomePublic | None
+    last_seen_on: date | None
+    lost_since: date | None
+    plan: list[ScheduleItemPublic]
+    results: list[TestResultPublic]
+    records: list[InfantRecordPublic]
+
+
+# --- GET /v1/worklist ----------------------------------------------------------------------------
+
+
+class Urgency(StrEnum):
+    overdue = "overdue"
+    due = "due"
+
+
+class WorklistEntry(BaseModel):
+    """One thing to do: the subject (mother or infant, by platform id: names are in enrolment), what
+    is needed, its window, and how urgent it is on the day asked about."""
+
+    item_id: UUID
+    subject_type: SubjectType
+    subject_id: UUID
+    client_id: UUID
+    action: ScheduleKind
+    test: InfantTest | None
+    window_start: date
+    window_end: date
+    overdue_on: date
+    urgency: Urgency
+    days_overdue: int
+    days_left_in_window: int
+
+
+class Worklist(BaseModel):
+    facility_id: str
+    as_of: date
+    count: int
+    truncated: bool
+    items: list[WorklistEntry]

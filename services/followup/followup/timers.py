@@ -1,0 +1,85 @@
+"""Durable timers: InfantTestDue, InfantTestOverdue, ClientViralLoadDue/Overdue, ClientLostToFollowUp
+and the deadline final outcome, each announced exactly once.
+
+There is no in-memory timer to lose. Every subject row carries `next_timer_on`, the earliest day it
+has timer work (indexed). A pass claims the rows whose day has come with `FOR UPDATE SKIP LOCKED`,
+ticks their cases, and commits the new item statuses together with the events in the outbox, in
+one transaction. Hence:
+
+- exactly once: a transition is a change of the stored status; a pass that dies before its commit
+  leaves nothing behind, and the next pass (this process after a restart, or another replica)
+  redoes it; a committed pass is never redone, because the status has moved on;
+- several replicas: `SKIP LOCKED` hands each row to one of them; the others skip it, never wait;
+- nothing for a satisfied item: the pass reads the item under the same row lock that the POST
+  and the consumer take to apply a result, so it sees the result or runs before it;
+- the same lock order as the use cases (the subject row, then its items): no deadlocks.
+
+Backfill ordering: a delivery dated ten weeks ago has a six-week window that is already past.
+Its infant's timers wait `timer_settle_s` after the infant's last input (`settle_until`), so the
+results an EMR posts in the same burst (right after the delivery's infant ids come back) are
+applied first and the overdue is never raised; with no result it is raised as soon as the burst has
+settled. A result that arrives later still is applied normally and corrects the record (the
+tracing referral the overdue opened is closed by the result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import date
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from servicekit import outbox
+from servicekit.app import Runtime
+
+from . import repository as repo
+from .service import infant_announcements, mother_announcements
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run(rt: Runtime) -> None:
+    """The background loop (`create_app(background=...)`): a pass, then a pause unless work remains."""
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    while True:
+        handled = await fire(rt.sessions, settings)
+        if handled < settings.timer_batch_size:
+            await asyncio.sleep(settings.timer_interval_s)
+
+
+async def fire(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    today: date | None = None,
+    only: Sequence[UUID] | None = None,
+) -> int:
+    """One pass over infants, then mothers, as of `today` (the local date by default); `only`
+    restricts it to some subjects (tests). Returns the largest number of subjects one batch handled."""
+    today = today or settings.today()
+    silence = settings.lost_to_follow_up_days
+    async with sessions() as session, session.begin():
+        ids = await repo.claim_due_infants(session, today, settings.timer_batch_size, only)
+        cases = await repo.lock_infants(session, ids, settings.timezone)
+        out = []
+        for case in cases.values():
+            report = case.tick(today, settings.eid, silence)
+            out += infant_announcements(case, report, settings)
+            await repo.save_infant(session, case, case.next_wakeup(settings.eid, silence), None)
+        await outbox.add(session, out)
+    infants_handled = len(ids)
+    async with sessions() as session, session.begin():
+        ids = await repo.claim_due_mothers(session, today, settings.timer_batch_size, only)
+        mothers = await repo.lock_mothers(session, ids)
+        out = []
+        for mother in mothers.values():
+            report = mother.tick(today, silence)
+            out += mother_announcements(mother, report, settings)
+            await repo.save_mother(session, mother, mother.next_wakeup(silence), None)
+        await outbox.add(session, out)
+    if infants_handled or ids:
+        log.info("timers: %d infants, %d mothers handled as of %s", infants_handled, len(ids), today)
+    return max(infants_handled, len(ids))
