@@ -195,6 +195,23 @@ def simulate(
 
 
 @app.command()
+def replay(
+    service: Annotated[str, typer.Argument(help="The service whose read model to rebuild: reporting")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A running local runner's data directory (its database)")
+    ] = None,
+    bootstrap_servers: Bootstrap = None,
+) -> None:
+    """Rebuild a service's read model from the topics, with a progress bar: the same numbers as before.
+    Connects as the service does (PMTCT_DATABASE_URL), or to the local runner of --data-dir."""
+    if service != "reporting":
+        raise typer.BadParameter("only reporting keeps a read model rebuilt from the topics", param_hint="SERVICE")
+    from reporting.replay import main as rebuild_reporting
+
+    raise typer.Exit(rebuild_reporting(data_dir=data_dir, bootstrap_servers=bootstrap_servers))
+
+
+@app.command()
 def schemas(out: Annotated[Path | None, typer.Option(help="libs/events directory")] = None) -> None:
     """Regenerate the JSON Schemas and the AsyncAPI document from the event models."""
     from pmtct_events import schemagen

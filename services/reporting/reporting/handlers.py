@@ -90,8 +90,8 @@ async def on_infant_art(session: AsyncSession, _: CloudEvent, event: fu.InfantAr
     await repository.record_infant_art(session, event.infant_id, event.occurred_at.date())
 
 
-async def on_final_outcome(session: AsyncSession, _: CloudEvent, event: fu.InfantFinalOutcomeRecorded) -> None:
-    await repository.record_infant_outcome(session, event.infant_id, event.outcome.value, event.occurred_at)
+async def on_final_outcome(session: AsyncSession, ce: CloudEvent, event: fu.InfantFinalOutcomeRecorded) -> None:
+    await repository.record_infant_outcome(session, event.infant_id, event.outcome.value, ce.time)
 
 
 async def on_referral(session: AsyncSession, _: CloudEvent, event: rf.ReferralEvent) -> None:

@@ -78,9 +78,9 @@ infants = sa.Table(
     sa.Column("first_pos_nat_age_days", sa.Integer),
     sa.Column("first_pos_nat_facility_id", sa.Text),
     sa.Column("art_started_on", sa.Date),
-    #: the latest documented final outcome
+    #: the final outcome follow-up recorded last (a later record corrects an earlier one)
     sa.Column("outcome", sa.Text),
-    sa.Column("outcome_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome_recorded_at", sa.DateTime(timezone=True)),
 )
 
 referrals = sa.Table(

@@ -123,19 +123,19 @@ def postgres_socket_url(data_dir: Path) -> str:
     return f"postgresql://postgres@/postgres?host={lines[4].strip()}&port={lines[3].strip()}"
 
 
-def main(data_dir: Path | None = None, console: Console | None = None) -> int:
+def main(data_dir: Path | None = None, bootstrap_servers: str | None = None, console: Console | None = None) -> int:
     """The `pmtct replay reporting` command. Connection settings come from the environment as for
     the service (PMTCT_DATABASE_URL, PMTCT_KAFKA_BOOTSTRAP_SERVERS), or from a running local
-    runner's data directory (`pmtct dev --data-dir DIR`)."""
+    runner's data directory (`pmtct dev --data-dir DIR`, broker on 127.0.0.1:9092 unless given)."""
     from servicekit import bootstrap
 
     console = console or Console()
-    overrides = {}
+    overrides: dict[str, str] = {}
     if data_dir is not None:
-        overrides = {
-            "database_url": bootstrap.service_url(postgres_socket_url(data_dir), "reporting"),
-            "kafka_bootstrap_servers": "127.0.0.1:9092",
-        }
+        overrides["database_url"] = bootstrap.service_url(postgres_socket_url(data_dir), "reporting")
+        overrides["kafka_bootstrap_servers"] = "127.0.0.1:9092"
+    if bootstrap_servers:
+        overrides["kafka_bootstrap_servers"] = bootstrap_servers
     settings = Settings(**overrides)
     with Progress(
         TextColumn("[bold]rebuilding reporting"),

@@ -210,15 +210,18 @@ async def record_infant_art(session: AsyncSession, infant_id: UUID, started_on: 
 
 _OUTCOME = text(
     """
-    INSERT INTO infants AS i (infant_id, outcome, outcome_at) VALUES (:infant_id, :outcome, :recorded_at)
-    ON CONFLICT (infant_id) DO UPDATE SET outcome = excluded.outcome, outcome_at = excluded.outcome_at
-    -- the latest documented outcome stands; two at the same instant: the larger code, so order never matters
-    WHERE i.outcome_at IS NULL OR ROW(excluded.outcome_at, excluded.outcome) > ROW(i.outcome_at, i.outcome)
+    INSERT INTO infants AS i (infant_id, outcome, outcome_recorded_at) VALUES (:infant_id, :outcome, :recorded_at)
+    ON CONFLICT (infant_id) DO UPDATE SET outcome = excluded.outcome, outcome_recorded_at = excluded.outcome_recorded_at
+    -- the outcome recorded last stands; two at the same instant: the larger code, so order never matters
+    WHERE i.outcome_recorded_at IS NULL
+       OR ROW(excluded.outcome_recorded_at, excluded.outcome) > ROW(i.outcome_recorded_at, i.outcome)
     """
 )
 
 
 async def record_infant_outcome(session: AsyncSession, infant_id: UUID, outcome: str, recorded_at: datetime) -> None:
+    """`recorded_at` is when follow-up recorded it (the CloudEvent time), not the outcome's own date:
+    follow-up may correct an outcome when a late fact arrives, and its correction must win."""
     await session.execute(_OUTCOME, {"infant_id": infant_id, "outcome": outcome, "recorded_at": recorded_at})
 
 

@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("first_pos_nat_facility_id", sa.Text),
         sa.Column("art_started_on", sa.Date),
         sa.Column("outcome", sa.Text),
-        sa.Column("outcome_at", sa.DateTime(timezone=True)),
+        sa.Column("outcome_recorded_at", sa.DateTime(timezone=True)),
     )
     op.create_index("infants_by_facility_birth", "infants", ["facility_id", "birth_date"])
     op.create_index("infants_by_birth", "infants", ["birth_date"])
