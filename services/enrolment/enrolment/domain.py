@@ -293,7 +293,7 @@ def check_enrolment_dates(
 
 
 def check_edd(status: StatusAtEnrolment, edd: date | None, day: date) -> None:
-    if edd is None or status is not StatusAtEnrolment.pregnant:
+    if edd is None or status != StatusAtEnrolment.pregnant:
         return
     low, high = (day + timedelta(days=d) for d in EDD_AFTER_DAYS)
     if not low <= edd <= high:
@@ -335,7 +335,7 @@ def enrolment_opens_episode(
     if left and max(left) >= last_enrolled and day >= max(left):
         return True
     delivered = [day_of(d.occurred_at) for d in history.of(DeliveryRecorded)]
-    if status is StatusAtEnrolment.pregnant and any(last_enrolled <= d < day for d in delivered):
+    if status == StatusAtEnrolment.pregnant and any(last_enrolled <= d < day for d in delivered):
         return False
     raise RuleBroken(
         "already_enrolled",
