@@ -285,3 +285,16 @@ def test_the_image_installs_exactly_the_locked_workspace_and_runs_unprivileged(c
         assert importlib.util.find_spec(f"{service}.main") is not None
         assert compose["services"][service]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert compose["services"]["migrate"]["command"] == ["pmtct", "db", "migrate"]
+
+
+def test_every_service_sends_its_traces_through_the_collector_to_the_trace_viewer(compose):
+    collector = load_yaml(DEPLOY / "otel-collector" / "config.yaml")
+    endpoints = {compose["services"][s]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] for s in SERVICES}
+    assert len(endpoints) == 1
+    host, port = endpoints.pop().removeprefix("http://").split(":")
+    assert host == "otel-collector" and host in compose["services"]
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == f"0.0.0.0:{port}"
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    for exporter in pipeline["exporters"]:
+        assert collector["exporters"][exporter]["endpoint"].split(":")[0] in compose["services"]
