@@ -96,8 +96,8 @@ IdleSeconds = Annotated[float, typer.Option("--idle-seconds", help="Stop reading
 def _kafka_settings(bootstrap_servers: str | None):
     from .settings import ServiceSettings
 
-    overrides = {"kafka_bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}
-    return ServiceSettings(service_name="dlq", **overrides)
+    settings = ServiceSettings(service_name="dlq")
+    return settings.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers}) if bootstrap_servers else settings
 
 
 @dlq_app.command("list")
