@@ -71,7 +71,7 @@ async def test_no_personal_data_or_record_number_posted_is_on_any_topic(enrolmen
     await enrolment.wait_published()
     await enrolment.catalog_events({results[0]["client_id"], results[7]["client_id"]}, expected=len(events))
     secrets = {s for s in emr.posted_pii if len(s) >= 6}
-    assert len(secrets) >= 20
+    assert len(secrets) >= 15  # this test's own: 3 women, 3 record numbers, 2 babies
 
     records = await every_message(enrolment.infra.bootstrap_servers)
 
