@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -24,11 +25,16 @@ from uuid import UUID
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from followup import service, timers
 from followup.main import build_app
+from followup.schemas import INFANT_EVENT
 from followup.settings import Settings
 from pmtct_events import ENROLMENT_TOPIC, CloudEvent
 from pmtct_events.enrolment import (
+    BirthOutcome,
     ClientDied,
     ClientEnrolled,
     ClientEvent,
@@ -36,6 +42,7 @@ from pmtct_events.enrolment import (
     DeliveryRecorded,
     HivStatus,
     HivTestRecorded,
+    InfantSex,
     StatusAtEnrolment,
     ViralLoadRecorded,
     ViralLoadResult,
@@ -43,8 +50,6 @@ from pmtct_events.enrolment import (
 from servicekit import bootstrap
 from servicekit.identifiers import ref_hash
 from servicekit.testing import Infra, TestIssuer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 FACILITY = "FAC-ZA-003"
 #: day one of the simulated calendar
@@ -124,13 +129,15 @@ def new_mother(facility_id: str = FACILITY) -> Mother:
     return Mother(uuid.uuid4(), facility_id)
 
 
-def live_infant(key: str | None = None, facility_id: str = FACILITY, ref: str | None = None) -> DeliveredInfant:
+def live_infant(
+    key: str | None = None, facility_id: str = FACILITY, ref: str | None = None, outcome: str = "live_birth"
+) -> DeliveredInfant:
     return DeliveredInfant(
         infant_id=uuid.uuid4(),
         ref_hash=ref_hash(key, facility_id, ref) if key and ref else None,
-        sex="female",
+        sex=InfantSex.female,
         birth_weight_g=3000,
-        outcome="live_birth",
+        outcome=BirthOutcome(outcome),
     )
 
 
@@ -158,6 +165,22 @@ class FollowupService:
             ce = CloudEvent.from_event(event)
             async with self.sessions() as session, session.begin():
                 await service.on_enrolment_event(session, ce, event, settings or self.sim)
+
+    async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
+        """An infant event applied through the POST's own transaction, without its real-time checks
+        (simulated-calendar dates are in the future)."""
+        raw = {
+            "event_id": str(uuid.uuid4()),
+            "type": type,
+            "facility_id": FACILITY,
+            "occurred_at": at(on).isoformat(),
+            "infant_id": str(infant_id),
+            "data": data or {},
+        }
+        event = INFANT_EVENT.validate_json(json.dumps(raw), strict=True)
+        async with self.sessions() as session, session.begin():
+            [result] = await service.apply_batch(session, [service.Checked(0, event, raw["event_id"], None)], self.sim)
+        return result.model_dump(mode="json")
 
     async def fire(self, today: date, only: list[UUID]) -> int:
         return await timers.fire(self.sessions, self.sim, today=today, only=only)

@@ -1,0 +1,257 @@
+"""The follow-up use cases against the real database, on the simulated calendar (see conftest):
+mother events through the consumer's handler, infant events through the POST's transaction, time
+through the durable timers' pass, events read back from the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from conftest import FACILITY, SIM_START, live_infant, new_mother, well_treated
+from sqlalchemy import text
+
+from followup.schedule import add_months
+from pmtct_events.enrolment import HivStatus
+
+B = SIM_START
+NAT = {"test": "NAT", "result": "negative", "confirmatory": False}
+
+
+def weeks(n: float):
+    return B + timedelta(weeks=n)
+
+
+async def test_a_positive_mothers_delivery_starts_follow_up_with_its_prophylaxis_and_plan(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.enrolled(B - timedelta(days=200)), mother.delivered(B, [baby], **well_treated(B)))
+
+    [(name, started)] = await followup.emitted([baby.infant_id])
+    assert name == "InfantFollowUpStarted"
+    assert started["client_id"] == str(mother.client_id) and started["birth_date"] == B.isoformat()
+    assert started["high_risk"] is False and started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 6}]
+    assert [(p["kind"], p["window_start"]) for p in started["plan"]] == [
+        ("nat_6_weeks", weeks(4).isoformat()),
+        ("nat_9_months", add_months(B, 9).isoformat()),
+        ("final_test", add_months(B, 18).isoformat()),
+    ]
+
+
+async def test_a_high_risk_infant_gets_enhanced_prophylaxis_a_birth_nat_and_its_reasons(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], art_start_date=B - timedelta(days=10)))
+
+    [(_, started)] = await followup.emitted([baby.infant_id])
+    assert started["high_risk"] is True
+    assert started["high_risk_reasons"] == ["art_under_4_weeks", "no_viral_load"]
+    assert started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 12}, {"drug": "AZT", "duration_weeks": 6}]
+    assert started["plan"][0]["kind"] == "nat_birth" and started["plan"][0]["window_start"] == B.isoformat()
+
+
+async def test_an_hiv_negative_mothers_infant_is_not_followed_and_a_stillbirth_is_not_an_infant(followup) -> None:
+    mother, baby, stillborn = new_mother(), live_infant(), live_infant(outcome="stillbirth")
+    await followup.apply(mother.delivered(B, [baby, stillborn], hiv_status=HivStatus.negative))
+
+    assert await followup.emitted([baby.infant_id, stillborn.infant_id]) == []
+    record = await followup.infant(baby.infant_id)
+    assert record["status"] == "not_in_follow_up" and record["plan"] == []
+    response = await followup.http.get(f"/v1/infants/{stillborn.infant_id}", headers=followup.headers("worklist:read"))
+    assert response.status_code == 404 and response.json()["code"] == "unknown_infant"
+
+
+async def test_a_mother_diagnosed_while_breastfeeding_starts_her_infants_follow_up_at_her_diagnosis(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    diagnosed = add_months(B, 5)
+    await followup.apply(mother.delivered(B, [baby], hiv_status=HivStatus.negative), mother.tested(diagnosed))
+
+    [(name, started)] = await followup.emitted([baby.infant_id])
+    assert name == "InfantFollowUpStarted"
+    assert started["follow_up_from"] == diagnosed.isoformat() and started["high_risk"] is True
+    assert "diagnosed_in_labour_or_postpartum" in started["high_risk_reasons"]
+    assert [(p["kind"], p["window_start"]) for p in started["plan"]][:2] == [
+        ("nat_6_weeks", diagnosed.isoformat()),
+        ("nat_9_months", add_months(B, 9).isoformat()),
+    ]
+
+
+async def test_a_mother_diagnosed_when_her_child_is_past_breastfeeding_age_does_not_make_it_exposed(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], hiv_status=HivStatus.negative), mother.tested(add_months(B, 25)))
+    assert await followup.emitted([baby.infant_id]) == []
+
+
+async def test_timers_announce_due_then_overdue_once_however_often_they_run(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+    only = [baby.infant_id]
+
+    for day in (weeks(3), weeks(4), weeks(4), weeks(5), weeks(10), weeks(11), weeks(12)):
+        await followup.fire(day, only)
+
+    names = await followup.emitted_names(only)
+    assert names == ["InfantFollowUpStarted", "InfantTestDue", "InfantTestOverdue"]
+    items = await followup.items(baby.infant_id)
+    assert items["nat_6_weeks"]["status"] == "overdue"
+    assert items["nat_6_weeks"]["due_announced_at"] <= items["nat_6_weeks"]["overdue_announced_at"]
+
+
+async def test_a_result_before_the_overdue_date_means_no_overdue_and_a_late_result_corrects_the_record(
+    followup,
+) -> None:
+    mother, on_time, late = new_mother(), live_infant(), live_infant()
+    await followup.apply(mother.delivered(B, [on_time, late], **well_treated(B)))
+    only = [on_time.infant_id, late.infant_id]
+    await followup.fire(weeks(5), only)
+    assert (await followup.record(on_time.infant_id, "InfantTestResulted", weeks(6), NAT))["status"] == "accepted"
+    await followup.fire(weeks(11), only)
+    await followup.record(late.infant_id, "InfantTestResulted", weeks(11), NAT)
+    await followup.fire(weeks(12), only)
+
+    assert await followup.emitted_names([on_time.infant_id]) == [
+        "InfantFollowUpStarted",
+        "InfantTestDue",
+        "InfantTestResulted",
+    ]
+    assert await followup.emitted_names([late.infant_id]) == [
+        "InfantFollowUpStarted",
+        "InfantTestDue",
+        "InfantTestOverdue",
+        "InfantTestResulted",
+    ]
+    assert (await followup.items(late.infant_id))["nat_6_weeks"]["status"] == "satisfied"
+
+
+async def test_two_timer_passes_racing_over_the_same_infants_announce_each_item_exactly_once(followup) -> None:
+    mother = new_mother()
+    babies = [live_infant() for _ in range(6)]
+    await followup.apply(mother.delivered(B, babies, art_start_date=B - timedelta(days=3)))
+    only = [b.infant_id for b in babies]
+
+    await asyncio.gather(*(followup.fire(weeks(12), only) for _ in range(4)))
+    await followup.fire(weeks(12), only)
+
+    names = await followup.emitted_names(only)
+    # each high-risk infant: a birth NAT and a 6-week NAT, each due then overdue
+    assert names.count("InfantTestDue") == 2 * len(babies)
+    assert names.count("InfantTestOverdue") == 2 * len(babies)
+    async with followup.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT payload->>'item_id' AS item, event_type, count(*) AS n FROM outbox"
+                " WHERE aggregate_id = ANY(:ids) AND event_type ILIKE '%InfantTest%due.v1' GROUP BY 1, 2"
+            ),
+            {"ids": [str(i) for i in only]},
+        )
+        assert all(r.n == 1 for r in rows)
+
+
+async def test_a_confirmed_positive_gives_one_infected_outcome_and_an_art_start_action(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+    positive = {"test": "NAT", "result": "positive", "confirmatory": False}
+    await followup.record(baby.infant_id, "InfantTestResulted", weeks(6), positive)
+    await followup.record(baby.infant_id, "InfantTestResulted", weeks(7), {**positive, "confirmatory": True})
+    await followup.record(baby.infant_id, "InfantOutcomeRecorded", weeks(9), {"outcome": "died"})
+
+    outcomes = [p for n, p in await followup.emitted([baby.infant_id]) if n == "InfantFinalOutcomeRecorded"]
+    assert [(o["outcome"], o["age_days"]) for o in outcomes] == [("infected", 49)]
+    record = await followup.infant(baby.infant_id)
+    assert record["status"] == "infected"
+    assert record["art_needed"] is False  # died: no ART start to chase any more
+    tested = [p for n, p in await followup.emitted([baby.infant_id]) if n == "InfantTestResulted"]
+    assert [(t["first_virologic"], t["age_days"]) for t in tested] == [(True, 42), (False, 49)]
+
+
+async def test_a_mothers_death_stops_breastfeeding_and_moves_her_infants_final_test(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+    await followup.apply(mother.died(add_months(B, 17)))
+
+    finals = {
+        r["window_start"]: r["status"]
+        for r in (await followup.infant(baby.infant_id))["plan"]
+        if r["kind"] == "final_test"
+    }
+    assert finals == {
+        add_months(B, 18).isoformat(): "cancelled",
+        add_months(add_months(B, 17), 3).isoformat(): "planned",
+    }
+
+
+async def test_an_infant_silent_after_an_overdue_test_is_lost_once_and_ltfu_is_its_final_outcome(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+    only = [baby.infant_id]
+    overdue_on = weeks(8) + timedelta(days=14)
+    for day in (
+        overdue_on,
+        overdue_on + timedelta(days=89),
+        overdue_on + timedelta(days=90),
+        overdue_on + timedelta(days=200),
+    ):
+        await followup.fire(day, only)
+    for day in (add_months(B, 23), add_months(B, 24), add_months(B, 25)):
+        await followup.fire(day, only)
+
+    emitted = await followup.emitted(only)
+    lost = [p for n, p in emitted if n == "ClientLostToFollowUp"]
+    assert [(p["subject_type"], p["subject_id"], p["last_seen_on"]) for p in lost] == [
+        ("infant", str(baby.infant_id), B.isoformat())
+    ]
+    outcomes = [p["outcome"] for n, p in emitted if n == "InfantFinalOutcomeRecorded"]
+    assert outcomes == ["lost_to_follow_up"]
+    assert (await followup.infant(baby.infant_id))["status"] == "lost_to_follow_up"
+
+
+async def test_a_positive_mother_gets_viral_loads_due_and_overdue_while_breastfeeding(followup) -> None:
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+    only = [mother.client_id]
+    three_months = add_months(B, 3)
+    await followup.fire(three_months, only)
+    await followup.fire(three_months + timedelta(days=42), only)
+    await followup.apply(mother.viral_load(add_months(B, 6)))
+    await followup.fire(add_months(B, 6) + timedelta(days=60), only)
+
+    emitted = await followup.emitted(only)
+    assert [(n, p["window_end"]) for n, p in emitted] == [
+        ("ClientViralLoadDue", (three_months + timedelta(days=28)).isoformat()),
+        ("ClientViralLoadOverdue", (three_months + timedelta(days=28)).isoformat()),
+    ]
+    assert all(p["kind"] == "mother_viral_load" for _, p in emitted)
+
+
+async def test_worklist_lists_a_facilitys_mothers_and_infants_most_urgent_first(followup) -> None:
+    facility = "FAC-MW-002"
+    mother = new_mother(facility)
+    overdue_baby, due_baby = live_infant(facility_id=facility), live_infant(facility_id=facility)
+    born = B - timedelta(weeks=7)
+    await followup.apply(mother.delivered(born, [overdue_baby], **well_treated(born)))
+    other = new_mother(facility)
+    await followup.apply(other.delivered(B, [due_baby], art_start_date=B - timedelta(days=3)))
+    as_of = B + timedelta(weeks=5)
+
+    response = await followup.http.get(
+        "/v1/worklist",
+        params={"facility_id": facility, "as_of": as_of.isoformat()},
+        headers=followup.headers("worklist:read", [facility]),
+    )
+    assert response.status_code == 200, response.text
+    mine = {mother.client_id, overdue_baby.infant_id, other.client_id, due_baby.infant_id}
+    items = [i for i in response.json()["items"] if i["subject_id"] in {str(s) for s in mine}]
+    assert [(i["subject_id"], i["action"], i["urgency"], i["days_overdue"]) for i in items] == [
+        (str(overdue_baby.infant_id), "nat_6_weeks", "overdue", 14),
+        (str(due_baby.infant_id), "nat_birth", "overdue", 7),
+        (str(due_baby.infant_id), "nat_6_weeks", "due", 0),
+    ]
+
+
+async def test_the_worklist_query_is_one_range_scan_of_its_partial_index(followup) -> None:
+    from followup.repository import WORKLIST_SQL
+
+    async with followup.sessions() as session:
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = await session.execute(
+            text("EXPLAIN " + WORKLIST_SQL.text), {"facility_id": FACILITY, "as_of": B, "limit": 100}
+        )
+        lines = "\n".join(r[0] for r in plan)
+    assert "schedule_items_worklist" in lines, lines
