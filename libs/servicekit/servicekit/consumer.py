@@ -65,6 +65,7 @@ class EventConsumer:
         self.sessions = sessions
         self.producer = producer
         self._consumer = None
+        self._lag_reported: set[TopicPartition] = set()
 
     def decode(self, record: ConsumerRecord) -> Decoded:
         try:
@@ -209,7 +210,12 @@ class EventConsumer:
             log.warning("%s: commit of %s@%d failed: %s", self.name, tp, offset, exc)
 
     async def _observe_lag(self, consumer) -> None:
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        for tp in self._lag_reported - assigned:
+            # lost in a rebalance: its new owner reports it now
+            metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag_reported = set()
+        for tp in assigned:
             high = consumer.highwater(tp)
             if high is None:
                 continue
@@ -218,3 +224,4 @@ class EventConsumer:
             except IllegalStateError:
                 continue
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
+            self._lag_reported.add(tp)
