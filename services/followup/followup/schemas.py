@@ -112,7 +112,7 @@ class IngestRequest(BaseModel):
     rejected with its reason and does not affect the others."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1)
+    events: list[Any] = Field(min_length=1)
 
 
 class EventStatus(StrEnum):
