@@ -50,20 +50,22 @@ class ReplayResult:
     failed: int = 0
 
 
-async def _open_partitions(bootstrap: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int], int]:
+async def _open_partitions(bootstrap: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    """Every partition of the three topics, at its beginning, with the end offset the broker reports."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=1000)
     await consumer.start()
+    existing = await consumer.topics()  # also loads the partitions of every topic into the metadata
     partitions = [
-        TopicPartition(topic, p) for topic in TOPICS for p in sorted(consumer.partitions_for_topic(topic) or [])
+        TopicPartition(topic, p)
+        for topic in TOPICS
+        if topic in existing
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
     ]
     if not partitions:
-        return consumer, {}, 0
+        return consumer, {}
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-    begin = await consumer.beginning_offsets(partitions)
-    end = await consumer.end_offsets(partitions)
-    pending = {tp: end[tp] for tp in partitions if end[tp] > begin[tp]}
-    return consumer, pending, sum(end[tp] - begin[tp] for tp in pending)
+    return consumer, await consumer.end_offsets(partitions)
 
 
 async def _apply(session: AsyncSession, ec: EventConsumer, items: list[Decoded], result: ReplayResult) -> None:
@@ -88,28 +90,37 @@ async def _apply(session: AsyncSession, ec: EventConsumer, items: list[Decoded],
             log.warning("replay: %s[%d]@%d failed: %r", r.topic, r.partition, r.offset, exc)
 
 
-async def rebuild(settings: Settings, started: Callable[[int], None], advanced: Callable[[int], None]) -> ReplayResult:
-    """Rebuild the read model; `started(total)` once the work is known, `advanced(n)` as it goes."""
+async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Callable[[int], None]) -> ReplayResult:
+    """Rebuild the read model; `sized(total)` as the work becomes known, `advanced(n)` as it goes."""
     engine = create_engine(settings.database_url, settings.schema, pool_size=1)
     sessions = sessionmaker(engine)
     # the consumer's own decoding and inbox claim; it never dead-letters here, so it needs no producer
     ec = EventConsumer(settings, CONSUMER, list(TOPICS), HANDLERS, sessions, producer=None)  # type: ignore[arg-type]
-    consumer, pending, total = await _open_partitions(settings.kafka_bootstrap_servers)
+    consumer, reported_end = await _open_partitions(settings.kafka_bootstrap_servers)
     result = ReplayResult()
-    started(total)
+    # The end of a partition is the larger of the end offset listed at the start and the high watermark
+    # of the first fetch from it: the dev broker (Tansu) under-reports the listed end of batched writes.
+    ends: dict[TopicPartition, int] = {}
+    pending = set(reported_end)
+    sized(sum(reported_end.values()))
     try:
         async with sessions() as session, session.begin():
             await repository.lock_and_empty_read_model(session, CONSUMER)
             while pending:
                 batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=1000)
+                for tp in pending:
+                    high = consumer.highwater(tp)
+                    if tp not in ends and high is not None:
+                        ends[tp] = max(high, reported_end[tp])
+                        sized(sum(ends.get(t, e) for t, e in reported_end.items()))
                 for tp, records in batches.items():
-                    records = [r for r in records if r.offset < pending[tp]]
+                    records = [r for r in records if tp not in ends or r.offset < ends[tp]]
                     await _apply(session, ec, [ec.decode(r) for r in records], result)
                     result.read += len(records)
                     advanced(len(records))
                 for tp in list(pending):
-                    if await consumer.position(tp) >= pending[tp]:
-                        del pending[tp]
+                    if tp in ends and await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
     finally:
         await consumer.stop()
         await engine.dispose()
@@ -149,7 +160,7 @@ def main(data_dir: Path | None = None, bootstrap_servers: str | None = None, con
         result = asyncio.run(
             rebuild(
                 settings,
-                started=lambda total: progress.update(task, total=total),
+                sized=lambda total: progress.update(task, total=total),
                 advanced=lambda n: progress.advance(task, n),
             )
         )

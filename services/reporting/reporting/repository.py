@@ -296,10 +296,12 @@ async def monthly_counts(
 
 
 async def lock_and_empty_read_model(session: AsyncSession, consumer: str) -> None:
-    """For a rebuild, in the caller's transaction: wait for the live consumer's transaction to end and
-    hold it off (inbox first, the order the consumer takes them in), then forget every fact and the
-    inbox entries of `consumer`, so that every event on the topics is applied again."""
+    """For a rebuild, in the caller's transaction: hold off the live consumer's writes until the commit
+    (EXCLUSIVE still lets readers read the old numbers; inbox first, the order the consumer takes them
+    in, so the two cannot deadlock), then forget every fact and the inbox entries of `consumer`, so that
+    every event on the topics is applied again."""
     names = ", ".join(t.name for t in READ_MODEL)
-    await session.execute(text(f"LOCK TABLE inbox, {names} IN ACCESS EXCLUSIVE MODE"))
+    await session.execute(text(f"LOCK TABLE inbox, {names} IN EXCLUSIVE MODE"))
     await session.execute(text("DELETE FROM inbox WHERE consumer = :consumer"), {"consumer": consumer})
-    await session.execute(text(f"TRUNCATE {names}"))
+    for table in READ_MODEL:
+        await session.execute(text(f"DELETE FROM {table.name}"))
