@@ -170,6 +170,12 @@ class EnrolmentService:
             "/v1/events", json={"events": events}, headers=self.headers(scopes, facilities, client_id)
         )
 
+    async def post_raw(self, body: bytes) -> httpx.Response:
+        """Post a body as given, to see how the service copes with what is not a well-formed batch."""
+        return await self.http.post(
+            "/v1/events", content=body, headers={**self.headers(), "content-type": "application/json"}
+        )
+
     async def accept(self, events: list[dict], **kwargs: Any) -> list[dict]:
         """Post and insist that every event is accepted; returns the results."""
         response = await self.post(events, **kwargs)

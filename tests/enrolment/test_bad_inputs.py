@@ -389,9 +389,7 @@ async def test_a_malformed_batch_is_a_problem_for_the_whole_request(
 ) -> None:
     before = await enrolment.counts()
 
-    response = await enrolment.http.post(
-        "/v1/events", content=body, headers={**enrolment.headers(), "content-type": "application/json"}
-    )
+    response = await enrolment.post_raw(body)
 
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -432,9 +430,7 @@ async def test_text_that_postgres_cannot_store_is_rejected_not_a_server_error(en
         .replace('"copies_per_ml": 0', '"copies_per_ml": 1e400')
     )
 
-    response = await enrolment.http.post(
-        "/v1/events", content=text.encode(), headers={**enrolment.headers(), "content-type": "application/json"}
-    )
+    response = await enrolment.post_raw(text.encode())
 
     assert response.status_code == 200, response.text
     results = response.json()["results"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -281,3 +282,26 @@ async def test_a_woman_who_transferred_out_can_enrol_again_and_a_new_pregnancy_c
     published = await enrolment.catalog_events({results[0]["client_id"]}, expected=5)
     enrolments = [catalog.parse(ce) for ce in published if ce.event_name == "ClientEnrolled"]
     assert [e.transfer_in for e in enrolments] == [False, False, True]
+
+
+async def test_the_same_batch_posted_twice_at_once_is_recorded_once(enrolment, emr) -> None:
+    known = emr.ref()
+    [enrolled] = await enrolment.accept([emr.enrolment(known, at=emr.ago(300), hiv_status="positive")])
+    fresh = emr.ref()
+    events = [
+        emr.enrolment(fresh, at=emr.ago(200)),
+        emr.anc_visit(fresh, emr.ago(150)),
+        emr.art(known, emr.ago(100)),
+        emr.viral_load(known, emr.ago(50)),
+    ]
+    before = await enrolment.counts()
+
+    first, second = await asyncio.gather(enrolment.post(events), enrolment.post(events))
+
+    statuses = sorted(tuple(r["status"] for r in response.json()["results"]) for response in (first, second))
+    assert statuses == [("accepted",) * 4, ("duplicate",) * 4]
+    after = await enrolment.counts()
+    assert after["client_events"] - before["client_events"] == 4
+    assert after["outbox"] - before["outbox"] == 4
+    assert after["clients"] - before["clients"] == 1
+    assert {r["client_id"] for r in first.json()["results"][2:]} == {enrolled["client_id"]}
