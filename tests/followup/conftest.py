@@ -236,6 +236,8 @@ def new_key() -> str:
 
 
 def service_settings(infra: Infra, issuer: TestIssuer, **overrides: Any) -> Settings:
+    """Short settle delay and fast loops: the in-process replica of a module's tests. (Module scope,
+    so that it is not a second replica while the end-to-end tests kill and restart the process.)"""
     values: dict[str, Any] = {
         "database_url": bootstrap.service_url(infra.admin_url, "followup"),
         "kafka_bootstrap_servers": infra.bootstrap_servers,
@@ -252,7 +254,7 @@ def service_settings(infra: Infra, issuer: TestIssuer, **overrides: Any) -> Sett
     return Settings(**values)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def followup(migrated: Infra, issuer: TestIssuer) -> AsyncIterator[FollowupService]:
     settings = service_settings(migrated, issuer)
     app = build_app(settings)
