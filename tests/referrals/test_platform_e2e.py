@@ -1,0 +1,162 @@
+"""Through the real broker with the enrolment, follow-up and referrals services running as
+processes: an EMR posts events, and referrals open and close by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from servicekit.testing import TestIssuer, unique
+
+pytestmark = pytest.mark.e2e
+
+FACILITY = "FAC-ZA-003"
+
+
+def ago(days: float = 0) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
+def emr_event(type_: str, occurred_at: str, data: dict[str, Any], **subject: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid4()),
+        "type": type_,
+        "facility_id": FACILITY,
+        "occurred_at": occurred_at,
+        "data": data,
+        **subject,
+    }
+
+
+async def post_events(platform, issuer: TestIssuer, service: str, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=platform.url(service), timeout=30) as http:
+        response = await http.post(
+            "/v1/events", json={"events": list(events)}, headers=issuer.headers("events:write", [FACILITY])
+        )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert all(r["status"] == "accepted" for r in results), results
+    return results
+
+
+async def referrals_until(
+    platform, issuer: TestIssuer, subject_id: str, done: Callable[[list[dict]], bool], timeout_s: float = 90
+) -> list[dict]:
+    """The subject's referrals, polled from the referrals process until `done` holds."""
+    headers = issuer.headers("referrals:read", [FACILITY])
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(base_url=platform.url("referrals"), timeout=10) as http:
+        while True:
+            response = await http.get("/v1/referrals", params={"subject_id": subject_id}, headers=headers)
+            found = response.json()["items"]
+            if done(found):
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"referrals of {subject_id} never got there: {found}")
+            await asyncio.sleep(0.5)
+
+
+def of(found: list[dict], service: str) -> list[dict]:
+    return [r for r in found if r["referral_service"] == service]
+
+
+async def test_an_overdue_infant_gets_exactly_one_tracing_referral_closed_when_the_result_arrives(
+    platform, issuer: TestIssuer
+) -> None:
+    client_ref, infant_ref = unique("ANC"), unique("HEI")
+    # A mother on ART for a year, suppressed before delivery; her baby born twelve weeks ago has
+    # no 6-week NAT on record: its window (4-8 weeks) plus the grace period is over.
+    mother = {"client_ref": client_ref}
+    [enrolled, _, delivered] = await post_events(
+        platform,
+        issuer,
+        "enrolment",
+        emr_event(
+            "ClientEnrolled",
+            ago(140),
+            {
+                "age_years": 27,
+                "status_at_enrolment": "pregnant",
+                "hiv_status": "positive",
+                "hiv_status_known_since": (datetime.now(UTC) - timedelta(days=500)).date().isoformat(),
+                "on_art": True,
+                "art_start_date": (datetime.now(UTC) - timedelta(days=400)).date().isoformat(),
+                "gestation_weeks": 20,
+            },
+            **mother,
+        ),
+        emr_event("ViralLoadRecorded", ago(100), {"copies_per_ml": 40}, **mother),
+        emr_event(
+            "DeliveryRecorded",
+            ago(84),
+            {
+                "place": "facility",
+                "skilled_attendant": True,
+                "maternal_outcome": "alive",
+                "infants": [{"infant_ref": infant_ref, "sex": "female", "outcome": "live_birth"}],
+            },
+            **mother,
+        ),
+    )
+    infant_id = delivered["infants"][0]["infant_id"]
+
+    traced = await referrals_until(platform, issuer, infant_id, lambda f: len(of(f, "community_tracing")) >= 1)
+    [tracing] = of(traced, "community_tracing")
+    assert (tracing["status"], tracing["origin"], tracing["subject_type"]) == ("requested", "automatic", "infant")
+    assert tracing["client_id"] == enrolled["client_id"]
+    assert tracing["reason_code"].endswith("_overdue")
+
+    await post_events(
+        platform,
+        issuer,
+        "followup",
+        emr_event(
+            "InfantTestResulted",
+            ago(0.1),
+            {"test": "NAT", "result": "negative", "confirmatory": False},
+            infant_id=infant_id,
+        ),
+    )
+    closed = await referrals_until(
+        platform, issuer, infant_id, lambda f: all(r["status"] == "completed" for r in of(f, "community_tracing"))
+    )
+    [tracing] = of(closed, "community_tracing")
+    assert (tracing["status"], tracing["outcome_code"]) == ("completed", "test_resulted")
+    assert all(r["status"] == "completed" for r in of(closed, "eid_sample_collection"))
+
+
+async def test_a_positive_mother_without_art_gets_an_art_referral_closed_when_art_starts(
+    platform, issuer: TestIssuer
+) -> None:
+    mother = {"client_ref": unique("ANC")}
+    # Posted late by an offline clinic: tested positive 8 days ago, no ART start since, and the
+    # ART wait (PMTCT_ART_INITIATION_WAIT_DAYS, default 7) counts from the test.
+    [enrolled, _] = await post_events(
+        platform,
+        issuer,
+        "enrolment",
+        emr_event(
+            "ClientEnrolled",
+            ago(8.5),
+            {"age_years": 22, "status_at_enrolment": "pregnant", "hiv_status": "unknown", "on_art": False},
+            **mother,
+        ),
+        emr_event("HivTestRecorded", ago(8), {"result": "positive", "setting": "anc"}, **mother),
+    )
+    client_id = enrolled["client_id"]
+
+    opened = await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "art_initiation")) == 1)
+    [art] = of(opened, "art_initiation")
+    assert (art["status"], art["reason_code"], art["urgency"]) == ("requested", "new_hiv_diagnosis", "urgent")
+
+    await post_events(platform, issuer, "enrolment", emr_event("ArtInitiated", ago(0.01), {}, client_id=client_id))
+    closed = await referrals_until(
+        platform, issuer, client_id, lambda f: of(f, "art_initiation")[0]["status"] == "completed"
+    )
+    assert [(r["status"], r["outcome_code"]) for r in of(closed, "art_initiation")] == [("completed", "art_initiated")]
