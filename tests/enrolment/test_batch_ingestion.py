@@ -305,3 +305,22 @@ async def test_the_same_batch_posted_twice_at_once_is_recorded_once(enrolment, e
     assert after["outbox"] - before["outbox"] == 4
     assert after["clients"] - before["clients"] == 1
     assert {r["client_id"] for r in first.json()["results"][2:]} == {enrolled["client_id"]}
+
+
+async def test_the_openapi_document_describes_each_emr_event_for_integrators(enrolment) -> None:
+    schema = (await enrolment.http.get("/openapi.json")).json()
+
+    components = schema["components"]["schemas"]
+    assert components["EventBatch"]["properties"]["events"]["items"] == {"$ref": "#/components/schemas/EmrEvent"}
+    mapping = components["EmrEvent"]["discriminator"]["mapping"]
+    assert set(mapping) == {
+        "ClientEnrolled",
+        "AncVisitRecorded",
+        "HivTestRecorded",
+        "ArtInitiated",
+        "ViralLoadRecorded",
+        "DeliveryRecorded",
+        "ClientTransferredOut",
+        "ClientDied",
+    }
+    assert "national_id" in components["ClientEnrolledData"]["properties"]

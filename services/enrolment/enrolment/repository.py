@@ -211,4 +211,3 @@ async def personal_data_reads_of(
     if caller is not None:
         query = query.where(personal_data_reads.c.caller == caller)
     return list((await session.execute(query.limit(limit))).mappings())
-
