@@ -18,7 +18,7 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
-def cascade_chart(stages: Sequence[tuple[str, int]], width: int = 760, height: int = 300) -> Markup:
+def cascade_chart(stages: Sequence[tuple[str, int]], width: int = 1100, height: int = 300) -> Markup:
     """Vertical bars, one per cascade stage, each labelled with its count."""
     top, bottom, side = 24, 56, 12
     plot_h = height - top - bottom

@@ -1,0 +1,64 @@
+"""The reporting API's answers to bad input and to a browser: problem+json, never a 500."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def api(cohort_platform):
+    async with httpx.AsyncClient(base_url=cohort_platform.url("reporting"), timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "query, status, code",
+    [
+        ("period=2026-13", 422, "invalid_period"),
+        ("period=last-month", 422, "invalid_period"),
+        ("district=Atlantis", 404, "unknown_district"),
+        ("facility_id=FAC-XX-999", 404, "unknown_facility"),
+        ("country=ZZ", 404, "unknown_country"),
+        ("facility_id=FAC-ZA-001&district=Kisumu", 422, "ambiguous_scope"),
+    ],
+)
+async def test_bad_indicator_queries_get_a_specific_problem(api, issuer, query: str, status: int, code: str) -> None:
+    reply = await api.get(f"/v1/indicators?{query}", headers=issuer.headers("reports:read", ["*"]))
+    assert reply.status_code == status
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    assert reply.json()["code"] == code
+
+
+async def test_reports_need_a_token_with_the_reports_scope(api, issuer) -> None:
+    anonymous = await api.get("/v1/indicators")
+    writer = await api.get("/v1/exports/dhis2", headers=issuer.headers("events:write", ["*"]))
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized")
+    assert (writer.status_code, writer.json()["code"]) == (403, "insufficient_scope")
+
+
+async def test_the_dashboard_without_a_token_explains_how_to_get_one(api) -> None:
+    reply = await api.get("/")
+    assert reply.status_code == 401
+    assert reply.headers["content-type"].startswith("text/html")
+    assert "reports:read" in reply.text and "pmtct token" in reply.text
+
+
+async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(api, issuer) -> None:
+    token = issuer.token("reports:read", ["FAC-KE-001"], client_id="kisumu-clinic")
+    signed_in = await api.get(f"/?period=2026Q4&token={token}")
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/?period=2026Q4"
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    page = await api.get("/?period=2026Q4", cookies={"pmtct_reports_token": token})
+    assert page.status_code == 200
+    assert "Kisumu County Referral Hospital" in page.text and "Gugulethu" not in page.text
+
+
+async def test_a_token_without_the_reports_scope_does_not_open_the_dashboard(api, issuer) -> None:
+    reply = await api.get(f"/?token={issuer.token('events:write', ['*'])}")
+    assert reply.status_code == 403
+    assert "reports:read" in reply.text
