@@ -6,7 +6,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from pmtct_events.referrals import ReferralStatus
 from servicekit.app import RuntimeDep, SessionDep
@@ -88,17 +87,17 @@ async def read_feed(
     return await service.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
 
 
-def _fhir(resource) -> JSONResponse:
-    return JSONResponse(resource.model_dump(), media_type=fhir.FHIR_JSON)
+def _fhir(resource) -> Response:
+    return Response(resource.model_dump_json(), media_type=fhir.FHIR_JSON)
 
 
 @fhir_router.get("/ServiceRequest/{referral_id}", summary="A referral as a FHIR R4 ServiceRequest")
-async def get_service_request(referral_id: UUID, principal: Reader, session: SessionDep) -> JSONResponse:
+async def get_service_request(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
     return _fhir(fhir.service_request(await service.get_referral(session, principal, referral_id)))
 
 
 @fhir_router.get("/Task/{referral_id}", summary="A referral's fulfilment as a FHIR R4 Task")
-async def get_task(referral_id: UUID, principal: Reader, session: SessionDep) -> JSONResponse:
+async def get_task(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
     return _fhir(fhir.task(await service.get_referral(session, principal, referral_id)))
 
 
@@ -115,7 +114,7 @@ async def search_tasks(
     patient: str | None = None,
     subject: str | None = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
-) -> JSONResponse:
+) -> Response:
     query = fhir.task_query(
         ids=id_, focus=focus, owner=owner, status=status, business_status=business_status, patient=patient or subject
     )

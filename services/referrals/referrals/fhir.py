@@ -133,7 +133,9 @@ def task(r: Referral) -> Task:
 
 
 def search_bundle(tasks: Iterable[Task], self_url: str) -> Bundle:
-    entries = [{"fullUrl": f"Task/{t.id}", "resource": t.model_dump(), "search": {"mode": "match"}} for t in tasks]
+    entries = [
+        {"fullUrl": f"Task/{t.id}", "resource": t.model_dump(mode="json"), "search": {"mode": "match"}} for t in tasks
+    ]
     return Bundle.model_validate(
         {
             "resourceType": "Bundle",
