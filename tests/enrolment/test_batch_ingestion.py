@@ -56,6 +56,10 @@ async def test_every_mother_event_type_is_accepted_stored_and_published_with_clo
         "SELECT infant_id::text, ref_hash FROM infants WHERE client_id = $1", uuid.UUID(client_id)
     )
     assert [b["infant_id"] for b in babies] == [infants[0]["infant_id"]]
+    [delivery_row] = await enrolment.fetch(
+        "SELECT result::text FROM client_events WHERE event_id = $1", uuid.UUID(events[5]["event_id"])
+    )
+    assert posted_infant["infant_ref"] not in delivery_row["result"]  # record numbers are not kept with results
 
     records = await enrolment.catalog_records({client_id, widow_id}, expected=9)
     published = envelopes(records)

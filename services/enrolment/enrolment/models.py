@@ -67,7 +67,7 @@ client_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     #: the catalog event as published (coded facts only)
     Column("payload", JSONB, nullable=False),
-    #: what the EMR was told (client id, new infant ids) so a duplicate gets the same answer
+    #: what the EMR was told (client id, new infant ids in order) so a duplicate gets the same answer
     Column("result", JSONB, nullable=False),
     Column("recorded_by", Text, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

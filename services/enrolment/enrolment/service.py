@@ -329,14 +329,14 @@ class BatchRecorder:
                     "conflict",
                     "This event_id is already recorded with different content; a correction needs a new event_id.",
                 )
-            return EventResult(index=c.index, event_id=event_id, status="duplicate", **_public(prior.result))
+            return EventResult(index=c.index, event_id=event_id, status="duplicate", **_public(e, prior.result))
         try:
             domain.check_not_in_future(e.occurred_at, self.ctx.now, self.ctx.policy)
             accepted = self.plan(e)
         except RuleBroken as broken:
             return rejected(c.index, event_id, broken.code, broken.reason)
         self.apply(c, accepted)
-        return EventResult(index=c.index, event_id=event_id, status="accepted", **_public(accepted.result))
+        return EventResult(index=c.index, event_id=event_id, status="accepted", **_public(e, accepted.result))
 
     # --- one method per event type: check every rule, change nothing -------------------------
 
@@ -516,7 +516,7 @@ class BatchRecorder:
         )
         result = {
             "client_id": str(client.row.client_id),
-            "infants": [{"infant_ref": r, "infant_id": str(b.infant_id)} for r, b in zip(refs, born, strict=True)],
+            "infant_ids": [str(b.infant_id) for b in born],
         }
         rows = [
             {
@@ -607,8 +607,15 @@ class BatchRecorder:
         await outbox.add(self.session, [a.event for _, a in self.accepted], correlation_id=self.ctx.batch_id)
 
 
-def _public(result: dict) -> dict:
-    return {"client_id": result.get("client_id"), "infants": result.get("infants")}
+def _public(e: Any, result: dict) -> dict:
+    """The answer for an accepted event, or the same answer again for its duplicate. Infant ids are
+    stored in the order of the delivery's infants, and a duplicate has the same content, so the
+    record numbers come from the request: they are not kept in the stored result."""
+    infants = None
+    if isinstance(e, DeliveryRecordedIn):
+        refs = [i.infant_ref for i in e.data.infants]
+        infants = [{"infant_ref": r, "infant_id": i} for r, i in zip(refs, result["infant_ids"], strict=True)]
+    return {"client_id": result["client_id"], "infants": infants}
 
 
 # --- reading a client ----------------------------------------------------------------------------
