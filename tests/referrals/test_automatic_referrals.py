@@ -32,7 +32,7 @@ from pmtct_events.followup import (
     InfantTestOverdue,
     InfantTestResulted,
 )
-from referrals import service
+from referrals import handlers, service
 
 
 def ago(days: float = 0) -> datetime:
@@ -316,3 +316,16 @@ async def test_automatic_referral_events_carry_the_cause(api: Api, emr: Emr) -> 
         ).scalar_one()
     assert headers["ce_causationid"] == str(ce.id)
     assert headers["ce_correlationid"] == str(ce.id)
+
+
+async def test_the_art_wait_is_configurable_and_with_0_days_a_fresh_diagnosis_is_referred_at_once(api: Api) -> None:
+    no_wait = api.settings.model_copy(update={"art_initiation_wait_days": 0})
+    handle = handlers.build(no_wait)[HivTestRecorded]
+    mother = uuid4()
+    event = positive_test(mother, ago(0))
+    async with api.sessions() as session, session.begin():
+        await handle(session, CloudEvent.from_event(event), event)
+    await service.open_due_art_referrals(api.sessions, no_wait)
+    [r] = await referrals_of(api, mother)
+    assert (r["referral_service"], r["status"]) == ("art_initiation", "requested")
+    assert r["due_by"] == (date.today() + timedelta(days=no_wait.art_initiation_due_days)).isoformat()

@@ -1,0 +1,108 @@
+"""Unit tests of the referral rules (referrals/rules.py): pure functions, no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
+from pmtct_events.referrals import ReferralStatus
+from referrals import rules
+from referrals.rules import Action, InvalidTransition
+
+S = ReferralStatus
+EXPECTED = {
+    (S.requested, Action.accept): S.accepted,
+    (S.requested, Action.complete): S.completed,
+    (S.requested, Action.decline): S.declined,
+    (S.requested, Action.cancel): S.cancelled,
+    (S.requested, Action.expire): S.expired,
+    (S.accepted, Action.complete): S.completed,
+    (S.accepted, Action.cancel): S.cancelled,
+    (S.accepted, Action.expire): S.expired,
+}
+
+
+@pytest.mark.parametrize("status", list(ReferralStatus))
+@pytest.mark.parametrize("action", list(Action))
+def test_the_lifecycle_allows_exactly_the_documented_transitions(status: ReferralStatus, action: Action) -> None:
+    if (status, action) in EXPECTED:
+        assert rules.next_status(status, action) is EXPECTED[(status, action)]
+    else:
+        with pytest.raises(InvalidTransition) as raised:
+            rules.next_status(status, action)
+        assert raised.value.current is status and status.value in str(raised.value)
+
+
+def test_closed_statuses_are_terminal() -> None:
+    for status in set(ReferralStatus) - rules.OPEN:
+        assert all((status, action) not in EXPECTED for action in Action)
+
+
+def test_a_referral_is_past_due_only_after_its_due_day() -> None:
+    assert not rules.is_past_due(date(2026, 5, 1), date(2026, 5, 1))
+    assert rules.is_past_due(date(2026, 5, 1), date(2026, 5, 2))
+
+
+def test_an_automatic_referral_is_never_due_before_today() -> None:
+    today = date(2026, 5, 10)
+    assert rules.automatic_due_by(date(2026, 5, 1), today) == today
+    assert rules.automatic_due_by(date(2026, 5, 20), today) == date(2026, 5, 20)
+
+
+def test_the_art_wait_counts_from_the_diagnosis() -> None:
+    diagnosed = datetime(2026, 5, 1, 9, tzinfo=UTC)
+    assert rules.art_wait_due_at(diagnosed, 7) == diagnosed + timedelta(days=7)
+    assert rules.art_wait_due_at(diagnosed, 0) == diagnosed
+
+
+def hiv_test(result: str, before: HivStatus) -> HivTestRecorded:
+    return HivTestRecorded(
+        facility_id="F",
+        occurred_at=datetime.now(UTC),
+        client_id=uuid4(),
+        result=result,
+        setting="anc",
+        status_before=before,
+    )
+
+
+@pytest.mark.parametrize(
+    "result, before, new",
+    [
+        ("positive", HivStatus.unknown, True),
+        ("positive", HivStatus.negative, True),  # a seroconversion
+        ("positive", HivStatus.positive, False),  # a retest of a known positive
+        ("negative", HivStatus.unknown, False),
+        ("indeterminate", HivStatus.unknown, False),
+    ],
+)
+def test_only_a_positive_test_of_a_woman_not_known_positive_is_a_new_diagnosis(
+    result: str, before: HivStatus, new: bool
+) -> None:
+    assert rules.is_new_hiv_diagnosis(hiv_test(result, before)) is new
+
+
+@pytest.mark.parametrize(
+    "status, on_art, refer", [("positive", False, True), ("positive", True, False), ("unknown", False, False)]
+)
+def test_an_enrolment_needs_art_initiation_only_when_positive_and_not_on_art(
+    status: str, on_art: bool, refer: bool
+) -> None:
+    event = ClientEnrolled(
+        facility_id="F",
+        occurred_at=datetime.now(UTC),
+        client_id=uuid4(),
+        status_at_enrolment="pregnant",
+        age_years=25,
+        hiv_status=status,
+        on_art=on_art,
+    )
+    assert rules.enrolled_positive_without_art(event) is refer
+
+
+def test_a_visit_meets_tracing_for_a_lost_client_but_not_for_an_overdue_test() -> None:
+    assert rules.tracing_met_by_contact(rules.REASON_LOST_TO_FOLLOW_UP)
+    assert not rules.tracing_met_by_contact(rules.test_overdue_reason("nat_6_weeks"))
