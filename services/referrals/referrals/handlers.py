@@ -5,7 +5,7 @@ Each runs in the consumer's transaction (inbox row included) and only writes thr
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from pmtct_events.followup import (
     ClientLostToFollowUp,
     FinalOutcome,
     InfantArtInitiated,
+    InfantEvent,
     InfantFeedingRecorded,
     InfantFinalOutcomeRecorded,
     InfantProphylaxisRecorded,
@@ -55,6 +56,29 @@ async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id) -> No
         rules.OUTCOME_RETURNED_TO_CARE,
         services=TRACING,
         only=lambda r: rules.tracing_met_by_contact(r.reason_code),
+    )
+
+
+async def _refer_infant(
+    session: AsyncSession,
+    ce: CloudEvent,
+    event: InfantEvent,
+    need: ReferralService,
+    reason_code: str,
+    due_by: date,
+    urgency: Urgency = Urgency.urgent,
+) -> None:
+    await service.open_automatic(
+        session,
+        Cause.of(ce),
+        subject_type=SubjectType.infant,
+        subject_id=event.infant_id,
+        client_id=event.client_id,
+        facility_id=event.facility_id,
+        service=need,
+        reason_code=reason_code,
+        due_by=due_by,
+        urgency=urgency,
     )
 
 
@@ -118,31 +142,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
     # --- infants and lost clients (pmtct.followup.v1) ---
 
     async def infant_test_due(session: AsyncSession, ce: CloudEvent, event: InfantTestDue) -> None:
-        await service.open_automatic(
-            session,
-            Cause.of(ce),
-            subject_type=SubjectType.infant,
-            subject_id=event.infant_id,
-            client_id=event.client_id,
-            facility_id=event.facility_id,
-            service=ReferralService.eid_sample_collection,
-            reason_code=rules.test_due_reason(event.kind.value),
-            due_by=event.window_end,
-            urgency=Urgency.routine,
-        )
+        reason = rules.test_due_reason(event.kind.value)
+        service_ = ReferralService.eid_sample_collection
+        await _refer_infant(session, ce, event, service_, reason, event.window_end, Urgency.routine)
 
     async def infant_test_overdue(session: AsyncSession, ce: CloudEvent, event: InfantTestOverdue) -> None:
-        await service.open_automatic(
-            session,
-            Cause.of(ce),
-            subject_type=SubjectType.infant,
-            subject_id=event.infant_id,
-            client_id=event.client_id,
-            facility_id=event.facility_id,
-            service=ReferralService.community_tracing,
-            reason_code=rules.test_overdue_reason(event.kind.value),
-            due_by=event.occurred_at.date() + timedelta(days=settings.tracing_due_days),
-        )
+        due_by = event.occurred_at.date() + timedelta(days=settings.tracing_due_days)
+        reason = rules.test_overdue_reason(event.kind.value)
+        await _refer_infant(session, ce, event, ReferralService.community_tracing, reason, due_by)
 
     async def lost_to_follow_up(session: AsyncSession, ce: CloudEvent, event: ClientLostToFollowUp) -> None:
         await service.open_automatic(
@@ -167,17 +174,9 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             services=rules.MET_BY_INFANT_RESULT,
         )
         if event.result is TestResult.positive:
-            await service.open_automatic(
-                session,
-                Cause.of(ce),
-                subject_type=SubjectType.infant,
-                subject_id=event.infant_id,
-                client_id=event.client_id,
-                facility_id=event.facility_id,
-                service=ReferralService.infant_art,
-                reason_code=rules.REASON_POSITIVE_INFANT_TEST,
-                due_by=event.occurred_at.date() + timedelta(days=settings.infant_art_due_days),
-            )
+            due_by = event.occurred_at.date() + timedelta(days=settings.infant_art_due_days)
+            reason = rules.REASON_POSITIVE_INFANT_TEST
+            await _refer_infant(session, ce, event, ReferralService.infant_art, reason, due_by)
 
     async def infant_art_initiated(session: AsyncSession, ce: CloudEvent, event: InfantArtInitiated) -> None:
         await _back_in_care(session, ce, event.infant_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import (
     BigInteger,
@@ -97,7 +97,7 @@ art_wait = Table(
     Column("diagnosed_at", DateTime(timezone=True), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("reason_code", Text, nullable=False),
-    Column("cause_event_id", PgUUID(as_uuid=True), nullable=False),
+    Column("cause_event_id", PgUUID(as_uuid=True)),
     Column("correlation_id", Text),
 )
 
@@ -135,6 +135,21 @@ class Referral:
     created_by: str
     cause_event_id: UUID | None
     updated_at: datetime
+
+    @classmethod
+    def requested(cls, *, requested_at: datetime, **fields: Any) -> Referral:
+        """A new referral, at its first version."""
+        return cls(
+            id=uuid4(),
+            status=ReferralStatus.requested,
+            outcome_code=None,
+            version=1,
+            requested_at=requested_at,
+            accepted_at=None,
+            closed_at=None,
+            updated_at=requested_at,
+            **fields,
+        )
 
     @classmethod
     def from_row(cls, row: Any) -> Referral:

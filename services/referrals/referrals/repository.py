@@ -213,7 +213,7 @@ class ArtWait:
     diagnosed_at: datetime
     due_at: datetime
     reason_code: str
-    cause_event_id: UUID
+    cause_event_id: UUID | None
     correlation_id: str | None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -140,8 +140,8 @@ async def create_referral(
         raise Problem(422, "due_by_before_request", f"due_by {body.due_by} is before the referral is requested.")
     if body.subject_type is SubjectType.client and body.client_id not in (None, body.subject_id):
         raise Problem(422, "client_id_mismatch", "For a client referral, client_id is the subject itself.")
-    r = Referral(
-        id=uuid4(),
+    r = Referral.requested(
+        requested_at=requested_at,
         subject_type=body.subject_type,
         subject_id=body.subject_id,
         client_id=body.client_id or (body.subject_id if body.subject_type is SubjectType.client else None),
@@ -151,16 +151,9 @@ async def create_referral(
         reason_code=body.reason_code,
         urgency=body.urgency,
         due_by=body.due_by,
-        status=ReferralStatus.requested,
         origin=ReferralOrigin.manual,
-        outcome_code=None,
-        version=1,
-        requested_at=requested_at,
-        accepted_at=None,
-        closed_at=None,
         created_by=principal.client_id,
         cause_event_id=None,
-        updated_at=moment,
     )
     async with session.begin():
         if not await repository.insert_open(session, r):
@@ -330,8 +323,8 @@ async def open_automatic(
     if service in (ReferralService.art_initiation, ReferralService.infant_art) and state.on_art_since is not None:
         return None
     moment = now()
-    r = Referral(
-        id=uuid4(),
+    r = Referral.requested(
+        requested_at=moment,
         subject_type=subject_type,
         subject_id=subject_id,
         client_id=client_id,
@@ -341,16 +334,9 @@ async def open_automatic(
         reason_code=reason_code,
         urgency=urgency,
         due_by=rules.automatic_due_by(due_by, moment.date()),
-        status=ReferralStatus.requested,
         origin=ReferralOrigin.automatic,
-        outcome_code=None,
-        version=1,
-        requested_at=moment,
-        accepted_at=None,
-        closed_at=None,
         created_by=SYSTEM,
         cause_event_id=cause.event_id,
-        updated_at=moment,
     )
     if not await repository.insert_open(session, r):
         return None
@@ -404,7 +390,7 @@ async def schedule_art_initiation(
             diagnosed_at=diagnosed_at,
             due_at=rules.art_wait_due_at(diagnosed_at, settings.art_initiation_wait_days),
             reason_code=reason_code,
-            cause_event_id=cause.event_id or uuid4(),
+            cause_event_id=cause.event_id,
             correlation_id=cause.correlation_id,
         ),
     )

@@ -99,7 +99,7 @@ def upgrade() -> None:
             diagnosed_at timestamptz NOT NULL,
             due_at timestamptz NOT NULL,
             reason_code text NOT NULL,
-            cause_event_id uuid NOT NULL,
+            cause_event_id uuid,
             correlation_id text
         )"""
     )
