@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from servicekit.auth import Principal
 from servicekit.problems import Problem
 
 from . import dashboard, dhis2, service
+from .periods import Period
 from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
 
 router = APIRouter(prefix="/v1", tags=["reporting"])
@@ -34,23 +36,35 @@ def _today():
     return datetime.now(UTC).date()
 
 
-@router.get("/indicators", summary="Programme indicators for a facility, district, province or country")
-async def indicators(
+@dataclass(frozen=True)
+class Where:
+    scope: service.Scope
+    period: Period
+
+
+async def where(
     rt: RuntimeDep,
-    session: SessionDep,
     principal: Reader,
     period: PeriodQuery = None,
     facility_id: FacilityQuery = None,
     district: DistrictQuery = None,
     province: ProvinceQuery = None,
     country: CountryQuery = None,
-) -> IndicatorReport:
-    p = service.period_from(period, _today())
+) -> Where:
+    """The scope (narrowed to what the caller may see) and the period a report is asked for."""
     scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
-    values = await service.indicator_values(session, scope, p)
+    return Where(scope, service.period_from(period, _today()))
+
+
+WhereDep = Annotated[Where, Depends(where)]
+
+
+@router.get("/indicators", summary="Programme indicators for a facility, district, province or country")
+async def indicators(session: SessionDep, w: WhereDep) -> IndicatorReport:
+    values = await service.indicator_values(session, w.scope, w.period)
     return IndicatorReport(
-        period=PeriodPublic.of(p),
-        scope=ScopePublic(level=scope.level, id=scope.id, facilities=scope.facility_ids),
+        period=PeriodPublic.of(w.period),
+        scope=ScopePublic(level=w.scope.level, id=w.scope.id, facilities=w.scope.facility_ids),
         indicators=[IndicatorPublic.of(v) for v in values],
     )
 
@@ -61,20 +75,9 @@ async def facilities(rt: RuntimeDep, principal: Reader) -> list[FacilityPublic]:
 
 
 @router.get("/exports/dhis2", summary="Counts as a DHIS2 dataValueSets document, one org unit per facility")
-async def dhis2_export(
-    rt: RuntimeDep,
-    session: SessionDep,
-    principal: Reader,
-    period: PeriodQuery = None,
-    facility_id: FacilityQuery = None,
-    district: DistrictQuery = None,
-    province: ProvinceQuery = None,
-    country: CountryQuery = None,
-) -> DataValueSet:
-    p = service.period_from(period, _today())
-    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
+async def dhis2_export(rt: RuntimeDep, session: SessionDep, w: WhereDep) -> DataValueSet:
     mapping = dhis2.load_mapping(rt.settings.dhis2_mapping_path)
-    return await service.dhis2_export(session, scope, p, mapping)
+    return await service.dhis2_export(session, w.scope, w.period, mapping)
 
 
 @router.get(
@@ -83,20 +86,9 @@ async def dhis2_export(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def indicators_csv(
-    rt: RuntimeDep,
-    session: SessionDep,
-    principal: Reader,
-    period: PeriodQuery = None,
-    facility_id: FacilityQuery = None,
-    district: DistrictQuery = None,
-    province: ProvinceQuery = None,
-    country: CountryQuery = None,
-) -> Response:
-    p = service.period_from(period, _today())
-    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
-    body = await service.indicators_csv(session, scope, p)
-    filename = f"pmtct-indicators-{p.id}.csv"
+async def indicators_csv(session: SessionDep, w: WhereDep) -> Response:
+    body = await service.indicators_csv(session, w.scope, w.period)
+    filename = f"pmtct-indicators-{w.period.id}.csv"
     return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
