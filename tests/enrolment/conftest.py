@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -263,8 +263,3 @@ async def enrolment(migrated: Infra, issuer: TestIssuer) -> AsyncIterator[Enrolm
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://enrolment", timeout=60) as http:
             yield EnrolmentService(http, settings, issuer, migrated, settings.database_url)
-
-
-@pytest.fixture
-def today() -> date:
-    return NOW.date()
