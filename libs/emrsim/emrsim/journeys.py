@@ -180,6 +180,7 @@ class Journey:
 
         # the rest of pregnancy: ANC contacts, retest or viral load, transfer, death, silence
         delivery_week = 40 - rng.randrange(4) if not self.chance(0.1) else 33 + rng.randrange(4)
+        delivery_week = max(delivery_week, gestation + 1)
         delivery_day = enrol_day + timedelta(weeks=delivery_week - gestation, days=rng.randrange(7))
         stops_at: date | None = None
         arrived = enrol_day
@@ -194,6 +195,7 @@ class Journey:
             dies_at = enrol_day + timedelta(days=rng.randrange(22, (delivery_day - enrol_day).days))
 
         visit_number = 1
+        retested = False
         viral_load: tuple[date, int] | None = None
         contacts = [w for w in ANC_CONTACT_WEEKS if w > gestation + 2 and w < delivery_week]
         for week in contacts:
@@ -226,13 +228,20 @@ class Journey:
                 is None
             ):
                 return
-            if 32 <= week <= 36 and known_status == "negative" and self.chance(r.retest_negative):
+            if week in (34, 36) and known_status == "negative" and not retested and self.chance(r.retest_negative):
+                retested = True
                 converted = self.chance(r.seroconversion)
                 self.emit("enrolment", "HivTestRecorded", chart, when + timedelta(minutes=15), _test(converted, "anc"))
                 if converted:
                     known_status, diagnosed = "positive", day
                     art_start = self.start_art(chart, day, when)
-            if 34 <= week <= 36 and art_start is not None and self.chance(r.viral_load_done):
+            if (
+                week in (34, 36)
+                and art_start is not None
+                and art_start < day
+                and viral_load is None
+                and self.chance(r.viral_load_done)
+            ):
                 copies = self.viral_load_copies()
                 self.emit(
                     "enrolment",

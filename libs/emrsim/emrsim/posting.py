@@ -136,7 +136,7 @@ class Poster:
         batch_size: int = 100,
         concurrency: int = 4,
         rate: float | None = None,
-        on_answered: Callable[[int], None] | None = None,
+        on_answered: Callable[[EmrEvent, dict[str, Any]], None] | None = None,
     ) -> None:
         self.client = client
         self.endpoints = endpoints
@@ -144,18 +144,23 @@ class Poster:
         self.batch_size = batch_size
         self.slots = asyncio.Semaphore(concurrency)
         self.rate = RateLimit(rate)
-        self.on_answered = on_answered or (lambda n: None)
+        #: called with each event and its final answer, as soon as it is known
+        self.on_answered = on_answered or (lambda event, result: None)
         self.tally = Tally()
 
     async def post_all(self, events: Sequence[EmrEvent], window: timedelta | None = timedelta(days=30)) -> Tally:
-        started = time.perf_counter()
         for chunk in windows(events, window):
-            for service in ("enrolment", "followup"):
-                by_facility: dict[str, list[EmrEvent]] = defaultdict(list)
-                for event in chunk:
-                    if event.service == service:
-                        by_facility[event.facility_id].append(event)
-                await asyncio.gather(*(self.post_facility(service, fid, evs) for fid, evs in by_facility.items()))
+            await self.post_service("enrolment", [e for e in chunk if e.service == "enrolment"])
+            await self.post_service("followup", [e for e in chunk if e.service == "followup"])
+        return self.tally
+
+    async def post_service(self, service: Service, events: Sequence[EmrEvent]) -> Tally:
+        """Events for one service, each facility's EMR posting its own in order, side by side."""
+        started = time.perf_counter()
+        by_facility: dict[str, list[EmrEvent]] = defaultdict(list)
+        for event in events:
+            by_facility[event.facility_id].append(event)
+        await asyncio.gather(*(self.post_facility(service, fid, evs) for fid, evs in by_facility.items()))
         self.tally.seconds += time.perf_counter() - started
         return self.tally
 
@@ -183,7 +188,7 @@ class Poster:
                         held.add(_infant(event))
                     else:
                         self.tally.record(event, result)
-                        self.on_answered(1)
+                        self.on_answered(event, result)
             queue, waiting, held = waiting, [], set()
             if queue:
                 self.tally.retries += len(queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ async def post_programme(
     batch_size: int = 100,
     concurrency: int = 4,
     window: timedelta | None = timedelta(days=30),
-    on_answered: Callable[[int], None] | None = None,
+    on_answered: Callable[[EmrEvent, dict], None] | None = None,
 ) -> Tally:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as client:
         poster = Poster(
@@ -73,7 +74,7 @@ def simulate(
     ) as progress:
         task = progress.add_task("posting", total=len(events))
         tally = asyncio.run(
-            post_programme(events, endpoints, mint, rate=rate, on_answered=lambda n: progress.advance(task, n))
+            post_programme(events, endpoints, mint, rate=rate, on_answered=lambda e, r: progress.advance(task, 1))
         )
     console.print(summary(tally))
     return tally
@@ -91,10 +92,9 @@ def summary(tally: Tally) -> Table:
         table.add_row("[red]no answer / refused[/red]", "0", str(other))
     for code, n in tally.codes.most_common():
         table.add_row(f"  rejected: {code}", "", str(n))
-    for event, answer, code, reason in tally.surprises[:10]:
-        table.add_row(f"[yellow]unexpected[/yellow] {event.type} ({event.why})", event.expect, f"{answer} {code or ''}")
-        if reason:
-            table.add_row(f"  {reason[:100]}", "", "")
+    unexpected = Counter((e.type, e.why, e.expect, answer, code) for e, answer, code, _ in tally.surprises)
+    for (event_type, why, expect, answer, code), n in unexpected.most_common(12):
+        table.add_row(f"[yellow]unexpected[/yellow] {event_type} ({why})", expect, f"{n} × {answer} {code or ''}")
     return table
 
 

@@ -1,0 +1,1 @@
+"""`make bench` (`python -m bench`): the platform measured against the raw limits of this machine."""
