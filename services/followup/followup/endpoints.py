@@ -39,7 +39,7 @@ async def get_worklist(
     principal: WorklistReader,
     facility_id: str,
     as_of: date | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Worklist:
     if facility_id not in runtime.registry:
         raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")

@@ -7,13 +7,14 @@ Handlers, the POST path and the timers all follow it, so they cannot deadlock on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,12 +29,18 @@ from .schedule import Attendance, Item, Status
 # --- mothers -------------------------------------------------------------------------------------
 
 
+_LOCK_MOTHER = text(
+    "INSERT INTO mothers (client_id, facility_id) VALUES (:client_id, :facility_id)"
+    " ON CONFLICT (client_id) DO UPDATE SET client_id = EXCLUDED.client_id RETURNING *"
+).columns(*mothers.c)
+
+
 async def lock_mother(session: AsyncSession, client_id: UUID, facility_id: str) -> MotherCase:
-    """The mother's case, created on first sight, locked for the rest of the transaction."""
-    await session.execute(insert(mothers).values(client_id=client_id, facility_id=facility_id).on_conflict_do_nothing())
-    row = (await session.execute(select(mothers).where(mothers.c.client_id == client_id).with_for_update())).one()
-    items = await load_items(session, [client_id])
-    return _mother(row._mapping, items.get(client_id, []))
+    """The mother's case, created on first sight, locked for the rest of the transaction (the
+    upsert takes the row lock). Only a mother known positive has schedule items to load."""
+    row = (await session.execute(_LOCK_MOTHER, {"client_id": client_id, "facility_id": facility_id})).one()._mapping
+    items = await load_items(session, [client_id]) if row["hiv_status"] == HivStatus.positive.value else {}
+    return _mother(row, items.get(client_id, []))
 
 
 async def lock_mothers(session: AsyncSession, client_ids: Iterable[UUID]) -> dict[UUID, MotherCase]:
@@ -67,11 +74,40 @@ def _mother(row: Any, items: list[Item]) -> MotherCase:
     )
 
 
+def _update(table: str, key: str, columns: Sequence[str], jsonb: Sequence[str] = ()) -> Any:
+    """UPDATE of a case row, built once (the hot path of the consumer and the timers). A
+    `settle_s` parameter restarts the settle delay; None (from the timers) leaves it alone."""
+    sets = [f"{c} = CAST(:{c} AS jsonb)" if c in jsonb else f"{c} = :{c}" for c in columns]
+    sets += [
+        "updated_at = now()",
+        "settle_until = CASE WHEN CAST(:settle_s AS float8) IS NULL THEN settle_until"
+        " ELSE now() + make_interval(secs => CAST(:settle_s AS float8)) END",
+    ]
+    return text(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = :key")
+
+
+_ATTENDANCE = ("last_seen_on", "lost_since", "lost_last_seen_on", "next_timer_on")
+_MOTHER_FACTS = (
+    "facility_id",
+    "hiv_status",
+    "positive_since",
+    "art_start_date",
+    "edd",
+    "delivered_on",
+    "breastfeeding_until",
+    "viral_loads",
+    "died_on",
+    "transferred_out_on",
+)
+_SAVE_MOTHER = _update("mothers", "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads",))
+
+
 async def save_mother(
     session: AsyncSession, case: MotherCase, next_timer_on: date | None, settle_s: float | None
 ) -> None:
     """`settle_s` is set when an input changed the case (timers then wait); None from the timers."""
     values: dict[str, Any] = {
+        "key": case.client_id,
         "facility_id": case.facility_id,
         "hiv_status": case.hiv_status.value,
         "positive_since": case.positive_since,
@@ -79,12 +115,12 @@ async def save_mother(
         "edd": case.edd,
         "delivered_on": case.delivered_on,
         "breastfeeding_until": case.breastfeeding_until,
-        "viral_loads": [{"on": on.isoformat(), "copies": copies} for on, copies in sorted(case.viral_loads)],
+        "viral_loads": json.dumps([{"on": on.isoformat(), "copies": n} for on, n in sorted(case.viral_loads)]),
         "died_on": case.died_on,
         "transferred_out_on": case.transferred_out_on,
         **_attendance_values(case.attendance, next_timer_on, settle_s),
     }
-    await session.execute(mothers.update().where(mothers.c.client_id == case.client_id).values(**values))
+    await session.execute(_SAVE_MOTHER, values)
     await save_items(session, "client", case.client_id, case.client_id, case.facility_id, case.items)
 
 
@@ -94,7 +130,7 @@ async def save_mother(
 async def add_infants(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """New live-born infants (not in follow-up yet); a redelivered delivery adds nothing."""
     if rows:
-        await session.execute(insert(infants).values(list(rows)).on_conflict_do_nothing())
+        await session.execute(insert(infants).on_conflict_do_nothing(), list(rows))
 
 
 async def infant_ids_of(session: AsyncSession, client_id: UUID) -> list[UUID]:
@@ -181,16 +217,35 @@ def _infant(row: Any, history: list[RecordedEvent], items: list[Item]) -> Infant
     return case
 
 
+_INFANT_FACTS = (
+    "in_follow_up",
+    "follow_up_from",
+    "high_risk",
+    "high_risk_reasons",
+    "prophylaxis",
+    "mother_died_on",
+    "died_on",
+    "transferred_out_on",
+    "art_started_on",
+    "breastfeeding_stopped_on",
+    "art_needed",
+    "final_outcome",
+    "final_outcome_on",
+)
+_SAVE_INFANT = _update("infants", "infant_id", _INFANT_FACTS + _ATTENDANCE, jsonb=("high_risk_reasons", "prophylaxis"))
+
+
 async def save_infant(
     session: AsyncSession, case: InfantCase, next_timer_on: date | None, settle_s: float | None
 ) -> None:
     plan = case.plan
     values: dict[str, Any] = {
+        "key": case.infant_id,
         "in_follow_up": case.in_follow_up,
         "follow_up_from": case.facts.follow_up_from if case.in_follow_up else None,
         "high_risk": case.facts.high_risk,
-        "high_risk_reasons": [r.value for r in case.high_risk_reasons],
-        "prophylaxis": [p.model_dump(mode="json") for p in case.prophylaxis],
+        "high_risk_reasons": json.dumps([r.value for r in case.high_risk_reasons]),
+        "prophylaxis": json.dumps([p.model_dump(mode="json") for p in case.prophylaxis]),
         "mother_died_on": case.facts.mother_died_on,
         "died_on": case.facts.died_on,
         "transferred_out_on": case.facts.transferred_out_on,
@@ -201,7 +256,7 @@ async def save_infant(
         "final_outcome_on": case.final_outcome_on,
         **_attendance_values(case.attendance, next_timer_on, settle_s),
     }
-    await session.execute(infants.update().where(infants.c.infant_id == case.infant_id).values(**values))
+    await session.execute(_SAVE_INFANT, values)
     await save_items(session, "infant", case.infant_id, case.client_id, case.facility_id, case.items)
 
 
@@ -232,6 +287,28 @@ async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict
     return out
 
 
+_SAVE_ITEMS = text(
+    """
+    INSERT INTO schedule_items (item_id, subject_type, subject_id, client_id, facility_id, kind, test,
+                                window_start, window_end, overdue_on, status, satisfied_on, cancel_reason)
+    VALUES (:item_id, :subject_type, :subject_id, :client_id, :facility_id, :kind, :test,
+            :window_start, :window_end, :overdue_on, :status, :satisfied_on, :cancel_reason)
+    ON CONFLICT (item_id) DO UPDATE SET
+        facility_id = EXCLUDED.facility_id,
+        window_end = EXCLUDED.window_end,
+        overdue_on = EXCLUDED.overdue_on,
+        status = EXCLUDED.status,
+        satisfied_on = EXCLUDED.satisfied_on,
+        cancel_reason = EXCLUDED.cancel_reason,
+        due_announced_at = coalesce(
+            schedule_items.due_announced_at, CASE WHEN EXCLUDED.status IN ('due', 'overdue') THEN now() END),
+        overdue_announced_at = coalesce(
+            schedule_items.overdue_announced_at, CASE WHEN EXCLUDED.status = 'overdue' THEN now() END),
+        updated_at = now()
+    """
+)
+
+
 async def save_items(
     session: AsyncSession, subject_type: str, subject_id: UUID, client_id: UUID, facility_id: str, items: list[Item]
 ) -> None:
@@ -258,29 +335,7 @@ async def save_items(
         }
         for i in changed
     ]
-    stmt = insert(schedule_items).values(rows)
-    now = func.now()
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[schedule_items.c.item_id],
-        set_={
-            "facility_id": stmt.excluded.facility_id,
-            "window_end": stmt.excluded.window_end,
-            "overdue_on": stmt.excluded.overdue_on,
-            "status": stmt.excluded.status,
-            "satisfied_on": stmt.excluded.satisfied_on,
-            "cancel_reason": stmt.excluded.cancel_reason,
-            "due_announced_at": func.coalesce(
-                schedule_items.c.due_announced_at,
-                text("CASE WHEN excluded.status IN ('due', 'overdue') THEN now() END"),
-            ),
-            "overdue_announced_at": func.coalesce(
-                schedule_items.c.overdue_announced_at,
-                text("CASE WHEN excluded.status = 'overdue' THEN now() END"),
-            ),
-            "updated_at": now,
-        },
-    )
-    await session.execute(stmt)
+    await session.execute(_SAVE_ITEMS, rows)
     for i in changed:
         i.changed = False
 
@@ -293,16 +348,13 @@ def _attendance(row: Any) -> Attendance:
 
 
 def _attendance_values(a: Attendance, next_timer_on: date | None, settle_s: float | None) -> dict[str, Any]:
-    values: dict[str, Any] = {
+    return {
         "last_seen_on": a.last_seen_on,
         "lost_since": a.lost_since,
         "lost_last_seen_on": a.lost_last_seen_on,
         "next_timer_on": next_timer_on,
-        "updated_at": func.now(),
+        "settle_s": settle_s,
     }
-    if settle_s is not None:
-        values["settle_until"] = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, settle_s)
-    return values
 
 
 async def claim_due_infants(
@@ -354,7 +406,7 @@ async def known_events(session: AsyncSession, event_ids: Iterable[UUID]) -> dict
 
 async def add_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(infant_events).values(list(rows)))
+        await session.execute(insert(infant_events), list(rows))
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -382,18 +434,36 @@ async def infant_record(session: AsyncSession, infant_id: UUID) -> tuple[Any, li
     return row, items, events
 
 
+_SHOWN = "item_id, subject_type, subject_id, client_id, kind, test, window_start, window_end, overdue_on, status"
+_URGENT = "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test')"
+
 WORKLIST_SQL = text(
-    """
-    SELECT item_id, subject_type, subject_id, client_id, kind, test, window_start, window_end, overdue_on, status
-    FROM schedule_items
-    WHERE facility_id = :facility_id
-      AND status IN ('planned', 'due', 'overdue')
-      AND window_start <= :as_of
-    ORDER BY overdue_on <= :as_of DESC,
-             kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test') DESC,
-             overdue_on,
-             window_end,
-             item_id
+    f"""
+    WITH urgent AS (
+        SELECT {_SHOWN} FROM schedule_items
+        WHERE facility_id = :facility_id AND status IN ('planned', 'due', 'overdue') AND {_URGENT}
+          AND window_start <= :as_of
+    ), overdue AS (
+        SELECT {_SHOWN} FROM schedule_items
+        WHERE facility_id = :facility_id AND status IN ('planned', 'due', 'overdue') AND NOT {_URGENT}
+          AND overdue_on <= :as_of
+        ORDER BY overdue_on, item_id LIMIT :limit
+    ), pending AS (
+        SELECT {_SHOWN} FROM schedule_items
+        WHERE facility_id = :facility_id AND status IN ('planned', 'due') AND NOT {_URGENT}
+          AND window_start <= :as_of AND overdue_on > :as_of
+        ORDER BY window_end, item_id LIMIT :limit
+    ), marked_later AS (
+        SELECT {_SHOWN} FROM schedule_items
+        WHERE facility_id = :facility_id AND status = 'overdue' AND NOT {_URGENT}
+          AND overdue_on > :as_of AND window_start <= :as_of
+        ORDER BY window_end, item_id LIMIT :limit
+    )
+    SELECT * FROM (
+        SELECT * FROM urgent UNION ALL SELECT * FROM overdue
+        UNION ALL SELECT * FROM pending UNION ALL SELECT * FROM marked_later
+    ) AS worklist
+    ORDER BY overdue_on <= :as_of DESC, {_URGENT} DESC, overdue_on, window_end, item_id
     LIMIT :limit
     """
 )
@@ -402,7 +472,11 @@ WORKLIST_SQL = text(
 async def worklist(session: AsyncSession, facility_id: str, as_of: date, limit: int) -> list[Any]:
     """A facility's open items whose window has opened by `as_of`, most urgent first: overdue
     before due; within each, the "at once" actions (ART start, confirmatory and repeat tests),
-    then the longest overdue / the soonest closing window. One range scan of the partial index
-    `schedule_items_worklist`; callable directly by the benchmark."""
+    then the longest overdue / the soonest closing window.
+
+    Four parts, each a bounded scan of its own partial index (migration 0003): the at-once actions
+    (few), the overdue items in overdue order (stops at `limit`), the items still planned or due
+    whose window is open, and items the timers marked overdue after `as_of` (asking about a past
+    day). Callable directly by the benchmark."""
     rows = await session.execute(WORKLIST_SQL, {"facility_id": facility_id, "as_of": as_of, "limit": limit})
     return list(rows)

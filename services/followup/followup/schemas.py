@@ -131,6 +131,7 @@ class EventResult(BaseModel):
 
 
 class IngestReply(BaseModel):
+    batch_id: UUID = Field(description="Correlation id of the events this batch caused.")
     accepted: int
     duplicate: int
     rejected: int

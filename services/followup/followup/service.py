@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -98,29 +98,28 @@ GESTATION_WEEKS = 40
 
 
 async def on_enrolment_event(session: AsyncSession, ce, event: ClientEvent, settings: Settings) -> None:
-    """Apply a mother event: update her case, start follow-up for infants it makes HIV-exposed,
-    recompute her infants' and her own schedules."""
+    """Apply a mother event: update her case; when it changes what her infants depend on (a
+    delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
+    recompute theirs; then recompute her own viral-load schedule."""
     day = settings.local_date(event.occurred_at)
     mother = await repo.lock_mother(session, event.client_id, event.facility_id)
     diagnosed_before = mother.positive_since
+    infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on)
     newborns = apply_to_mother(mother, event, day)
     if newborns:
         await repo.add_infants(session, newborns)
-    infant_ids = await repo.infant_ids_of(session, mother.client_id)
-    infants = await repo.lock_infants(session, infant_ids, settings.timezone)
     out: list[Event] = []
-    for infant in infants.values():
-        delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
-        changed, events = follow_infant(infant, mother, event, delivery, diagnosed_before, settings)
-        if changed:
-            out += events
-            await repo.save_infant(
-                session,
-                infant,
-                infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days),
-                settings.timer_settle_s,
-            )
-    mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
+    if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on):
+        infant_ids = await repo.infant_ids_of(session, mother.client_id)
+        infants = await repo.lock_infants(session, infant_ids, settings.timezone)
+        for infant in infants.values():
+            delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
+            changed, events = follow_infant(infant, mother, event, delivery, diagnosed_before, settings)
+            if changed:
+                out += events
+                wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
+                await repo.save_infant(session, infant, wakeup, settings.timer_settle_s)
+        mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
     mother.recompute(settings.mother_viral_load)
     await repo.save_mother(
         session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s
@@ -435,11 +434,12 @@ async def ingest(rt: Runtime, principal: Principal, raw_events: Sequence[Any]) -
             f"A batch holds at most {settings.max_batch_events} events; this one has {len(raw_events)}.",
         )
     checked = [check(i, raw, principal, rt, settings) for i, raw in enumerate(raw_events)]
+    batch_id = uuid4()
     attempts = 3
     for attempt in range(1, attempts + 1):
         try:
             async with rt.sessions() as session, session.begin():
-                results = await apply_batch(session, checked, settings)
+                results = await apply_batch(session, checked, settings, batch_id)
             break
         except DBAPIError as exc:
             if attempt == attempts or _sqlstate(exc) not in _RETRYABLE:
@@ -447,6 +447,7 @@ async def ingest(rt: Runtime, principal: Principal, raw_events: Sequence[Any]) -
             log.info("infant batch retried after %s", _sqlstate(exc))
     counts = {s: sum(r.status is s for r in results) for s in EventStatus}
     return IngestReply(
+        batch_id=batch_id,
         accepted=counts[EventStatus.accepted],
         duplicate=counts[EventStatus.duplicate],
         rejected=counts[EventStatus.rejected],
@@ -529,7 +530,7 @@ def _event_id(raw: Any) -> str | None:
 
 
 async def apply_batch(
-    session: AsyncSession, checked: Sequence[Checked | EventResult], settings: Settings
+    session: AsyncSession, checked: Sequence[Checked | EventResult], settings: Settings, batch_id: UUID | None = None
 ) -> list[EventResult]:
     ok = [c for c in checked if isinstance(c, Checked)]
     by_id, by_hash = await repo.resolve_infants(
@@ -621,7 +622,7 @@ async def apply_batch(
             mother.recompute(settings.mother_viral_load)
             await repo.save_mother(session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
     await repo.add_events(session, rows)
-    await outbox.add(session, out)
+    await outbox.add(session, out, correlation_id=batch_id)
     return sorted(results, key=lambda r: r.index)
 
 
