@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from servicekit.localinfra import port_is_free
 from servicekit.settings import PORTS, SERVICES
 

@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from pmtct_events import Event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from pmtct_events import Event
 
 from . import facilities, kafka, metrics, problems
 from .auth import TokenVerifier

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import SpanKind
-from pmtct_events import CloudEvent, EnvelopeError, Event, dlq_topic
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
 from .kafka import consumer as kafka_consumer

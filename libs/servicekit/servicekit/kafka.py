@@ -6,6 +6,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from pmtct_events import dlq_topic
 
 from .settings import ServiceSettings

@@ -7,13 +7,14 @@ for it; two transactions on the same aggregate then get increasing ids in commit
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from uuid import UUID
 
-from pmtct_events import CloudEvent, Event
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from pmtct_events import CloudEvent, Event
 
 from .telemetry import current_traceparent
 
@@ -84,8 +85,8 @@ def _row(ce: CloudEvent, topic: str, aggregate_type: str) -> dict:
         "aggregate_type": aggregate_type,
         "aggregate_id": ce.subject,
         "event_type": ce.type,
-        "payload": ce.value().decode(),
-        "headers": json.dumps({k: v.decode() for k, v in ce.headers()}),
+        "payload": orjson.dumps(ce.data).decode(),
+        "headers": orjson.dumps({k: v.decode() for k, v in ce.headers()}).decode(),
         "traceparent": ce.traceparent,
     }
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from . import metrics
@@ -57,8 +57,8 @@ class OutboxRelay:
                 id=r["id"],
                 topic=r["topic"],
                 key=r["aggregate_id"].encode(),
-                value=_compact(r["payload"]),
-                headers=[(k, v.encode()) for k, v in json.loads(r["headers"]).items()],
+                value=r["payload"].encode(),  # jsonb's text form is already the JSON the consumers read
+                headers=[(k, v.encode()) for k, v in orjson.loads(r["headers"]).items()],
             )
             for r in rows
         ]
@@ -136,10 +136,6 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval_s)
             except TimeoutError:
                 pass
-
-
-def _compact(payload: str) -> bytes:
-    return json.dumps(json.loads(payload), separators=(",", ":"), sort_keys=True).encode()
 
 
 async def _close(conn: asyncpg.Connection) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
 from pmtct_events import CloudEvent
 
 from .devissuer import DevIssuer, JwksServer
