@@ -321,9 +321,13 @@ def outcome_event(
 # --- announcements of the timers -----------------------------------------------------------------
 
 
-def infant_announcements(infant: InfantCase, report: TickReport, settings: Settings) -> list[Event]:
+def infant_announcements(infant: InfantCase, report: TickReport, settings: Settings, now: datetime) -> list[Event]:
     """The events of one timer tick of an infant, in order: due/overdue tests, lost, outcome.
-    The ART-start action has no test, so it moves through the worklist without an event."""
+    The ART-start action has no test, so it moves through the worklist without an event.
+
+    A due, overdue or lost announcement occurs when the platform makes it (`now`): for a backfill
+    that is later than the dates it carries, and what it asks for (a sample, a tracing visit)
+    is to be done from now on. A final outcome occurs on the day it was established."""
     out: list[Event] = []
     common = {"facility_id": infant.facility_id, "infant_id": infant.infant_id, "client_id": infant.client_id}
     for item, transition in report.transitions:
@@ -333,7 +337,7 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
             out.append(
                 InfantTestDue(
                     **common,
-                    occurred_at=local_midnight(item.window_start, settings),
+                    occurred_at=now,
                     item_id=item.item_id,
                     kind=item.kind,
                     test=item.test,
@@ -345,7 +349,7 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
             out.append(
                 InfantTestOverdue(
                     **common,
-                    occurred_at=local_midnight(item.overdue_on, settings),
+                    occurred_at=now,
                     item_id=item.item_id,
                     kind=item.kind,
                     test=item.test,
@@ -357,7 +361,7 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
         out.append(
             ClientLostToFollowUp(
                 facility_id=infant.facility_id,
-                occurred_at=local_midnight(report.lost_on, settings),
+                occurred_at=now,
                 subject_type=SubjectType.infant,
                 subject_id=infant.infant_id,
                 client_id=infant.client_id,
@@ -369,7 +373,7 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
     return out
 
 
-def mother_announcements(mother: MotherCase, report: TickReport, settings: Settings) -> list[Event]:
+def mother_announcements(mother: MotherCase, report: TickReport, now: datetime) -> list[Event]:
     out: list[Event] = []
     common = {"facility_id": mother.facility_id, "client_id": mother.client_id}
     for item, transition in report.transitions:
@@ -377,7 +381,7 @@ def mother_announcements(mother: MotherCase, report: TickReport, settings: Setti
             out.append(
                 ClientViralLoadDue(
                     **common,
-                    occurred_at=local_midnight(item.window_start, settings),
+                    occurred_at=now,
                     item_id=item.item_id,
                     kind=item.kind,
                     window_start=item.window_start,
@@ -388,7 +392,7 @@ def mother_announcements(mother: MotherCase, report: TickReport, settings: Setti
             out.append(
                 ClientViralLoadOverdue(
                     **common,
-                    occurred_at=local_midnight(item.overdue_on, settings),
+                    occurred_at=now,
                     item_id=item.item_id,
                     kind=item.kind,
                     window_end=item.window_end,
@@ -399,7 +403,7 @@ def mother_announcements(mother: MotherCase, report: TickReport, settings: Setti
         out.append(
             ClientLostToFollowUp(
                 facility_id=mother.facility_id,
-                occurred_at=local_midnight(report.lost_on, settings),
+                occurred_at=now,
                 subject_type=SubjectType.client,
                 subject_id=mother.client_id,
                 client_id=mother.client_id,

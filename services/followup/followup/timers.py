@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,7 +67,7 @@ async def fire(
         out = []
         for case in cases.values():
             report = case.tick(today, settings.eid, silence)
-            out += infant_announcements(case, report, settings)
+            out += infant_announcements(case, report, settings, datetime.now(UTC))
             await repo.save_infant(session, case, case.next_wakeup(settings.eid, silence), None)
         await outbox.add(session, out)
     infants_handled = len(ids)
@@ -77,7 +77,7 @@ async def fire(
         out = []
         for mother in mothers.values():
             report = mother.tick(today, silence)
-            out += mother_announcements(mother, report, settings)
+            out += mother_announcements(mother, report, datetime.now(UTC))
             await repo.save_mother(session, mother, mother.next_wakeup(silence), None)
         await outbox.add(session, out)
     if infants_handled or ids:
