@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from uuid import UUID
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from servicekit import outbox
@@ -40,6 +42,11 @@ from .service import infant_announcements, mother_announcements
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+ANNOUNCED = Counter("pmtct_followup_announcements_total", "Timer announcements committed", ["event_type"])
+PASS_SECONDS = Histogram(
+    "pmtct_followup_timer_pass_seconds", "Duration of one durable-timer pass", buckets=(0.01, 0.05, 0.1, 0.5, 1, 5)
+)
 
 
 async def run(rt: Runtime) -> None:
@@ -61,6 +68,7 @@ async def fire(
     restricts it to some subjects (tests). Returns the largest number of subjects one batch handled."""
     today = today or settings.today()
     silence = settings.lost_to_follow_up_days
+    started = time.perf_counter()
     async with sessions() as session, session.begin():
         ids = await repo.claim_due_infants(session, today, settings.timer_batch_size, only)
         cases = await repo.lock_infants(session, ids, settings.timezone)
@@ -70,6 +78,7 @@ async def fire(
             out += infant_announcements(case, report, settings, datetime.now(UTC))
             await repo.save_infant(session, case, case.next_wakeup(settings.eid, silence), None)
         await outbox.add(session, out)
+    _count(out)
     infants_handled = len(ids)
     async with sessions() as session, session.begin():
         ids = await repo.claim_due_mothers(session, today, settings.timer_batch_size, only)
@@ -80,6 +89,14 @@ async def fire(
             out += mother_announcements(mother, report, datetime.now(UTC))
             await repo.save_mother(session, mother, mother.next_wakeup(silence), None)
         await outbox.add(session, out)
+    _count(out)
+    PASS_SECONDS.observe(time.perf_counter() - started)
     if infants_handled or ids:
         log.info("timers: %d infants, %d mothers handled as of %s", infants_handled, len(ids), today)
     return max(infants_handled, len(ids))
+
+
+def _count(events: list) -> None:
+    """Counted after the commit: what the metric shows was announced."""
+    for event in events:
+        ANNOUNCED.labels(event.event_name).inc()
