@@ -73,12 +73,29 @@ def rss_mb(platform: Platform) -> dict[str, float]:
 
 
 def cpu_seconds(platform: Platform) -> dict[str, float]:
-    """CPU time (user + system) each service has used so far: where the machine's two cores went."""
+    """CPU time (user + system) used so far by each service, PostgreSQL (all its processes), the
+    broker and this benchmark process: where the machine's cores went."""
     out = {}
     for service, proc in platform.processes.items():
-        times = psutil.Process(proc.pid).cpu_times()
-        out[service] = times.user + times.system
+        out[service] = _cpu(psutil.Process(proc.pid))
+    postmaster = platform.data_dir / "postgres" / "postmaster.pid"
+    if postmaster.exists():
+        pg = psutil.Process(int(postmaster.read_text().splitlines()[0]))
+        # children_* of the postmaster: the backends that have exited
+        ended = pg.cpu_times().children_user + pg.cpu_times().children_system
+        out["postgres"] = _cpu(pg) + ended + sum(_cpu(c) for c in pg.children(recursive=True))
+    if platform.broker is not None and platform.broker.proc is not None:
+        out["broker"] = _cpu(psutil.Process(platform.broker.proc.pid))
+    out["bench"] = _cpu(psutil.Process())
     return out
+
+
+def _cpu(p: psutil.Process) -> float:
+    try:
+        t = p.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return t.user + t.system
 
 
 def registry_rows(platform: Platform) -> list[dict[str, str]]:

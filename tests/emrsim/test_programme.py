@@ -171,8 +171,12 @@ def test_rates_must_be_probabilities() -> None:
         Rates(hiv_prevalence=1.5)
 
 
-def test_mother_events_validate_against_the_enrolment_api_contract(programme) -> None:
-    schemas = pytest.importorskip("enrolment.schemas")
+def test_every_event_validates_against_the_request_contract_of_the_service_it_goes_to(programme) -> None:
+    """Data-entry errors included: they break domain rules, not the request contract, so that the
+    platform answers them one by one (`rejected` with a reason) instead of refusing a batch."""
+    contracts = {
+        "enrolment": pytest.importorskip("enrolment.schemas").EMR_EVENT,
+        "followup": pytest.importorskip("followup.schemas").INFANT_EVENT,
+    }
     for e in programme:
-        if e.service == "enrolment":
-            schemas.EMR_EVENT.validate_json(orjson.dumps(e.body))
+        contracts[e.service].validate_json(orjson.dumps(e.body), strict=True)
