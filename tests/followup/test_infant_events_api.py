@@ -3,6 +3,7 @@ in-process service's consumer, relay and live timers running."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -119,6 +120,16 @@ async def test_a_batch_posted_twice_is_all_duplicates_and_publishes_nothing_new(
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (0, 3, 0)
     assert all(r["infant_id"] == str(baby.infant_id) for r in body["results"])
     assert await followup.emitted([baby.infant_id]) == emitted
+
+
+async def test_two_posts_of_the_same_batch_racing_each_other_apply_every_event_once(followup) -> None:
+    _, baby, birth = await born(followup, 20)
+    events = [infant_event(baby.infant_id, "InfantVisitRecorded", birth + timedelta(days=d)) for d in (1, 2)]
+
+    first, second = await asyncio.gather(followup.post(events), followup.post(events))
+    statuses = sorted(r["status"] for response in (first, second) for r in response.json()["results"])
+    assert statuses == ["accepted", "accepted", "duplicate", "duplicate"]
+    assert (await followup.emitted_names([baby.infant_id])).count("InfantVisitRecorded") == 2
 
 
 async def test_the_same_event_id_with_different_content_is_a_conflict_before_and_within_a_batch(followup) -> None:

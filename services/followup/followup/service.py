@@ -543,9 +543,10 @@ async def apply_batch(
         (c.ref_hash for c in ok if c.ref_hash is not None),
     )
     keys = {c.index: by_id.get(c.event.infant_id) if c.event.infant_id else by_hash.get(c.ref_hash or "") for c in ok}
-    known = await repo.known_events(session, (c.event.event_id for c in ok))
     mothers = await repo.lock_mothers(session, (k.client_id for k in keys.values() if k is not None))
     cases = await repo.lock_infants(session, (k.infant_id for k in keys.values() if k is not None), settings.timezone)
+    # read under the locks: a concurrent post of the same events has committed or not started
+    known = await repo.known_events(session, (c.event.event_id for c in ok))
     today = settings.today()
     results: list[EventResult] = []
     rows: list[dict[str, Any]] = []
