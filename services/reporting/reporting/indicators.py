@@ -4,7 +4,9 @@ Everything an indicator needs is a *count* of subjects (mothers, deliveries, inf
 in a *population*: the rows of one read-model table counted in the facility and month of one of
 their dates. Every subject falls in exactly one (facility, month) cell of a population, so the
 value for a quarter, a year, a district or a country is the sum of its cells, and a definition
-written once here serves every period and every level.
+written once here serves every period and every level. The cells are kept in the read model
+(`monthly_counts`), moved as each subject's facts change, so a national year sums a few
+thousand rows instead of counting every subject.
 
 Counts look at the facts as recorded, whenever they arrive: a result posted weeks late by an
 offline clinic still counts in the month of its sample. Ages are the infant's age at sampling.
@@ -36,35 +38,33 @@ class Count:
 @dataclass(frozen=True)
 class Population:
     """Rows of `table` counted once each, in the facility `facility_column` and the month of
-    `date_column` (plus `shift_months`), when they meet `where`."""
+    `date_column` (plus `shift_months`), when they meet `where`. `subject_column` names the subject
+    a handler changes, so the read model can move just that subject's counts (reporting.repository)."""
 
     name: str
     table: str
+    subject_column: str
     facility_column: str
     date_column: str
     where: str
     counts: tuple[Count, ...]
     shift_months: int = 0
-    #: `count(*)` counts subjects; a pre-aggregated table sums its counter instead
-    aggregate: str = "count(*)"
 
     @property
     def count_keys(self) -> tuple[str, ...]:
         return tuple(c.key for c in self.counts)
 
-    def monthly_sql(self) -> str:
-        """Each count per (facility, month) for facilities `:facility_ids` and dates in [`:start`, `:end`)."""
+    def cells_sql(self, subjects: str) -> str:
+        """Each count per (facility, month) of the rows that meet `subjects` (SQL)."""
         month = f"date_trunc('month', {self.date_column})"
         if self.shift_months:
             month = f"({month} + interval '{self.shift_months} months')"
-        columns = ",\n  ".join(
-            f"coalesce({self.aggregate} FILTER (WHERE {c.where}), 0) AS {c.key}" for c in self.counts
-        )
+        columns = ",\n  ".join(f"count(*) FILTER (WHERE {c.where}) AS {c.key}" for c in self.counts)
         return (
             f"SELECT {self.facility_column} AS facility_id, CAST({month} AS date) AS month,\n  {columns}\n"
             f"FROM {self.table}\n"
-            f"WHERE {self.facility_column} = ANY(:facility_ids)"
-            f" AND {self.date_column} >= :start AND {self.date_column} < :end AND ({self.where})\n"
+            f"WHERE ({subjects}) AND {self.facility_column} IS NOT NULL AND {self.date_column} IS NOT NULL"
+            f" AND ({self.where})\n"
             "GROUP BY 1, 2"
         )
 
@@ -88,6 +88,7 @@ _NEGATIVE_AT_ENROLMENT = (
 NEW_ANC1 = Population(
     name="new ANC1 clients",
     table="enrolments",
+    subject_column="client_id",
     facility_column="facility_id",
     date_column="enrolled_on",
     where="status_at_enrolment = 'pregnant'",
@@ -107,6 +108,7 @@ NEW_ANC1 = Population(
 NEW_ENROLMENTS = Population(
     name="new enrolments",
     table="enrolments",
+    subject_column="client_id",
     facility_column="facility_id",
     date_column="enrolled_on",
     where="TRUE",
@@ -123,6 +125,7 @@ NEW_ENROLMENTS = Population(
 DELIVERIES = Population(
     name="deliveries",
     table="deliveries",
+    subject_column="client_id",
     facility_column="facility_id",
     date_column="delivered_on",
     where="TRUE",
@@ -136,6 +139,7 @@ DELIVERIES = Population(
 HEI_BIRTHS = Population(
     name="HIV-exposed infants by birth month",
     table="infants",
+    subject_column="infant_id",
     facility_column="facility_id",
     date_column="birth_date",
     where="birth_date IS NOT NULL",
@@ -145,6 +149,7 @@ HEI_BIRTHS = Population(
 FIRST_NAT = Population(
     name="infants by first virologic sample",
     table="infants",
+    subject_column="infant_id",
     facility_column="first_nat_facility_id",
     date_column="first_nat_on",
     where=f"first_nat_age_days <= {TWELVE_MONTHS_DAYS}",
@@ -163,6 +168,7 @@ FIRST_NAT = Population(
 FIRST_POSITIVE_NAT = Population(
     name="infants by first positive virologic sample",
     table="infants",
+    subject_column="infant_id",
     facility_column="first_pos_nat_facility_id",
     date_column="first_pos_nat_on",
     where=f"first_pos_nat_age_days <= {TWELVE_MONTHS_DAYS}",
@@ -178,6 +184,7 @@ _UNKNOWN_OUTCOMES = "'unknown', 'lost_to_follow_up', 'transferred_out'"
 FO_COHORT = Population(
     name="HIV-exposed infant birth cohort of 24 months earlier",
     table="infants",
+    subject_column="infant_id",
     facility_column="facility_id",
     date_column="birth_date",
     where="birth_date IS NOT NULL",
@@ -195,6 +202,7 @@ FO_COHORT = Population(
 REFERRALS_DUE = Population(
     name="referrals by due date",
     table="referrals",
+    subject_column="referral_id",
     facility_column="facility_id",
     date_column="due_by",
     # a cancelled referral was withdrawn (made in error, or made moot by a late result): no loop to close
@@ -208,15 +216,8 @@ REFERRALS_DUE = Population(
     ),
 )
 
-INTERACTIONS = Population(
-    name="client interactions",
-    table="interactions",
-    facility_column="facility_id",
-    date_column="month",
-    where="TRUE",
-    aggregate="sum(events)",
-    counts=(Count("client_interactions", "TRUE", "Events recorded for clients"),),
-)
+#: counted per (facility, month) as events arrive, not from subjects: an interaction has no state
+CLIENT_INTERACTIONS_COUNT = Count("client_interactions", "TRUE", "Events recorded for clients")
 
 POPULATIONS: tuple[Population, ...] = (
     NEW_ANC1,
@@ -227,9 +228,11 @@ POPULATIONS: tuple[Population, ...] = (
     FIRST_POSITIVE_NAT,
     FO_COHORT,
     REFERRALS_DUE,
-    INTERACTIONS,
 )
-COUNTS: dict[str, Count] = {c.key: c for p in POPULATIONS for c in p.counts}
+COUNTS: dict[str, Count] = {
+    **{c.key: c for p in POPULATIONS for c in p.counts},
+    CLIENT_INTERACTIONS_COUNT.key: CLIENT_INTERACTIONS_COUNT,
+}
 
 
 # -- indicators ----------------------------------------------------------------------------------

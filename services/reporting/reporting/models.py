@@ -4,13 +4,16 @@ A mother's coded facts are kept as they come, and her enrolment episodes are rec
 of them (reporting.episodes). Each delivery, infant and referral has one row holding the dated
 facts the indicators need; handlers merge facts into it with commutative rules (earliest sample,
 latest referral version, ...). Either way a row ends the same whatever order the events arrive
-in, and indicator queries count rows per facility and month. Client interactions are a per-facility-month
-counter: addition commutes, and the inbox makes each event count once.
+in. Each change of a subject row moves that subject's counts in `monthly_counts`, which the
+indicator queries sum. Client interactions are added there directly: addition commutes, and the
+inbox makes each event count once.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+
+from .indicators import COUNTS
 
 metadata = sa.MetaData()
 
@@ -95,14 +98,16 @@ referrals = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-interactions = sa.Table(
-    "interactions",
+#: every count of reporting.indicators per facility and month: the sum over the subjects counted in
+#: that cell, moved by the handlers as a subject's facts change; client interactions are added directly
+monthly_counts = sa.Table(
+    "monthly_counts",
     metadata,
     sa.Column("facility_id", sa.Text, primary_key=True),
-    #: first day of the month the interaction happened in
+    #: first day of the month (for the final-outcome cohort: 24 months after the birth month)
     sa.Column("month", sa.Date, primary_key=True),
-    sa.Column("events", sa.BigInteger, nullable=False),
+    *(sa.Column(key, sa.BigInteger, nullable=False, server_default="0") for key in COUNTS),
 )
 
 #: every read-model table: what a rebuild empties before it replays the topics
-READ_MODEL = (mother_facts, enrolments, deliveries, infants, referrals, interactions)
+READ_MODEL = (mother_facts, enrolments, deliveries, infants, referrals, monthly_counts)

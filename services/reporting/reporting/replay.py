@@ -8,7 +8,9 @@ writes wait for the rebuild (EXCLUSIVE table locks), then its inbox skips everyt
 applied and it carries on past the end offsets, so it is safe to run while the service runs.
 
 Because the merge rules do not depend on arrival order, the rebuild gives the same numbers as the
-live read model, although it reads the partitions in a different interleaving.
+live read model, although it reads the partitions in a different interleaving. Before it commits,
+it counts every (facility, month) cell afresh from the rebuilt facts and refuses to commit if the
+cells kept subject by subject disagree.
 
 The topics must keep every event for this to rebuild everything (`retention.ms=-1` in production).
 """
@@ -32,6 +34,7 @@ from servicekit.db import create_engine, sessionmaker
 
 from . import repository
 from .handlers import HANDLERS
+from .indicators import CLIENT_INTERACTIONS_COUNT
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,10 +124,32 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
                 for tp in list(pending):
                     if tp in ends and await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
+            await _check_cells(session)
     finally:
         await consumer.stop()
         await engine.dispose()
     return result
+
+
+class CountsDisagree(Exception):
+    """The cells kept subject by subject differ from a fresh count: the rebuild is rolled back."""
+
+
+async def _check_cells(session: AsyncSession) -> None:
+    """Before committing, count every cell afresh from the rebuilt facts and compare."""
+
+    def nonzero(cells: repository.Cells) -> dict:
+        return {
+            (cell, key): value
+            for cell, counts in cells.items()
+            for key, value in counts.items()
+            if value and key != CLIENT_INTERACTIONS_COUNT.key
+        }
+
+    kept, counted = nonzero(await repository.all_cells(session)), nonzero(await repository.cells_from_facts(session))
+    if kept != counted:
+        differ = sorted(set(kept.items()) ^ set(counted.items()), key=str)[:10]
+        raise CountsDisagree(f"monthly counts differ from a fresh count, e.g. {differ}")
 
 
 def postgres_socket_url(data_dir: Path) -> str:

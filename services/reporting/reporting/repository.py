@@ -7,7 +7,9 @@ different order rebuilds the same read model. Reads count rows per facility and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import date, datetime
 from uuid import UUID
@@ -16,9 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .episodes import ArtStart, Enrolled, HivTest, MotherFact, episodes
-from .indicators import Population
+from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
 from .models import READ_MODEL
-from .periods import add_months
 
 
 def _keep_earliest(alias: str, prefix: str, order: tuple[str, ...], carried: tuple[str, ...] = ()) -> str:
@@ -31,6 +32,55 @@ def _keep_earliest(alias: str, prefix: str, order: tuple[str, ...], carried: tup
         f"{prefix}_{c} = CASE WHEN {smaller} THEN excluded.{prefix}_{c} ELSE {alias}.{prefix}_{c} END"
         for c in (*order, *carried)
     )
+
+
+Cells = dict[tuple[str, date], dict[str, int]]
+
+_SUBJECT_CELLS = {p.name: text(p.cells_sql(f"{p.subject_column} = :subject")) for p in POPULATIONS}
+
+
+async def _subject_cells(session: AsyncSession, table: str, subject: UUID) -> Cells:
+    """What one subject adds to each (facility, month) cell, through every population of `table`."""
+    cells: Cells = defaultdict(lambda: defaultdict(int))
+    for population in POPULATIONS:
+        if population.table != table:
+            continue
+        for row in await session.execute(_SUBJECT_CELLS[population.name], {"subject": subject}):
+            for key, value in zip(population.count_keys, row[2:], strict=True):
+                cells[(row[0], row[1])][key] += value
+    return cells
+
+
+@asynccontextmanager
+async def _moving(session: AsyncSession, table: str, subject: UUID) -> AsyncIterator[None]:
+    """Around a change of one subject's row: take its old counts out of the cells, put the new ones in."""
+    before = await _subject_cells(session, table, subject)
+    yield
+    after = await _subject_cells(session, table, subject)
+    delta: Cells = defaultdict(lambda: defaultdict(int))
+    for sign, cells in ((-1, before), (1, after)):
+        for cell, counts in cells.items():
+            for key, value in counts.items():
+                delta[cell][key] += sign * value
+    await _add_to_cells(session, delta)
+
+
+async def _add_to_cells(session: AsyncSession, delta: Cells) -> None:
+    # in (facility, month) order, so that two transactions lock shared cells in the same order
+    for (facility_id, month), counts in sorted(delta.items()):
+        changed = {k: v for k, v in counts.items() if v}
+        if not changed:
+            continue
+        names = ", ".join(changed)
+        values = ", ".join(f":{k}" for k in changed)
+        sums = ", ".join(f"{k} = c.{k} + excluded.{k}" for k in changed)
+        await session.execute(
+            text(
+                f"INSERT INTO monthly_counts AS c (facility_id, month, {names}) VALUES (:facility_id, :month, {values})"
+                f" ON CONFLICT (facility_id, month) DO UPDATE SET {sums}"
+            ),
+            {"facility_id": facility_id, "month": month, **changed},
+        )
 
 
 _MOTHER_FACT = text(
@@ -74,22 +124,23 @@ async def record_mother_fact(
         values.update(result=fact.result, setting=fact.setting)
     else:
         kind = "art_start"
-    await session.execute(
-        _MOTHER_FACT,
-        {
-            "event_id": event_id,
-            "client_id": client_id,
-            "kind": kind,
-            "occurred_at": fact.occurred_at,
-            "facility_id": facility_id,
-            **values,
-        },
-    )
-    rows = (await session.execute(_MOTHER_FACTS, {"client_id": client_id})).mappings().all()
-    await session.execute(_FORGET_EPISODES, {"client_id": client_id})
-    derived = episodes(client_id, [_fact(r) for r in rows])
-    if derived:
-        await session.execute(_EPISODE, [asdict(e) for e in derived])
+    async with _moving(session, "enrolments", client_id):
+        await session.execute(
+            _MOTHER_FACT,
+            {
+                "event_id": event_id,
+                "client_id": client_id,
+                "kind": kind,
+                "occurred_at": fact.occurred_at,
+                "facility_id": facility_id,
+                **values,
+            },
+        )
+        rows = (await session.execute(_MOTHER_FACTS, {"client_id": client_id})).mappings().all()
+        await session.execute(_FORGET_EPISODES, {"client_id": client_id})
+        derived = episodes(client_id, [_fact(r) for r in rows])
+        if derived:
+            await session.execute(_EPISODE, [asdict(e) for e in derived])
 
 
 def _fact(row) -> MotherFact:
@@ -125,17 +176,18 @@ async def record_delivery(
     mother_hiv_status: str,
     live_births: int,
 ) -> None:
-    await session.execute(
-        _DELIVERY,
-        {
-            "client_id": client_id,
-            "delivered_on": delivered_on,
-            "facility_id": facility_id,
-            "skilled_attendant": skilled_attendant,
-            "mother_hiv_status": mother_hiv_status,
-            "live_births": live_births,
-        },
-    )
+    async with _moving(session, "deliveries", client_id):
+        await session.execute(
+            _DELIVERY,
+            {
+                "client_id": client_id,
+                "delivered_on": delivered_on,
+                "facility_id": facility_id,
+                "skilled_attendant": skilled_attendant,
+                "mother_hiv_status": mother_hiv_status,
+                "live_births": live_births,
+            },
+        )
 
 
 _HEI = text(
@@ -149,7 +201,8 @@ _HEI = text(
 
 
 async def record_hei(session: AsyncSession, infant_id: UUID, facility_id: str, birth_date: date) -> None:
-    await session.execute(_HEI, {"infant_id": infant_id, "facility_id": facility_id, "birth_date": birth_date})
+    async with _moving(session, "infants", infant_id):
+        await session.execute(_HEI, {"infant_id": infant_id, "facility_id": facility_id, "birth_date": birth_date})
 
 
 _FIRST_NAT = text(
@@ -191,9 +244,10 @@ async def record_infant_nat(
         "age_days": age_days,
         "result": result,
     }
-    await session.execute(_FIRST_NAT, params)
-    if result == "positive" and not confirmatory:
-        await session.execute(_FIRST_POSITIVE_NAT, params)
+    async with _moving(session, "infants", infant_id):
+        await session.execute(_FIRST_NAT, params)
+        if result == "positive" and not confirmatory:
+            await session.execute(_FIRST_POSITIVE_NAT, params)
 
 
 _INFANT_ART = text(
@@ -205,7 +259,8 @@ _INFANT_ART = text(
 
 
 async def record_infant_art(session: AsyncSession, infant_id: UUID, started_on: date) -> None:
-    await session.execute(_INFANT_ART, {"infant_id": infant_id, "started_on": started_on})
+    async with _moving(session, "infants", infant_id):
+        await session.execute(_INFANT_ART, {"infant_id": infant_id, "started_on": started_on})
 
 
 _OUTCOME = text(
@@ -222,7 +277,8 @@ _OUTCOME = text(
 async def record_infant_outcome(session: AsyncSession, infant_id: UUID, outcome: str, recorded_at: datetime) -> None:
     """`recorded_at` is when follow-up recorded it (the CloudEvent time), not the outcome's own date:
     follow-up may correct an outcome when a late fact arrives, and its correction must win."""
-    await session.execute(_OUTCOME, {"infant_id": infant_id, "outcome": outcome, "recorded_at": recorded_at})
+    async with _moving(session, "infants", infant_id):
+        await session.execute(_OUTCOME, {"infant_id": infant_id, "outcome": outcome, "recorded_at": recorded_at})
 
 
 _REFERRAL = text(
@@ -250,49 +306,52 @@ async def record_referral(
     version: int,
 ) -> None:
     """Referral events carry the whole state: the highest version is the current one."""
-    await session.execute(
-        _REFERRAL,
-        {
-            "referral_id": referral_id,
-            "facility_id": facility_id,
-            "referral_service": referral_service,
-            "due_by": due_by,
-            "status": status,
-            "version": version,
-        },
-    )
-
-
-_INTERACTION = text(
-    """
-    INSERT INTO interactions AS c (facility_id, month, events) VALUES (:facility_id, :month, 1)
-    ON CONFLICT (facility_id, month) DO UPDATE SET events = c.events + 1
-    """
-)
+    async with _moving(session, "referrals", referral_id):
+        await session.execute(
+            _REFERRAL,
+            {
+                "referral_id": referral_id,
+                "facility_id": facility_id,
+                "referral_service": referral_service,
+                "due_by": due_by,
+                "status": status,
+                "version": version,
+            },
+        )
 
 
 async def count_interaction(session: AsyncSession, facility_id: str, month: date) -> None:
-    await session.execute(_INTERACTION, {"facility_id": facility_id, "month": month})
+    await _add_to_cells(session, {(facility_id, month): {CLIENT_INTERACTIONS_COUNT.key: 1}})
 
 
-async def monthly_counts(
-    session: AsyncSession, population: Population, facility_ids: Sequence[str], start: date, end: date
-) -> list[tuple[str, date, dict[str, int]]]:
-    """Each count of `population` per (facility, month) for months in [start, end).
+_READ_CELLS = text(
+    f"SELECT facility_id, month, {', '.join(COUNTS)} FROM monthly_counts"
+    " WHERE facility_id = ANY(:facility_ids) AND month >= :start AND month < :end"
+)
 
-    A population that is counted `shift_months` after its date (the final-outcome birth cohort)
-    is read from the months that many months earlier and reported in the later month."""
-    sql = population.monthly_sql()
-    rows = await session.execute(
-        text(sql),
-        {
-            "facility_ids": list(facility_ids),
-            "start": add_months(start, -population.shift_months),
-            "end": add_months(end, -population.shift_months),
-        },
-    )
-    keys = population.count_keys
-    return [(row[0], row[1], {k: int(v) for k, v in zip(keys, row[2:], strict=True)}) for row in rows]
+
+async def read_cells(session: AsyncSession, facility_ids: Sequence[str], start: date, end: date) -> Cells:
+    """Every count per (facility, month) with any data, for months in [start, end)."""
+    rows = await session.execute(_READ_CELLS, {"facility_ids": list(facility_ids), "start": start, "end": end})
+    return {(r[0], r[1]): dict(zip(COUNTS, r[2:], strict=True)) for r in rows}
+
+
+_ALL_CELLS = text(f"SELECT facility_id, month, {', '.join(COUNTS)} FROM monthly_counts")
+
+
+async def all_cells(session: AsyncSession) -> Cells:
+    return {(r[0], r[1]): dict(zip(COUNTS, r[2:], strict=True)) for r in await session.execute(_ALL_CELLS)}
+
+
+async def cells_from_facts(session: AsyncSession) -> Cells:
+    """Every subject count per (facility, month), counted afresh from the facts (the rebuild's check
+    that moving counts subject by subject added up to the same cells)."""
+    cells: Cells = defaultdict(lambda: defaultdict(int))
+    for population in POPULATIONS:
+        for row in await session.execute(text(population.cells_sql("TRUE"))):
+            for key, value in zip(population.count_keys, row[2:], strict=True):
+                cells[(row[0], row[1])][key] += value
+    return cells
 
 
 async def lock_and_empty_read_model(session: AsyncSession, consumer: str) -> None:

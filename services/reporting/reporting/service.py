@@ -20,7 +20,7 @@ from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
 from . import dhis2, repository
-from .indicators import INDICATORS, POPULATIONS, IndicatorValue, evaluate, sum_counts
+from .indicators import INDICATORS, IndicatorValue, evaluate, sum_counts
 from .periods import Period, PeriodError, parse_period
 from .schemas import DataValueSet
 
@@ -91,15 +91,9 @@ def _in_area(registry: FacilityRegistry, level: str, wanted: str) -> list[Facili
     return registry.in_country(wanted)
 
 
-async def counts_by_cell(session: AsyncSession, facility_ids: list[str], start: date, end: date):
+async def counts_by_cell(session: AsyncSession, facility_ids: list[str], start: date, end: date) -> repository.Cells:
     """Every count, per (facility, month) with any data, for months in [start, end)."""
-    cells: dict[tuple[str, date], Counts] = defaultdict(dict)
-    for population in POPULATIONS:
-        for facility_id, month, counts in await repository.monthly_counts(
-            session, population, facility_ids, start, end
-        ):
-            cells[(facility_id, month)].update(counts)
-    return cells
+    return await repository.read_cells(session, facility_ids, start, end)
 
 
 async def indicator_values(session: AsyncSession, scope: Scope, period: Period) -> list[IndicatorValue]:

@@ -1,6 +1,6 @@
 """The reporting read model: a mother's coded facts and the enrolment episodes derived from them,
-one row of dated facts per delivery, infant and referral, and per-facility-month counts of client
-interactions. No names, references or free text.
+one row of dated facts per delivery, infant and referral, and the indicator counts per facility and
+month kept from them. No names, references or free text.
 
 Revision ID: 0002
 Revises: 0001
@@ -13,6 +13,44 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+#: one column per count of reporting.indicators, as of this revision
+COUNT_KEYS = (
+    "anc1",
+    "stat_known",
+    "stat_known_positive",
+    "stat_newly_positive",
+    "stat_negative",
+    "stat_pos",
+    "art_already",
+    "art_new",
+    "art_total",
+    "negative_at_enrolment",
+    "seroconverted",
+    "deliveries",
+    "skilled_deliveries",
+    "hiv_pos_deliveries",
+    "hei_born",
+    "eid_first",
+    "eid_0_2",
+    "eid_2_12",
+    "eid_0_2_positive",
+    "hei_pos",
+    "hei_pos_art",
+    "hei_pos_no_art",
+    "fo_cohort",
+    "fo_outcome",
+    "fo_infected",
+    "fo_uninfected",
+    "fo_unknown",
+    "fo_died",
+    "referrals_due",
+    "referrals_completed",
+    "referrals_declined",
+    "referrals_expired",
+    "referrals_open",
+    "client_interactions",
+)
 
 
 def upgrade() -> None:
@@ -98,14 +136,14 @@ def upgrade() -> None:
     op.create_index("referrals_by_due", "referrals", ["due_by"])
 
     op.create_table(
-        "interactions",
+        "monthly_counts",
         sa.Column("facility_id", sa.Text, primary_key=True),
         sa.Column("month", sa.Date, primary_key=True),
-        sa.Column("events", sa.BigInteger, nullable=False),
+        *(sa.Column(key, sa.BigInteger, nullable=False, server_default="0") for key in COUNT_KEYS),
     )
-    op.create_index("interactions_by_month", "interactions", ["month"])
+    op.create_index("monthly_counts_by_month", "monthly_counts", ["month"])
 
 
 def downgrade() -> None:
-    for table in ("interactions", "referrals", "infants", "deliveries", "enrolments", "mother_facts"):
+    for table in ("monthly_counts", "referrals", "infants", "deliveries", "enrolments", "mother_facts"):
         op.drop_table(table)
