@@ -328,89 +328,74 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
     A due, overdue or lost announcement occurs when the platform makes it (`now`): for a backfill
     that is later than the dates it carries, and what it asks for (a sample, a tracing visit)
     is to be done from now on. A final outcome occurs on the day it was established."""
-    out: list[Event] = []
     common = {"facility_id": infant.facility_id, "infant_id": infant.infant_id, "client_id": infant.client_id}
-    for item, transition in report.transitions:
-        if item.test is None:
-            continue
-        if transition is Transition.due:
-            out.append(
-                InfantTestDue(
-                    **common,
-                    occurred_at=now,
-                    item_id=item.item_id,
-                    kind=item.kind,
-                    test=item.test,
-                    window_start=item.window_start,
-                    window_end=item.window_end,
-                )
-            )
-        else:
-            out.append(
-                InfantTestOverdue(
-                    **common,
-                    occurred_at=now,
-                    item_id=item.item_id,
-                    kind=item.kind,
-                    test=item.test,
-                    window_end=item.window_end,
-                    overdue_on=item.overdue_on,
-                )
-            )
-    if report.lost_on is not None:
-        out.append(
-            ClientLostToFollowUp(
-                facility_id=infant.facility_id,
-                occurred_at=now,
-                subject_type=SubjectType.infant,
-                subject_id=infant.infant_id,
-                client_id=infant.client_id,
-                last_seen_on=infant.attendance.lost_last_seen_on or infant.facts.follow_up_from,
-            )
-        )
+    out = [
+        _item_announcement(InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test)
+        for item, transition in report.transitions
+        if item.test is not None
+    ]
+    last_seen = infant.attendance.lost_last_seen_on or infant.facts.follow_up_from
+    out += _lost(report, SubjectType.infant, infant.infant_id, infant.client_id, infant.facility_id, last_seen, now)
     if report.outcome is not None:
         out.append(outcome_event(infant, *report.outcome, settings))
     return out
 
 
 def mother_announcements(mother: MotherCase, report: TickReport, now: datetime) -> list[Event]:
-    out: list[Event] = []
+    """The events of one timer tick of a mother: viral loads due or overdue, lost."""
     common = {"facility_id": mother.facility_id, "client_id": mother.client_id}
-    for item, transition in report.transitions:
-        if transition is Transition.due:
-            out.append(
-                ClientViralLoadDue(
-                    **common,
-                    occurred_at=now,
-                    item_id=item.item_id,
-                    kind=item.kind,
-                    window_start=item.window_start,
-                    window_end=item.window_end,
-                )
-            )
-        else:
-            out.append(
-                ClientViralLoadOverdue(
-                    **common,
-                    occurred_at=now,
-                    item_id=item.item_id,
-                    kind=item.kind,
-                    window_end=item.window_end,
-                    overdue_on=item.overdue_on,
-                )
-            )
-    if report.lost_on is not None:
-        out.append(
-            ClientLostToFollowUp(
-                facility_id=mother.facility_id,
-                occurred_at=now,
-                subject_type=SubjectType.client,
-                subject_id=mother.client_id,
-                client_id=mother.client_id,
-                last_seen_on=mother.attendance.lost_last_seen_on or report.lost_on,
-            )
-        )
+    out = [
+        _item_announcement(ClientViralLoadDue, ClientViralLoadOverdue, item, transition, now, **common)
+        for item, transition in report.transitions
+    ]
+    last_seen = mother.attendance.lost_last_seen_on or report.lost_on
+    out += _lost(report, SubjectType.client, mother.client_id, mother.client_id, mother.facility_id, last_seen, now)
     return out
+
+
+def _item_announcement(
+    due: type[Event], overdue: type[Event], item: Item, transition: Transition, now: datetime, **subject: Any
+) -> Event:
+    if transition is Transition.due:
+        return due(
+            **subject,
+            occurred_at=now,
+            item_id=item.item_id,
+            kind=item.kind,
+            window_start=item.window_start,
+            window_end=item.window_end,
+        )
+    return overdue(
+        **subject,
+        occurred_at=now,
+        item_id=item.item_id,
+        kind=item.kind,
+        window_end=item.window_end,
+        overdue_on=item.overdue_on,
+    )
+
+
+def _lost(
+    report: TickReport,
+    subject_type: SubjectType,
+    subject_id: UUID,
+    client_id: UUID,
+    facility_id: str,
+    last_seen_on: date | None,
+    now: datetime,
+) -> list[Event]:
+    if report.lost_on is None:
+        return []
+    return [
+        ClientLostToFollowUp(
+            facility_id=facility_id,
+            occurred_at=now,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            client_id=client_id,
+            last_seen_on=last_seen_on or report.lost_on,
+        )
+    ]
 
 
 # --- POST /v1/events: EMR infant events ----------------------------------------------------------
