@@ -17,6 +17,7 @@ from pmtct_events import REFERRALS_TOPIC
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
 from referrals import service
+from referrals.rules import Action
 from servicekit.testing import envelopes, read_topic
 
 WRITERS = 8
@@ -46,7 +47,8 @@ async def read_to_end(api: Api, after: str, headers: dict[str, str], limit: int 
             return entries, after
 
 
-async def writer(api: Api, seed: int, changes: list[Change]) -> None:
+async def http_writer(api: Api, seed: int, changes: list[Change]) -> None:
+    """A clinic: creates referrals and acts on them through the API."""
     rng = random.Random(seed)
     headers = api.auth(facilities=[FACILITY, OTHER_FACILITY], client=f"writer-{seed}")
     for _ in range(REFERRALS_PER_WRITER):
@@ -56,11 +58,42 @@ async def writer(api: Api, seed: int, changes: list[Change]) -> None:
         r = response.json()
         changes.append(Change(r["id"], 1, started, time.monotonic()))
         for action in rng.choice(PATHS):
-            await asyncio.sleep(rng.random() * 0.01)
+            await asyncio.sleep(rng.random() * 0.04)
             started = time.monotonic()
             response = await api.act(r["id"], action, headers, outcome_code=OUTCOME.get(action))
             assert response.status_code == 200, response.text
             changes.append(Change(r["id"], response.json()["version"], started, time.monotonic()))
+
+
+async def event_writer(api: Api, seed: int, changes: list[Change]) -> None:
+    """The consumer: opens and closes automatic referrals in transactions that stay open a while
+    after writing (a batch of events is one transaction), so commit order differs from write order."""
+    rng = random.Random(seed)
+    for _ in range(REFERRALS_PER_WRITER):
+        await asyncio.sleep(rng.random() * 0.04)
+        subject = uuid4()
+        started = time.monotonic()
+        async with api.sessions() as session, session.begin():
+            r = await service.open_automatic(
+                session,
+                service.Cause(),
+                subject_type=SubjectType.infant,
+                subject_id=subject,
+                client_id=None,
+                facility_id=FACILITY,
+                service=ReferralService.eid_sample_collection,
+                reason_code="nat_6_weeks_due",
+                due_by=service.now().date(),
+            )
+            await asyncio.sleep(0.005 + rng.random() * 0.06)
+        assert r is not None
+        changes.append(Change(str(r.id), 1, started, time.monotonic()))
+        if rng.random() < 0.7:
+            started = time.monotonic()
+            async with api.sessions() as session, session.begin():
+                [done] = await service.close_open(session, service.Cause(), subject, Action.complete, "test_resulted")
+                await asyncio.sleep(0.005 + rng.random() * 0.06)
+            changes.append(Change(str(done.id), done.version, started, time.monotonic()))
 
 
 async def test_a_paging_reader_sees_every_change_of_8_concurrent_writers_once_in_commit_order_as_on_kafka(
@@ -68,19 +101,21 @@ async def test_a_paging_reader_sees_every_change_of_8_concurrent_writers_once_in
 ) -> None:
     _, start = await read_to_end(api, "", api.national)
     changes: list[Change] = []
-    writers = asyncio.gather(*(writer(api, seed, changes) for seed in range(WRITERS)))
+    writers = asyncio.gather(
+        *((http_writer if seed % 2 else event_writer)(api, seed, changes) for seed in range(WRITERS))
+    )
 
     seen: list[dict] = []
     cursor = start
     while True:
         finished = writers.done()  # before the read: a page read after the last commit ends the loop
-        page = (await api.http.get("/v1/feed", params={"after": cursor, "limit": 7}, headers=api.national)).json()
+        page = (await api.http.get("/v1/feed", params={"after": cursor, "limit": 20}, headers=api.national)).json()
         seen += page["entries"]
         cursor = page["next_cursor"]
         if not page["has_more"]:
             if finished:
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
     await writers
 
     # No gaps, no repeats: the national reader got consecutive positions, each event once.
