@@ -12,7 +12,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from servicekit.testing import TestIssuer, unique
+from servicekit import testing
+from servicekit.testing import unique
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,9 @@ def emr_event(type_: str, occurred_at: str, data: dict[str, Any], **subject: Any
     }
 
 
-async def post_events(platform, issuer: TestIssuer, service: str, *events: dict[str, Any]) -> list[dict[str, Any]]:
+async def post_events(
+    platform, issuer: testing.TestIssuer, service: str, *events: dict[str, Any]
+) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=platform.url(service), timeout=30) as http:
         response = await http.post(
             "/v1/events", json={"events": list(events)}, headers=issuer.headers("events:write", [FACILITY])
@@ -46,7 +49,7 @@ async def post_events(platform, issuer: TestIssuer, service: str, *events: dict[
 
 
 async def referrals_until(
-    platform, issuer: TestIssuer, subject_id: str, done: Callable[[list[dict]], bool], timeout_s: float = 90
+    platform, issuer: testing.TestIssuer, subject_id: str, done: Callable[[list[dict]], bool], timeout_s: float = 90
 ) -> list[dict]:
     """The subject's referrals, polled from the referrals process until `done` holds."""
     headers = issuer.headers("referrals:read", [FACILITY])
@@ -67,7 +70,7 @@ def of(found: list[dict], service: str) -> list[dict]:
 
 
 async def test_an_overdue_infant_gets_exactly_one_tracing_referral_closed_when_the_result_arrives(
-    platform, issuer: TestIssuer
+    platform, issuer: testing.TestIssuer
 ) -> None:
     client_ref, infant_ref = unique("ANC"), unique("HEI")
     # A mother on ART for a year, suppressed before delivery; her baby born twelve weeks ago has
@@ -132,7 +135,7 @@ async def test_an_overdue_infant_gets_exactly_one_tracing_referral_closed_when_t
 
 
 async def test_a_positive_mother_without_art_gets_an_art_referral_closed_when_art_starts(
-    platform, issuer: TestIssuer
+    platform, issuer: testing.TestIssuer
 ) -> None:
     mother = {"client_ref": unique("ANC")}
     # Posted late by an offline clinic: tested positive 8 days ago, no ART start since, and the
