@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from conftest import FACILITY, Api
+from conftest import FACILITY, Api, feed_types
 from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
@@ -306,7 +306,7 @@ async def test_an_infant_s_death_cancels_its_open_referrals(api: Api, emr: Emr) 
     assert by_service(found) == {"eid_sample_collection": [("cancelled", "died")]}
 
 
-async def test_automatic_referral_events_carry_the_cause(api: Api, emr: Emr) -> None:
+async def test_an_automatic_referral_s_event_carries_its_cause_and_reaches_the_feed(api: Api, emr: Emr) -> None:
     infant, mother = uuid4(), uuid4()
     ce = await emr.send(overdue(infant, mother))
     [r] = await until(api, infant, lambda f: len(f) == 1)
@@ -316,6 +316,7 @@ async def test_automatic_referral_events_carry_the_cause(api: Api, emr: Emr) -> 
         ).scalar_one()
     assert headers["ce_causationid"] == str(ce.id)
     assert headers["ce_correlationid"] == str(ce.id)
+    assert await feed_types(api, r["id"]) == ["ReferralCreated"]  # the consumer's commit fed the feed too
 
 
 async def test_the_art_wait_is_configurable_and_with_0_days_a_fresh_diagnosis_is_referred_at_once(api: Api) -> None:
