@@ -1,8 +1,8 @@
 """The follow-up service in-process against the real test PostgreSQL and broker, and a midwife's
 register that writes the mother events follow-up consumes.
 
-Two ways to feed mother events: `apply` runs the consumer's handler directly in a transaction
-(fast and deterministic), `publish` writes CloudEvents to the enrolment topic for the real consumer.
+Mother events are fed through `apply`, which runs the consumer's handler directly in a transaction
+(fast and deterministic); the end-to-end tests post them to the real enrolment process instead.
 
 Simulated calendar: tests that move time by hand (`fire(today=...)`) date their mothers and
 infants in 2031, so that the live timers of any running follow-up process (this in-process app,
@@ -24,7 +24,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,7 +31,7 @@ from followup import service, timers
 from followup.main import build_app
 from followup.schemas import INFANT_EVENT
 from followup.settings import Settings
-from pmtct_events import ENROLMENT_TOPIC, CloudEvent
+from pmtct_events import CloudEvent
 from pmtct_events.enrolment import (
     BirthOutcome,
     ClientDied,
@@ -263,18 +262,3 @@ async def followup(migrated: Infra, issuer: TestIssuer) -> AsyncIterator[Followu
         async with httpx.AsyncClient(transport=transport, base_url="http://followup", timeout=60) as http:
             sim = settings.model_copy(update={"timer_settle_s": 0.0})
             yield FollowupService(http, settings, sim, app.state.runtime.sessions, issuer, migrated)
-
-
-async def publish(bootstrap_servers: str, events: list[ClientEvent]) -> list[CloudEvent]:
-    """Write mother events to the enrolment topic, as the enrolment service's relay would."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        sent = []
-        for event in events:
-            ce = CloudEvent.from_event(event)
-            await producer.send_and_wait(ENROLMENT_TOPIC, value=ce.value(), key=ce.key, headers=ce.headers())
-            sent.append(ce)
-        return sent
-    finally:
-        await producer.stop()
