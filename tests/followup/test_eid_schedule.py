@@ -573,3 +573,17 @@ def test_a_country_may_test_mothers_every_6_months_while_breastfeeding() -> None
     )
     starts = [item[0] for item in vl_summary(f, MotherRules(breastfeeding_every_months=6))]
     assert starts == [add_months(DELIVERED, 6), add_months(DELIVERED, 12)]
+
+
+def test_a_country_configures_the_rules_through_the_environment(monkeypatch) -> None:
+    from followup.settings import Settings
+
+    monkeypatch.setenv("PMTCT_EID__GRACE_DAYS", "21")
+    monkeypatch.setenv("PMTCT_EID__HIGH_RISK_VIRAL_LOAD_COPIES", "200")
+    monkeypatch.setenv("PMTCT_MOTHER_VIRAL_LOAD", '{"breastfeeding_every_months": 6}')
+    monkeypatch.setenv("PMTCT_TIMEZONE", "Africa/Blantyre")
+    settings = Settings()
+    assert (settings.eid.grace_days, settings.eid.high_risk_viral_load_copies) == (21, 200)
+    assert settings.eid.nat_6_weeks_to_weeks == 8, "what a country does not set keeps its default"
+    assert settings.mother_viral_load.breastfeeding_every_months == 6
+    assert str(settings.zone()) == "Africa/Blantyre"
