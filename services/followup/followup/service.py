@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pmtct_events import Event
+from pmtct_events import CloudEvent, Event
 from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
@@ -97,7 +97,7 @@ GESTATION_WEEKS = 40
 # --- the enrolment stream ------------------------------------------------------------------------
 
 
-async def on_enrolment_event(session: AsyncSession, ce, event: ClientEvent, settings: Settings) -> None:
+async def on_enrolment_event(session: AsyncSession, ce: CloudEvent, event: ClientEvent, settings: Settings) -> None:
     """Apply a mother event: update her case; when it changes what her infants depend on (a
     delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
     recompute theirs; then recompute her own viral-load schedule."""
