@@ -54,9 +54,11 @@ def simulate(
     mint: Mint,
     *,
     rate: float | None = None,
+    window: timedelta | None = timedelta(days=30),
     console: Console | None = None,
 ) -> Tally:
-    """Generate the programme, post it with a progress bar, print the summary."""
+    """Generate the programme, post it with a progress bar, print the summary. `window`: see
+    `emrsim.posting` (None: every mother event, then every infant event)."""
     console = console or Console()
     events = generate(params)
     console.print(
@@ -74,7 +76,9 @@ def simulate(
     ) as progress:
         task = progress.add_task("posting", total=len(events))
         tally = asyncio.run(
-            post_programme(events, endpoints, mint, rate=rate, on_answered=lambda e, r: progress.advance(task, 1))
+            post_programme(
+                events, endpoints, mint, rate=rate, window=window, on_answered=lambda e, r: progress.advance(task, 1)
+            )
         )
     console.print(summary(tally))
     return tally
@@ -107,9 +111,11 @@ def registry_facilities(count: int | None = None) -> tuple[str, ...]:
 
 def simulate_demo(platform: Platform) -> Tally:
     """The demo feed of `pmtct dev`: a small programme over the last two years. Its seed is
-    today's date, so running again the same day answers `duplicate` and a new day adds a cohort."""
+    today's date, so running again the same day answers `duplicate` and a new day adds a cohort.
+    Mother events first, then infant events: one wait for follow-up to have the births, instead
+    of one per month of the programme, so the platform is ready sooner."""
     assert platform.issuer is not None
     today = date.today()
     params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=int(f"{today:%Y%m%d}"), anchor=today)
     endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
-    return simulate(params, endpoints, platform.issuer.mint)
+    return simulate(params, endpoints, platform.issuer.mint, window=None)
