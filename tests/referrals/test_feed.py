@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from conftest import FACILITY, OTHER_FACILITY, THIRD_FACILITY, Api, referral_body
 from sqlalchemy import text
@@ -17,6 +17,7 @@ from pmtct_events import REFERRALS_TOPIC
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
 from referrals import service
+from referrals.models import Referral
 from referrals.rules import Action
 from servicekit.testing import envelopes, read_topic
 
@@ -65,6 +66,21 @@ async def http_writer(api: Api, seed: int, changes: list[Change]) -> None:
             changes.append(Change(r["id"], response.json()["version"], started, time.monotonic()))
 
 
+async def open_eid_referral(session, subject: UUID) -> Referral | None:
+    """What the consumer does for an InfantTestDue, in the caller's transaction."""
+    return await service.open_automatic(
+        session,
+        service.Cause(),
+        subject_type=SubjectType.infant,
+        subject_id=subject,
+        client_id=None,
+        facility_id=FACILITY,
+        service=ReferralService.eid_sample_collection,
+        reason_code="nat_6_weeks_due",
+        due_by=service.now().date(),
+    )
+
+
 async def event_writer(api: Api, seed: int, changes: list[Change]) -> None:
     """The consumer: opens and closes automatic referrals in transactions that stay open a while
     after writing (a batch of events is one transaction), so commit order differs from write order."""
@@ -74,17 +90,7 @@ async def event_writer(api: Api, seed: int, changes: list[Change]) -> None:
         subject = uuid4()
         started = time.monotonic()
         async with api.sessions() as session, session.begin():
-            r = await service.open_automatic(
-                session,
-                service.Cause(),
-                subject_type=SubjectType.infant,
-                subject_id=subject,
-                client_id=None,
-                facility_id=FACILITY,
-                service=ReferralService.eid_sample_collection,
-                reason_code="nat_6_weeks_due",
-                due_by=service.now().date(),
-            )
+            r = await open_eid_referral(session, subject)
             await asyncio.sleep(0.005 + rng.random() * 0.06)
         assert r is not None
         changes.append(Change(str(r.id), 1, started, time.monotonic()))
@@ -162,17 +168,7 @@ async def test_a_transaction_that_commits_later_is_placed_later_even_if_it_wrote
 
     async def open_for(subject) -> None:
         async with api.sessions() as session, session.begin():
-            await service.open_automatic(
-                session,
-                service.Cause(),
-                subject_type=SubjectType.infant,
-                subject_id=subject,
-                client_id=None,
-                facility_id=FACILITY,
-                service=ReferralService.eid_sample_collection,
-                reason_code="nat_6_weeks_due",
-                due_by=service.now().date(),
-            )
+            await open_eid_referral(session, subject)
             if subject == subject_a:
                 a_written.set()
                 await release_a.wait()  # A's transaction stays open until B has committed and been read

@@ -87,6 +87,20 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     # --- mothers (pmtct.enrolment.v1) ---
 
+    async def wait_for_art(
+        session: AsyncSession, ce: CloudEvent, event: ClientEnrolled | HivTestRecorded, reason_code: str
+    ) -> None:
+        """She is known positive as of this event: refer her for ART unless it starts in time."""
+        await service.schedule_art_initiation(
+            session,
+            Cause.of(ce),
+            settings,
+            client_id=event.client_id,
+            facility_id=event.facility_id,
+            diagnosed_at=event.occurred_at,
+            reason_code=reason_code,
+        )
+
     async def client_enrolled(session: AsyncSession, ce: CloudEvent, event: ClientEnrolled) -> None:
         # Enrolling (again, after a transfer in) makes her a current client.
         await service.set_subject_active(session, event.client_id)
@@ -95,28 +109,12 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
                 session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation
             )
         elif rules.enrolled_positive_without_art(event):
-            await service.schedule_art_initiation(
-                session,
-                Cause.of(ce),
-                settings,
-                client_id=event.client_id,
-                facility_id=event.facility_id,
-                diagnosed_at=event.occurred_at,
-                reason_code=rules.REASON_KNOWN_POSITIVE_NOT_ON_ART,
-            )
+            await wait_for_art(session, ce, event, rules.REASON_KNOWN_POSITIVE_NOT_ON_ART)
 
     async def hiv_test_recorded(session: AsyncSession, ce: CloudEvent, event: HivTestRecorded) -> None:
         await _back_in_care(session, ce, event.client_id)
         if rules.is_new_hiv_diagnosis(event):
-            await service.schedule_art_initiation(
-                session,
-                Cause.of(ce),
-                settings,
-                client_id=event.client_id,
-                facility_id=event.facility_id,
-                diagnosed_at=event.occurred_at,
-                reason_code=rules.REASON_NEW_DIAGNOSIS,
-            )
+            await wait_for_art(session, ce, event, rules.REASON_NEW_DIAGNOSIS)
 
     async def art_initiated(session: AsyncSession, ce: CloudEvent, event: ArtInitiated) -> None:
         await _back_in_care(session, ce, event.client_id)
