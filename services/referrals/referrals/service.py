@@ -37,7 +37,7 @@ from . import feed, repository, rules
 from .fhir import TaskQuery
 from .models import Referral
 from .rules import Action
-from .schemas import FeedEntry, FeedPage, ReferralActionRequest, ReferralCreate
+from .schemas import FeedEntry, FeedPage, ReferralActionPublic, ReferralActionRequest, ReferralCreate
 from .settings import Settings
 
 SYSTEM = "referrals-service"
@@ -224,8 +224,8 @@ async def get_referral(session: AsyncSession, principal: Principal, referral_id:
     return r
 
 
-async def history(session: AsyncSession, referral_id: UUID) -> list[dict]:
-    return await repository.actions(session, referral_id)
+async def history(session: AsyncSession, referral_id: UUID) -> list[ReferralActionPublic]:
+    return [ReferralActionPublic.model_validate(a) for a in await repository.actions(session, referral_id)]
 
 
 def visible_facilities(principal: Principal, facility_id: str | None) -> Collection[str] | None:
