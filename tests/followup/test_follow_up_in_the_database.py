@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from conftest import FACILITY, SIM_START, live_infant, new_mother, well_treated
+from followup_support import FACILITY, SIM_START, live_infant, new_mother, well_treated
 from sqlalchemy import text
 
 from followup.schedule import add_months

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from conftest import FACILITY, at, days_ago, live_infant, new_mother, well_treated
+from followup_support import FACILITY, at, days_ago, live_infant, new_mother, well_treated
 from sqlalchemy import text
 
 from pmtct_events import FOLLOWUP_TOPIC

@@ -1,0 +1,253 @@
+"""Helpers of the follow-up tests: the service in-process against the real test PostgreSQL and
+broker, and a midwife's register that writes the mother events follow-up consumes.
+
+(A module of its own name, not `conftest`: several test folders have a conftest, and a plain
+`from conftest import` would find whichever was imported first.)
+
+Mother events are fed through `apply`, which runs the consumer's handler directly in a transaction
+(fast and deterministic); the end-to-end tests post them to the real enrolment process instead.
+
+Simulated calendar: tests that move time by hand (`fire(today=...)`) date their mothers and
+infants in 2031, so that the live timers of any running follow-up process (this in-process app,
+the `platform` processes), which act as of the real date, leave those subjects alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from followup import service, timers
+from followup.schemas import INFANT_EVENT
+from followup.settings import Settings
+from pmtct_events import CloudEvent
+from pmtct_events.enrolment import (
+    BirthOutcome,
+    ClientDied,
+    ClientEnrolled,
+    ClientEvent,
+    DeliveredInfant,
+    DeliveryRecorded,
+    HivStatus,
+    HivTestRecorded,
+    InfantSex,
+    StatusAtEnrolment,
+    ViralLoadRecorded,
+    ViralLoadResult,
+)
+from servicekit import bootstrap
+from servicekit.identifiers import ref_hash
+from servicekit.testing import Infra, TestIssuer
+
+FACILITY = "FAC-ZA-003"
+#: day one of the simulated calendar
+SIM_START = date(2031, 3, 3)
+
+
+def at(day: date, hour: int = 9) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=UTC)
+
+
+def days_ago(days: int) -> date:
+    return datetime.now(UTC).date() - timedelta(days=days)
+
+
+@dataclass
+class Mother:
+    client_id: UUID
+    facility_id: str = FACILITY
+
+    def enrolled(self, on: date, hiv_status: HivStatus = HivStatus.positive, **kw: Any) -> ClientEnrolled:
+        values: dict[str, Any] = {
+            "status_at_enrolment": StatusAtEnrolment.pregnant,
+            "age_years": 27,
+            "hiv_status": hiv_status,
+            "on_art": hiv_status is HivStatus.positive,
+            "gestation_weeks": 14,
+        }
+        values.update(kw)
+        return ClientEnrolled(facility_id=self.facility_id, occurred_at=at(on), client_id=self.client_id, **values)
+
+    def delivered(
+        self,
+        on: date,
+        infants: list[DeliveredInfant],
+        hiv_status: HivStatus = HivStatus.positive,
+        diagnosed_on: date | None = None,
+        art_start_date: date | None = None,
+        viral_load: tuple[date, int] | None = None,
+        **kw: Any,
+    ) -> DeliveryRecorded:
+        return DeliveryRecorded(
+            facility_id=self.facility_id,
+            occurred_at=at(on),
+            client_id=self.client_id,
+            place="facility",
+            skilled_attendant=True,
+            maternal_outcome="alive",
+            infants=infants,
+            mother_hiv_status=hiv_status,
+            mother_diagnosed_on=diagnosed_on,
+            mother_art_start_date=art_start_date,
+            mother_latest_viral_load=ViralLoadResult(on=viral_load[0], copies_per_ml=viral_load[1])
+            if viral_load
+            else None,
+            **kw,
+        )
+
+    def tested(self, on: date, result: str = "positive", setting: str = "postnatal") -> HivTestRecorded:
+        return HivTestRecorded(
+            facility_id=self.facility_id, occurred_at=at(on), client_id=self.client_id, result=result, setting=setting
+        )
+
+    def viral_load(self, on: date, copies: int = 40) -> ViralLoadRecorded:
+        return ViralLoadRecorded(
+            facility_id=self.facility_id,
+            occurred_at=at(on),
+            client_id=self.client_id,
+            copies_per_ml=copies,
+            suppressed=copies < 1000,
+        )
+
+    def died(self, on: date) -> ClientDied:
+        return ClientDied(facility_id=self.facility_id, occurred_at=at(on), client_id=self.client_id)
+
+
+def new_mother(facility_id: str = FACILITY) -> Mother:
+    return Mother(uuid.uuid4(), facility_id)
+
+
+def live_infant(
+    key: str | None = None, facility_id: str = FACILITY, ref: str | None = None, outcome: str = "live_birth"
+) -> DeliveredInfant:
+    return DeliveredInfant(
+        infant_id=uuid.uuid4(),
+        ref_hash=ref_hash(key, facility_id, ref) if key and ref else None,
+        sex=InfantSex.female,
+        birth_weight_g=3000,
+        outcome=BirthOutcome(outcome),
+    )
+
+
+def well_treated(on: date) -> dict[str, Any]:
+    """A mother on ART for a year with a suppressed viral load two weeks before delivery: standard risk."""
+    return {"art_start_date": on - timedelta(days=365), "viral_load": (on - timedelta(days=14), 40)}
+
+
+@dataclass
+class FollowupService:
+    http: httpx.AsyncClient
+    settings: Settings
+    #: the same settings without the settle delay, for tests that drive time by hand
+    sim: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    issuer: TestIssuer
+    infra: Infra
+
+    def headers(self, scopes: str = "events:write", facilities: list[str] | None = None) -> dict:
+        return self.issuer.headers(scopes, facilities if facilities is not None else [FACILITY], "emr-followup-test")
+
+    async def apply(self, *events: ClientEvent, settings: Settings | None = None) -> None:
+        """As the consumer would: each event in its own transaction, through the real handler."""
+        for event in events:
+            ce = CloudEvent.from_event(event)
+            async with self.sessions() as session, session.begin():
+                await service.on_enrolment_event(session, ce, event, settings or self.sim)
+
+    async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
+        """An infant event applied through the POST's own transaction, without its real-time checks
+        (simulated-calendar dates are in the future)."""
+        raw = {
+            "event_id": str(uuid.uuid4()),
+            "type": type,
+            "facility_id": FACILITY,
+            "occurred_at": at(on).isoformat(),
+            "infant_id": str(infant_id),
+            "data": data or {},
+        }
+        event = INFANT_EVENT.validate_json(json.dumps(raw), strict=True)
+        async with self.sessions() as session, session.begin():
+            [result] = await service.apply_batch(session, [service.Checked(0, event, raw["event_id"], None)], self.sim)
+        return result.model_dump(mode="json")
+
+    async def fire(self, today: date, only: list[UUID]) -> int:
+        return await timers.fire(self.sessions, self.sim, today=today, only=only)
+
+    async def post(
+        self, events: list[dict], facilities: list[str] | None = None, scopes: str = "events:write"
+    ) -> httpx.Response:
+        return await self.http.post("/v1/events", json={"events": events}, headers=self.headers(scopes, facilities))
+
+    async def accept(self, events: list[dict], **kw: Any) -> list[dict]:
+        response = await self.post(events, **kw)
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["accepted"] * len(events), results
+        return results
+
+    async def infant(self, infant_id: UUID) -> dict:
+        response = await self.http.get(f"/v1/infants/{infant_id}", headers=self.headers("worklist:read"))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def items(self, subject_id: UUID) -> dict[str, dict]:
+        """The subject's schedule items by kind (the latest window of each kind wins)."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                text("SELECT * FROM schedule_items WHERE subject_id = :s ORDER BY window_start"), {"s": subject_id}
+            )
+            return {r.kind: dict(r._mapping) for r in rows}
+
+    async def emitted(self, aggregate_ids: list[UUID]) -> list[tuple[str, dict]]:
+        """Events this service wrote to its outbox about these subjects, in outbox order."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT event_type, payload FROM outbox WHERE aggregate_id = ANY(:ids) ORDER BY id",
+                ),
+                {"ids": [str(i) for i in aggregate_ids]},
+            )
+            return [(r.event_type.split(".")[-2], r.payload) for r in rows]
+
+    async def emitted_names(self, aggregate_ids: list[UUID]) -> list[str]:
+        return [name for name, _ in await self.emitted(aggregate_ids)]
+
+    async def wait_for(self, predicate, timeout_s: float = 20) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await predicate():
+            assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+            await asyncio.sleep(0.1)
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def service_settings(infra: Infra, issuer: TestIssuer, **overrides: Any) -> Settings:
+    """Short settle delay and fast loops: the in-process replica of a module's tests. (Module scope,
+    so that it is not a second replica while the end-to-end tests kill and restart the process.)"""
+    values: dict[str, Any] = {
+        "database_url": bootstrap.service_url(infra.admin_url, "followup"),
+        "kafka_bootstrap_servers": infra.bootstrap_servers,
+        "kafka_idempotent_producer": not infra.is_tansu,
+        "auth_jwks_url": issuer.jwks_url,
+        "auth_issuer": "pmtct-dev-issuer",
+        "relay_poll_interval_s": 0.2,
+        "timer_interval_s": 0.2,
+        "timer_settle_s": 2.0,
+        "hmac_key": new_key(),
+        "log_json": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
