@@ -6,6 +6,7 @@ Each runs in the consumer's transaction (inbox row included) and only writes thr
 from __future__ import annotations
 
 from datetime import date, timedelta
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +48,8 @@ from .settings import Settings
 TRACING = [ReferralService.community_tracing]
 
 
-async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id) -> None:
+async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID) -> None:
+    """A recorded contact: a client traced because she was lost is found."""
     await service.close_open(
         session,
         Cause.of(ce),
