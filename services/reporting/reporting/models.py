@@ -1,12 +1,15 @@
 """Tables of the reporting read model (created by migration 0002).
 
-A mother's coded facts are kept as they come, and her enrolment episodes are recomputed from all
-of them (reporting.episodes). Each delivery, infant and referral has one row holding the dated
-facts the indicators need; handlers merge facts into it with commutative rules (earliest sample,
-latest referral version, ...). Either way a row ends the same whatever order the events arrive
-in. Each change of a subject row moves that subject's counts in `monthly_counts`, which the
-indicator queries sum. Client interactions are added there directly: addition commutes, and the
-inbox makes each event count once.
+Three layers, each a function of the one before, so the whole read model is a function of the set
+of events and not of the order they arrived in:
+
+1. facts, one row per event (reporting.facts), keyed by the CloudEvent id: `mother_facts`,
+   `deliveries`, `infant_facts`, `referral_facts`;
+2. one row per subject derived from its facts (reporting.repository): `enrolments` (a mother's
+   episodes, reporting.episodes), `infants`, `referrals`;
+3. `monthly_counts`: every count of reporting.indicators per facility and month, moved as a
+   subject's row changes; client interactions are added there directly (addition commutes, and
+   the inbox makes each event count once).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ metadata = sa.MetaData()
 mother_facts = sa.Table(
     "mother_facts",
     metadata,
-    #: the CloudEvent id: a fact applied twice is stored once
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("client_id", sa.Uuid, nullable=False),
-    #: enrolled, hiv_test or art_start (see reporting.episodes)
+    #: enrolled, hiv_test or art_start (see reporting.facts)
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    #: the day in the clinic's own time zone, as the EMR sent it
+    sa.Column("occurred_on", sa.Date, nullable=False),
     sa.Column("facility_id", sa.Text, nullable=False),
     sa.Column("status_at_enrolment", sa.Text),
     sa.Column("hiv_status", sa.Text),
@@ -35,7 +39,6 @@ mother_facts = sa.Table(
     sa.Column("setting", sa.Text),
 )
 
-#: derived from mother_facts by reporting.episodes, for the client whose facts changed
 enrolments = sa.Table(
     "enrolments",
     metadata,
@@ -51,15 +54,36 @@ enrolments = sa.Table(
     sa.Column("art_started_on", sa.Date),
 )
 
+#: a delivery is both a fact and a subject row
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("client_id", sa.Uuid, primary_key=True),
-    sa.Column("delivered_on", sa.Date, primary_key=True),
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("delivered_on", sa.Date, nullable=False),
     sa.Column("facility_id", sa.Text, nullable=False),
     sa.Column("skilled_attendant", sa.Boolean, nullable=False),
     sa.Column("mother_hiv_status", sa.Text, nullable=False),
     sa.Column("live_births", sa.Integer, nullable=False),
+)
+
+infant_facts = sa.Table(
+    "infant_facts",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("infant_id", sa.Uuid, nullable=False),
+    #: hei (follow-up started), nat, art_start or outcome
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("occurred_on", sa.Date, nullable=False),
+    #: when follow-up recorded it (the CloudEvent time): a later outcome record corrects an earlier one
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("birth_date", sa.Date),
+    sa.Column("age_days", sa.Integer),
+    sa.Column("result", sa.Text),
+    sa.Column("confirmatory", sa.Boolean),
+    sa.Column("outcome", sa.Text),
 )
 
 infants = sa.Table(
@@ -70,22 +94,32 @@ infants = sa.Table(
     sa.Column("facility_id", sa.Text),
     sa.Column("birth_date", sa.Date),
     #: earliest virologic (NAT) sample, whatever its result, and where it was taken
-    sa.Column("first_nat_at", sa.DateTime(timezone=True)),
     sa.Column("first_nat_on", sa.Date),
     sa.Column("first_nat_age_days", sa.Integer),
     sa.Column("first_nat_result", sa.Text),
     sa.Column("first_nat_facility_id", sa.Text),
     #: earliest positive NAT that is not a confirmatory test
-    sa.Column("first_pos_nat_at", sa.DateTime(timezone=True)),
     sa.Column("first_pos_nat_on", sa.Date),
     sa.Column("first_pos_nat_age_days", sa.Integer),
     sa.Column("first_pos_nat_facility_id", sa.Text),
     sa.Column("art_started_on", sa.Date),
-    #: the final outcome follow-up recorded last (a later record corrects an earlier one)
+    #: the final outcome follow-up recorded last
     sa.Column("outcome", sa.Text),
-    sa.Column("outcome_recorded_at", sa.DateTime(timezone=True)),
 )
 
+referral_facts = sa.Table(
+    "referral_facts",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("referral_id", sa.Uuid, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("referral_service", sa.Text, nullable=False),
+    sa.Column("due_by", sa.Date, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+)
+
+#: each referral at its highest version (referral events carry the whole state)
 referrals = sa.Table(
     "referrals",
     metadata,
@@ -98,8 +132,6 @@ referrals = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-#: every count of reporting.indicators per facility and month: the sum over the subjects counted in
-#: that cell, moved by the handlers as a subject's facts change; client interactions are added directly
 monthly_counts = sa.Table(
     "monthly_counts",
     metadata,
@@ -110,4 +142,13 @@ monthly_counts = sa.Table(
 )
 
 #: every read-model table: what a rebuild empties before it replays the topics
-READ_MODEL = (mother_facts, enrolments, deliveries, infants, referrals, monthly_counts)
+READ_MODEL = (
+    mother_facts,
+    enrolments,
+    deliveries,
+    infant_facts,
+    infants,
+    referral_facts,
+    referrals,
+    monthly_counts,
+)

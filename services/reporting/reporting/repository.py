@@ -1,68 +1,165 @@
 """All SQL of the reporting service.
 
-Writes merge one fact into a subject's row with a rule that gives the same row whatever order
-the facts arrive in (earliest, latest, highest version; ties broken by value), so a replay in a
-different order rebuilds the same read model. Reads count rows per facility and month.
+Facts are stored per event; each subject's row (a mother's enrolment episodes, an infant, a
+referral) is derived from all its facts by one definition, used for one subject as events arrive
+and for every subject at once by a rebuild. The derivations pick "first" and "latest" by total
+orders over the facts' own values, so the rows do not depend on the order the facts came in.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict
-from datetime import date, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import date
+from itertools import groupby
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .episodes import ArtStart, Enrolled, HivTest, MotherFact, episodes
+from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
+from .facts import COLUMNS, Fact, Table
 from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
 from .models import READ_MODEL
 
-
-def _keep_earliest(alias: str, prefix: str, order: tuple[str, ...], carried: tuple[str, ...] = ()) -> str:
-    """SET clauses that keep the fact `prefix` whose (`order`...) tuple is the smallest, beginning with its
-    time: a total order, so the row ends the same whichever fact arrived first. `carried` columns follow."""
-    mine = ", ".join(f"{alias}.{prefix}_{c}" for c in order)
-    theirs = ", ".join(f"excluded.{prefix}_{c}" for c in order)
-    smaller = f"{alias}.{prefix}_at IS NULL OR ROW({theirs}) < ROW({mine})"
-    return ",\n".join(
-        f"{prefix}_{c} = CASE WHEN {smaller} THEN excluded.{prefix}_{c} ELSE {alias}.{prefix}_{c} END"
-        for c in (*order, *carried)
-    )
-
-
 Cells = dict[tuple[str, date], dict[str, int]]
+#: the subjects to derive again: their ids, or None for every subject (a rebuild)
+Subjects = Sequence[UUID] | None
 
-_SUBJECT_CELLS = {p.name: text(p.cells_sql(f"{p.subject_column} = :subject")) for p in POPULATIONS}
+# -- facts ---------------------------------------------------------------------------------------
+
+_STORED = (Table.mother_facts, Table.deliveries, Table.infant_facts, Table.referral_facts)
+_INSERT_FACT = {
+    t: text(
+        f"INSERT INTO {t.value} ({', '.join(COLUMNS[t])}) VALUES ({', '.join(':' + c for c in COLUMNS[t])})"
+        " ON CONFLICT (event_id) DO NOTHING"
+    )
+    for t in _STORED
+}
 
 
-async def _subject_cells(session: AsyncSession, table: str, subject: UUID) -> Cells:
-    """What one subject adds to each (facility, month) cell, through every population of `table`."""
-    cells: Cells = defaultdict(lambda: defaultdict(int))
+def _where(column: str, subjects: Subjects) -> str:
+    return "TRUE" if subjects is None else f"{column} = ANY(:subjects)"
+
+
+def _params(subjects: Subjects) -> dict:
+    return {} if subjects is None else {"subjects": list(subjects)}
+
+
+# -- derived subject rows ------------------------------------------------------------------------
+
+
+def _first(column: str, order: str, when: str) -> str:
+    return f"(array_agg({column} ORDER BY {order}) FILTER (WHERE {when}))[1]"
+
+
+_NAT = "kind = 'nat'"
+_NAT_ORDER = "occurred_at, result, facility_id, age_days"
+_POSITIVE_NAT = "kind = 'nat' AND result = 'positive' AND NOT confirmatory"
+_POSITIVE_ORDER = "occurred_at, facility_id, age_days"
+
+
+def _infants_sql(where: str) -> str:
+    """An infant from its facts: follow-up facility and birth; the earliest NAT sample (ties by result,
+    facility, age); the earliest non-confirmatory positive one; the first ART start; the outcome
+    follow-up recorded last."""
+    return f"""
+    INSERT INTO infants (infant_id, facility_id, birth_date, first_nat_on, first_nat_age_days, first_nat_result,
+                         first_nat_facility_id, first_pos_nat_on, first_pos_nat_age_days, first_pos_nat_facility_id,
+                         art_started_on, outcome)
+    SELECT infant_id,
+        {_first("facility_id", "occurred_at, facility_id", "kind = 'hei'")},
+        min(birth_date) FILTER (WHERE kind = 'hei'),
+        {_first("occurred_on", _NAT_ORDER, _NAT)},
+        {_first("age_days", _NAT_ORDER, _NAT)},
+        {_first("result", _NAT_ORDER, _NAT)},
+        {_first("facility_id", _NAT_ORDER, _NAT)},
+        {_first("occurred_on", _POSITIVE_ORDER, _POSITIVE_NAT)},
+        {_first("age_days", _POSITIVE_ORDER, _POSITIVE_NAT)},
+        {_first("facility_id", _POSITIVE_ORDER, _POSITIVE_NAT)},
+        min(occurred_on) FILTER (WHERE kind = 'art_start'),
+        {_first("outcome", "recorded_at DESC, outcome DESC", "kind = 'outcome'")}
+    FROM infant_facts WHERE {where} GROUP BY infant_id
+    """
+
+
+def _referrals_sql(where: str) -> str:
+    """A referral at its highest version: its events carry its whole state."""
+    return f"""
+    INSERT INTO referrals (referral_id, facility_id, referral_service, due_by, status, version)
+    SELECT DISTINCT ON (referral_id) referral_id, facility_id, referral_service, due_by, status, version
+    FROM referral_facts WHERE {where} ORDER BY referral_id, version DESC, status DESC
+    """
+
+
+_DERIVED_SQL = {"infants": (_infants_sql, "infant_id"), "referrals": (_referrals_sql, "referral_id")}
+_EPISODE_COLUMNS = tuple(f.name for f in fields(Episode))
+_INSERT_EPISODE = text(
+    f"INSERT INTO enrolments ({', '.join(_EPISODE_COLUMNS)}) VALUES ({', '.join(':' + c for c in _EPISODE_COLUMNS)})"
+)
+
+
+def _mother_fact(row) -> MotherFact:
+    if row.kind == "enrolled":
+        return Enrolled(
+            row.occurred_at, row.facility_id, row.status_at_enrolment, row.hiv_status, row.on_art, row.transfer_in
+        )
+    if row.kind == "hiv_test":
+        return HivTest(row.occurred_at, row.result, row.setting)
+    return ArtStart(row.occurred_at)
+
+
+async def _episodes_of(session: AsyncSession, clients: Subjects) -> list[Episode]:
+    rows = await session.execute(
+        text(f"SELECT * FROM mother_facts WHERE {_where('client_id', clients)} ORDER BY client_id"), _params(clients)
+    )
+    return [
+        e
+        for client, facts in groupby(rows, key=lambda r: r.client_id)
+        for e in episodes(client, map(_mother_fact, facts))
+    ]
+
+
+async def derive(session: AsyncSession, derived: str, subjects: Subjects) -> None:
+    """Derive the rows of `derived` again for `subjects` (all of them if None) from their facts."""
+    if derived == "deliveries":
+        return  # a delivery is its own fact
+    column = "client_id" if derived == "enrolments" else _DERIVED_SQL[derived][1]
+    await session.execute(text(f"DELETE FROM {derived} WHERE {_where(column, subjects)}"), _params(subjects))
+    if derived == "enrolments":
+        rows = await _episodes_of(session, subjects)
+        records = [tuple(getattr(e, c) for c in _EPISODE_COLUMNS) for e in rows]
+        if subjects is None:
+            await _copy(session, "enrolments", _EPISODE_COLUMNS, records)
+        elif records:
+            await session.execute(_INSERT_EPISODE, [dict(zip(_EPISODE_COLUMNS, r, strict=True)) for r in records])
+        return
+    sql, _ = _DERIVED_SQL[derived]
+    await session.execute(text(sql(_where(column, subjects))), _params(subjects))
+
+
+# -- per-facility-month counts -------------------------------------------------------------------
+
+
+def _add(cells: Cells, more: Cells, sign: int = 1) -> None:
+    for cell, counts in more.items():
+        target = cells.setdefault(cell, defaultdict(int))
+        for key, value in counts.items():
+            target[key] += sign * value
+
+
+async def _cells_of(session: AsyncSession, derived: str, subjects: Subjects) -> Cells:
+    """What `subjects` of `derived` (all of them if None) add to each (facility, month) cell."""
+    cells: Cells = {}
     for population in POPULATIONS:
-        if population.table != table:
+        if population.table != derived:
             continue
-        for row in await session.execute(_SUBJECT_CELLS[population.name], {"subject": subject}):
-            for key, value in zip(population.count_keys, row[2:], strict=True):
-                cells[(row[0], row[1])][key] += value
+        rows = await session.execute(
+            text(population.cells_sql(_where(population.subject_column, subjects))), _params(subjects)
+        )
+        _add(cells, {(r[0], r[1]): dict(zip(population.count_keys, r[2:], strict=True)) for r in rows})
     return cells
-
-
-@asynccontextmanager
-async def _moving(session: AsyncSession, table: str, subject: UUID) -> AsyncIterator[None]:
-    """Around a change of one subject's row: take its old counts out of the cells, put the new ones in."""
-    before = await _subject_cells(session, table, subject)
-    yield
-    after = await _subject_cells(session, table, subject)
-    delta: Cells = defaultdict(lambda: defaultdict(int))
-    for sign, cells in ((-1, before), (1, after)):
-        for cell, counts in cells.items():
-            for key, value in counts.items():
-                delta[cell][key] += sign * value
-    await _add_to_cells(session, delta)
 
 
 async def _add_to_cells(session: AsyncSession, delta: Cells) -> None:
@@ -83,245 +180,32 @@ async def _add_to_cells(session: AsyncSession, delta: Cells) -> None:
         )
 
 
-_MOTHER_FACT = text(
-    """
-    INSERT INTO mother_facts (event_id, client_id, kind, occurred_at, facility_id, status_at_enrolment, hiv_status,
-                              on_art, transfer_in, result, setting)
-    VALUES (:event_id, :client_id, :kind, :occurred_at, :facility_id, :status_at_enrolment, :hiv_status,
-            :on_art, :transfer_in, :result, :setting)
-    ON CONFLICT (event_id) DO NOTHING
-    """
-)
-_MOTHER_FACTS = text("SELECT * FROM mother_facts WHERE client_id = :client_id")
-_FORGET_EPISODES = text("DELETE FROM enrolments WHERE client_id = :client_id")
-_EPISODE = text(
-    """
-    INSERT INTO enrolments (client_id, enrolled_on, facility_id, status_at_enrolment, hiv_status_at_enrolment,
-                            on_art_at_enrolment, first_test_result, first_test_setting, first_positive_on,
-                            art_started_on)
-    VALUES (:client_id, :enrolled_on, :facility_id, :status_at_enrolment, :hiv_status_at_enrolment,
-            :on_art_at_enrolment, :first_test_result, :first_test_setting, :first_positive_on, :art_started_on)
-    """
-)
-_FACT_COLUMNS = ("status_at_enrolment", "hiv_status", "on_art", "transfer_in", "result", "setting")
+def _interactions(facts: Iterable[Fact]) -> Cells:
+    cells: Cells = {}
+    for f in facts:
+        if f.table is Table.interactions:
+            _add(cells, {(f.row["facility_id"], f.row["month"]): {CLIENT_INTERACTIONS_COUNT.key: 1}})
+    return cells
 
 
-async def record_mother_fact(
-    session: AsyncSession, event_id: UUID, client_id: UUID, facility_id: str, fact: MotherFact
-) -> None:
-    """Keep the fact, then derive her enrolment episodes again from all her facts."""
-    values = dict.fromkeys(_FACT_COLUMNS)
-    if isinstance(fact, Enrolled):
-        kind = "enrolled"
-        values.update(
-            status_at_enrolment=fact.status_at_enrolment,
-            hiv_status=fact.hiv_status,
-            on_art=fact.on_art,
-            transfer_in=fact.transfer_in,
-        )
-    elif isinstance(fact, HivTest):
-        kind = "hiv_test"
-        values.update(result=fact.result, setting=fact.setting)
-    else:
-        kind = "art_start"
-    async with _moving(session, "enrolments", client_id):
-        await session.execute(
-            _MOTHER_FACT,
-            {
-                "event_id": event_id,
-                "client_id": client_id,
-                "kind": kind,
-                "occurred_at": fact.occurred_at,
-                "facility_id": facility_id,
-                **values,
-            },
-        )
-        rows = (await session.execute(_MOTHER_FACTS, {"client_id": client_id})).mappings().all()
-        await session.execute(_FORGET_EPISODES, {"client_id": client_id})
-        derived = episodes(client_id, [_fact(r) for r in rows])
-        if derived:
-            await session.execute(_EPISODE, [asdict(e) for e in derived])
-
-
-def _fact(row) -> MotherFact:
-    if row["kind"] == "enrolled":
-        return Enrolled(
-            row["occurred_at"],
-            row["facility_id"],
-            row["status_at_enrolment"],
-            row["hiv_status"],
-            row["on_art"],
-            row["transfer_in"],
-        )
-    if row["kind"] == "hiv_test":
-        return HivTest(row["occurred_at"], row["result"], row["setting"])
-    return ArtStart(row["occurred_at"])
-
-
-_DELIVERY = text(
-    """
-    INSERT INTO deliveries (client_id, delivered_on, facility_id, skilled_attendant, mother_hiv_status, live_births)
-    VALUES (:client_id, :delivered_on, :facility_id, :skilled_attendant, :mother_hiv_status, :live_births)
-    ON CONFLICT (client_id, delivered_on) DO NOTHING
-    """
-)
-
-
-async def record_delivery(
-    session: AsyncSession,
-    client_id: UUID,
-    delivered_on: date,
-    facility_id: str,
-    skilled_attendant: bool,
-    mother_hiv_status: str,
-    live_births: int,
-) -> None:
-    async with _moving(session, "deliveries", client_id):
-        await session.execute(
-            _DELIVERY,
-            {
-                "client_id": client_id,
-                "delivered_on": delivered_on,
-                "facility_id": facility_id,
-                "skilled_attendant": skilled_attendant,
-                "mother_hiv_status": mother_hiv_status,
-                "live_births": live_births,
-            },
-        )
-
-
-_HEI = text(
-    """
-    INSERT INTO infants AS i (infant_id, facility_id, birth_date) VALUES (:infant_id, :facility_id, :birth_date)
-    ON CONFLICT (infant_id) DO UPDATE SET
-        facility_id = COALESCE(i.facility_id, excluded.facility_id),
-        birth_date = COALESCE(i.birth_date, excluded.birth_date)
-    """
-)
-
-
-async def record_hei(session: AsyncSession, infant_id: UUID, facility_id: str, birth_date: date) -> None:
-    async with _moving(session, "infants", infant_id):
-        await session.execute(_HEI, {"infant_id": infant_id, "facility_id": facility_id, "birth_date": birth_date})
-
-
-_FIRST_NAT = text(
-    f"""
-    INSERT INTO infants AS i (infant_id, first_nat_at, first_nat_on, first_nat_age_days, first_nat_result,
-                              first_nat_facility_id)
-    VALUES (:infant_id, :sampled_at, :sampled_on, :age_days, :result, :facility_id)
-    ON CONFLICT (infant_id) DO UPDATE SET
-        {_keep_earliest("i", "first_nat", ("at", "result", "facility_id", "age_days"), ("on",))}
-    """
-)
-
-_FIRST_POSITIVE_NAT = text(
-    f"""
-    INSERT INTO infants AS i (infant_id, first_pos_nat_at, first_pos_nat_on, first_pos_nat_age_days,
-                              first_pos_nat_facility_id)
-    VALUES (:infant_id, :sampled_at, :sampled_on, :age_days, :facility_id)
-    ON CONFLICT (infant_id) DO UPDATE SET
-        {_keep_earliest("i", "first_pos_nat", ("at", "facility_id", "age_days"), ("on",))}
-    """
-)
-
-
-async def record_infant_nat(
-    session: AsyncSession,
-    infant_id: UUID,
-    facility_id: str,
-    sampled_at: datetime,
-    age_days: int,
-    result: str,
-    confirmatory: bool,
-) -> None:
-    """A virologic test of an infant: a candidate first NAT, and a candidate first positive one."""
-    params = {
-        "infant_id": infant_id,
-        "facility_id": facility_id,
-        "sampled_at": sampled_at,
-        "sampled_on": sampled_at.date(),
-        "age_days": age_days,
-        "result": result,
-    }
-    async with _moving(session, "infants", infant_id):
-        await session.execute(_FIRST_NAT, params)
-        if result == "positive" and not confirmatory:
-            await session.execute(_FIRST_POSITIVE_NAT, params)
-
-
-_INFANT_ART = text(
-    """
-    INSERT INTO infants AS i (infant_id, art_started_on) VALUES (:infant_id, :started_on)
-    ON CONFLICT (infant_id) DO UPDATE SET art_started_on = LEAST(i.art_started_on, excluded.art_started_on)
-    """
-)
-
-
-async def record_infant_art(session: AsyncSession, infant_id: UUID, started_on: date) -> None:
-    async with _moving(session, "infants", infant_id):
-        await session.execute(_INFANT_ART, {"infant_id": infant_id, "started_on": started_on})
-
-
-_OUTCOME = text(
-    """
-    INSERT INTO infants AS i (infant_id, outcome, outcome_recorded_at) VALUES (:infant_id, :outcome, :recorded_at)
-    ON CONFLICT (infant_id) DO UPDATE SET outcome = excluded.outcome, outcome_recorded_at = excluded.outcome_recorded_at
-    -- the outcome recorded last stands; two at the same instant: the larger code, so order never matters
-    WHERE i.outcome_recorded_at IS NULL
-       OR ROW(excluded.outcome_recorded_at, excluded.outcome) > ROW(i.outcome_recorded_at, i.outcome)
-    """
-)
-
-
-async def record_infant_outcome(session: AsyncSession, infant_id: UUID, outcome: str, recorded_at: datetime) -> None:
-    """`recorded_at` is when follow-up recorded it (the CloudEvent time), not the outcome's own date:
-    follow-up may correct an outcome when a late fact arrives, and its correction must win."""
-    async with _moving(session, "infants", infant_id):
-        await session.execute(_OUTCOME, {"infant_id": infant_id, "outcome": outcome, "recorded_at": recorded_at})
-
-
-_REFERRAL = text(
-    """
-    INSERT INTO referrals AS r (referral_id, facility_id, referral_service, due_by, status, version)
-    VALUES (:referral_id, :facility_id, :referral_service, :due_by, :status, :version)
-    ON CONFLICT (referral_id) DO UPDATE SET
-        facility_id = excluded.facility_id,
-        referral_service = excluded.referral_service,
-        due_by = excluded.due_by,
-        status = excluded.status,
-        version = excluded.version
-    WHERE excluded.version > r.version
-    """
-)
-
-
-async def record_referral(
-    session: AsyncSession,
-    referral_id: UUID,
-    facility_id: str,
-    referral_service: str,
-    due_by: date,
-    status: str,
-    version: int,
-) -> None:
-    """Referral events carry the whole state: the highest version is the current one."""
-    async with _moving(session, "referrals", referral_id):
-        await session.execute(
-            _REFERRAL,
-            {
-                "referral_id": referral_id,
-                "facility_id": facility_id,
-                "referral_service": referral_service,
-                "due_by": due_by,
-                "status": status,
-                "version": version,
-            },
-        )
-
-
-async def count_interaction(session: AsyncSession, facility_id: str, month: date) -> None:
-    await _add_to_cells(session, {(facility_id, month): {CLIENT_INTERACTIONS_COUNT.key: 1}})
+async def apply(session: AsyncSession, facts: list[Fact]) -> None:
+    """As an event arrives: store its facts, derive the subjects they touch again, and move those
+    subjects' counts (out with the old row, in with the new)."""
+    touched: dict[str, set[UUID]] = defaultdict(set)
+    for f in facts:
+        if f.subject is not None:
+            touched[f.subject[0]].add(f.subject[1])
+    delta: Cells = {}
+    for derived, ids in touched.items():
+        _add(delta, await _cells_of(session, derived, list(ids)), -1)
+    for f in facts:
+        if f.table in _INSERT_FACT:
+            await session.execute(_INSERT_FACT[f.table], f.row)
+    for derived, ids in touched.items():
+        await derive(session, derived, list(ids))
+        _add(delta, await _cells_of(session, derived, list(ids)))
+    _add(delta, _interactions(facts))
+    await _add_to_cells(session, delta)
 
 
 _READ_CELLS = text(
@@ -336,22 +220,15 @@ async def read_cells(session: AsyncSession, facility_ids: Sequence[str], start: 
     return {(r[0], r[1]): dict(zip(COUNTS, r[2:], strict=True)) for r in rows}
 
 
-_ALL_CELLS = text(f"SELECT facility_id, month, {', '.join(COUNTS)} FROM monthly_counts")
-
-
-async def all_cells(session: AsyncSession) -> Cells:
-    return {(r[0], r[1]): dict(zip(COUNTS, r[2:], strict=True)) for r in await session.execute(_ALL_CELLS)}
-
-
 async def cells_from_facts(session: AsyncSession) -> Cells:
-    """Every subject count per (facility, month), counted afresh from the facts (the rebuild's check
-    that moving counts subject by subject added up to the same cells)."""
-    cells: Cells = defaultdict(lambda: defaultdict(int))
-    for population in POPULATIONS:
-        for row in await session.execute(text(population.cells_sql("TRUE"))):
-            for key, value in zip(population.count_keys, row[2:], strict=True):
-                cells[(row[0], row[1])][key] += value
+    """Every subject count per (facility, month), counted afresh over every subject row."""
+    cells: Cells = {}
+    for derived in sorted({p.table for p in POPULATIONS}):
+        _add(cells, await _cells_of(session, derived, None))
     return cells
+
+
+# -- rebuild -------------------------------------------------------------------------------------
 
 
 async def lock_and_empty_read_model(session: AsyncSession, consumer: str) -> None:
@@ -364,3 +241,53 @@ async def lock_and_empty_read_model(session: AsyncSession, consumer: str) -> Non
     await session.execute(text("DELETE FROM inbox WHERE consumer = :consumer"), {"consumer": consumer})
     for table in READ_MODEL:
         await session.execute(text(f"DELETE FROM {table.name}"))
+
+
+async def _copy(session: AsyncSession, table: str, columns: Sequence[str], records: list[tuple]) -> None:
+    """Bulk-load rows with PostgreSQL COPY on the session's own connection (and transaction)."""
+    if not records:
+        return
+    connection = await (await session.connection()).get_raw_connection()
+    await connection.driver_connection.copy_records_to_table(table, records=records, columns=list(columns))
+
+
+async def create_staging(session: AsyncSession) -> None:
+    """Temporary tables the rebuild copies facts and applied event ids into, dropped at the commit."""
+    for t in _STORED:
+        await session.execute(text(f"CREATE TEMPORARY TABLE stage_{t.value} (LIKE {t.value}) ON COMMIT DROP"))
+    await session.execute(
+        text("CREATE TEMPORARY TABLE stage_interactions (event_id uuid, facility_id text, month date) ON COMMIT DROP")
+    )
+    await session.execute(text("CREATE TEMPORARY TABLE stage_applied (event_id uuid) ON COMMIT DROP"))
+
+
+async def stage(session: AsyncSession, facts: list[Fact], applied: list[UUID]) -> None:
+    by_table: dict[Table, list[tuple]] = defaultdict(list)
+    for f in facts:
+        by_table[f.table].append(tuple(f.row[c] for c in COLUMNS[f.table]))
+    for table, records in by_table.items():
+        await _copy(session, f"stage_{table.value}", COLUMNS[table], records)
+    await _copy(session, "stage_applied", ("event_id",), [(i,) for i in applied])
+
+
+async def load_staged(session: AsyncSession, consumer: str) -> None:
+    """Move the staged facts in (an event read twice counts once, as the inbox would have it), claim
+    every applied event in `consumer`'s inbox, derive every subject and count every cell."""
+    for t in _STORED:
+        columns = ", ".join(COLUMNS[t])
+        await session.execute(
+            text(f"INSERT INTO {t.value} ({columns}) SELECT DISTINCT ON (event_id) {columns} FROM stage_{t.value}")
+        )
+    await session.execute(
+        text("INSERT INTO inbox (consumer, event_id) SELECT DISTINCT :consumer, event_id FROM stage_applied"),
+        {"consumer": consumer},
+    )
+    for derived in ("enrolments", "infants", "referrals"):
+        await derive(session, derived, None)
+    cells = await cells_from_facts(session)
+    rows = await session.execute(
+        text("SELECT facility_id, month, count(DISTINCT event_id) FROM stage_interactions GROUP BY 1, 2")
+    )
+    _add(cells, {(r[0], r[1]): {CLIENT_INTERACTIONS_COUNT.key: r[2]} for r in rows})
+    records = [(f, m, *(counts.get(k, 0) for k in COUNTS)) for (f, m), counts in cells.items()]
+    await _copy(session, "monthly_counts", ("facility_id", "month", *COUNTS), records)

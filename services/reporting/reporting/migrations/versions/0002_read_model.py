@@ -1,6 +1,6 @@
-"""The reporting read model: a mother's coded facts and the enrolment episodes derived from them,
-one row of dated facts per delivery, infant and referral, and the indicator counts per facility and
-month kept from them. No names, references or free text.
+"""The reporting read model: coded facts per event (mothers, deliveries, infants, referrals), one row
+per subject derived from them (enrolment episodes, infants, referrals), and the indicator counts
+per facility and month kept from those. No names, references or free text.
 
 Revision ID: 0002
 Revises: 0001
@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("client_id", sa.Uuid, nullable=False),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("occurred_on", sa.Date, nullable=False),
         sa.Column("facility_id", sa.Text, nullable=False),
         sa.Column("status_at_enrolment", sa.Text),
         sa.Column("hiv_status", sa.Text),
@@ -69,7 +70,6 @@ def upgrade() -> None:
         sa.Column("setting", sa.Text),
     )
     op.create_index("mother_facts_by_client", "mother_facts", ["client_id"])
-
     op.create_table(
         "enrolments",
         sa.Column("client_id", sa.Uuid, primary_key=True),
@@ -83,46 +83,62 @@ def upgrade() -> None:
         sa.Column("first_positive_on", sa.Date),
         sa.Column("art_started_on", sa.Date),
     )
-    op.create_index("enrolments_by_facility_enrolled", "enrolments", ["facility_id", "enrolled_on"])
-    op.create_index("enrolments_by_enrolled", "enrolments", ["enrolled_on"])
 
     op.create_table(
         "deliveries",
-        sa.Column("client_id", sa.Uuid, primary_key=True),
-        sa.Column("delivered_on", sa.Date, primary_key=True),
+        sa.Column("event_id", sa.Uuid, primary_key=True),
+        sa.Column("client_id", sa.Uuid, nullable=False),
+        sa.Column("delivered_on", sa.Date, nullable=False),
         sa.Column("facility_id", sa.Text, nullable=False),
         sa.Column("skilled_attendant", sa.Boolean, nullable=False),
         sa.Column("mother_hiv_status", sa.Text, nullable=False),
         sa.Column("live_births", sa.Integer, nullable=False),
     )
-    op.create_index("deliveries_by_facility_delivered", "deliveries", ["facility_id", "delivered_on"])
-    op.create_index("deliveries_by_delivered", "deliveries", ["delivered_on"])
+    op.create_index("deliveries_by_client", "deliveries", ["client_id"])
 
+    op.create_table(
+        "infant_facts",
+        sa.Column("event_id", sa.Uuid, primary_key=True),
+        sa.Column("infant_id", sa.Uuid, nullable=False),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("occurred_on", sa.Date, nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("facility_id", sa.Text, nullable=False),
+        sa.Column("birth_date", sa.Date),
+        sa.Column("age_days", sa.Integer),
+        sa.Column("result", sa.Text),
+        sa.Column("confirmatory", sa.Boolean),
+        sa.Column("outcome", sa.Text),
+    )
+    op.create_index("infant_facts_by_infant", "infant_facts", ["infant_id"])
     op.create_table(
         "infants",
         sa.Column("infant_id", sa.Uuid, primary_key=True),
         sa.Column("facility_id", sa.Text),
         sa.Column("birth_date", sa.Date),
-        sa.Column("first_nat_at", sa.DateTime(timezone=True)),
         sa.Column("first_nat_on", sa.Date),
         sa.Column("first_nat_age_days", sa.Integer),
         sa.Column("first_nat_result", sa.Text),
         sa.Column("first_nat_facility_id", sa.Text),
-        sa.Column("first_pos_nat_at", sa.DateTime(timezone=True)),
         sa.Column("first_pos_nat_on", sa.Date),
         sa.Column("first_pos_nat_age_days", sa.Integer),
         sa.Column("first_pos_nat_facility_id", sa.Text),
         sa.Column("art_started_on", sa.Date),
         sa.Column("outcome", sa.Text),
-        sa.Column("outcome_recorded_at", sa.DateTime(timezone=True)),
     )
-    op.create_index("infants_by_facility_birth", "infants", ["facility_id", "birth_date"])
-    op.create_index("infants_by_birth", "infants", ["birth_date"])
-    op.create_index("infants_by_facility_first_nat", "infants", ["first_nat_facility_id", "first_nat_on"])
-    op.create_index("infants_by_first_nat", "infants", ["first_nat_on"])
-    op.create_index("infants_by_facility_first_pos", "infants", ["first_pos_nat_facility_id", "first_pos_nat_on"])
-    op.create_index("infants_by_first_pos", "infants", ["first_pos_nat_on"])
 
+    op.create_table(
+        "referral_facts",
+        sa.Column("event_id", sa.Uuid, primary_key=True),
+        sa.Column("referral_id", sa.Uuid, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("facility_id", sa.Text, nullable=False),
+        sa.Column("referral_service", sa.Text, nullable=False),
+        sa.Column("due_by", sa.Date, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+    )
+    op.create_index("referral_facts_by_referral", "referral_facts", ["referral_id"])
     op.create_table(
         "referrals",
         sa.Column("referral_id", sa.Uuid, primary_key=True),
@@ -132,8 +148,6 @@ def upgrade() -> None:
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
     )
-    op.create_index("referrals_by_facility_due", "referrals", ["facility_id", "due_by"])
-    op.create_index("referrals_by_due", "referrals", ["due_by"])
 
     op.create_table(
         "monthly_counts",
@@ -145,5 +159,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("monthly_counts", "referrals", "infants", "deliveries", "enrolments", "mother_facts"):
+    for table in (
+        "monthly_counts",
+        "referrals",
+        "referral_facts",
+        "infants",
+        "infant_facts",
+        "deliveries",
+        "enrolments",
+        "mother_facts",
+    ):
         op.drop_table(table)
