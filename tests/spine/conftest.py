@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import ClassVar
 
 import asyncpg
 import pytest
-from pydantic import Field
+from spine_support import SCHEMA, Spine
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pmtct_events import CloudEvent, Event
 from servicekit import bootstrap, outbox
 from servicekit.db import asyncpg_dsn, create_engine, sessionmaker
 from servicekit.settings import ServiceSettings
 from servicekit.testing import Infra, unique
-
-SCHEMA = "spinetest"
-
-
-class Pinged(Event):
-    """A scratch event: `seq` numbers the events of one key so tests can check order."""
-
-    service: ClassVar[str] = SCHEMA
-    key_field: ClassVar[str] = "stream"
-    event_name: ClassVar[str] = "Pinged"
-    stream: str
-    seq: int = Field(ge=0)
-    poison: bool = False
-
-
-def event_type_on(topic: str) -> type[Pinged]:
-    """A Pinged published to its own topic, so tests sharing the broker never see each other."""
-    return type("Pinged", (Pinged,), {"__module__": __name__, "topic": classmethod(lambda cls: topic)})
 
 
 @pytest.fixture(scope="session")
@@ -76,35 +55,3 @@ async def spine(spine_db: str, migrated: Infra) -> AsyncIterator[Spine]:
     s = Spine(settings, sessionmaker(engine), unique("pmtct.spinetest"))
     yield s
     await engine.dispose()
-
-
-class Spine:
-    def __init__(self, settings: ServiceSettings, sessions, topic: str) -> None:
-        self.settings = settings
-        self.sessions = sessions
-        self.topic = topic
-        self.Event = event_type_on(topic)
-
-    def event(self, key: str, seq: int, poison: bool = False) -> Pinged:
-        from datetime import UTC, datetime
-
-        return self.Event(facility_id="FAC-ZA-001", occurred_at=datetime.now(UTC), stream=key, seq=seq, poison=poison)
-
-    async def applied(self) -> list[tuple]:
-        async with self.sessions() as session:
-            rows = await session.execute(text("SELECT event_id, key, seq FROM applied"))
-            return [tuple(r) for r in rows]
-
-    async def unpublished(self) -> int:
-        async with self.sessions() as session:
-            return (await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
-
-
-async def record_application(session: AsyncSession, ce: CloudEvent, event: Pinged) -> None:
-    """The scratch consumer's handler: poison events always fail, others leave one row."""
-    if event.poison:
-        raise RuntimeError(f"cannot apply poison event {event.stream}/{event.seq}")
-    await session.execute(
-        text("INSERT INTO applied (event_id, key, seq) VALUES (:e, :k, :s)"),
-        {"e": ce.id, "k": event.stream, "s": event.seq},
-    )

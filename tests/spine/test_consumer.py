@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from conftest import record_application
+from spine_support import record_application, wait_for
 
 from pmtct_events import dlq_topic
 from servicekit import kafka, outbox
@@ -28,13 +28,6 @@ async def publish(spine, producer, events) -> list:
     finally:
         await conn.close()
     return sent
-
-
-async def wait_for(predicate, timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_consumer_that_dies_after_its_db_commit_and_before_its_offset_commit_does_not_apply_twice(

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from conftest import SCHEMA, Pinged, event_type_on
 from fastapi import APIRouter
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
+from spine_support import SCHEMA, Pinged, event_type_on
 
 from pmtct_events import CloudEvent
 from servicekit import outbox

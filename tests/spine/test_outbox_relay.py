@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import defaultdict
 
 import pytest
-from conftest import record_application
+from spine_support import record_application, running, started_producer
 
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
 from servicekit.db import connect
 from servicekit.relay import OutboxRelay
 from servicekit.testing import envelopes, read_topic
-
-
-@contextlib.asynccontextmanager
-async def running(*coroutines):
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        yield tasks
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@contextlib.asynccontextmanager
-async def started_producer(settings):
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(spine) -> None:

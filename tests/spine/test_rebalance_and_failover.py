@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from conftest import record_application
-from test_consumer import wait_for
-from test_outbox_relay import running, started_producer
+from spine_support import record_application, running, started_producer, wait_for
 
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
@@ -42,8 +40,10 @@ async def test_a_second_consumer_joining_mid_stream_applies_nothing_twice_and_lo
             await wait_for(some_applied, 60)
 
             async with running(second.run()):
+
                 async def second_has_partitions() -> bool:
                     return second._consumer is not None and bool(second._consumer.assignment())
+
                 await wait_for(second_has_partitions, 60)
                 async with spine.sessions() as session, session.begin():
                     await outbox.add(session, [spine.event(f"k{i % 60}", i) for i in range(total // 2, total)])
