@@ -27,7 +27,10 @@ def free_port(preferred: int | None = None) -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True when a server could listen there now. Like uvicorn, bind with SO_REUSEADDR, so the
+    TIME_WAIT connections a just-stopped service leaves behind do not count as taken."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
