@@ -18,7 +18,7 @@ from .facts import APPLIED, facts_of
 
 
 async def apply_event(session: AsyncSession, ce: CloudEvent, event: Event) -> None:
-    await repository.apply(session, facts_of(ce, event))
+    repository.apply(session, facts_of(ce, event))
 
 
 HANDLERS: dict[type[Event], Handler] = dict.fromkeys(APPLIED, apply_event)

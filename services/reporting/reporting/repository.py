@@ -15,8 +15,9 @@ from datetime import date
 from itertools import groupby
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
 from .facts import COLUMNS, Fact, Table
@@ -110,33 +111,27 @@ def _mother_fact(row) -> MotherFact:
     return ArtStart(row.occurred_at)
 
 
-async def _episodes_of(session: AsyncSession, clients: Subjects) -> list[Episode]:
-    rows = await session.execute(
+def _episodes_of(session: Session, clients: Subjects) -> list[Episode]:
+    rows = session.execute(
         text(f"SELECT * FROM mother_facts WHERE {_where('client_id', clients)} ORDER BY client_id"), _params(clients)
     )
-    return [
-        e
-        for client, facts in groupby(rows, key=lambda r: r.client_id)
-        for e in episodes(client, map(_mother_fact, facts))
-    ]
+    by_client = groupby(rows, key=lambda r: r.client_id)
+    return [e for client, facts in by_client for e in episodes(client, map(_mother_fact, facts))]
 
 
-async def derive(session: AsyncSession, derived: str, subjects: Subjects) -> None:
+def derive(session: Session, derived: str, subjects: Subjects) -> None:
     """Derive the rows of `derived` again for `subjects` (all of them if None) from their facts."""
     if derived == "deliveries":
         return  # a delivery is its own fact
     column = "client_id" if derived == "enrolments" else _DERIVED_SQL[derived][1]
-    await session.execute(text(f"DELETE FROM {derived} WHERE {_where(column, subjects)}"), _params(subjects))
+    session.execute(text(f"DELETE FROM {derived} WHERE {_where(column, subjects)}"), _params(subjects))
     if derived == "enrolments":
-        rows = await _episodes_of(session, subjects)
-        records = [tuple(getattr(e, c) for c in _EPISODE_COLUMNS) for e in rows]
-        if subjects is None:
-            await _copy(session, "enrolments", _EPISODE_COLUMNS, records)
-        elif records:
-            await session.execute(_INSERT_EPISODE, [dict(zip(_EPISODE_COLUMNS, r, strict=True)) for r in records])
+        rows = [{c: getattr(e, c) for c in _EPISODE_COLUMNS} for e in _episodes_of(session, subjects)]
+        if rows:
+            session.execute(_INSERT_EPISODE, rows)
         return
     sql, _ = _DERIVED_SQL[derived]
-    await session.execute(text(sql(_where(column, subjects))), _params(subjects))
+    session.execute(text(sql(_where(column, subjects))), _params(subjects))
 
 
 # -- per-facility-month counts -------------------------------------------------------------------
@@ -149,20 +144,20 @@ def _add(cells: Cells, more: Cells, sign: int = 1) -> None:
             target[key] += sign * value
 
 
-async def _cells_of(session: AsyncSession, derived: str, subjects: Subjects) -> Cells:
+def _cells_of(session: Session, derived: str, subjects: Subjects) -> Cells:
     """What `subjects` of `derived` (all of them if None) add to each (facility, month) cell."""
     cells: Cells = {}
     for population in POPULATIONS:
         if population.table != derived:
             continue
-        rows = await session.execute(
+        rows = session.execute(
             text(population.cells_sql(_where(population.subject_column, subjects))), _params(subjects)
         )
         _add(cells, {(r[0], r[1]): dict(zip(population.count_keys, r[2:], strict=True)) for r in rows})
     return cells
 
 
-async def _add_to_cells(session: AsyncSession, delta: Cells) -> None:
+def _add_to_cells(session: Session, delta: Cells) -> None:
     # in (facility, month) order, so that two transactions lock shared cells in the same order
     for (facility_id, month), counts in sorted(delta.items()):
         changed = {k: v for k, v in counts.items() if v}
@@ -171,7 +166,7 @@ async def _add_to_cells(session: AsyncSession, delta: Cells) -> None:
         names = ", ".join(changed)
         values = ", ".join(f":{k}" for k in changed)
         sums = ", ".join(f"{k} = c.{k} + excluded.{k}" for k in changed)
-        await session.execute(
+        session.execute(
             text(
                 f"INSERT INTO monthly_counts AS c (facility_id, month, {names}) VALUES (:facility_id, :month, {values})"
                 f" ON CONFLICT (facility_id, month) DO UPDATE SET {sums}"
@@ -188,24 +183,48 @@ def _interactions(facts: Iterable[Fact]) -> Cells:
     return cells
 
 
-async def apply(session: AsyncSession, facts: list[Fact]) -> None:
-    """As an event arrives: store its facts, derive the subjects they touch again, and move those
-    subjects' counts (out with the old row, in with the new)."""
+def apply(session: AsyncSession, facts: list[Fact]) -> None:
+    """As an event arrives, in the consumer's transaction: keep its facts until the transaction commits,
+    then apply everything the transaction received at once (`_apply_pending`). The consumer applies a
+    batch of events per transaction, so this costs a few statements per batch, not per event."""
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True
+        event.listen(session.sync_session, "before_commit", _apply_pending)
+        event.listen(session.sync_session, "after_rollback", _forget_pending)
+    session.info.setdefault(_PENDING, []).extend(facts)
+
+
+_PENDING = "reporting.pending_facts"
+_LISTENING = "reporting.listening"
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _apply_pending(session: Session) -> None:
+    """Store the facts, derive the subjects they touch again, and move those subjects' counts (out
+    with their old rows, in with the new). Runs as the transaction commits (SQLAlchemy's
+    before_commit, inside the async session's greenlet, so it may execute statements)."""
+    facts: list[Fact] = session.info.pop(_PENDING, [])
+    if not facts:
+        return
     touched: dict[str, set[UUID]] = defaultdict(set)
     for f in facts:
         if f.subject is not None:
             touched[f.subject[0]].add(f.subject[1])
     delta: Cells = {}
     for derived, ids in touched.items():
-        _add(delta, await _cells_of(session, derived, list(ids)), -1)
-    for f in facts:
-        if f.table in _INSERT_FACT:
-            await session.execute(_INSERT_FACT[f.table], f.row)
+        _add(delta, _cells_of(session, derived, list(ids)), -1)
+    for table in _STORED:
+        rows = [f.row for f in facts if f.table is table]
+        if rows:
+            session.execute(_INSERT_FACT[table], rows)
     for derived, ids in touched.items():
-        await derive(session, derived, list(ids))
-        _add(delta, await _cells_of(session, derived, list(ids)))
+        derive(session, derived, list(ids))
+        _add(delta, _cells_of(session, derived, list(ids)))
     _add(delta, _interactions(facts))
-    await _add_to_cells(session, delta)
+    _add_to_cells(session, delta)
 
 
 _READ_CELLS = text(
@@ -220,12 +239,16 @@ async def read_cells(session: AsyncSession, facility_ids: Sequence[str], start: 
     return {(r[0], r[1]): dict(zip(COUNTS, r[2:], strict=True)) for r in rows}
 
 
-async def cells_from_facts(session: AsyncSession) -> Cells:
-    """Every subject count per (facility, month), counted afresh over every subject row."""
+def _all_cells(session: Session) -> Cells:
     cells: Cells = {}
     for derived in sorted({p.table for p in POPULATIONS}):
-        _add(cells, await _cells_of(session, derived, None))
+        _add(cells, _cells_of(session, derived, None))
     return cells
+
+
+async def cells_from_facts(session: AsyncSession) -> Cells:
+    """Every subject count per (facility, month), counted afresh over every subject row."""
+    return await session.run_sync(_all_cells)
 
 
 # -- rebuild -------------------------------------------------------------------------------------
@@ -282,8 +305,13 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
         text("INSERT INTO inbox (consumer, event_id) SELECT DISTINCT :consumer, event_id FROM stage_applied"),
         {"consumer": consumer},
     )
-    for derived in ("enrolments", "infants", "referrals"):
-        await derive(session, derived, None)
+    # the read model was emptied: every episode is new, so they go in with COPY
+    every_episode = await session.run_sync(_episodes_of, None)
+    await _copy(
+        session, "enrolments", _EPISODE_COLUMNS, [tuple(getattr(e, c) for c in _EPISODE_COLUMNS) for e in every_episode]
+    )
+    for derived in ("infants", "referrals"):
+        await session.run_sync(derive, derived, None)
     cells = await cells_from_facts(session)
     rows = await session.execute(
         text("SELECT facility_id, month, count(DISTINCT event_id) FROM stage_interactions GROUP BY 1, 2")
