@@ -23,7 +23,7 @@ from servicekit.facilities import FacilityRegistry
 from servicekit.problems import Problem
 
 from . import charts, service
-from .indicators import CASCADE, INDICATORS, MTCT_EARLY, REFERRAL_COMPLETION, Indicator, evaluate, sum_counts
+from .indicators import CASCADE, COUNTS, INDICATORS, MTCT_EARLY, REFERRAL_COMPLETION, Indicator, evaluate, sum_counts
 from .periods import Period
 
 COOKIE = "pmtct_reports_token"
@@ -98,6 +98,7 @@ async def page(
         districts=sorted({f.district for f in visible}),
         facilities=visible,
         values=evaluate(totals, INDICATORS),
+        labels={key: count.label for key, count in COUNTS.items()},
         cascade=charts.cascade_chart(stages),
         stages=stages,
         mtct_trend=charts.trend_chart(trend(MTCT_EARLY), "Early MTCT rate by month"),
