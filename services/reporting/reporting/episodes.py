@@ -12,9 +12,10 @@ result never depends on the order the facts arrived in (MER counts each pregnanc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 
@@ -60,7 +61,10 @@ class Episode:
     art_started_on: date | None
 
 
-def _first(facts: Iterable[MotherFact], key) -> MotherFact | None:
+F = TypeVar("F", HivTest, ArtStart)
+
+
+def _first(facts: Iterable[F], key: Callable[[F], Any]) -> F | None:
     return min(facts, key=key, default=None)
 
 

@@ -270,8 +270,9 @@ async def _copy(session: AsyncSession, table: str, columns: Sequence[str], recor
     """Bulk-load rows with PostgreSQL COPY on the session's own connection (and transaction)."""
     if not records:
         return
-    connection = await (await session.connection()).get_raw_connection()
-    await connection.driver_connection.copy_records_to_table(table, records=records, columns=list(columns))
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    assert connection is not None, "the session's connection is open inside its transaction"
+    await connection.copy_records_to_table(table, records=records, columns=list(columns))
 
 
 async def create_staging(session: AsyncSession) -> None:
