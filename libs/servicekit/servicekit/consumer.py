@@ -1,9 +1,9 @@
 """The one consumer loop: inbox dedupe in the handler's transaction, explicit offset commits
 after the database commit, bounded retries with backoff, dead letters, rebalance safety.
 
-A partition's batch is first applied in one transaction (its inbox rows with it). If anything in
-it fails, the batch is rolled back and replayed message by message, so one poison message costs
-retries for itself only and the messages behind it still go through.
+A partition's batch is first applied in one transaction (its inbox rows with it, claimed in one
+statement). If anything in it fails, the batch is rolled back and replayed message by message, so
+one poison message costs retries for itself only and the messages behind it still go through.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, CloudEvent, Event], Awaitable[None]]
 
 _CLAIM = text("INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) ON CONFLICT DO NOTHING RETURNING 1")
+#: a whole batch's claims in one round trip (one per message was a fifth to a third of a
+#: consumer's statements); returns the ids that were not in the inbox yet
+_CLAIM_MANY = text(
+    "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:event_ids AS uuid[]))"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
 
 
 class PoisonMessage(Exception):
@@ -83,11 +90,21 @@ class EventConsumer:
             return Decoded(record, ce, None, None, PoisonMessage(f"contract: {exc.errors(include_url=False)}"))
         return Decoded(record, ce, event, handler)
 
-    async def apply(self, session: AsyncSession, item: Decoded) -> bool:
-        """Apply one message in the caller's transaction. False when the inbox already had it."""
+    async def claim(self, session: AsyncSession, items: Sequence[Decoded]) -> set[UUID]:
+        """Record messages in the inbox in the caller's transaction; the ids that were new."""
+        ids = [item.ce.id for item in items if item.ce is not None]
+        rows = await session.execute(_CLAIM_MANY, {"consumer": self.name, "event_ids": ids})
+        return {row[0] for row in rows}
+
+    async def apply(self, session: AsyncSession, item: Decoded, claimed: bool | None = None) -> bool:
+        """Apply one message in the caller's transaction. False when the inbox already had it.
+        `claimed`: whether `claim` found it new; None claims it here."""
         assert item.ce is not None and item.event is not None and item.handler is not None
-        claimed = (await session.execute(_CLAIM, {"consumer": self.name, "event_id": item.ce.id})).first()
         if claimed is None:
+            claimed = (
+                await session.execute(_CLAIM, {"consumer": self.name, "event_id": item.ce.id})
+            ).first() is not None
+        if not claimed:
             metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "duplicate").inc()
             return False
         carrier = {"traceparent": item.ce.traceparent} if item.ce.traceparent else {}
@@ -117,8 +134,13 @@ class EventConsumer:
         if len(work) > 1 and all(i.error is None for i in items):
             try:
                 async with self.sessions() as session, session.begin():
+                    new = await self.claim(session, work)
                     for item in work:
-                        await self.apply(session, item)
+                        assert item.ce is not None
+                        # a message twice in one batch: the first is new, the second a duplicate
+                        is_new = item.ce.id in new
+                        new.discard(item.ce.id)
+                        await self.apply(session, item, claimed=is_new)
                 return
             except asyncio.CancelledError:
                 raise
