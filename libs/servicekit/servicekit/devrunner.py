@@ -94,9 +94,12 @@ class Platform:
             PMTCT_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
             PMTCT_AUTH_JWKS_URL=self.jwks_server.url,
             PMTCT_AUTH_ISSUER="pmtct-dev-issuer",
-            PMTCT_PII_KEY=dev_key(self.data_dir, "pii.key"),
-            PMTCT_HMAC_KEY=dev_key(self.data_dir, "hmac.key"),
         )
+        # least privilege: only enrolment decrypts personal data; only it and follow-up hash EMR refs
+        if service == "enrolment":
+            env["PMTCT_PII_KEY"] = dev_key(self.data_dir, "pii.key")
+        if service in ("enrolment", "followup"):
+            env["PMTCT_HMAC_KEY"] = dev_key(self.data_dir, "hmac.key")
         if self.broker is not None:
             env["PMTCT_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
         env.setdefault("PMTCT_LOG_JSON", "true")
