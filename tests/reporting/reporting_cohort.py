@@ -298,19 +298,18 @@ async def post(emr: Emr) -> None:
 
 
 async def referrals(emr: Emr) -> None:
-    """Seven referrals from K, made by hand: the only referrals of facility K. The referrals service
-    expires an open referral the day after its due date, so those still to be acted on are due at the
-    end of November 2026 (the cohort's month; the test is anchored there like its dates)."""
+    """Six referrals from K, made by hand: the only referrals of facility K. The referrals service
+    expires an open referral the day after its due date, so each one acted on is acted on at once,
+    and none is left open in November (after November it would expire)."""
     r1 = await emr.refer(N9[0], "2026-11-27", at("2026-11-10"))
     await emr.act(r1, "complete", at=at("2026-11-18"))
     r2 = await emr.refer(N9[1], "2026-11-28", at("2026-11-10"))
     await emr.act(r2, "complete", at=at("2026-11-20"))
     r3 = await emr.refer(N9[2], "2026-11-29", at("2026-11-10"))
     await emr.act(r3, "decline", at=at("2026-11-12"), outcome_code="client_refused")
-    await emr.refer(N9[3], "2026-11-30", at("2026-11-10"))  # r4 stays open
     r5 = await emr.refer(N9[4], "2026-12-15", at("2026-11-10"))
     await emr.act(r5, "accept")
     await emr.act(r5, "complete")
     await emr.refer(N10[0], "2026-10-20", at("2026-10-05"))  # r6 is never closed: it expires
-    r7 = await emr.refer(N9[0], "2026-11-26", at("2026-11-10"))
+    r7 = await emr.refer(N9[3], "2026-11-26", at("2026-11-10"))
     await emr.act(r7, "cancel", at=at("2026-11-11"), outcome_code="entered_in_error")

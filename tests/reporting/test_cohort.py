@@ -90,7 +90,7 @@ KISUMU_HOSPITAL = {  # K: only negative women, and the only facility whose refer
         "MTCT_FINAL": (0, 0, None, NONE),
         "SKILLED_DELIVERY": (0, 0, None, NONE),
         "SEROCONVERSION": (0, 6, 0.0, NONE),
-        "REFERRAL_COMPLETION": (2, 4, 50.0, {"completed": 2, "declined": 1, "expired": 0, "open": 1}),
+        "REFERRAL_COMPLETION": (2, 3, 66.7, {"completed": 2, "declined": 1, "expired": 0, "open": 0}),
         "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
     },
     "2026Q4": {
@@ -104,7 +104,7 @@ KISUMU_HOSPITAL = {  # K: only negative women, and the only facility whose refer
         "MTCT_FINAL": (0, 0, None, NONE),
         "SKILLED_DELIVERY": (0, 0, None, NONE),
         "SEROCONVERSION": (0, 6, 0.0, NONE),
-        "REFERRAL_COMPLETION": (3, 6, 50.0, {"completed": 3, "declined": 1, "expired": 1, "open": 1}),
+        "REFERRAL_COMPLETION": (3, 5, 60.0, {"completed": 3, "declined": 1, "expired": 1, "open": 0}),
         "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
     },
 }
@@ -138,7 +138,7 @@ KISUMU_NOVEMBER_DATA_VALUES = [
     ("DelivSkill1", "HllvX50cXC0", "0"),
     ("SeroDen0001", "HllvX50cXC0", "6"),
     ("SeroNum0001", "HllvX50cXC0", "0"),
-    ("RefDue00001", "HllvX50cXC0", "4"),
+    ("RefDue00001", "HllvX50cXC0", "3"),
     ("RefCmplt001", "HllvX50cXC0", "2"),
     ("ClientInter", "HllvX50cXC0", "11"),
 ]
