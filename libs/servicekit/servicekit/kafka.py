@@ -48,11 +48,15 @@ async def ensure_topics(settings: ServiceSettings, topics: list[str], with_dlq: 
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if not missing:
             return
-        configs = {"retention.ms": str(settings.kafka_retention_ms)}
-        if settings.kafka_replication_factor > 1:
-            configs["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+        def configs(topic: str) -> dict[str, str]:
+            dlq = topic.endswith(".dlq")
+            out = {"retention.ms": str(settings.kafka_dlq_retention_ms if dlq else settings.kafka_retention_ms)}
+            if settings.kafka_replication_factor > 1:
+                out["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+            return out
+
         new = [
-            NewTopic(t, settings.kafka_topic_partitions, settings.kafka_replication_factor, topic_configs=configs)
+            NewTopic(t, settings.kafka_topic_partitions, settings.kafka_replication_factor, topic_configs=configs(t))
             for t in missing
         ]
         try:

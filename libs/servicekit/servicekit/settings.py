@@ -28,7 +28,9 @@ class ServiceSettings(BaseSettings):
     kafka_topic_partitions: int = 6
     kafka_replication_factor: int = 1
     kafka_min_insync_replicas: int = 1
-    kafka_retention_ms: int = 30 * 24 * 3600 * 1000
+    #: event topics are the log the reporting read model is rebuilt from: kept forever by default
+    kafka_retention_ms: int = -1
+    kafka_dlq_retention_ms: int = 30 * 24 * 3600 * 1000
 
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
