@@ -205,11 +205,12 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
             platform.start_service(service)
         platform.wait_ready()
         print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
-        for service in SERVICES:
-            print(f"  {service:<10} {platform.url(service)}   docs: {platform.url(service)}/docs", flush=True)
-        print(f"  dashboard  {platform.url('reporting')}/", flush=True)
         assert platform.issuer is not None
         token = platform.issuer.mint("dev-console", DEV_SCOPES, ["*"])
+        for service in SERVICES:
+            print(f"  {service:<10} {platform.url(service)}   docs: {platform.url(service)}/docs", flush=True)
+        # the dashboard moves a ?token= into an HttpOnly cookie and drops it from the address
+        print(f"  dashboard  {platform.url('reporting')}/?token={token}", flush=True)
         print("\nDev token (all scopes, all facilities, 12 h):\n" + token, flush=True)
         print("Mint others with: pmtct token --client-id ID --scope '...' --facility F\n", flush=True)
         if demo:
