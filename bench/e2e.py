@@ -80,12 +80,13 @@ async def run(
     rate: float,
     seconds: float,
     results_share: float = 0.05,
-    batch_size: int = 20,
+    batch_size: int = 50,
     concurrency: int = 16,
     drain_timeout_s: float = 300,
 ) -> dict:
     """`rate` events per second for `seconds`: mother events of a new cohort to enrolment, and a
-    `results_share` of positive infant results (for infants follow-up already has) to follow-up."""
+    `results_share` of positive infant results (for infants follow-up already has) to follow-up.
+    Posting stops after `seconds` even if the platform accepted less than `rate` per second."""
     total = int(rate * seconds)
     n_results = min(int(total * results_share), len(infants_for_results))
     mothers = list(mother_events[: total - n_results])
@@ -113,6 +114,7 @@ async def run(
         async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), limits=limits) as client:
             tokens = Tokens(mint)
             share = n_results / total if total else 0
+            until = time.monotonic() + seconds
             enrolment = Poster(
                 client,
                 endpoints,
@@ -121,6 +123,7 @@ async def run(
                 concurrency=concurrency,
                 rate=rate * (1 - share),
                 on_answered=answered,
+                until=until,
             )
             followup = Poster(
                 client,
@@ -130,6 +133,7 @@ async def run(
                 concurrency=concurrency,
                 rate=rate * share or None,
                 on_answered=answered,
+                until=until,
             )
             started = time.perf_counter()
             await asyncio.gather(
@@ -159,7 +163,10 @@ async def run(
         "target_rate_per_s": rate,
         "posted_rate_per_s": round(answered_events / posting_s, 1),
         "accepted": accepted,
-        "unexpected_answers": len(enrolment.tally.surprises) + len(followup.tally.surprises),
+        "unexpected_answers": [
+            f"{e.type} ({e.why}): {answer} {code}: {reason}"
+            for e, answer, code, reason in (enrolment.tally.surprises + followup.tally.surprises)[:5]
+        ],
         "posting_s": round(posting_s, 1),
         "drain_after_posting_s": round(drain_s, 1),
         #: accepted events over the time until every consumer had processed everything

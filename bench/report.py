@@ -140,8 +140,10 @@ def how_measured(d: dict) -> list[str]:
             " messages (a ClientEnrolled CloudEvent with its headers), 5,000 sends in flight."
         ),
         lambda: (
-            f"- Ingest: the mother events of a {p['clients']:,}-mother, 24-month synthetic programme (emrsim) posted"
-            f" to enrolment by {p['facilities']} facility EMRs, {p['concurrency']} requests in flight, batches of"
+            f"- Ingest: {p['clients']:,} mothers of a 24-month synthetic programme (emrsim) —"
+            f" {d['load']['journeys']:,} with their whole journey ({d['load']['journey_events']:,} events), the"
+            f" others their ANC1 enrolment ({d['load']['enrolments_only']:,} events) — mother events posted to"
+            f" enrolment by {p['facilities']} facility EMRs, {p['concurrency']} requests in flight, batches of"
             f" 100; accepted events per second over the whole posting ({d['ingest']['events']:,} events,"
             f" {d['ingest']['seconds']} s). The other services' consumers run at the same time on the same cores;"
             f" CPU seconds per service during it: {d['ingest']['cpu_s']}."

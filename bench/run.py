@@ -45,6 +45,12 @@ MOTHER_EVENTS_PER_CLIENT = 5.5
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=100_000, help="mothers in the loaded programme")
+    p.add_argument(
+        "--journeys",
+        type=int,
+        default=8_000,
+        help="of those, mothers whose whole journey is loaded (the others: their ANC1 enrolment)",
+    )
     p.add_argument("--facilities", type=int, default=20, help="facilities in the bench registry")
     p.add_argument("--raw-seconds", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight while ingesting")
@@ -63,7 +69,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         if args.out == RESULTS:
             args.out = Path(tempfile.gettempdir()) / "pmtct-bench-quick"
-        args.clients, args.raw_seconds, args.single_seconds = 1500, 2, 3
+        args.clients, args.journeys, args.raw_seconds, args.single_seconds = 1500, 500, 2, 3
         args.e2e_rate, args.e2e_seconds, args.reads, args.replay_events = 100, 5, 20, 20_000
     return args
 
@@ -188,9 +194,18 @@ async def load_programme(run: Run) -> None:
     run.load = generate(ProgrammeParams(run.facility_ids, args.clients, 24, LOAD_SEED, run.today))
     run.cohort_clients = math.ceil(args.e2e_rate * args.e2e_seconds / MOTHER_EVENTS_PER_CLIENT * 1.1)
     run.cohort = generate(ProgrammeParams(run.facility_ids, run.cohort_clients, 24, COHORT_SEED, run.today))
-    mothers = [e for e in run.load if e.service == "enrolment"]
-    infants = [e for e in run.load if e.service == "followup"]
-    log(f"generated {len(run.load)} EMR events for {args.clients} mothers ({len(infants)} infant events)")
+    # every k-th mother: journeys spread over the whole period, as enrolments are
+    stride = max(1, args.clients // max(1, args.journeys))
+    journey = [e for e in run.load if _client_index(e) % stride == 0]
+    booked = [e for e in run.load if _client_index(e) % stride and e.type == "ClientEnrolled" and e.why == "valid"]
+    mothers = [e for e in journey if e.service == "enrolment"] + booked
+    mothers.sort(key=lambda e: e.arrives_at)
+    infants = [e for e in journey if e.service == "followup"]
+    log(
+        f"loading {args.clients} mothers: {args.journeys} whole journeys ({len(journey)} events,"
+        f" {len(infants)} of them infant events) and {len(booked)} ANC1 enrolments"
+    )
+    out["load"] = {"journeys": args.journeys, "journey_events": len(journey), "enrolments_only": len(booked)}
 
     cpu_before = stage.cpu_seconds(run.platform)
     tally = await ingest.post_events(
@@ -303,6 +318,12 @@ def result_candidates(
         for key in sorted(exposed - done)
         if key in infant_ids and window[0] <= born[key] <= window[1]
     ]
+
+
+def _client_index(event: EmrEvent) -> int:
+    """The generator's number for the mother behind an event (`S<seed>-<index>[-B1|-T...]`)."""
+    ref = event.body.get("client_ref") or event.body["infant_ref"]
+    return int(ref.split("-")[1])
 
 
 def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

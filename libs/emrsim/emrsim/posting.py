@@ -137,6 +137,7 @@ class Poster:
         concurrency: int = 4,
         rate: float | None = None,
         on_answered: Callable[[EmrEvent, dict[str, Any]], None] | None = None,
+        until: float | None = None,
     ) -> None:
         self.client = client
         self.endpoints = endpoints
@@ -146,6 +147,8 @@ class Poster:
         self.rate = RateLimit(rate)
         #: called with each event and its final answer, as soon as it is known
         self.on_answered = on_answered or (lambda event, result: None)
+        #: a `time.monotonic()` after which no new batch is sent (the rest stays unposted)
+        self.until = until
         self.tally = Tally()
 
     async def post_all(self, events: Sequence[EmrEvent], window: timedelta | None = timedelta(days=30)) -> Tally:
@@ -174,6 +177,8 @@ class Poster:
         pause = 0.2
         while queue:
             for start in range(0, len(queue), self.batch_size):
+                if self.until is not None and time.monotonic() >= self.until:
+                    return
                 batch = []
                 for event in queue[start : start + self.batch_size]:
                     if _infant(event) in held:
