@@ -120,6 +120,17 @@ async def test_a_malformed_body_is_a_400_problem_not_a_500(scratch, issuer) -> N
     assert r.json()["code"] == "malformed_json"
 
 
+async def test_a_body_without_a_json_content_type_is_a_415_problem(scratch, issuer) -> None:
+    client, _ = scratch
+    r = await client.post(
+        "/v1/pings",
+        content=b'{"facility_id": "FAC-ZA-001", "key": "a"}',
+        headers={**issuer.headers("events:write", ["*"]), "content-type": "text/plain"},
+    )
+    assert r.status_code == 415
+    assert "application/json" in r.json()["detail"]
+
+
 async def test_health_readiness_and_metrics_answer(scratch) -> None:
     client, _ = scratch
     assert (await client.get("/healthz")).json()["status"] == "ok"

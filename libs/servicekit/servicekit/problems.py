@@ -69,8 +69,16 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status, exc.code, exc.detail, exc.title, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
+        content_type = request.headers.get("content-type", "")
+        body_not_json = any(e["loc"] == ["body"] and e["type"] == "model_attributes_type" for e in errors)
+        if body_not_json and "json" not in content_type:
+            return problem_response(
+                415,
+                "unsupported_media_type",
+                f"Send the body as JSON with Content-Type: application/json (got {content_type or 'none'!r}).",
+            )
         if any(e["type"] == "json_invalid" for e in errors):
             return problem_response(400, "malformed_json", "The request body is not valid JSON.", errors=errors)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
