@@ -24,7 +24,7 @@ from emrsim.runner import Mint
 from pmtct_events import FOLLOWUP_TOPIC, REFERRALS_TOPIC
 
 from . import topics
-from .stats import percentile
+from .stats import summary
 
 FOLLOW_UP_STARTED = "org.pmtct.followup.InfantFollowUpStarted.v1"
 REFERRAL_CREATED = "org.pmtct.referrals.ReferralCreated.v1"
@@ -156,8 +156,7 @@ async def run(
     answered_events = sum(enrolment.tally.answered.values()) + sum(followup.tally.answered.values())
     accepted = enrolment.tally.answered["accepted"] + followup.tally.answered["accepted"]
     return {
-        "p50_ms": round(percentile(both, 50), 1),
-        "p99_ms": round(percentile(both, 99), 1),
+        **summary(both, (50, 99)),
         "follow_up_started": _summary(follow_up, sum(k.startswith("follow-up:") for k in accepted_at)),
         "referral_opened": _summary(referral, sum(k.startswith("referral:") for k in accepted_at)),
         "target_rate_per_s": rate,
@@ -176,10 +175,4 @@ async def run(
 
 
 def _summary(values: list[float], markers: int) -> dict:
-    return {
-        "markers": markers,
-        "seen": len(values),
-        "p50_ms": round(percentile(values, 50), 1),
-        "p99_ms": round(percentile(values, 99), 1),
-        "max_ms": round(max(values), 1) if values else None,
-    }
+    return {"markers": markers, "seen": len(values), **summary(values, (50, 99))}

@@ -16,7 +16,7 @@ from emrsim.events import EmrEvent
 from emrsim.posting import Endpoints, Poster, Tally, Tokens
 from emrsim.runner import Mint
 
-from .stats import percentile
+from .stats import summary
 
 
 async def post_events(
@@ -101,9 +101,7 @@ async def single_post_latency(
             tasks.append(asyncio.create_task(one(client, n)))
         await asyncio.gather(*tasks)
     return {
-        "p50_ms": round(percentile(latencies, 50), 1),
-        "p99_ms": round(percentile(latencies, 99), 1),
-        "max_ms": round(max(latencies), 1),
+        **summary(latencies, (50, 99)),
         "requests": len(latencies),
         "rate_per_s": rate,
         "answers": statuses,

@@ -11,7 +11,7 @@ import httpx
 
 from emrsim.runner import Mint
 
-from .stats import percentile
+from .stats import summary
 
 
 async def timed_gets(client: httpx.AsyncClient, requests: Sequence[tuple[str, dict]], headers: dict) -> dict:
@@ -26,9 +26,7 @@ async def timed_gets(client: httpx.AsyncClient, requests: Sequence[tuple[str, di
             failures += 1
         sizes.append(len(response.content))
     return {
-        "p50_ms": round(percentile(latencies, 50), 1),
-        "p95_ms": round(percentile(latencies, 95), 1),
-        "max_ms": round(max(latencies), 1),
+        **summary(latencies, (50, 95)),
         "requests": len(latencies),
         "failures": failures,
         "mean_response_kb": round(sum(sizes) / len(sizes) / 1024, 1),

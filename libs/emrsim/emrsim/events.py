@@ -13,18 +13,6 @@ Service = Literal["enrolment", "followup"]
 Outcome = Literal["accepted", "duplicate", "rejected"]
 OUTCOMES: tuple[Outcome, ...] = ("accepted", "duplicate", "rejected")
 
-#: infant events go to follow-up; everything else is a mother event for enrolment
-INFANT_EVENT_TYPES = frozenset(
-    {
-        "InfantProphylaxisRecorded",
-        "InfantFeedingRecorded",
-        "InfantTestResulted",
-        "InfantArtInitiated",
-        "InfantVisitRecorded",
-        "InfantOutcomeRecorded",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class EmrEvent:

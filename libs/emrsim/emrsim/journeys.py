@@ -67,6 +67,15 @@ class Journey:
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
 
+    def pick(self, *choices: tuple[str, float], otherwise: str) -> str:
+        """One of `choices` with its probability, else `otherwise`."""
+        roll = self.rng.random()
+        for value, p in choices:
+            if roll < p:
+                return value
+            roll -= p
+        return otherwise
+
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
@@ -356,14 +365,7 @@ class Journey:
                 diagnosed = day
                 if not mother_dies:
                     art_start = self.start_art(chart, day, test_at)
-        roll = rng.random()
-        place = (
-            "facility"
-            if roll < r.facility_delivery
-            else "home"
-            if roll < r.facility_delivery + r.home_delivery
-            else "in_transit"
-        )
+        place = self.pick(("facility", r.facility_delivery), ("home", r.home_delivery), otherwise="in_transit")
         skilled = self.chance(0.99) if place == "facility" else place == "home" and self.chance(r.skilled_at_home)
         infants = []
         for n in range(2 if self.chance(r.twins) else 1):
@@ -472,13 +474,10 @@ class Journey:
             else:
                 post("InfantProphylaxisRecorded", born, {"drug": "NVP", "duration_weeks": 6})
 
-        roll = rng.random()
-        feeding = (
-            "exclusive_breastfeeding"
-            if roll < r.exclusive_breastfeeding
-            else "replacement_feeding"
-            if roll < r.exclusive_breastfeeding + r.replacement_feeding
-            else "mixed_feeding"
+        feeding = self.pick(
+            ("exclusive_breastfeeding", r.exclusive_breastfeeding),
+            ("replacement_feeding", r.replacement_feeding),
+            otherwise="mixed_feeding",
         )
         breastfed = feeding != "replacement_feeding"
         stops = born + timedelta(weeks=rng.randrange(26, 79)) if breastfed else None
