@@ -153,6 +153,10 @@ def how_measured(d: dict) -> list[str]:
             f" ({d['ingest_followup']['events']:,} events); every consumer caught up {d['load_drain_s']} s after."
         ),
         lambda: (
+            "- Where the cores went during the load (CPU milliseconds per posted EMR event, ingestion until the"
+            f" last consumer caught up): {d['load']['cpu_ms_per_event']}."
+        ),
+        lambda: (
             f"- Single event per POST: a new ANC1 enrolment per request, {p['single_rate']:.0f} requests/s open"
             f" loop, {d['single_post']['requests']} requests, latency as the EMR sees it."
         ),

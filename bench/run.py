@@ -232,6 +232,9 @@ async def load_programme(run: Run) -> None:
     log(f"ingest (follow-up): {out['ingest_followup']}")
     drained = await topics.wait_caught_up(run.bootstrap, run.admin_url, timeout_s=900, on_progress=_progress(log))
     out["load_drain_s"] = round(drained, 1)
+    # every process's CPU for the whole load, ingestion to the last consumer: where the cores went
+    spent = _cpu_delta(cpu_before, stage.cpu_seconds(run.platform))
+    out["load"]["cpu_ms_per_event"] = {k: round(v * 1000 / (len(mothers) + len(infants)), 2) for k, v in spent.items()}
     log(f"every consumer caught up {drained:.0f}s later")
 
 
