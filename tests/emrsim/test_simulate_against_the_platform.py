@@ -10,10 +10,11 @@ from datetime import date
 
 import pytest
 
+from emrsim.desk import DeskRates
 from emrsim.posting import Endpoints
 from emrsim.programme import ProgrammeParams, generate, intended
 from emrsim.rates import Rates
-from emrsim.runner import post_programme, registry_facilities
+from emrsim.runner import post_programme, registry_facilities, work_referrals
 
 pytestmark = pytest.mark.e2e
 
@@ -51,3 +52,22 @@ def test_posting_the_same_programme_again_is_all_duplicates_except_what_was_reje
     assert again.answered["accepted"] == 0
     assert again.answered["duplicate"] == first.answered["accepted"] + first.answered["duplicate"]
     assert again.answered["rejected"] == first.answered["rejected"]
+
+
+def test_mentor_mothers_refer_by_hand_and_work_the_open_referrals_through_the_referrals_api(platform) -> None:
+    seed = uuid.uuid4().int % 10**6
+    params = ProgrammeParams(registry_facilities(3), clients=40, months=12, seed=seed, anchor=date.today())
+    mint = platform.issuer.mint
+    tally = asyncio.run(
+        post_programme(generate(params), Endpoints(platform.url("enrolment"), platform.url("followup")), mint)
+    )
+    done = asyncio.run(work_referrals(params, tally, platform.url("referrals"), mint, DeskRates(manual_referral=0.5)))
+
+    assert done["referred by hand"] >= 10
+    assert done["accepted"] > 0 and done["completed"] > 0
+    # 409: the platform closed a referral meanwhile; anything else is a refusal the desk did not expect
+    assert {what for what in done if ":" in what or what.startswith("refused")} <= {
+        "accept: 409",
+        "complete: 409",
+        "decline: 409",
+    }, done

@@ -53,6 +53,8 @@ class Tally:
     surprises: list[tuple[EmrEvent, str, str | None, str | None]] = field(default_factory=list)
     #: (facility_id, infant_ref) -> the platform's infant id, from delivery results
     infant_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (facility_id, client_ref) -> the platform's client id, from enrolment results
+    client_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
@@ -70,6 +72,8 @@ class Tally:
             self.codes[result.get("code") or "unknown"] += 1
         if status != event.expect:
             self.surprises.append((event, str(status), result.get("code"), result.get("reason")))
+        if event.type == "ClientEnrolled" and result.get("client_id"):
+            self.client_ids[(event.facility_id, event.body["client_ref"])] = str(result["client_id"])
         for infant in result.get("infants") or ():
             self.infant_ids[(event.facility_id, infant["infant_ref"])] = str(infant["infant_id"])
 

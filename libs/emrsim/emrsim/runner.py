@@ -17,6 +17,7 @@ from rich.table import Table
 from servicekit import facilities
 from servicekit.devrunner import Platform
 
+from .desk import DeskRates, ReferralDesk
 from .events import OUTCOMES, EmrEvent
 from .posting import Endpoints, Poster, Tally, Tokens
 from .programme import ProgrammeParams, generate
@@ -55,10 +56,12 @@ def simulate(
     *,
     rate: float | None = None,
     window: timedelta | None = timedelta(days=30),
+    referrals_url: str | None = None,
     console: Console | None = None,
 ) -> Tally:
     """Generate the programme, post it with a progress bar, print the summary. `window`: see
-    `emrsim.posting` (None: every mother event, then every infant event)."""
+    `emrsim.posting` (None: every mother event, then every infant event). With `referrals_url`,
+    Mentor Mothers then work referrals (emrsim.desk)."""
     console = console or Console()
     events = generate(params)
     console.print(
@@ -81,7 +84,24 @@ def simulate(
             )
         )
     console.print(summary(tally))
+    if referrals_url:
+        done = asyncio.run(work_referrals(params, tally, referrals_url, mint))
+        console.print(
+            "Referral desk: " + (", ".join(f"{n} {what}" for what, n in sorted(done.items())) or "nothing to do")
+        )
     return tally
+
+
+async def work_referrals(
+    params: ProgrammeParams, tally: Tally, referrals_url: str, mint: Mint, rates: DeskRates = DeskRates()
+) -> Counter[str]:
+    """Mentor Mothers refer some of the programme's mothers by hand, then work the open referrals
+    of every facility; returns what they did."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as client:
+        desk = ReferralDesk(client, referrals_url, mint, params.seed, params.anchor, rates)
+        await desk.refer_by_hand((f, ref, cid) for (f, ref), cid in tally.client_ids.items())
+        await desk.work_open_referrals(params.facilities)
+        return desk.done
 
 
 def summary(tally: Tally) -> Table:
@@ -118,4 +138,4 @@ def simulate_demo(platform: Platform) -> Tally:
     today = date.today()
     params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=int(f"{today:%Y%m%d}"), anchor=today)
     endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
-    return simulate(params, endpoints, platform.issuer.mint, window=None)
+    return simulate(params, endpoints, platform.issuer.mint, window=None, referrals_url=platform.url("referrals"))

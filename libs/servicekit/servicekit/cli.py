@@ -169,10 +169,14 @@ def simulate(
     anchor: Annotated[str | None, typer.Option("--anchor", help="The simulated today, YYYY-MM-DD")] = None,
     enrolment_url: Annotated[str, typer.Option("--enrolment-url")] = "http://127.0.0.1:8001",
     followup_url: Annotated[str, typer.Option("--followup-url")] = "http://127.0.0.1:8002",
+    referrals_url: Annotated[
+        str | None, typer.Option("--referrals-url", help="Then work referrals as Mentor Mothers; '' to skip")
+    ] = "http://127.0.0.1:8003",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Post a synthetic PMTCT programme through the public APIs, as partner EMRs would (tokens
-    from the local runner's dev issuer); exits 1 if any answer differs from the intended one."""
+    from the local runner's dev issuer), then refer and act on referrals as Mentor Mothers do;
+    exits 1 if any EMR answer differs from the intended one."""
     from datetime import date
 
     from emrsim.posting import Endpoints
@@ -190,7 +194,8 @@ def simulate(
         anchor=date.fromisoformat(anchor) if anchor else date.today(),
     )
     issuer = DevIssuer(data_dir / "issuer").ensure()
-    tally = run_simulation(params, Endpoints(enrolment_url, followup_url), issuer.mint, rate=rate)
+    endpoints = Endpoints(enrolment_url, followup_url)
+    tally = run_simulation(params, endpoints, issuer.mint, rate=rate, referrals_url=referrals_url or None)
     raise typer.Exit(0 if tally.matches else 1)
 
 
