@@ -145,6 +145,26 @@ def test_nothing_is_recorded_for_a_mother_after_her_death(programme) -> None:
             assert e.occurred_at <= died[mother_of(e)]
 
 
+def test_a_mother_s_events_at_a_facility_happen_and_arrive_after_her_enrolment_there(programme) -> None:
+    enrolled: dict[str, EmrEvent] = {}
+    for e in valid(programme):
+        if e.type == "ClientEnrolled":
+            enrolled.setdefault(e.body["client_ref"], e)
+        elif e.service == "enrolment":
+            first = enrolled[e.body["client_ref"]]
+            assert first.occurred_at <= e.occurred_at and first.arrives_at <= e.arrives_at, e.body
+
+
+def test_nothing_is_recorded_at_a_facility_a_mother_has_transferred_out_of(programme) -> None:
+    left: dict[str, datetime] = {}
+    for e in valid(programme):
+        ref = e.body.get("client_ref")
+        if e.type == "ClientTransferredOut":
+            left[ref] = e.occurred_at
+        elif ref in left:
+            assert e.occurred_at < left[ref], e.body
+
+
 def test_a_transferred_mother_is_enrolled_again_elsewhere_with_the_same_national_id(programme) -> None:
     enrolments: dict[str, list[EmrEvent]] = defaultdict(list)
     for e in valid(programme):

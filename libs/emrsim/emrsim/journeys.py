@@ -214,16 +214,19 @@ class Journey:
             if dies_at and day >= dies_at:
                 self.emit("enrolment", "ClientDied", chart, self.clock(dies_at), {}, posted_after=timedelta(days=2))
                 return
+            if transfer_at and art_start and art_start >= transfer_at:
+                transfer_at = art_start + DAY  # she leaves after the ART start already booked here
             if transfer_at and day >= transfer_at:
-                moved = self.transfer(chart, elsewhere, transfer_at, person, national_id, known_status, art_start)
+                moved = self.transfer(
+                    chart, elsewhere, transfer_at, delivery_day, person, national_id, known_status, art_start
+                )
                 transfer_at = None
                 if moved is None:
                     return
-                # her enrolment at the new facility is that facility's first contact
                 (chart, arrived), visit_number = moved, 1
                 if dies_at and dies_at <= arrived:
                     dies_at = None
-            if day < arrived:
+            if day <= arrived:  # her enrolment there is that facility's first contact
                 continue
             if not self.chance(r.anc_visit_attended):
                 continue
@@ -273,17 +276,19 @@ class Journey:
         chart: Chart,
         elsewhere: str,
         day: date,
+        delivery_day: date,
         person: dict[str, Any],
         national_id: str | None,
         known_status: str,
         art_start: date | None,
     ) -> tuple[Chart, date] | None:
-        """Transfer out; perhaps enrol again at another facility of the programme. The new chart
-        and the day she enrols there, or None when she is not seen again in the programme."""
+        """Transfer out; perhaps enrol again at another facility of the programme, before she
+        delivers. The new chart and the day she enrols there, or None when she is not seen again
+        in the programme."""
         self.emit("enrolment", "ClientTransferredOut", chart, self.clock(day), {"to_facility_id": elsewhere})
-        if national_id is None or not self.chance(self.rates.transfer_in):
+        arrival_day = min(day + timedelta(days=self.rng.randrange(7, 28)), delivery_day - DAY)
+        if national_id is None or not self.chance(self.rates.transfer_in) or arrival_day <= day:
             return None
-        arrival_day = day + timedelta(days=self.rng.randrange(7, 28))
         new_chart = Chart(elsewhere, chart.client_ref + "-T")
         status: dict[str, Any] = {"hiv_status": known_status, "on_art": art_start is not None}
         if art_start is not None:
