@@ -24,8 +24,8 @@ from pmtct_events.enrolment import (
     StatusAtEnrolment,
     TestSetting,
 )
-
-MAX_BATCH = 1000
+from servicekit import ingest
+from servicekit.ingest import MAX_BATCH
 
 #: an EMR record number: printable ASCII, no leading or trailing blanks
 REF_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
@@ -218,22 +218,13 @@ class InfantCreated(BaseModel):
     infant_id: UUID
 
 
-class EventResult(BaseModel):
-    index: int = Field(description="Position of the event in the posted batch.")
-    event_id: str | None
-    status: Literal["accepted", "duplicate", "rejected"]
+class EventResult(ingest.EventResult):
     client_id: UUID | None = None
     infants: list[InfantCreated] | None = Field(default=None, description="DeliveryRecorded: the new infant ids.")
-    code: str | None = Field(default=None, description="Why it was rejected (machine-readable).")
-    reason: str | None = Field(default=None, description="Why it was rejected (for people).")
 
 
-class BatchResult(BaseModel):
-    batch_id: UUID
-    accepted: int
-    duplicate: int
-    rejected: int
-    results: list[EventResult]
+class BatchResult(ingest.BatchReply[EventResult]):
+    """The answer to a batch of mother events (servicekit.ingest)."""
 
 
 class Registration(BaseModel):

@@ -10,8 +10,6 @@ handful of round trips instead of a thousand. If a concurrent batch wins a race 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,10 +23,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pmtct_events import Event, enrolment
-from servicekit import outbox
+from servicekit import ingest, outbox
 from servicekit.auth import Principal
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import national_id_hash, ref_hash
+from servicekit.ingest import EventStatus
 from servicekit.metrics import EVENTS_PROCESSED
 from servicekit.problems import Problem
 
@@ -39,7 +38,6 @@ from .repository import ClientRow
 from .schemas import (
     EMR_EVENT,
     EVENT_TYPES,
-    MAX_BATCH,
     BatchResult,
     ClientEnrolledIn,
     ClientPublic,
@@ -71,10 +69,6 @@ class Candidate:
     index: int
     event: Any  # one of schemas.EmrEvent
     content_hash: str
-
-
-def rejected(index: int, event_id: str | None, code: str, reason: str) -> EventResult:
-    return EventResult(index=index, event_id=event_id, status="rejected", code=code, reason=reason)
 
 
 def _where(loc: Sequence[Any], tag: str | None) -> str:
@@ -113,27 +107,21 @@ def describe_invalid(exc: ValidationError, tag: str | None) -> tuple[str, str]:
 
 def parse(index: int, raw: Any, hmac_key: str) -> Candidate | EventResult:
     if not isinstance(raw, dict):
-        return rejected(index, None, "invalid_value", "An event must be a JSON object.")
+        return EventResult.rejection(index, None, "invalid_value", "An event must be a JSON object.")
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     tag = raw.get("type") if isinstance(raw.get("type"), str) else None
     try:
         encoded = orjson.dumps(raw)
     except orjson.JSONEncodeError:
-        return rejected(index, event_id, "invalid_value", "Integers must fit 64 bits and text must be valid UTF-8.")
+        return EventResult.rejection(
+            index, event_id, "invalid_value", "Integers must fit 64 bits and text must be valid UTF-8."
+        )
     try:
         event = EMR_EVENT.validate_json(encoded, strict=True)
     except ValidationError as exc:
         code, reason = describe_invalid(exc, tag)
-        return rejected(index, event_id, code, reason)
-    return Candidate(index, event, content_hash(hmac_key, event))
-
-
-def content_hash(key: str, event: Any) -> str:
-    """Keyed, so the fingerprint of an event with a name in it reveals nothing; the instant is
-    normalised to UTC so an EMR that re-sends it with another offset is still a duplicate."""
-    body = event.model_dump(mode="json")
-    body["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat()
-    return hmac.new(key.encode(), orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
+        return EventResult.rejection(index, event_id, code, reason)
+    return Candidate(index, event, ingest.fingerprint(hmac_key, event))
 
 
 # --- applying a batch ------------------------------------------------------------------------------
@@ -194,10 +182,7 @@ async def record_batch(
 ) -> BatchResult:
     if not raw_events:
         raise Problem(422, "empty_batch", "The batch has no events.")
-    if len(raw_events) > MAX_BATCH:
-        raise Problem(
-            413, "batch_too_large", f"A batch holds at most {MAX_BATCH} events; this one has {len(raw_events)}."
-        )
+    ingest.check_batch_size(len(raw_events))
     assert settings.hmac_key
     items = [parse(i, raw, settings.hmac_key) for i, raw in enumerate(raw_events)]
     for attempt in range(1, ATTEMPTS + 1):
@@ -212,10 +197,9 @@ async def record_batch(
             log.info("batch raced a concurrent one (attempt %d): %s", attempt, exc.orig)
     else:
         raise Problem(503, "contention", "Concurrent batches kept touching the same clients; retry this batch.")
-    counts = {s: sum(r.status == s for r in results) for s in ("accepted", "duplicate", "rejected")}
     for r in results:
         EVENTS_PROCESSED.labels(METRIC_NAME, _type_of(raw_events[r.index]), r.status).inc()
-    return BatchResult(batch_id=ctx.batch_id, results=results, **counts)
+    return BatchResult.of(ctx.batch_id, results)
 
 
 def _type_of(raw: Any) -> str:
@@ -262,9 +246,11 @@ class BatchRecorder:
         event: a district EMR may post for several facilities in one batch."""
         e = c.event
         if e.facility_id not in self.ctx.registry:
-            return rejected(c.index, str(e.event_id), "unknown_facility", f"{e.facility_id!r} is not in the registry.")
+            return EventResult.rejection(
+                c.index, str(e.event_id), "unknown_facility", f"{e.facility_id!r} is not in the registry."
+            )
         if not self.ctx.principal.may_act_for(e.facility_id):
-            return rejected(
+            return EventResult.rejection(
                 c.index,
                 str(e.event_id),
                 "facility_forbidden",
@@ -322,21 +308,18 @@ class BatchRecorder:
         event_id = str(e.event_id)
         prior = self.recorded.get(e.event_id)
         if prior is not None:
-            if prior.content_hash != c.content_hash:
-                return rejected(
-                    c.index,
-                    event_id,
-                    "conflict",
-                    "This event_id is already recorded with different content; a correction needs a new event_id.",
-                )
-            return EventResult(index=c.index, event_id=event_id, status="duplicate", **_public(e, prior.result))
+            if ingest.is_conflict(c.content_hash, prior.content_hash):
+                return EventResult.conflict(c.index, event_id)
+            return EventResult(
+                index=c.index, event_id=event_id, status=EventStatus.duplicate, **_public(e, prior.result)
+            )
         try:
             domain.check_not_in_future(e.occurred_at, self.ctx.now, self.ctx.policy)
             accepted = self.plan(e)
         except RuleBroken as broken:
-            return rejected(c.index, event_id, broken.code, broken.reason)
+            return EventResult.rejection(c.index, event_id, broken.code, broken.reason)
         self.apply(c, accepted)
-        return EventResult(index=c.index, event_id=event_id, status="accepted", **_public(e, accepted.result))
+        return EventResult(index=c.index, event_id=event_id, status=EventStatus.accepted, **_public(e, accepted.result))
 
     # --- one method per event type: check every rule, change nothing -------------------------
 

@@ -20,6 +20,7 @@ from pmtct_events.followup import (
     SubjectType,
     TestResult,
 )
+from servicekit import ingest
 
 # --- POST /v1/events -----------------------------------------------------------------------------
 
@@ -108,34 +109,19 @@ INFANT_EVENT_TYPES: tuple[str, ...] = (
 
 
 class IngestRequest(BaseModel):
-    """A batch of at most 1000 infant events. Each is validated on its own: one bad event is
-    rejected with its reason and does not affect the others."""
+    """A batch of at most `servicekit.ingest.MAX_BATCH` (1000) infant events. Each is validated on
+    its own: one bad event is rejected with its reason and does not affect the others."""
 
     model_config = ConfigDict(extra="forbid")
     events: list[Any] = Field(min_length=1)
 
 
-class EventStatus(StrEnum):
-    accepted = "accepted"
-    duplicate = "duplicate"
-    rejected = "rejected"
-
-
-class EventResult(BaseModel):
-    index: int = Field(description="Position of the event in the posted batch.")
-    event_id: str | None = None
-    status: EventStatus
+class EventResult(ingest.EventResult):
     infant_id: UUID | None = None
-    code: str | None = Field(default=None, description="machine-readable reason of a rejection")
-    reason: str | None = None
 
 
-class IngestReply(BaseModel):
-    batch_id: UUID = Field(description="Correlation id of the events this batch caused.")
-    accepted: int
-    duplicate: int
-    rejected: int
-    results: list[EventResult]
+class IngestReply(ingest.BatchReply[EventResult]):
+    """The answer to a batch of infant events (servicekit.ingest)."""
 
 
 # --- GET /v1/infants/{id} ------------------------------------------------------------------------

@@ -8,7 +8,6 @@ together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -60,6 +59,7 @@ from servicekit import outbox
 from servicekit.app import Runtime
 from servicekit.auth import Principal
 from servicekit.identifiers import ref_hash
+from servicekit.ingest import EventStatus, check_batch_size, fingerprint, is_conflict
 from servicekit.problems import Problem
 
 from . import repository as repo
@@ -76,7 +76,6 @@ from .schedule import Item, Transition
 from .schemas import (
     INFANT_EVENT,
     EventResult,
-    EventStatus,
     FinalOutcomePublic,
     InfantEventBase,
     InfantPublic,
@@ -416,12 +415,7 @@ _RETRYABLE = {"40001", "40P01", "23505"}  # serialization failure, deadlock, a c
 
 async def ingest(rt: Runtime, principal: Principal, raw_events: Sequence[Any]) -> IngestReply:
     settings: Settings = rt.settings  # type: ignore[assignment]
-    if len(raw_events) > settings.max_batch_events:
-        raise Problem(
-            413,
-            "batch_too_large",
-            f"A batch holds at most {settings.max_batch_events} events; this one has {len(raw_events)}.",
-        )
+    check_batch_size(len(raw_events), settings.max_batch_events)
     checked = [check(i, raw, principal, rt, settings) for i, raw in enumerate(raw_events)]
     batch_id = uuid4()
     attempts = 3
@@ -434,14 +428,7 @@ async def ingest(rt: Runtime, principal: Principal, raw_events: Sequence[Any]) -
             if attempt == attempts or _sqlstate(exc) not in _RETRYABLE:
                 raise
             log.info("infant batch retried after %s", _sqlstate(exc))
-    counts = {s: sum(r.status is s for r in results) for s in EventStatus}
-    return IngestReply(
-        batch_id=batch_id,
-        accepted=counts[EventStatus.accepted],
-        duplicate=counts[EventStatus.duplicate],
-        rejected=counts[EventStatus.rejected],
-        results=results,
-    )
+    return IngestReply.of(batch_id, results)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -450,19 +437,6 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if state:
             return str(state)
     return None
-
-
-def _rejected(
-    index: int, event_id: UUID | str | None, code: str, reason: str, infant_id: UUID | None = None
-) -> EventResult:
-    return EventResult(
-        index=index,
-        event_id=str(event_id) if event_id is not None else None,
-        status=EventStatus.rejected,
-        infant_id=infant_id,
-        code=code,
-        reason=reason,
-    )
 
 
 def check(index: int, raw: Any, principal: Principal, rt: Runtime, settings: Settings) -> Checked | EventResult:
@@ -474,7 +448,7 @@ def check(index: int, raw: Any, principal: Principal, rt: Runtime, settings: Set
         errors = exc.errors(include_url=False)
         if errors and errors[0]["type"] in ("union_tag_invalid", "union_tag_not_found"):
             kind = raw.get("type") if isinstance(raw, dict) else None
-            return _rejected(
+            return EventResult.rejection(
                 index,
                 event_id,
                 "unknown_type",
@@ -484,33 +458,34 @@ def check(index: int, raw: Any, principal: Principal, rt: Runtime, settings: Set
             )
         first = errors[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "event"
-        return _rejected(index, event_id, "invalid_event", f"{where}: {first['msg']}")
+        return EventResult.rejection(index, event_id, "invalid_event", f"{where}: {first['msg']}")
     if event.facility_id not in rt.registry:
-        return _rejected(
+        return EventResult.rejection(
             index, event.event_id, "unknown_facility", f"Facility {event.facility_id!r} is not registered."
         )
     if not principal.may_act_for(event.facility_id):
-        return _rejected(
+        return EventResult.rejection(
             index, event.event_id, "facility_forbidden", f"This client may not post for facility {event.facility_id!r}."
         )
     if (event.infant_id is None) == (event.infant_ref is None):
-        return _rejected(
+        return EventResult.rejection(
             index, event.event_id, "infant_not_named", "Name the infant by exactly one of infant_id or infant_ref."
         )
     if event.occurred_at > datetime.now(UTC) + timedelta(seconds=settings.clock_skew_s):
-        return _rejected(index, event.event_id, "future_date", "occurred_at is in the future.")
+        return EventResult.rejection(index, event.event_id, "future_date", "occurred_at is in the future.")
     hashed = None
     if event.infant_ref is not None:
         if not settings.hmac_key:
-            return _rejected(
+            return EventResult.rejection(
                 index,
                 event.event_id,
                 "infant_ref_unsupported",
                 "This deployment cannot resolve infant_ref; use infant_id.",
             )
         hashed = ref_hash(settings.hmac_key, event.facility_id, event.infant_ref)
-    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return Checked(index, event, hashlib.sha256(canonical.encode()).hexdigest(), hashed)
+    # a deployment without the key takes infant_id only (above): its events hold no record number
+    # for the key to hide, and the unkeyed HMAC keeps telling duplicates from conflicts
+    return Checked(index, event, fingerprint(settings.hmac_key or "", event), hashed)
 
 
 def _event_id(raw: Any) -> str | None:
@@ -544,16 +519,13 @@ async def apply_batch(
         e = c.event
         prior = known.get(e.event_id)
         if prior is not None:
-            if prior[0] == c.content_hash:
-                results.append(
-                    EventResult(
-                        index=c.index, event_id=str(e.event_id), status=EventStatus.duplicate, infant_id=prior[1]
-                    )
-                )
+            recorded_hash, infant_id = prior
+            if is_conflict(c.content_hash, recorded_hash):
+                results.append(EventResult.conflict(c.index, e.event_id))
             else:
                 results.append(
-                    _rejected(
-                        c.index, e.event_id, "conflict", "This event_id was accepted before with different content."
+                    EventResult(
+                        index=c.index, event_id=str(e.event_id), status=EventStatus.duplicate, infant_id=infant_id
                     )
                 )
             continue
@@ -562,7 +534,7 @@ async def apply_batch(
         if case is None:
             named = f"infant_id {e.infant_id}" if e.infant_id else f"infant_ref at {e.facility_id}"
             results.append(
-                _rejected(
+                EventResult.rejection(
                     c.index,
                     e.event_id,
                     "unknown_infant",
@@ -574,7 +546,7 @@ async def apply_batch(
         day = settings.local_date(e.occurred_at)
         problem = domain_problem(case, e, day)
         if problem is not None:
-            results.append(_rejected(c.index, e.event_id, *problem, infant_id=case.infant_id))
+            results.append(EventResult.rejection(c.index, e.event_id, *problem, infant_id=case.infant_id))
             continue
         catalog = catalog_event(case, e, day)
         if catalog is not None:

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from servicekit.ingest import MAX_BATCH
 from servicekit.settings import ServiceSettings
 
 from .eid_schedule import EidRules
@@ -33,7 +34,7 @@ class Settings(ServiceSettings):
 
     #: tolerated clock difference for "not in the future" checks on posted events
     clock_skew_s: float = Field(300, ge=0)
-    max_batch_events: int = Field(1000, ge=1)
+    max_batch_events: int = Field(MAX_BATCH, ge=1)
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
