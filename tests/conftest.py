@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from servicekit import bootstrap, migrations
 from servicekit.devrunner import Platform
 from servicekit.localinfra import free_port
