@@ -160,6 +160,7 @@ async def run(
         "follow_up_started": _summary(follow_up, sum(k.startswith("follow-up:") for k in accepted_at)),
         "referral_opened": _summary(referral, sum(k.startswith("referral:") for k in accepted_at)),
         "target_rate_per_s": rate,
+        "results_offered": n_results,
         "posted_rate_per_s": round(answered_events / posting_s, 1),
         "accepted": accepted,
         "unexpected_answers": [

@@ -88,6 +88,8 @@ def markdown(f: dict) -> str:
         (f"end to end at {p['e2e_rate']:.0f} events/s, p50", f["e2e_p50_ms"], "ms", ""),
         (f"end to end at {p['e2e_rate']:.0f} events/s, p99", f["e2e_p99_ms"], "ms", "≤ 1,000"),
         ("end-to-end throughput", f["e2e_throughput_events_per_s"], "events/s", ""),
+        (f"end to end at {p['e2e_light_rate']:.0f} events/s, p50", _light(d, "p50_ms"), "ms", ""),
+        (f"end to end at {p['e2e_light_rate']:.0f} events/s, p99", _light(d, "p99_ms"), "ms", ""),
         ("rebuild (pmtct replay reporting)", f["rebuild_events_per_s"], "events/s", "≥ 20,000"),
         (f"worklist p95, {_fmt(f['clients_loaded'])} clients", f["worklist_p95_ms"], "ms", "≤ 100"),
         (f"indicators p95, {_fmt(f['clients_loaded'])} clients", f["indicators_p95_ms"], "ms", "≤ 100"),
@@ -171,6 +173,12 @@ def how_measured(d: dict) -> list[str]:
             " Throughput = accepted events / time until every consumer had processed everything."
         ),
         lambda: (
+            f"- End to end again, lighter: {p['e2e_light_rate']:.0f} events/s for {p['e2e_light_seconds']:.0f} s"
+            f" (posted at {d['e2e_light']['posted_rate_per_s']}/s), a new cohort, the same effects: follow-up"
+            f" started: {_effect(d['e2e_light']['follow_up_started'])}; referral opened:"
+            f" {_effect(d['e2e_light']['referral_opened'])}."
+        ),
+        lambda: (
             f"- Reads: {p['reads']} sequential requests each; the worklist of each facility as of today"
             f" ({d['worklist']['items_per_facility_sample']} items in the first), indicators of this month per"
             " facility, district and country."
@@ -194,6 +202,10 @@ def how_measured(d: dict) -> list[str]:
 
 def _effect(e: dict) -> str:
     return f"{e['seen']} of {e['markers']} seen, p50 {_fmt(e['p50_ms'])} ms, p99 {_fmt(e['p99_ms'])} ms"
+
+
+def _light(d: dict, key: str):
+    return d.get("e2e_light", {}).get(key)
 
 
 def _verdict(met: bool | None) -> str:
