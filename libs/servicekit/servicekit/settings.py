@@ -40,6 +40,7 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial_s: float = 0.2
     consumer_backoff_max_s: float = 5.0
     consumer_batch_size: int = 500
+    consumer_fetch_max_wait_ms: int = 100
 
     auth_jwks_url: str | None = None
     auth_issuer: str | None = None
