@@ -3,6 +3,7 @@ headers to every consumer's handler span."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,10 @@ def setup_tracing(service_name: str) -> None:
     _configured = True
 
 
+@functools.cache
 def tracer(name: str = "pmtct") -> trace.Tracer:
+    """Looked up once per name: it runs for every consumed event. Safe to keep even if obtained
+    before a provider is installed, because OpenTelemetry then hands out a proxy that follows it."""
     return trace.get_tracer(name)
 
 
