@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spine_support import record_application, started_producer
 
+from pmtct_events import dlq_topic
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
 from servicekit.db import connect
@@ -36,3 +37,86 @@ async def test_a_message_twice_in_one_batch_is_applied_once_and_a_redelivered_ba
 
         await consumer.process_batch(records)
         assert len(await spine.applied()) == 5
+
+
+async def test_the_batch_hook_sees_each_transactions_new_messages_once_before_their_handlers(spine) -> None:
+    await kafka.ensure_topics(spine.settings, [spine.topic])
+    calls: list[list[int]] = []
+    seen_by_handlers: list[int] = []
+
+    async def prepare(session, items) -> None:
+        calls.append([event.seq for _, event in items])
+        session.info["prepared"] = {event.seq for _, event in items}
+
+    async def handler(session, ce, event) -> None:
+        assert event.seq in session.info["prepared"], "a handler ran before its batch was prepared"
+        seen_by_handlers.append(event.seq)
+        await record_application(session, ce, event)
+
+    async with started_producer(spine.settings) as producer:
+        async with spine.sessions() as session, session.begin():
+            await outbox.add(session, [spine.event("k", i) for i in range(4)])
+        conn = await connect(spine.settings.database_url, spine.settings.schema)
+        try:
+            await OutboxRelay(spine.settings, producer).publish_once(conn)
+        finally:
+            await conn.close()
+        records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 4)
+        consumer = EventConsumer(
+            spine.settings,
+            unique("spine-group"),
+            [spine.topic],
+            {spine.Event: handler},
+            spine.sessions,
+            producer,
+            prepare,
+        )
+
+        await consumer.process_batch(records[:2])  # one transaction, one call
+        await consumer.process_batch(records)  # the first two are duplicates: only the others are prepared
+        await consumer.process_batch(records)  # nothing new: no call
+        await consumer.process_one(consumer.decode(records[0]))  # a duplicate on the one-by-one path: no call
+
+    assert calls == [[0, 1], [2, 3]]
+    assert seen_by_handlers == [0, 1, 2, 3]
+
+
+async def test_one_polls_records_of_several_partitions_apply_in_one_transaction_beside_an_unreadable_one(
+    spine,
+) -> None:
+    await kafka.ensure_topics(spine.settings, [spine.topic])
+    transactions: list[list[tuple[str, int]]] = []
+
+    async def prepare(session, items) -> None:
+        transactions.append(sorted((event.stream, event.seq) for _, event in items))
+
+    async with started_producer(spine.settings) as producer:
+        async with spine.sessions() as session, session.begin():
+            await outbox.add(session, [spine.event(key, i) for key in ("a", "b", "c", "d") for i in range(2)])
+        conn = await connect(spine.settings.database_url, spine.settings.schema)
+        try:
+            await OutboxRelay(spine.settings, producer).publish_once(conn)
+        finally:
+            await conn.close()
+        await (await producer.send(spine.topic, key=b"e", value=b"{not json", headers=[("ce_id", b"unreadable")]))
+        records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 9)
+        assert len({r.partition for r in records}) > 1, "the keys should spread over partitions"
+        consumer = EventConsumer(
+            spine.settings,
+            unique("spine-group"),
+            [spine.topic],
+            {spine.Event: record_application},
+            spine.sessions,
+            producer,
+            prepare,
+        )
+
+        await consumer.process_batch(records)
+
+        dead = await read_topic(
+            spine.settings.kafka_bootstrap_servers, dlq_topic(spine.topic), until=lambda rs: len(rs) >= 1
+        )
+    expected = [(key, i) for key in ("a", "b", "c", "d") for i in range(2)]
+    assert transactions == [expected], "the readable records apply together, not one by one"
+    assert sorted((k, s) for _, k, s in await spine.applied()) == expected
+    assert [dict(r.headers)["ce_id"] for r in dead] == [b"unreadable"]

@@ -23,7 +23,7 @@ from pmtct_events import Event
 
 from . import facilities, kafka, metrics, problems
 from .auth import TokenVerifier
-from .consumer import EventConsumer, Handler
+from .consumer import BatchHook, EventConsumer, Handler
 from .db import create_engine, sessionmaker
 from .relay import OutboxRelay
 from .settings import ServiceSettings
@@ -39,6 +39,8 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handlers: dict[type[Event], Handler]
+    #: optional: loads, once per transaction, what the handlers would look up per message
+    prepare: BatchHook | None = None
 
 
 @dataclass
@@ -136,7 +138,7 @@ def create_app(
             rt.relay = OutboxRelay(settings, producer)
             rt.tasks["relay"] = asyncio.create_task(_supervise("outbox relay", rt.relay.run))
         for spec in consumers:
-            c = EventConsumer(settings, spec.name, spec.topics, spec.handlers, rt.sessions, producer)
+            c = EventConsumer(settings, spec.name, spec.topics, spec.handlers, rt.sessions, producer, spec.prepare)
             rt.consumers.append(c)
             rt.tasks[f"consumer:{spec.name}"] = asyncio.create_task(_supervise(f"consumer {spec.name}", c.run))
         for name, loop in background:
