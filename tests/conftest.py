@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from servicekit.devrunner import Platform
 from servicekit.localinfra import free_port
 from servicekit.settings import SERVICES
 from servicekit.testing import Infra, TestIssuer, start_infra, test_issuer
+
+# Tests look at spans, so this process and the services it starts record them, as a deployment with
+# an OTLP exporter does (with none configured a service records no spans; see servicekit.telemetry).
+os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 
 
 @pytest.fixture(scope="session")

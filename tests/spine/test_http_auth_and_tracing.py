@@ -4,6 +4,9 @@ auth on scopes and facilities, problem+json, and one trace from a request to a c
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import httpx
@@ -175,3 +178,20 @@ async def test_one_trace_runs_from_the_http_request_to_the_consumers_handler_spa
     assert server and process
     assert server[0].context.trace_id == handler_trace == process[0].context.trace_id
     assert process[0].parent is not None
+
+
+def test_with_nowhere_to_send_spans_a_service_records_none_but_trace_ids_still_travel() -> None:
+    script = """
+from opentelemetry import trace
+from servicekit.telemetry import current_traceparent, setup_tracing, tracer
+setup_tracing("probe")
+with tracer().start_as_current_span("incoming") as span:
+    parent = span.get_span_context()
+    with tracer().start_as_current_span("child") as child:
+        print(span.is_recording(), child.get_span_context().trace_id == parent.trace_id, current_traceparent())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    recording, same_trace, traceparent = out.stdout.split()
+    assert recording == "False" and same_trace == "True"
+    assert traceparent.startswith("00-") and len(traceparent.split("-")[1]) == 32

@@ -14,6 +14,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 _configured = False
 
@@ -25,11 +26,20 @@ def setup_tracing(service_name: str) -> None:
     if _configured or isinstance(trace.get_tracer_provider(), TracerProvider):
         _configured = True
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": f"pmtct-{service_name}"}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    resource = Resource.create({"service.name": f"pmtct-{service_name}"})
+    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if exporting or os.environ.get("OTEL_TRACES_SAMPLER"):
+        # the sampler follows OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: parent-based, all)
+        provider = TracerProvider(resource=resource)
+        if exporting:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        # Nowhere to send spans: record none (a recorded span per consumed event was a tenth of a
+        # consumer's time). Spans still carry trace ids, so traceparent still travels through the
+        # outbox and Kafka headers and logs still show trace_id.
+        provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
     trace.set_tracer_provider(provider)
     _configured = True
 
