@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 from spine_support import record_application, running, started_producer
+from sqlalchemy import text
 
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
@@ -30,6 +31,14 @@ async def test_a_rolled_back_transaction_publishes_nothing(spine) -> None:
     ids = [ce.id for ce in envelopes(records)]
     assert ids == [kept[0].id]
     assert lost[0].id not in ids
+
+
+async def test_one_transactions_events_get_outbox_ids_in_the_order_they_were_given(spine) -> None:
+    events = [spine.event(f"key-{i % 7}", i // 7) for i in range(300)]
+    async with spine.sessions() as session, session.begin():
+        given = await outbox.add(session, events)
+        stored = (await session.execute(text("SELECT event_id FROM outbox ORDER BY id"))).scalars().all()
+    assert stored[-300:] == [ce.id for ce in given]
 
 
 async def test_a_relay_killed_between_publishing_and_marking_resends_and_the_inbox_applies_once(spine) -> None:

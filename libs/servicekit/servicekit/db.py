@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+import orjson
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Table,
+    TextClause,
+    TypeDecorator,
+    any_,
+    bindparam,
+    func,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -41,12 +59,20 @@ def socket_host(url: str) -> str | None:
     return parse_qs(urlsplit(url).query).get("host", [None])[0]
 
 
+def _json_text(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def create_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
+    """json/jsonb columns go through orjson both ways: event payloads are read and written on every
+    event, and the stdlib codec was a visible share of a consumer's time."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"pmtct-{schema}"}},
     )
 
@@ -65,3 +91,51 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
 async def connect(url: str, schema: str | None = None) -> asyncpg.Connection:
     settings = {"search_path": schema} if schema else {}
     return await asyncpg.connect(asyncpg_dsn(url), server_settings=settings)
+
+
+def any_of(column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:array)`: one statement text whatever the number of values, where `IN (...)`
+    renders a new one per length (SQLAlchemy re-renders it on every execution and asyncpg prepares
+    every new text again)."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+def pairs_in(columns: Sequence[ColumnElement[Any]], rows: Collection[tuple[Any, ...]]) -> ColumnElement[bool]:
+    """`(a, b) IN (SELECT unnest(:as), unnest(:bs))`: the many-column form of `any_of`."""
+    arrays = [
+        func.unnest(bindparam(None, [row[i] for row in rows], type_=ARRAY(c.type))) for i, c in enumerate(columns)
+    ]
+    return tuple_(*columns).in_(select(*arrays))
+
+
+@cache
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> tuple[TextClause, frozenset[str]]:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays, selected, as_json = [], [], set()
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, TypeDecorator):
+            raise TypeError(f"{table.name}.{name}: insert_rows does not apply type decorators")
+        if isinstance(kind, JSON | JSONB):
+            as_json.add(name)
+            arrays.append(f"CAST(:{name} AS text[])")
+            selected.append(f"CAST({name} AS {kind.compile(dialect=dialect)})")
+        else:
+            arrays.append(f"CAST(:{name} AS {kind.compile(dialect=dialect)}[])")
+            selected.append(name)
+    statement = text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(selected)}"
+        f" FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY n"
+    )
+    return statement, frozenset(as_json)
+
+
+async def insert_rows(session: AsyncSession | AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows (dicts with the same keys) in one statement that takes one array per column: a
+    statement per row (executemany) costs PostgreSQL a statement per row. Rows keep their order."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    statement, as_json = _unnest_insert(table, columns)
+    params = {c: [_json_text(r[c]) if c in as_json else r[c] for r in rows] for c in columns}
+    await session.execute(statement, params)

@@ -55,11 +55,19 @@ DROP_DDL: tuple[str, ...] = (
     "DROP TABLE IF EXISTS outbox",
 )
 
+#: A transaction's events in one statement (one row per parameter set was a statement per event for
+#: PostgreSQL to run); ids are drawn in the order of the arrays, so per-key order is the order given.
 _INSERT = text(
     "INSERT INTO outbox (event_id, topic, aggregate_type, aggregate_id, event_type, payload, headers, traceparent)"
-    " VALUES (:event_id, :topic, :aggregate_type, :aggregate_id, :event_type,"
-    " CAST(:payload AS jsonb), CAST(:headers AS jsonb), :traceparent)"
+    " SELECT event_id, topic, aggregate_type, aggregate_id, event_type, CAST(payload AS jsonb),"
+    " CAST(headers AS jsonb), traceparent"
+    " FROM unnest(CAST(:event_id AS uuid[]), CAST(:topic AS text[]), CAST(:aggregate_type AS text[]),"
+    " CAST(:aggregate_id AS text[]), CAST(:event_type AS text[]), CAST(:payload AS text[]), CAST(:headers AS text[]),"
+    " CAST(:traceparent AS text[])) WITH ORDINALITY"
+    " AS e(event_id, topic, aggregate_type, aggregate_id, event_type, payload, headers, traceparent, n)"
+    " ORDER BY n"
 )
+_COLUMNS = ("event_id", "topic", "aggregate_type", "aggregate_id", "event_type", "payload", "headers", "traceparent")
 
 
 def envelope(
@@ -104,5 +112,5 @@ async def add(
         return []
     envelopes = [envelope(e, correlation_id=correlation_id, causation_id=causation_id) for e in items]
     rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, e in zip(envelopes, items, strict=True)]
-    await session.execute(_INSERT, rows)
+    await session.execute(_INSERT, {c: [r[c] for r in rows] for c in _COLUMNS})
     return envelopes

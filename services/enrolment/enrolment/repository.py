@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import RowMapping, bindparam, insert, select, tuple_, update
+from sqlalchemy import RowMapping, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import BY_NAME, Event
+from servicekit.db import any_of, insert_rows, pairs_in
 
 from .models import client_events, clients, infants, personal_data_reads, registrations
 
@@ -64,7 +65,7 @@ async def recorded_events(session: AsyncSession, event_ids: Collection[UUID]) ->
         return {}
     rows = await session.execute(
         select(client_events.c.event_id, client_events.c.content_hash, client_events.c.result).where(
-            client_events.c.event_id.in_(list(event_ids))
+            any_of(client_events.c.event_id, event_ids)
         )
     )
     return {r.event_id: RecordedEvent(r.event_id, r.content_hash, r.result) for r in rows}
@@ -75,7 +76,7 @@ async def clients_by_ref(session: AsyncSession, refs: Collection[tuple[str, str]
         return {}
     rows = await session.execute(
         select(registrations.c.facility_id, registrations.c.client_ref, registrations.c.client_id).where(
-            tuple_(registrations.c.facility_id, registrations.c.client_ref).in_(list(refs))
+            pairs_in((registrations.c.facility_id, registrations.c.client_ref), refs)
         )
     )
     return {(r.facility_id, r.client_ref): r.client_id for r in rows}
@@ -85,7 +86,7 @@ async def clients_by_national_id(session: AsyncSession, hashes: Collection[str])
     if not hashes:
         return {}
     rows = await session.execute(
-        select(clients.c.national_id_hash, clients.c.client_id).where(clients.c.national_id_hash.in_(list(hashes)))
+        select(clients.c.national_id_hash, clients.c.client_id).where(any_of(clients.c.national_id_hash, hashes))
     )
     return {r.national_id_hash: r.client_id for r in rows}
 
@@ -96,7 +97,7 @@ async def lock_clients(session: AsyncSession, client_ids: Collection[UUID]) -> d
     if not client_ids:
         return {}
     rows = await session.execute(
-        select(clients).where(clients.c.client_id.in_(list(client_ids))).order_by(clients.c.client_id).with_for_update()
+        select(clients).where(any_of(clients.c.client_id, client_ids)).order_by(clients.c.client_id).with_for_update()
     )
     return {r["client_id"]: ClientRow.from_row(r) for r in rows.mappings()}
 
@@ -108,7 +109,7 @@ async def histories(session: AsyncSession, client_ids: Collection[UUID]) -> dict
         return out
     rows = await session.execute(
         select(client_events.c.client_id, client_events.c.type, client_events.c.payload)
-        .where(client_events.c.client_id.in_(list(client_ids)))
+        .where(any_of(client_events.c.client_id, client_ids))
         .order_by(client_events.c.occurred_at)
     )
     for r in rows:
@@ -122,7 +123,7 @@ async def taken_infant_refs(session: AsyncSession, refs: Collection[tuple[str, s
         return set()
     rows = await session.execute(
         select(infants.c.facility_id, infants.c.ref_hash).where(
-            tuple_(infants.c.facility_id, infants.c.ref_hash).in_(list(refs))
+            pairs_in((infants.c.facility_id, infants.c.ref_hash), refs)
         )
     )
     return {(r.facility_id, r.ref_hash) for r in rows}
@@ -132,8 +133,7 @@ async def taken_infant_refs(session: AsyncSession, refs: Collection[tuple[str, s
 
 
 async def insert_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
-    if rows:
-        await session.execute(insert(clients), [r.as_row() for r in rows])
+    await insert_rows(session, clients, [r.as_row() for r in rows])
 
 
 async def update_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
@@ -150,18 +150,15 @@ async def update_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
 
 
 async def insert_registrations(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(insert(registrations), rows)
+    await insert_rows(session, registrations, rows)
 
 
 async def insert_events(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(insert(client_events), rows)
+    await insert_rows(session, client_events, rows)
 
 
 async def insert_infants(session: AsyncSession, rows: list[dict]) -> None:
-    if rows:
-        await session.execute(insert(infants), rows)
+    await insert_rows(session, infants, rows)
 
 
 # --- reads of one client ------------------------------------------------------------------------
