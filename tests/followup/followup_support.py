@@ -165,6 +165,15 @@ class FollowupService:
             async with self.sessions() as session, session.begin():
                 await service.on_enrolment_event(session, ce, event, settings or self.sim)
 
+    async def apply_together(self, *events: ClientEvent, settings: Settings | None = None) -> None:
+        """As the consumer applies one batch: one transaction, its `prepare` hook, then the handler
+        for each event in order."""
+        items = [(CloudEvent.from_event(event), event) for event in events]
+        async with self.sessions() as session, session.begin():
+            await service.prepare_enrolment_events(session, items)
+            for ce, event in items:
+                await service.on_enrolment_event(session, ce, event, settings or self.sim)
+
     async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
         """An infant event applied through the POST's own transaction, without its real-time checks
         (simulated-calendar dates are in the future)."""

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, timers
+from . import endpoints, service, timers
 from .handlers import handlers
 from .settings import Settings
 
@@ -18,7 +18,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         description="HIV-exposed infant schedule, due and overdue follow-ups, Mentor Mother worklists.",
         routers=[endpoints.router],
         publishes=[FOLLOWUP_TOPIC],
-        consumers=[ConsumerSpec(name="followup", topics=[ENROLMENT_TOPIC], handlers=handlers(settings))],
+        consumers=[
+            ConsumerSpec(
+                name="followup",
+                topics=[ENROLMENT_TOPIC],
+                handlers=handlers(settings),
+                prepare=service.prepare_enrolment_events,
+            )
+        ],
         background=[("durable timers", timers.run)],
     )
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, text
+from sqlalchemy import ARRAY, column, event, select, text
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from pmtct_events.enrolment import HivStatus
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
+from servicekit.db import any_of
 
 from .cases import InfantCase, MotherCase, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
@@ -29,18 +32,109 @@ from .schedule import Attendance, Item, Status
 # --- mothers -------------------------------------------------------------------------------------
 
 
-_LOCK_MOTHER = text(
-    "INSERT INTO mothers (client_id, facility_id) VALUES (:client_id, :facility_id)"
-    " ON CONFLICT (client_id) DO UPDATE SET client_id = EXCLUDED.client_id RETURNING *"
-).columns(*mothers.c)
+_LOCK_MOTHERS = text(
+    "INSERT INTO mothers (client_id, facility_id)"
+    " SELECT client_id, facility_id FROM unnest(CAST(:client_ids AS uuid[]), CAST(:facility_ids AS text[]))"
+    " AS seen (client_id, facility_id) ORDER BY client_id"
+    " ON CONFLICT (client_id) DO UPDATE SET client_id = EXCLUDED.client_id"
+    " RETURNING *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id) AS infant_ids"
+).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
 
 
-async def lock_mother(session: AsyncSession, client_id: UUID, facility_id: str) -> MotherCase:
-    """The mother's case, created on first sight, locked for the rest of the transaction (the
-    upsert takes the row lock). Only a mother known positive has schedule items to load."""
-    row = (await session.execute(_LOCK_MOTHER, {"client_id": client_id, "facility_id": facility_id})).one()._mapping
-    items = await load_items(session, [client_id]) if row["hiv_status"] == HivStatus.positive.value else {}
-    return _mother(row, items.get(client_id, []))
+@dataclass(slots=True)
+class HeldMothers:
+    """The mothers a consumer transaction holds locked (`hold_mothers`), as the events left them.
+    Their rows are written once, as the transaction commits, and only where they changed."""
+
+    cases: dict[UUID, MotherCase] = field(default_factory=dict)
+    #: each held mother's row as the database has it (what `_write_held_mothers` compares with)
+    stored: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    #: the ids of each held mother's live-born infants (a mother's lock guards the list: infants
+    #: are added only by her delivery events, under it)
+    infant_ids: dict[UUID, list[UUID]] = field(default_factory=dict)
+    #: the rows of the infants this transaction created and has not loaded yet: locked by their
+    #: insert, and nothing is recorded about them elsewhere
+    born_now: dict[UUID, Any] = field(default_factory=dict)
+    #: the mothers an event touched: client_id -> (next_timer_on, settle_s) to write at commit
+    touched: dict[UUID, tuple[date | None, float | None]] = field(default_factory=dict)
+
+
+_HELD = "followup.held_mothers"
+_LISTENING = "followup.held_mothers_listening"
+
+
+async def hold_mothers(session: AsyncSession, subjects: Iterable[tuple[UUID, str]]) -> HeldMothers:
+    """The mothers of a transaction's events, created on first sight (at the facility of their first
+    event) and locked for the rest of the transaction, in id order, in one statement for all those
+    not held yet; their schedule items too (a mother known positive has some). A transaction's
+    events then need no statement to find their mother: the consumer holds a batch's mothers in its
+    `prepare` hook; a lone event holds its own."""
+    held: HeldMothers | None = session.info.get(_HELD)
+    if held is None:
+        held = session.info[_HELD] = HeldMothers()
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session.sync_session, "before_commit", _write_held_mothers)
+            event.listen(session.sync_session, "after_rollback", _forget_held_mothers)
+    new: dict[UUID, str] = {}
+    for client_id, facility_id in subjects:
+        if client_id not in held.cases:
+            new.setdefault(client_id, facility_id)
+    if not new:
+        return held
+    rows = (await session.execute(_LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())})).all()
+    positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
+    items = await load_items(session, positive) if positive else {}
+    for r in rows:
+        case = _mother(r._mapping, items.get(r.client_id, []))
+        held.cases[case.client_id] = case
+        held.stored[case.client_id] = _mother_values(case, r.next_timer_on)
+        held.infant_ids[case.client_id] = list(r.infant_ids)
+    return held
+
+
+def keep_mother(session: AsyncSession, case: MotherCase, next_timer_on: date | None, settle_s: float | None) -> None:
+    """Note that an event applied to a held mother; her row and items are written at commit."""
+    held: HeldMothers = session.info[_HELD]
+    held.touched[case.client_id] = (next_timer_on, settle_s)
+
+
+def _write_held_mothers(session: Session) -> None:
+    """Write the held mothers the transaction's events touched, as it commits (SQLAlchemy's
+    before_commit runs inside the async session's greenlet, so it may execute statements): the
+    rows that changed in full, a touch of the settle delay for the others (an input restarts it
+    even when it changed nothing), and every changed schedule item; a few statements per batch."""
+    held: HeldMothers | None = session.info.pop(_HELD, None)
+    if held is None or not held.touched:
+        return
+    changed: list[dict[str, Any]] = []
+    settled: dict[float, list[UUID]] = {}
+    item_rows: list[dict[str, Any]] = []
+    for client_id, (next_timer_on, settle_s) in held.touched.items():
+        case = held.cases[client_id]
+        values = _mother_values(case, next_timer_on)
+        if values != held.stored[client_id]:
+            changed.append({**values, "key": client_id, "settle_s": settle_s})
+        elif settle_s is not None:
+            settled.setdefault(settle_s, []).append(client_id)
+        item_rows += _item_rows("client", client_id, client_id, case.facility_id, case.items)
+    if changed:
+        session.execute(_SAVE_MOTHER, changed)
+    for settle_s, ids in settled.items():
+        session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
+    if item_rows:
+        session.execute(_SAVE_ITEMS, item_rows)
+
+
+def _forget_held_mothers(session: Session) -> None:
+    """Locks end with the transaction: a later one in the same session holds its mothers anew."""
+    session.info.pop(_HELD, None)
+
+
+_SETTLE_MOTHERS = text(
+    "UPDATE mothers SET updated_at = now(), settle_until = now() + make_interval(secs => CAST(:settle_s AS float8))"
+    " WHERE client_id = ANY(CAST(:ids AS uuid[]))"
+)
 
 
 async def lock_mothers(session: AsyncSession, client_ids: Iterable[UUID]) -> dict[UUID, MotherCase]:
@@ -49,7 +143,7 @@ async def lock_mothers(session: AsyncSession, client_ids: Iterable[UUID]) -> dic
         return {}
     rows = (
         await session.execute(
-            select(mothers).where(mothers.c.client_id.in_(ids)).order_by(mothers.c.client_id).with_for_update()
+            select(mothers).where(any_of(mothers.c.client_id, ids)).order_by(mothers.c.client_id).with_for_update()
         )
     ).all()
     items = await load_items(session, ids)
@@ -106,8 +200,15 @@ async def save_mother(
     session: AsyncSession, case: MotherCase, next_timer_on: date | None, settle_s: float | None
 ) -> None:
     """`settle_s` is set when an input changed the case (timers then wait); None from the timers."""
-    values: dict[str, Any] = {
-        "key": case.client_id,
+    values = {**_mother_values(case, next_timer_on), "key": case.client_id, "settle_s": settle_s}
+    await session.execute(_SAVE_MOTHER, values)
+    await save_items(session, "client", case.client_id, case.client_id, case.facility_id, case.items)
+
+
+def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, Any]:
+    """The columns of a mother's row, as `_SAVE_MOTHER` takes them (less its key and settle delay)."""
+    a = case.attendance
+    return {
         "facility_id": case.facility_id,
         "hiv_status": case.hiv_status.value,
         "positive_since": case.positive_since,
@@ -118,24 +219,39 @@ async def save_mother(
         "viral_loads": json.dumps([{"on": on.isoformat(), "copies": n} for on, n in sorted(case.viral_loads)]),
         "died_on": case.died_on,
         "transferred_out_on": case.transferred_out_on,
-        **_attendance_values(case.attendance, next_timer_on, settle_s),
+        "last_seen_on": a.last_seen_on,
+        "lost_since": a.lost_since,
+        "lost_last_seen_on": a.lost_last_seen_on,
+        "next_timer_on": next_timer_on,
     }
-    await session.execute(_SAVE_MOTHER, values)
-    await save_items(session, "client", case.client_id, case.client_id, case.facility_id, case.items)
 
 
 # --- infants -------------------------------------------------------------------------------------
 
 
-async def add_infants(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """New live-born infants (not in follow-up yet); a redelivered delivery adds nothing."""
-    if rows:
-        await session.execute(insert(infants).on_conflict_do_nothing(), list(rows))
+_ADD_INFANTS = insert(infants).on_conflict_do_nothing().returning(*infants.c)
 
 
-async def infant_ids_of(session: AsyncSession, client_id: UUID) -> list[UUID]:
-    rows = await session.execute(select(infants.c.infant_id).where(infants.c.client_id == client_id))
-    return [r.infant_id for r in rows]
+async def add_infants(session: AsyncSession, client_id: UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """New live-born infants (not in follow-up yet) of a held mother; a redelivered delivery adds
+    nothing."""
+    held: HeldMothers = session.info[_HELD]
+    added = (await session.execute(_ADD_INFANTS, list(rows))).all()
+    for row in added:
+        held.infant_ids[client_id].append(row.infant_id)
+        held.born_now[row.infant_id] = row._mapping
+
+
+async def lock_infants_of(session: AsyncSession, client_id: UUID, tz: str) -> dict[UUID, InfantCase]:
+    """A held mother's infants, locked (`lock_infants`). One this transaction created is taken
+    the first time from its insert, with no history or items (its event may give it items, saved
+    at once; it is loaded like the others from then on)."""
+    held: HeldMothers = session.info[_HELD]
+    ids = held.infant_ids[client_id]
+    born = {i: held.born_now.pop(i) for i in ids if i in held.born_now}
+    cases = await lock_infants(session, [i for i in ids if i not in born], tz)
+    cases.update({i: _infant(row, [], []) for i, row in born.items()})
+    return dict(sorted(cases.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +270,7 @@ async def resolve_infants(
         return {}, {}
     rows = await session.execute(
         select(infants.c.infant_id, infants.c.client_id, infants.c.ref_hash).where(
-            infants.c.infant_id.in_(ids) | infants.c.ref_hash.in_(hashes)
+            any_of(infants.c.infant_id, ids) | any_of(infants.c.ref_hash, hashes)
         )
     )
     keys = [InfantKey(r.infant_id, r.client_id, r.ref_hash) for r in rows]
@@ -168,7 +284,7 @@ async def lock_infants(session: AsyncSession, infant_ids: Iterable[UUID], tz: st
         return {}
     rows = (
         await session.execute(
-            select(infants).where(infants.c.infant_id.in_(ids)).order_by(infants.c.infant_id).with_for_update()
+            select(infants).where(any_of(infants.c.infant_id, ids)).order_by(infants.c.infant_id).with_for_update()
         )
     ).all()
     history = await _histories(session, ids, tz)
@@ -266,7 +382,7 @@ async def save_infant(
 async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict[UUID, list[Item]]:
     rows = await session.execute(
         select(schedule_items)
-        .where(schedule_items.c.subject_id.in_(list(subject_ids)))
+        .where(any_of(schedule_items.c.subject_id, subject_ids))
         .order_by(schedule_items.c.window_start, schedule_items.c.kind)
     )
     out: dict[UUID, list[Item]] = {}
@@ -314,9 +430,16 @@ async def save_items(
 ) -> None:
     """Write the items that changed. The announcement stamps record when a due or overdue
     transition was committed (with its event, in this same transaction)."""
+    rows = _item_rows(subject_type, subject_id, client_id, facility_id, items)
+    if rows:
+        await session.execute(_SAVE_ITEMS, rows)
+
+
+def _item_rows(
+    subject_type: str, subject_id: UUID, client_id: UUID, facility_id: str, items: list[Item]
+) -> list[dict[str, Any]]:
+    """The rows of the items that changed, which count as written from then on."""
     changed = [i for i in items if i.changed]
-    if not changed:
-        return
     rows = [
         {
             "item_id": i.item_id,
@@ -335,9 +458,9 @@ async def save_items(
         }
         for i in changed
     ]
-    await session.execute(_SAVE_ITEMS, rows)
     for i in changed:
         i.changed = False
+    return rows
 
 
 # --- attendance and timers -----------------------------------------------------------------------
@@ -398,7 +521,7 @@ async def known_events(session: AsyncSession, event_ids: Iterable[UUID]) -> dict
         return {}
     rows = await session.execute(
         select(infant_events.c.event_id, infant_events.c.content_hash, infant_events.c.infant_id).where(
-            infant_events.c.event_id.in_(ids)
+            any_of(infant_events.c.event_id, ids)
         )
     )
     return {r.event_id: (r.content_hash, r.infant_id) for r in rows}

@@ -96,21 +96,28 @@ GESTATION_WEEKS = 40
 # --- the enrolment stream ------------------------------------------------------------------------
 
 
+async def prepare_enrolment_events(session: AsyncSession, items: Sequence[tuple[CloudEvent, Event]]) -> None:
+    """The consumer's batch hook: lock (or create) the mothers of a transaction's events at once,
+    so that each event finds its mother held (`repo.hold_mothers`) and her row is written once."""
+    await repo.hold_mothers(session, ((e.client_id, e.facility_id) for _, e in items))  # type: ignore[attr-defined]
+
+
 async def on_enrolment_event(session: AsyncSession, ce: CloudEvent, event: ClientEvent, settings: Settings) -> None:
     """Apply a mother event: update her case; when it changes what her infants depend on (a
     delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
-    recompute theirs; then recompute her own viral-load schedule."""
+    recompute theirs; then recompute her own viral-load schedule. Her row and items are written as
+    the transaction commits (the events of a batch before it see her case as they left it)."""
     day = settings.local_date(event.occurred_at)
-    mother = await repo.lock_mother(session, event.client_id, event.facility_id)
+    held = await repo.hold_mothers(session, [(event.client_id, event.facility_id)])
+    mother = held.cases[event.client_id]
     diagnosed_before = mother.positive_since
     infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on)
     newborns = apply_to_mother(mother, event, day)
     if newborns:
-        await repo.add_infants(session, newborns)
+        await repo.add_infants(session, mother.client_id, newborns)
     out: list[Event] = []
     if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on):
-        infant_ids = await repo.infant_ids_of(session, mother.client_id)
-        infants = await repo.lock_infants(session, infant_ids, settings.timezone)
+        infants = await repo.lock_infants_of(session, mother.client_id, settings.timezone)
         for infant in infants.values():
             delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
             changed, events = follow_infant(infant, mother, event, delivery, diagnosed_before, settings)
@@ -120,9 +127,7 @@ async def on_enrolment_event(session: AsyncSession, ce: CloudEvent, event: Clien
                 await repo.save_infant(session, infant, wakeup, settings.timer_settle_s)
         mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
     mother.recompute(settings.mother_viral_load)
-    await repo.save_mother(
-        session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s
-    )
+    repo.keep_mother(session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
     await outbox.add(session, out, correlation_id=ce.correlation_id or ce.id, causation_id=ce.id)
 
 
