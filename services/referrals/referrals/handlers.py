@@ -84,6 +84,93 @@ async def _refer_infant(
     )
 
 
+EVERY_SERVICE = None
+NOTHING: frozenset[ReferralService] = frozenset()
+_TRACING = frozenset(TRACING)
+
+
+def subject_of(event: Event) -> UUID:
+    """Whose referrals and state the event is about."""
+    if isinstance(event, ClientLostToFollowUp):
+        return event.subject_id
+    if isinstance(event, InfantEvent):
+        return event.infant_id
+    return event.client_id  # type: ignore[attr-defined]
+
+
+def may_close(event: Event) -> frozenset[ReferralService] | None:
+    """The services whose open referrals the event's handler may close for its subject (None:
+    every service), mirroring the handlers below."""
+    match event:
+        case ClientDied() | ClientTransferredOut():
+            return EVERY_SERVICE
+        case DeliveryRecorded(maternal_outcome=MaternalOutcome.died):
+            return EVERY_SERVICE
+        case InfantFinalOutcomeRecorded(outcome=FinalOutcome.died | FinalOutcome.transferred_out):
+            return EVERY_SERVICE
+        case ClientEnrolled(on_art=True):
+            return frozenset({ReferralService.art_initiation})
+        case ArtInitiated():
+            return _TRACING | {ReferralService.art_initiation}
+        case InfantArtInitiated():
+            return _TRACING | {ReferralService.infant_art}
+        case InfantTestResulted():
+            return rules.MET_BY_INFANT_RESULT
+        case (
+            HivTestRecorded()
+            | AncVisitRecorded()
+            | ViralLoadRecorded()
+            | DeliveryRecorded()
+            | InfantVisitRecorded()
+            | InfantProphylaxisRecorded()
+            | InfantFeedingRecorded()
+        ):
+            return _TRACING
+    return NOTHING
+
+
+def uses_state(event: Event) -> bool:
+    """Whether the event's handler reads or writes its subject's state (and ART wait): a contact
+    that can only close a tracing referral does not."""
+    match event:
+        case (
+            AncVisitRecorded()
+            | ViralLoadRecorded()
+            | InfantVisitRecorded()
+            | InfantProphylaxisRecorded()
+            | InfantFeedingRecorded()
+        ):
+            return False
+        case DeliveryRecorded():
+            return event.maternal_outcome is MaternalOutcome.died
+        case HivTestRecorded():
+            return rules.is_new_hiv_diagnosis(event)
+        case InfantTestResulted():
+            return event.result is TestResult.positive
+        case InfantFinalOutcomeRecorded():
+            return event.outcome in (FinalOutcome.died, FinalOutcome.transferred_out)
+    return True
+
+
+async def prepare(session: AsyncSession, items: list[tuple[CloudEvent, Event]]) -> None:
+    """The consumer's batch hook: load once what the batch's handlers would look up per event (the
+    state of the subjects whose events use it, and the open referrals the events may close, locked)."""
+    subjects: list[UUID] = []
+    needs: dict[UUID, frozenset[ReferralService] | None] = {}
+    for _, event in items:
+        subject_id = subject_of(event)
+        if uses_state(event):
+            subjects.append(subject_id)
+        services = may_close(event)
+        if services is EVERY_SERVICE:
+            needs[subject_id] = EVERY_SERVICE
+        elif services:
+            held = needs.get(subject_id, NOTHING)
+            if held is not EVERY_SERVICE:
+                needs[subject_id] = held | services
+    await service.load_known(session, subjects, needs)
+
+
 def build(settings: Settings) -> dict[type[Event], Handler]:
     """The handlers, bound to the service's settings."""
 

@@ -18,7 +18,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         routers=[endpoints.router, endpoints.fhir_router],
         publishes=[REFERRALS_TOPIC],
         consumers=[
-            ConsumerSpec(name="referrals", topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC], handlers=handlers.build(settings))
+            ConsumerSpec(
+                name="referrals",
+                topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC],
+                handlers=handlers.build(settings),
+                prepare=handlers.prepare,
+            )
         ],
         background=[("referral timers", timers.run)],
     )

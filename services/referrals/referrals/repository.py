@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import Boolean, Column, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -67,6 +67,32 @@ async def lock_open_for_subject(
     if services is not None:
         stmt = stmt.where(referral.c.referral_service.in_([s.value for s in services]))
     rows = (await session.execute(stmt.order_by(referral.c.id).with_for_update())).all()
+    return [Referral.from_row(row) for row in rows]
+
+
+_LOCK_OPEN_FOR_NEEDS = text(
+    "SELECT referral.* FROM referral"
+    " JOIN unnest(CAST(:subjects AS uuid[]), CAST(:services AS text[])) AS need(subject_id, service)"
+    " ON referral.subject_id = need.subject_id"
+    " AND (need.service IS NULL OR referral.referral_service = need.service)"
+    f" WHERE referral.{_OPEN_PREDICATE} ORDER BY referral.id FOR UPDATE OF referral"
+).columns(*referral.c)
+
+
+async def lock_open_for_needs(
+    session: AsyncSession, needs: dict[UUID, Collection[ReferralService] | None]
+) -> list[Referral]:
+    """`lock_open_for_subject` for many subjects in one statement: each subject's open referrals
+    of its services (None: of every service), locked in id order."""
+    subjects: list[UUID] = []
+    services: list[str | None] = []
+    for subject_id, wanted in needs.items():
+        for service in [None] if wanted is None else wanted:
+            subjects.append(subject_id)
+            services.append(None if service is None else service.value)
+    if not subjects:
+        return []
+    rows = (await session.execute(_LOCK_OPEN_FOR_NEEDS, {"subjects": subjects, "services": services})).all()
     return [Referral.from_row(row) for row in rows]
 
 
@@ -223,8 +249,25 @@ async def schedule_art_wait(session: AsyncSession, wait: ArtWait) -> None:
     await session.execute(insert(art_wait).values(values).on_conflict_do_nothing(index_elements=[art_wait.c.client_id]))
 
 
-async def drop_art_wait(session: AsyncSession, client_id: UUID) -> None:
-    await session.execute(delete(art_wait).where(art_wait.c.client_id == client_id))
+_SCHEDULE_ART_WAITS = text(
+    "INSERT INTO art_wait (client_id, facility_id, diagnosed_at, due_at, reason_code, cause_event_id, correlation_id)"
+    " SELECT * FROM unnest(CAST(:client_id AS uuid[]), CAST(:facility_id AS text[]),"
+    " CAST(:diagnosed_at AS timestamptz[]), CAST(:due_at AS timestamptz[]), CAST(:reason_code AS text[]),"
+    " CAST(:cause_event_id AS uuid[]), CAST(:correlation_id AS text[]))"
+    " ON CONFLICT (client_id) DO NOTHING"
+)
+
+
+def schedule_art_waits(session: Session, waits: list[ArtWait]) -> None:
+    """`schedule_art_wait` for many clients in one statement. Runs in `before_commit`, on the
+    synchronous face of the session (see service.KnownSubjects)."""
+    session.execute(_SCHEDULE_ART_WAITS, {name: [getattr(w, name) for w in waits] for name in ArtWait.__slots__})
+
+
+async def drop_art_wait(session: AsyncSession, client_id: UUID) -> bool:
+    """False when there was no wait (or the timer took it while we waited for its row)."""
+    stmt = delete(art_wait).where(art_wait.c.client_id == client_id).returning(art_wait.c.client_id)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -> list[ArtWait]:
@@ -253,6 +296,63 @@ async def subject_state_of(session: AsyncSession, subject_id: UUID) -> SubjectSt
     stmt = select(subject_state.c.on_art_since, subject_state.c.ended).where(subject_state.c.subject_id == subject_id)
     row = (await session.execute(stmt)).first()
     return SubjectState(row.on_art_since, row.ended) if row else SubjectState(None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectFacts:
+    """A subject's state and whether an ART-initiation wait is running for her."""
+
+    state: SubjectState
+    waiting_for_art: bool
+
+
+_SUBJECT_FACTS = text(
+    "SELECT need.subject_id, s.on_art_since, s.ended, w.client_id IS NOT NULL AS waiting_for_art"
+    " FROM unnest(CAST(:subjects AS uuid[])) AS need(subject_id)"
+    " LEFT JOIN subject_state s ON s.subject_id = need.subject_id"
+    " LEFT JOIN art_wait w ON w.client_id = need.subject_id"
+).columns(
+    subject_state.c.subject_id,
+    subject_state.c.on_art_since,
+    subject_state.c.ended,
+    Column("waiting_for_art", Boolean),
+)
+
+
+async def subject_facts(session: AsyncSession, subject_ids: Collection[UUID]) -> dict[UUID, SubjectFacts]:
+    """`subject_state_of` and the ART wait of many subjects in one statement. No locks: a subject's
+    state and the start of her wait change only through her own partition's events (the timer
+    may still end a wait: see `service._drop_art_wait`)."""
+    if not subject_ids:
+        return {}
+    rows = (await session.execute(_SUBJECT_FACTS, {"subjects": list(subject_ids)})).all()
+    return {
+        row.subject_id: SubjectFacts(SubjectState(row.on_art_since, row.ended), row.waiting_for_art) for row in rows
+    }
+
+
+_SAVE_SUBJECT_STATES = text(
+    "INSERT INTO subject_state (subject_id, on_art_since, ended, updated_at)"
+    " SELECT s.subject_id, s.on_art_since, s.ended, now()"
+    " FROM unnest(CAST(:subjects AS uuid[]), CAST(:on_art_since AS timestamptz[]), CAST(:ended AS text[]))"
+    " AS s(subject_id, on_art_since, ended)"
+    " ON CONFLICT (subject_id) DO UPDATE"
+    " SET on_art_since = excluded.on_art_since, ended = excluded.ended, updated_at = excluded.updated_at"
+)
+
+
+def save_subject_states(session: Session, states: dict[UUID, SubjectState]) -> None:
+    """Upsert whole states in one statement. Runs in `before_commit`, on the synchronous face of
+    the session (see service.KnownSubjects)."""
+    ids = list(states)
+    session.execute(
+        _SAVE_SUBJECT_STATES,
+        {
+            "subjects": ids,
+            "on_art_since": [states[i].on_art_since for i in ids],
+            "ended": [states[i].ended for i in ids],
+        },
+    )
 
 
 async def set_subject_state(session: AsyncSession, subject_id: UUID, **values: Any) -> None:

@@ -6,12 +6,14 @@ ReferralEvent in the outbox and one feed entry, all in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from pmtct_events import CloudEvent
 from pmtct_events.followup import SubjectType
@@ -301,6 +303,120 @@ async def read_feed(
 
 # --- automatically (event handlers and timers) ---------------------------------------------------
 
+#: session.info key of the `KnownSubjects` of a consumer transaction
+KNOWN = "referrals.known_subjects"
+
+
+@dataclass
+class KnownSubjects:
+    """What one consumer transaction loaded up front (`load_known`) about the subjects of its
+    events, so that an event that can change nothing costs no statement. The use cases below keep
+    it current; a subject (or need) it does not cover is looked up as without it. A subject's
+    state and ART wait are read only through it, so their changes wait for the commit and go in
+    one statement each (an ART wait is ended at once: the timer must find it locked).
+
+    `open` holds every open referral of `locked` needs (None: every service of the subject) and
+    the ones this transaction opened: all of them locked by this transaction, so nobody else
+    changes them until it ends."""
+
+    facts: dict[UUID, repository.SubjectFacts] = field(default_factory=dict)
+    locked: dict[UUID, frozenset[ReferralService] | None] = field(default_factory=dict)
+    open: dict[UUID, dict[ReferralService, Referral]] = field(default_factory=dict)
+    #: subjects whose state changed, and ART waits started: written at commit (`_write_at_commit`)
+    changed_states: set[UUID] = field(default_factory=set)
+    new_waits: dict[UUID, repository.ArtWait] = field(default_factory=dict)
+
+    def covers(self, subject_id: UUID, services: Collection[ReferralService] | None) -> bool:
+        if subject_id not in self.locked:
+            return False
+        held = self.locked[subject_id]
+        return held is None or (services is not None and held.issuperset(services))
+
+    def open_of(self, subject_id: UUID, services: Collection[ReferralService] | None) -> list[Referral]:
+        found = self.open.get(subject_id, {})
+        return sorted(
+            (r for s, r in found.items() if services is None or s in services),
+            key=lambda r: r.id,
+        )
+
+    def opened(self, r: Referral) -> None:
+        self.open.setdefault(r.subject_id, {})[r.referral_service] = r
+
+    def closed(self, r: Referral) -> None:
+        self.open.get(r.subject_id, {}).pop(r.referral_service, None)
+
+    def forget_open(self, subject_id: UUID) -> None:
+        self.locked.pop(subject_id, None)
+        self.open.pop(subject_id, None)
+
+
+async def load_known(
+    session: AsyncSession,
+    subjects: Iterable[UUID],
+    needs: dict[UUID, frozenset[ReferralService] | None],
+) -> KnownSubjects:
+    """Load (two statements) the state and ART wait of `subjects` and lock the open referrals of
+    `needs`: subject -> the services its events may close (None: every one). Kept in
+    `session.info` for the use cases below."""
+    known = KnownSubjects(facts=await repository.subject_facts(session, set(subjects)), locked=dict(needs))
+    for r in await repository.lock_open_for_needs(session, needs):
+        known.opened(r)
+    session.info[KNOWN] = known
+    return known
+
+
+def _known(session: AsyncSession) -> KnownSubjects | None:
+    return session.info.get(KNOWN)
+
+
+# Registered on the Session class, like the feed's: sessions come from the shared runtime.
+@event.listens_for(Session, "before_commit")
+def _write_at_commit(session: Session) -> None:
+    known: KnownSubjects | None = session.info.pop(KNOWN, None)
+    if known is None:
+        return
+    if known.changed_states:
+        repository.save_subject_states(session, {s: known.facts[s].state for s in sorted(known.changed_states)})
+    if known.new_waits:
+        repository.schedule_art_waits(session, [known.new_waits[s] for s in sorted(known.new_waits)])
+
+
+async def _state_of(session: AsyncSession, subject_id: UUID) -> repository.SubjectState:
+    known = _known(session)
+    if known is not None and subject_id in known.facts:
+        return known.facts[subject_id].state
+    return await repository.subject_state_of(session, subject_id)
+
+
+async def _set_state(session: AsyncSession, subject_id: UUID, **values: object) -> None:
+    """Write the subject's state (at commit when it is known), unless it is so already."""
+    known = _known(session)
+    if known is not None and subject_id in known.facts:
+        facts = known.facts[subject_id]
+        if all(getattr(facts.state, k) == v for k, v in values.items()):
+            return
+        known.facts[subject_id] = replace(facts, state=replace(facts.state, **values))
+        known.changed_states.add(subject_id)
+        return
+    await repository.set_subject_state(session, subject_id, **values)
+
+
+async def _drop_art_wait(session: AsyncSession, subject_id: UUID) -> None:
+    known = _known(session)
+    if known is None:
+        await repository.drop_art_wait(session, subject_id)
+        return
+    facts = known.facts.get(subject_id)
+    if facts is not None:
+        known.new_waits.pop(subject_id, None)
+        if not facts.waiting_for_art:
+            return  # only this subject's own events start a wait, and none did since it was loaded
+        known.facts[subject_id] = replace(facts, waiting_for_art=False)
+    if not await repository.drop_art_wait(session, subject_id):
+        # The timer may have taken the wait after the batch was loaded, and opened an ART referral
+        # that the loaded open referrals lack: look the subject's referrals up afresh from now on.
+        known.forget_open(subject_id)
+
 
 async def open_automatic(
     session: AsyncSession,
@@ -317,7 +433,7 @@ async def open_automatic(
 ) -> Referral | None:
     """Open a referral for a need, unless one is open already (however often the event that
     causes it is delivered) or the subject has died or left. None when nothing was opened."""
-    state = await repository.subject_state_of(session, subject_id)
+    state = await _state_of(session, subject_id)
     if state.ended is not None:
         return None
     if service in (ReferralService.art_initiation, ReferralService.infant_art) and state.on_art_since is not None:
@@ -338,8 +454,13 @@ async def open_automatic(
         created_by=SYSTEM,
         cause_event_id=cause.event_id,
     )
+    known = _known(session)
+    if known is not None and service in known.open.get(subject_id, {}):
+        return None  # open, and locked by us: the insert would find it
     if not await repository.insert_open(session, r):
         return None
+    if known is not None:
+        known.opened(r)
     await _record(session, r, None, at=moment, actor=SYSTEM, cause=cause)
     return r
 
@@ -356,14 +477,21 @@ async def close_open(
 ) -> list[Referral]:
     """Complete or cancel the subject's open referrals (of `services`, those `only` accepts):
     loop closure by the event that meets the need, or by death or transfer."""
+    known = _known(session)
+    if known is not None and known.covers(subject_id, services):
+        candidates = known.open_of(subject_id, services)
+    else:
+        candidates = await repository.lock_open_for_subject(session, subject_id, services)
     moment = now()
     closed = []
-    for r in await repository.lock_open_for_subject(session, subject_id, services):
+    for r in candidates:
         if only is not None and not only(r):
             continue
         changed = _transitioned(r, action, moment, outcome_code)
         await repository.save(session, changed)
         await _record(session, changed, action, at=moment, actor=SYSTEM, cause=cause)
+        if known is not None:
+            known.closed(changed)
         closed.append(changed)
     return closed
 
@@ -379,41 +507,43 @@ async def schedule_art_initiation(
     reason_code: str,
 ) -> None:
     """A positive mother not on ART: refer her for ART initiation unless ART starts in time."""
-    state = await repository.subject_state_of(session, client_id)
+    state = await _state_of(session, client_id)
     if state.ended is not None or state.on_art_since is not None:
         return
-    await repository.schedule_art_wait(
-        session,
-        repository.ArtWait(
-            client_id=client_id,
-            facility_id=facility_id,
-            diagnosed_at=diagnosed_at,
-            due_at=rules.art_wait_due_at(diagnosed_at, settings.art_initiation_wait_days),
-            reason_code=reason_code,
-            cause_event_id=cause.event_id,
-            correlation_id=cause.correlation_id,
-        ),
+    wait = repository.ArtWait(
+        client_id=client_id,
+        facility_id=facility_id,
+        diagnosed_at=diagnosed_at,
+        due_at=rules.art_wait_due_at(diagnosed_at, settings.art_initiation_wait_days),
+        reason_code=reason_code,
+        cause_event_id=cause.event_id,
+        correlation_id=cause.correlation_id,
     )
+    known = _known(session)
+    if known is not None and client_id in known.facts:
+        known.new_waits.setdefault(client_id, wait)  # the first diagnosis, as the insert keeps
+        return
+    await repository.schedule_art_wait(session, wait)
 
 
 async def art_started(
     session: AsyncSession, cause: Cause, subject_id: UUID, started_at: datetime, service: ReferralService
 ) -> None:
     """ART started: no ART referral is needed any more, and an open one is met."""
-    await repository.drop_art_wait(session, subject_id)
-    await repository.set_subject_state(session, subject_id, on_art_since=started_at)
+    await _drop_art_wait(session, subject_id)
+    await _set_state(session, subject_id, on_art_since=started_at)
     await close_open(session, cause, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service])
 
 
 async def set_subject_active(session: AsyncSession, subject_id: UUID) -> None:
     """Enrolled (again, e.g. transferred back in): automatic referrals apply to her once more."""
-    await repository.set_subject_state(session, subject_id, ended=None)
+    await _set_state(session, subject_id, ended=None)
 
 
 async def subject_ended(session: AsyncSession, cause: Cause, subject_id: UUID, ended: str) -> None:
     """Died or transferred out: cancel what is open, with the reason, and open nothing more."""
-    await repository.drop_art_wait(session, subject_id)
-    await repository.set_subject_state(session, subject_id, ended=ended)
+    await _drop_art_wait(session, subject_id)
+    await _set_state(session, subject_id, ended=ended)
     await close_open(session, cause, subject_id, Action.cancel, ended)
 
 

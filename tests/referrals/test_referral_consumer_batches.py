@@ -1,0 +1,253 @@
+"""Several events for one subject in one consumer batch: the batch loads its subjects once
+(`handlers.prepare`), and what an early event changes is what a later one in the same batch sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from aiokafka.structs import ConsumerRecord
+from conftest import FACILITY, Api, feed_types
+from sqlalchemy import text
+
+from pmtct_events import CloudEvent, Event
+from pmtct_events.enrolment import (
+    AncVisitRecorded,
+    ArtInitiated,
+    ClientDied,
+    ClientEnrolled,
+    ClientTransferredOut,
+    HivTestRecorded,
+)
+from pmtct_events.followup import (
+    ClientLostToFollowUp,
+    InfantArtInitiated,
+    InfantTestDue,
+    InfantTestResulted,
+    InfantVisitRecorded,
+)
+from referrals import handlers, service
+
+
+def ago(days: float = 0) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+def record(ce: CloudEvent, topic: str, offset: int) -> ConsumerRecord:
+    value, key = ce.value(), ce.key
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), ce.headers())
+
+
+async def one_batch(api: Api, *events: Event) -> list[CloudEvent]:
+    """Apply the events as the referrals consumer applies one poll: one transaction, prepared once.
+    Fails if the batch fell back to one transaction per message."""
+    consumer = api.app.state.runtime.consumers[0]
+    prepared: list[int] = []
+    prepare = consumer.prepare
+
+    async def counting(session: Any, items: list[tuple[CloudEvent, Event]]) -> None:
+        prepared.append(len(items))
+        await prepare(session, items)
+
+    sent = [CloudEvent.from_event(e) for e in events]
+    consumer.prepare = counting
+    try:
+        await consumer.process_batch(
+            [record(ce, e.topic(), i) for i, (ce, e) in enumerate(zip(sent, events, strict=True))]
+        )
+    finally:
+        consumer.prepare = prepare
+    assert prepared == [len(events)], f"not applied as one batch: prepare calls {prepared}"
+    return sent
+
+
+async def referrals_of(api: Api, subject_id: UUID) -> list[dict[str, Any]]:
+    response = await api.http.get("/v1/referrals", params={"subject_id": str(subject_id)}, headers=api.national)
+    return response.json()["items"]
+
+
+def by_service(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for r in sorted(found, key=lambda r: r["requested_at"]):
+        out.setdefault(r["referral_service"], []).append((r["status"], r["outcome_code"]))
+    return out
+
+
+def lost(mother: UUID) -> ClientLostToFollowUp:
+    return ClientLostToFollowUp(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        subject_type="client",
+        subject_id=mother,
+        client_id=mother,
+        last_seen_on=date.today() - timedelta(days=90),
+    )
+
+
+def anc_visit(mother: UUID) -> AncVisitRecorded:
+    return AncVisitRecorded(facility_id=FACILITY, occurred_at=ago(), client_id=mother, visit_number=3)
+
+
+def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: bool = False) -> ClientEnrolled:
+    return ClientEnrolled(
+        facility_id=FACILITY,
+        occurred_at=when,
+        client_id=mother,
+        status_at_enrolment="pregnant",
+        age_years=24,
+        hiv_status=hiv_status,
+        on_art=on_art,
+    )
+
+
+def positive_test(mother: UUID, when: datetime) -> HivTestRecorded:
+    return HivTestRecorded(
+        facility_id=FACILITY,
+        occurred_at=when,
+        client_id=mother,
+        result="positive",
+        setting="anc",
+        status_before="unknown",
+    )
+
+
+def art(mother: UUID) -> ArtInitiated:
+    return ArtInitiated(facility_id=FACILITY, occurred_at=ago(), client_id=mother, regimen="TDF/3TC/DTG")
+
+
+def infant(cls: type[Event], infant_id: UUID, mother: UUID, **data: Any) -> Event:
+    return cls(facility_id=FACILITY, occurred_at=ago(), infant_id=infant_id, client_id=mother, **data)
+
+
+def eid_due(infant_id: UUID, mother: UUID) -> Event:
+    return infant(
+        InfantTestDue,
+        infant_id,
+        mother,
+        item_id=uuid4(),
+        kind="nat_6_weeks",
+        test="NAT",
+        window_start=date.today(),
+        window_end=date.today() + timedelta(days=28),
+    )
+
+
+def eid_result(infant_id: UUID, mother: UUID, outcome: str) -> Event:
+    return infant(InfantTestResulted, infant_id, mother, test="NAT", result=outcome, confirmatory=False, age_days=60)
+
+
+async def test_a_referral_opened_in_a_batch_is_closed_by_a_later_contact_in_the_same_batch(api: Api) -> None:
+    mother = uuid4()
+    await one_batch(api, lost(mother), anc_visit(mother))
+    [r] = await referrals_of(api, mother)
+    assert (r["referral_service"], r["status"], r["outcome_code"]) == (
+        "community_tracing",
+        "completed",
+        "returned_to_care",
+    )
+    assert await feed_types(api, r["id"]) == ["ReferralCreated", "ReferralCompleted"]
+
+
+async def test_a_contact_before_the_loss_in_a_batch_leaves_the_tracing_referral_open(api: Api) -> None:
+    mother = uuid4()
+    await one_batch(api, anc_visit(mother), lost(mother), lost(mother))
+    assert by_service(await referrals_of(api, mother)) == {"community_tracing": [("requested", None)]}
+
+
+async def test_an_infant_referred_and_met_within_one_batch_is_referred_again_by_what_follows(api: Api) -> None:
+    baby, mother = uuid4(), uuid4()
+    await one_batch(
+        api,
+        eid_due(baby, mother),
+        eid_due(baby, mother),  # a repeat alert: the referral is open already
+        eid_result(baby, mother, "positive"),  # meets the EID need, opens an infant ART one
+        infant(InfantVisitRecorded, baby, mother),
+        infant(InfantArtInitiated, baby, mother),  # meets the infant ART need
+        eid_result(baby, mother, "positive"),  # confirmatory: on ART already, nothing opens
+    )
+    assert by_service(await referrals_of(api, baby)) == {
+        "eid_sample_collection": [("completed", "test_resulted")],
+        "infant_art": [("completed", "art_initiated")],
+    }
+
+
+async def test_art_started_in_the_batch_that_diagnoses_her_means_no_art_referral(api: Api) -> None:
+    mother = uuid4()
+    await one_batch(api, enrolled(mother, ago(10)), positive_test(mother, ago(9)), art(mother))
+    async with api.sessions() as session:
+        waits = await session.execute(text("SELECT count(*) FROM art_wait WHERE client_id = :id"), {"id": mother})
+        assert waits.scalar_one() == 0
+    await service.open_due_art_referrals(api.sessions, api.settings)
+    assert await referrals_of(api, mother) == []
+
+
+async def test_a_death_in_a_batch_cancels_what_the_batch_opened_and_stops_what_follows_until_she_enrols_again(
+    api: Api,
+) -> None:
+    mother = uuid4()
+    await api.create(subject_id=str(mother))
+    await one_batch(
+        api,
+        enrolled(mother, ago(5)),
+        lost(mother),
+        ClientDied(facility_id=FACILITY, occurred_at=ago(), client_id=mother),
+        lost(mother),  # she has died: nothing opens
+    )
+    assert by_service(await referrals_of(api, mother)) == {
+        "family_planning": [("cancelled", "died")],
+        "community_tracing": [("cancelled", "died")],
+    }
+    transferred = uuid4()
+    await one_batch(
+        api,
+        ClientTransferredOut(facility_id=FACILITY, occurred_at=ago(1), client_id=transferred),
+        lost(transferred),  # left: nothing opens
+        enrolled(transferred, ago()),  # transferred back in: a current client again
+        lost(transferred),
+    )
+    assert by_service(await referrals_of(api, transferred)) == {"community_tracing": [("requested", None)]}
+
+
+async def test_contacts_in_a_batch_complete_the_tracing_for_loss_once_and_leave_other_needs_open(api: Api) -> None:
+    mother = uuid4()
+    await one_batch(api, lost(mother))
+    manual = await api.create(subject_id=str(mother))
+    await one_batch(api, anc_visit(mother), anc_visit(mother))
+    found = await referrals_of(api, mother)
+    assert by_service(found) == {
+        "community_tracing": [("completed", "returned_to_care")],
+        "family_planning": [("requested", None)],
+    }
+    [tracing] = [r for r in found if r["id"] != manual["id"]]
+    assert await feed_types(api, tracing["id"]) == ["ReferralCreated", "ReferralCompleted"]
+
+
+async def test_art_recorded_just_after_the_timer_referred_her_completes_that_referral(api: Api) -> None:
+    """The batch loaded her while her ART wait was still running; the timer then took the wait and
+    opened the referral before her ART start was applied: the start still meets it."""
+    mother = uuid4()
+    await one_batch(api, enrolled(mother, ago(1)), positive_test(mother, ago(1)))
+    table = handlers.build(api.settings)
+    event = art(mother)
+    ce = CloudEvent.from_event(event)
+    async with api.sessions() as session, session.begin():
+        await handlers.prepare(session, [(ce, event)])
+        async with api.sessions() as timer, timer.begin():
+            await timer.execute(
+                text("UPDATE art_wait SET due_at = now() - interval '1 minute' WHERE client_id = :id"), {"id": mother}
+            )
+        await until_referred(api, mother, lambda f: len(f) == 1)
+        await table[ArtInitiated](session, ce, event)
+    assert by_service(await referrals_of(api, mother)) == {"art_initiation": [("completed", "art_initiated")]}
+
+
+async def until_referred(api: Api, subject_id: UUID, done: Callable[[list[dict[str, Any]]], bool]) -> None:
+    """Run the ART timer until `done` holds for the subject's referrals (the service's own timer
+    loop may be the one that opens it)."""
+    for _ in range(100):
+        await service.open_due_art_referrals(api.sessions, api.settings)
+        if done(await referrals_of(api, subject_id)):
+            return
+    raise AssertionError("the timer did not refer her")
