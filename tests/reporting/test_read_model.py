@@ -178,3 +178,14 @@ async def test_counts_kept_as_events_arrive_equal_a_fresh_count_from_the_facts(s
         return {cell: counts for cell, counts in found.items() if counts and keep(cell)}
 
     assert nonzero(kept, lambda cell: True) == nonzero(fresh, lambda cell: cell[0] == facility)
+
+
+async def test_a_story_applied_in_one_transaction_counts_as_one_event_at_a_time(sessions) -> None:
+    """The consumer applies a poll's events in one transaction: a referral opened and completed, a
+    mother enrolled, tested and started on ART, all in one batch, count as they do one by one."""
+    one_by_one, batched = f"FAC-RM-{uuid.uuid4().hex[:8]}", f"FAC-RM-{uuid.uuid4().hex[:8]}"
+    await apply_all(sessions, story(one_by_one))
+    async with sessions() as session, session.begin():
+        for event in story(batched):
+            await HANDLERS[type(event)](session, CloudEvent.from_event(event), event)
+    assert await november(sessions, batched) == await november(sessions, one_by_one)

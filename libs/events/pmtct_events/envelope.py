@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import orjson
+
 from .base import Event
 
 SPEC_VERSION = "1.0"
@@ -96,55 +98,101 @@ class CloudEvent:
 
     @classmethod
     def from_kafka(cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> CloudEvent:
-        h = {k: v.decode("utf-8", "replace") for k, v in headers if v is not None}
-        missing = [a for a in ("ce_id", "ce_type", "ce_source", "ce_specversion") if a not in h]
+        # one pass over the headers: the attributes (the last of a repeated one wins) and the rest
+        h: dict[str, bytes] = {}
+        extra: list[tuple[str, bytes]] = []
+        for k, v in headers:
+            if k in _ATTRIBUTES:
+                if v is not None:
+                    h[k] = v
+            else:
+                extra.append((k, v))
+        missing = [a for a in _REQUIRED if a not in h]
         if missing:
             raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
-        if h["ce_specversion"] != SPEC_VERSION:
-            raise EnvelopeError(f"unsupported ce_specversion {h['ce_specversion']!r}")
+        spec = h["ce_specversion"].decode("utf-8", "replace")
+        if spec != SPEC_VERSION:
+            raise EnvelopeError(f"unsupported ce_specversion {spec!r}")
+        raw_id = h["ce_id"].decode("utf-8", "replace")
         try:
-            event_id = UUID(h["ce_id"])
+            event_id = UUID(raw_id)
         except ValueError as exc:
-            raise EnvelopeError(f"ce_id is not a UUID: {h['ce_id']!r}") from exc
-        try:
-            data = json.loads(value or b"null")
-        except ValueError as exc:
-            raise EnvelopeError(f"value is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise EnvelopeError("value is not a JSON object")
-        time_raw = h.get("ce_time")
+            raise EnvelopeError(f"ce_id is not a UUID: {raw_id!r}") from exc
+        data = _json_object(value)
+        time_raw = _text(h, "ce_time")
         try:
             time = datetime.fromisoformat(time_raw.replace("Z", "+00:00")) if time_raw else datetime.now(UTC)
         except ValueError as exc:
             raise EnvelopeError(f"ce_time is not RFC 3339: {time_raw!r}") from exc
-        known = {
-            "ce_specversion",
-            "ce_id",
-            "ce_type",
-            "ce_source",
-            "ce_subject",
-            "ce_time",
-            "content-type",
-            "ce_facilityid",
-            "ce_correlationid",
-            "ce_causationid",
-            "traceparent",
-            "tracestate",
-        }
         return cls(
             id=event_id,
-            type=h["ce_type"],
-            source=h["ce_source"],
-            subject=h.get("ce_subject") or (key or b"").decode("utf-8", "replace"),
+            type=h["ce_type"].decode("utf-8", "replace"),
+            source=h["ce_source"].decode("utf-8", "replace"),
+            subject=_text(h, "ce_subject") or (key or b"").decode("utf-8", "replace"),
             time=time,
             data=data,
-            facility_id=h.get("ce_facilityid"),
-            correlation_id=h.get("ce_correlationid"),
-            causation_id=h.get("ce_causationid"),
-            traceparent=h.get("traceparent"),
-            tracestate=h.get("tracestate"),
-            extra_headers=tuple((k, v) for k, v in headers if k not in known),
+            facility_id=_text(h, "ce_facilityid"),
+            correlation_id=_text(h, "ce_correlationid"),
+            causation_id=_text(h, "ce_causationid"),
+            traceparent=_text(h, "traceparent"),
+            tracestate=_text(h, "tracestate"),
+            extra_headers=tuple(extra),
         )
+
+
+#: the headers `from_kafka` reads as attributes; every other header travels on in `extra_headers`
+_ATTRIBUTES = frozenset(
+    {
+        "ce_specversion",
+        "ce_id",
+        "ce_type",
+        "ce_source",
+        "ce_subject",
+        "ce_time",
+        "content-type",
+        "ce_facilityid",
+        "ce_correlationid",
+        "ce_causationid",
+        "traceparent",
+        "tracestate",
+    }
+)
+_REQUIRED = ("ce_id", "ce_type", "ce_source", "ce_specversion")
+
+
+def _text(h: dict[str, bytes], name: str) -> str | None:
+    raw = h.get(name)
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def _json_object(value: bytes | None) -> dict:
+    value = value or b"null"
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        data = _standard_loads(value)  # what orjson refuses but the standard library reads (NaN, UTF-16, ...)
+    else:
+        if type(data) is dict and _has_float(data):
+            # orjson reads an integer beyond 64 bits as a float; none of the contracts has a float
+            data = _standard_loads(value)
+    if not isinstance(data, dict):
+        raise EnvelopeError("value is not a JSON object")
+    return data
+
+
+def _standard_loads(value: bytes) -> object:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+
+
+def _has_float(data: dict | list) -> bool:
+    for item in data.values() if type(data) is dict else data:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and _has_float(item)):
+            return True
+    return False
 
 
 def header(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:

@@ -117,7 +117,9 @@ COLUMNS: dict[Table, tuple[str, ...]] = {
 
 
 def _row(table: Table, **values: Any) -> Fact:
-    return Fact(table, {c: values.get(c) for c in COLUMNS[table]})
+    row = dict.fromkeys(COLUMNS[table])
+    row.update(values)
+    return Fact(table, row)
 
 
 def _mother(ce: CloudEvent, event: en.ClientEvent, kind: str, **values: Any) -> Fact:

@@ -19,6 +19,7 @@ The topics must keep every event for this to rebuild everything (`retention.ms=-
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,12 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
     facts: list[Fact] = []
     applied: list[UUID] = []
     applied_types = {model.ce_type() for model in HANDLERS}
+    # Nothing the rebuild holds is in a reference cycle, but with up to STAGE_ROWS facts alive the cyclic
+    # collector's passes over them cost a tenth of its time: leave what is loaded already out of them,
+    # and collect young objects less often.
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50_000, *thresholds[1:])
     try:
         async with sessions() as session, session.begin():
             await repository.lock_and_empty_read_model(session, CONSUMER)
@@ -129,6 +136,8 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
             await repository.stage(session, facts, applied)
             await repository.load_staged(session, CONSUMER)
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         await consumer.stop()
         await engine.dispose()
     return result
