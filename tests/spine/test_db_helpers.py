@@ -1,14 +1,20 @@
-"""The set-based SQL helpers the services share: one statement per lookup or insert, whatever the size."""
+"""The database helpers the services share: set-based SQL (one statement per lookup or insert, whatever
+the size) and the connection pool's liveness check."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime
 
+import asyncpg
+import pytest
+from spine_support import SCHEMA
 from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, Table, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError
 
-from servicekit.db import any_of, insert_rows, pairs_in
+from servicekit.db import any_of, asyncpg_dsn, create_engine, insert_rows, pairs_in
 
 scratch = Table(
     "helper_scratch",
@@ -64,3 +70,46 @@ async def test_rows_inserted_in_one_statement_read_back_as_given_and_are_found_b
     assert [dict(r) for r in stored] == rows
     assert picked == [2, 7]
     assert paired == [1]
+
+
+async def _backend_pid(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+async def _terminate(admin_url: str, pid: int) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+
+
+async def test_a_pooled_connection_that_died_while_idle_is_replaced_before_anyone_uses_it(spine_db, migrated) -> None:
+    """After a quiet spell (a database restart, a network timeout), the next transaction gets a live
+    connection: the idle one is checked first."""
+    engine = create_engine(spine_db, SCHEMA, pool_size=1, ping_after_idle_s=0.05)
+    try:
+        dead = await _backend_pid(engine)
+        await _terminate(migrated.admin_url, dead)
+        await asyncio.sleep(0.1)
+        assert await _backend_pid(engine) != dead
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_in_steady_use_is_not_checked_and_its_failure_renews_the_pool(spine_db, migrated) -> None:
+    """In steady use no check precedes a transaction; if the server dropped the connection, that one
+    transaction fails as disconnected (callers retry) and the next one connects afresh."""
+    engine = create_engine(spine_db, SCHEMA, pool_size=1, ping_after_idle_s=60)
+    try:
+        dead = await _backend_pid(engine)
+        await _terminate(migrated.admin_url, dead)
+        with pytest.raises(DBAPIError) as failed:
+            await _backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert await _backend_pid(engine) != dead
+    finally:
+        await engine.dispose()

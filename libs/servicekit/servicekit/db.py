@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
@@ -18,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     any_,
     bindparam,
+    event,
     func,
     select,
     text,
@@ -25,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -63,18 +66,54 @@ def _json_text(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_engine(url: str, schema: str, pool_size: int = 10) -> AsyncEngine:
+#: a pooled connection idle this long is checked before use (see `_ping_when_idle`)
+PING_AFTER_IDLE_S = 5.0
+
+
+def create_engine(
+    url: str, schema: str, pool_size: int = 10, ping_after_idle_s: float = PING_AFTER_IDLE_S
+) -> AsyncEngine:
     """json/jsonb columns go through orjson both ways: event payloads are read and written on every
     event, and the stdlib codec was a visible share of a consumer's time."""
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"pmtct-{schema}"}},
     )
+    _ping_when_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Check a pooled connection before use only when it sat idle for `idle_s` or more.
+
+    SQLAlchemy's `pool_pre_ping` checks every checkout, and on asyncpg a check is three round trips
+    (BEGIN, a query, ROLLBACK): as many as a consumer batch's own statements. A connection in steady
+    use does not go stale unnoticed: if the server goes away under it, its statement fails with a
+    disconnect error, SQLAlchemy invalidates the whole pool, and the caller retries (consumers do on
+    their own). The idle connections are the ones a database restart or a network timeout leaves
+    dead behind a quiet spell, and those are checked; a dead one is replaced before the caller sees it.
+    """
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["pmtct_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("pmtct_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return  # new, or in steady use
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection idle {time.monotonic() - since:.0f} s is gone") from exc
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -52,6 +52,7 @@ async def ensure_topics(settings: ServiceSettings, topics: list[str], with_dlq: 
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if not missing:
             return
+
         def configs(topic: str) -> dict[str, str]:
             dlq = topic.endswith(".dlq")
             out = {"retention.ms": str(settings.kafka_dlq_retention_ms if dlq else settings.kafka_retention_ms)}
