@@ -343,6 +343,8 @@ async def test_a_rebuild_from_the_topics_gives_identical_indicator_values(report
             **os.environ,
             "PMTCT_DATABASE_URL": p.service_url("reporting"),
             "PMTCT_KAFKA_BOOTSTRAP_SERVERS": p.bootstrap_servers,
+            # small chunks, so that many are copied in while the next ones are decoded
+            "PMTCT_REPLAY_STAGE_ROWS": "40",
             "COLUMNS": "100",
         }
         pmtct = Path(sys.executable).with_name("pmtct")

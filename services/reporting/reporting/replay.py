@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,9 @@ from .settings import Settings
 CONSUMER = "reporting"
 
 
-#: facts and event ids held in memory before they are copied to the staging tables
-STAGE_ROWS = 50_000
+#: decoding, which never waits, lets the staging task go on this often (in applied events): each of
+#: its statements needs the loop once, and PostgreSQL runs it while the decoding goes on
+YIELD_EVERY = 200
 
 
 @dataclass
@@ -55,6 +57,9 @@ class ReplayResult:
     not_ours: int = 0
     #: bad envelopes or contracts: the live consumer dead-letters these
     failed: int = 0
+    #: seconds reading, decoding and staging the events; then deriving and writing the read model
+    read_s: float = 0.0
+    load_s: float = 0.0
 
 
 async def _open_partitions(bootstrap: str) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
@@ -92,12 +97,16 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
     facts: list[Fact] = []
     applied: list[UUID] = []
     applied_types = {model.ce_type() for model in HANDLERS}
-    # Nothing the rebuild holds is in a reference cycle, but with up to STAGE_ROWS facts alive the cyclic
-    # collector's passes over them cost a tenth of its time: leave what is loaded already out of them,
-    # and collect young objects less often.
+    # Nothing the rebuild holds is in a reference cycle, but with up to `replay_stage_rows` facts alive the cyclic
+    # collector's passes over them cost a tenth of its time, most of it triggered by the Kafka client's
+    # record objects: it is off while the events are read, and the young generations are collected
+    # (what cycles a library left behind) after each stage is handed over.
     gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, *thresholds[1:])
+    gc.disable()
+    started = time.perf_counter()
+    # Staging copies run while the next events are decoded (PostgreSQL takes them in on the other
+    # core); one at a time, as they share the transaction's connection.
+    staging: asyncio.Task | None = None
     try:
         async with sessions() as session, session.begin():
             await repository.lock_and_empty_read_model(session, CONSUMER)
@@ -126,17 +135,29 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
                             facts += facts_of(item.ce, item.event)
                             applied.append(item.ce.id)
                             result.applied += 1
+                            if staging is not None and not result.applied % YIELD_EVERY:
+                                await asyncio.sleep(0)  # the staging task sends its next statement
                     advanced(len(records))
-                if len(facts) + len(applied) >= STAGE_ROWS:
-                    await repository.stage(session, facts, applied)
+                if len(facts) + len(applied) >= settings.replay_stage_rows:
+                    if staging is not None:
+                        await staging
+                    staging = asyncio.create_task(repository.stage(session, facts, applied))
                     facts, applied = [], []
+                    gc.collect(1)
                 for tp in list(pending):
                     if tp in ends and await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
+            if staging is not None:
+                await staging
             await repository.stage(session, facts, applied)
+            loading = time.perf_counter()
+            result.read_s = loading - started
             await repository.load_staged(session, CONSUMER)
+        result.load_s = time.perf_counter() - loading
     finally:
-        gc.set_threshold(*thresholds)
+        if staging is not None and not staging.done():
+            staging.cancel()
+        gc.enable()
         gc.unfreeze()
         await consumer.stop()
         await engine.dispose()
@@ -182,7 +203,7 @@ def main(data_dir: Path | None = None, bootstrap_servers: str | None = None, con
         )
     console.print(
         f"read {result.read} events: {result.applied} applied, {result.not_ours} not for reporting, "
-        f"{result.failed} failed"
+        f"{result.failed} failed (read in {result.read_s:.1f} s, read model written in {result.load_s:.1f} s)"
     )
     if result.failed:
         console.print("[yellow]failed events were skipped, as the live consumer dead-letters them (pmtct dlq)")

@@ -327,7 +327,10 @@ async def _copy(session: AsyncSession, table: str, columns: Sequence[str], recor
 
 
 async def create_staging(session: AsyncSession) -> None:
-    """Temporary tables the rebuild copies facts and applied event ids into, dropped at the commit."""
+    """Temporary tables the rebuild copies facts and applied event ids into, dropped at the commit.
+    Their sorts (an event read twice counts once; the inbox in key order) are of every event on the
+    topics: the transaction may sort them in memory, not in temporary files."""
+    await session.execute(text("SET LOCAL work_mem = '256MB'"))
     for t in _STORED:
         await session.execute(text(f"CREATE TEMPORARY TABLE stage_{t.value} (LIKE {t.value}) ON COMMIT DROP"))
     await session.execute(

@@ -13,3 +13,6 @@ class Settings(ServiceSettings):
     dashboard_trend_months: int = Field(default=12, ge=2, le=36)
     #: mark the dashboard's token cookie Secure (set behind HTTPS)
     dashboard_cookie_secure: bool = False
+    #: `pmtct replay reporting`: facts and event ids held in memory before they are copied in (more:
+    #: fewer, larger copies and more memory)
+    replay_stage_rows: int = Field(default=50_000, ge=1)
