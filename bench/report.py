@@ -152,7 +152,11 @@ def how_measured(d: dict) -> list[str]:
         ),
         lambda: (
             f"- Then the programme's infant events to follow-up: {d['ingest_followup']['events_per_s']} events/s"
-            f" ({d['ingest_followup']['events']:,} events); every consumer caught up {d['load_drain_s']} s after."
+            f" ({d['ingest_followup']['events']:,} events); every consumer caught up {d['load_drain_s']} s after,"
+            f" and the durable timers had announced what the backdated programme left due"
+            f" {d.get('load_settle_s', '?')} s later"
+            + (f" (still due then: {d['load_still_due']})" if d.get("load_still_due") else "")
+            + "; the phases below start after that."
         ),
         lambda: (
             "- Where the cores went during the load (CPU milliseconds per posted EMR event, ingestion until the"

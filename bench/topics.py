@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import date
 
 import asyncpg
 import orjson
@@ -83,6 +84,50 @@ async def unpublished(admin_url: str) -> dict[str, int]:
         }
     finally:
         await conn.close()
+
+
+#: timer work that has come due and will be done without any new input (the services' own queries:
+#: followup's `_claim`, referrals' `lock_due_art_waits` and `lock_past_due`; a follow-up subject waits
+#: `timer_settle_s` after its last input before its timers run)
+_TIMER_WORK = {
+    "followup: infants": "SELECT count(*) FROM followup.infants WHERE next_timer_on <= $1",
+    "followup: mothers": "SELECT count(*) FROM followup.mothers WHERE next_timer_on <= $1",
+    "referrals: ART waits": "SELECT count(*) FROM referrals.art_wait WHERE due_at <= now()",
+    "referrals: past due": (
+        "SELECT count(*) FROM referrals.referral WHERE due_by < $1 AND status IN ('requested', 'accepted')"
+    ),
+}
+
+
+async def timer_work(admin_url: str, today: date) -> dict[str, int]:
+    """What the services' durable timers still have to do as of `today`."""
+    conn = await asyncpg.connect(asyncpg_dsn(with_admin_database(admin_url, DATABASE)))
+    try:
+        return {name: await conn.fetchval(sql, *((today,) if "$1" in sql else ())) for name, sql in _TIMER_WORK.items()}
+    finally:
+        await conn.close()
+
+
+async def wait_settled(
+    bootstrap: str,
+    admin_url: str,
+    today: date,
+    timeout_s: float = 300,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+) -> tuple[float, dict[str, int]]:
+    """Wait until no timer work is due (a backdated load leaves overdue tests, lost mothers and ART
+    waits that the timers announce after it) and everything it caused is consumed; returns the
+    seconds it took and what was still due if `timeout_s` ran out first (then it goes on)."""
+    started = time.perf_counter()
+    while True:
+        due = await timer_work(admin_url, today)
+        if on_progress:
+            on_progress(due)
+        if not any(due.values()) or time.perf_counter() - started > timeout_s:
+            break
+        await asyncio.sleep(2.0)
+    await wait_caught_up(bootstrap, admin_url, timeout_s=timeout_s, on_progress=on_progress)
+    return time.perf_counter() - started, {k: v for k, v in due.items() if v}
 
 
 async def wait_caught_up(
