@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from conftest import FACILITY, Api, feed_types
+from referral_events import ago, by_service, due, enrolled, infant_event, overdue, positive_test, referrals_of, result
 from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
@@ -19,7 +20,6 @@ from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
     ClientDied,
-    ClientEnrolled,
     ClientTransferredOut,
     HivStatus,
     HivTestRecorded,
@@ -28,15 +28,8 @@ from pmtct_events.followup import (
     ClientLostToFollowUp,
     InfantArtInitiated,
     InfantFinalOutcomeRecorded,
-    InfantTestDue,
-    InfantTestOverdue,
-    InfantTestResulted,
 )
 from referrals import handlers, service
-
-
-def ago(days: float = 0) -> datetime:
-    return datetime.now(UTC) - timedelta(days=days)
 
 
 class Emr:
@@ -79,11 +72,6 @@ async def processed(api: Api, *sent: CloudEvent, timeout_s: float = 30) -> None:
     raise AssertionError(f"the referrals consumer did not apply {len(ids)} event(s) in {timeout_s}s")
 
 
-async def referrals_of(api: Api, subject_id: UUID) -> list[dict[str, Any]]:
-    response = await api.http.get("/v1/referrals", params={"subject_id": str(subject_id)}, headers=api.national)
-    return response.json()["items"]
-
-
 async def until(
     api: Api, subject_id: UUID, done: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30
 ) -> list[dict[str, Any]]:
@@ -93,55 +81,6 @@ async def until(
         if done(found) or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.2)
-
-
-def by_service(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
-    out: dict[str, list[tuple[str, str | None]]] = {}
-    for r in sorted(found, key=lambda r: r["requested_at"]):
-        out.setdefault(r["referral_service"], []).append((r["status"], r["outcome_code"]))
-    return out
-
-
-def infant_event(cls: type[Event], infant_id: UUID, client_id: UUID, **data: Any) -> Event:
-    return cls(
-        facility_id=FACILITY,
-        occurred_at=data.pop("occurred_at", ago()),
-        infant_id=infant_id,
-        client_id=client_id,
-        **data,
-    )
-
-
-def due(infant_id: UUID, client_id: UUID) -> InfantTestDue:
-    return infant_event(
-        InfantTestDue,
-        infant_id,
-        client_id,
-        item_id=uuid4(),
-        kind="nat_6_weeks",
-        test="NAT",
-        window_start=date.today(),
-        window_end=date.today() + timedelta(days=28),
-    )
-
-
-def overdue(infant_id: UUID, client_id: UUID) -> InfantTestOverdue:
-    return infant_event(
-        InfantTestOverdue,
-        infant_id,
-        client_id,
-        item_id=uuid4(),
-        kind="nat_6_weeks",
-        test="NAT",
-        window_end=date.today() - timedelta(days=14),
-        overdue_on=date.today(),
-    )
-
-
-def result(infant_id: UUID, client_id: UUID, outcome: str = "negative") -> InfantTestResulted:
-    return infant_event(
-        InfantTestResulted, infant_id, client_id, test="NAT", result=outcome, confirmatory=False, age_days=60
-    )
 
 
 async def test_a_due_infant_test_opens_one_eid_referral_however_often_it_is_delivered(api: Api, emr: Emr) -> None:
@@ -204,24 +143,6 @@ async def test_a_mother_lost_to_follow_up_is_traced_until_she_is_seen_again(api:
     await emr.send(AncVisitRecorded(facility_id=FACILITY, occurred_at=ago(), client_id=mother, visit_number=3))
     closed = await until(api, mother, lambda f: f[0]["status"] == "completed")
     assert by_service(closed) == {"community_tracing": [("completed", "returned_to_care")]}
-
-
-def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: bool = False) -> ClientEnrolled:
-    return ClientEnrolled(
-        facility_id=FACILITY,
-        occurred_at=when,
-        client_id=mother,
-        status_at_enrolment="pregnant",
-        age_years=24,
-        hiv_status=hiv_status,
-        on_art=on_art,
-    )
-
-
-def positive_test(mother: UUID, when: datetime, before: HivStatus = HivStatus.unknown) -> HivTestRecorded:
-    return HivTestRecorded(
-        facility_id=FACILITY, occurred_at=when, client_id=mother, result="positive", setting="anc", status_before=before
-    )
 
 
 async def test_a_positive_mother_without_art_after_the_wait_is_referred_and_art_closes_it(api: Api, emr: Emr) -> None:

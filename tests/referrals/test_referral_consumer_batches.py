@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from aiokafka.structs import ConsumerRecord
 from conftest import FACILITY, Api, feed_types
+from referral_events import ago, by_service, due, enrolled, infant_event, positive_test, referrals_of, result
 from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
@@ -17,22 +18,14 @@ from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
     ClientDied,
-    ClientEnrolled,
     ClientTransferredOut,
-    HivTestRecorded,
 )
 from pmtct_events.followup import (
     ClientLostToFollowUp,
     InfantArtInitiated,
-    InfantTestDue,
-    InfantTestResulted,
     InfantVisitRecorded,
 )
 from referrals import handlers, service
-
-
-def ago(days: float = 0) -> datetime:
-    return datetime.now(UTC) - timedelta(days=days)
 
 
 def record(ce: CloudEvent, topic: str, offset: int) -> ConsumerRecord:
@@ -63,18 +56,6 @@ async def one_batch(api: Api, *events: Event) -> list[CloudEvent]:
     return sent
 
 
-async def referrals_of(api: Api, subject_id: UUID) -> list[dict[str, Any]]:
-    response = await api.http.get("/v1/referrals", params={"subject_id": str(subject_id)}, headers=api.national)
-    return response.json()["items"]
-
-
-def by_service(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
-    out: dict[str, list[tuple[str, str | None]]] = {}
-    for r in sorted(found, key=lambda r: r["requested_at"]):
-        out.setdefault(r["referral_service"], []).append((r["status"], r["outcome_code"]))
-    return out
-
-
 def lost(mother: UUID) -> ClientLostToFollowUp:
     return ClientLostToFollowUp(
         facility_id=FACILITY,
@@ -90,52 +71,8 @@ def anc_visit(mother: UUID) -> AncVisitRecorded:
     return AncVisitRecorded(facility_id=FACILITY, occurred_at=ago(), client_id=mother, visit_number=3)
 
 
-def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: bool = False) -> ClientEnrolled:
-    return ClientEnrolled(
-        facility_id=FACILITY,
-        occurred_at=when,
-        client_id=mother,
-        status_at_enrolment="pregnant",
-        age_years=24,
-        hiv_status=hiv_status,
-        on_art=on_art,
-    )
-
-
-def positive_test(mother: UUID, when: datetime) -> HivTestRecorded:
-    return HivTestRecorded(
-        facility_id=FACILITY,
-        occurred_at=when,
-        client_id=mother,
-        result="positive",
-        setting="anc",
-        status_before="unknown",
-    )
-
-
 def art(mother: UUID) -> ArtInitiated:
     return ArtInitiated(facility_id=FACILITY, occurred_at=ago(), client_id=mother, regimen="TDF/3TC/DTG")
-
-
-def infant(cls: type[Event], infant_id: UUID, mother: UUID, **data: Any) -> Event:
-    return cls(facility_id=FACILITY, occurred_at=ago(), infant_id=infant_id, client_id=mother, **data)
-
-
-def eid_due(infant_id: UUID, mother: UUID) -> Event:
-    return infant(
-        InfantTestDue,
-        infant_id,
-        mother,
-        item_id=uuid4(),
-        kind="nat_6_weeks",
-        test="NAT",
-        window_start=date.today(),
-        window_end=date.today() + timedelta(days=28),
-    )
-
-
-def eid_result(infant_id: UUID, mother: UUID, outcome: str) -> Event:
-    return infant(InfantTestResulted, infant_id, mother, test="NAT", result=outcome, confirmatory=False, age_days=60)
 
 
 async def test_a_referral_opened_in_a_batch_is_closed_by_a_later_contact_in_the_same_batch(api: Api) -> None:
@@ -160,12 +97,12 @@ async def test_an_infant_referred_and_met_within_one_batch_is_referred_again_by_
     baby, mother = uuid4(), uuid4()
     await one_batch(
         api,
-        eid_due(baby, mother),
-        eid_due(baby, mother),  # a repeat alert: the referral is open already
-        eid_result(baby, mother, "positive"),  # meets the EID need, opens an infant ART one
-        infant(InfantVisitRecorded, baby, mother),
-        infant(InfantArtInitiated, baby, mother),  # meets the infant ART need
-        eid_result(baby, mother, "positive"),  # confirmatory: on ART already, nothing opens
+        due(baby, mother),
+        due(baby, mother),  # a repeat alert: the referral is open already
+        result(baby, mother, "positive"),  # meets the EID need, opens an infant ART one
+        infant_event(InfantVisitRecorded, baby, mother),
+        infant_event(InfantArtInitiated, baby, mother),  # meets the infant ART need
+        result(baby, mother, "positive"),  # confirmatory: on ART already, nothing opens
     )
     assert by_service(await referrals_of(api, baby)) == {
         "eid_sample_collection": [("completed", "test_resulted")],

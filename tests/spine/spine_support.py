@@ -12,7 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import CloudEvent, Event
-from servicekit import kafka
+from servicekit import kafka, outbox
+from servicekit.db import connect
+from servicekit.relay import OutboxRelay
 from servicekit.settings import ServiceSettings
 
 SCHEMA = "spinetest"
@@ -84,6 +86,20 @@ async def started_producer(settings: ServiceSettings):
         yield producer
     finally:
         await producer.stop()
+
+
+async def publish(spine, producer, events) -> list:
+    """Through the outbox and the relay's own publish path."""
+    async with spine.sessions() as session, session.begin():
+        sent = await outbox.add(session, events)
+    relay = OutboxRelay(spine.settings, producer)
+    conn = await connect(spine.settings.database_url, spine.settings.schema)
+    try:
+        while await relay.publish_once(conn):
+            pass
+    finally:
+        await conn.close()
+    return sent
 
 
 async def wait_for(predicate, timeout_s: float = 30) -> None:

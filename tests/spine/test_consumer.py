@@ -5,29 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from spine_support import record_application, wait_for
+from spine_support import publish, record_application, wait_for
 
 from pmtct_events import dlq_topic
-from servicekit import kafka, outbox
+from servicekit import kafka
 from servicekit.consumer import EventConsumer
 from servicekit.testing import read_topic, unique
-
-
-async def publish(spine, producer, events) -> list:
-    """Through the outbox and the relay's own publish path."""
-    from servicekit.db import connect
-    from servicekit.relay import OutboxRelay
-
-    async with spine.sessions() as session, session.begin():
-        sent = await outbox.add(session, events)
-    relay = OutboxRelay(spine.settings, producer)
-    conn = await connect(spine.settings.database_url, spine.settings.schema)
-    try:
-        while await relay.publish_once(conn):
-            pass
-    finally:
-        await conn.close()
-    return sent
 
 
 async def test_a_consumer_that_dies_after_its_db_commit_and_before_its_offset_commit_does_not_apply_twice(

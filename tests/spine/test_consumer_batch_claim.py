@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from spine_support import record_application, started_producer
+from spine_support import publish, record_application, started_producer
 
 from pmtct_events import dlq_topic
-from servicekit import kafka, outbox
+from servicekit import kafka
 from servicekit.consumer import EventConsumer
-from servicekit.db import connect
-from servicekit.relay import OutboxRelay
 from servicekit.testing import read_topic, unique
 
 
 async def test_a_message_twice_in_one_batch_is_applied_once_and_a_redelivered_batch_not_at_all(spine) -> None:
     await kafka.ensure_topics(spine.settings, [spine.topic])
     async with started_producer(spine.settings) as producer:
-        async with spine.sessions() as session, session.begin():
-            await outbox.add(session, [spine.event("k", i) for i in range(5)])
-        conn = await connect(spine.settings.database_url, spine.settings.schema)
-        try:
-            await OutboxRelay(spine.settings, producer).publish_once(conn)
-        finally:
-            await conn.close()
+        await publish(spine, producer, [spine.event("k", i) for i in range(5)])
         records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 5)
         consumer = EventConsumer(
             spine.settings,
@@ -54,13 +46,7 @@ async def test_the_batch_hook_sees_each_transactions_new_messages_once_before_th
         await record_application(session, ce, event)
 
     async with started_producer(spine.settings) as producer:
-        async with spine.sessions() as session, session.begin():
-            await outbox.add(session, [spine.event("k", i) for i in range(4)])
-        conn = await connect(spine.settings.database_url, spine.settings.schema)
-        try:
-            await OutboxRelay(spine.settings, producer).publish_once(conn)
-        finally:
-            await conn.close()
+        await publish(spine, producer, [spine.event("k", i) for i in range(4)])
         records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 4)
         consumer = EventConsumer(
             spine.settings,
@@ -91,13 +77,7 @@ async def test_one_polls_records_of_several_partitions_apply_in_one_transaction_
         transactions.append(sorted((event.stream, event.seq) for _, event in items))
 
     async with started_producer(spine.settings) as producer:
-        async with spine.sessions() as session, session.begin():
-            await outbox.add(session, [spine.event(key, i) for key in ("a", "b", "c", "d") for i in range(2)])
-        conn = await connect(spine.settings.database_url, spine.settings.schema)
-        try:
-            await OutboxRelay(spine.settings, producer).publish_once(conn)
-        finally:
-            await conn.close()
+        await publish(spine, producer, [spine.event(key, i) for key in ("a", "b", "c", "d") for i in range(2)])
         await (await producer.send(spine.topic, key=b"e", value=b"{not json", headers=[("ce_id", b"unreadable")]))
         records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 9)
         assert len({r.partition for r in records}) > 1, "the keys should spread over partitions"

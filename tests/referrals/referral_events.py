@@ -1,0 +1,90 @@
+"""Platform events as enrolment and follow-up publish them, and how the referral tests read the
+referrals that follow, for the tests of automatic referrals (as events arrive, and in batches)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from conftest import FACILITY, Api
+
+from pmtct_events import Event
+from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
+from pmtct_events.followup import InfantTestDue, InfantTestOverdue, InfantTestResulted
+
+
+def ago(days: float = 0) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
+async def referrals_of(api: Api, subject_id: UUID) -> list[dict[str, Any]]:
+    response = await api.http.get("/v1/referrals", params={"subject_id": str(subject_id)}, headers=api.national)
+    return response.json()["items"]
+
+
+def by_service(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str | None]]]:
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for r in sorted(found, key=lambda r: r["requested_at"]):
+        out.setdefault(r["referral_service"], []).append((r["status"], r["outcome_code"]))
+    return out
+
+
+def infant_event(cls: type[Event], infant_id: UUID, client_id: UUID, **data: Any) -> Event:
+    return cls(
+        facility_id=FACILITY,
+        occurred_at=data.pop("occurred_at", ago()),
+        infant_id=infant_id,
+        client_id=client_id,
+        **data,
+    )
+
+
+def due(infant_id: UUID, client_id: UUID) -> InfantTestDue:
+    return infant_event(
+        InfantTestDue,
+        infant_id,
+        client_id,
+        item_id=uuid4(),
+        kind="nat_6_weeks",
+        test="NAT",
+        window_start=date.today(),
+        window_end=date.today() + timedelta(days=28),
+    )
+
+
+def overdue(infant_id: UUID, client_id: UUID) -> InfantTestOverdue:
+    return infant_event(
+        InfantTestOverdue,
+        infant_id,
+        client_id,
+        item_id=uuid4(),
+        kind="nat_6_weeks",
+        test="NAT",
+        window_end=date.today() - timedelta(days=14),
+        overdue_on=date.today(),
+    )
+
+
+def result(infant_id: UUID, client_id: UUID, outcome: str = "negative") -> InfantTestResulted:
+    return infant_event(
+        InfantTestResulted, infant_id, client_id, test="NAT", result=outcome, confirmatory=False, age_days=60
+    )
+
+
+def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: bool = False) -> ClientEnrolled:
+    return ClientEnrolled(
+        facility_id=FACILITY,
+        occurred_at=when,
+        client_id=mother,
+        status_at_enrolment="pregnant",
+        age_years=24,
+        hiv_status=hiv_status,
+        on_art=on_art,
+    )
+
+
+def positive_test(mother: UUID, when: datetime, before: HivStatus = HivStatus.unknown) -> HivTestRecorded:
+    return HivTestRecorded(
+        facility_id=FACILITY, occurred_at=when, client_id=mother, result="positive", setting="anc", status_before=before
+    )
