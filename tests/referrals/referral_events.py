@@ -11,7 +11,7 @@ from conftest import FACILITY, Api
 
 from pmtct_events import Event
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
-from pmtct_events.followup import InfantTestDue, InfantTestOverdue, InfantTestResulted
+from pmtct_events.followup import ClientLostToFollowUp, InfantTestDue, InfantTestOverdue, InfantTestResulted
 
 
 def ago(days: float = 0) -> datetime:
@@ -87,4 +87,15 @@ def enrolled(mother: UUID, when: datetime, hiv_status: str = "unknown", on_art: 
 def positive_test(mother: UUID, when: datetime, before: HivStatus = HivStatus.unknown) -> HivTestRecorded:
     return HivTestRecorded(
         facility_id=FACILITY, occurred_at=when, client_id=mother, result="positive", setting="anc", status_before=before
+    )
+
+
+def lost(mother: UUID) -> ClientLostToFollowUp:
+    return ClientLostToFollowUp(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        subject_type="client",
+        subject_id=mother,
+        client_id=mother,
+        last_seen_on=date.today() - timedelta(days=90),
     )

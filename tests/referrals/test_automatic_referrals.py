@@ -12,7 +12,18 @@ from uuid import UUID, uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 from conftest import FACILITY, Api, feed_types
-from referral_events import ago, by_service, due, enrolled, infant_event, overdue, positive_test, referrals_of, result
+from referral_events import (
+    ago,
+    by_service,
+    due,
+    enrolled,
+    infant_event,
+    lost,
+    overdue,
+    positive_test,
+    referrals_of,
+    result,
+)
 from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
@@ -130,15 +141,7 @@ async def test_a_positive_infant_is_referred_for_art_until_art_starts(api: Api, 
 
 async def test_a_mother_lost_to_follow_up_is_traced_until_she_is_seen_again(api: Api, emr: Emr) -> None:
     mother = uuid4()
-    lost = ClientLostToFollowUp(
-        facility_id=FACILITY,
-        occurred_at=ago(),
-        subject_type="client",
-        subject_id=mother,
-        client_id=mother,
-        last_seen_on=date.today() - timedelta(days=90),
-    )
-    await emr.send(lost)
+    await emr.send(lost(mother))
     await until(api, mother, lambda f: len(f) == 1)
     await emr.send(AncVisitRecorded(facility_id=FACILITY, occurred_at=ago(), client_id=mother, visit_number=3))
     closed = await until(api, mother, lambda f: f[0]["status"] == "completed")

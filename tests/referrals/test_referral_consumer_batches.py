@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from aiokafka.structs import ConsumerRecord
 from conftest import FACILITY, Api, feed_types
-from referral_events import ago, by_service, due, enrolled, infant_event, positive_test, referrals_of, result
+from referral_events import ago, by_service, due, enrolled, infant_event, lost, positive_test, referrals_of, result
 from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
@@ -21,7 +20,6 @@ from pmtct_events.enrolment import (
     ClientTransferredOut,
 )
 from pmtct_events.followup import (
-    ClientLostToFollowUp,
     InfantArtInitiated,
     InfantVisitRecorded,
 )
@@ -54,17 +52,6 @@ async def one_batch(api: Api, *events: Event) -> list[CloudEvent]:
         consumer.prepare = prepare
     assert prepared == [len(events)], f"not applied as one batch: prepare calls {prepared}"
     return sent
-
-
-def lost(mother: UUID) -> ClientLostToFollowUp:
-    return ClientLostToFollowUp(
-        facility_id=FACILITY,
-        occurred_at=ago(),
-        subject_type="client",
-        subject_id=mother,
-        client_id=mother,
-        last_seen_on=date.today() - timedelta(days=90),
-    )
 
 
 def anc_visit(mother: UUID) -> AncVisitRecorded:
