@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, column, event, select, text
+from sqlalchemy import ARRAY, column, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from pmtct_events.enrolment import HivStatus
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
-from servicekit.db import any_of
+from servicekit.db import any_of, at_commit
 
 from .cases import InfantCase, MotherCase, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
@@ -60,7 +60,6 @@ class HeldMothers:
 
 
 _HELD = "followup.held_mothers"
-_LISTENING = "followup.held_mothers_listening"
 
 
 async def hold_mothers(session: AsyncSession, subjects: Iterable[tuple[UUID, str]]) -> HeldMothers:
@@ -71,11 +70,8 @@ async def hold_mothers(session: AsyncSession, subjects: Iterable[tuple[UUID, str
     `prepare` hook; a lone event holds its own."""
     held: HeldMothers | None = session.info.get(_HELD)
     if held is None:
-        held = session.info[_HELD] = HeldMothers()
-        if not session.info.get(_LISTENING):
-            session.info[_LISTENING] = True
-            event.listen(session.sync_session, "before_commit", _write_held_mothers)
-            event.listen(session.sync_session, "after_rollback", _forget_held_mothers)
+        # locks end with the transaction: a later one in the same session holds its mothers anew
+        held = at_commit(session, _HELD, HeldMothers(), _write_held_mothers)
     new: dict[UUID, str] = {}
     for client_id, facility_id in subjects:
         if client_id not in held.cases:
@@ -99,13 +95,11 @@ def keep_mother(session: AsyncSession, case: MotherCase, next_timer_on: date | N
     held.touched[case.client_id] = (next_timer_on, settle_s)
 
 
-def _write_held_mothers(session: Session) -> None:
-    """Write the held mothers the transaction's events touched, as it commits (SQLAlchemy's
-    before_commit runs inside the async session's greenlet, so it may execute statements): the
+def _write_held_mothers(session: Session, held: HeldMothers) -> None:
+    """Write the held mothers the transaction's events touched, as it commits (`at_commit`): the
     rows that changed in full, a touch of the settle delay for the others (an input restarts it
     even when it changed nothing), and every changed schedule item; a few statements per batch."""
-    held: HeldMothers | None = session.info.pop(_HELD, None)
-    if held is None or not held.touched:
+    if not held.touched:
         return
     changed: list[dict[str, Any]] = []
     settled: dict[float, list[UUID]] = {}
@@ -124,11 +118,6 @@ def _write_held_mothers(session: Session) -> None:
         session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
     if item_rows:
         session.execute(_SAVE_ITEMS, item_rows)
-
-
-def _forget_held_mothers(session: Session) -> None:
-    """Locks end with the transaction: a later one in the same session holds its mothers anew."""
-    session.info.pop(_HELD, None)
 
 
 _SETTLE_MOTHERS = text(

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from pmtct_events import CloudEvent
+from servicekit.db import at_commit
 
 from . import repository
 from .models import Referral
@@ -49,7 +49,11 @@ _PENDING = "referrals.feed.pending"
 
 def enlist(session: AsyncSession, ce: CloudEvent, referral: Referral) -> None:
     """Queue a feed entry for `referral`'s change; it gets its position when the transaction commits."""
-    entries: list[dict[str, Any]] = session.info.setdefault(_PENDING, [])
+    entries: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if entries is None:
+        # kept after a consumer batch's own state (its `prepare` runs before any handler), so the
+        # counter's lock is taken by the last statements before COMMIT
+        entries = at_commit(session, _PENDING, [], _assign_positions)
     entries.append(
         {
             "event_id": ce.id,
@@ -64,18 +68,8 @@ def enlist(session: AsyncSession, ce: CloudEvent, referral: Referral) -> None:
     )
 
 
-# Registered on the Session class: the referrals service's sessions come from the shared runtime,
-# and a session without queued entries (any other service's, in tests) is left alone.
-@event.listens_for(Session, "before_commit")
-def _assign_positions(session: Session) -> None:
-    entries = session.info.pop(_PENDING, None)
-    if entries:
-        repository.append_feed(session, entries)
-
-
-@event.listens_for(Session, "after_rollback")
-def _discard(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _assign_positions(session: Session, entries: list[dict[str, Any]]) -> None:
+    repository.append_feed(session, entries)
 
 
 def cursor(position: int) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -32,6 +31,7 @@ from pmtct_events.referrals import (
 )
 from servicekit import outbox
 from servicekit.auth import Principal
+from servicekit.db import at_commit
 from servicekit.facilities import FacilityRegistry
 from servicekit.problems import Problem
 
@@ -361,20 +361,14 @@ async def load_known(
     known = KnownSubjects(facts=await repository.subject_facts(session, set(subjects)), locked=dict(needs))
     for r in await repository.lock_open_for_needs(session, needs):
         known.opened(r)
-    session.info[KNOWN] = known
-    return known
+    return at_commit(session, KNOWN, known, _write_at_commit)
 
 
 def _known(session: AsyncSession) -> KnownSubjects | None:
     return session.info.get(KNOWN)
 
 
-# Registered on the Session class, like the feed's: sessions come from the shared runtime.
-@event.listens_for(Session, "before_commit")
-def _write_at_commit(session: Session) -> None:
-    known: KnownSubjects | None = session.info.pop(KNOWN, None)
-    if known is None:
-        return
+def _write_at_commit(session: Session, known: KnownSubjects) -> None:
     if known.changed_states:
         repository.save_subject_states(session, {s: known.facts[s].state for s in sorted(known.changed_states)})
     if known.new_waits:

@@ -16,9 +16,11 @@ from itertools import groupby
 from operator import itemgetter
 from uuid import UUID
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+
+from servicekit.db import at_commit
 
 from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
 from .facts import COLUMNS, Fact, Table
@@ -241,26 +243,18 @@ def apply(session: AsyncSession, facts: list[Fact]) -> None:
     """As an event arrives, in the consumer's transaction: keep its facts until the transaction commits,
     then apply everything the transaction received at once (`_apply_pending`). The consumer applies a
     batch of events per transaction, so this costs a few statements per batch, not per event."""
-    if not session.info.get(_LISTENING):
-        session.info[_LISTENING] = True
-        event.listen(session.sync_session, "before_commit", _apply_pending)
-        event.listen(session.sync_session, "after_rollback", _forget_pending)
-    session.info.setdefault(_PENDING, []).extend(facts)
+    pending: list[Fact] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = at_commit(session, _PENDING, [], _apply_pending)
+    pending.extend(facts)
 
 
 _PENDING = "reporting.pending_facts"
-_LISTENING = "reporting.listening"
 
 
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
-
-def _apply_pending(session: Session) -> None:
+def _apply_pending(session: Session, facts: list[Fact]) -> None:
     """Store the facts, derive the subjects they touch again, and move those subjects' counts (out
-    with their old rows, in with the new). Runs as the transaction commits (SQLAlchemy's
-    before_commit, inside the async session's greenlet, so it may execute statements)."""
-    facts: list[Fact] = session.info.pop(_PENDING, [])
+    with their old rows, in with the new). Runs as the transaction commits (`at_commit`)."""
     if not facts:
         return
     touched: dict[str, set[UUID]] = defaultdict(set)
