@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from servicekit.db import at_commit
 
+from . import models
 from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
 from .facts import COLUMNS, Fact, Table
 from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
@@ -98,21 +99,9 @@ def _referrals_sql(where: str) -> str:
 
 
 _DERIVED_SQL = {"infants": (_infants_sql, "infant_id"), "referrals": (_referrals_sql, "referral_id")}
+#: what a derived row holds besides its key (what `_replace_changed` compares)
 _DERIVED_COLUMNS = {
-    "infants": (
-        "facility_id",
-        "birth_date",
-        "first_nat_on",
-        "first_nat_age_days",
-        "first_nat_result",
-        "first_nat_facility_id",
-        "first_pos_nat_on",
-        "first_pos_nat_age_days",
-        "first_pos_nat_facility_id",
-        "art_started_on",
-        "outcome",
-    ),
-    "referrals": ("facility_id", "referral_service", "due_by", "status", "version"),
+    t.name: tuple(c.name for c in t.columns if not c.primary_key) for t in (models.infants, models.referrals)
 }
 
 
