@@ -6,9 +6,12 @@ A service subclasses `ServiceSettings`, adds its own fields and sets `service_na
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .clock import Clock, zone_of
 
 SERVICES: tuple[str, ...] = ("enrolment", "followup", "referrals", "reporting")
 PORTS: dict[str, int] = {"enrolment": 8001, "followup": 8002, "referrals": 8003, "reporting": 8004}
@@ -54,6 +57,31 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    #: the programme's time zone (IANA name): every service takes an instant's day, and "today", there
+    timezone: str = "UTC"
+    _clock: Clock | None = PrivateAttr(default=None)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zone_of(value)
+        except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r}: give an IANA name such as Africa/Johannesburg") from exc
+        return value
+
+    @property
+    def clock(self) -> Clock:
+        """The one clock of this service: the programme's zone, UTC wall time unless a test injected one."""
+        if self._clock is None:
+            self._clock = Clock(self.timezone)
+        return self._clock
+
+    def use_clock(self, clock: Clock) -> Self:
+        """Read "now" from `clock` (tests: `Clock.fixed(...)`, `Clock.shifted(...)`); the zone stays `timezone`."""
+        self._clock = clock.with_zone(self.timezone)
+        return self
 
     @property
     def schema(self) -> str:  # type: ignore[override]  # pydantic v1's deprecated schema(), unused here
