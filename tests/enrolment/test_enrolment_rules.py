@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -23,6 +23,7 @@ from pmtct_events.enrolment import (
     InfantSex,
     ViralLoadRecorded,
 )
+from servicekit.clock import Clock
 
 CLIENT = uuid.uuid4()
 FAC = "FAC-ZA-001"
@@ -49,8 +50,10 @@ def delivered(day: str, **fields) -> DeliveryRecorded:
     return DeliveryRecorded(client_id=CLIENT, facility_id=FAC, occurred_at=at(day), **values)
 
 
-def history(*events, birth_date: date = date(1996, 4, 11), estimated: bool = False) -> ClientHistory:
-    return ClientHistory(birth_date, estimated, list(events))
+def history(
+    *events, birth_date: date = date(1996, 4, 11), estimated: bool = False, clock: Clock = Clock()
+) -> ClientHistory:
+    return ClientHistory(birth_date, estimated, list(events), clock=clock)
 
 
 def broken(code: str):
@@ -275,3 +278,34 @@ class TestPregnancyAndDelivery:
             domain.check_transfer(FAC, FAC, True)
         with broken("unknown_facility"):
             domain.check_transfer(FAC, "FAC-XX-1", False)
+
+
+class TestProgrammeDay:
+    """A day is the programme-local day of the instant, not the UTC day nor the offset the EMR sent."""
+
+    JOHANNESBURG = Clock("Africa/Johannesburg")
+
+    def test_an_event_just_after_local_midnight_falls_on_the_local_day(self) -> None:
+        late = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # 00:30 on 3 March in Johannesburg
+        positive = HivTestRecorded(
+            client_id=CLIENT, facility_id=FAC, occurred_at=late, result="positive", setting="anc"
+        )
+        died = ClientDied(client_id=CLIENT, facility_id=FAC, occurred_at=late)
+        her = history(enrolled("2026-01-05"), positive, died, clock=self.JOHANNESBURG)
+        assert domain.diagnosed_on(her, late) == date(2026, 3, 3)
+        assert domain.death_day(her) == date(2026, 3, 3)
+        assert domain.death_day(history(died)) == date(2026, 3, 2), "the same instant is still the 2nd in UTC"
+
+    def test_the_same_moment_posted_with_another_offset_is_the_same_day(self) -> None:
+        local = datetime(2026, 3, 3, 0, 30, tzinfo=self.JOHANNESBURG.zone)
+        for offset in (-5, 0, 2, 9):
+            moment = local.astimezone(timezone(timedelta(hours=offset)))
+            her = history(
+                enrolled("2026-01-05"),
+                ClientDied(client_id=CLIENT, facility_id=FAC, occurred_at=moment),
+                clock=self.JOHANNESBURG,
+            )
+            assert domain.death_day(her) == date(2026, 3, 3)
+            domain.check_alive(her, date(2026, 3, 3))
+            with broken("event_after_death"):
+                domain.check_alive(her, date(2026, 3, 4))

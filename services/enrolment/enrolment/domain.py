@@ -6,7 +6,8 @@ event *happened* (`occurred_at`), not from the order EMRs posted them, so a late
 event lands where it belongs (DESIGN.md "Batch ingestion"; DOMAIN.md "The continuum").
 
 Rules compare calendar days: clinical registers record dates, and an EMR that sends a test at
-09:00 and the ART start at 00:00 of the same day means "the same day". A broken rule raises
+09:00 and the ART start at 00:00 of the same day means "the same day". A day is the programme-local
+day of the instant (`history.clock`, servicekit.clock), whatever offset the EMR stamped it with. A broken rule raises
 `RuleBroken` with a stable code for the EMR and a reason for the person fixing the record.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal, TypeVar
 
 from pmtct_events import Event
@@ -33,6 +34,7 @@ from pmtct_events.enrolment import (
     StatusAtEnrolment,
     ViralLoadRecorded,
 )
+from servicekit.clock import Clock
 
 #: ClientEnrolled.age_years in the v1 contract: programmes enrol from early adolescence
 AGE_YEARS = (9, 60)
@@ -68,25 +70,22 @@ class Policy:
 
 @dataclass
 class ClientHistory:
-    """Everything recorded for one woman. An estimated birth date comes from `age_years`."""
+    """Everything recorded for one woman. An estimated birth date comes from `age_years`. Her
+    events' days are read on the programme's `clock`."""
 
     birth_date: date | None = None
     birth_date_estimated: bool = False
     events: list[Event] = field(default_factory=list)
+    clock: Clock = field(kw_only=True, repr=False, compare=False)
+
+    def day_of(self, moment: datetime) -> date:
+        return self.clock.local_day(moment)
 
     def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
 
     def at(self, facility_id: str, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind) and e.facility_id == facility_id]
-
-
-def day_of(moment: datetime) -> date:
-    return moment.astimezone(UTC).date()
-
-
-def start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, UTC)
 
 
 def age_on(birth_date: date, on: date) -> int:
@@ -125,7 +124,7 @@ def hiv_evidence(history: ClientHistory) -> Iterator[Evidence]:
     for e in history.events:
         if isinstance(e, ClientEnrolled) and e.hiv_status is not HivStatus.unknown:
             if e.hiv_status_known_since is not None:
-                yield Evidence(start_of(e.hiv_status_known_since), e.hiv_status, True)
+                yield Evidence(history.clock.local_midnight(e.hiv_status_known_since), e.hiv_status, True)
             else:
                 yield Evidence(e.occurred_at, e.hiv_status, False)
         elif isinstance(e, HivTestRecorded) and e.result is not HivTestResult.indeterminate:
@@ -153,7 +152,7 @@ def hiv_status_at(history: ClientHistory, moment: datetime) -> HivStatus:
 def diagnosed_on(history: ClientHistory, until: datetime) -> date | None:
     """The day she was first known positive, up to `until` (an undated enrolment status counts
     from the enrolment: she was known positive by then)."""
-    days = [day_of(ev.at) for ev in hiv_evidence(history) if ev.status is HivStatus.positive and ev.at <= until]
+    days = [history.day_of(ev.at) for ev in hiv_evidence(history) if ev.status is HivStatus.positive and ev.at <= until]
     return min(days, default=None)
 
 
@@ -161,7 +160,8 @@ def known_positive_on(history: ClientHistory, day: date) -> bool:
     """For rules: is there evidence that she was positive on `day`? An undated positive status at
     enrolment cannot be contradicted by any date, so it counts."""
     return any(
-        ev.status is HivStatus.positive and (not ev.dated or day_of(ev.at) <= day) for ev in hiv_evidence(history)
+        ev.status is HivStatus.positive and (not ev.dated or history.day_of(ev.at) <= day)
+        for ev in hiv_evidence(history)
     )
 
 
@@ -171,11 +171,11 @@ def art_started_on(history: ClientHistory, until: datetime) -> date | None:
     starts: list[date] = []
     for e in history.events:
         if isinstance(e, ClientEnrolled) and e.on_art:
-            start = e.art_start_date or day_of(e.occurred_at)
-            if start <= day_of(until):
+            start = e.art_start_date or history.day_of(e.occurred_at)
+            if start <= history.day_of(until):
                 starts.append(start)
         elif isinstance(e, ArtInitiated) and e.occurred_at <= until:
-            starts.append(day_of(e.occurred_at))
+            starts.append(history.day_of(e.occurred_at))
     return min(starts, default=None)
 
 
@@ -186,8 +186,12 @@ def latest_viral_load(history: ClientHistory, until: datetime) -> ViralLoadRecor
 
 def death_day(history: ClientHistory) -> date | None:
     """From ClientDied, or a delivery at which she died."""
-    days = [day_of(e.occurred_at) for e in history.of(ClientDied)]
-    days += [day_of(e.occurred_at) for e in history.of(DeliveryRecorded) if e.maternal_outcome is MaternalOutcome.died]
+    days = [history.day_of(e.occurred_at) for e in history.of(ClientDied)]
+    days += [
+        history.day_of(e.occurred_at)
+        for e in history.of(DeliveryRecorded)
+        if e.maternal_outcome is MaternalOutcome.died
+    ]
     return min(days, default=None)
 
 
@@ -254,10 +258,14 @@ def check_enrolled_here(history: ClientHistory, facility_id: str, day: date) -> 
             f"She is not enrolled at {facility_id}; post a ClientEnrolled there first"
             " (her national_id links the records).",
         )
-    left = [day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut) if day_of(t.occurred_at) < day]
+    left = [
+        history.day_of(t.occurred_at)
+        for t in history.at(facility_id, ClientTransferredOut)
+        if history.day_of(t.occurred_at) < day
+    ]
     if left:
         last_left = max(left)
-        back = [e for e in enrolments if last_left <= day_of(e.occurred_at) <= day]
+        back = [e for e in enrolments if last_left <= history.day_of(e.occurred_at) <= day]
         if not back:
             raise RuleBroken(
                 "transferred_out",
@@ -328,13 +336,13 @@ def enrolment_opens_episode(
     """Another enrolment at a facility where she is already enrolled is accepted when it opens a new
     episode: she comes back after transferring out (a transfer in), or a new pregnancy after a
     delivery. Returns whether it is a transfer in; raises `already_enrolled` otherwise."""
-    day = day_of(moment)
-    enrolled = [day_of(e.occurred_at) for e in history.at(facility_id, ClientEnrolled)]
+    day = history.day_of(moment)
+    enrolled = [history.day_of(e.occurred_at) for e in history.at(facility_id, ClientEnrolled)]
     last_enrolled = max(enrolled)
-    left = [day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut)]
+    left = [history.day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut)]
     if left and max(left) >= last_enrolled and day >= max(left):
         return True
-    delivered = [day_of(d.occurred_at) for d in history.of(DeliveryRecorded)]
+    delivered = [history.day_of(d.occurred_at) for d in history.of(DeliveryRecorded)]
     if status == StatusAtEnrolment.pregnant and any(last_enrolled <= d < day for d in delivered):
         return False
     raise RuleBroken(
@@ -369,7 +377,7 @@ def check_anc_visit(history: ClientHistory, moment: datetime) -> None:
     if pregnancy_at(history, moment) == "postnatal":
         raise RuleBroken(
             "not_pregnant",
-            f"She is postnatal on {day_of(moment).isoformat()} (delivered or enrolled postnatally before it);"
+            f"She is postnatal on {history.day_of(moment).isoformat()} (delivered or enrolled postnatally before it);"
             " an ANC visit needs a pregnancy (enrol the new pregnancy first).",
         )
 
@@ -381,7 +389,7 @@ def check_delivery(
     birth_weights: list[int | None],
     policy: Policy,
 ) -> None:
-    day = day_of(moment)
+    day = history.day_of(moment)
     if not infant_outcomes:
         raise RuleBroken(
             "live_birth_without_infants",
@@ -394,29 +402,29 @@ def check_delivery(
                 "birth_weight_out_of_range", f"data.infants[{i}].birth_weight_g {weight} is outside {low}–{high} g."
             )
     enrolments = history.of(ClientEnrolled)
-    if not any(day_of(e.occurred_at) <= day for e in enrolments):
+    if not any(history.day_of(e.occurred_at) <= day for e in enrolments):
         first = min(enrolments, key=lambda e: e.occurred_at)
         if first.status_at_enrolment is StatusAtEnrolment.pregnant:
             raise RuleBroken(
                 "delivery_before_enrolment",
                 f"Delivery on {day.isoformat()} is before she enrolled pregnant"
-                f" on {day_of(first.occurred_at).isoformat()}.",
+                f" on {history.day_of(first.occurred_at).isoformat()}.",
             )
     for other in history.of(DeliveryRecorded):
-        apart = abs((day_of(other.occurred_at) - day).days)
+        apart = abs((history.day_of(other.occurred_at) - day).days)
         if apart < policy.min_days_between_deliveries:
             raise RuleBroken(
                 "delivery_too_soon",
-                f"A delivery on {day_of(other.occurred_at).isoformat()} is already recorded, {apart} days apart"
+                f"A delivery on {history.day_of(other.occurred_at).isoformat()} is already recorded, {apart} days apart"
                 f" (at least {policy.min_days_between_deliveries}); is this the same delivery posted twice?",
             )
 
 
 def check_death(history: ClientHistory, day: date) -> None:
     if history.of(ClientDied):
-        died = min(day_of(e.occurred_at) for e in history.of(ClientDied))
+        died = min(history.day_of(e.occurred_at) for e in history.of(ClientDied))
         raise RuleBroken("death_already_recorded", f"Her death is already recorded (on {died.isoformat()}).")
-    later = [day_of(e.occurred_at) for e in history.events if day_of(e.occurred_at) > day]
+    later = [history.day_of(e.occurred_at) for e in history.events if history.day_of(e.occurred_at) > day]
     if later:
         raise RuleBroken(
             "death_before_recorded_events",

@@ -72,9 +72,11 @@ async def get_client(
     session: SessionDep,
     cipher: CipherDep,
     purpose: PurposeDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
-    return await service.read_client(session, cipher, principal, client_id, purpose, "by_client_id")
+    clock = runtime.settings.clock
+    return await service.read_client(session, cipher, principal, client_id, purpose, "by_client_id", clock)
 
 
 @router.get("/clients", summary="Find a client by the EMR's record number (audited)")
@@ -84,9 +86,11 @@ async def find_client(
     session: SessionDep,
     cipher: CipherDep,
     purpose: PurposeDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
-    return await service.find_client(session, cipher, principal, facility_id, client_ref, purpose)
+    clock = runtime.settings.clock
+    return await service.find_client(session, cipher, principal, facility_id, client_ref, purpose, clock)
 
 
 @router.get("/audit", summary="Who read which client's personal data, and why (admin)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import RowMapping, bindparam, insert, select, update
+from sqlalchemy import RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import BY_NAME, Event
@@ -140,11 +140,7 @@ async def update_clients(session: AsyncSession, rows: list[ClientRow]) -> None:
     if not rows:
         return
     values = {k: bindparam(k) for k in rows[0].as_row() if k != "client_id"}
-    statement = (
-        update(clients)
-        .where(clients.c.client_id == bindparam("key"))
-        .values(**values, updated_at=datetime.now().astimezone())
-    )
+    statement = update(clients).where(clients.c.client_id == bindparam("key")).values(**values, updated_at=func.now())
     params = [{**{k: v for k, v in r.as_row().items() if k != "client_id"}, "key": r.client_id} for r in rows]
     await session.execute(statement, params)
 

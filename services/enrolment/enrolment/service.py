@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pmtct_events import Event, enrolment
 from servicekit import ingest, outbox
 from servicekit.auth import Principal
+from servicekit.clock import Clock
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import national_id_hash, ref_hash
 from servicekit.ingest import EventStatus
@@ -32,7 +33,7 @@ from servicekit.metrics import EVENTS_PROCESSED
 from servicekit.problems import Problem
 
 from . import domain, repository
-from .domain import ClientHistory, RuleBroken, day_of
+from .domain import ClientHistory, RuleBroken
 from .personal_data import PersonalDataCipher
 from .repository import ClientRow
 from .schemas import (
@@ -159,6 +160,10 @@ class Context:
     batch_id: UUID
 
     @property
+    def clock(self) -> Clock:
+        return self.settings.clock
+
+    @property
     def hmac_key(self) -> str:
         assert self.settings.hmac_key
         return self.settings.hmac_key
@@ -186,7 +191,7 @@ async def record_batch(
     assert settings.hmac_key
     items = [parse(i, raw, settings.hmac_key) for i, raw in enumerate(raw_events)]
     for attempt in range(1, ATTEMPTS + 1):
-        ctx = Context(settings, registry, principal, cipher, policy_of(settings), datetime.now(UTC), uuid4())
+        ctx = Context(settings, registry, principal, cipher, policy_of(settings), settings.clock.now(), uuid4())
         try:
             async with sessions() as session, session.begin():
                 results = await BatchRecorder(ctx, session).record(items)
@@ -286,7 +291,7 @@ class BatchRecorder:
         rows = await repository.lock_clients(self.session, ids)
         stored = await repository.histories(self.session, list(rows))
         for cid, row in rows.items():
-            history = ClientHistory(row.birth_date, row.birth_date_estimated, stored.get(cid, []))
+            history = ClientHistory(row.birth_date, row.birth_date_estimated, stored.get(cid, []), clock=self.ctx.clock)
             self.clients[cid] = ClientRecord(row, history)
         infant_refs = {
             (e.facility_id, self.infant_ref_hash(e.facility_id, i.infant_ref))
@@ -327,7 +332,7 @@ class BatchRecorder:
         if isinstance(e, ClientEnrolledIn):
             return self.plan_enrolment(e)
         client = self.client_named_by(e)
-        day = day_of(e.occurred_at)
+        day = self.ctx.clock.local_day(e.occurred_at)
         history = client.history
         if e.type == "ClientDied":
             domain.check_death(history, day)
@@ -394,7 +399,7 @@ class BatchRecorder:
         if e.client_ref is None:
             raise RuleBroken("client_identifier_missing", "ClientEnrolled needs the EMR's client_ref.")
         d = e.data
-        day = day_of(e.occurred_at)
+        day = self.ctx.clock.local_day(e.occurred_at)
         if d.birth_date is None and d.age_years is None:
             raise RuleBroken("birth_date_or_age_required", "Give data.birth_date or, if unknown, data.age_years.")
         if d.birth_date is not None and d.birth_date > day:
@@ -408,7 +413,7 @@ class BatchRecorder:
         domain.check_edd(d.status_at_enrolment, d.edd, day)
         domain.check_enrolment_dates(day, d.hiv_status, d.hiv_status_known_since, d.on_art, d.art_start_date)
         birth_date = d.birth_date or domain.estimated_birth_date(age, day)
-        own = ClientHistory(birth_date, d.birth_date is None)
+        own = ClientHistory(birth_date, d.birth_date is None, clock=self.ctx.clock)
         for name in ("hiv_status_known_since", "art_start_date"):
             if getattr(d, name) is not None:
                 domain.check_after_birth(own, getattr(d, name), name)
@@ -427,7 +432,7 @@ class BatchRecorder:
             personal = dict.fromkeys(repository.PERSONAL_COLUMNS)
             client = ClientRecord(
                 ClientRow(uuid4(), None, birth_date, estimated, personal, None),
-                ClientHistory(birth_date, estimated),
+                ClientHistory(birth_date, estimated, clock=self.ctx.clock),
                 is_new=True,
             )
             transfer_in = False
@@ -492,7 +497,7 @@ class BatchRecorder:
             mother_diagnosed_on=domain.diagnosed_on(history, e.occurred_at),
             mother_art_start_date=domain.art_started_on(history, e.occurred_at),
             mother_latest_viral_load=(
-                enrolment.ViralLoadResult(copies_per_ml=load.copies_per_ml, on=day_of(load.occurred_at))
+                enrolment.ViralLoadResult(copies_per_ml=load.copies_per_ml, on=history.day_of(load.occurred_at))
                 if load is not None
                 else None
             ),
@@ -611,6 +616,7 @@ async def read_client(
     client_id: UUID,
     purpose: str,
     access: str,
+    clock: Clock,
 ) -> ClientPublic:
     """A client's record with her personal data, for a caller that may act for one of her
     facilities. The read is audited in the same transaction, so no data leaves unrecorded."""
@@ -619,7 +625,9 @@ async def read_client(
     visible = [r for r in registrations if principal.may_act_for(r["facility_id"])]
     if row is None or not visible:
         raise Problem(404, "unknown_client", f"No client {client_id} at a facility this caller may act for.")
-    history = ClientHistory(row.birth_date, row.birth_date_estimated, await repository.history(session, client_id))
+    history = ClientHistory(
+        row.birth_date, row.birth_date_estimated, await repository.history(session, client_id), clock=clock
+    )
     await repository.record_read(session, client_id, principal.client_id, purpose, access)
     await session.commit()
     personal = {c: cipher.decrypt(client_id, c, row.personal[c]) for c in repository.PERSONAL_COLUMNS}
@@ -627,7 +635,7 @@ async def read_client(
         client_id=client_id,
         registrations=[Registration(**r) for r in visible],
         personal=PersonalData(**personal, birth_date=row.birth_date, birth_date_estimated=row.birth_date_estimated),
-        status=clinical_status(history, datetime.now(UTC)),
+        status=clinical_status(history, clock.now()),
     )
 
 
@@ -638,12 +646,13 @@ async def find_client(
     facility_id: str,
     client_ref: str,
     purpose: str,
+    clock: Clock,
 ) -> ClientPublic:
     principal.require_facility(facility_id)
     client_id = await repository.client_id_by_ref(session, facility_id, client_ref)
     if client_id is None:
         raise Problem(404, "unknown_client", f"No client has client_ref {client_ref!r} at {facility_id}.")
-    return await read_client(session, cipher, principal, client_id, purpose, "by_client_ref")
+    return await read_client(session, cipher, principal, client_id, purpose, "by_client_ref", clock)
 
 
 def clinical_status(history: ClientHistory, now: datetime) -> ClinicalStatus:
@@ -653,7 +662,7 @@ def clinical_status(history: ClientHistory, now: datetime) -> ClinicalStatus:
         diagnosed_on=domain.diagnosed_on(history, now),
         art_start_date=domain.art_started_on(history, now),
         latest_viral_load=(
-            ViralLoadPublic(copies_per_ml=load.copies_per_ml, on=day_of(load.occurred_at)) if load else None
+            ViralLoadPublic(copies_per_ml=load.copies_per_ml, on=history.day_of(load.occurred_at)) if load else None
         ),
         pregnancy=domain.pregnancy_at(history, now),
         deliveries=len(history.of(enrolment.DeliveryRecorded)),
