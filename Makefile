@@ -23,7 +23,7 @@ help:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv>=0.5"
 
-.venv/.installed: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+.venv/.installed: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml tools/pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON) --all-packages
 	@touch $@
 
@@ -36,8 +36,8 @@ test: install
 	$(RUN) pytest $(PYTEST_ARGS)
 
 lint: install
-	$(RUN) ruff check libs services tests
-	$(RUN) mypy libs/events/pmtct_events libs/servicekit/servicekit
+	$(RUN) ruff check libs services tests tools
+	$(RUN) mypy libs/events/pmtct_events libs/servicekit/servicekit tools/pmtct_tools
 
 schemas: install
 	$(RUN) pmtct schemas

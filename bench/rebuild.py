@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
-from servicekit.devrunner import Platform
+from pmtct_tools.devrunner import Platform
 
 
 def replay_reporting(platform: Platform, timeout_s: float = 900) -> dict:
-    command = [sys.executable, "-m", "servicekit.cli", "replay", "reporting"]
+    command = [sys.executable, "-m", "pmtct_tools.cli", "replay", "reporting"]
     started = time.perf_counter()
     done = subprocess.run(
         command,

@@ -30,8 +30,8 @@ from pathlib import Path
 from emrsim.events import EmrEvent
 from emrsim.posting import Endpoints
 from emrsim.programme import ProgrammeParams, generate
-from servicekit.devrunner import Platform
-from servicekit.localinfra import stop_process
+from pmtct_tools.devrunner import Platform
+from pmtct_tools.localinfra import stop_process
 
 from . import e2e, ingest, queries, raw, rebuild, report, stage, topics
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from servicekit.devrunner import Platform
-from servicekit.localinfra import free_port
+from pmtct_tools.devrunner import Platform
+from pmtct_tools.localinfra import free_port
 from servicekit.settings import SERVICES
 
 COUNTRIES = (

@@ -1,4 +1,4 @@
-"""Session fixtures: one real PostgreSQL and one real broker per test run (see servicekit.testing)."""
+"""Session fixtures: one real PostgreSQL and one real broker per test run (see pmtct_tools.testing)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from pmtct_tools.devrunner import Platform
+from pmtct_tools.localinfra import free_port
+from pmtct_tools.testing import Infra, TestIssuer, start_infra, test_issuer
 from servicekit import bootstrap, migrations
-from servicekit.devrunner import Platform
-from servicekit.localinfra import free_port
 from servicekit.settings import SERVICES
-from servicekit.testing import Infra, TestIssuer, start_infra, test_issuer
 
 # Tests look at spans, so this process and the services it starts record them, as a deployment with
 # an OTLP exporter does (with none configured a service records no spans; see servicekit.telemetry).

@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from pmtct_tools.localinfra import EmbeddedPostgres
 from servicekit import bootstrap, migrations
 from servicekit.db import asyncpg_dsn, socket_host
-from servicekit.localinfra import EmbeddedPostgres
 from servicekit.settings import SERVICES
 
 INIT_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "initdb" / "10-keycloak.sh"

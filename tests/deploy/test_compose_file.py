@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from pmtct_tools.devissuer import JwksServer
+from pmtct_tools.devrunner import Platform
 from servicekit import bootstrap, facilities, metrics
 from servicekit.auth import SCOPES, principal_from_claims
-from servicekit.devissuer import JwksServer
-from servicekit.devrunner import Platform
 from servicekit.settings import PORTS, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from followup.settings import Settings
 from pmtct_events import CloudEvent
 from pmtct_events.enrolment import AncVisitRecorded
+from pmtct_tools.testing import unique
 from servicekit import kafka
 from servicekit.consumer import EventConsumer
 from servicekit.db import create_engine, sessionmaker
-from servicekit.testing import unique
 
 PMTCT = str(Path(sys.executable).parent / "pmtct")
 

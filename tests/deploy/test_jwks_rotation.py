@@ -12,10 +12,10 @@ import httpx
 import jwt
 from fastapi import APIRouter
 
+from pmtct_tools.devissuer import DevIssuer, JwksServer
 from reporting.settings import Settings
 from servicekit.app import create_app
 from servicekit.auth import Principal, require
-from servicekit.devissuer import DevIssuer, JwksServer
 
 CACHE_SECONDS = 1
 router = APIRouter()

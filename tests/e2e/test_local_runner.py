@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from servicekit.localinfra import port_is_free
+from pmtct_tools.localinfra import port_is_free
 from servicekit.settings import PORTS, SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def start(data_dir: Path, offset: int) -> tuple[subprocess.Popen, list[str]]:
         [
             sys.executable,
             "-m",
-            "servicekit.cli",
+            "pmtct_tools.cli",
             "dev",
             "--no-demo",
             "--data-dir",

@@ -24,9 +24,9 @@ from aiokafka import ConsumerRecord
 from enrolment.main import build_app
 from enrolment.settings import Settings
 from pmtct_events import ENROLMENT_TOPIC, CloudEvent
+from pmtct_tools.testing import Infra, TestIssuer, read_topic
 from servicekit import bootstrap
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import Infra, TestIssuer, read_topic
 
 TABLES = ("clients", "registrations", "client_events", "infants", "personal_data_reads", "outbox")
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -9,8 +9,8 @@ import uuid
 
 from pmtct_events import catalog
 from pmtct_events.enrolment import DeliveryRecorded, HivStatus, HivTestRecorded
+from pmtct_tools.testing import envelopes
 from servicekit.identifiers import ref_hash
-from servicekit.testing import envelopes
 
 FACILITY = "FAC-ZA-001"
 

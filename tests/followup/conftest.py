@@ -9,7 +9,7 @@ import pytest
 from followup_support import FollowupService, service_settings
 
 from followup.main import build_app
-from servicekit.testing import Infra, TestIssuer
+from pmtct_tools.testing import Infra, TestIssuer
 
 
 @pytest.fixture(scope="module")

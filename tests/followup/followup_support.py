@@ -46,9 +46,9 @@ from pmtct_events.enrolment import (
     ViralLoadRecorded,
     ViralLoadResult,
 )
+from pmtct_tools.testing import Infra, TestIssuer
 from servicekit import bootstrap
 from servicekit.identifiers import ref_hash
-from servicekit.testing import Infra, TestIssuer
 
 FACILITY = "FAC-ZA-003"
 #: day one of the simulated calendar

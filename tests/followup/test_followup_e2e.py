@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pmtct_events import FOLLOWUP_TOPIC, CloudEvent
-from servicekit.testing import envelopes, read_topic
+from pmtct_tools.testing import envelopes, read_topic
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from pmtct_events import FOLLOWUP_TOPIC
 from pmtct_events.enrolment import HivStatus
-from servicekit.testing import envelopes, read_topic
+from pmtct_tools.testing import envelopes, read_topic
 
 NAT_NEGATIVE = {"test": "NAT", "result": "negative", "confirmatory": False}
 

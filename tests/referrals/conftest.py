@@ -13,11 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from pmtct_tools.testing import Infra, TestIssuer
 from referrals import service
 from referrals.main import build_app
 from referrals.settings import Settings
 from servicekit import bootstrap
-from servicekit.testing import Infra, TestIssuer
 
 FACILITY = "FAC-ZA-001"
 OTHER_FACILITY = "FAC-ZA-002"

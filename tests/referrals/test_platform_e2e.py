@@ -12,8 +12,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from servicekit import testing
-from servicekit.testing import unique
+from pmtct_tools import testing
+from pmtct_tools.testing import unique
 
 pytestmark = pytest.mark.e2e
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from pmtct_tools.devrunner import Platform
+from pmtct_tools.localinfra import TansuBroker, free_port
+from pmtct_tools.testing import Infra, TestIssuer
 from servicekit import bootstrap, migrations
 from servicekit.db import asyncpg_dsn
-from servicekit.devrunner import Platform
-from servicekit.localinfra import TansuBroker, free_port
 from servicekit.settings import SERVICES
-from servicekit.testing import Infra, TestIssuer
 
 
 @dataclass

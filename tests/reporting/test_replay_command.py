@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
+from pmtct_tools.cli import app
 from reporting.replay import postgres_socket_url
-from servicekit.cli import app
 
 
 def test_only_reporting_has_a_read_model_to_rebuild() -> None:

@@ -11,10 +11,10 @@ import pytest
 from spine_support import SCHEMA, Spine
 from sqlalchemy import text
 
+from pmtct_tools.testing import Infra, unique
 from servicekit import bootstrap, outbox
 from servicekit.db import asyncpg_dsn, create_engine, sessionmaker
 from servicekit.settings import ServiceSettings
-from servicekit.testing import Infra, unique
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import json
 from spine_support import publish, record_application, wait_for
 
 from pmtct_events import dlq_topic
+from pmtct_tools.testing import read_topic, unique
 from servicekit import kafka
 from servicekit.consumer import EventConsumer
-from servicekit.testing import read_topic, unique
 
 
 async def test_a_consumer_that_dies_after_its_db_commit_and_before_its_offset_commit_does_not_apply_twice(

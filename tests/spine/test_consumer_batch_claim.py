@@ -5,9 +5,9 @@ from __future__ import annotations
 from spine_support import publish, record_application, started_producer
 
 from pmtct_events import dlq_topic
+from pmtct_tools.testing import read_topic, unique
 from servicekit import kafka
 from servicekit.consumer import EventConsumer
-from servicekit.testing import read_topic, unique
 
 
 async def test_a_message_twice_in_one_batch_is_applied_once_and_a_redelivered_batch_not_at_all(spine) -> None:

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pmtct_tools.testing import docker_available, start_containers
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import docker_available, start_containers
 
 
 @pytest.mark.skipif(not docker_available(), reason="no Docker engine answers here: the testcontainers path cannot run")

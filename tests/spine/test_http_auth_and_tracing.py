@@ -78,7 +78,7 @@ async def test_no_token_is_401_with_a_problem_and_a_challenge(scratch) -> None:
 
 
 async def test_a_forged_token_is_401(scratch, tmp_path) -> None:
-    from servicekit.devissuer import DevIssuer
+    from pmtct_tools.devissuer import DevIssuer
 
     forged = DevIssuer(tmp_path).ensure().mint("mallory", "events:write", ["*"])
     client, _ = scratch

@@ -8,11 +8,11 @@ import pytest
 from spine_support import record_application, running, started_producer
 from sqlalchemy import text
 
+from pmtct_tools.testing import envelopes, read_topic
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
 from servicekit.db import connect
 from servicekit.relay import OutboxRelay
-from servicekit.testing import envelopes, read_topic
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(spine) -> None:

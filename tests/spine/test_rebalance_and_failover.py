@@ -7,10 +7,10 @@ from collections import Counter
 
 from spine_support import record_application, running, started_producer, wait_for
 
+from pmtct_tools.testing import unique
 from servicekit import kafka, outbox
 from servicekit.consumer import EventConsumer
 from servicekit.relay import OutboxRelay
-from servicekit.testing import unique
 
 
 async def test_a_second_consumer_joining_mid_stream_applies_nothing_twice_and_loses_nothing(spine) -> None:

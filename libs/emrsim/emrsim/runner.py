@@ -15,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from servicekit import facilities
-from servicekit.devrunner import Platform
 
 from .desk import DeskRates, ReferralDesk
 from .events import OUTCOMES, EmrEvent
@@ -129,13 +128,11 @@ def registry_facilities(count: int | None = None) -> tuple[str, ...]:
     return ids[:count] if count else ids
 
 
-def simulate_demo(platform: Platform) -> Tally:
+def simulate_demo(endpoints: Endpoints, referrals_url: str, mint: Mint) -> Tally:
     """The demo feed of `pmtct dev`: a small programme over the last two years. Its seed is
     today's date, so running again the same day answers `duplicate` and a new day adds a cohort.
     Mother events first, then infant events: one wait for follow-up to have the births, instead
     of one per month of the programme, so the platform is ready sooner."""
-    assert platform.issuer is not None
     today = date.today()
     params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=int(f"{today:%Y%m%d}"), anchor=today)
-    endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
-    return simulate(params, endpoints, platform.issuer.mint, window=None, referrals_url=platform.url("referrals"))
+    return simulate(params, endpoints, mint, window=None, referrals_url=referrals_url)

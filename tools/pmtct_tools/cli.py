@@ -1,4 +1,8 @@
-"""The `pmtct` command: run the platform, mint dev tokens, migrate, inspect dead letters."""
+"""The `pmtct` command: run the platform, mint dev tokens, migrate, inspect dead letters.
+
+Only the commands that need them import the dev tools (`dev`: embedded PostgreSQL and Tansu, from
+`pmtct-tools[local]`), the simulator (`simulate`) or a service (`replay`), so `pmtct db migrate` and
+`pmtct dlq ...` run in the production image, which has none of the local infrastructure."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from .settings import SERVICES
+from servicekit.settings import SERVICES
 
 app = typer.Typer(help="PMTCT event platform", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database bootstrap and migrations", no_args_is_help=True)
@@ -29,8 +33,14 @@ def dev(
 ) -> None:
     """Start the whole platform on this machine (what `make run` does)."""
     from .devrunner import run
+    from .localinfra import LocalInfraMissing
 
-    raise typer.Exit(run(data_dir, demo=not no_demo, port_offset=port_offset))
+    try:
+        code = run(data_dir, demo=not no_demo, port_offset=port_offset)
+    except LocalInfraMissing as exc:
+        typer.echo(f"pmtct dev: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -42,7 +52,8 @@ def token(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Mint a token from the local runner's dev issuer."""
-    from .auth import SCOPES
+    from servicekit.auth import SCOPES
+
     from .devissuer import DevIssuer
 
     unknown = [s for s in scope.split() if s not in SCOPES]
@@ -61,7 +72,7 @@ def _admin_url() -> str:
 @db_app.command("bootstrap")
 def db_bootstrap() -> None:
     """Create the database, one schema and one login role per service (DATABASE_URL = admin)."""
-    from . import bootstrap
+    from servicekit import bootstrap
 
     asyncio.run(bootstrap.bootstrap(_admin_url()))
     typer.echo("bootstrapped schemas and roles: " + ", ".join(SERVICES))
@@ -70,7 +81,7 @@ def db_bootstrap() -> None:
 @db_app.command("migrate")
 def db_migrate(services: Annotated[list[str] | None, typer.Argument()] = None) -> None:
     """Bootstrap, then run each service's migrations as its own role."""
-    from . import bootstrap, migrations
+    from servicekit import bootstrap, migrations
 
     chosen = tuple(services or SERVICES)
     asyncio.run(bootstrap.bootstrap(_admin_url()))
@@ -94,7 +105,7 @@ IdleSeconds = Annotated[float, typer.Option("--idle-seconds", help="Stop reading
 
 
 def _kafka_settings(bootstrap_servers: str | None):
-    from .settings import ServiceSettings
+    from servicekit.settings import ServiceSettings
 
     settings = ServiceSettings(service_name="dlq")
     return settings.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers}) if bootstrap_servers else settings
@@ -111,7 +122,7 @@ def dlq_list(
     """List dead letters (from the beginning of each .dlq topic) and whether each was replayed."""
     import json
 
-    from . import dlq
+    from servicekit import dlq
 
     settings = _kafka_settings(bootstrap_servers)
     letters = asyncio.run(dlq.read(settings.kafka_bootstrap_servers, topic, idle_seconds))
@@ -143,7 +154,7 @@ def dlq_replay(
     idle_seconds: IdleSeconds = 2.0,
 ) -> None:
     """Republish pending dead letters to their original topics (same ce_id; inboxes make it safe)."""
-    from . import dlq
+    from servicekit import dlq
 
     settings = _kafka_settings(bootstrap_servers)
     letters = asyncio.run(dlq.read(settings.kafka_bootstrap_servers, topic, idle_seconds))
