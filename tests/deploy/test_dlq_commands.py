@@ -77,10 +77,10 @@ async def test_a_dead_letter_is_listed_replayed_after_the_fix_and_applied_exactl
     applied: list[UUID] = []
     broken = True
 
-    async def schedule_visit(session, ce, event: AncVisitRecorded) -> None:
+    async def schedule_visit(event: AncVisitRecorded, uow) -> None:
         if broken and event.visit_number == 13:
             raise RuntimeError("no schedule rule for ANC visit 13")
-        applied.append(ce.id)
+        applied.append(uow.cause.id)
 
     engine = create_engine(settings.database_url, settings.schema, pool_size=2)
     producer = kafka.producer(settings)

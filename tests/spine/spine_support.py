@@ -9,13 +9,13 @@ from typing import ClassVar
 
 from pydantic import Field
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pmtct_events import CloudEvent, Event
+from pmtct_events import Event
 from servicekit import kafka, outbox
 from servicekit.db import connect
 from servicekit.relay import OutboxRelay
 from servicekit.settings import ServiceSettings
+from servicekit.uow import UnitOfWork
 
 SCHEMA = "spinetest"
 
@@ -56,13 +56,14 @@ class Spine:
             return (await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
 
 
-async def record_application(session: AsyncSession, ce: CloudEvent, event: Pinged) -> None:
+async def record_application(event: Pinged, uow: UnitOfWork) -> None:
     """The scratch consumer's handler: poison events always fail, others leave one row."""
     if event.poison:
         raise RuntimeError(f"cannot apply poison event {event.stream}/{event.seq}")
-    await session.execute(
+    assert uow.cause is not None
+    await uow.session.execute(
         text("INSERT INTO applied (event_id, key, seq) VALUES (:e, :k, :s)"),
-        {"e": ce.id, "k": event.stream, "s": event.seq},
+        {"e": uow.cause.id, "k": event.stream, "s": event.seq},
     )
 
 

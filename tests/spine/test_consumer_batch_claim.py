@@ -36,14 +36,16 @@ async def test_the_batch_hook_sees_each_transactions_new_messages_once_before_th
     calls: list[list[int]] = []
     seen_by_handlers: list[int] = []
 
-    async def prepare(session, items) -> None:
-        calls.append([event.seq for _, event in items])
-        session.info["prepared"] = {event.seq for _, event in items}
+    prepared: dict[int, set[int]] = {}
 
-    async def handler(session, ce, event) -> None:
-        assert event.seq in session.info["prepared"], "a handler ran before its batch was prepared"
+    async def preload(uow, events) -> None:
+        calls.append([event.seq for event in events])
+        prepared[id(uow)] = {event.seq for event in events}
+
+    async def handler(event, uow) -> None:
+        assert event.seq in prepared.get(id(uow), ()), "a handler ran before its batch was preloaded"
         seen_by_handlers.append(event.seq)
-        await record_application(session, ce, event)
+        await record_application(event, uow)
 
     async with started_producer(spine.settings) as producer:
         await publish(spine, producer, [spine.event("k", i) for i in range(4)])
@@ -55,11 +57,11 @@ async def test_the_batch_hook_sees_each_transactions_new_messages_once_before_th
             {spine.Event: handler},
             spine.sessions,
             producer,
-            prepare,
+            preload,
         )
 
         await consumer.process_batch(records[:2])  # one transaction, one call
-        await consumer.process_batch(records)  # the first two are duplicates: only the others are prepared
+        await consumer.process_batch(records)  # the first two are duplicates: only the others are preloaded
         await consumer.process_batch(records)  # nothing new: no call
         await consumer.process_one(consumer.decode(records[0]))  # a duplicate on the one-by-one path: no call
 
@@ -73,8 +75,8 @@ async def test_one_polls_records_of_several_partitions_apply_in_one_transaction_
     await kafka.ensure_topics(spine.settings, [spine.topic])
     transactions: list[list[tuple[str, int]]] = []
 
-    async def prepare(session, items) -> None:
-        transactions.append(sorted((event.stream, event.seq) for _, event in items))
+    async def preload(uow, events) -> None:
+        transactions.append(sorted((event.stream, event.seq) for event in events))
 
     async with started_producer(spine.settings) as producer:
         await publish(spine, producer, [spine.event(key, i) for key in ("a", "b", "c", "d") for i in range(2)])
@@ -88,7 +90,7 @@ async def test_one_polls_records_of_several_partitions_apply_in_one_transaction_
             {spine.Event: record_application},
             spine.sessions,
             producer,
-            prepare,
+            preload,
         )
 
         await consumer.process_batch(records)

@@ -19,7 +19,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel
 from spine_support import SCHEMA, Pinged, event_type_on
 
-from pmtct_events import CloudEvent
 from servicekit import outbox
 from servicekit.app import ConsumerSpec, SessionDep, create_app
 from servicekit.auth import require
@@ -45,8 +44,8 @@ def scratch_app(settings: ServiceSettings, topic: str, handled: list):
             )
         return {"event_id": str(ce.id)}
 
-    async def on_ping(session, ce: CloudEvent, event: Pinged) -> None:
-        handled.append((ce.id, trace.get_current_span().get_span_context().trace_id))
+    async def on_ping(event: Pinged, uow) -> None:
+        handled.append((uow.cause.id, trace.get_current_span().get_span_context().trace_id))
 
     return create_app(
         settings,

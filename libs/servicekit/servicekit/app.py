@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from pmtct_events import Event
 
-from . import facilities, kafka, metrics, problems
+from . import facilities, kafka, metrics, problems, uow
 from .auth import TokenVerifier
-from .consumer import BatchHook, EventConsumer, Handler
+from .consumer import EventConsumer, Handler, Preload
 from .db import create_engine, sessionmaker
 from .relay import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handlers: dict[type[Event], Handler]
-    #: optional: loads, once per transaction, what the handlers would look up per message
-    prepare: BatchHook | None = None
+    #: optional: loads, once per unit of work, the aggregates its handlers will ask for
+    preload: Preload | None = None
 
 
 @dataclass
@@ -53,6 +54,12 @@ class Runtime:
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    #: the service's unit of work (its repositories); every write goes through one (`begin`)
+    unit_of_work: Callable[[AsyncSession], UnitOfWork] = UnitOfWork
+
+    def begin(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """`async with rt.begin() as uow: ...; await uow.commit()`: a unit of work in a new transaction."""
+        return uow.begin(self.sessions, self.unit_of_work)
 
 
 def runtime(request: Request) -> Runtime:
@@ -108,6 +115,7 @@ def create_app(
     consumers: Sequence[ConsumerSpec] = (),
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     background: Sequence[tuple[str, Callable[[Runtime], Awaitable[None]]]] = (),
+    unit_of_work: Callable[[AsyncSession], UnitOfWork] = UnitOfWork,
 ) -> FastAPI:
     """Build a service. `publishes` are the topics its outbox writes to; `background` are extra
     loops (e.g. durable timers) run beside the relay and consumers, restarted if they crash."""
@@ -124,6 +132,7 @@ def create_app(
             sessions=sessionmaker(engine),
             producer=producer,
             registry=facilities.load(settings.facilities_path),
+            unit_of_work=unit_of_work,
         )
         app.state.runtime = rt
         if settings.auth_jwks_url:
@@ -138,7 +147,9 @@ def create_app(
             rt.relay = OutboxRelay(settings, producer)
             rt.tasks["relay"] = asyncio.create_task(_supervise("outbox relay", rt.relay.run))
         for spec in consumers:
-            c = EventConsumer(settings, spec.name, spec.topics, spec.handlers, rt.sessions, producer, spec.prepare)
+            c = EventConsumer(
+                settings, spec.name, spec.topics, spec.handlers, rt.sessions, producer, spec.preload, unit_of_work
+            )
             rt.consumers.append(c)
             rt.tasks[f"consumer:{spec.name}"] = asyncio.create_task(_supervise(f"consumer {spec.name}", c.run))
         for name, loop in background:

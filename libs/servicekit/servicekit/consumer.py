@@ -1,10 +1,11 @@
-"""The one consumer loop: inbox dedupe in the handler's transaction, explicit offset commits
+"""The one consumer loop: inbox dedupe in the handlers' unit of work, explicit offset commits
 after the database commit, bounded retries with backoff, dead letters, rebalance safety.
 
-A poll's records (of every partition it returned) are first applied in one transaction, their inbox
-rows with them, claimed in one statement. If anything in it fails, the batch is rolled back and
-replayed message by message, so one failing message costs retries for itself only and the messages
-behind it still go through; a message that can never apply (bad envelope or contract) is
+A poll's records (of every partition it returned) are first applied in one unit of work
+(`servicekit.uow`), their inbox rows with it, claimed in one statement; the unit commits once, at
+the end of the batch. If anything in it fails, the batch is rolled back and replayed message by
+message, each in a unit of its own, so one failing message costs retries for itself only and the
+messages behind it still go through; a message that can never apply (bad envelope or contract) is
 dead-lettered before the batch.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -30,15 +32,17 @@ from . import metrics
 from .kafka import consumer as kafka_consumer
 from .settings import ServiceSettings
 from .telemetry import context_from, tracer
+from .uow import UnitOfWork, begin
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, CloudEvent, Event], Awaitable[None]]
-#: Runs once per transaction before its handlers, with the messages about to be applied (new to the
-#: inbox), so a service can load in one statement what its handlers would otherwise look up one
-#: message at a time. It keeps what it loaded in `session.info`; handlers that change that state
-#: keep it current. A batch that fails is replayed one message at a time, each with its own call.
-BatchHook = Callable[[AsyncSession, Sequence[tuple[CloudEvent, Event]]], Awaitable[None]]
+#: `handler(event, uow)`: apply one consumed event; `uow.cause` is its envelope
+Handler = Callable[[Event, UnitOfWork], Awaitable[None]]
+#: Runs once per unit of work before its handlers, with the events about to be applied (new to the
+#: inbox), so a service can load into its repositories, in one statement, the aggregates its
+#: handlers will ask for (`Repository.get_many`); the handlers get them from memory. Only an
+#: optimisation: a handler asks its repository the same way with or without it.
+Preload = Callable[[UnitOfWork, Sequence[Event]], Awaitable[None]]
 
 _CLAIM = text("INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) ON CONFLICT DO NOTHING RETURNING 1")
 #: a whole batch's claims in one round trip (one per message was a fifth to a third of a
@@ -71,10 +75,12 @@ class EventConsumer:
         handlers: dict[type[Event], Handler],
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
-        prepare: BatchHook | None = None,
+        preload: Preload | None = None,
+        unit_of_work: Callable[[AsyncSession], UnitOfWork] = UnitOfWork,
     ) -> None:
         self.settings = settings
-        self.prepare = prepare
+        self.preload = preload
+        self.unit_of_work = unit_of_work
         self.name = name
         self.topics = list(topics)
         self.handlers = {model.ce_type(): h for model, h in handlers.items()}
@@ -106,16 +112,16 @@ class EventConsumer:
         rows = await session.execute(_CLAIM_MANY, {"consumer": self.name, "event_ids": ids})
         return {row[0] for row in rows}
 
-    async def apply(self, session: AsyncSession, item: Decoded, claimed: bool | None = None) -> bool:
-        """Apply one message in the caller's transaction. False when the inbox already had it.
+    async def apply(self, uow: UnitOfWork, item: Decoded, claimed: bool | None = None) -> bool:
+        """Apply one message in the caller's unit of work. False when the inbox already had it.
         `claimed`: whether `claim` found it new; None claims it here."""
         assert item.ce is not None and item.event is not None and item.handler is not None
         if claimed is None:
             claimed = (
-                await session.execute(_CLAIM, {"consumer": self.name, "event_id": item.ce.id})
+                await uow.session.execute(_CLAIM, {"consumer": self.name, "event_id": item.ce.id})
             ).first() is not None
-            if claimed and self.prepare is not None:
-                await self.prepare(session, [(item.ce, item.event)])
+            if claimed and self.preload is not None:
+                await self.preload(uow, [item.event])
         if not claimed:
             metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "duplicate").inc()
             return False
@@ -133,8 +139,8 @@ class EventConsumer:
                 "messaging.kafka.partition": item.record.partition,
                 "messaging.kafka.offset": item.record.offset,
             },
-        ):
-            await item.handler(session, item.ce, item.event)
+        ), uow.handling(item.ce):
+            await item.handler(item.event, uow)
         latency, applied = self._meters(item.ce.event_name)
         latency.observe(time.perf_counter() - started)
         applied.inc()
@@ -162,19 +168,18 @@ class EventConsumer:
         work = [i for i in items if i.event is not None and i.error is None]
         if len(work) > 1:
             try:
-                async with self.sessions() as session, session.begin():
-                    new = await self.claim(session, work)
-                    fresh = [
-                        (i.ce, i.event) for i in work if i.ce is not None and i.event is not None and i.ce.id in new
-                    ]
-                    if self.prepare is not None and fresh:
-                        await self.prepare(session, fresh)
+                async with self._unit() as uow:
+                    new = await self.claim(uow.session, work)
+                    fresh = [i.event for i in work if i.ce is not None and i.event is not None and i.ce.id in new]
+                    if self.preload is not None and fresh:
+                        await self.preload(uow, fresh)
                     for item in work:
                         assert item.ce is not None
                         # a message twice in one batch: the first is new, the second a duplicate
                         is_new = item.ce.id in new
                         new.discard(item.ce.id)
-                        await self.apply(session, item, claimed=is_new)
+                        await self.apply(uow, item, claimed=is_new)
+                    await uow.commit()
                 return
             except asyncio.CancelledError:
                 raise
@@ -187,8 +192,9 @@ class EventConsumer:
         delay = self.settings.consumer_backoff_initial_s
         for attempt in range(1, self.settings.consumer_max_attempts + 1):
             try:
-                async with self.sessions() as session, session.begin():
-                    await self.apply(session, item)
+                async with self._unit() as uow:
+                    await self.apply(uow, item)
+                    await uow.commit()
                 return
             except asyncio.CancelledError:
                 raise
@@ -210,6 +216,9 @@ class EventConsumer:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.consumer_backoff_max_s)
+
+    def _unit(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return begin(self.sessions, self.unit_of_work)
 
     async def dead_letter(self, item: Decoded, error: Exception, attempts: int) -> None:
         r = item.record

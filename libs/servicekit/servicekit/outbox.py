@@ -7,7 +7,7 @@ for it; two transactions on the same aggregate then get increasing ids in commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import orjson
@@ -76,13 +76,15 @@ def envelope(
     event_id: UUID | None = None,
     correlation_id: str | UUID | None = None,
     causation_id: str | UUID | None = None,
+    traceparent: str | None = None,
 ) -> CloudEvent:
+    """The envelope of an event; its trace is the caller's span unless `traceparent` names one."""
     return CloudEvent.from_event(
         event,
         event_id=event_id,
         correlation_id=str(correlation_id) if correlation_id else None,
         causation_id=str(causation_id) if causation_id else None,
-        traceparent=current_traceparent(),
+        traceparent=traceparent or current_traceparent(),
     )
 
 
@@ -108,9 +110,21 @@ async def add(
 ) -> list[CloudEvent]:
     """Write events to the outbox in the caller's transaction; returns their envelopes."""
     items = [events] if isinstance(events, Event) else list(events)
+    tp = current_traceparent()
+    return await add_each(session, [(e, correlation_id, causation_id, tp) for e in items])
+
+
+Raised = tuple[Event, str | UUID | None, str | UUID | None, str | None]
+
+
+async def add_each(session: AsyncSession, items: Sequence[Raised]) -> list[CloudEvent]:
+    """Write (event, correlation id, causation id, traceparent) to the outbox in one statement, in
+    order; returns their envelopes (a unit of work's `commit` writes the events it collected so)."""
     if not items:
         return []
-    envelopes = [envelope(e, correlation_id=correlation_id, causation_id=causation_id) for e in items]
-    rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, e in zip(envelopes, items, strict=True)]
+    envelopes = [
+        envelope(e, correlation_id=corr, causation_id=cause, traceparent=tp) for e, corr, cause, tp in items
+    ]
+    rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, (e, *_) in zip(envelopes, items, strict=True)]
     await session.execute(_INSERT, {c: [r[c] for r in rows] for c in _COLUMNS})
     return envelopes

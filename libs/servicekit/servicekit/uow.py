@@ -1,0 +1,192 @@
+"""The unit of work: one transaction, the repositories that work in it, and the events it raises.
+
+Every write of a service goes through one: an HTTP request, a consumer's batch of messages, a
+timer pass. Its shape, in the order things happen:
+
+1. `async with uow.begin(sessions, ServiceUnit) as uow:` opens a session and a transaction.
+2. Code loads aggregates through the unit's repositories. A repository remembers what it loaded
+   (an identity map: `seen`); `get_many` loads several in one statement and later gets are
+   answered from memory, so a consumer batch can load its subjects up front (`ConsumerSpec.preload`)
+   and its handlers still just ask the repository.
+3. Aggregates change themselves and record the events they raise (`Aggregate.raise_event`).
+   While a consumed message is handled (`uow.handling(ce)`), the events raised are tagged with it
+   as their cause.
+4. `await uow.commit()`, explicitly, at the request or message boundary, and nowhere else:
+   a. each repository writes its changed aggregates, in bulk (`Repository.flush`), in the order the
+      repositories were registered;
+   b. the collected events go to the outbox, each with the correlation and causation of the message
+      that caused it;
+   c. `finish(envelopes)` runs last, for writes that must follow every other one (the referral
+      feed takes its positions here, so its counter lock is held only until COMMIT);
+   d. the transaction commits.
+   Leaving the block without `commit()` (an exception, or a read-only use) rolls back.
+
+No SQLAlchemy session hooks and no state kept in `session.info`: what is written, and when, is
+this module and the repositories' `flush`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import CloudEvent, Event
+
+from . import outbox
+from .telemetry import current_traceparent
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """A consistency boundary that records the events its changes raise until its unit of work
+    collects them. Subclasses are (slotted) dataclasses; the field is keyword-only, so it goes
+    after theirs."""
+
+    new_events: list[Event] = field(default_factory=list, kw_only=True, repr=False, compare=False)
+
+    def raise_event(self, *events: Event) -> None:
+        self.new_events.extend(events)
+
+    def pull_events(self) -> list[Event]:
+        events, self.new_events = self.new_events, []
+        return events
+
+
+K = TypeVar("K")
+A = TypeVar("A")
+
+
+class Repository(Generic[K, A]):
+    """Loads and stores one kind of aggregate in one unit of work. A subclass implements `_load`
+    (the aggregates of some keys, in one statement or a few; missing keys are left out) and `flush`
+    (write what changed, in bulk); `add` makes a new aggregate known."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        #: every aggregate this unit of work loaded or added, by key
+        self.seen: dict[K, A] = {}
+
+    async def _load(self, keys: list[K]) -> dict[K, A]:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """Write the changed aggregates (called once, by `UnitOfWork.commit`)."""
+
+    async def get_many(self, keys: Iterable[K]) -> dict[K, A]:
+        """The aggregates of `keys` that exist; those not seen yet are loaded together."""
+        wanted = list(dict.fromkeys(keys))
+        missing = [k for k in wanted if k not in self.seen]
+        if missing:
+            self.seen.update(await self._load(missing))
+        return {k: self.seen[k] for k in wanted if k in self.seen}
+
+    async def get(self, key: K) -> A | None:
+        return (await self.get_many([key])).get(key)
+
+    def add(self, key: K, aggregate: A) -> A:
+        self.seen[key] = aggregate
+        return aggregate
+
+    def aggregates(self) -> Iterable[A]:
+        return self.seen.values()
+
+
+R = TypeVar("R", bound=Repository[Any, Any])
+U = TypeVar("U", bound="UnitOfWork")
+
+
+@dataclass(slots=True)
+class _Raised:
+    event: Event
+    correlation_id: str | UUID | None
+    causation_id: UUID | None
+    #: the span it was raised in (a consumed message's, a request's), which its envelope continues
+    traceparent: str | None
+
+
+class UnitOfWork:
+    """One transaction and what works in it. A service subclasses it to register its repositories
+    (`self.things = self.track(ThingRepository(session))`) and, if it must, `finish`."""
+
+    #: the correlation id of events raised outside any consumed message (an HTTP batch sets its own)
+    correlation_id: str | UUID | None
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repositories: list[Repository[Any, Any]] = []
+        self.correlation_id = None
+        self.cause: CloudEvent | None = None
+        self._raised: list[_Raised] = []
+        self.committed = False
+
+    def track(self, repository: R) -> R:
+        self.repositories.append(repository)
+        return repository
+
+    @contextmanager
+    def handling(self, ce: CloudEvent) -> Iterator[None]:
+        """Apply a consumed message: what is raised meanwhile is caused by it."""
+        self.collect_new_events()
+        self.cause = ce
+        try:
+            yield
+            self.collect_new_events()
+        finally:
+            self.cause = None
+
+    def publish(self, *events: Event) -> None:
+        """Events that belong to no aggregate of this service (announcements of a pass, tests)."""
+        self._raised.extend(self._tagged(events))
+
+    def _tagged(self, events: Iterable[Event]) -> Iterator[_Raised]:
+        ce, tp = self.cause, current_traceparent()
+        if ce is None:
+            return (_Raised(e, self.correlation_id, None, tp) for e in events)
+        return (_Raised(e, ce.correlation_id or ce.id, ce.id, tp) for e in events)
+
+    def collect_new_events(self) -> None:
+        """Take the events the seen aggregates raised since the last call, in the order of the
+        repositories and of their aggregates."""
+        for repository in self.repositories:
+            for aggregate in repository.aggregates():
+                if isinstance(aggregate, Aggregate) and aggregate.new_events:
+                    self._raised.extend(self._tagged(aggregate.pull_events()))
+
+    async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
+        """The last writes before COMMIT, with the envelopes the outbox holds (override)."""
+
+    async def commit(self) -> list[CloudEvent]:
+        """Flush the repositories, write the events to the outbox, `finish`, COMMIT; in that order."""
+        self.collect_new_events()
+        for repository in self.repositories:
+            await repository.flush()
+        self.collect_new_events()  # a flush may raise (an aggregate created as it is written)
+        raised = [(r.event, r.correlation_id, r.causation_id, r.traceparent) for r in self._raised]
+        written = await outbox.add_each(self.session, raised)
+        await self.finish([(ce, r.event) for ce, r in zip(written, self._raised, strict=True)])
+        await self.session.commit()
+        self.committed = True
+        self._raised = []
+        return written
+
+
+
+
+@asynccontextmanager
+async def begin(
+    sessions: async_sessionmaker[AsyncSession], unit: Callable[[AsyncSession], U] = UnitOfWork  # type: ignore[assignment]
+) -> AsyncIterator[U]:
+    """A new unit of work (`unit(session)`) in a new transaction; rolled back unless committed."""
+    async with sessions() as session:
+        await session.begin()
+        uow = unit(session)
+        try:
+            yield uow
+        finally:
+            if not uow.committed:
+                await session.rollback()
