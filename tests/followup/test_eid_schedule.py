@@ -586,4 +586,22 @@ def test_a_country_configures_the_rules_through_the_environment(monkeypatch) -> 
     assert (settings.eid.grace_days, settings.eid.high_risk_viral_load_copies) == (21, 200)
     assert settings.eid.nat_6_weeks_to_weeks == 8, "what a country does not set keeps its default"
     assert settings.mother_viral_load.breastfeeding_every_months == 6
-    assert str(settings.zone()) == "Africa/Blantyre"
+    assert str(settings.clock.zone) == "Africa/Blantyre"
+
+
+def test_followup_dates_an_event_on_the_programme_local_day(monkeypatch) -> None:
+    """Follow-up's days (births, windows, "today") come from the one programme clock: an infant
+    visit at 23:30 UTC is the next day in Blantyre (UTC+2), whichever offset it was posted with."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from followup.settings import Settings
+    from servicekit.clock import Clock
+
+    monkeypatch.setenv("PMTCT_TIMEZONE", "Africa/Blantyre")
+    settings = Settings()
+    late = datetime(2026, 5, 31, 23, 30, tzinfo=UTC)
+    for posted in (late, late.astimezone(timezone(timedelta(hours=-4)))):
+        assert settings.clock.local_day(posted) == date(2026, 6, 1)
+    settings.use_clock(Clock.fixed(late))
+    assert settings.clock.today() == date(2026, 6, 1), "the worklist's and the timers' today"
+    assert settings.clock.local_midnight(date(2026, 6, 1)).astimezone(UTC) == datetime(2026, 5, 31, 22, tzinfo=UTC)

@@ -5,6 +5,8 @@ A service subclasses `ServiceSettings`, adds its own fields and sets `service_na
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Self
 
@@ -60,7 +62,8 @@ class ServiceSettings(BaseSettings):
 
     #: the programme's time zone (IANA name): every service takes an instant's day, and "today", there
     timezone: str = "UTC"
-    _clock: Clock | None = PrivateAttr(default=None)
+    #: where "now" comes from when a test injected a clock (`use_clock`); the wall clock otherwise
+    _now: Callable[[], datetime] | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
@@ -74,13 +77,11 @@ class ServiceSettings(BaseSettings):
     @property
     def clock(self) -> Clock:
         """The one clock of this service: the programme's zone, UTC wall time unless a test injected one."""
-        if self._clock is None:
-            self._clock = Clock(self.timezone)
-        return self._clock
+        return Clock(self.timezone) if self._now is None else Clock(self.timezone, self._now)
 
     def use_clock(self, clock: Clock) -> Self:
         """Read "now" from `clock` (tests: `Clock.fixed(...)`, `Clock.shifted(...)`); the zone stays `timezone`."""
-        self._clock = clock.with_zone(self.timezone)
+        self._now = clock.now
         return self
 
     @property

@@ -44,5 +44,5 @@ async def get_worklist(
     if facility_id not in runtime.registry:
         raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")
     principal.require_facility(facility_id)
-    day = as_of or runtime.settings.today()  # type: ignore[attr-defined]
+    day = as_of or runtime.settings.clock.today()
     return await service.worklist(session, facility_id, day, limit)

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -107,7 +107,7 @@ async def on_enrolment_event(session: AsyncSession, ce: CloudEvent, event: Clien
     delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
     recompute theirs; then recompute her own viral-load schedule. Her row and items are written as
     the transaction commits (the events of a batch before it see her case as they left it)."""
-    day = settings.local_date(event.occurred_at)
+    day = settings.clock.local_day(event.occurred_at)
     held = await repo.hold_mothers(session, [(event.client_id, event.facility_id)])
     mother = held.cases[event.client_id]
     diagnosed_before = mother.positive_since
@@ -304,16 +304,12 @@ def _schedule_item(i: Item) -> ScheduleItem:
     )
 
 
-def local_midnight(day: date, settings: Settings) -> datetime:
-    return datetime.combine(day, time(), tzinfo=settings.zone())
-
-
 def outcome_event(
     infant: InfantCase, outcome: FinalOutcome, on: date, settings: Settings
 ) -> InfantFinalOutcomeRecorded:
     return InfantFinalOutcomeRecorded(
         facility_id=infant.facility_id,
-        occurred_at=local_midnight(on, settings),
+        occurred_at=settings.clock.local_midnight(on),
         infant_id=infant.infant_id,
         client_id=infant.client_id,
         outcome=outcome,
@@ -476,7 +472,7 @@ def check(index: int, raw: Any, principal: Principal, rt: Runtime, settings: Set
         return EventResult.rejection(
             index, event.event_id, "infant_not_named", "Name the infant by exactly one of infant_id or infant_ref."
         )
-    if event.occurred_at > datetime.now(UTC) + timedelta(seconds=settings.clock_skew_s):
+    if event.occurred_at > settings.clock.now() + timedelta(seconds=settings.clock_skew_s):
         return EventResult.rejection(index, event.event_id, "future_date", "occurred_at is in the future.")
     hashed = None
     if event.infant_ref is not None:
@@ -512,7 +508,7 @@ async def apply_batch(
     cases = await repo.lock_infants(session, (k.infant_id for k in keys.values() if k is not None), settings.timezone)
     # read under the locks: a concurrent post of the same events has committed or not started
     known = await repo.known_events(session, (c.event.event_id for c in ok))
-    today = settings.today()
+    today = settings.clock.today()
     results: list[EventResult] = []
     rows: list[dict[str, Any]] = []
     out: list[Event] = []
@@ -548,7 +544,7 @@ async def apply_batch(
                 )
             )
             continue
-        day = settings.local_date(e.occurred_at)
+        day = settings.clock.local_day(e.occurred_at)
         problem = domain_problem(case, e, day)
         if problem is not None:
             results.append(EventResult.rejection(c.index, e.event_id, *problem, infant_id=case.infant_id))
@@ -663,7 +659,7 @@ async def infant_record(
         TestResultPublic(
             event_id=e.event_id,
             sampled_at=e.occurred_at,
-            age_days=max((settings.local_date(e.occurred_at) - row.birth_date).days, 0),
+            age_days=max((settings.clock.local_day(e.occurred_at) - row.birth_date).days, 0),
             test=e.data["test"],
             result=e.data["result"],
             confirmatory=e.data["confirmatory"],

@@ -1,6 +1,3 @@
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -18,8 +15,6 @@ class Settings(ServiceSettings):
 
     service_name: str = "followup"
 
-    #: the programme's time zone: dates of birth, windows and "today" are local dates there
-    timezone: str = "UTC"
     eid: EidRules = EidRules()
     mother_viral_load: MotherRules = MotherRules()
     #: days without contact after an item became overdue before ClientLostToFollowUp
@@ -35,12 +30,3 @@ class Settings(ServiceSettings):
     #: tolerated clock difference for "not in the future" checks on posted events
     clock_skew_s: float = Field(300, ge=0)
     max_batch_events: int = Field(MAX_BATCH, ge=1)
-
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def local_date(self, moment: datetime) -> date:
-        return moment.astimezone(self.zone()).date()
-
-    def today(self) -> date:
-        return self.local_date(datetime.now(UTC))

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
@@ -66,7 +66,7 @@ async def fire(
 ) -> int:
     """One pass over infants, then mothers, as of `today` (the local date by default); `only`
     restricts it to some subjects (tests). Returns the largest number of subjects one batch handled."""
-    today = today or settings.today()
+    today = today or settings.clock.today()
     silence = settings.lost_to_follow_up_days
     started = time.perf_counter()
     async with sessions() as session, session.begin():
@@ -75,7 +75,7 @@ async def fire(
         out = []
         for case in cases.values():
             report = case.tick(today, settings.eid, silence)
-            out += infant_announcements(case, report, settings, datetime.now(UTC))
+            out += infant_announcements(case, report, settings, settings.clock.now())
             await repo.save_infant(session, case, case.next_wakeup(settings.eid, silence), None)
         await outbox.add(session, out)
     _count(out)
@@ -86,7 +86,7 @@ async def fire(
         out = []
         for mother in mothers.values():
             report = mother.tick(today, silence)
-            out += mother_announcements(mother, report, datetime.now(UTC))
+            out += mother_announcements(mother, report, settings.clock.now())
             await repo.save_mother(session, mother, mother.next_wakeup(silence), None)
         await outbox.add(session, out)
     _count(out)
