@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -254,3 +254,19 @@ async def test_the_art_wait_is_configurable_and_with_0_days_a_fresh_diagnosis_is
     [r] = await referrals_of(api, mother)
     assert (r["referral_service"], r["status"]) == ("art_initiation", "requested")
     assert r["due_by"] == (date.today() + timedelta(days=no_wait.art_initiation_due_days)).isoformat()
+
+
+async def test_a_due_by_counts_from_the_programme_local_day_of_the_event_not_its_utc_day(api: Api) -> None:
+    """An InfantTestOverdue at 00:30 in Johannesburg (22:30 UTC the evening before), back-dated a
+    day: the tracing referral is due `tracing_due_days` after the local day it happened on."""
+    local = api.settings.model_copy(update={"timezone": "Africa/Johannesburg"})
+    clock = local.clock
+    day = clock.today() - timedelta(days=1)
+    at = (clock.local_midnight(day) + timedelta(minutes=30)).astimezone(UTC)
+    assert at.date() == day - timedelta(days=1), "posted in UTC, the instant carries the day before"
+    infant, mother = uuid4(), uuid4()
+    event = overdue(infant, mother).model_copy(update={"occurred_at": at})
+    async with api.sessions() as session, session.begin():
+        await handlers.build(local)[type(event)](session, CloudEvent.from_event(event), event)
+    [r] = await referrals_of(api, infant)
+    assert r["due_by"] == (day + timedelta(days=local.tracing_due_days)).isoformat()

@@ -16,10 +16,11 @@ from sqlalchemy import text
 from pmtct_events import REFERRALS_TOPIC
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
-from pmtct_tools.testing import envelopes, read_topic
 from referrals import service
 from referrals.models import Referral
 from referrals.rules import Action
+from servicekit.clock import Clock
+from servicekit.testing import envelopes, read_topic
 
 WRITERS = 8
 REFERRALS_PER_WRITER = 10
@@ -66,7 +67,7 @@ async def http_writer(api: Api, seed: int, changes: list[Change]) -> None:
             changes.append(Change(r["id"], response.json()["version"], started, time.monotonic()))
 
 
-async def open_eid_referral(session, subject: UUID) -> Referral | None:
+async def open_eid_referral(session, subject: UUID, clock: Clock) -> Referral | None:
     """What the consumer does for an InfantTestDue, in the caller's transaction."""
     return await service.open_automatic(
         session,
@@ -77,7 +78,8 @@ async def open_eid_referral(session, subject: UUID) -> Referral | None:
         facility_id=FACILITY,
         service=ReferralService.eid_sample_collection,
         reason_code="nat_6_weeks_due",
-        due_by=service.now().date(),
+        due_by=clock.today(),
+        clock=clock,
     )
 
 
@@ -90,14 +92,16 @@ async def event_writer(api: Api, seed: int, changes: list[Change]) -> None:
         subject = uuid4()
         started = time.monotonic()
         async with api.sessions() as session, session.begin():
-            r = await open_eid_referral(session, subject)
+            r = await open_eid_referral(session, subject, api.settings.clock)
             await asyncio.sleep(0.005 + rng.random() * 0.06)
         assert r is not None
         changes.append(Change(str(r.id), 1, started, time.monotonic()))
         if rng.random() < 0.7:
             started = time.monotonic()
             async with api.sessions() as session, session.begin():
-                [done] = await service.close_open(session, service.Cause(), subject, Action.complete, "test_resulted")
+                [done] = await service.close_open(
+                    session, service.Cause(), subject, Action.complete, "test_resulted", clock=api.settings.clock
+                )
                 await asyncio.sleep(0.005 + rng.random() * 0.06)
             changes.append(Change(str(done.id), done.version, started, time.monotonic()))
 
@@ -168,7 +172,7 @@ async def test_a_transaction_that_commits_later_is_placed_later_even_if_it_wrote
 
     async def open_for(subject) -> None:
         async with api.sessions() as session, session.begin():
-            await open_eid_referral(session, subject)
+            await open_eid_referral(session, subject, api.settings.clock)
             if subject == subject_a:
                 a_written.set()
                 await release_a.wait()  # A's transaction stays open until B has committed and been read

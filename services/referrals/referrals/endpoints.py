@@ -34,7 +34,7 @@ Reader = Annotated[Principal, require("referrals:read")]
 async def create_referral(
     body: ReferralCreate, principal: Writer, session: SessionDep, rt: RuntimeDep, response: Response
 ) -> ReferralPublic:
-    r = await service.create_referral(session, principal, rt.registry, body)
+    r = await service.create_referral(session, principal, rt.registry, body, rt.settings.clock)
     response.headers["Location"] = f"/v1/referrals/{r.id}"
     return ReferralPublic.of(r)
 
@@ -45,9 +45,12 @@ async def act_on_referral(
     action: ManualAction,
     principal: Writer,
     session: SessionDep,
+    rt: RuntimeDep,
     body: Annotated[ReferralActionRequest | None, Body()] = None,
 ) -> ReferralPublic:
-    r = await service.act(session, principal, referral_id, Action(action.value), body or ReferralActionRequest())
+    r = await service.act(
+        session, principal, referral_id, Action(action.value), body or ReferralActionRequest(), rt.settings.clock
+    )
     return ReferralPublic.of(r)
 
 

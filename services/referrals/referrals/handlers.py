@@ -38,6 +38,7 @@ from pmtct_events.followup import (
     TestResult,
 )
 from pmtct_events.referrals import ReferralService, Urgency
+from servicekit.clock import Clock
 from servicekit.consumer import Handler
 
 from . import rules, service
@@ -48,7 +49,7 @@ from .settings import Settings
 TRACING = [ReferralService.community_tracing]
 
 
-async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID) -> None:
+async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID, clock: Clock) -> None:
     """A recorded contact: a client traced because she was lost is found."""
     await service.close_open(
         session,
@@ -58,6 +59,7 @@ async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID)
         rules.OUTCOME_RETURNED_TO_CARE,
         services=TRACING,
         only=lambda r: rules.tracing_met_by_contact(r.reason_code),
+        clock=clock,
     )
 
 
@@ -68,6 +70,7 @@ async def _refer_infant(
     need: ReferralService,
     reason_code: str,
     due_by: date,
+    clock: Clock,
     urgency: Urgency = Urgency.urgent,
 ) -> None:
     await service.open_automatic(
@@ -81,6 +84,7 @@ async def _refer_infant(
         reason_code=reason_code,
         due_by=due_by,
         urgency=urgency,
+        clock=clock,
     )
 
 
@@ -173,6 +177,7 @@ async def prepare(session: AsyncSession, items: list[tuple[CloudEvent, Event]]) 
 
 def build(settings: Settings) -> dict[type[Event], Handler]:
     """The handlers, bound to the service's settings."""
+    clock = settings.clock
 
     # --- mothers (pmtct.enrolment.v1) ---
 
@@ -195,48 +200,48 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         await service.set_subject_active(session, event.client_id)
         if event.on_art:
             await service.art_started(
-                session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation
+                session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation, clock
             )
         elif rules.enrolled_positive_without_art(event):
             await wait_for_art(session, ce, event, rules.REASON_KNOWN_POSITIVE_NOT_ON_ART)
 
     async def hiv_test_recorded(session: AsyncSession, ce: CloudEvent, event: HivTestRecorded) -> None:
-        await _back_in_care(session, ce, event.client_id)
+        await _back_in_care(session, ce, event.client_id, clock)
         if rules.is_new_hiv_diagnosis(event):
             await wait_for_art(session, ce, event, rules.REASON_NEW_DIAGNOSIS)
 
     async def art_initiated(session: AsyncSession, ce: CloudEvent, event: ArtInitiated) -> None:
-        await _back_in_care(session, ce, event.client_id)
+        await _back_in_care(session, ce, event.client_id, clock)
         await service.art_started(
-            session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation
+            session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation, clock
         )
 
     async def mother_seen(session: AsyncSession, ce: CloudEvent, event: AncVisitRecorded | ViralLoadRecorded) -> None:
-        await _back_in_care(session, ce, event.client_id)
+        await _back_in_care(session, ce, event.client_id, clock)
 
     async def delivery_recorded(session: AsyncSession, ce: CloudEvent, event: DeliveryRecorded) -> None:
         if event.maternal_outcome is MaternalOutcome.died:
-            await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED)
+            await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED, clock)
         else:
-            await _back_in_care(session, ce, event.client_id)
+            await _back_in_care(session, ce, event.client_id, clock)
 
     async def client_died(session: AsyncSession, ce: CloudEvent, event: ClientDied) -> None:
-        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED)
+        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED, clock)
 
     async def client_transferred_out(session: AsyncSession, ce: CloudEvent, event: ClientTransferredOut) -> None:
-        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_TRANSFERRED_OUT)
+        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
     # --- infants and lost clients (pmtct.followup.v1) ---
 
     async def infant_test_due(session: AsyncSession, ce: CloudEvent, event: InfantTestDue) -> None:
         reason = rules.test_due_reason(event.kind.value)
         service_ = ReferralService.eid_sample_collection
-        await _refer_infant(session, ce, event, service_, reason, event.window_end, Urgency.routine)
+        await _refer_infant(session, ce, event, service_, reason, event.window_end, clock, Urgency.routine)
 
     async def infant_test_overdue(session: AsyncSession, ce: CloudEvent, event: InfantTestOverdue) -> None:
-        due_by = event.occurred_at.date() + timedelta(days=settings.tracing_due_days)
+        due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days)
         reason = rules.test_overdue_reason(event.kind.value)
-        await _refer_infant(session, ce, event, ReferralService.community_tracing, reason, due_by)
+        await _refer_infant(session, ce, event, ReferralService.community_tracing, reason, due_by, clock)
 
     async def lost_to_follow_up(session: AsyncSession, ce: CloudEvent, event: ClientLostToFollowUp) -> None:
         await service.open_automatic(
@@ -248,7 +253,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             facility_id=event.facility_id,
             service=ReferralService.community_tracing,
             reason_code=rules.REASON_LOST_TO_FOLLOW_UP,
-            due_by=event.occurred_at.date() + timedelta(days=settings.tracing_due_days),
+            due_by=clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days),
+            clock=clock,
         )
 
     async def infant_test_resulted(session: AsyncSession, ce: CloudEvent, event: InfantTestResulted) -> None:
@@ -259,28 +265,31 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             Action.complete,
             rules.OUTCOME_TEST_RESULTED,
             services=rules.MET_BY_INFANT_RESULT,
+            clock=clock,
         )
         if event.result is TestResult.positive:
-            due_by = event.occurred_at.date() + timedelta(days=settings.infant_art_due_days)
+            due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.infant_art_due_days)
             reason = rules.REASON_POSITIVE_INFANT_TEST
-            await _refer_infant(session, ce, event, ReferralService.infant_art, reason, due_by)
+            await _refer_infant(session, ce, event, ReferralService.infant_art, reason, due_by, clock)
 
     async def infant_art_initiated(session: AsyncSession, ce: CloudEvent, event: InfantArtInitiated) -> None:
-        await _back_in_care(session, ce, event.infant_id)
-        await service.art_started(session, Cause.of(ce), event.infant_id, event.occurred_at, ReferralService.infant_art)
+        await _back_in_care(session, ce, event.infant_id, clock)
+        await service.art_started(
+            session, Cause.of(ce), event.infant_id, event.occurred_at, ReferralService.infant_art, clock
+        )
 
     async def infant_seen(
         session: AsyncSession,
         ce: CloudEvent,
         event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded,
     ) -> None:
-        await _back_in_care(session, ce, event.infant_id)
+        await _back_in_care(session, ce, event.infant_id, clock)
 
     async def infant_final_outcome(session: AsyncSession, ce: CloudEvent, event: InfantFinalOutcomeRecorded) -> None:
         if event.outcome is FinalOutcome.died:
-            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_DIED)
+            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_DIED, clock)
         elif event.outcome is FinalOutcome.transferred_out:
-            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_TRANSFERRED_OUT)
+            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
     return {
         ClientEnrolled: client_enrolled,

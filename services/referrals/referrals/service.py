@@ -31,6 +31,7 @@ from pmtct_events.referrals import (
 )
 from servicekit import outbox
 from servicekit.auth import Principal
+from servicekit.clock import Clock
 from servicekit.db import at_commit
 from servicekit.facilities import FacilityRegistry
 from servicekit.problems import Problem
@@ -54,10 +55,6 @@ EVENT_OF: dict[Action | None, type[ReferralEvent]] = {
     Action.cancel: ReferralCancelled,
     Action.expire: ReferralExpired,
 }
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,16 +126,16 @@ def _check_time(at: datetime, moment: datetime, field: str) -> None:
 
 
 async def create_referral(
-    session: AsyncSession, principal: Principal, registry: FacilityRegistry, body: ReferralCreate
+    session: AsyncSession, principal: Principal, registry: FacilityRegistry, body: ReferralCreate, clock: Clock
 ) -> Referral:
-    moment = now()
+    moment = clock.now()
     _check_facility(registry, body.from_facility_id, "from_facility_id")
     if body.to_facility_id is not None:
         _check_facility(registry, body.to_facility_id, "to_facility_id")
     principal.require_facility(body.from_facility_id)
     requested_at = (body.requested_at or moment).astimezone(UTC)
     _check_time(requested_at, moment, "requested_at")
-    if body.due_by < requested_at.date():
+    if body.due_by < clock.local_day(requested_at):
         raise Problem(422, "due_by_before_request", f"due_by {body.due_by} is before the referral is requested.")
     if body.subject_type is SubjectType.client and body.client_id not in (None, body.subject_id):
         raise Problem(422, "client_id_mismatch", "For a client referral, client_id is the subject itself.")
@@ -186,9 +183,14 @@ def _may_read(principal: Principal, r: Referral) -> bool:
 
 
 async def act(
-    session: AsyncSession, principal: Principal, referral_id: UUID, action: Action, body: ReferralActionRequest
+    session: AsyncSession,
+    principal: Principal,
+    referral_id: UUID,
+    action: Action,
+    body: ReferralActionRequest,
+    clock: Clock,
 ) -> Referral:
-    moment = now()
+    moment = clock.now()
     at = (body.at or moment).astimezone(UTC)
     _check_time(at, moment, "at")
     if action in rules.NEEDS_OUTCOME and body.outcome_code is None:
@@ -424,6 +426,7 @@ async def open_automatic(
     reason_code: str,
     due_by: date,
     urgency: Urgency = Urgency.urgent,
+    clock: Clock,
 ) -> Referral | None:
     """Open a referral for a need, unless one is open already (however often the event that
     causes it is delivered) or the subject has died or left. None when nothing was opened."""
@@ -432,7 +435,7 @@ async def open_automatic(
         return None
     if service in (ReferralService.art_initiation, ReferralService.infant_art) and state.on_art_since is not None:
         return None
-    moment = now()
+    moment = clock.now()
     r = Referral.requested(
         requested_at=moment,
         subject_type=subject_type,
@@ -443,7 +446,7 @@ async def open_automatic(
         referral_service=service,
         reason_code=reason_code,
         urgency=urgency,
-        due_by=rules.automatic_due_by(due_by, moment.date()),
+        due_by=rules.automatic_due_by(due_by, clock.local_day(moment)),
         origin=ReferralOrigin.automatic,
         created_by=SYSTEM,
         cause_event_id=cause.event_id,
@@ -468,6 +471,7 @@ async def close_open(
     *,
     services: Collection[ReferralService] | None = None,
     only: Callable[[Referral], bool] | None = None,
+    clock: Clock,
 ) -> list[Referral]:
     """Complete or cancel the subject's open referrals (of `services`, those `only` accepts):
     loop closure by the event that meets the need, or by death or transfer."""
@@ -476,7 +480,7 @@ async def close_open(
         candidates = known.open_of(subject_id, services)
     else:
         candidates = await repository.lock_open_for_subject(session, subject_id, services)
-    moment = now()
+    moment = clock.now()
     closed = []
     for r in candidates:
         if only is not None and not only(r):
@@ -521,12 +525,14 @@ async def schedule_art_initiation(
 
 
 async def art_started(
-    session: AsyncSession, cause: Cause, subject_id: UUID, started_at: datetime, service: ReferralService
+    session: AsyncSession, cause: Cause, subject_id: UUID, started_at: datetime, service: ReferralService, clock: Clock
 ) -> None:
     """ART started: no ART referral is needed any more, and an open one is met."""
     await _drop_art_wait(session, subject_id)
     await _set_state(session, subject_id, on_art_since=started_at)
-    await close_open(session, cause, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service])
+    await close_open(
+        session, cause, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock
+    )
 
 
 async def set_subject_active(session: AsyncSession, subject_id: UUID) -> None:
@@ -534,11 +540,11 @@ async def set_subject_active(session: AsyncSession, subject_id: UUID) -> None:
     await _set_state(session, subject_id, ended=None)
 
 
-async def subject_ended(session: AsyncSession, cause: Cause, subject_id: UUID, ended: str) -> None:
+async def subject_ended(session: AsyncSession, cause: Cause, subject_id: UUID, ended: str, clock: Clock) -> None:
     """Died or transferred out: cancel what is open, with the reason, and open nothing more."""
     await _drop_art_wait(session, subject_id)
     await _set_state(session, subject_id, ended=ended)
-    await close_open(session, cause, subject_id, Action.cancel, ended)
+    await close_open(session, cause, subject_id, Action.cancel, ended, clock=clock)
 
 
 async def open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
@@ -546,7 +552,7 @@ async def open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], set
     done = 0
     while True:
         async with sessions() as session, session.begin():
-            waits = await repository.lock_due_art_waits(session, now(), settings.timer_batch_size)
+            waits = await repository.lock_due_art_waits(session, settings.clock.now(), settings.timer_batch_size)
             for w in waits:
                 await open_automatic(
                     session,
@@ -557,7 +563,8 @@ async def open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], set
                     facility_id=w.facility_id,
                     service=ReferralService.art_initiation,
                     reason_code=w.reason_code,
-                    due_by=now().date() + timedelta(days=settings.art_initiation_due_days),
+                    due_by=settings.clock.today() + timedelta(days=settings.art_initiation_due_days),
+                    clock=settings.clock,
                 )
                 await repository.drop_art_wait(session, w.client_id)
         done += len(waits)
@@ -572,7 +579,7 @@ async def expire_past_due(sessions: async_sessionmaker[AsyncSession], settings: 
     while True:
         async with sessions() as session, session.begin():
             batch = await repository.lock_past_due(session, today, settings.timer_batch_size)
-            moment = now()
+            moment = settings.clock.now()
             for r in batch:
                 changed = _transitioned(r, Action.expire, moment, None)
                 await repository.save(session, changed)

@@ -22,7 +22,7 @@ async def run(rt: Runtime) -> None:
     assert isinstance(settings, Settings)
     while True:
         opened = await service.open_due_art_referrals(rt.sessions, settings)
-        expired = await service.expire_past_due(rt.sessions, settings, service.now().date())
+        expired = await service.expire_past_due(rt.sessions, settings, settings.clock.today())
         if opened or expired:
             log.info("timers: %d ART wait(s) ended, %d referral(s) expired", opened, expired)
         await asyncio.sleep(settings.timer_interval_s)
