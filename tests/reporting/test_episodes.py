@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
+from pmtct_events import CloudEvent
+from pmtct_events.enrolment import ClientEnrolled
 from reporting.episodes import ArtStart, Enrolled, HivTest, episodes
+from reporting.facts import facts_of
+from servicekit.clock import Clock
 
 CLIENT = uuid.uuid4()
 
@@ -15,17 +19,22 @@ def at(day: str, hour: int = 9) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
 
 
+def when(day: str, hour: int = 9) -> tuple[datetime, date]:
+    """A fact's instant and its programme-local day (UTC here)."""
+    return at(day, hour), at(day, hour).date()
+
+
 def enrolled(day: str, facility: str = "FAC-A", status: str = "pregnant", hiv: str = "unknown", **kw) -> Enrolled:
-    return Enrolled(at(day), facility, status, hiv, kw.get("on_art", False), kw.get("transfer_in", False))
+    return Enrolled(*when(day), facility, status, hiv, kw.get("on_art", False), kw.get("transfer_in", False))
 
 
 def test_tests_and_art_belong_to_the_pregnancy_they_fall_in() -> None:
     facts = [
         enrolled("2025-01-10"),
-        HivTest(at("2025-01-10", 11), "negative", "anc"),
+        HivTest(*when("2025-01-10", 11), "negative", "anc"),
         enrolled("2026-03-01"),
-        HivTest(at("2026-03-01"), "positive", "anc"),
-        ArtStart(at("2026-03-02")),
+        HivTest(*when("2026-03-01"), "positive", "anc"),
+        ArtStart(*when("2026-03-02")),
     ]
     first, second = episodes(CLIENT, facts)
     assert (first.enrolled_on, first.first_test_result, first.first_positive_on, first.art_started_on) == (
@@ -46,8 +55,8 @@ def test_a_transfer_in_opens_no_episode_and_her_later_facts_stay_with_her_pregna
     facts = [
         enrolled("2026-09-01", "FAC-A"),
         enrolled("2026-10-01", "FAC-B", transfer_in=True),
-        HivTest(at("2026-10-02"), "positive", "anc"),
-        ArtStart(at("2026-10-03")),
+        HivTest(*when("2026-10-02"), "positive", "anc"),
+        ArtStart(*when("2026-10-03")),
     ]
     (only,) = episodes(CLIENT, facts)
     assert (only.facility_id, only.first_test_result, only.art_started_on) == ("FAC-A", "positive", date(2026, 10, 3))
@@ -56,9 +65,9 @@ def test_a_transfer_in_opens_no_episode_and_her_later_facts_stay_with_her_pregna
 def test_the_first_conclusive_test_decides_whatever_order_the_facts_came_in() -> None:
     facts = [
         enrolled("2026-11-02"),
-        HivTest(at("2026-11-20"), "positive", "labour_delivery"),
-        HivTest(at("2026-11-02", 10), "negative", "anc"),
-        ArtStart(at("2026-11-21")),
+        HivTest(*when("2026-11-20"), "positive", "labour_delivery"),
+        HivTest(*when("2026-11-02", 10), "negative", "anc"),
+        ArtStart(*when("2026-11-21")),
     ]
     results = {tuple(episodes(CLIENT, order)) for order in itertools.permutations(facts)}
     assert len(results) == 1
@@ -71,4 +80,29 @@ def test_the_first_conclusive_test_decides_whatever_order_the_facts_came_in() ->
 
 
 def test_without_an_enrolment_there_is_no_episode() -> None:
-    assert episodes(CLIENT, [HivTest(at("2026-11-02"), "positive", "anc")]) == []
+    assert episodes(CLIENT, [HivTest(*when("2026-11-02"), "positive", "anc")]) == []
+
+
+def test_a_fact_just_after_local_midnight_counts_on_its_programme_day_and_month() -> None:
+    """An enrolment at 00:30 on 1 November in Johannesburg is 22:30 UTC on 31 October: its fact, its
+    episode and the month it is an interaction in are November's, whatever offset it was posted with."""
+    clock = Clock("Africa/Johannesburg")
+    instant = datetime(2026, 10, 31, 22, 30, tzinfo=UTC)
+    for posted in (instant, instant.astimezone(timezone(timedelta(hours=-3)))):
+        event = ClientEnrolled(
+            client_id=CLIENT,
+            facility_id="FAC-A",
+            occurred_at=posted,
+            status_at_enrolment="pregnant",
+            age_years=25,
+            hiv_status="unknown",
+            on_art=False,
+        )
+        mother, interaction = facts_of(CloudEvent.from_event(event), event, clock)
+        assert mother.row["occurred_on"] == date(2026, 11, 1)
+        assert interaction.row["month"] == date(2026, 11, 1)
+        row = mother.row
+        (episode,) = episodes(
+            CLIENT, [Enrolled(row["occurred_at"], row["occurred_on"], "FAC-A", "pregnant", "unknown", False, False)]
+        )
+        assert episode.enrolled_on == date(2026, 11, 1)

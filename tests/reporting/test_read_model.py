@@ -14,12 +14,15 @@ from pmtct_events import enrolment as en
 from pmtct_events import followup as fu
 from pmtct_events import referrals as rf
 from reporting import repository
-from reporting.handlers import HANDLERS
+from reporting.handlers import build
 from reporting.indicators import sum_counts
 from reporting.periods import parse_period
 from reporting.service import counts_by_cell
+from reporting.settings import Settings
 from servicekit import bootstrap
 from servicekit.db import create_engine, sessionmaker
+
+HANDLERS = build(Settings(timezone="UTC"))
 
 
 def at(day: str, hour: int = 10) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -32,10 +31,6 @@ ProvinceQuery = Annotated[str | None, Query(description="A province of the facil
 CountryQuery = Annotated[str | None, Query(description="A country code of the facility registry, e.g. ZA")]
 
 
-def _today():
-    return datetime.now(UTC).date()
-
-
 @dataclass(frozen=True)
 class Where:
     scope: service.Scope
@@ -53,7 +48,7 @@ async def where(
 ) -> Where:
     """The scope (narrowed to what the caller may see) and the period a report is asked for."""
     scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
-    return Where(scope, service.period_from(period, _today()))
+    return Where(scope, service.period_from(period, rt.settings.clock.today()))
 
 
 WhereDep = Annotated[Where, Depends(where)]
@@ -111,8 +106,9 @@ async def dashboard_page(
             return dashboard.signed_out_page(problem.detail, problem.status)
         raise
     # the form sends both selects: a chosen facility is the narrower filter
+    today = rt.settings.clock.today()
     filters = dashboard.Filters(
-        facility_id or None, None if facility_id else district or None, service.period_from(period, _today())
+        facility_id or None, None if facility_id else district or None, service.period_from(period, today)
     )
-    html = await dashboard.page(session, principal, rt.registry, filters, rt.settings.dashboard_trend_months, _today())
+    html = await dashboard.page(session, principal, rt.registry, filters, rt.settings.dashboard_trend_months, today)
     return HTMLResponse(html)

@@ -18,6 +18,7 @@ from pmtct_events import CloudEvent, Event
 from pmtct_events import enrolment as en
 from pmtct_events import followup as fu
 from pmtct_events import referrals as rf
+from servicekit.clock import Clock
 
 
 class Table(StrEnum):
@@ -122,40 +123,41 @@ def _row(table: Table, **values: Any) -> Fact:
     return Fact(table, row)
 
 
-def _mother(ce: CloudEvent, event: en.ClientEvent, kind: str, **values: Any) -> Fact:
+def _mother(ce: CloudEvent, event: en.ClientEvent, clock: Clock, kind: str, **values: Any) -> Fact:
     return _row(
         Table.mother_facts,
         event_id=ce.id,
         client_id=event.client_id,
         kind=kind,
         occurred_at=event.occurred_at,
-        occurred_on=event.occurred_at.date(),
+        occurred_on=clock.local_day(event.occurred_at),
         facility_id=event.facility_id,
         **values,
     )
 
 
-def _infant(ce: CloudEvent, event: fu.InfantEvent, kind: str, **values: Any) -> Fact:
+def _infant(ce: CloudEvent, event: fu.InfantEvent, clock: Clock, kind: str, **values: Any) -> Fact:
     return _row(
         Table.infant_facts,
         event_id=ce.id,
         infant_id=event.infant_id,
         kind=kind,
         occurred_at=event.occurred_at,
-        occurred_on=event.occurred_at.date(),
+        occurred_on=clock.local_day(event.occurred_at),
         recorded_at=ce.time,
         facility_id=event.facility_id,
         **values,
     )
 
 
-def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
+def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
     match event:
         case en.ClientEnrolled():
             return [
                 _mother(
                     ce,
                     event,
+                    clock,
                     "enrolled",
                     status_at_enrolment=event.status_at_enrolment.value,
                     hiv_status=event.hiv_status.value,
@@ -164,9 +166,9 @@ def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
                 )
             ]
         case en.HivTestRecorded() if event.result in CONCLUSIVE:
-            return [_mother(ce, event, "hiv_test", result=event.result.value, setting=event.setting.value)]
+            return [_mother(ce, event, clock, "hiv_test", result=event.result.value, setting=event.setting.value)]
         case en.ArtInitiated():
-            return [_mother(ce, event, "art_start")]
+            return [_mother(ce, event, clock, "art_start")]
         case en.DeliveryRecorded():
             live = sum(1 for i in event.infants if i.outcome is en.BirthOutcome.live_birth)
             return [
@@ -174,7 +176,7 @@ def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
                     Table.deliveries,
                     event_id=ce.id,
                     client_id=event.client_id,
-                    delivered_on=event.occurred_at.date(),
+                    delivered_on=clock.local_day(event.occurred_at),
                     facility_id=event.facility_id,
                     skilled_attendant=event.skilled_attendant,
                     mother_hiv_status=event.mother_hiv_status.value,
@@ -182,13 +184,14 @@ def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
                 )
             ]
         case fu.InfantFollowUpStarted():
-            return [_infant(ce, event, "hei", birth_date=event.birth_date)]
+            return [_infant(ce, event, clock, "hei", birth_date=event.birth_date)]
         case fu.InfantTestResulted() if event.test is fu.InfantTest.NAT:
             # the first virologic test is found from the sample dates, whatever `first_virologic` said on arrival
             return [
                 _infant(
                     ce,
                     event,
+                    clock,
                     "nat",
                     age_days=event.age_days,
                     result=event.result.value,
@@ -196,9 +199,9 @@ def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
                 )
             ]
         case fu.InfantArtInitiated():
-            return [_infant(ce, event, "art_start")]
+            return [_infant(ce, event, clock, "art_start")]
         case fu.InfantFinalOutcomeRecorded():
-            return [_infant(ce, event, "outcome", outcome=event.outcome.value)]
+            return [_infant(ce, event, clock, "outcome", outcome=event.outcome.value)]
         case rf.ReferralEvent():
             return [
                 _row(
@@ -215,11 +218,13 @@ def _subject_facts(ce: CloudEvent, event: Event) -> list[Fact]:
     return []
 
 
-def facts_of(ce: CloudEvent, event: Event) -> list[Fact]:
-    """The facts `event` adds; an empty list for an event the indicators do not use."""
-    found = _subject_facts(ce, event)
+def facts_of(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
+    """The facts `event` adds; an empty list for an event the indicators do not use. Each is dated
+    with the programme-local day of the instant it happened (`clock`), whatever offset it was posted
+    with, so a month counts what happened in it there."""
+    found = _subject_facts(ce, event, clock)
     if type(event) in INTERACTIONS:
-        day = event.occurred_at.date()
+        day = clock.local_day(event.occurred_at)
         found.append(_row(Table.interactions, event_id=ce.id, facility_id=event.facility_id, month=month_of(day)))
     return found
 

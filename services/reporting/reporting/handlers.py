@@ -15,10 +15,14 @@ from servicekit.consumer import Handler
 
 from . import repository
 from .facts import APPLIED, facts_of
+from .settings import Settings
 
 
-async def apply_event(session: AsyncSession, ce: CloudEvent, event: Event) -> None:
-    repository.apply(session, facts_of(ce, event))
+def build(settings: Settings) -> dict[type[Event], Handler]:
+    """The handler of every applied event, dating facts on the programme's clock."""
+    clock = settings.clock
 
+    async def apply_event(session: AsyncSession, ce: CloudEvent, event: Event) -> None:
+        repository.apply(session, facts_of(ce, event, clock))
 
-HANDLERS: dict[type[Event], Handler] = dict.fromkeys(APPLIED, apply_event)
+    return dict.fromkeys(APPLIED, apply_event)

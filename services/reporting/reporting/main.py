@@ -10,15 +10,18 @@ from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     return create_app(
-        settings or Settings(),
+        settings,
         title="PMTCT reporting service",
         description="Programme indicators, DHIS2 export and the dashboard.",
         routers=[endpoints.router, endpoints.pages],
         publishes=[],
         consumers=[
             ConsumerSpec(
-                name="reporting", topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC], handlers=handlers.HANDLERS
+                name="reporting",
+                topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC],
+                handlers=handlers.build(settings),
             )
         ],
     )

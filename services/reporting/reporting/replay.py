@@ -36,8 +36,8 @@ from servicekit.consumer import EventConsumer
 from servicekit.db import create_engine, sessionmaker
 
 from . import repository
-from .facts import Fact, facts_of
-from .handlers import HANDLERS
+from .facts import APPLIED, Fact, facts_of
+from .handlers import build
 from .settings import Settings
 
 #: the live consumer group: the rebuild claims events in its name so that it skips them afterwards
@@ -86,7 +86,7 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
     sessions = sessionmaker(engine)
     # the live consumer's own decoding (envelope, contract, which types it applies); nothing is dead-lettered
     # here, so it needs no producer
-    decoder = EventConsumer(settings, CONSUMER, list(TOPICS), HANDLERS, sessions, producer=None)  # type: ignore[arg-type]
+    decoder = EventConsumer(settings, CONSUMER, list(TOPICS), build(settings), sessions, producer=None)  # type: ignore[arg-type]
     consumer, reported_end = await _open_partitions(settings.kafka_bootstrap_servers)
     result = ReplayResult()
     # The end of a partition is the larger of the end offset listed at the start and the high watermark
@@ -96,7 +96,8 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
     sized(sum(reported_end.values()))
     facts: list[Fact] = []
     applied: list[UUID] = []
-    applied_types = {model.ce_type() for model in HANDLERS}
+    applied_types = {model.ce_type() for model in APPLIED}
+    clock = settings.clock
     # Nothing the rebuild holds is in a reference cycle, but with up to `replay_stage_rows` facts alive the cyclic
     # collector's passes over them cost a tenth of its time, most of it triggered by the Kafka client's
     # record objects: it is off while the events are read, and the young generations are collected
@@ -132,7 +133,7 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
                         elif item.event is None or item.ce is None:
                             result.not_ours += 1
                         else:
-                            facts += facts_of(item.ce, item.event)
+                            facts += facts_of(item.ce, item.event, clock)
                             applied.append(item.ce.id)
                             result.applied += 1
                             if staging is not None and not result.applied % YIELD_EVERY:

@@ -125,11 +125,17 @@ _INSERT_EPISODE = text(
 def _mother_fact(row) -> MotherFact:
     if row.kind == "enrolled":
         return Enrolled(
-            row.occurred_at, row.facility_id, row.status_at_enrolment, row.hiv_status, row.on_art, row.transfer_in
+            row.occurred_at,
+            row.occurred_on,
+            row.facility_id,
+            row.status_at_enrolment,
+            row.hiv_status,
+            row.on_art,
+            row.transfer_in,
         )
     if row.kind == "hiv_test":
-        return HivTest(row.occurred_at, row.result, row.setting)
-    return ArtStart(row.occurred_at)
+        return HivTest(row.occurred_at, row.occurred_on, row.result, row.setting)
+    return ArtStart(row.occurred_at, row.occurred_on)
 
 
 def _episodes_of(session: Session, clients: Subjects) -> list[Episode]:
