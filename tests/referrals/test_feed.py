@@ -16,11 +16,11 @@ from sqlalchemy import text
 from pmtct_events import REFERRALS_TOPIC
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
+from pmtct_tools.testing import envelopes, read_topic
 from referrals import service
 from referrals.models import Referral
 from referrals.rules import Action
 from servicekit.clock import Clock
-from servicekit.testing import envelopes, read_topic
 
 WRITERS = 8
 REFERRALS_PER_WRITER = 10
