@@ -46,13 +46,13 @@ def test_nothing_happens_or_arrives_on_or_after_the_anchor_except_a_typo_in_the_
     end = datetime(2026, 6, 1, tzinfo=UTC)
     assert all(e.arrives_at < end for e in programme)
     late = [e for e in programme if e.occurred_at >= end]
-    assert late and all(e.why == "future_date" for e in late)
+    assert late and all(e.why == "occurred_in_future" for e in late)
     assert all(e.occurred_at.year >= 2100 for e in late)
 
 
 def test_events_come_in_arrival_order_and_never_arrive_before_they_happen(programme) -> None:
     assert [e.arrives_at for e in programme] == sorted(e.arrives_at for e in programme)
-    assert all(e.arrives_at >= e.occurred_at for e in programme if e.why != "future_date")
+    assert all(e.arrives_at >= e.occurred_at for e in programme if e.why != "occurred_in_future")
 
 
 def test_hiv_prevalence_at_anc1_is_that_of_southern_african_antenatal_care(programme) -> None:
@@ -96,7 +96,7 @@ def test_every_kind_of_event_and_every_kind_of_trouble_is_in_a_large_programme(p
         "valid",
         "resend",
         "unknown_client",
-        "future_date",
+        "occurred_in_future",
         "gestation_out_of_range",
         "delivery_before_enrolment",
     }

@@ -157,7 +157,7 @@ CASES: dict[str, Case] = {
     # --- facility and identity -------------------------------------------------------------------
     "an unknown facility": Case(
         "unknown_facility",
-        "'FAC-XX-999' is not in the registry",
+        "'FAC-XX-999' is not in the facility registry",
         alone(lambda emr: emr.enrolment(facility_id="FAC-XX-999")),
     ),
     "a facility the token is not for": Case(
@@ -175,12 +175,12 @@ CASES: dict[str, Case] = {
         alone(lambda emr: emr.event("ArtInitiated", {}, client_id=str(uuid.uuid4()), occurred_at=emr.ago(5))),
     ),
     "no client named": Case(
-        "client_identifier_missing",
+        "subject_identifier_missing",
         "client_ref",
         alone(lambda emr: emr.event("ClientDied", {}, occurred_at=emr.ago(5))),
     ),
     "both client_ref and client_id": Case(
-        "client_identifier_ambiguous",
+        "subject_identifier_ambiguous",
         "not both",
         alone(lambda emr: emr.event("ClientDied", client_ref=emr.ref(), client_id=str(uuid.uuid4()))),
     ),
@@ -437,5 +437,5 @@ async def test_text_that_postgres_cannot_store_is_rejected_not_a_server_error(en
     assert [(r["status"], r["code"]) for r in results] == [("rejected", "invalid_value")] * 3
     assert "valid UTF-8" in results[0]["reason"]
     assert "client_ref: String should match pattern" in results[1]["reason"]
-    assert "data.copies_per_ml: Input should be a valid integer" in results[2]["reason"]
+    assert "data.copies_per_ml: a number must be finite" in results[2]["reason"]
     assert await enrolment.counts() == before

@@ -24,7 +24,7 @@ class EmrEvent:
     arrives_at: datetime
     #: the answer the platform should give
     expect: Outcome
-    #: "valid", "resend", or the data-entry error the event carries (e.g. "future_date")
+    #: "valid", "resend", or the data-entry error the event carries (e.g. "occurred_in_future", the code it should get)
     why: str = "valid"
 
     @property

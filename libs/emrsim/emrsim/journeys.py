@@ -540,7 +540,9 @@ class Journey:
         reason, nothing written). Each kind is refused whatever else is true of the mother."""
         if not self.chance(self.rates.invalid):
             return
-        kind = self.rng.choice(("unknown_client", "future_date", "gestation_out_of_range", "delivery_before_enrolment"))
+        kind = self.rng.choice(
+            ("unknown_client", "occurred_in_future", "gestation_out_of_range", "delivery_before_enrolment")
+        )
         when = enrolled.occurred_at + timedelta(days=self.rng.randrange(1, 30))
         if kind == "unknown_client":
             target, data, event_type = (
@@ -548,7 +550,7 @@ class Journey:
                 {"visit_number": 2},
                 "AncVisitRecorded",
             )
-        elif kind == "future_date":
+        elif kind == "occurred_in_future":
             # a typo in the year: a visit a century ahead
             target, data, event_type = chart, {"visit_number": 2}, "AncVisitRecorded"
         elif kind == "gestation_out_of_range":
@@ -563,7 +565,7 @@ class Journey:
                 "infants": [{"infant_ref": chart.client_ref + "-E1", "sex": "female", "outcome": "live_birth"}],
             }
         arrives = max(when, enrolled.arrives_at) + timedelta(minutes=5)
-        if kind == "future_date":
+        if kind == "occurred_in_future":
             when = when.replace(year=when.year + 100)
         if arrives >= self.end:
             return

@@ -1,33 +1,365 @@
-"""Batch ingestion of EMR events (`POST /v1/events`): what every service answers the same way.
+"""The one EMR intake pipeline: what every `POST /v1/events` does, the same way in every service.
 
-DESIGN.md: a batch holds at most 1000 events and gets one result per event, in the order posted:
-`accepted`, `duplicate` (this event_id was recorded before with the same content: nothing happens
-a second time) or `rejected` with a machine-readable `code` and a `reason`. The same event_id with
-different content is rejected as `conflict`: a correction needs a new event_id.
+A batch goes through these steps, in this order (docs/emr-intake.md is the integrators' account):
 
-What an event is, how it is validated, and which rules it must satisfy stay in each service; a
-service extends `EventResult` with what it answers (enrolment: the woman's and infants' ids).
+1. **Size.** 1 to `PMTCT_INTAKE_MAX_BATCH` (1000) events, else the whole request is refused:
+   422 `empty_batch` / 413 `batch_too_large`.
+2. **Strict parsing**, event by event, so one bad event is a `rejected` result and never a failed
+   batch: JSON types as declared, no field the event does not have, no NaN or Infinity
+   (`invalid_value`, `missing_field`, `unknown_field`, `unknown_event_type`).
+3. **Facility authorisation**, before anything is looked up, so a caller learns nothing about
+   another facility's subjects: `unknown_facility` (not in the registry), `facility_forbidden`
+   (not among the token's facility claims). A district EMR may post for several facilities in one
+   batch, so this is a per-event result, not a 403.
+4. **Not in the future**: `occurred_in_future`, beyond `PMTCT_INTAKE_FUTURE_TOLERANCE_S`.
+5. **One transaction** (`_attempt`): the service resolves the subjects the events name (loading and
+   locking them) and says which event_ids it has recorded, with their content fingerprints; then
+   each event, in the order the service chooses, is a `duplicate` (same event_id, same content:
+   answered as the first time), a `conflict` (same event_id, other content), or decided by the
+   service (accepted, or rejected with a `Code`); then the service writes what it accepted; commit.
+6. **Retry** the whole transaction when a concurrent batch raced it (serialization failure,
+   deadlock, a unique violation such as the same event_id posted twice at once): at most
+   `ATTEMPTS` times, then 503 `contention` (the batch is safe to resend).
+7. **Metrics**: `pmtct_intake_events_total{service, outcome, code}`, `pmtct_intake_batch_seconds`,
+   `pmtct_intake_retries_total`.
+
+A service supplies only what differs (`Intake` and an `IntakeBatch`): its event models, how it
+resolves subjects, how it decides, and how it writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, Protocol, Self, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .problems import Problem
+from . import db
+from .auth import Principal
+from .facilities import FacilityRegistry
+from .metrics import INTAKE_BATCH_SECONDS, INTAKE_EVENTS, INTAKE_RETRIES
+from .problems import PROBLEM_JSON, Problem
+from .settings import ServiceSettings
 
+log = logging.getLogger(__name__)
+
+#: the default of `PMTCT_INTAKE_MAX_BATCH`
 MAX_BATCH = 1000
+#: how many times a batch's transaction is tried before it is answered 503 `contention`
+ATTEMPTS = 3
+#: serialization failure, deadlock, unique violation: a concurrent batch raced this one
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+
+
+# --- the vocabulary --------------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    """What an EMR should do about a code: the last column of the table in docs/emr-intake.md."""
+
+    fix_and_resend = "fix the event and resend it"
+    resend_later = "resend it later, unchanged"
+    new_event_id = "send the correction with a new event_id"
+    fix_facility = "fix facility_id, or have the facility registered"
+    fix_token = "post it with a token for that facility"
+    do_not_resend = "do nothing: do not resend it; check the record in the EMR"
+    resend_batch = "resend the whole batch, unchanged"
+    fix_request = "fix the request and resend the batch"
+    split_batch = "split the batch and resend"
+
+
+class Code(StrEnum):
+    """Every code the intake endpoints answer with, in every service: a rejected event's `code`,
+    or the `code` of a problem+json that refuses the whole request (`status` is then its HTTP status).
+
+    Each member is `name = value, meaning, action, status`."""
+
+    meaning: str
+    action: Action
+    status: int | None
+
+    def __new__(cls, value: str, meaning: str, action: Action, status: int | None = None) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        member.action = action
+        member.status = status
+        return member
+
+    # --- the whole request (problem+json) --------------------------------------------------------
+    malformed_json = "malformed_json", "The body is not JSON.", Action.fix_request, 400
+    unsupported_media_type = (
+        "unsupported_media_type",
+        "The body is not sent as `Content-Type: application/json`.",
+        Action.fix_request,
+        415,
+    )
+    validation_failed = (
+        "validation_failed",
+        'The body is not `{"events": [...]}` (a bare list, `events` not a list, another top-level field).',
+        Action.fix_request,
+        422,
+    )
+    empty_batch = "empty_batch", "The batch has no events.", Action.fix_request, 422
+    batch_too_large = "batch_too_large", "The batch has more events than the limit (1000).", Action.split_batch, 413
+    unauthorized = "unauthorized", "No bearer token, or one that is invalid or expired.", Action.fix_request, 401
+    insufficient_scope = "insufficient_scope", "The token lacks the scope `events:write`.", Action.fix_request, 403
+    contention = (
+        "contention",
+        "Concurrent batches kept touching the same subjects; nothing of this batch was recorded.",
+        Action.resend_batch,
+        503,
+    )
+
+    # --- one event: its shape ----------------------------------------------------------------------
+    invalid_value = (
+        "invalid_value",
+        "A field has the wrong JSON type, format or value (the reason names it); also a non-object event,"
+        " NaN or Infinity, text that is not UTF-8, a date outside 1900–2999.",
+        Action.fix_and_resend,
+    )
+    missing_field = "missing_field", "A required field is absent (`type`, `data.hiv_status`, …).", Action.fix_and_resend
+    unknown_field = (
+        "unknown_field",
+        "A field this event does not have (a typo, or an extension).",
+        Action.fix_and_resend,
+    )
+    unknown_event_type = (
+        "unknown_event_type",
+        "`type` is not an event of this service (mother events go to enrolment, infant events to follow-up).",
+        Action.fix_and_resend,
+    )
+
+    # --- one event: facility, time, identity of the event ----------------------------------------
+    unknown_facility = (
+        "unknown_facility",
+        "`facility_id` (or `to_facility_id`) is not in the facility registry.",
+        Action.fix_facility,
+    )
+    facility_forbidden = (
+        "facility_forbidden",
+        "The token's facility claims do not include this `facility_id`.",
+        Action.fix_token,
+    )
+    occurred_in_future = (
+        "occurred_in_future",
+        "`occurred_at` is later than the server's time plus the clock-drift tolerance (5 minutes).",
+        Action.fix_and_resend,
+    )
+    conflict = (
+        "conflict",
+        "This `event_id` is already recorded with different content.",
+        Action.new_event_id,
+    )
+
+    # --- one event: its subject ------------------------------------------------------------------
+    subject_identifier_missing = (
+        "subject_identifier_missing",
+        "The event names no woman (`client_ref` or `client_id`) or no infant (`infant_ref` or `infant_id`).",
+        Action.fix_and_resend,
+    )
+    subject_identifier_ambiguous = (
+        "subject_identifier_ambiguous",
+        "The event names its subject twice (`client_ref` and `client_id`, or `infant_ref` and `infant_id`).",
+        Action.fix_and_resend,
+    )
+    client_ref_required = (
+        "client_ref_required",
+        "`ClientEnrolled` names the woman by the EMR's `client_ref`; the platform assigns `client_id`.",
+        Action.fix_and_resend,
+    )
+    unknown_client = (
+        "unknown_client",
+        "No woman has this `client_ref` at this facility, or no woman has this `client_id`.",
+        Action.fix_and_resend,
+    )
+    unknown_infant = (
+        "unknown_infant",
+        "Follow-up knows no infant by this `infant_id` or `infant_ref` (yet: a delivery posted to enrolment"
+        " moments ago is still on its way).",
+        Action.resend_later,
+    )
+    infant_ref_unsupported = (
+        "infant_ref_unsupported",
+        "This deployment cannot resolve `infant_ref` (no keyed hash configured); name the infant by `infant_id`.",
+        Action.fix_and_resend,
+    )
+    not_enrolled_at_facility = (
+        "not_enrolled_at_facility",
+        "Addressed by `client_id` at a facility where she is not enrolled.",
+        Action.fix_and_resend,
+    )
+    identity_conflict = (
+        "identity_conflict",
+        "The national id belongs to another woman or differs from hers, or her birth date / age contradicts"
+        " the record.",
+        Action.do_not_resend,
+    )
+    already_enrolled = (
+        "already_enrolled",
+        "She is enrolled here already and this enrolment opens no new episode.",
+        Action.do_not_resend,
+    )
+    infant_not_in_follow_up = (
+        "infant_not_in_follow_up",
+        "The infant is not HIV-exposed as far as the platform knows, so follow-up takes no events for it.",
+        Action.do_not_resend,
+    )
+
+    # --- one event: dates of a life ----------------------------------------------------------------
+    before_birth = (
+        "before_birth",
+        "A date before the subject's birth (exact, or the earliest an `age_years` allows).",
+        Action.fix_and_resend,
+    )
+    event_after_death = (
+        "event_after_death",
+        "Dated after the subject's recorded death.",
+        Action.fix_and_resend,
+    )
+    date_after_occurred_at = (
+        "date_after_occurred_at",
+        "`hiv_status_known_since` or `art_start_date` is after the enrolment's `occurred_at`.",
+        Action.fix_and_resend,
+    )
+    death_already_recorded = "death_already_recorded", "A second `ClientDied`.", Action.do_not_resend
+    death_before_recorded_events = (
+        "death_before_recorded_events",
+        "A death dated before events already recorded for her.",
+        Action.fix_and_resend,
+    )
+    transferred_out = (
+        "transferred_out",
+        "At a facility she transferred out of, dated after that (enrol her there again first).",
+        Action.fix_and_resend,
+    )
+    transfer_to_same_facility = (
+        "transfer_to_same_facility",
+        "`to_facility_id` is the facility she leaves.",
+        Action.fix_and_resend,
+    )
+
+    # --- one event: clinical rules -----------------------------------------------------------------
+    birth_date_or_age_required = (
+        "birth_date_or_age_required",
+        "`ClientEnrolled` without `birth_date` or `age_years`.",
+        Action.fix_and_resend,
+    )
+    age_out_of_range = "age_out_of_range", "Age at enrolment outside 9–60 years.", Action.fix_and_resend
+    gestation_out_of_range = "gestation_out_of_range", "`gestation_weeks` outside 4–45.", Action.fix_and_resend
+    edd_out_of_range = (
+        "edd_out_of_range",
+        "An expected delivery date that cannot belong to a pregnancy seen that day.",
+        Action.fix_and_resend,
+    )
+    inconsistent_hiv_status = (
+        "inconsistent_hiv_status",
+        "`hiv_status_known_since` with `hiv_status: unknown`.",
+        Action.fix_and_resend,
+    )
+    inconsistent_art = "inconsistent_art", "`art_start_date` with `on_art: false`.", Action.fix_and_resend
+    art_before_positive_status = (
+        "art_before_positive_status",
+        "ART (at enrolment or `ArtInitiated`) without a positive HIV status on or before that day.",
+        Action.fix_and_resend,
+    )
+    viral_load_before_positive_status = (
+        "viral_load_before_positive_status",
+        "A viral load without a positive HIV status on or before that day.",
+        Action.fix_and_resend,
+    )
+    viral_load_out_of_range = (
+        "viral_load_out_of_range",
+        "`copies_per_ml` outside 0–50,000,000.",
+        Action.fix_and_resend,
+    )
+    not_pregnant = (
+        "not_pregnant",
+        "An ANC visit while she is postnatal (enrol the new pregnancy first).",
+        Action.fix_and_resend,
+    )
+    delivery_before_enrolment = (
+        "delivery_before_enrolment",
+        "A delivery dated before she enrolled pregnant.",
+        Action.fix_and_resend,
+    )
+    live_birth_without_infants = (
+        "live_birth_without_infants",
+        "A delivery with an empty `infants` list: list every baby, live-born or stillborn.",
+        Action.fix_and_resend,
+    )
+    duplicate_infant_ref = (
+        "duplicate_infant_ref",
+        "One `infant_ref` for two babies of the delivery.",
+        Action.fix_and_resend,
+    )
+    infant_ref_taken = (
+        "infant_ref_taken",
+        "The `infant_ref` already names an infant at this facility.",
+        Action.fix_and_resend,
+    )
+    birth_weight_out_of_range = (
+        "birth_weight_out_of_range",
+        "`birth_weight_g` outside 200–7000.",
+        Action.fix_and_resend,
+    )
+    delivery_too_soon = (
+        "delivery_too_soon",
+        "Another delivery of hers is recorded less than 154 days away (the same delivery posted twice?).",
+        Action.do_not_resend,
+    )
+
+
+def codes_table() -> str:
+    """The table of docs/emr-intake.md (a test keeps the two the same)."""
+    lines = ["| code | HTTP | what it means | the EMR should |", "|---|---|---|---|"]
+    for code in Code:
+        where = str(code.status) if code.status is not None else "200, per event"
+        lines.append(f"| `{code.value}` | {where} | {code.meaning} | {code.action.value} |")
+    return "\n".join(lines) + "\n"
+
 
 CONFLICT_REASON = "This event_id is already recorded with different content; a correction needs a new event_id."
+
+
+# --- the posted events -----------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    """The base of every model of a posted event: JSON types as declared (no coercion), no field
+    the model does not have, no NaN or Infinity, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class PostedEvent(Strict):
+    """What every posted event has; a service's events add their subject, `type` and `data`."""
+
+    event_id: UUID = Field(description="The EMR's own UUID for this event: the idempotency key.")
+    facility_id: str = Field(min_length=1, max_length=64, description="Where it happened (the facility registry).")
+    occurred_at: AwareDatetime = Field(description="When it happened (visit, test, start, sample, delivery).")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _a_real_date(cls, value: datetime) -> datetime:
+        # also keeps every later date calculation (UTC conversion, offsets) inside datetime's range
+        if not 1900 <= value.year <= 2999 or not 1900 <= value.astimezone(UTC).year <= 2999:
+            raise ValueError("occurred_at must be between the years 1900 and 2999")
+        return value
 
 
 class EventStatus(StrEnum):
@@ -42,14 +374,14 @@ class EventResult(BaseModel):
     index: int = Field(description="Position of the event in the posted batch.")
     event_id: str | None = Field(description="The event's event_id as posted, if it had one.")
     status: EventStatus
-    code: str | None = Field(default=None, description="Why it was rejected (machine-readable).")
+    code: Code | None = Field(default=None, description="Why it was rejected (machine-readable; docs/emr-intake.md).")
     reason: str | None = Field(default=None, description="Why it was rejected (for people).")
 
     @classmethod
-    def rejection(cls, index: int, event_id: UUID | str | None, code: str, reason: str, **extra: Any) -> Self:
+    def rejection(cls, index: int, event_id: UUID | str | None, code: Code, reason: str, **extra: Any) -> Self:
         return cls(
             index=index,
-            event_id=str(event_id) if event_id is not None else None,
+            event_id=str(event_id)[:64] if event_id is not None else None,
             status=EventStatus.rejected,
             code=code,
             reason=reason,
@@ -58,7 +390,7 @@ class EventResult(BaseModel):
 
     @classmethod
     def conflict(cls, index: int, event_id: UUID | str) -> Self:
-        return cls.rejection(index, event_id, "conflict", CONFLICT_REASON)
+        return cls.rejection(index, event_id, Code.conflict, CONFLICT_REASON)
 
 
 ResultT = TypeVar("ResultT", bound=EventResult)
@@ -71,7 +403,7 @@ class BatchReply(BaseModel, Generic[ResultT]):
     accepted: int
     duplicate: int
     rejected: int
-    results: list[ResultT]
+    results: list[ResultT] = Field(description="One result per posted event, in the order posted (`index`).")
 
     @classmethod
     def of(cls, batch_id: UUID, results: Sequence[ResultT]) -> Self:
@@ -85,13 +417,64 @@ class BatchReply(BaseModel, Generic[ResultT]):
         )
 
 
-def check_batch_size(count: int, limit: int = MAX_BATCH) -> None:
-    """Refuse a batch too large to answer event by event within one request (413 `batch_too_large`)."""
-    if count > limit:
-        raise Problem(413, "batch_too_large", f"A batch holds at most {limit} events; this one has {count}.")
+class EventBatch(BaseModel):
+    """The body of `POST /v1/events`. Each event is validated on its own (see the service's event
+    schema in /openapi.json), so one bad event is a rejected result and cannot fail the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Any] = Field(description=f"1 to {MAX_BATCH} events.")
 
 
-class PostedEvent(Protocol):
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Machine-readable; docs/emr-intake.md.")
+
+
+def _problem_response(status: int, codes: Sequence[Code]) -> dict[str, Any]:
+    names = ", ".join(f"`{c.value}`" for c in codes)
+    return {
+        "description": f"{names}: " + " ".join(c.meaning for c in codes),
+        "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}},
+    }
+
+
+#: the `responses` of every intake route: the problems that refuse a whole batch
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: _problem_response(status, [c for c in Code if c.status == status])
+    for status in sorted({c.status for c in Code if c.status is not None})
+}
+
+
+def document(app: Any, adapter: TypeAdapter[Any], name: str, batch_model: str = "EventBatch") -> None:
+    """Show EMR integrators the schema of each posted event in /openapi.json: the batch body
+    declares its events loosely (each is validated on its own), so the union is added by hand."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        event = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event.pop("$defs", {}))
+        components[name] = event
+        components[batch_model]["properties"]["events"]["items"] = {"$ref": f"#/components/schemas/{name}"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+# --- fingerprint, duplicate, conflict --------------------------------------------------------------
+
+
+class Fingerprinted(Protocol):
     """A posted event once validated by its service's model (a pydantic model)."""
 
     @property
@@ -100,7 +483,7 @@ class PostedEvent(Protocol):
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
-def fingerprint(key: str, event: PostedEvent) -> str:
+def fingerprint(key: str, event: Fingerprinted) -> str:
     """The content fingerprint of a posted event, kept to tell a duplicate from a conflict.
 
     Canonical form: every field of the validated event as JSON (event_id, type, facility_id, the
@@ -118,3 +501,307 @@ def is_conflict(fingerprint: str, recorded_fingerprint: str) -> bool:
     """Whether an event whose event_id is recorded already differs from the recorded one: a
     conflict (rejected); otherwise it is a duplicate, answered as the first time."""
     return not hmac.compare_digest(fingerprint, recorded_fingerprint)
+
+
+# --- what a service supplies -----------------------------------------------------------------------
+
+EventT = TypeVar("EventT", bound=PostedEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(Generic[EventT]):
+    """A posted event that passed parsing, facility and time checks, waiting for the service."""
+
+    index: int
+    event: EventT
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event_id the service has recorded: its fingerprint and what it answered (`Accept.result`)."""
+
+    fingerprint: str
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The service accepts the event; `result` is what it keeps to answer a duplicate later."""
+
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The service rejects the event, with a code of the vocabulary; `extra` adds reply fields."""
+
+    code: Code
+    reason: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try of a batch's transaction knows: who posts, when, and under which batch id."""
+
+    settings: ServiceSettings
+    registry: FacilityRegistry
+    principal: Principal
+    now: datetime
+    batch_id: UUID
+
+
+class IntakeBatch(ABC, Generic[EventT]):
+    """A service's side of one batch, made afresh for each try of its transaction."""
+
+    @abstractmethod
+    async def resolve(self, session: AsyncSession, candidates: Sequence[Candidate[EventT]]) -> Mapping[UUID, Recorded]:
+        """Load (and lock) the subjects the events name; return the event_ids already recorded."""
+
+    def order(self, candidate: Candidate[EventT]) -> Any:
+        """The order events are decided in (by default, as posted)."""
+        return candidate.index
+
+    @abstractmethod
+    def decide(self, candidate: Candidate[EventT]) -> Accept | Reject:
+        """Check the domain rules against the batch's state; an accepted event changes that state
+        (in memory: later events of the batch see it), nothing is written yet."""
+
+    def answer(self, event: EventT, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The service's fields of the reply to an accepted event or its duplicate."""
+        return dict(result)
+
+    @abstractmethod
+    async def write(self, session: AsyncSession) -> None:
+        """Write what the batch accepted (state, events for the outbox), in the pipeline's transaction."""
+
+
+@dataclass(frozen=True)
+class Intake(Generic[EventT, ResultT]):
+    """What a service's intake endpoint is made of, besides its `IntakeBatch`."""
+
+    #: the service (metrics label)
+    service: str
+    #: the union of the service's posted event models (discriminated by `type`)
+    events: TypeAdapter[EventT]
+    event_types: tuple[str, ...]
+    #: how a reason names an event of this service: "an enrolment event"
+    describes: str
+    #: the service's per-event result (EventResult with its own fields) and batch reply
+    result: type[ResultT]
+    reply: type[BatchReply[ResultT]]
+
+    async def record(
+        self,
+        begin: Callable[[Attempt], IntakeBatch[EventT]],
+        sessions: async_sessionmaker[AsyncSession],
+        settings: ServiceSettings,
+        registry: FacilityRegistry,
+        principal: Principal,
+        raw_events: Sequence[Any],
+        now: datetime | None = None,
+    ) -> BatchReply[ResultT]:
+        """Take a posted batch through the pipeline (module docstring); `begin` makes the service's
+        side of each try. `now` replaces the server time in the future check (tests)."""
+        started = time.perf_counter()
+        check_batch_size(len(raw_events), settings.intake_max_batch)
+        now = now or settings.clock.now()
+        tolerance = timedelta(seconds=settings.intake_future_tolerance_s)
+        key = settings.hmac_key or ""
+        results: dict[int, ResultT] = {}
+        candidates: list[Candidate[EventT]] = []
+        for index, raw in enumerate(raw_events):
+            checked = self.check(index, raw, key, registry, principal, now + tolerance)
+            if isinstance(checked, Candidate):
+                candidates.append(checked)
+            else:
+                results[index] = checked
+        batch_id = uuid4()
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                decided = await self._attempt(
+                    begin(Attempt(settings, registry, principal, now, batch_id)), sessions, candidates
+                )
+                break
+            except DBAPIError as exc:
+                state = sqlstate(exc)
+                if state not in RETRYABLE_SQLSTATES:
+                    raise
+                INTAKE_RETRIES.labels(self.service, state).inc()
+                log.info("%s batch raced a concurrent one (attempt %d, SQLSTATE %s)", self.service, attempt, state)
+        else:
+            raise Problem(503, Code.contention, "Concurrent batches kept touching the same subjects; retry this batch.")
+        results.update(decided)
+        ordered = [results[i] for i in sorted(results)]
+        for r in ordered:
+            INTAKE_EVENTS.labels(self.service, r.status.value, r.code.value if r.code else "").inc()
+        INTAKE_BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        return self.reply.of(batch_id, ordered)
+
+    async def _attempt(
+        self,
+        batch: IntakeBatch[EventT],
+        sessions: async_sessionmaker[AsyncSession],
+        candidates: Sequence[Candidate[EventT]],
+    ) -> dict[int, ResultT]:
+        """One try: resolve, decide every event, write, commit — in one transaction, here only."""
+        results: dict[int, ResultT] = {}
+        async with db.transaction(sessions) as session:
+            recorded = dict(await batch.resolve(session, candidates))
+            for c in sorted(candidates, key=batch.order):
+                e = c.event
+                prior = recorded.get(e.event_id)
+                if prior is not None:
+                    if is_conflict(c.fingerprint, prior.fingerprint):
+                        results[c.index] = self.result.conflict(c.index, e.event_id)
+                    else:
+                        results[c.index] = self._result(c, EventStatus.duplicate, batch.answer(e, prior.result))
+                    continue
+                verdict = batch.decide(c)
+                if isinstance(verdict, Reject):
+                    results[c.index] = self.result.rejection(
+                        c.index, e.event_id, verdict.code, verdict.reason, **verdict.extra
+                    )
+                else:
+                    recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
+                    results[c.index] = self._result(c, EventStatus.accepted, batch.answer(e, verdict.result))
+            await batch.write(session)
+        return results
+
+    def _result(self, c: Candidate[EventT], status: EventStatus, fields: dict[str, Any]) -> ResultT:
+        return self.result(index=c.index, event_id=str(c.event.event_id), status=status, **fields)
+
+    def check(
+        self,
+        index: int,
+        raw: Any,
+        key: str,
+        registry: FacilityRegistry,
+        principal: Principal,
+        latest: datetime,
+    ) -> Candidate[EventT] | ResultT:
+        """Steps 2–4 for one event: parse, facility, not in the future (no database)."""
+        parsed = self.parse(index, raw, key)
+        if not isinstance(parsed, Candidate):
+            return parsed
+        e = parsed.event
+        if e.facility_id not in registry:
+            return self.result.rejection(
+                index, e.event_id, Code.unknown_facility, f"{e.facility_id!r} is not in the facility registry."
+            )
+        if not principal.may_act_for(e.facility_id):
+            return self.result.rejection(
+                index,
+                e.event_id,
+                Code.facility_forbidden,
+                f"This client ({principal.client_id}) may not post events for {e.facility_id}.",
+            )
+        if e.occurred_at > latest:
+            return self.result.rejection(
+                index,
+                e.event_id,
+                Code.occurred_in_future,
+                f"occurred_at {e.occurred_at.isoformat()} is after the server time"
+                f" {latest.astimezone(UTC).isoformat(timespec='seconds')} (clock drift allowed included).",
+            )
+        return parsed
+
+    def parse(self, index: int, raw: Any, key: str) -> Candidate[EventT] | ResultT:
+        """Strict parsing of one posted event: a candidate, or its rejection."""
+        if not isinstance(raw, dict):
+            return self.result.rejection(index, None, Code.invalid_value, "An event must be a JSON object.")
+        event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+        tag = raw.get("type") if isinstance(raw.get("type"), str) else None
+        where = _not_finite(raw)
+        if where is not None:
+            return self.result.rejection(
+                index,
+                event_id,
+                Code.invalid_value,
+                f"{where}: a number must be finite (not NaN, Infinity or beyond ±1.8e308).",
+            )
+        try:
+            encoded = orjson.dumps(raw)
+        except orjson.JSONEncodeError:
+            return self.result.rejection(
+                index, event_id, Code.invalid_value, "Integers must fit 64 bits and text must be valid UTF-8."
+            )
+        try:
+            event = self.events.validate_json(encoded, strict=True)
+        except ValidationError as exc:
+            code, reason = describe_invalid(exc, tag, self.event_types, self.describes)
+            return self.result.rejection(index, event_id, code, reason)
+        return Candidate(index, event, fingerprint(key, event))
+
+
+def check_batch_size(count: int, limit: int = MAX_BATCH) -> None:
+    """Refuse an empty batch (422 `empty_batch`), or one too large to answer event by event within
+    one request (413 `batch_too_large`)."""
+    if count == 0:
+        raise Problem(422, Code.empty_batch, "The batch has no events.")
+    if count > limit:
+        raise Problem(413, Code.batch_too_large, f"A batch holds at most {limit} events; this one has {count}.")
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of a database error, from asyncpg (`sqlstate`) or psycopg (`pgcode`)."""
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if state:
+            return str(state)
+    return None
+
+
+def _not_finite(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a NaN or an Infinity is (the standard library's JSON reader
+    takes `NaN`, `Infinity` and `1e400`), or None."""
+    if isinstance(value, float):
+        return (where or "event") if not math.isfinite(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _not_finite(v, f"{where}.{k}" if where else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_finite(v, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _where(loc: Sequence[Any], tag: str | None) -> str:
+    parts = list(loc)
+    if parts and tag is not None and parts[0] == tag:
+        parts = parts[1:]  # pydantic names the union member first
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "event"
+
+
+def describe_invalid(
+    exc: ValidationError, tag: str | None, event_types: Sequence[str], describes: str
+) -> tuple[Code, str]:
+    """The code and reason of a structurally invalid event, from its first validation errors."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kind = first["type"]
+    if kind == "union_tag_invalid":
+        expected = ", ".join(event_types)
+        return Code.unknown_event_type, f"type {tag!r} is not {describes}; expected one of {expected}."
+    if kind == "union_tag_not_found":
+        return Code.missing_field, "type is required."
+    problems = []
+    for e in errors[:3]:
+        where = _where(e["loc"], tag)
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{where} is not a field of this event")
+        elif e["type"] == "missing":
+            problems.append(f"{where} is required")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    code = {"extra_forbidden": Code.unknown_field, "missing": Code.missing_field}.get(kind, Code.invalid_value)
+    return code, "; ".join(problems) + more + "."

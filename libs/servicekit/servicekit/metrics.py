@@ -25,6 +25,20 @@ HANDLER_LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 DLQ_MESSAGES = Counter("pmtct_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"])
+INTAKE_EVENTS = Counter(
+    "pmtct_intake_events_total",
+    "EMR events posted to POST /v1/events, by outcome and rejection code (servicekit.intake)",
+    ["service", "outcome", "code"],
+)
+INTAKE_BATCH_SECONDS = Histogram(
+    "pmtct_intake_batch_seconds",
+    "Time to answer one posted batch of EMR events",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INTAKE_RETRIES = Counter(
+    "pmtct_intake_retries_total", "Batch transactions tried again after a race, by SQLSTATE", ["service", "sqlstate"]
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -35,6 +35,7 @@ from pmtct_events.enrolment import (
     ViralLoadRecorded,
 )
 from servicekit.clock import Clock
+from servicekit.intake import Code
 
 #: ClientEnrolled.age_years in the v1 contract: programmes enrol from early adolescence
 AGE_YEARS = (9, 60)
@@ -51,11 +52,12 @@ E = TypeVar("E", bound=Event)
 
 
 class RuleBroken(Exception):
-    """An event that cannot be recorded: `code` for the EMR, `reason` for a person."""
+    """An event that cannot be recorded: `code` (one of the intake vocabulary, servicekit.intake.Code)
+    for the EMR, `reason` for a person."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: Code | str, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
-        self.code = code
+        self.code = Code(code)
         self.reason = reason
 
 
@@ -63,7 +65,6 @@ class RuleBroken(Exception):
 class Policy:
     """National choices (DOMAIN.md: configuration with these defaults)."""
 
-    future_tolerance: timedelta = timedelta(minutes=5)
     vl_suppression_threshold: int = 1000
     min_days_between_deliveries: int = 154
 
@@ -212,13 +213,6 @@ def pregnancy_at(history: ClientHistory, moment: datetime) -> Pregnancy | None:
 
 
 # --- rules ---------------------------------------------------------------------------------------
-
-
-def check_not_in_future(occurred_at: datetime, now: datetime, policy: Policy) -> None:
-    if occurred_at > now + policy.future_tolerance:
-        raise RuleBroken(
-            "occurred_in_future", f"occurred_at {occurred_at.isoformat()} is after the server time {now.isoformat()}."
-        )
 
 
 def check_after_birth(history: ClientHistory, day: date, what: str = "occurred_at") -> None:

@@ -8,10 +8,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query
 
+from servicekit import intake
 from servicekit.app import RuntimeDep, SessionDep
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
+from . import intake as emr_intake
 from . import service
 from .personal_data import PersonalDataCipher
 from .schemas import REF_PATTERN, TEXT_PATTERN, BatchResult, ClientPublic, EventBatch, PersonalDataRead
@@ -53,7 +55,9 @@ PurposeDep = Annotated[str, Depends(purpose_of_use)]
 @router.post(
     "/events",
     summary="Record a batch of mother events from an EMR",
-    description="Up to 1000 events; one result per event: accepted, duplicate or rejected with a code and reason.",
+    description="Up to 1000 events; one result per event, in the order posted: accepted, duplicate, or"
+    " rejected with a code and a reason. The codes, and what an EMR should do for each: docs/emr-intake.md.",
+    responses=intake.RESPONSES,
 )
 async def post_events(
     batch: EventBatch,
@@ -61,7 +65,7 @@ async def post_events(
     cipher: CipherDep,
     principal: Annotated[Principal, require("events:write")],
 ) -> BatchResult:
-    return await service.record_batch(
+    return await emr_intake.record_batch(
         runtime.sessions, runtime.settings, runtime.registry, principal, cipher, batch.events
     )
 

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pmtct_events import ENROLMENT_TOPIC
+from servicekit import intake
 from servicekit.app import create_app
 
 from . import endpoints
@@ -34,28 +35,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app.router.lifespan_context = lifespan
-    document_emr_events(app)
+    intake.document(app, EMR_EVENT, "EmrEvent")
     return app
-
-
-def document_emr_events(app: FastAPI) -> None:
-    """Show EMR integrators the schema of each event in /openapi.json. The batch body declares its
-    events loosely (each is validated on its own, so one bad event cannot fail the batch)."""
-    generate = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = generate()
-        event = EMR_EVENT.json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(event.pop("$defs", {}))
-        components["EmrEvent"] = event
-        components["EventBatch"]["properties"]["events"]["items"] = {"$ref": "#/components/schemas/EmrEvent"}
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 app = build_app()

@@ -1,18 +1,19 @@
 """HTTP models of the enrolment API: the EMR event batch, its per-event results, client records.
 
-Incoming events are validated strictly (JSON types as declared, no unknown fields) one by one, so
-that one malformed event is a `rejected` result and not a failed batch. Ranges that carry a
+Incoming events are validated strictly (`servicekit.intake.Strict`: JSON types as declared, no
+unknown fields, no NaN) one by one, so that one malformed event is a `rejected` result and not a
+failed batch. Ranges that carry a
 clinical meaning (gestation, age, birth weight, viral load) are domain rules with their own codes,
 not field constraints here.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from pmtct_events.enrolment import (
     BirthOutcome,
@@ -24,8 +25,8 @@ from pmtct_events.enrolment import (
     StatusAtEnrolment,
     TestSetting,
 )
-from servicekit import ingest
-from servicekit.ingest import MAX_BATCH
+from servicekit import intake
+from servicekit.intake import PostedEvent, Strict
 
 #: an EMR record number: printable ASCII, no leading or trailing blanks
 REF_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
@@ -34,10 +35,6 @@ TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=REF_PATTERN)]
 FacilityId = Annotated[str, Field(min_length=1, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class ClientEnrolledData(Strict):
@@ -96,20 +93,9 @@ class ClientDiedData(Strict):
     pass
 
 
-class EmrEventBase(Strict):
-    event_id: UUID = Field(description="The EMR's own UUID for this event: the idempotency key.")
-    facility_id: FacilityId
-    occurred_at: AwareDatetime = Field(description="When it happened (visit, test, start, sample, delivery).")
+class EmrEventBase(PostedEvent):
     client_ref: Ref | None = Field(default=None, description="The EMR's record number for the woman.")
     client_id: UUID | None = Field(default=None, description="The platform's id for the woman.")
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _a_real_date(cls, value: datetime) -> datetime:
-        # also keeps every later date calculation (UTC conversion, offsets) inside datetime's range
-        if not 1900 <= value.year <= 2999 or not 1900 <= value.astimezone(UTC).year <= 2999:
-            raise ValueError("occurred_at must be between the years 1900 and 2999")
-        return value
 
 
 class ClientEnrolledIn(EmrEventBase):
@@ -176,7 +162,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-class EventBatch(BaseModel):
+class EventBatch(intake.EventBatch):
     """Each event is validated on its own (see `EmrEvent`), so one bad event cannot fail the batch."""
 
     model_config = ConfigDict(
@@ -210,7 +196,7 @@ class EventBatch(BaseModel):
         },
     )
 
-    events: list[Any] = Field(description=f"1 to {MAX_BATCH} EMR events (see the integration guide).")
+    events: list[Any] = Field(description="1 to 1000 mother events (docs/emr-intake.md).")
 
 
 class InfantCreated(BaseModel):
@@ -218,13 +204,13 @@ class InfantCreated(BaseModel):
     infant_id: UUID
 
 
-class EventResult(ingest.EventResult):
+class EventResult(intake.EventResult):
     client_id: UUID | None = None
     infants: list[InfantCreated] | None = Field(default=None, description="DeliveryRecorded: the new infant ids.")
 
 
-class BatchResult(ingest.BatchReply[EventResult]):
-    """The answer to a batch of mother events (servicekit.ingest)."""
+class BatchResult(intake.BatchReply[EventResult]):
+    """The answer to a batch of mother events (servicekit.intake)."""
 
 
 class Registration(BaseModel):

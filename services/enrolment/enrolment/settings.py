@@ -14,8 +14,6 @@ class Settings(ServiceSettings):
     pii_key: SecretStr | None = None
     #: DOMAIN.md: a viral load below this many copies/mL is suppressed (national choice)
     vl_suppression_threshold: int = 1000
-    #: an event may be stamped this far ahead of the server clock (EMR clock drift) before it is "in the future"
-    future_tolerance_s: int = 300
     #: two deliveries of one woman closer than this are one delivery posted twice (~22 weeks, the
     #: earliest viable gestation, between them)
     min_days_between_deliveries: int = 154

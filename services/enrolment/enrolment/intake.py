@@ -1,0 +1,463 @@
+"""Mother events from EMRs (`POST /v1/events`): what enrolment supplies to the intake pipeline.
+
+The pipeline (`servicekit.intake`) parses, authorises, refuses the future, tells duplicates from
+conflicts, retries and counts; this module resolves the women a batch names (loaded and row-locked
+up front, with their histories), decides each event in memory against `domain.py` in the order the
+events *happened* (a new woman's first enrolment first), and writes only the accepted ones, with
+their catalog events, in a few bulk statements. A rejected event therefore writes nothing and
+cannot disturb its neighbours, and a 1000-event batch costs a handful of round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import Event, enrolment
+from servicekit import outbox
+from servicekit.auth import Principal
+from servicekit.clock import Clock
+from servicekit.facilities import FacilityRegistry
+from servicekit.identifiers import national_id_hash, ref_hash
+from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+
+from . import domain, repository
+from .domain import ClientHistory, RuleBroken
+from .personal_data import PersonalDataCipher
+from .repository import ClientRow
+from .schemas import (
+    EMR_EVENT,
+    EVENT_TYPES,
+    BatchResult,
+    ClientEnrolledIn,
+    DeliveryRecordedIn,
+    EmrEventBase,
+    EventResult,
+)
+from .settings import Settings
+
+INTAKE = Intake(
+    service="enrolment",
+    events=EMR_EVENT,
+    event_types=EVENT_TYPES,
+    describes="an enrolment event",
+    result=EventResult,
+    reply=BatchResult,
+)
+
+MotherCandidate = Candidate[Any]  # the event is one of schemas.EmrEvent
+
+
+async def record_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    registry: FacilityRegistry,
+    principal: Principal,
+    cipher: PersonalDataCipher,
+    raw_events: Sequence[Any],
+    now: datetime | None = None,
+) -> BatchResult:
+    """A posted batch of mother events, through the pipeline."""
+    reply = await INTAKE.record(
+        lambda attempt: MotherBatch(attempt, settings, cipher), sessions, settings, registry, principal, raw_events, now
+    )
+    assert isinstance(reply, BatchResult)
+    return reply
+
+
+@dataclass
+class ClientRecord:
+    """A woman as the batch sees her: her row, her history, and whether the batch changed them."""
+
+    row: ClientRow
+    history: ClientHistory
+    is_new: bool = False
+    changed: bool = False
+
+
+@dataclass
+class Accepted:
+    """What an accepted event adds: decided first, applied only if every rule held."""
+
+    client: ClientRecord
+    event: Event
+    result: dict
+    registration: tuple[str, str] | None = None
+    infants: list[dict] = field(default_factory=list)
+
+
+def policy_of(settings: Settings) -> domain.Policy:
+    return domain.Policy(
+        vl_suppression_threshold=settings.vl_suppression_threshold,
+        min_days_between_deliveries=settings.min_days_between_deliveries,
+    )
+
+
+class MotherBatch(IntakeBatch[Any]):
+    """Decides each event of one batch against the state of the women it names, then writes."""
+
+    def __init__(self, attempt: Attempt, settings: Settings, cipher: PersonalDataCipher) -> None:
+        self.ctx = attempt
+        self.settings = settings
+        self.cipher = cipher
+        self.policy = policy_of(settings)
+        self.by_ref: dict[tuple[str, str], UUID] = {}
+        self.by_national_id: dict[str, UUID] = {}
+        self.clients: dict[UUID, ClientRecord] = {}
+        self.taken_infants: set[tuple[str, str]] = set()
+        self.accepted: list[tuple[MotherCandidate, Accepted]] = []
+        self.creating: set[int] = set()
+
+    @property
+    def clock(self) -> Clock:
+        return self.settings.clock
+
+    @property
+    def hmac_key(self) -> str:
+        assert self.settings.hmac_key
+        return self.settings.hmac_key
+
+    async def resolve(self, session: AsyncSession, candidates: Sequence[MotherCandidate]) -> Mapping[UUID, Recorded]:
+        """The women the events name, row-locked with their histories; the infant record numbers
+        already taken; the event_ids recorded before."""
+        self.session = session
+        events: list[Any] = [c.event for c in candidates]
+        recorded = await repository.recorded_events(session, {e.event_id for e in events})
+        refs = {(e.facility_id, e.client_ref) for e in events if e.client_ref is not None}
+        self.by_ref = await repository.clients_by_ref(session, refs)
+        nids = {self.national_id_hash(e) for e in events if isinstance(e, ClientEnrolledIn) and e.data.national_id}
+        self.by_national_id = await repository.clients_by_national_id(session, nids)
+        ids = set(self.by_ref.values()) | set(self.by_national_id.values())
+        ids |= {e.client_id for e in events if e.client_id is not None}
+        rows = await repository.lock_clients(session, ids)
+        stored = await repository.histories(session, list(rows))
+        for cid, row in rows.items():
+            history = ClientHistory(row.birth_date, row.birth_date_estimated, stored.get(cid, []), clock=self.clock)
+            self.clients[cid] = ClientRecord(row, history)
+        infant_refs = {
+            (e.facility_id, self.infant_ref_hash(e.facility_id, i.infant_ref))
+            for e in events
+            if isinstance(e, DeliveryRecordedIn)
+            for i in e.data.infants
+        }
+        self.taken_infants = await repository.taken_infant_refs(session, infant_refs)
+        self.creating = self.first_enrolments(candidates)
+        return {eid: Recorded(r.content_hash, r.result) for eid, r in recorded.items()}
+
+    def first_enrolments(self, candidates: Sequence[MotherCandidate]) -> set[int]:
+        """The earliest enrolment of each record number the platform does not know yet."""
+        first: dict[tuple[str, str | None], MotherCandidate] = {}
+        for c in candidates:
+            e = c.event
+            key = (e.facility_id, e.client_ref)
+            if isinstance(e, ClientEnrolledIn) and key not in self.by_ref:
+                if key not in first or e.occurred_at < first[key].event.occurred_at:
+                    first[key] = c
+        return {c.index for c in first.values()}
+
+    def order(self, c: MotherCandidate) -> tuple[bool, datetime]:
+        """By when it happened, so state follows occurred_at within a batch too; an enrolment that
+        creates a registration goes first, so a test dated just before it is not orphaned."""
+        return (c.index not in self.creating, c.event.occurred_at)
+
+    def national_id_hash(self, e: ClientEnrolledIn) -> str:
+        assert e.data.national_id
+        return national_id_hash(self.hmac_key, e.data.national_id)
+
+    def infant_ref_hash(self, facility_id: str, infant_ref: str) -> str:
+        return ref_hash(self.hmac_key, facility_id, infant_ref)
+
+    def decide(self, c: MotherCandidate) -> Accept | Reject:
+        try:
+            accepted = self.plan(c.event)
+        except RuleBroken as broken:
+            return Reject(broken.code, broken.reason)
+        self.apply(c, accepted)
+        return Accept(accepted.result)
+
+    def answer(self, event: EmrEventBase, result: Mapping[str, Any]) -> dict[str, Any]:
+        return _public(event, result)
+
+    # --- one method per event type: check every rule, change nothing -------------------------
+
+    def plan(self, e: Any) -> Accepted:
+        if isinstance(e, ClientEnrolledIn):
+            return self.plan_enrolment(e)
+        client = self.client_named_by(e)
+        day = self.clock.local_day(e.occurred_at)
+        history = client.history
+        if e.type == "ClientDied":
+            domain.check_death(history, day)
+        domain.check_after_birth(history, day)
+        domain.check_alive(history, day)
+        domain.check_enrolled_here(history, e.facility_id, day)
+        common = {"client_id": client.row.client_id, "facility_id": e.facility_id, "occurred_at": e.occurred_at}
+        d = e.data
+        match e.type:
+            case "AncVisitRecorded":
+                domain.check_gestation(d.gestation_weeks)
+                domain.check_anc_visit(history, e.occurred_at)
+                event: Event = enrolment.AncVisitRecorded(
+                    **common, visit_number=d.visit_number, gestation_weeks=d.gestation_weeks
+                )
+            case "HivTestRecorded":
+                event = enrolment.HivTestRecorded(
+                    **common,
+                    result=d.result,
+                    setting=d.setting,
+                    status_before=domain.hiv_status_before(history, e.occurred_at),
+                )
+            case "ArtInitiated":
+                domain.check_art_start(history, day)
+                event = enrolment.ArtInitiated(**common, regimen=d.regimen)
+            case "ViralLoadRecorded":
+                domain.check_viral_load(history, d.copies_per_ml, day)
+                suppressed = d.copies_per_ml < self.policy.vl_suppression_threshold
+                event = enrolment.ViralLoadRecorded(**common, copies_per_ml=d.copies_per_ml, suppressed=suppressed)
+            case "DeliveryRecorded":
+                return self.plan_delivery(e, client, common)
+            case "ClientTransferredOut":
+                domain.check_transfer(e.facility_id, d.to_facility_id, d.to_facility_id in self.ctx.registry)
+                event = enrolment.ClientTransferredOut(**common, to_facility_id=d.to_facility_id)
+            case "ClientDied":
+                event = enrolment.ClientDied(**common)
+        return Accepted(client, event, {"client_id": str(client.row.client_id)})
+
+    def client_named_by(self, e: Any) -> ClientRecord:
+        if e.client_id is not None and e.client_ref is not None:
+            raise RuleBroken(Code.subject_identifier_ambiguous, "Name the woman by client_ref or client_id, not both.")
+        if e.client_id is not None:
+            found = self.clients.get(e.client_id)
+            if found is None:
+                raise RuleBroken("unknown_client", f"No client has client_id {e.client_id}.")
+            return found
+        if e.client_ref is None:
+            raise RuleBroken(
+                Code.subject_identifier_missing, "Name the woman by client_ref (the EMR's record number) or client_id."
+            )
+        cid = self.by_ref.get((e.facility_id, e.client_ref))
+        if cid is None:
+            raise RuleBroken(
+                "unknown_client", f"No client has client_ref {e.client_ref!r} at {e.facility_id}; enrol her first."
+            )
+        return self.clients[cid]
+
+    def plan_enrolment(self, e: ClientEnrolledIn) -> Accepted:
+        if e.client_id is not None:
+            raise RuleBroken(
+                "client_ref_required",
+                "ClientEnrolled names the woman by the EMR's client_ref; the platform assigns client_id.",
+            )
+        if e.client_ref is None:
+            raise RuleBroken(Code.subject_identifier_missing, "ClientEnrolled needs the EMR's client_ref.")
+        d = e.data
+        day = self.clock.local_day(e.occurred_at)
+        if d.birth_date is None and d.age_years is None:
+            raise RuleBroken("birth_date_or_age_required", "Give data.birth_date or, if unknown, data.age_years.")
+        if d.birth_date is not None and d.birth_date > day:
+            raise RuleBroken(
+                "before_birth", f"occurred_at {day.isoformat()} is before her birth_date {d.birth_date.isoformat()}."
+            )
+        age = domain.age_on(d.birth_date, day) if d.birth_date is not None else d.age_years
+        assert age is not None
+        domain.check_age(age)
+        domain.check_gestation(d.gestation_weeks)
+        domain.check_edd(d.status_at_enrolment, d.edd, day)
+        domain.check_enrolment_dates(day, d.hiv_status, d.hiv_status_known_since, d.on_art, d.art_start_date)
+        birth_date = d.birth_date or domain.estimated_birth_date(age, day)
+        own = ClientHistory(birth_date, d.birth_date is None, clock=self.clock)
+        for name in ("hiv_status_known_since", "art_start_date"):
+            if getattr(d, name) is not None:
+                domain.check_after_birth(own, getattr(d, name), name)
+
+        nid_hash = self.national_id_hash(e) if d.national_id else None
+        registered = self.by_ref.get((e.facility_id, e.client_ref))
+        linked = self.by_national_id.get(nid_hash) if nid_hash else None
+        if registered is not None and linked is not None and registered != linked:
+            raise RuleBroken(
+                "identity_conflict",
+                f"national_id belongs to another client than client_ref {e.client_ref!r} at {e.facility_id}.",
+            )
+        existing = self.clients.get(registered or linked) if (registered or linked) else None
+        if existing is None:
+            estimated = d.birth_date is None
+            personal = dict.fromkeys(repository.PERSONAL_COLUMNS)
+            client = ClientRecord(
+                ClientRow(uuid4(), None, birth_date, estimated, personal, None),
+                ClientHistory(birth_date, estimated, clock=self.clock),
+                is_new=True,
+            )
+            transfer_in = False
+        else:
+            client = existing
+            row = client.row
+            if nid_hash and row.national_id_hash and row.national_id_hash != nid_hash:
+                raise RuleBroken("identity_conflict", "national_id differs from the one on record for this woman.")
+            domain.check_birth_dates_agree(client.history, d.birth_date, d.age_years, day)
+            domain.check_after_birth(client.history, day)
+            domain.check_alive(client.history, day)
+            if client.history.at(e.facility_id, enrolment.ClientEnrolled):
+                transfer_in = domain.enrolment_opens_episode(
+                    client.history, e.facility_id, d.status_at_enrolment, e.occurred_at
+                )
+            else:
+                transfer_in = True  # known to the platform (national id), new to this facility
+        event = enrolment.ClientEnrolled(
+            client_id=client.row.client_id,
+            facility_id=e.facility_id,
+            occurred_at=e.occurred_at,
+            status_at_enrolment=d.status_at_enrolment,
+            age_years=age,
+            hiv_status=d.hiv_status,
+            hiv_status_known_since=d.hiv_status_known_since,
+            on_art=d.on_art,
+            art_start_date=d.art_start_date,
+            gestation_weeks=d.gestation_weeks,
+            edd=d.edd,
+            transfer_in=transfer_in,
+        )
+        new_ref = (e.facility_id, e.client_ref) if registered is None else None
+        return Accepted(client, event, {"client_id": str(client.row.client_id)}, registration=new_ref)
+
+    def plan_delivery(self, e: DeliveryRecordedIn, client: ClientRecord, common: dict) -> Accepted:
+        d = e.data
+        refs = [i.infant_ref for i in d.infants]
+        repeated = sorted({r for r in refs if refs.count(r) > 1})
+        if repeated:
+            raise RuleBroken("duplicate_infant_ref", f"infant_ref {repeated[0]!r} is given to two infants.")
+        hashes = [self.infant_ref_hash(e.facility_id, r) for r in refs]
+        for r, h in zip(refs, hashes, strict=True):
+            if (e.facility_id, h) in self.taken_infants:
+                raise RuleBroken("infant_ref_taken", f"infant_ref {r!r} already names an infant at {e.facility_id}.")
+        history = client.history
+        outcomes = [i.outcome for i in d.infants]
+        domain.check_delivery(history, e.occurred_at, outcomes, [i.birth_weight_g for i in d.infants], self.policy)
+        born = [
+            enrolment.DeliveredInfant(
+                infant_id=uuid4(), ref_hash=h, sex=i.sex, birth_weight_g=i.birth_weight_g, outcome=i.outcome
+            )
+            for i, h in zip(d.infants, hashes, strict=True)
+        ]
+        load = domain.latest_viral_load(history, e.occurred_at)
+        event = enrolment.DeliveryRecorded(
+            **common,
+            place=d.place,
+            skilled_attendant=d.skilled_attendant,
+            maternal_outcome=d.maternal_outcome,
+            infants=born,
+            mother_hiv_status=domain.hiv_status_at(history, e.occurred_at),
+            mother_diagnosed_on=domain.diagnosed_on(history, e.occurred_at),
+            mother_art_start_date=domain.art_started_on(history, e.occurred_at),
+            mother_latest_viral_load=(
+                enrolment.ViralLoadResult(copies_per_ml=load.copies_per_ml, on=history.day_of(load.occurred_at))
+                if load is not None
+                else None
+            ),
+        )
+        result = {
+            "client_id": str(client.row.client_id),
+            "infant_ids": [str(b.infant_id) for b in born],
+        }
+        rows = [
+            {
+                "infant_id": b.infant_id,
+                "client_id": client.row.client_id,
+                "facility_id": e.facility_id,
+                "ref_hash": b.ref_hash,
+                "delivery_event_id": e.event_id,
+                "born_at": e.occurred_at,
+                "outcome": b.outcome.value,
+            }
+            for b in born
+        ]
+        return Accepted(client, event, result, infants=rows)
+
+    # --- apply an accepted event to the batch's in-memory state -------------------------------
+
+    def apply(self, c: MotherCandidate, a: Accepted) -> None:
+        client = a.client
+        cid = client.row.client_id
+        self.clients[cid] = client
+        client.history.events.append(a.event)
+        if isinstance(c.event, ClientEnrolledIn):
+            self.apply_enrolment(c.event, client)
+        if a.registration is not None:
+            self.by_ref[a.registration] = cid
+        for infant in a.infants:
+            self.taken_infants.add((infant["facility_id"], infant["ref_hash"]))
+        self.accepted.append((c, a))
+
+    def apply_enrolment(self, e: ClientEnrolledIn, client: ClientRecord) -> None:
+        d = e.data
+        row = client.row
+        if d.birth_date is not None and (row.birth_date_estimated or row.birth_date is None):
+            row.birth_date, row.birth_date_estimated = d.birth_date, False
+            client.history.birth_date, client.history.birth_date_estimated = d.birth_date, False
+            client.changed = True
+        if d.national_id and row.national_id_hash is None:
+            row.national_id_hash = self.national_id_hash(e)
+            self.by_national_id[row.national_id_hash] = row.client_id
+            client.changed = True
+        if row.personal_as_of is None or e.occurred_at >= row.personal_as_of:
+            for column in repository.PERSONAL_COLUMNS:
+                value = getattr(d, column)
+                if value is not None:
+                    row.personal[column] = self.cipher.encrypt(row.client_id, column, value)
+            row.personal_as_of = e.occurred_at
+            client.changed = True
+
+    async def write(self, session: AsyncSession) -> None:
+        if not self.accepted:
+            return
+        self.session = session
+        new = [r.row for r in self.clients.values() if r.is_new]
+        changed = [r.row for r in self.clients.values() if r.changed and not r.is_new]
+        await repository.insert_clients(self.session, new)
+        await repository.update_clients(self.session, changed)
+        registrations = [
+            {
+                "facility_id": a.registration[0],
+                "client_ref": a.registration[1],
+                "client_id": a.client.row.client_id,
+                "registered_at": c.event.occurred_at,
+            }
+            for c, a in self.accepted
+            if a.registration is not None
+        ]
+        await repository.insert_registrations(self.session, registrations)
+        await repository.insert_events(
+            self.session,
+            [
+                {
+                    "event_id": c.event.event_id,
+                    "content_hash": c.fingerprint,
+                    "batch_id": self.ctx.batch_id,
+                    "client_id": a.client.row.client_id,
+                    "facility_id": c.event.facility_id,
+                    "type": c.event.type,
+                    "occurred_at": c.event.occurred_at,
+                    "payload": a.event.model_dump(mode="json"),
+                    "result": a.result,
+                    "recorded_by": self.ctx.principal.client_id,
+                }
+                for c, a in self.accepted
+            ],
+        )
+        await repository.insert_infants(self.session, [row for _, a in self.accepted for row in a.infants])
+        await outbox.add(self.session, [a.event for _, a in self.accepted], correlation_id=self.ctx.batch_id)
+
+
+def _public(e: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer for an accepted event, or the same answer again for its duplicate. Infant ids are
+    stored in the order of the delivery's infants, and a duplicate has the same content, so the
+    record numbers come from the request: they are not kept in the stored result."""
+    infants = None
+    if isinstance(e, DeliveryRecordedIn):
+        refs = [i.infant_ref for i in e.data.infants]
+        infants = [{"infant_ref": r, "infant_id": i} for r, i in zip(refs, result["infant_ids"], strict=True)]
+    return {"client_id": result["client_id"], "infants": infants}
