@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from pmtct_tools.testing import Infra, TestIssuer
-from referrals import service
+from referrals import timers
 from referrals.main import build_app
 from referrals.settings import Settings
 from servicekit import bootstrap
@@ -105,7 +105,7 @@ async def feed_types(api: Api, referral_id: str | UUID) -> list[str]:
 async def expire_now(api: Api, referral_id: str | UUID) -> dict[str, Any]:
     """Run an expiry pass and return the referral once it is expired: the in-process service's
     own timer loop may be the one that expires it, a moment later."""
-    await service.expire_past_due(api.sessions, api.settings, date.today())
+    await timers.expire_past_due(api.sessions, api.settings, date.today())
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         detail = (await api.http.get(f"/v1/referrals/{referral_id}", headers=api.national)).json()

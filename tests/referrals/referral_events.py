@@ -9,9 +9,26 @@ from uuid import UUID, uuid4
 
 from conftest import FACILITY, Api
 
-from pmtct_events import Event
+from pmtct_events import CloudEvent, Event
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
 from pmtct_events.followup import ClientLostToFollowUp, InfantTestDue, InfantTestOverdue, InfantTestResulted
+from referrals import handlers
+from referrals.repository import ReferralsUnit
+from referrals.settings import Settings
+from servicekit import uow
+
+
+async def apply(api: Api, event: Event, settings: Settings | None = None) -> CloudEvent:
+    """Apply one event as the consumer does (its handler in a unit of work of its own, committed),
+    with handlers bound to `settings` (default: the service's)."""
+    ce = CloudEvent.from_event(event)
+    handle = handlers.build(settings or api.settings)[type(event)]
+    async with uow.begin(api.sessions, ReferralsUnit) as unit:
+        await handlers.preload(unit, [event])
+        with unit.handling(ce):
+            await handle(event, unit)
+        await unit.commit()
+    return ce
 
 
 def ago(days: float = 0) -> datetime:

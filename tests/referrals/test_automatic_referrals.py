@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from conftest import FACILITY, Api, feed_types
 from referral_events import (
     ago,
+    apply,
     by_service,
     due,
     enrolled,
@@ -33,14 +34,13 @@ from pmtct_events.enrolment import (
     ClientDied,
     ClientTransferredOut,
     HivStatus,
-    HivTestRecorded,
 )
 from pmtct_events.followup import (
     ClientLostToFollowUp,
     InfantArtInitiated,
     InfantFinalOutcomeRecorded,
 )
-from referrals import handlers, service
+from referrals import timers
 
 
 class Emr:
@@ -167,7 +167,7 @@ async def test_a_mother_who_starts_art_within_the_wait_is_never_referred(api: Ap
         await emr.send(ArtInitiated(facility_id=FACILITY, occurred_at=ago(1), client_id=mother)),
     ]
     await processed(api, *sent)
-    await service.open_due_art_referrals(api.sessions, api.settings)
+    await timers.open_due_art_referrals(api.sessions, api.settings)
     assert await referrals_of(api, mother) == []
 
 
@@ -179,7 +179,7 @@ async def test_a_known_positive_on_art_or_a_retest_of_a_known_positive_is_not_re
         await emr.send(positive_test(known, ago(20), before=HivStatus.positive)),
     ]
     await processed(api, *sent)
-    await service.open_due_art_referrals(api.sessions, api.settings)
+    await timers.open_due_art_referrals(api.sessions, api.settings)
     assert await referrals_of(api, on_art) == [] and await referrals_of(api, known) == []
 
 
@@ -245,12 +245,9 @@ async def test_an_automatic_referral_s_event_carries_its_cause_and_reaches_the_f
 
 async def test_the_art_wait_is_configurable_and_with_0_days_a_fresh_diagnosis_is_referred_at_once(api: Api) -> None:
     no_wait = api.settings.model_copy(update={"art_initiation_wait_days": 0})
-    handle = handlers.build(no_wait)[HivTestRecorded]
     mother = uuid4()
-    event = positive_test(mother, ago(0))
-    async with api.sessions() as session, session.begin():
-        await handle(session, CloudEvent.from_event(event), event)
-    await service.open_due_art_referrals(api.sessions, no_wait)
+    await apply(api, positive_test(mother, ago(0)), no_wait)
+    await timers.open_due_art_referrals(api.sessions, no_wait)
     [r] = await referrals_of(api, mother)
     assert (r["referral_service"], r["status"]) == ("art_initiation", "requested")
     assert r["due_by"] == (date.today() + timedelta(days=no_wait.art_initiation_due_days)).isoformat()
@@ -266,7 +263,6 @@ async def test_a_due_by_counts_from_the_programme_local_day_of_the_event_not_its
     assert at.date() == day - timedelta(days=1), "posted in UTC, the instant carries the day before"
     infant, mother = uuid4(), uuid4()
     event = overdue(infant, mother).model_copy(update={"occurred_at": at})
-    async with api.sessions() as session, session.begin():
-        await handlers.build(local)[type(event)](session, CloudEvent.from_event(event), event)
+    await apply(api, event, local)
     [r] = await referrals_of(api, infant)
     assert r["due_by"] == (day + timedelta(days=local.tracing_due_days)).isoformat()

@@ -13,14 +13,15 @@ from uuid import UUID, uuid4
 from conftest import FACILITY, OTHER_FACILITY, THIRD_FACILITY, Api, referral_body
 from sqlalchemy import text
 
-from pmtct_events import REFERRALS_TOPIC
+from pmtct_events import REFERRALS_TOPIC, CloudEvent, Event
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
 from pmtct_tools.testing import envelopes, read_topic
-from referrals import service
+from referrals import stream
 from referrals.models import Referral
+from referrals.repository import ReferralsUnit
 from referrals.rules import Action
-from servicekit.clock import Clock
+from servicekit import uow
 
 WRITERS = 8
 REFERRALS_PER_WRITER = 10
@@ -67,11 +68,27 @@ async def http_writer(api: Api, seed: int, changes: list[Change]) -> None:
             changes.append(Change(r["id"], response.json()["version"], started, time.monotonic()))
 
 
-async def open_eid_referral(session, subject: UUID, clock: Clock) -> Referral | None:
-    """What the consumer does for an InfantTestDue, in the caller's transaction."""
-    return await service.open_automatic(
-        session,
-        service.Cause(),
+class Lingering(ReferralsUnit):
+    """A unit that, as it commits, stays open a while after writing its rows and its outbox, before
+    it takes its feed positions: as a consumer batch's long transaction, commit order differs from
+    write order."""
+
+    linger_s = 0.0
+
+    async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
+        await asyncio.sleep(self.linger_s)
+        await super().finish(envelopes)
+
+
+def lingering(seconds: float) -> type[Lingering]:
+    return type("Lingering", (Lingering,), {"linger_s": seconds})
+
+
+async def open_eid_referral(unit: ReferralsUnit, api: Api, subject: UUID) -> Referral | None:
+    """What the consumer does for an InfantTestDue, in the caller's unit of work."""
+    clock = api.settings.clock
+    return await stream.open_automatic(
+        unit,
         subject_type=SubjectType.infant,
         subject_id=subject,
         client_id=None,
@@ -91,18 +108,18 @@ async def event_writer(api: Api, seed: int, changes: list[Change]) -> None:
         await asyncio.sleep(rng.random() * 0.04)
         subject = uuid4()
         started = time.monotonic()
-        async with api.sessions() as session, session.begin():
-            r = await open_eid_referral(session, subject, api.settings.clock)
-            await asyncio.sleep(0.005 + rng.random() * 0.06)
+        async with uow.begin(api.sessions, lingering(0.005 + rng.random() * 0.06)) as unit:
+            r = await open_eid_referral(unit, api, subject)
+            await unit.commit()
         assert r is not None
         changes.append(Change(str(r.id), 1, started, time.monotonic()))
         if rng.random() < 0.7:
             started = time.monotonic()
-            async with api.sessions() as session, session.begin():
-                [done] = await service.close_open(
-                    session, service.Cause(), subject, Action.complete, "test_resulted", clock=api.settings.clock
+            async with uow.begin(api.sessions, lingering(0.005 + rng.random() * 0.06)) as unit:
+                [done] = await stream.close_open(
+                    unit, subject, Action.complete, "test_resulted", clock=api.settings.clock
                 )
-                await asyncio.sleep(0.005 + rng.random() * 0.06)
+                await unit.commit()
             changes.append(Change(str(done.id), done.version, started, time.monotonic()))
 
 
@@ -170,12 +187,16 @@ async def test_a_transaction_that_commits_later_is_placed_later_even_if_it_wrote
     a_written, release_a = asyncio.Event(), asyncio.Event()
     subject_a, subject_b = uuid4(), uuid4()
 
+    class WaitsForB(ReferralsUnit):
+        async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
+            a_written.set()
+            await release_a.wait()  # A's rows and outbox are written; it commits once B has committed and been read
+            await super().finish(envelopes)
+
     async def open_for(subject) -> None:
-        async with api.sessions() as session, session.begin():
-            await open_eid_referral(session, subject, api.settings.clock)
-            if subject == subject_a:
-                a_written.set()
-                await release_a.wait()  # A's transaction stays open until B has committed and been read
+        async with uow.begin(api.sessions, WaitsForB if subject == subject_a else ReferralsUnit) as unit:
+            await open_eid_referral(unit, api, subject)
+            await unit.commit()
 
     task_a = asyncio.create_task(open_for(subject_a))
     await a_written.wait()

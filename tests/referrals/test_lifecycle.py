@@ -11,7 +11,7 @@ import pytest
 from conftest import FACILITY, OTHER_FACILITY, THIRD_FACILITY, Api, backdate_due, expire_now, feed_types, referral_body
 from sqlalchemy import text
 
-from referrals import service
+from referrals import timers
 
 ACTIONS = ("accept", "complete", "decline", "cancel")
 
@@ -81,7 +81,7 @@ async def test_an_open_referral_past_its_due_date_expires_exactly_once(api: Api,
     r = await referral_in(api, state)
     await backdate_due(api, r["id"])
     # Two passes at once (two replicas) and the service's own timer loop: one expiry between them.
-    await asyncio.gather(*(service.expire_past_due(api.sessions, api.settings, date.today()) for _ in range(2)))
+    await asyncio.gather(*(timers.expire_past_due(api.sessions, api.settings, date.today()) for _ in range(2)))
     detail = await expire_now(api, r["id"])
     assert (detail["status"], detail["version"]) == ("expired", r["version"] + 1)
     assert (await feed_types(api, r["id"])).count("ReferralExpired") == 1
@@ -89,7 +89,7 @@ async def test_an_open_referral_past_its_due_date_expires_exactly_once(api: Api,
 
 async def test_a_referral_due_today_does_not_expire_today(api: Api) -> None:
     r = await api.create(due_by=date.today().isoformat())
-    await service.expire_past_due(api.sessions, api.settings, date.today())
+    await timers.expire_past_due(api.sessions, api.settings, date.today())
     detail = (await api.http.get(f"/v1/referrals/{r['id']}", headers=api.national)).json()
     assert detail["status"] == "requested"
 
@@ -98,7 +98,7 @@ async def test_a_referral_due_today_does_not_expire_today(api: Api) -> None:
 async def test_a_closed_referral_never_expires(api: Api, state: str) -> None:
     r = await referral_in(api, state)
     await backdate_due(api, r["id"])
-    await service.expire_past_due(api.sessions, api.settings, date.today())
+    await timers.expire_past_due(api.sessions, api.settings, date.today())
     detail = (await api.http.get(f"/v1/referrals/{r['id']}", headers=api.national)).json()
     assert (detail["status"], detail["version"]) == (state, r["version"])
 

@@ -1,16 +1,19 @@
 """Several events for one subject in one consumer batch: the batch loads its subjects once
-(`handlers.prepare`), and what an early event changes is what a later one in the same batch sees."""
+(`handlers.preload`) and writes once, as its unit of work commits, and what an early event changes
+is what a later one in the same batch sees."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 from conftest import FACILITY, Api, feed_types
 from referral_events import ago, by_service, due, enrolled, infant_event, lost, positive_test, referrals_of, result
 from sqlalchemy import text
+from sqlalchemy.event import listen
 
 from pmtct_events import CloudEvent, Event
 from pmtct_events.enrolment import (
@@ -23,7 +26,9 @@ from pmtct_events.followup import (
     InfantArtInitiated,
     InfantVisitRecorded,
 )
-from referrals import handlers, service
+from referrals import handlers, timers
+from referrals.repository import ReferralsUnit
+from servicekit import uow
 
 
 def record(ce: CloudEvent, topic: str, offset: int) -> ConsumerRecord:
@@ -32,25 +37,25 @@ def record(ce: CloudEvent, topic: str, offset: int) -> ConsumerRecord:
 
 
 async def one_batch(api: Api, *events: Event) -> list[CloudEvent]:
-    """Apply the events as the referrals consumer applies one poll: one transaction, prepared once.
+    """Apply the events as the referrals consumer applies one poll: one unit of work, preloaded once.
     Fails if the batch fell back to one transaction per message."""
     consumer = api.app.state.runtime.consumers[0]
-    prepared: list[int] = []
-    prepare = consumer.prepare
+    preloaded: list[int] = []
+    preload = consumer.preload
 
-    async def counting(session: Any, items: list[tuple[CloudEvent, Event]]) -> None:
-        prepared.append(len(items))
-        await prepare(session, items)
+    async def counting(uow: Any, batch: Sequence[Event]) -> None:
+        preloaded.append(len(batch))
+        await preload(uow, batch)
 
     sent = [CloudEvent.from_event(e) for e in events]
-    consumer.prepare = counting
+    consumer.preload = counting
     try:
         await consumer.process_batch(
             [record(ce, e.topic(), i) for i, (ce, e) in enumerate(zip(sent, events, strict=True))]
         )
     finally:
-        consumer.prepare = prepare
-    assert prepared == [len(events)], f"not applied as one batch: prepare calls {prepared}"
+        consumer.preload = preload
+    assert preloaded == [len(events)], f"not applied as one batch: preload calls {preloaded}"
     return sent
 
 
@@ -103,7 +108,7 @@ async def test_art_started_in_the_batch_that_diagnoses_her_means_no_art_referral
     async with api.sessions() as session:
         waits = await session.execute(text("SELECT count(*) FROM art_wait WHERE client_id = :id"), {"id": mother})
         assert waits.scalar_one() == 0
-    await service.open_due_art_referrals(api.sessions, api.settings)
+    await timers.open_due_art_referrals(api.sessions, api.settings)
     assert await referrals_of(api, mother) == []
 
 
@@ -156,14 +161,16 @@ async def test_art_recorded_just_after_the_timer_referred_her_completes_that_ref
     table = handlers.build(api.settings)
     event = art(mother)
     ce = CloudEvent.from_event(event)
-    async with api.sessions() as session, session.begin():
-        await handlers.prepare(session, [(ce, event)])
+    async with uow.begin(api.sessions, ReferralsUnit) as unit:
+        await handlers.preload(unit, [event])
         async with api.sessions() as timer, timer.begin():
             await timer.execute(
                 text("UPDATE art_wait SET due_at = now() - interval '1 minute' WHERE client_id = :id"), {"id": mother}
             )
         await until_referred(api, mother, lambda f: len(f) == 1)
-        await table[ArtInitiated](session, ce, event)
+        with unit.handling(ce):
+            await table[ArtInitiated](event, unit)
+        await unit.commit()
     assert by_service(await referrals_of(api, mother)) == {"art_initiation": [("completed", "art_initiated")]}
 
 
@@ -171,7 +178,48 @@ async def until_referred(api: Api, subject_id: UUID, done: Callable[[list[dict[s
     """Run the ART timer until `done` holds for the subject's referrals (the service's own timer
     loop may be the one that opens it)."""
     for _ in range(100):
-        await service.open_due_art_referrals(api.sessions, api.settings)
+        await timers.open_due_art_referrals(api.sessions, api.settings)
         if done(await referrals_of(api, subject_id)):
             return
     raise AssertionError("the timer did not refer her")
+
+
+async def statements_of_one_batch(api: Api, *events: Event) -> list[str]:
+    """The statements the consumer's unit of work runs for one batch (inbox claims included)."""
+    consumer = api.app.state.runtime.consumers[0]
+    statements: list[str] = []
+
+    class Counting(ReferralsUnit):
+        def __init__(self, session: Any) -> None:
+            super().__init__(session)
+            listen(session.sync_session, "do_orm_execute", lambda ctx: statements.append(str(ctx.statement)))
+
+    unit_of_work = consumer.unit_of_work
+    consumer.unit_of_work = Counting
+    try:
+        await one_batch(api, *events)
+    finally:
+        consumer.unit_of_work = unit_of_work
+    return statements
+
+
+@pytest.mark.parametrize("subjects", [3, 40])
+async def test_a_batch_costs_the_same_few_statements_however_many_referrals_it_opens_and_closes(
+    api: Api, subjects: int
+) -> None:
+    mothers = [uuid4() for _ in range(subjects)]
+    await one_batch(api, *(lost(m) for m in mothers))
+    babies = [(uuid4(), uuid4()) for _ in range(subjects)]
+    statements = await statements_of_one_batch(
+        api,
+        *(anc_visit(m) for m in mothers),  # closes each tracing referral
+        *(due(b, m) for b, m in babies),  # opens an EID referral each
+        *(anc_visit(uuid4()) for _ in range(subjects)),  # changes nothing
+    )
+    # claims, subjects' state and waits, their open referrals; referrals moved on and new ones,
+    # history; outbox; feed counter and entries
+    assert len(statements) == 9, "\n".join(statements)
+    for m in mothers:
+        assert by_service(await referrals_of(api, m)) == {"community_tracing": [("completed", "returned_to_care")]}
+    for b, _ in babies:
+        assert by_service(await referrals_of(api, b)) == {"eid_sample_collection": [("requested", None)]}

@@ -11,7 +11,7 @@ from pmtct_events.referrals import ReferralStatus
 from servicekit.app import RuntimeDep, SessionDep
 from servicekit.auth import Principal, require
 
-from . import fhir, service
+from . import api, fhir, queries
 from .rules import Action
 from .schemas import (
     FeedPage,
@@ -32,9 +32,9 @@ Reader = Annotated[Principal, require("referrals:read")]
 
 @router.post("/referrals", status_code=201, summary="Refer a mother or an infant")
 async def create_referral(
-    body: ReferralCreate, principal: Writer, session: SessionDep, rt: RuntimeDep, response: Response
+    body: ReferralCreate, principal: Writer, rt: RuntimeDep, response: Response
 ) -> ReferralPublic:
-    r = await service.create_referral(session, principal, rt.registry, body, rt.settings.clock)
+    r = await api.create_referral(rt, principal, body)
     response.headers["Location"] = f"/v1/referrals/{r.id}"
     return ReferralPublic.of(r)
 
@@ -44,13 +44,10 @@ async def act_on_referral(
     referral_id: UUID,
     action: ManualAction,
     principal: Writer,
-    session: SessionDep,
     rt: RuntimeDep,
     body: Annotated[ReferralActionRequest | None, Body()] = None,
 ) -> ReferralPublic:
-    r = await service.act(
-        session, principal, referral_id, Action(action.value), body or ReferralActionRequest(), rt.settings.clock
-    )
+    r = await api.act(rt, principal, referral_id, Action(action.value), body or ReferralActionRequest())
     return ReferralPublic.of(r)
 
 
@@ -64,7 +61,7 @@ async def list_referrals(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReferralList:
-    found = await service.list_referrals(
+    found = await queries.list_referrals(
         session, principal, facility_id=facility_id, status=status, subject_id=subject_id, limit=limit, offset=offset
     )
     return ReferralList(items=[ReferralPublic.of(r) for r in found], limit=limit, offset=offset)
@@ -72,8 +69,8 @@ async def list_referrals(
 
 @router.get("/referrals/{referral_id}", summary="One referral with its history and notes")
 async def get_referral(referral_id: UUID, principal: Reader, session: SessionDep) -> ReferralDetail:
-    r = await service.get_referral(session, principal, referral_id)
-    history = await service.history(session, referral_id)
+    r = await queries.get_referral(session, principal, referral_id)
+    history = await queries.history(session, referral_id)
     return ReferralDetail(**ReferralPublic.of(r).model_dump(), history=history)
 
 
@@ -87,7 +84,7 @@ async def read_feed(
     facility_id: str | None = None,
 ) -> FeedPage:
     limit = min(limit, rt.settings.feed_max_page)  # type: ignore[attr-defined]
-    return await service.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
+    return await queries.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
 
 
 def _fhir(resource) -> Response:
@@ -96,12 +93,12 @@ def _fhir(resource) -> Response:
 
 @fhir_router.get("/ServiceRequest/{referral_id}", summary="A referral as a FHIR R4 ServiceRequest")
 async def get_service_request(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
-    return _fhir(fhir.service_request(await service.get_referral(session, principal, referral_id)))
+    return _fhir(fhir.service_request(await queries.get_referral(session, principal, referral_id)))
 
 
 @fhir_router.get("/Task/{referral_id}", summary="A referral's fulfilment as a FHIR R4 Task")
 async def get_task(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
-    return _fhir(fhir.task(await service.get_referral(session, principal, referral_id)))
+    return _fhir(fhir.task(await queries.get_referral(session, principal, referral_id)))
 
 
 @fhir_router.get("/Task", summary="Search referral Tasks (status, business-status, owner, focus, patient)")
@@ -121,5 +118,5 @@ async def search_tasks(
     query = fhir.task_query(
         ids=id_, focus=focus, owner=owner, status=status, business_status=business_status, patient=patient or subject
     )
-    found = await service.search_tasks(session, principal, query, limit=count)
+    found = await queries.search_tasks(session, principal, query, limit=count)
     return _fhir(fhir.search_bundle([fhir.task(r) for r in found], str(request.url)))

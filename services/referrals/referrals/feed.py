@@ -7,10 +7,13 @@ transaction holding id 11 is still open would never see 11 (a gap); re-reading "
 catch it brings repeats. `created_at` has the same flaw.
 
 What we do instead: a position assigned at commit time under a single-row counter.
-  * A transaction that changes referrals collects its feed entries in the session (`enlist`).
-  * Just before COMMIT (SQLAlchemy `before_commit`), `repository.append_feed` increments the one
-    row of `feed_counter` by the number of entries, which takes that row's lock until COMMIT,
-    and inserts the entries with the positions it got.
+  * Every change of a referral raises its event (`subjects.Subject`), which the unit of work
+    (`repository.ReferralsUnit`) writes to the outbox as it commits.
+  * Last, after the subjects' rows and the outbox are written and just before COMMIT, the unit's
+    `finish` (libs/servicekit/servicekit/uow.py, step 4c) gives the referral events among those envelopes
+    their entries: `repository.append_feed` increments the one row of `feed_counter` by the number
+    of entries, which takes that row's lock until COMMIT, and inserts the entries with the positions
+    it got.
   * The next writer's increment waits for that lock, that is for this COMMIT. So positions grow
     in commit order, have no holes (a rollback rolls the counter back too), and any snapshot sees
     exactly the entries 1..N, N being the counter in that snapshot.
@@ -27,49 +30,11 @@ yields the same continuation. A clinic reads only entries of referrals from or t
 positions stay global, and when a page is not full its next cursor is N, so it skips the other
 facilities' entries instead of scanning them again.
 
-The Kafka topic `pmtct.referrals.v1` carries the same changes: each entry is written to the
-outbox in the same transaction, with the same CloudEvents id, type, time and data.
+The Kafka topic `pmtct.referrals.v1` carries the same changes: each entry is made from its event's
+envelope in the outbox, in the same transaction, with the same CloudEvents id, type, time and data.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
-
-from pmtct_events import CloudEvent
-from servicekit.db import at_commit
-
-from . import repository
-from .models import Referral
-
-_PENDING = "referrals.feed.pending"
-
-
-def enlist(session: AsyncSession, ce: CloudEvent, referral: Referral) -> None:
-    """Queue a feed entry for `referral`'s change; it gets its position when the transaction commits."""
-    entries: list[dict[str, Any]] | None = session.info.get(_PENDING)
-    if entries is None:
-        # kept after a consumer batch's own state (its `prepare` runs before any handler), so the
-        # counter's lock is taken by the last statements before COMMIT
-        entries = at_commit(session, _PENDING, [], _assign_positions)
-    entries.append(
-        {
-            "event_id": ce.id,
-            "event_type": ce.type,
-            "event_time": ce.time,
-            "referral_id": referral.id,
-            "version": referral.version,
-            "from_facility_id": referral.from_facility_id,
-            "to_facility_id": referral.to_facility_id,
-            "data": ce.data,
-        }
-    )
-
-
-def _assign_positions(session: Session, entries: list[dict[str, Any]]) -> None:
-    repository.append_feed(session, entries)
 
 
 def cursor(position: int) -> str:

@@ -1,16 +1,18 @@
-"""Event handlers of the referrals service: automatic referrals and automatic loop closure.
+"""Event handlers of the referrals service: the event -> use case table (`build`) of automatic
+referrals and automatic loop closure (the use cases are in `stream`).
 
-Each runs in the consumer's transaction (inbox row included) and only writes through `service`.
+A consumer batch is one unit of work (`repository.ReferralsUnit`): `preload` loads every subject of
+the batch in one go, each handler changes her in memory, and the unit writes the batch once, as it
+commits (inbox rows, subjects, outbox and feed in one transaction).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from pmtct_events import CloudEvent, Event
+from pmtct_events import Event
 from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
@@ -41,19 +43,18 @@ from pmtct_events.referrals import ReferralService, Urgency
 from servicekit.clock import Clock
 from servicekit.consumer import Handler
 
-from . import rules, service
+from . import rules, stream
+from .repository import ReferralsUnit
 from .rules import Action
-from .service import Cause
 from .settings import Settings
 
 TRACING = [ReferralService.community_tracing]
 
 
-async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID, clock: Clock) -> None:
+async def _back_in_care(uow: ReferralsUnit, subject_id: UUID, clock: Clock) -> None:
     """A recorded contact: a client traced because she was lost is found."""
-    await service.close_open(
-        session,
-        Cause.of(ce),
+    await stream.close_open(
+        uow,
         subject_id,
         Action.complete,
         rules.OUTCOME_RETURNED_TO_CARE,
@@ -64,8 +65,7 @@ async def _back_in_care(session: AsyncSession, ce: CloudEvent, subject_id: UUID,
 
 
 async def _refer_infant(
-    session: AsyncSession,
-    ce: CloudEvent,
+    uow: ReferralsUnit,
     event: InfantEvent,
     need: ReferralService,
     reason_code: str,
@@ -73,9 +73,8 @@ async def _refer_infant(
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
 ) -> None:
-    await service.open_automatic(
-        session,
-        Cause.of(ce),
+    await stream.open_automatic(
+        uow,
         subject_type=SubjectType.infant,
         subject_id=event.infant_id,
         client_id=event.client_id,
@@ -88,11 +87,6 @@ async def _refer_infant(
     )
 
 
-EVERY_SERVICE = None
-NOTHING: frozenset[ReferralService] = frozenset()
-_TRACING = frozenset(TRACING)
-
-
 def subject_of(event: Event) -> UUID:
     """Whose referrals and state the event is about."""
     if isinstance(event, ClientLostToFollowUp):
@@ -102,151 +96,77 @@ def subject_of(event: Event) -> UUID:
     return event.client_id  # type: ignore[attr-defined]
 
 
-def may_close(event: Event) -> frozenset[ReferralService] | None:
-    """The services whose open referrals the event's handler may close for its subject (None:
-    every service), mirroring the handlers below."""
-    match event:
-        case ClientDied() | ClientTransferredOut():
-            return EVERY_SERVICE
-        case DeliveryRecorded(maternal_outcome=MaternalOutcome.died):
-            return EVERY_SERVICE
-        case InfantFinalOutcomeRecorded(outcome=FinalOutcome.died | FinalOutcome.transferred_out):
-            return EVERY_SERVICE
-        case ClientEnrolled(on_art=True):
-            return frozenset({ReferralService.art_initiation})
-        case ArtInitiated():
-            return _TRACING | {ReferralService.art_initiation}
-        case InfantArtInitiated():
-            return _TRACING | {ReferralService.infant_art}
-        case InfantTestResulted():
-            return rules.MET_BY_INFANT_RESULT
-        case (
-            HivTestRecorded()
-            | AncVisitRecorded()
-            | ViralLoadRecorded()
-            | DeliveryRecorded()
-            | InfantVisitRecorded()
-            | InfantProphylaxisRecorded()
-            | InfantFeedingRecorded()
-        ):
-            return _TRACING
-    return NOTHING
-
-
-def uses_state(event: Event) -> bool:
-    """Whether the event's handler reads or writes its subject's state (and ART wait): a contact
-    that can only close a tracing referral does not."""
-    match event:
-        case (
-            AncVisitRecorded()
-            | ViralLoadRecorded()
-            | InfantVisitRecorded()
-            | InfantProphylaxisRecorded()
-            | InfantFeedingRecorded()
-        ):
-            return False
-        case DeliveryRecorded():
-            return event.maternal_outcome is MaternalOutcome.died
-        case HivTestRecorded():
-            return rules.is_new_hiv_diagnosis(event)
-        case InfantTestResulted():
-            return event.result is TestResult.positive
-        case InfantFinalOutcomeRecorded():
-            return event.outcome in (FinalOutcome.died, FinalOutcome.transferred_out)
-    return True
-
-
-async def prepare(session: AsyncSession, items: list[tuple[CloudEvent, Event]]) -> None:
-    """The consumer's batch hook: load once what the batch's handlers would look up per event (the
-    state of the subjects whose events use it, and the open referrals the events may close, locked)."""
-    subjects: list[UUID] = []
-    needs: dict[UUID, frozenset[ReferralService] | None] = {}
-    for _, event in items:
-        subject_id = subject_of(event)
-        if uses_state(event):
-            subjects.append(subject_id)
-        services = may_close(event)
-        if services is EVERY_SERVICE:
-            needs[subject_id] = EVERY_SERVICE
-        elif services:
-            held = needs.get(subject_id, NOTHING)
-            if held is not EVERY_SERVICE:
-                needs[subject_id] = held | services
-    await service.load_known(session, subjects, needs)
+async def preload(uow: ReferralsUnit, events: Sequence[Event]) -> None:
+    """The consumer's batch preload: every subject of the batch, loaded (and her open referrals
+    locked) in one go; the handlers then find them in the unit's identity map."""
+    await uow.subjects.get_many(subject_of(e) for e in events)
 
 
 def build(settings: Settings) -> dict[type[Event], Handler]:
-    """The handlers, bound to the service's settings."""
+    """The handlers, bound to the service's settings: `handler(event, uow)`, `uow.cause` being the
+    consumed envelope (the cause of what the handler raises)."""
     clock = settings.clock
 
     # --- mothers (pmtct.enrolment.v1) ---
 
-    async def wait_for_art(
-        session: AsyncSession, ce: CloudEvent, event: ClientEnrolled | HivTestRecorded, reason_code: str
-    ) -> None:
+    async def wait_for_art(uow: ReferralsUnit, event: ClientEnrolled | HivTestRecorded, reason_code: str) -> None:
         """She is known positive as of this event: refer her for ART unless it starts in time."""
-        await service.schedule_art_initiation(
-            session,
-            Cause.of(ce),
-            settings,
+        await stream.schedule_art_initiation(
+            uow,
             client_id=event.client_id,
             facility_id=event.facility_id,
             diagnosed_at=event.occurred_at,
             reason_code=reason_code,
+            wait_days=settings.art_initiation_wait_days,
         )
 
-    async def client_enrolled(session: AsyncSession, ce: CloudEvent, event: ClientEnrolled) -> None:
+    async def client_enrolled(event: ClientEnrolled, uow: ReferralsUnit) -> None:
         # Enrolling (again, after a transfer in) makes her a current client.
-        await service.set_subject_active(session, event.client_id)
+        await stream.set_subject_active(uow, event.client_id)
         if event.on_art:
-            await service.art_started(
-                session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation, clock
-            )
+            await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
         elif rules.enrolled_positive_without_art(event):
-            await wait_for_art(session, ce, event, rules.REASON_KNOWN_POSITIVE_NOT_ON_ART)
+            await wait_for_art(uow, event, rules.REASON_KNOWN_POSITIVE_NOT_ON_ART)
 
-    async def hiv_test_recorded(session: AsyncSession, ce: CloudEvent, event: HivTestRecorded) -> None:
-        await _back_in_care(session, ce, event.client_id, clock)
+    async def hiv_test_recorded(event: HivTestRecorded, uow: ReferralsUnit) -> None:
+        await _back_in_care(uow, event.client_id, clock)
         if rules.is_new_hiv_diagnosis(event):
-            await wait_for_art(session, ce, event, rules.REASON_NEW_DIAGNOSIS)
+            await wait_for_art(uow, event, rules.REASON_NEW_DIAGNOSIS)
 
-    async def art_initiated(session: AsyncSession, ce: CloudEvent, event: ArtInitiated) -> None:
-        await _back_in_care(session, ce, event.client_id, clock)
-        await service.art_started(
-            session, Cause.of(ce), event.client_id, event.occurred_at, ReferralService.art_initiation, clock
-        )
+    async def art_initiated(event: ArtInitiated, uow: ReferralsUnit) -> None:
+        await _back_in_care(uow, event.client_id, clock)
+        await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
 
-    async def mother_seen(session: AsyncSession, ce: CloudEvent, event: AncVisitRecorded | ViralLoadRecorded) -> None:
-        await _back_in_care(session, ce, event.client_id, clock)
+    async def mother_seen(event: AncVisitRecorded | ViralLoadRecorded, uow: ReferralsUnit) -> None:
+        await _back_in_care(uow, event.client_id, clock)
 
-    async def delivery_recorded(session: AsyncSession, ce: CloudEvent, event: DeliveryRecorded) -> None:
+    async def delivery_recorded(event: DeliveryRecorded, uow: ReferralsUnit) -> None:
         if event.maternal_outcome is MaternalOutcome.died:
-            await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED, clock)
+            await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
         else:
-            await _back_in_care(session, ce, event.client_id, clock)
+            await _back_in_care(uow, event.client_id, clock)
 
-    async def client_died(session: AsyncSession, ce: CloudEvent, event: ClientDied) -> None:
-        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_DIED, clock)
+    async def client_died(event: ClientDied, uow: ReferralsUnit) -> None:
+        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
 
-    async def client_transferred_out(session: AsyncSession, ce: CloudEvent, event: ClientTransferredOut) -> None:
-        await service.subject_ended(session, Cause.of(ce), event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
+    async def client_transferred_out(event: ClientTransferredOut, uow: ReferralsUnit) -> None:
+        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
     # --- infants and lost clients (pmtct.followup.v1) ---
 
-    async def infant_test_due(session: AsyncSession, ce: CloudEvent, event: InfantTestDue) -> None:
+    async def infant_test_due(event: InfantTestDue, uow: ReferralsUnit) -> None:
         reason = rules.test_due_reason(event.kind.value)
-        service_ = ReferralService.eid_sample_collection
-        await _refer_infant(session, ce, event, service_, reason, event.window_end, clock, Urgency.routine)
+        need = ReferralService.eid_sample_collection
+        await _refer_infant(uow, event, need, reason, event.window_end, clock, Urgency.routine)
 
-    async def infant_test_overdue(session: AsyncSession, ce: CloudEvent, event: InfantTestOverdue) -> None:
+    async def infant_test_overdue(event: InfantTestOverdue, uow: ReferralsUnit) -> None:
         due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days)
         reason = rules.test_overdue_reason(event.kind.value)
-        await _refer_infant(session, ce, event, ReferralService.community_tracing, reason, due_by, clock)
+        await _refer_infant(uow, event, ReferralService.community_tracing, reason, due_by, clock)
 
-    async def lost_to_follow_up(session: AsyncSession, ce: CloudEvent, event: ClientLostToFollowUp) -> None:
-        await service.open_automatic(
-            session,
-            Cause.of(ce),
+    async def lost_to_follow_up(event: ClientLostToFollowUp, uow: ReferralsUnit) -> None:
+        await stream.open_automatic(
+            uow,
             subject_type=event.subject_type,
             subject_id=event.subject_id,
             client_id=event.client_id,
@@ -257,10 +177,9 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             clock=clock,
         )
 
-    async def infant_test_resulted(session: AsyncSession, ce: CloudEvent, event: InfantTestResulted) -> None:
-        await service.close_open(
-            session,
-            Cause.of(ce),
+    async def infant_test_resulted(event: InfantTestResulted, uow: ReferralsUnit) -> None:
+        await stream.close_open(
+            uow,
             event.infant_id,
             Action.complete,
             rules.OUTCOME_TEST_RESULTED,
@@ -270,26 +189,22 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         if event.result is TestResult.positive:
             due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.infant_art_due_days)
             reason = rules.REASON_POSITIVE_INFANT_TEST
-            await _refer_infant(session, ce, event, ReferralService.infant_art, reason, due_by, clock)
+            await _refer_infant(uow, event, ReferralService.infant_art, reason, due_by, clock)
 
-    async def infant_art_initiated(session: AsyncSession, ce: CloudEvent, event: InfantArtInitiated) -> None:
-        await _back_in_care(session, ce, event.infant_id, clock)
-        await service.art_started(
-            session, Cause.of(ce), event.infant_id, event.occurred_at, ReferralService.infant_art, clock
-        )
+    async def infant_art_initiated(event: InfantArtInitiated, uow: ReferralsUnit) -> None:
+        await _back_in_care(uow, event.infant_id, clock)
+        await stream.art_started(uow, event.infant_id, event.occurred_at, ReferralService.infant_art, clock)
 
     async def infant_seen(
-        session: AsyncSession,
-        ce: CloudEvent,
-        event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded,
+        event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded, uow: ReferralsUnit
     ) -> None:
-        await _back_in_care(session, ce, event.infant_id, clock)
+        await _back_in_care(uow, event.infant_id, clock)
 
-    async def infant_final_outcome(session: AsyncSession, ce: CloudEvent, event: InfantFinalOutcomeRecorded) -> None:
+    async def infant_final_outcome(event: InfantFinalOutcomeRecorded, uow: ReferralsUnit) -> None:
         if event.outcome is FinalOutcome.died:
-            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_DIED, clock)
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DIED, clock)
         elif event.outcome is FinalOutcome.transferred_out:
-            await service.subject_ended(session, Cause.of(ce), event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
     return {
         ClientEnrolled: client_enrolled,

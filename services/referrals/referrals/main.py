@@ -6,6 +6,7 @@ from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
 from . import endpoints, handlers, timers
+from .repository import ReferralsUnit
 from .settings import Settings
 
 
@@ -22,10 +23,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 name="referrals",
                 topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC],
                 handlers=handlers.build(settings),
-                prepare=handlers.prepare,
+                preload=handlers.preload,
             )
         ],
         background=[("referral timers", timers.run)],
+        unit_of_work=ReferralsUnit,
     )
 
 

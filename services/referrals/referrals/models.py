@@ -1,5 +1,6 @@
-"""Tables of the referrals schema (created by migrations/versions/0002_referrals.py) and the
-`Referral` record the service works with."""
+"""Tables of the referrals schema (created by migrations/versions/0002_referrals.py), the
+`Referral` record the service works with (its transitions and the event each one raises), and an
+ART-initiation wait."""
 
 from __future__ import annotations
 
@@ -23,7 +24,22 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 
 from pmtct_events.followup import SubjectType
-from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus, Urgency
+from pmtct_events.referrals import (
+    ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralCreated,
+    ReferralDeclined,
+    ReferralEvent,
+    ReferralExpired,
+    ReferralOrigin,
+    ReferralService,
+    ReferralStatus,
+    Urgency,
+)
+
+from . import rules
+from .rules import Action
 
 metadata = MetaData()
 
@@ -176,3 +192,60 @@ class Referral:
 
     def changed(self, **changes: Any) -> Referral:
         return replace(self, version=self.version + 1, **changes)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in rules.OPEN
+
+    def transitioned(self, action: Action, at: datetime, outcome_code: str | None) -> Referral:
+        """Its next version after `action` at `at`; rules.InvalidTransition if its status forbids it."""
+        status = rules.next_status(self.status, action)
+        if status is ReferralStatus.accepted:
+            return self.changed(status=status, accepted_at=at, outcome_code=outcome_code)
+        return self.changed(status=status, closed_at=at, outcome_code=outcome_code or self.outcome_code)
+
+    def event(self, action: Action | None, at: datetime) -> ReferralEvent:
+        """The event this version raises (`action` None: it was requested), carrying its whole state."""
+        return EVENT_OF[action](
+            facility_id=self.from_facility_id,
+            occurred_at=at,
+            referral_id=self.id,
+            subject_type=self.subject_type,
+            subject_id=self.subject_id,
+            client_id=self.client_id,
+            to_facility_id=self.to_facility_id,
+            referral_service=self.referral_service,
+            urgency=self.urgency,
+            due_by=self.due_by,
+            status=self.status,
+            origin=self.origin,
+            reason_code=self.reason_code,
+            outcome_code=self.outcome_code,
+            version=self.version,
+            requested_at=self.requested_at,
+            accepted_at=self.accepted_at,
+        )
+
+
+EVENT_OF: dict[Action | None, type[ReferralEvent]] = {
+    None: ReferralCreated,
+    Action.accept: ReferralAccepted,
+    Action.complete: ReferralCompleted,
+    Action.decline: ReferralDeclined,
+    Action.cancel: ReferralCancelled,
+    Action.expire: ReferralExpired,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ArtWait:
+    """A positive mother not on ART: an ART-initiation referral opens at `due_at` unless ART starts
+    first. Keeps the event that started it, as the cause of the referral the timer opens."""
+
+    client_id: UUID
+    facility_id: str
+    diagnosed_at: datetime
+    due_at: datetime
+    reason_code: str
+    cause_event_id: UUID | None
+    correlation_id: str | None

@@ -1,43 +1,38 @@
-"""All SQL of the referrals service."""
+"""All SQL of the referrals service, and its unit of work (`ReferralsUnit`): the subjects it holds
+(`Subjects`, an identity map of `subjects.Subject`) and the ministry feed's positions.
+
+Lock order, everywhere: a subject's open referrals in referral id order, then her ART wait, then
+the feed counter (last, as the unit commits). A consumer batch locks every open referral of its
+subjects in one statement; the ART timer holds waits (SKIP LOCKED) and reads its subjects without
+locking them, because it only opens referrals; the expiry timer holds only the referrals it expires
+(SKIP LOCKED). So no writer waits for a lock while it holds one that another writer needs first.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, and_, delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Boolean, Column, and_, or_, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
-from pmtct_events.referrals import ReferralService, ReferralStatus
+from pmtct_events import CloudEvent, Event
+from pmtct_events.referrals import ReferralEvent, ReferralService, ReferralStatus
+from servicekit.db import insert_rows
+from servicekit.uow import Repository, UnitOfWork
 
-from .models import Referral, art_wait, feed_counter, feed_entry, referral, referral_action, subject_state
+from .models import ArtWait, Referral, art_wait, feed_counter, feed_entry, referral, referral_action, subject_state
 from .rules import OPEN
+from .subjects import Subject
 
 _OPEN_CODES = sorted(s.value for s in OPEN)
 _OPEN_PREDICATE = "status IN (" + ", ".join(f"'{c}'" for c in _OPEN_CODES) + ")"
 
 
 # --- referrals -----------------------------------------------------------------------------------
-
-
-async def insert_open(session: AsyncSession, r: Referral) -> bool:
-    """Insert a new open referral; False (and nothing written) when its need already has one open."""
-    stmt = (
-        insert(referral)
-        .values(r.values())
-        .on_conflict_do_nothing(
-            index_elements=[referral.c.subject_id, referral.c.referral_service],
-            # literal, so that PostgreSQL matches it to the partial index's predicate
-            index_where=text(_OPEN_PREDICATE),
-        )
-        .returning(referral.c.id)
-    )
-    return (await session.execute(stmt)).first() is not None
 
 
 async def open_for_need(session: AsyncSession, subject_id: UUID, service: ReferralService) -> Referral | None:
@@ -50,49 +45,30 @@ async def open_for_need(session: AsyncSession, subject_id: UUID, service: Referr
     return Referral.from_row(row) if row else None
 
 
-async def get(session: AsyncSession, referral_id: UUID, *, lock: bool = False) -> Referral | None:
-    """One referral; with `lock`, its row stays locked until the transaction ends, so that its
-    events reach the outbox (and the wire) in the order of its changes."""
-    stmt = select(referral).where(referral.c.id == referral_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = (await session.execute(stmt)).first()
+async def get(session: AsyncSession, referral_id: UUID) -> Referral | None:
+    """One referral, unlocked (a change goes through her subject: `Subjects`)."""
+    row = (await session.execute(select(referral).where(referral.c.id == referral_id))).first()
     return Referral.from_row(row) if row else None
 
 
-async def lock_open_for_subject(
-    session: AsyncSession, subject_id: UUID, services: Collection[ReferralService] | None = None
-) -> list[Referral]:
+async def lock_open_for_subject(session: AsyncSession, subject_id: UUID) -> list[Referral]:
     stmt = select(referral).where(referral.c.subject_id == subject_id, referral.c.status.in_(_OPEN_CODES))
-    if services is not None:
-        stmt = stmt.where(referral.c.referral_service.in_([s.value for s in services]))
     rows = (await session.execute(stmt.order_by(referral.c.id).with_for_update())).all()
     return [Referral.from_row(row) for row in rows]
 
 
-_LOCK_OPEN_FOR_NEEDS = text(
-    "SELECT referral.* FROM referral"
-    " JOIN unnest(CAST(:subjects AS uuid[]), CAST(:services AS text[])) AS need(subject_id, service)"
-    " ON referral.subject_id = need.subject_id"
-    " AND (need.service IS NULL OR referral.referral_service = need.service)"
-    f" WHERE referral.{_OPEN_PREDICATE} ORDER BY referral.id FOR UPDATE OF referral"
-).columns(*referral.c)
+_OPEN_OF_SUBJECTS = (
+    "SELECT referral.* FROM referral WHERE referral.subject_id = ANY(CAST(:subjects AS uuid[]))"
+    f" AND referral.{_OPEN_PREDICATE} ORDER BY referral.id"
+)
+_LOCK_OPEN_OF_SUBJECTS = text(_OPEN_OF_SUBJECTS + " FOR UPDATE").columns(*referral.c)
+_READ_OPEN_OF_SUBJECTS = text(_OPEN_OF_SUBJECTS).columns(*referral.c)
 
 
-async def lock_open_for_needs(
-    session: AsyncSession, needs: dict[UUID, Collection[ReferralService] | None]
-) -> list[Referral]:
-    """`lock_open_for_subject` for many subjects in one statement: each subject's open referrals
-    of its services (None: of every service), locked in id order."""
-    subjects: list[UUID] = []
-    services: list[str | None] = []
-    for subject_id, wanted in needs.items():
-        for service in [None] if wanted is None else wanted:
-            subjects.append(subject_id)
-            services.append(None if service is None else service.value)
-    if not subjects:
-        return []
-    rows = (await session.execute(_LOCK_OPEN_FOR_NEEDS, {"subjects": subjects, "services": services})).all()
+async def open_of_subjects(session: AsyncSession, subject_ids: list[UUID], *, lock: bool) -> list[Referral]:
+    """The open referrals of many subjects in one statement; with `lock`, locked in id order."""
+    statement = _LOCK_OPEN_OF_SUBJECTS if lock else _READ_OPEN_OF_SUBJECTS
+    rows = (await session.execute(statement, {"subjects": subject_ids})).all()
     return [Referral.from_row(row) for row in rows]
 
 
@@ -110,10 +86,43 @@ async def lock_past_due(session: AsyncSession, today: date, limit: int) -> list[
     return [Referral.from_row(row) for row in (await session.execute(stmt)).all()]
 
 
-async def save(session: AsyncSession, r: Referral) -> None:
-    values = {**r.values(), "updated_at": func.now()}
-    del values["id"]
-    await session.execute(update(referral).where(referral.c.id == r.id).values(values))
+def _unnest_columns(columns: Sequence[Column[Any]]) -> str:
+    dialect = postgresql.dialect()
+    return ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in columns)
+
+
+_REFERRAL_COLUMNS = [c for c in referral.c if c.name != "updated_at"]
+_NAMES = ", ".join(c.name for c in _REFERRAL_COLUMNS)
+#: new referrals in one statement; one whose need is open already (another writer's, committed
+#: since we loaded the subject) is not inserted, and its id is not returned
+_INSERT_REFERRALS = text(
+    f"INSERT INTO referral ({_NAMES}, updated_at) SELECT {_NAMES}, now()"
+    f" FROM unnest({_unnest_columns(_REFERRAL_COLUMNS)}) WITH ORDINALITY AS u({_NAMES}, n) ORDER BY n"
+    # literal, so that PostgreSQL matches it to the partial index's predicate
+    f" ON CONFLICT (subject_id, referral_service) WHERE {_OPEN_PREDICATE} DO NOTHING RETURNING id"
+)
+#: what a transition changes, for many referrals in one statement
+_CHANGING = [referral.c[n] for n in ("id", "status", "outcome_code", "version", "accepted_at", "closed_at")]
+_UPDATE_REFERRALS = text(
+    "UPDATE referral SET status = u.status, outcome_code = u.outcome_code, version = u.version,"
+    " accepted_at = u.accepted_at, closed_at = u.closed_at, updated_at = now()"
+    f" FROM unnest({_unnest_columns(_CHANGING)}) AS u({', '.join(c.name for c in _CHANGING)})"
+    " WHERE referral.id = u.id"
+)
+
+
+def _arrays(rows: Sequence[Referral], columns: Sequence[Column[Any]]) -> dict[str, list[Any]]:
+    values = [r.values() for r in rows]
+    return {c.name: [v[c.name] for v in values] for c in columns}
+
+
+class NeedAlreadyOpen(Exception):
+    """A referral this unit opened found its need open as it was written: another writer opened one
+    after this unit loaded the subject. The unit must not commit; run again, it sees that one."""
+
+    def __init__(self, referrals: list[Referral]) -> None:
+        super().__init__(", ".join(f"{r.subject_id}/{r.referral_service.value}" for r in referrals))
+        self.referrals = referrals
 
 
 def _visible_to(facilities: Collection[str]) -> Any:
@@ -156,29 +165,6 @@ async def search(
     return [Referral.from_row(row) for row in (await session.execute(stmt)).all()]
 
 
-async def add_action(
-    session: AsyncSession,
-    r: Referral,
-    *,
-    action: str,
-    at: datetime,
-    actor: str,
-    note: str | None,
-) -> None:
-    await session.execute(
-        insert(referral_action).values(
-            referral_id=r.id,
-            version=r.version,
-            action=action,
-            status=r.status.value,
-            at=at,
-            outcome_code=r.outcome_code,
-            note=note,
-            actor=actor,
-        )
-    )
-
-
 async def actions(session: AsyncSession, referral_id: UUID) -> list[dict[str, Any]]:
     stmt = (
         select(
@@ -201,12 +187,14 @@ async def actions(session: AsyncSession, referral_id: UUID) -> list[dict[str, An
 _TAKE_POSITIONS = text("UPDATE feed_counter SET position = position + :n RETURNING position")
 
 
-def append_feed(session: Session, entries: list[dict[str, Any]]) -> None:
-    """Runs in `before_commit`, on the synchronous face of the session: the counter row stays
-    locked from here to COMMIT, which orders positions by commit."""
-    last = session.execute(_TAKE_POSITIONS, {"n": len(entries)}).scalar_one()
+async def append_feed(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """Take positions for `entries` and insert them. The counter row stays locked from here to
+    COMMIT, which orders positions by commit: so this is the last write of a unit (`ReferralsUnit.finish`)."""
+    if not entries:
+        return
+    last = (await session.execute(_TAKE_POSITIONS, {"n": len(entries)})).scalar_one()
     first = last - len(entries) + 1
-    session.execute(insert(feed_entry), [{**e, "position": first + i} for i, e in enumerate(entries)])
+    await insert_rows(session, feed_entry, [{**e, "position": first + i} for i, e in enumerate(entries)])
 
 
 async def feed_horizon(session: AsyncSession) -> int:
@@ -232,42 +220,22 @@ async def feed_page(
 # --- ART-initiation waits --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ArtWait:
-    client_id: UUID
-    facility_id: str
-    diagnosed_at: datetime
-    due_at: datetime
-    reason_code: str
-    cause_event_id: UUID | None
-    correlation_id: str | None
-
-
-async def schedule_art_wait(session: AsyncSession, wait: ArtWait) -> None:
-    """Keep the first diagnosis: a repeat positive test does not push the referral further out."""
-    values = {name: getattr(wait, name) for name in wait.__slots__}
-    await session.execute(insert(art_wait).values(values).on_conflict_do_nothing(index_elements=[art_wait.c.client_id]))
-
-
+_ART_WAIT_FIELDS = ArtWait.__slots__
 _SCHEDULE_ART_WAITS = text(
     "INSERT INTO art_wait (client_id, facility_id, diagnosed_at, due_at, reason_code, cause_event_id, correlation_id)"
     " SELECT * FROM unnest(CAST(:client_id AS uuid[]), CAST(:facility_id AS text[]),"
     " CAST(:diagnosed_at AS timestamptz[]), CAST(:due_at AS timestamptz[]), CAST(:reason_code AS text[]),"
     " CAST(:cause_event_id AS uuid[]), CAST(:correlation_id AS text[]))"
+    # keep the first diagnosis: a repeat positive test does not push the referral further out
     " ON CONFLICT (client_id) DO NOTHING"
 )
-
-
-def schedule_art_waits(session: Session, waits: list[ArtWait]) -> None:
-    """`schedule_art_wait` for many clients in one statement. Runs in `before_commit`, on the
-    synchronous face of the session (see service.KnownSubjects)."""
-    session.execute(_SCHEDULE_ART_WAITS, {name: [getattr(w, name) for w in waits] for name in ArtWait.__slots__})
+_DROP_ART_WAITS = text("DELETE FROM art_wait WHERE client_id = ANY(CAST(:clients AS uuid[]))")
+_DROP_ART_WAIT = text("DELETE FROM art_wait WHERE client_id = :client_id RETURNING client_id")
 
 
 async def drop_art_wait(session: AsyncSession, client_id: UUID) -> bool:
     """False when there was no wait (or the timer took it while we waited for its row)."""
-    stmt = delete(art_wait).where(art_wait.c.client_id == client_id).returning(art_wait.c.client_id)
-    return (await session.execute(stmt)).first() is not None
+    return (await session.execute(_DROP_ART_WAIT, {"client_id": client_id})).first() is not None
 
 
 async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -> list[ArtWait]:
@@ -283,27 +251,7 @@ async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -
     return [ArtWait(**row._mapping) for row in (await session.execute(stmt)).all()]
 
 
-# --- subject state -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectState:
-    on_art_since: datetime | None
-    ended: str | None
-
-
-async def subject_state_of(session: AsyncSession, subject_id: UUID) -> SubjectState:
-    stmt = select(subject_state.c.on_art_since, subject_state.c.ended).where(subject_state.c.subject_id == subject_id)
-    row = (await session.execute(stmt)).first()
-    return SubjectState(row.on_art_since, row.ended) if row else SubjectState(None, None)
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectFacts:
-    """A subject's state and whether an ART-initiation wait is running for her."""
-
-    state: SubjectState
-    waiting_for_art: bool
+# --- subjects --------------------------------------------------------------------------------------
 
 
 _SUBJECT_FACTS = text(
@@ -318,19 +266,6 @@ _SUBJECT_FACTS = text(
     Column("waiting_for_art", Boolean),
 )
 
-
-async def subject_facts(session: AsyncSession, subject_ids: Collection[UUID]) -> dict[UUID, SubjectFacts]:
-    """`subject_state_of` and the ART wait of many subjects in one statement. No locks: a subject's
-    state and the start of her wait change only through her own partition's events (the timer
-    may still end a wait: see `service._drop_art_wait`)."""
-    if not subject_ids:
-        return {}
-    rows = (await session.execute(_SUBJECT_FACTS, {"subjects": list(subject_ids)})).all()
-    return {
-        row.subject_id: SubjectFacts(SubjectState(row.on_art_since, row.ended), row.waiting_for_art) for row in rows
-    }
-
-
 _SAVE_SUBJECT_STATES = text(
     "INSERT INTO subject_state (subject_id, on_art_since, ended, updated_at)"
     " SELECT s.subject_id, s.on_art_since, s.ended, now()"
@@ -341,25 +276,155 @@ _SAVE_SUBJECT_STATES = text(
 )
 
 
-def save_subject_states(session: Session, states: dict[UUID, SubjectState]) -> None:
-    """Upsert whole states in one statement. Runs in `before_commit`, on the synchronous face of
-    the session (see service.KnownSubjects)."""
-    ids = list(states)
-    session.execute(
-        _SAVE_SUBJECT_STATES,
-        {
-            "subjects": ids,
-            "on_art_since": [states[i].on_art_since for i in ids],
-            "ended": [states[i].ended for i in ids],
-        },
-    )
+class Subjects(Repository[UUID, Subject]):
+    """The subjects of a unit of work, by subject id; every subject exists (one nothing is stored
+    about has no state, no wait and nothing open).
+
+    `get_many` loads subjects whole and locked, in two statements for all those not seen yet: their
+    state and whether an ART wait runs (unlocked: a subject's state and the start of her wait change
+    only through her own partition's events; the timer may still end a wait, see `end_art_wait`),
+    and every open referral of theirs, locked in id order until the unit ends (so their events reach
+    the outbox in the order of their changes). A consumer batch loads all its subjects up front
+    (`handlers.preload`); its handlers then find them here. `peek_many` (the ART timer) loads them
+    unlocked, `hold` (the expiry timer) wraps referrals locked elsewhere. `flush` writes what the
+    unit changed, a few statements per unit, whatever the number of events."""
+
+    async def _load(self, keys: list[UUID]) -> dict[UUID, Subject]:
+        return await self._read(keys, lock=True)
+
+    async def _read(self, keys: list[UUID], *, lock: bool) -> dict[UUID, Subject]:
+        facts = (await self.session.execute(_SUBJECT_FACTS, {"subjects": keys})).all()
+        open_by_subject: dict[UUID, list[Referral]] = {k: [] for k in keys}
+        for r in await open_of_subjects(self.session, keys, lock=lock):
+            open_by_subject[r.subject_id].append(r)
+        return {
+            row.subject_id: Subject.loaded(
+                row.subject_id,
+                row.on_art_since,
+                row.ended,
+                row.waiting_for_art,
+                open_by_subject[row.subject_id],
+                locked=lock,
+            )
+            for row in facts
+        }
+
+    async def of(self, subject_id: UUID) -> Subject:
+        found = await self.get(subject_id)
+        assert found is not None
+        return found
+
+    async def peek_many(self, keys: Iterable[UUID]) -> dict[UUID, Subject]:
+        """Subjects whole but unlocked: enough to open referrals (the insert is the arbiter of a
+        need open twice), not to change one. For the ART timer, which holds the subjects' waits and
+        must not wait for their referrals' locks (a consumer holding those may be waiting for a wait)."""
+        wanted = list(dict.fromkeys(keys))
+        missing = [k for k in wanted if k not in self.seen]
+        if missing:
+            self.seen.update(await self._read(missing, lock=False))
+        return {k: self.seen[k] for k in wanted}
+
+    def hold(self, referrals: Iterable[Referral]) -> list[Subject]:
+        """Subjects holding only `referrals`, which the caller locked (the expiry timer: SKIP LOCKED)."""
+        held: dict[UUID, Subject] = {}
+        for r in referrals:
+            subject = self.seen.get(r.subject_id)
+            if subject is None:
+                subject = self.add(r.subject_id, Subject(r.subject_id, whole=False))
+            subject.adopt([r])
+            held[r.subject_id] = subject
+        return list(held.values())
+
+    async def end_art_wait(self, subject: Subject) -> None:
+        """She needs no ART-initiation wait any more. A stored one is deleted at once (not at commit):
+        the timer must find it locked, or gone, from now on."""
+        subject.new_wait = None
+        if not subject.waiting_for_art:
+            return  # only her own events start a wait, and none did since she was loaded
+        subject.waiting_for_art = False
+        if not await drop_art_wait(self.session, subject.subject_id):
+            # The timer took the wait after she was loaded, and opened an ART referral that her
+            # loaded open referrals lack (it has committed: the delete waited for its lock).
+            subject.adopt(await lock_open_for_subject(self.session, subject.subject_id))
+
+    async def flush(self) -> None:
+        """Write what the unit changed: referrals moved on, then new ones (a need closed and opened
+        again in one unit: the old row must close first), their history, subjects' states, new and
+        ended ART waits. NeedAlreadyOpen when a new open referral's need was opened by another writer
+        meanwhile (a referral opened and closed within the unit is not checked so)."""
+        subjects = list(self.seen.values())
+        moved: list[Referral] = []
+        new: list[Referral] = []
+        for s in subjects:
+            for r in s.changed.values():
+                (moved if r.id in s.stored_ids else new).append(r)
+        if moved:
+            await self.session.execute(_UPDATE_REFERRALS, _arrays(moved, _CHANGING))
+        if new:
+            inserted = {
+                row[0] for row in await self.session.execute(_INSERT_REFERRALS, _arrays(new, _REFERRAL_COLUMNS))
+            }
+            lost = [r for r in new if r.id not in inserted]
+            if lost:
+                raise NeedAlreadyOpen(lost)
+        history = [
+            {
+                "referral_id": h.referral.id,
+                "version": h.referral.version,
+                "action": h.action,
+                "status": h.referral.status.value,
+                "at": h.at,
+                "outcome_code": h.referral.outcome_code,
+                "note": h.note,
+                "actor": h.actor,
+            }
+            for s in subjects
+            for h in s.history
+        ]
+        await insert_rows(self.session, referral_action, history)
+        states = [s for s in subjects if s.state_changed]
+        if states:
+            await self.session.execute(
+                _SAVE_SUBJECT_STATES,
+                {
+                    "subjects": [s.subject_id for s in states],
+                    "on_art_since": [s.on_art_since for s in states],
+                    "ended": [s.ended for s in states],
+                },
+            )
+        waits = [s.new_wait for s in subjects if s.new_wait is not None]
+        if waits:
+            await self.session.execute(
+                _SCHEDULE_ART_WAITS, {name: [getattr(w, name) for w in waits] for name in _ART_WAIT_FIELDS}
+            )
+        over = [s.subject_id for s in subjects if s.wait_over]
+        if over:
+            await self.session.execute(_DROP_ART_WAITS, {"clients": over})
 
 
-async def set_subject_state(session: AsyncSession, subject_id: UUID, **values: Any) -> None:
-    """Upsert `on_art_since` and/or `ended` (None clears `ended`: a client transferred back in)."""
-    stmt = insert(subject_state).values(subject_id=subject_id, updated_at=func.now(), **values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[subject_state.c.subject_id],
-        set_={**{k: stmt.excluded[k] for k in values}, "updated_at": func.now()},
-    )
-    await session.execute(stmt)
+class ReferralsUnit(UnitOfWork):
+    """The referrals service's unit of work: the subjects it holds, and the ministry feed, whose
+    positions are taken last (`finish`: see feed.py)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.subjects = self.track(Subjects(session))
+
+    async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
+        await append_feed(
+            self.session,
+            [
+                {
+                    "event_id": ce.id,
+                    "event_type": ce.type,
+                    "event_time": ce.time,
+                    "referral_id": e.referral_id,
+                    "version": e.version,
+                    "from_facility_id": e.facility_id,
+                    "to_facility_id": e.to_facility_id,
+                    "data": ce.data,
+                }
+                for ce, e in envelopes
+                if isinstance(e, ReferralEvent)
+            ],
+        )

@@ -1,0 +1,142 @@
+"""Automatic referrals: what the platform's events (and the ART timer) do to a subject's referrals.
+
+Each use case works on a subject held by the caller's unit of work (`repository.ReferralsUnit`):
+it asks `uow.subjects` for her (a consumer batch has loaded all its subjects already), changes her
+in memory, and her changes raise their events; the unit writes both as it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import date, datetime
+from uuid import UUID
+
+from pmtct_events.followup import SubjectType
+from pmtct_events.referrals import ReferralOrigin, ReferralService, Urgency
+from servicekit.clock import Clock
+
+from . import rules
+from .models import ArtWait, Referral
+from .repository import ReferralsUnit
+from .rules import Action
+
+SYSTEM = "referrals-service"
+ART_NEEDS = (ReferralService.art_initiation, ReferralService.infant_art)
+
+
+def _cause_id(uow: ReferralsUnit) -> UUID | None:
+    return uow.cause.id if uow.cause is not None else None
+
+
+async def open_automatic(
+    uow: ReferralsUnit,
+    *,
+    subject_type: SubjectType,
+    subject_id: UUID,
+    client_id: UUID | None,
+    facility_id: str,
+    service: ReferralService,
+    reason_code: str,
+    due_by: date,
+    clock: Clock,
+    urgency: Urgency = Urgency.urgent,
+    cause_event_id: UUID | None = None,
+) -> Referral | None:
+    """Open a referral for a need, unless one is open already (however often the event that
+    causes it is delivered) or the subject has died or left. None when nothing was opened.
+    `cause_event_id`: the event behind it, by default the one being consumed."""
+    subject = await uow.subjects.of(subject_id)
+    if subject.ended is not None:
+        return None
+    if service in ART_NEEDS and subject.on_art_since is not None:
+        return None
+    if service in subject.open:
+        return None  # open, and locked by us (or opened by this unit)
+    moment = clock.now()
+    r = Referral.requested(
+        requested_at=moment,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        client_id=client_id,
+        from_facility_id=facility_id,
+        to_facility_id=None,
+        referral_service=service,
+        reason_code=reason_code,
+        urgency=urgency,
+        due_by=rules.automatic_due_by(due_by, clock.local_day(moment)),
+        origin=ReferralOrigin.automatic,
+        created_by=SYSTEM,
+        cause_event_id=cause_event_id or _cause_id(uow),
+    )
+    return subject.open_referral(r, actor=SYSTEM)
+
+
+async def close_open(
+    uow: ReferralsUnit,
+    subject_id: UUID,
+    action: Action,
+    outcome_code: str,
+    *,
+    clock: Clock,
+    services: Collection[ReferralService] | None = None,
+    only: Callable[[Referral], bool] | None = None,
+) -> list[Referral]:
+    """Complete or cancel the subject's open referrals (of `services`, those `only` accepts):
+    loop closure by the event that meets the need, or by death or transfer."""
+    subject = await uow.subjects.of(subject_id)
+    moment = clock.now()
+    return [
+        subject.act(r, action, at=moment, actor=SYSTEM, outcome_code=outcome_code)
+        for r in subject.open_of(services)
+        if only is None or only(r)
+    ]
+
+
+async def schedule_art_initiation(
+    uow: ReferralsUnit,
+    *,
+    client_id: UUID,
+    facility_id: str,
+    diagnosed_at: datetime,
+    reason_code: str,
+    wait_days: float,
+) -> None:
+    """A positive mother not on ART: refer her for ART initiation unless ART starts in time."""
+    subject = await uow.subjects.of(client_id)
+    if subject.ended is not None or subject.on_art_since is not None:
+        return
+    cause = uow.cause
+    subject.start_art_wait(
+        ArtWait(
+            client_id=client_id,
+            facility_id=facility_id,
+            diagnosed_at=diagnosed_at,
+            due_at=rules.art_wait_due_at(diagnosed_at, wait_days),
+            reason_code=reason_code,
+            cause_event_id=cause.id if cause is not None else None,
+            correlation_id=(cause.correlation_id or str(cause.id)) if cause is not None else None,
+        )
+    )
+
+
+async def art_started(
+    uow: ReferralsUnit, subject_id: UUID, started_at: datetime, service: ReferralService, clock: Clock
+) -> None:
+    """ART started: no ART referral is needed any more, and an open one is met."""
+    subject = await uow.subjects.of(subject_id)
+    await uow.subjects.end_art_wait(subject)
+    subject.set_state(on_art_since=started_at)
+    await close_open(uow, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock)
+
+
+async def set_subject_active(uow: ReferralsUnit, subject_id: UUID) -> None:
+    """Enrolled (again, e.g. transferred back in): automatic referrals apply to her once more."""
+    (await uow.subjects.of(subject_id)).set_state(ended=None)
+
+
+async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock: Clock) -> None:
+    """Died or transferred out: cancel what is open, with the reason, and open nothing more."""
+    subject = await uow.subjects.of(subject_id)
+    await uow.subjects.end_art_wait(subject)
+    subject.set_state(ended=ended)
+    await close_open(uow, subject_id, Action.cancel, ended, clock=clock)

@@ -1,0 +1,139 @@
+"""The `Subject` aggregate: a mother or an infant as the referrals service knows her. Her state
+(on ART since, died or left), her ART-initiation wait and her open referrals, at most one per need
+(service), are one consistency boundary: every change of one of her referrals goes through her,
+and raises its event here. No I/O: `repository.Subjects` loads and writes subjects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pmtct_events.referrals import ReferralService
+from servicekit.uow import Aggregate
+
+from .models import ArtWait, Referral
+from .rules import Action
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One row of a referral's action history (`referral_action`), written as the unit commits."""
+
+    referral: Referral
+    action: str
+    at: datetime
+    actor: str
+    note: str | None
+
+
+@dataclass(slots=True, eq=False)
+class Subject(Aggregate):
+    """A subject held by one unit of work (see `repository.Subjects` for how it is loaded).
+
+    `locked`: her open referrals are locked by this unit, so it may change them. `whole`: her state
+    and every open referral are loaded, so it may change her state and open new ones (the expiry
+    timer holds only the referrals it expires; the ART timer holds her unlocked, and only opens)."""
+
+    subject_id: UUID
+    on_art_since: datetime | None = None
+    ended: str | None = None
+    #: an ART-initiation wait is stored for her (as loaded, less what this unit ended)
+    waiting_for_art: bool = False
+    #: the wait this unit starts (the first diagnosis wins, as the insert keeps the stored one)
+    new_wait: ArtWait | None = None
+    #: the ART timer took her stored wait: written as a delete
+    wait_over: bool = False
+    #: her open referrals by service: as loaded, then as this unit changes them
+    open: dict[ReferralService, Referral] = field(default_factory=dict)
+    locked: bool = True
+    whole: bool = True
+    #: (on_art_since, ended) as stored
+    stored: tuple[datetime | None, str | None] = (None, None)
+    #: the referrals that exist in the database (loaded): the others in `changed` are new
+    stored_ids: set[UUID] = field(default_factory=set)
+    #: the last version of every referral this unit opened or changed, and their history rows
+    changed: dict[UUID, Referral] = field(default_factory=dict)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @classmethod
+    def loaded(
+        cls,
+        subject_id: UUID,
+        on_art_since: datetime | None,
+        ended: str | None,
+        waiting_for_art: bool,
+        open_referrals: Iterable[Referral],
+        **flags: Any,
+    ) -> Subject:
+        s = cls(subject_id, on_art_since, ended, waiting_for_art, stored=(on_art_since, ended), **flags)
+        s.adopt(open_referrals)
+        return s
+
+    def adopt(self, open_referrals: Iterable[Referral]) -> None:
+        """Open referrals read from the database; those this unit already holds stay as it has them."""
+        for r in open_referrals:
+            if r.id not in self.stored_ids:
+                self.stored_ids.add(r.id)
+                self.open[r.referral_service] = r
+
+    # --- state ---
+
+    def set_state(self, **values: Any) -> None:
+        """`on_art_since` and/or `ended` (None: active again); written as the unit commits if changed."""
+        assert self.whole, "her state is not loaded"
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    @property
+    def state_changed(self) -> bool:
+        return self.whole and (self.on_art_since, self.ended) != self.stored
+
+    def start_art_wait(self, wait: ArtWait) -> None:
+        """Written as the unit commits, unless a wait is stored for her then (the first one stays)."""
+        if self.new_wait is None:
+            self.new_wait = wait
+
+    # --- referrals ---
+
+    def open_of(self, services: Collection[ReferralService] | None = None) -> list[Referral]:
+        """Her open referrals (of `services`; None: of every one), in id order (their lock order)."""
+        found = (r for s, r in self.open.items() if services is None or s in services)
+        return sorted(found, key=lambda r: r.id)
+
+    def open_referral(self, r: Referral, *, actor: str, note: str | None = None) -> Referral:
+        """A new referral of hers (its need has none open): ReferralCreated."""
+        assert self.whole and r.subject_id == self.subject_id
+        assert r.referral_service not in self.open, "its need has one open already"
+        self.open[r.referral_service] = r
+        self._record(r, None, r.requested_at, actor, note)
+        return r
+
+    def act(
+        self,
+        r: Referral,
+        action: Action,
+        *,
+        at: datetime,
+        actor: str,
+        outcome_code: str | None = None,
+        note: str | None = None,
+    ) -> Referral:
+        """Move one of her open referrals on (rules.InvalidTransition if its status forbids it):
+        its next version, and the event it raises."""
+        assert self.locked and self.open.get(r.referral_service) == r, "not an open referral held by this unit"
+        changed = r.transitioned(action, at, outcome_code)
+        if changed.is_open:
+            self.open[r.referral_service] = changed
+        else:
+            del self.open[r.referral_service]
+        self._record(changed, action, at, actor, note)
+        return changed
+
+    def _record(self, r: Referral, action: Action | None, at: datetime, actor: str, note: str | None) -> None:
+        self.changed[r.id] = r
+        self.history.append(HistoryEntry(r, action.value if action else "request", at, actor, note))
+        self.raise_event(r.event(action, at))
