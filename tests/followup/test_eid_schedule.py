@@ -1,4 +1,5 @@
-"""The schedule rules of DOMAIN.md, one table row per rule, each row named after the rule it checks.
+"""The infant schedule rules (followup/eid_schedule.py, WHO defaults), one table row per rule, each
+row named after the rule it checks.
 
 Dates are relative to the birth `B`; an expected item is (window start, window end, overdue on,
 state), where state is "open", "satisfied" or "cancelled:<reason>".

@@ -1,4 +1,5 @@
-"""Each DOMAIN.md indicator is defined once, names its numerator and denominator, and counts that exist."""
+"""Each indicator (PEPFAR MER PMTCT indicators and the programme's own) is defined once, names its
+numerator and denominator, and counts that exist."""
 
 from __future__ import annotations
 

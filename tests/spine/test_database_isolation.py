@@ -1,4 +1,4 @@
-"""Each service's role can use only its own schema (DESIGN.md: one schema, one role per service)."""
+"""Each service's role can use only its own schema (README, "Services and topics": one schema, one role per service)."""
 
 from __future__ import annotations
 

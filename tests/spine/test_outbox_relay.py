@@ -1,4 +1,4 @@
-"""The outbox and its relay against the real PostgreSQL and broker (DESIGN.md: delivery guarantees)."""
+"""The outbox and its relay against the real PostgreSQL and broker (README, "Delivery guarantees")."""
 
 from __future__ import annotations
 

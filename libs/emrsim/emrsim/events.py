@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-#: the services that take EMR events (DESIGN.md, batch ingestion)
+#: the services that take EMR events (`POST /v1/events`: docs/emr-intake.md)
 Service = Literal["enrolment", "followup"]
 #: the per-event answers of `POST /v1/events`
 Outcome = Literal["accepted", "duplicate", "rejected"]
@@ -17,7 +17,7 @@ OUTCOMES: tuple[Outcome, ...] = ("accepted", "duplicate", "rejected")
 @dataclass(frozen=True, slots=True)
 class EmrEvent:
     service: Service
-    #: one item of `POST /v1/events` (DESIGN.md, "EMR event data, v1 minimum"), JSON-ready
+    #: one item of `POST /v1/events` (docs/emr-intake.md, "The request"), JSON-ready
     body: dict[str, Any]
     occurred_at: datetime
     #: when the clinic's EMR posts it: later than `occurred_at` for lab results and offline spells

@@ -1,4 +1,5 @@
-"""One mother's journey through the PMTCT continuum (DOMAIN.md), as her clinic's EMR records it.
+"""One mother's journey through the PMTCT continuum (ANC1, HIV testing, ART, delivery, infant
+follow-up to a final diagnosis), as her clinic's EMR records it.
 
 ANC1 enrolment with her HIV status (known positive, tested now, or a documented negative), ART,
 ANC contacts, a late-pregnancy retest or viral load, perhaps a transfer to another facility,
@@ -396,7 +397,8 @@ class Journey:
         )
         if delivered is None or known_status != "positive":
             return
-        # DOMAIN.md high risk: ART < 4 weeks at delivery, VL > 1000 or none, diagnosed in labour
+        # high risk (WHO 2025 updated recommendations on HIV clinical management, infant prophylaxis):
+        # ART < 4 weeks at delivery, VL > 1000 or none, diagnosed in labour
         high_risk = (
             art_start is None
             or (day - art_start).days < 28
@@ -415,7 +417,8 @@ class Journey:
         if lost_at and died and died >= lost_at:
             died = None
         if art_start is not None and breastfeeding_stops is not None:
-            # DOMAIN.md: a viral load every 3 months while breastfeeding
+            # a viral load every 3 months while breastfeeding (WHO consolidated HIV guidelines 2021,
+            # viral load monitoring of pregnant and breastfeeding women; national schedules: 3-6 months)
             for months in (3, 6, 9, 12):
                 vl_day = day + timedelta(days=30 * months + rng.randrange(-7, 8))
                 if vl_day >= breastfeeding_stops or (lost_at and vl_day >= lost_at) or (died and vl_day >= died):
@@ -522,7 +525,8 @@ class Journey:
             )
             if result is None or not infected:
                 continue
-            # DOMAIN.md: a positive result calls for a confirmatory NAT at once and infant ART
+            # a positive NAT calls for a confirmatory sample at once and ART without delay (WHO 2021
+            # infant diagnosis algorithm, consolidated HIV guidelines 2021)
             seen = result.arrives_at.date() + timedelta(days=rng.randrange(0, 8))
             if self.chance(r.confirmatory_done):
                 post("InfantTestResulted", seen, {"test": "NAT", "result": "positive", "confirmatory": True}, lab=True)
@@ -536,8 +540,9 @@ class Journey:
     # -- data-entry errors -------------------------------------------------------------------
 
     def maybe_invalid(self, chart: Chart, enrolled: EmrEvent, birth_date: date) -> None:
-        """Now and then an EMR posts an event the platform must refuse (DESIGN.md: rejected with a
-        reason, nothing written). Each kind is refused whatever else is true of the mother."""
+        """Now and then an EMR posts an event the platform must refuse (rejected with a code and a
+        reason, nothing written: docs/emr-intake.md, "Codes"). Each kind is refused whatever else
+        is true of the mother."""
         if not self.chance(self.rates.invalid):
             return
         kind = self.rng.choice(

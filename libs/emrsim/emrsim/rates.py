@@ -1,8 +1,9 @@
 """The probabilities that shape a synthetic programme.
 
-Defaults follow DOMAIN.md's programme figures (skilled delivery ~90 %, MTCT ~1.3 %, rare
-seroconversion) and typical Southern / Eastern African ANC figures (ANC HIV prevalence 20-30 %,
-most positive women already knowing their status at booking). Every figure is a parameter, so a
+Defaults follow the figures Mentor Mother programmes report for their enrolled clients (skilled
+delivery ~90 %, MTCT ~1.3 % at 18-24 months, rare seroconversion) and typical Southern / Eastern
+African ANC figures (ANC HIV prevalence 20-30 %, most positive women already knowing their status
+at booking). Every figure is a parameter, so a
 demo can exaggerate what it wants to show (e.g. more positive infants).
 """
 
@@ -33,7 +34,7 @@ class Rates:
     anc_visit_attended: float = 0.8
     #: negative women retested in late pregnancy
     retest_negative: float = 0.6
-    #: a retest that turns positive (DOMAIN.md: seroconversion ~0.12 % of negative women)
+    #: a retest that turns positive (programmes report seroconversion in ~0.12 % of women negative at enrolment)
     seroconversion: float = 0.002
     #: women on ART with a viral load at 34-36 weeks
     viral_load_done: float = 0.8

@@ -31,7 +31,8 @@ class TestResult(StrEnum):
 
 
 class ScheduleKind(StrEnum):
-    """What a schedule item is for (DOMAIN.md, infant schedule)."""
+    """What a schedule item is for: a test or visit of the infant schedule (WHO 2021 infant HIV
+    diagnosis algorithm) or the mother's viral-load monitoring."""
 
     nat_birth = "nat_birth"
     nat_6_weeks = "nat_6_weeks"
@@ -45,7 +46,8 @@ class ScheduleKind(StrEnum):
 
 
 class HighRiskReason(StrEnum):
-    """Why an infant is high risk (DOMAIN.md: the mother's situation at delivery)."""
+    """Why an infant is high risk: the mother's situation at delivery (WHO 2025 updated
+    recommendations on HIV clinical management)."""
 
     art_under_4_weeks = "art_under_4_weeks"
     no_art = "no_art"

@@ -3,7 +3,7 @@
 Her history is the list of catalog events recorded for her (the same coded facts that go on the
 wire). Everything about her state — HIV status, ART, pregnancy, death — is derived from when each
 event *happened* (`occurred_at`), not from the order EMRs posted them, so a late or out-of-order
-event lands where it belongs (DESIGN.md "Batch ingestion"; DOMAIN.md "The continuum").
+event lands where it belongs (docs/emr-intake.md: events may arrive late and in any order).
 
 Rules compare calendar days: clinical registers record dates, and an EMR that sends a test at
 09:00 and the ART start at 00:00 of the same day means "the same day". A day is the programme-local
@@ -63,7 +63,8 @@ class RuleBroken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """National choices (DOMAIN.md: configuration with these defaults)."""
+    """National choices: configuration, with these defaults (WHO's 1000 copies/mL threshold of an
+    unsuppressed viral load, consolidated HIV guidelines 2021)."""
 
     vl_suppression_threshold: int = 1000
     min_days_between_deliveries: int = 154

@@ -12,7 +12,8 @@ class Settings(ServiceSettings):
     #: AES-256-GCM key (urlsafe base64 of 32 bytes) for names, phone numbers and national ids at rest;
     #: required at start-up (`pmtct dev` generates one per data directory, never committed)
     pii_key: SecretStr | None = None
-    #: DOMAIN.md: a viral load below this many copies/mL is suppressed (national choice)
+    #: a viral load below this many copies/mL is suppressed (WHO consolidated HIV guidelines 2021:
+    #: 1000; a national choice)
     vl_suppression_threshold: int = 1000
     #: two deliveries of one woman closer than this are one delivery posted twice (~22 weeks, the
     #: earliest viable gestation, between them)

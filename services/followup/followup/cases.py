@@ -222,7 +222,7 @@ class MotherCase:
 
 
 def exposure_start(birth_date: date, mother: MotherCase, stopped_on: date | None, rules: EidRules) -> date | None:
-    """When a live-born infant becomes an HEI (DOMAIN.md): at birth if its mother was positive at or
+    """When a live-born infant becomes an HIV-exposed infant (WHO): at birth if its mother was positive at or
     before delivery; at her diagnosis if she was diagnosed later while still breastfeeding it
     (breastfeeding assumed unless it is known to have stopped, up to `max_breastfeeding_months`)."""
     diagnosed = mother.positive_since

@@ -1,7 +1,10 @@
 """The HIV-exposed infant (HEI) schedule: prophylaxis, early infant diagnosis, final outcome.
 
-Pure functions of the facts known about one infant, following the WHO-based defaults of
-DOMAIN.md ("Infant schedule"); every number is a field of `EidRules`, so a country changes its
+Pure functions of the facts known about one infant, with WHO defaults: testing by the WHO 2021
+infant HIV diagnosis algorithm (NAT at birth for high risk, at 6 weeks and 9 months; final
+diagnosis at 18 months or 3 months after breastfeeding ends, whichever is later), high risk and
+prophylaxis by the WHO 2025 updated recommendations on HIV clinical management. Every number is a
+field of `EidRules`, so a country changes its
 configuration, not this code (`PMTCT_EID__GRACE_DAYS=21`, or `PMTCT_EID='{"grace_days": 21}'`).
 
 The rules, in the order `infant_plan` applies them:
@@ -53,7 +56,8 @@ BREASTFEEDING = frozenset({FeedingMethod.exclusive_breastfeeding, FeedingMethod.
 
 
 class EidRules(BaseModel):
-    """Infant schedule configuration; the defaults are DOMAIN.md's (WHO-based)."""
+    """Infant schedule configuration; the defaults are WHO's (2021 infant diagnosis algorithm, 2025
+    updated recommendations on infant prophylaxis); national schedules are other values."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,8 +99,9 @@ class MotherAtDelivery:
 
 
 def high_risk_reasons(m: MotherAtDelivery, rules: EidRules) -> list[HighRiskReason]:
-    """DOMAIN.md high risk: on ART < 4 weeks at delivery, VL > 1000 in the 4 weeks before delivery,
-    no VL, or diagnosed in labour / postpartum. Empty list = standard risk."""
+    """High risk (WHO 2025 updated recommendations on HIV clinical management): on ART < 4 weeks
+    at delivery, VL > 1000 in the 4 weeks before delivery, no VL, or diagnosed in labour /
+    postpartum. Empty list = standard risk."""
     reasons: list[HighRiskReason] = []
     if m.art_start_date is None or m.art_start_date > m.delivered_on:
         reasons.append(HighRiskReason.no_art)
@@ -155,8 +160,8 @@ class InfantFacts:
 
 def breastfeeding_stopped_on(f: InfantFacts) -> date | None:
     """The day breastfeeding stopped for good, or None while it continues (or nothing is known:
-    DOMAIN.md's programmes assume breastfeeding). Replacement feeding counts as stopped; a later
-    breastfeeding record resumes it. The mother's death ends it."""
+    the programmes assume breastfeeding, as most mothers in them breastfeed). Replacement feeding
+    counts as stopped; a later breastfeeding record resumes it. The mother's death ends it."""
     stopped: date | None = None
     for fact in sorted(f.feeding, key=lambda x: x.on):
         if fact.method in BREASTFEEDING:
@@ -308,9 +313,9 @@ _TIE_ORDER = {
 
 
 def final_outcome(f: InfantFacts, plan: InfantPlan) -> tuple[FinalOutcome, date] | None:
-    """The outcome the facts establish (DOMAIN.md: infected, uninfected = negative final test and
-    no longer breastfeeding, died, transferred out), the earliest if several; None if none yet.
-    LTFU and unknown are decided by time, at `outcome_deadline`."""
+    """The outcome the facts establish (infected; uninfected = a negative final test with
+    breastfeeding ended; died; transferred out: the WHO 2021 final diagnosis), the earliest if
+    several; None if none yet. LTFU and unknown are decided by time, at `outcome_deadline`."""
     found = [
         (outcome, on)
         for outcome, on in (

@@ -1,5 +1,7 @@
-"""The viral-load schedule of a mother living with HIV (DOMAIN.md: "VL at 34–36 weeks of gestation
-and every 3 months while breastfeeding", configurable per country through `MotherRules`).
+"""The viral-load schedule of a mother living with HIV: a VL at 34–36 weeks of gestation and every
+3 months while breastfeeding (WHO consolidated HIV guidelines 2021, viral load monitoring of
+pregnant and breastfeeding women; national schedules say every 3–6 months), configurable per
+country through `MotherRules`.
 
 1. Late pregnancy: one VL in weeks 34–36 of gestation (from the expected delivery date), if she is
    known positive by then. A delivery before week 34 means there is no such window; a delivery

@@ -1,5 +1,7 @@
-"""The FHIR view of a referral (DOMAIN.md, data exchange): a ServiceRequest for the order and a
-Task that tracks its fulfilment, `owner` being the fulfilling organisation.
+"""The FHIR view of a referral, as FHIR R4 models one (ServiceRequest and Task resources; the
+Task's status moves requested → accepted → in-progress → completed, or rejected / cancelled): a
+ServiceRequest for the order and a Task that tracks its fulfilment, `owner` being the fulfilling
+organisation.
 
 Built and validated with the `fhir.resources` R4B models: R4B is R4 with a few additions, and for
 ServiceRequest, Task and Bundle it keeps R4's elements and codes, so the output is valid R4.

@@ -1,5 +1,6 @@
 """Referral rules as pure functions: the lifecycle, when an automatic referral is due, and which
-event meets which need (DOMAIN.md: "a referral is closed — loop closure is the point").
+event meets which need. Every referral ends closed (completed, declined, cancelled or expired):
+closing the loop, not opening the referral, is what the programme is for.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Programme indicators, each defined once (DOMAIN.md; PEPFAR MER 2.x style).
+"""Programme indicators, each defined once, in the shape of the PEPFAR MER 2.x indicator reference
+sheets (PMTCT_STAT, PMTCT_ART, PMTCT_EID, PMTCT_HEI, PMTCT_FO) plus the programme's own metrics.
 
 Everything an indicator needs is a *count* of subjects (mothers, deliveries, infants, referrals)
 in a *population*: the rows of one read-model table counted in the facility and month of one of
