@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -28,8 +27,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from followup import service, timers
-from followup.schemas import INFANT_EVENT
+from followup import intake, service, timers
 from followup.settings import Settings
 from pmtct_events import CloudEvent
 from pmtct_events.enrolment import (
@@ -47,7 +45,8 @@ from pmtct_events.enrolment import (
     ViralLoadResult,
 )
 from pmtct_tools.testing import Infra, TestIssuer
-from servicekit import bootstrap
+from servicekit import bootstrap, facilities
+from servicekit.auth import Principal
 from servicekit.identifiers import ref_hash
 
 FACILITY = "FAC-ZA-003"
@@ -175,8 +174,8 @@ class FollowupService:
                 await service.on_enrolment_event(session, ce, event, settings or self.sim)
 
     async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
-        """An infant event applied through the POST's own transaction, without its real-time checks
-        (simulated-calendar dates are in the future)."""
+        """An infant event posted through the intake pipeline as of the day after it (simulated-
+        calendar dates are in the real future), with the simulation's settings."""
         raw = {
             "event_id": str(uuid.uuid4()),
             "type": type,
@@ -185,9 +184,11 @@ class FollowupService:
             "infant_id": str(infant_id),
             "data": data or {},
         }
-        event = INFANT_EVENT.validate_json(json.dumps(raw), strict=True)
-        async with self.sessions() as session, session.begin():
-            [result] = await service.apply_batch(session, [service.Checked(0, event, raw["event_id"], None)], self.sim)
+        poster = Principal("emr-followup-test", frozenset({"events:write"}), frozenset({"*"}))
+        registry = facilities.load(self.sim.facilities_path)
+        now = at(on) + timedelta(days=1)
+        reply = await intake.record(self.sessions, self.sim, registry, poster, [raw], now=now)
+        [result] = reply.results
         return result.model_dump(mode="json")
 
     async def fire(self, today: date, only: list[UUID]) -> int:

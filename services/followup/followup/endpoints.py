@@ -6,23 +6,37 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from servicekit import intake
 from servicekit.app import RuntimeDep, SessionDep
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
+from . import intake as emr_intake
 from . import service
-from .schemas import InfantPublic, IngestReply, IngestRequest, Worklist
+from .schemas import EventBatch, InfantPublic, IngestReply, Worklist
 
 router = APIRouter(prefix="/v1", tags=["followup"])
 
 WorklistReader = Annotated[Principal, require("worklist:read")]
 
 
-@router.post("/events", summary="Post a batch of infant events (at most 1000)")
+@router.post(
+    "/events",
+    summary="Post a batch of infant events (at most 1000)",
+    description="One result per event, in the order posted: accepted, duplicate, or rejected with a code and"
+    " a reason. The codes, and what an EMR should do for each: docs/emr-intake.md.",
+    responses=intake.RESPONSES,
+)
 async def post_events(
-    body: IngestRequest, runtime: RuntimeDep, principal: Annotated[Principal, require("events:write")]
+    body: EventBatch, runtime: RuntimeDep, principal: Annotated[Principal, require("events:write")]
 ) -> IngestReply:
-    return await service.ingest(runtime, principal, body.events)
+    return await emr_intake.record(
+        runtime.sessions,
+        runtime.settings,  # type: ignore[arg-type]
+        runtime.registry,
+        principal,
+        body.events,
+    )
 
 
 @router.get("/infants/{infant_id}", summary="An infant's follow-up: plan, results and status")

@@ -3,16 +3,18 @@
 from fastapi import FastAPI
 
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
+from servicekit import intake
 from servicekit.app import ConsumerSpec, create_app
 
 from . import endpoints, service, timers
 from .handlers import handlers
+from .schemas import INFANT_EVENT
 from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return create_app(
+    app = create_app(
         settings,
         title="PMTCT follow-up service",
         description="HIV-exposed infant schedule, due and overdue follow-ups, Mentor Mother worklists.",
@@ -28,6 +30,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         ],
         background=[("durable timers", timers.run)],
     )
+    intake.document(app, INFANT_EVENT, "InfantEvent")
+    return app
 
 
 app = build_app()

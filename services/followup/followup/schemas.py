@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from pmtct_events.followup import (
     FeedingMethod,
@@ -20,13 +20,10 @@ from pmtct_events.followup import (
     SubjectType,
     TestResult,
 )
-from servicekit import ingest
+from servicekit import intake
+from servicekit.intake import PostedEvent, Strict
 
 # --- POST /v1/events -----------------------------------------------------------------------------
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class ProphylaxisData(Strict):
@@ -52,14 +49,11 @@ class OutcomeData(Strict):
     outcome: Literal["died", "transferred_out"]
 
 
-class InfantEventBase(Strict):
+class InfantEventBase(PostedEvent):
     """Every posted infant event: the EMR's `event_id` (its idempotency key), the facility, when it
     happened (visit, sample, start), and the infant by platform `infant_id` or by the EMR's
     `infant_ref` at that facility (the reference given when the delivery was posted)."""
 
-    event_id: UUID
-    facility_id: str = Field(min_length=1, max_length=64)
-    occurred_at: AwareDatetime
     infant_id: UUID | None = None
     infant_ref: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
 
@@ -108,20 +102,39 @@ INFANT_EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-class IngestRequest(BaseModel):
-    """A batch of at most `servicekit.ingest.MAX_BATCH` (1000) infant events. Each is validated on
-    its own: one bad event is rejected with its reason and does not affect the others."""
+class EventBatch(intake.EventBatch):
+    """A batch of 1 to 1000 infant events (`PMTCT_INTAKE_MAX_BATCH`). Each is validated on its
+    own (see `InfantEvent`): one bad event is rejected with its reason and does not affect the others."""
 
-    model_config = ConfigDict(extra="forbid")
-    events: list[Any] = Field(min_length=1)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "5d0c1a52-7f7e-4a0e-8d0b-2f9b1c3e4a77",
+                            "type": "InfantTestResulted",
+                            "facility_id": "FAC-ZA-001",
+                            "occurred_at": "2026-04-13T10:00:00+02:00",
+                            "infant_ref": "HEI-2026-00017-1",
+                            "data": {"test": "NAT", "result": "negative", "confirmatory": False},
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    events: list[Any] = Field(description="1 to 1000 infant events (docs/emr-intake.md).")
 
 
-class EventResult(ingest.EventResult):
+class EventResult(intake.EventResult):
     infant_id: UUID | None = None
 
 
-class IngestReply(ingest.BatchReply[EventResult]):
-    """The answer to a batch of infant events (servicekit.ingest)."""
+class IngestReply(intake.BatchReply[EventResult]):
+    """The answer to a batch of infant events (servicekit.intake)."""
 
 
 # --- GET /v1/infants/{id} ------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.ingest import MAX_BATCH
 from servicekit.settings import ServiceSettings
 
 from .eid_schedule import EidRules
@@ -26,7 +25,3 @@ class Settings(ServiceSettings):
     #: a subject's timers wait this long after its last input, so that a backfill burst (a delivery
     #: dated weeks ago, then its results) is applied before anything is announced as overdue
     timer_settle_s: float = Field(15.0, ge=0)
-
-    #: tolerated clock difference for "not in the future" checks on posted events
-    clock_skew_s: float = Field(300, ge=0)
-    max_batch_events: int = Field(MAX_BATCH, ge=1)

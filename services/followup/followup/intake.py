@@ -1,0 +1,210 @@
+"""Infant events from EMRs (`POST /v1/events`): what follow-up supplies to the intake pipeline.
+
+The pipeline (`servicekit.intake`) parses, authorises, refuses the future, tells duplicates from
+conflicts, retries and counts; this module resolves the infants the events name (by platform
+`infant_id` or by the keyed hash of the EMR's `infant_ref`), locks them and their mothers (mother
+before infants), decides each event against the infant's case, and writes the accepted ones: the
+infants' and mothers' new state, the events, and their catalog events for the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pmtct_events import Event
+from pmtct_events.followup import (
+    InfantArtInitiated,
+    InfantFeedingRecorded,
+    InfantProphylaxisRecorded,
+    InfantTest,
+    InfantTestResulted,
+    InfantVisitRecorded,
+)
+from servicekit import outbox
+from servicekit.auth import Principal
+from servicekit.facilities import FacilityRegistry
+from servicekit.identifiers import ref_hash
+from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+
+from . import repository as repo
+from .announcements import outcome_event
+from .cases import InfantCase, MotherCase, RecordedEvent, breastfeeding_until
+from .repository import InfantKey
+from .schemas import INFANT_EVENT, INFANT_EVENT_TYPES, EventResult, InfantEventBase, IngestReply
+from .settings import Settings
+
+INTAKE = Intake(
+    service="followup",
+    events=INFANT_EVENT,
+    event_types=INFANT_EVENT_TYPES,
+    describes="an infant event",
+    result=EventResult,
+    reply=IngestReply,
+)
+
+InfantCandidate = Candidate[Any]  # the event is one of schemas.InfantEventIn
+
+
+async def record(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    registry: FacilityRegistry,
+    principal: Principal,
+    raw_events: Sequence[Any],
+    now: datetime | None = None,
+) -> IngestReply:
+    """A posted batch of infant events, through the pipeline."""
+    reply = await INTAKE.record(
+        lambda attempt: InfantBatch(attempt, settings), sessions, settings, registry, principal, raw_events, now
+    )
+    assert isinstance(reply, IngestReply)
+    return reply
+
+
+class InfantBatch(IntakeBatch[Any]):
+    """One batch of infant events against the cases of the infants it names."""
+
+    def __init__(self, attempt: Attempt, settings: Settings) -> None:
+        self.attempt = attempt
+        self.settings = settings
+        self.keys: dict[int, InfantKey | None] = {}
+        self.mothers: dict[UUID, MotherCase] = {}
+        self.cases: dict[UUID, InfantCase] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.out: list[Event] = []
+        self.touched: dict[UUID, InfantCase] = {}
+
+    def ref_hash(self, e: InfantEventBase) -> str | None:
+        """The keyed hash of the event's infant_ref; None without one, or without the key (a
+        deployment without it takes infant_id only: its events hold no record number to hide)."""
+        if e.infant_ref is None or not self.settings.hmac_key:
+            return None
+        return ref_hash(self.settings.hmac_key, e.facility_id, e.infant_ref)
+
+    async def resolve(self, session: AsyncSession, candidates: Sequence[InfantCandidate]) -> Mapping[UUID, Recorded]:
+        named = [c for c in candidates if (c.event.infant_id is None) != (c.event.infant_ref is None)]
+        hashes = {c.index: self.ref_hash(c.event) for c in named}
+        by_id, by_hash = await repo.resolve_infants(
+            session,
+            (c.event.infant_id for c in named if c.event.infant_id is not None),
+            (h for h in hashes.values() if h is not None),
+        )
+        for c in named:
+            e = c.event
+            self.keys[c.index] = by_id.get(e.infant_id) if e.infant_id else by_hash.get(hashes[c.index] or "")
+        found = [k for k in self.keys.values() if k is not None]
+        self.mothers = await repo.lock_mothers(session, (k.client_id for k in found))
+        self.cases = await repo.lock_infants(session, (k.infant_id for k in found), self.settings.timezone)
+        # read under the locks: a concurrent post of the same events has committed or not started
+        known = await repo.known_events(session, (c.event.event_id for c in candidates))
+        return {eid: Recorded(h, {"infant_id": infant_id}) for eid, (h, infant_id) in known.items()}
+
+    def decide(self, c: InfantCandidate) -> Accept | Reject:
+        e = c.event
+        if e.infant_id is None and e.infant_ref is None:
+            return Reject(Code.subject_identifier_missing, "Name the infant by infant_id or infant_ref.")
+        if e.infant_id is not None and e.infant_ref is not None:
+            return Reject(Code.subject_identifier_ambiguous, "Name the infant by infant_id or infant_ref, not both.")
+        if e.infant_ref is not None and not self.settings.hmac_key:
+            return Reject(Code.infant_ref_unsupported, "This deployment cannot resolve infant_ref; use infant_id.")
+        key = self.keys.get(c.index)
+        case = self.cases.get(key.infant_id) if key is not None else None
+        if case is None:
+            named = f"infant_id {e.infant_id}" if e.infant_id else f"infant_ref at {e.facility_id}"
+            return Reject(
+                Code.unknown_infant,
+                f"No delivery with this {named} is known to follow-up. If its delivery was posted to "
+                "enrolment moments ago, retry shortly.",
+            )
+        day = self.settings.clock.local_day(e.occurred_at)
+        problem = domain_problem(case, e, day)
+        if problem is not None:
+            return Reject(*problem, extra={"infant_id": case.infant_id})
+        catalog = catalog_event(case, e, day)
+        if catalog is not None:
+            self.out.append(catalog)
+        case.record(RecordedEvent(e.type, day, self.settings.clock.today(), e.data.model_dump(mode="json")))
+        self.touched[case.infant_id] = case
+        self.rows.append(
+            {
+                "event_id": e.event_id,
+                "content_hash": c.fingerprint,
+                "infant_id": case.infant_id,
+                "facility_id": e.facility_id,
+                "type": e.type,
+                "occurred_at": e.occurred_at,
+                "data": e.data.model_dump(mode="json"),
+            }
+        )
+        return Accept({"infant_id": case.infant_id})
+
+    async def write(self, session: AsyncSession) -> None:
+        settings = self.settings
+        for case in self.touched.values():
+            decided = case.recompute(settings.eid)
+            if decided is not None:
+                self.out.append(outcome_event(case, *decided, settings))
+            await repo.save_infant(
+                session, case, case.next_wakeup(settings.eid, settings.lost_to_follow_up_days), settings.timer_settle_s
+            )
+        for client_id in sorted({c.client_id for c in self.touched.values()}):
+            mother = self.mothers[client_id]
+            siblings = [c for c in self.cases.values() if c.client_id == client_id]
+            until = breastfeeding_until(mother, siblings)
+            if until != mother.breastfeeding_until:
+                mother.breastfeeding_until = until
+                mother.recompute(settings.mother_viral_load)
+                await repo.save_mother(session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
+        await repo.add_events(session, self.rows)
+        await outbox.add(session, self.out, correlation_id=self.attempt.batch_id)
+
+
+def domain_problem(case: InfantCase, e: InfantEventBase, day: date) -> tuple[Code, str] | None:
+    if not case.in_follow_up:
+        return (
+            Code.infant_not_in_follow_up,
+            "This infant is not HIV-exposed as far as the platform knows (its mother was not HIV-positive "
+            "at delivery), so follow-up takes no events for it.",
+        )
+    if day < case.facts.birth_date:
+        return Code.before_birth, f"occurred_at is before the infant's birth on {case.facts.birth_date}."
+    if case.facts.died_on is not None and day > case.facts.died_on:
+        return Code.event_after_death, f"occurred_at is after the infant's recorded death on {case.facts.died_on}."
+    return None
+
+
+def catalog_event(case: InfantCase, e: Any, day: date) -> Event | None:
+    """The catalog event of a posted infant event; an outcome becomes InfantFinalOutcomeRecorded
+    through the recompute instead (at most once per infant)."""
+    common = {
+        "facility_id": e.facility_id,
+        "occurred_at": e.occurred_at,
+        "infant_id": case.infant_id,
+        "client_id": case.client_id,
+    }
+    data = e.data
+    match e.type:
+        case "InfantProphylaxisRecorded":
+            return InfantProphylaxisRecorded(**common, drug=data.drug, duration_weeks=data.duration_weeks)
+        case "InfantFeedingRecorded":
+            return InfantFeedingRecorded(**common, method=data.method)
+        case "InfantTestResulted":
+            earlier_nat = any(r.test is InfantTest.NAT and r.sampled_on <= day for r in case.facts.results)
+            return InfantTestResulted(
+                **common,
+                test=data.test,
+                result=data.result,
+                confirmatory=data.confirmatory,
+                age_days=(day - case.facts.birth_date).days,
+                first_virologic=data.test is InfantTest.NAT and not earlier_nat,
+            )
+        case "InfantArtInitiated":
+            return InfantArtInitiated(**common)
+        case "InfantVisitRecorded":
+            return InfantVisitRecorded(**common)
+    return None
