@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import nullcontext
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,7 +42,7 @@ async def run(rt: Runtime) -> None:
         await asyncio.sleep(settings.timer_interval_s)
 
 
-def _diagnosis(w: ArtWait) -> CloudEvent | None:
+def _diagnosis(w: ArtWait, now: datetime) -> CloudEvent | None:
     """The event that started a wait, as far as the wait keeps it (its id and correlation): the
     cause of the referral the wait ends in."""
     if w.cause_event_id is None:
@@ -52,7 +52,7 @@ def _diagnosis(w: ArtWait) -> CloudEvent | None:
         type="",
         source="",
         subject=str(w.client_id),
-        time=datetime.now(UTC),
+        time=now,
         data={},
         correlation_id=w.correlation_id,
     )
@@ -82,7 +82,7 @@ async def _open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], se
         waits = await repository.lock_due_art_waits(unit.session, clock.now(), settings.timer_batch_size)
         subjects = await unit.subjects.peek_many(w.client_id for w in waits)
         for w in waits:
-            cause = _diagnosis(w)
+            cause = _diagnosis(w, clock.now())
             with unit.handling(cause) if cause is not None else nullcontext():
                 await stream.open_automatic(
                     unit,
