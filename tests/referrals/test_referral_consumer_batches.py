@@ -11,7 +11,18 @@ from uuid import UUID, uuid4
 import pytest
 from aiokafka.structs import ConsumerRecord
 from conftest import FACILITY, Api, feed_types
-from referral_events import ago, by_service, due, enrolled, infant_event, lost, positive_test, referrals_of, result
+from referral_events import (
+    ago,
+    apply,
+    by_service,
+    due,
+    enrolled,
+    infant_event,
+    lost,
+    positive_test,
+    referrals_of,
+    result,
+)
 from sqlalchemy import text
 from sqlalchemy.event import listen
 
@@ -27,7 +38,7 @@ from pmtct_events.followup import (
     InfantVisitRecorded,
 )
 from referrals import handlers, timers
-from referrals.repository import ReferralsUnit
+from referrals.repository import NeedAlreadyOpen, ReferralsUnit
 from servicekit import uow
 
 
@@ -223,3 +234,20 @@ async def test_a_batch_costs_the_same_few_statements_however_many_referrals_it_o
         assert by_service(await referrals_of(api, m)) == {"community_tracing": [("completed", "returned_to_care")]}
     for b, _ in babies:
         assert by_service(await referrals_of(api, b)) == {"eid_sample_collection": [("requested", None)]}
+
+
+async def test_a_need_opened_by_hand_after_the_batch_loaded_her_is_not_opened_twice(api: Api) -> None:
+    """The batch loaded her with nothing open; a clinic then referred her for tracing by hand. The
+    batch's automatic tracing referral finds the need open as it is written: the unit does not
+    commit, and applied again (as the consumer replays a failed batch) it opens nothing."""
+    mother = uuid4()
+    event = lost(mother)
+    async with uow.begin(api.sessions, ReferralsUnit) as unit:
+        await handlers.preload(unit, [event])
+        manual = await api.create(subject_id=str(mother), referral_service="community_tracing")
+        with unit.handling(CloudEvent.from_event(event)):
+            await handlers.build(api.settings)[type(event)](event, unit)
+        with pytest.raises(NeedAlreadyOpen):
+            await unit.commit()
+    await apply(api, event)
+    assert [r["id"] for r in await referrals_of(api, mother)] == [manual["id"]]
