@@ -27,7 +27,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from followup import intake, service, timers
+from followup import intake, stream, timers
+from followup.repository import FollowupUnit
 from followup.settings import Settings
 from pmtct_events import CloudEvent
 from pmtct_events.enrolment import (
@@ -45,7 +46,7 @@ from pmtct_events.enrolment import (
     ViralLoadResult,
 )
 from pmtct_tools.testing import Infra, TestIssuer
-from servicekit import bootstrap, facilities
+from servicekit import bootstrap, facilities, uow
 from servicekit.auth import Principal
 from servicekit.identifiers import ref_hash
 
@@ -160,18 +161,20 @@ class FollowupService:
     async def apply(self, *events: ClientEvent, settings: Settings | None = None) -> None:
         """As the consumer would: each event in its own transaction, through the real handler."""
         for event in events:
-            ce = CloudEvent.from_event(event)
-            async with self.sessions() as session, session.begin():
-                await service.on_enrolment_event(session, ce, event, settings or self.sim)
+            async with uow.begin(self.sessions, FollowupUnit) as unit:
+                with unit.handling(CloudEvent.from_event(event)):
+                    await stream.on_enrolment_event(event, unit, settings or self.sim)
+                await unit.commit()
 
     async def apply_together(self, *events: ClientEvent, settings: Settings | None = None) -> None:
-        """As the consumer applies one batch: one transaction, its `prepare` hook, then the handler
-        for each event in order."""
-        items = [(CloudEvent.from_event(event), event) for event in events]
-        async with self.sessions() as session, session.begin():
-            await service.prepare_enrolment_events(session, items)
-            for ce, event in items:
-                await service.on_enrolment_event(session, ce, event, settings or self.sim)
+        """As the consumer applies one batch: one unit of work, its preload, then the handler for
+        each event in order, one commit."""
+        async with uow.begin(self.sessions, FollowupUnit) as unit:
+            await stream.preload(unit, events)
+            for event in events:
+                with unit.handling(CloudEvent.from_event(event)):
+                    await stream.on_enrolment_event(event, unit, settings or self.sim)
+            await unit.commit()
 
     async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
         """An infant event posted through the intake pipeline as of the day after it (simulated-

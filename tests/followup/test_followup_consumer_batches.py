@@ -12,10 +12,12 @@ from followup_support import SIM_START, Mother, live_infant, new_mother, well_tr
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from followup import service
+from followup import stream
+from followup.repository import FollowupUnit
 from followup.schedule import add_months
 from pmtct_events import CloudEvent
 from pmtct_events.enrolment import ClientEvent, DeliveredInfant, HivStatus
+from servicekit import uow
 
 B = SIM_START
 #: bookkeeping columns, not what the events established
@@ -78,17 +80,18 @@ async def test_a_batch_of_several_mothers_interleaved_gives_each_her_own_schedul
         assert await _state(followup, mother, baby) == await _state(followup, twin, twin_baby)
 
 
-async def test_a_batch_holds_its_mothers_locked_from_its_prepare_hook_until_it_commits(followup) -> None:
+async def test_a_batch_holds_its_mothers_locked_from_its_preload_until_it_commits(followup) -> None:
     known, first_seen = new_mother(), new_mother()
     await followup.apply(known.enrolled(B))
     events = [known.viral_load(B + timedelta(days=20)), first_seen.enrolled(B)]
-    items = [(CloudEvent.from_event(e), e) for e in events]
-    async with followup.sessions() as session, session.begin():
-        await service.prepare_enrolment_events(session, items)
+    async with uow.begin(followup.sessions, FollowupUnit) as unit:
+        await stream.preload(unit, events)
         assert await _locked_elsewhere(followup, known.client_id)
-        for ce, event in items:
-            await service.on_enrolment_event(session, ce, event, followup.sim)
+        for event in events:
+            with unit.handling(CloudEvent.from_event(event)):
+                await stream.on_enrolment_event(event, unit, followup.sim)
         assert await _locked_elsewhere(followup, known.client_id)
+        await unit.commit()
 
     assert not await _locked_elsewhere(followup, known.client_id)
     assert (await _mother_row(followup, known.client_id))["viral_loads"] == [

@@ -17,9 +17,10 @@ from reporting import repository
 from reporting.handlers import build
 from reporting.indicators import sum_counts
 from reporting.periods import parse_period
+from reporting.repository import ReportingUnit
 from reporting.service import counts_by_cell
 from reporting.settings import Settings
-from servicekit import bootstrap
+from servicekit import bootstrap, uow
 from servicekit.db import create_engine, sessionmaker
 
 HANDLERS = build(Settings(timezone="UTC"))
@@ -119,9 +120,10 @@ async def sessions(migrated):
 
 async def apply_all(sessions, events: list[Event]) -> None:
     for event in events:
-        ce = CloudEvent.from_event(event)
-        async with sessions() as session, session.begin():
-            await HANDLERS[type(event)](session, ce, event)
+        async with uow.begin(sessions, ReportingUnit) as unit:
+            with unit.handling(CloudEvent.from_event(event)):
+                await HANDLERS[type(event)](event, unit)
+            await unit.commit()
 
 
 async def november(sessions, facility: str) -> dict[str, int]:
@@ -188,7 +190,9 @@ async def test_a_story_applied_in_one_transaction_counts_as_one_event_at_a_time(
     mother enrolled, tested and started on ART, all in one batch, count as they do one by one."""
     one_by_one, batched = f"FAC-RM-{uuid.uuid4().hex[:8]}", f"FAC-RM-{uuid.uuid4().hex[:8]}"
     await apply_all(sessions, story(one_by_one))
-    async with sessions() as session, session.begin():
+    async with uow.begin(sessions, ReportingUnit) as unit:
         for event in story(batched):
-            await HANDLERS[type(event)](session, CloudEvent.from_event(event), event)
+            with unit.handling(CloudEvent.from_event(event)):
+                await HANDLERS[type(event)](event, unit)
+        await unit.commit()
     assert await november(sessions, batched) == await november(sessions, one_by_one)

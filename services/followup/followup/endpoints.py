@@ -12,7 +12,7 @@ from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
 from . import intake as emr_intake
-from . import service
+from . import queries
 from .schemas import EventBatch, InfantPublic, IngestReply, Worklist
 
 router = APIRouter(prefix="/v1", tags=["followup"])
@@ -43,7 +43,7 @@ async def post_events(
 async def get_infant(
     infant_id: UUID, session: SessionDep, runtime: RuntimeDep, principal: WorklistReader
 ) -> InfantPublic:
-    return await service.infant_record(session, infant_id, principal, runtime.settings)  # type: ignore[arg-type]
+    return await queries.infant_record(session, infant_id, principal, runtime.settings)  # type: ignore[arg-type]
 
 
 @router.get("/worklist", summary="What is due and overdue at a facility, most urgent first")
@@ -59,4 +59,4 @@ async def get_worklist(
         raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")
     principal.require_facility(facility_id)
     day = as_of or runtime.settings.clock.today()
-    return await service.worklist(session, facility_id, day, limit)
+    return await queries.worklist(session, facility_id, day, limit)

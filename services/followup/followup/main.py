@@ -6,8 +6,9 @@ from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
 from servicekit import intake
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, service, timers
+from . import endpoints, stream, timers
 from .handlers import handlers
+from .repository import FollowupUnit
 from .schemas import INFANT_EVENT
 from .settings import Settings
 
@@ -25,10 +26,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 name="followup",
                 topics=[ENROLMENT_TOPIC],
                 handlers=handlers(settings),
-                prepare=service.prepare_enrolment_events,
+                preload=stream.preload,  # type: ignore[arg-type]
             )
         ],
         background=[("durable timers", timers.run)],
+        unit_of_work=FollowupUnit,
     )
     intake.document(app, INFANT_EVENT, "InfantEvent")
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -18,11 +18,11 @@ from sqlalchemy import ARRAY, column, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from pmtct_events.enrolment import HivStatus
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
-from servicekit.db import any_of, at_commit
+from servicekit.db import any_of
+from servicekit.uow import Repository, UnitOfWork
 
 from .cases import InfantCase, MotherCase, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
@@ -41,83 +41,103 @@ _LOCK_MOTHERS = text(
 ).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
 
 
-@dataclass(slots=True)
-class HeldMothers:
-    """The mothers a consumer transaction holds locked (`hold_mothers`), as the events left them.
-    Their rows are written once, as the transaction commits, and only where they changed."""
+class Mothers(Repository[UUID, MotherCase]):
+    """The mothers of a unit of work's events, created on first sight (at the facility of their
+    first event) and locked for the rest of the transaction, in id order, in one statement for all
+    those not held yet; their schedule items too (a mother known positive has some). A consumer
+    batch holds its mothers up front (`ConsumerSpec.preload`); a lone event holds its own. Their
+    rows are written once, by `flush`, and only where they changed.
 
-    cases: dict[UUID, MotherCase] = field(default_factory=dict)
-    #: each held mother's row as the database has it (what `_write_held_mothers` compares with)
-    stored: dict[UUID, dict[str, Any]] = field(default_factory=dict)
-    #: the ids of each held mother's live-born infants (a mother's lock guards the list: infants
-    #: are added only by her delivery events, under it)
-    infant_ids: dict[UUID, list[UUID]] = field(default_factory=dict)
-    #: the rows of the infants this transaction created and has not loaded yet: locked by their
-    #: insert, and nothing is recorded about them elsewhere
-    born_now: dict[UUID, Any] = field(default_factory=dict)
-    #: the mothers an event touched: client_id -> (next_timer_on, settle_s) to write at commit
-    touched: dict[UUID, tuple[date | None, float | None]] = field(default_factory=dict)
+    Lock order, as everywhere in this module: a mother before her infants."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        #: each held mother's row as the database has it (what `flush` compares with)
+        self.stored: dict[UUID, dict[str, Any]] = {}
+        #: the ids of each held mother's live-born infants (a mother's lock guards the list: infants
+        #: are added only by her delivery events, under it)
+        self.infant_ids: dict[UUID, list[UUID]] = {}
+        #: the rows of the infants this unit created and has not loaded yet: locked by their
+        #: insert, and nothing is recorded about them elsewhere
+        self.born_now: dict[UUID, Any] = {}
+        #: the mothers an event touched: client_id -> (next_timer_on, settle_s) to write at commit
+        self.touched: dict[UUID, tuple[date | None, float | None]] = {}
+
+    async def hold(self, subjects: Iterable[tuple[UUID, str]]) -> dict[UUID, MotherCase]:
+        """The mothers of (client_id, facility_id) pairs, held (see the class)."""
+        wanted: dict[UUID, str] = {}
+        for client_id, facility_id in subjects:
+            wanted.setdefault(client_id, facility_id)
+        new = {c: f for c, f in wanted.items() if c not in self.seen}
+        if new:
+            rows = (
+                await self.session.execute(
+                    _LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())}
+                )
+            ).all()
+            positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
+            items = await load_items(self.session, positive) if positive else {}
+            for r in rows:
+                case = self.add(r.client_id, _mother(r._mapping, items.get(r.client_id, [])))
+                self.stored[case.client_id] = _mother_values(case, r.next_timer_on)
+                self.infant_ids[case.client_id] = list(r.infant_ids)
+        return {c: self.seen[c] for c in wanted}
+
+    def touch(self, case: MotherCase, next_timer_on: date | None, settle_s: float | None) -> None:
+        """An event applied to a held mother: her row and items are written by `flush`."""
+        self.touched[case.client_id] = (next_timer_on, settle_s)
+
+    async def add_infants(self, client_id: UUID, rows: Sequence[dict[str, Any]]) -> None:
+        """New live-born infants (not in follow-up yet) of a held mother; a redelivered delivery
+        adds nothing."""
+        added = (await self.session.execute(_ADD_INFANTS, list(rows))).all()
+        for row in added:
+            self.infant_ids[client_id].append(row.infant_id)
+            self.born_now[row.infant_id] = row._mapping
+
+    async def infants_of(self, client_id: UUID, tz: str) -> dict[UUID, InfantCase]:
+        """A held mother's infants, locked (`lock_infants`). One this unit created is taken the
+        first time from its insert, with no history or items (its event may give it items, saved
+        at once; it is loaded like the others from then on)."""
+        ids = self.infant_ids[client_id]
+        born = {i: self.born_now.pop(i) for i in ids if i in self.born_now}
+        cases = await lock_infants(self.session, [i for i in ids if i not in born], tz)
+        cases.update({i: _infant(row, [], []) for i, row in born.items()})
+        return dict(sorted(cases.items()))
+
+    async def flush(self) -> None:
+        """Write the held mothers the unit's events touched: the rows that changed in full, a
+        touch of the settle delay for the others (an input restarts it even when it changed
+        nothing), and every changed schedule item; a few statements per batch."""
+        if not self.touched:
+            return
+        changed: list[dict[str, Any]] = []
+        settled: dict[float, list[UUID]] = {}
+        item_rows: list[dict[str, Any]] = []
+        for client_id, (next_timer_on, settle_s) in self.touched.items():
+            case = self.seen[client_id]
+            values = _mother_values(case, next_timer_on)
+            if values != self.stored[client_id]:
+                changed.append({**values, "key": client_id, "settle_s": settle_s})
+            elif settle_s is not None:
+                settled.setdefault(settle_s, []).append(client_id)
+            item_rows += _item_rows("client", client_id, client_id, case.facility_id, case.items)
+        if changed:
+            await self.session.execute(_SAVE_MOTHER, changed)
+        for settle_s, ids in settled.items():
+            await self.session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
+        if item_rows:
+            await self.session.execute(_SAVE_ITEMS, item_rows)
+        self.touched.clear()
 
 
-_HELD = "followup.held_mothers"
+class FollowupUnit(UnitOfWork):
+    """The followup service's unit of work: the mothers it holds (infants are locked and saved
+    through the module's functions, under their mother's lock)."""
 
-
-async def hold_mothers(session: AsyncSession, subjects: Iterable[tuple[UUID, str]]) -> HeldMothers:
-    """The mothers of a transaction's events, created on first sight (at the facility of their first
-    event) and locked for the rest of the transaction, in id order, in one statement for all those
-    not held yet; their schedule items too (a mother known positive has some). A transaction's
-    events then need no statement to find their mother: the consumer holds a batch's mothers in its
-    `prepare` hook; a lone event holds its own."""
-    held: HeldMothers | None = session.info.get(_HELD)
-    if held is None:
-        # locks end with the transaction: a later one in the same session holds its mothers anew
-        held = at_commit(session, _HELD, HeldMothers(), _write_held_mothers)
-    new: dict[UUID, str] = {}
-    for client_id, facility_id in subjects:
-        if client_id not in held.cases:
-            new.setdefault(client_id, facility_id)
-    if not new:
-        return held
-    rows = (await session.execute(_LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())})).all()
-    positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
-    items = await load_items(session, positive) if positive else {}
-    for r in rows:
-        case = _mother(r._mapping, items.get(r.client_id, []))
-        held.cases[case.client_id] = case
-        held.stored[case.client_id] = _mother_values(case, r.next_timer_on)
-        held.infant_ids[case.client_id] = list(r.infant_ids)
-    return held
-
-
-def keep_mother(session: AsyncSession, case: MotherCase, next_timer_on: date | None, settle_s: float | None) -> None:
-    """Note that an event applied to a held mother; her row and items are written at commit."""
-    held: HeldMothers = session.info[_HELD]
-    held.touched[case.client_id] = (next_timer_on, settle_s)
-
-
-def _write_held_mothers(session: Session, held: HeldMothers) -> None:
-    """Write the held mothers the transaction's events touched, as it commits (`at_commit`): the
-    rows that changed in full, a touch of the settle delay for the others (an input restarts it
-    even when it changed nothing), and every changed schedule item; a few statements per batch."""
-    if not held.touched:
-        return
-    changed: list[dict[str, Any]] = []
-    settled: dict[float, list[UUID]] = {}
-    item_rows: list[dict[str, Any]] = []
-    for client_id, (next_timer_on, settle_s) in held.touched.items():
-        case = held.cases[client_id]
-        values = _mother_values(case, next_timer_on)
-        if values != held.stored[client_id]:
-            changed.append({**values, "key": client_id, "settle_s": settle_s})
-        elif settle_s is not None:
-            settled.setdefault(settle_s, []).append(client_id)
-        item_rows += _item_rows("client", client_id, client_id, case.facility_id, case.items)
-    if changed:
-        session.execute(_SAVE_MOTHER, changed)
-    for settle_s, ids in settled.items():
-        session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
-    if item_rows:
-        session.execute(_SAVE_ITEMS, item_rows)
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.mothers = self.track(Mothers(session))
 
 
 _SETTLE_MOTHERS = text(
@@ -219,28 +239,6 @@ def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, An
 
 
 _ADD_INFANTS = insert(infants).on_conflict_do_nothing().returning(*infants.c)
-
-
-async def add_infants(session: AsyncSession, client_id: UUID, rows: Sequence[dict[str, Any]]) -> None:
-    """New live-born infants (not in follow-up yet) of a held mother; a redelivered delivery adds
-    nothing."""
-    held: HeldMothers = session.info[_HELD]
-    added = (await session.execute(_ADD_INFANTS, list(rows))).all()
-    for row in added:
-        held.infant_ids[client_id].append(row.infant_id)
-        held.born_now[row.infant_id] = row._mapping
-
-
-async def lock_infants_of(session: AsyncSession, client_id: UUID, tz: str) -> dict[UUID, InfantCase]:
-    """A held mother's infants, locked (`lock_infants`). One this transaction created is taken
-    the first time from its insert, with no history or items (its event may give it items, saved
-    at once; it is loaded like the others from then on)."""
-    held: HeldMothers = session.info[_HELD]
-    ids = held.infant_ids[client_id]
-    born = {i: held.born_now.pop(i) for i in ids if i in held.born_now}
-    cases = await lock_infants(session, [i for i in ids if i not in born], tz)
-    cases.update({i: _infant(row, [], []) for i, row in born.items()})
-    return dict(sorted(cases.items()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,11 @@ from uuid import UUID
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from servicekit import outbox
+from servicekit import uow
 from servicekit.app import Runtime
 
 from . import repository as repo
-from .service import infant_announcements, mother_announcements
+from .announcements import infant_announcements, mother_announcements
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,26 +69,28 @@ async def fire(
     today = today or settings.clock.today()
     silence = settings.lost_to_follow_up_days
     started = time.perf_counter()
-    async with sessions() as session, session.begin():
-        ids = await repo.claim_due_infants(session, today, settings.timer_batch_size, only)
-        cases = await repo.lock_infants(session, ids, settings.timezone)
+    async with uow.begin(sessions, repo.FollowupUnit) as unit:
+        ids = await repo.claim_due_infants(unit.session, today, settings.timer_batch_size, only)
+        cases = await repo.lock_infants(unit.session, ids, settings.timezone)
         out = []
         for case in cases.values():
             report = case.tick(today, settings.eid, silence)
             out += infant_announcements(case, report, settings, settings.clock.now())
-            await repo.save_infant(session, case, case.next_wakeup(settings.eid, silence), None)
-        await outbox.add(session, out)
+            await repo.save_infant(unit.session, case, case.next_wakeup(settings.eid, silence), None)
+        unit.publish(*out)
+        await unit.commit()
     _count(out)
     infants_handled = len(ids)
-    async with sessions() as session, session.begin():
-        ids = await repo.claim_due_mothers(session, today, settings.timer_batch_size, only)
-        mothers = await repo.lock_mothers(session, ids)
+    async with uow.begin(sessions, repo.FollowupUnit) as unit:
+        ids = await repo.claim_due_mothers(unit.session, today, settings.timer_batch_size, only)
+        mothers = await repo.lock_mothers(unit.session, ids)
         out = []
         for mother in mothers.values():
             report = mother.tick(today, silence)
             out += mother_announcements(mother, report, settings.clock.now())
-            await repo.save_mother(session, mother, mother.next_wakeup(silence), None)
-        await outbox.add(session, out)
+            await repo.save_mother(unit.session, mother, mother.next_wakeup(silence), None)
+        unit.publish(*out)
+        await unit.commit()
     _count(out)
     PASS_SECONDS.observe(time.perf_counter() - started)
     if infants_handled or ids:

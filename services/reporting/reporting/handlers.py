@@ -8,13 +8,11 @@ repository make the result independent of arrival order.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from pmtct_events import CloudEvent, Event
+from pmtct_events import Event
 from servicekit.consumer import Handler
 
-from . import repository
 from .facts import APPLIED, facts_of
+from .repository import ReportingUnit
 from .settings import Settings
 
 
@@ -22,7 +20,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
     """The handler of every applied event, dating facts on the programme's clock."""
     clock = settings.clock
 
-    async def apply_event(session: AsyncSession, ce: CloudEvent, event: Event) -> None:
-        repository.apply(session, facts_of(ce, event, clock))
+    async def apply_event(event: Event, uow: ReportingUnit) -> None:
+        assert uow.cause is not None
+        uow.read_model.add_facts(facts_of(uow.cause, event, clock))
 
     return dict.fromkeys(APPLIED, apply_event)

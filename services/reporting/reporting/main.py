@@ -6,6 +6,7 @@ from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
 from . import endpoints, handlers
+from .repository import ReportingUnit
 from .settings import Settings
 
 
@@ -24,6 +25,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 handlers=handlers.build(settings),
             )
         ],
+        unit_of_work=ReportingUnit,
     )
 
 

@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pmtct_events import TOPICS
 from pmtct_events.envelope import header
+from servicekit import uow
 from servicekit.consumer import EventConsumer
 from servicekit.db import create_engine, sessionmaker
 
@@ -109,7 +110,8 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
     # core); one at a time, as they share the transaction's connection.
     staging: asyncio.Task | None = None
     try:
-        async with sessions() as session, session.begin():
+        async with uow.begin(sessions) as unit:
+            session = unit.session
             await repository.lock_and_empty_read_model(session, CONSUMER)
             await repository.create_staging(session)
             while pending:
@@ -154,6 +156,7 @@ async def rebuild(settings: Settings, sized: Callable[[int], None], advanced: Ca
             loading = time.perf_counter()
             result.read_s = loading - started
             await repository.load_staged(session, CONSUMER)
+            await unit.commit()
         result.load_s = time.perf_counter() - loading
     finally:
         if staging is not None and not staging.done():

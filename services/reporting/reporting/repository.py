@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import at_commit
+from servicekit.uow import Repository, UnitOfWork
 
 from . import models
 from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
@@ -234,22 +234,36 @@ def _interactions(facts: Iterable[Fact]) -> Cells:
     return cells
 
 
-def apply(session: AsyncSession, facts: list[Fact]) -> None:
-    """As an event arrives, in the consumer's transaction: keep its facts until the transaction commits,
-    then apply everything the transaction received at once (`_apply_pending`). The consumer applies a
-    batch of events per transaction, so this costs a few statements per batch, not per event."""
-    pending: list[Fact] | None = session.info.get(_PENDING)
-    if pending is None:
-        pending = at_commit(session, _PENDING, [], _apply_pending)
-    pending.extend(facts)
+class ReadModel(Repository[None, None]):
+    """The facts of a unit of work's events, kept as the events arrive and applied at once by
+    `flush` (`_apply_facts`): the consumer applies a batch of events per unit, so this costs a few
+    statements per batch, not per event."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.pending: list[Fact] = []
+
+    def add_facts(self, facts: Iterable[Fact]) -> None:
+        self.pending.extend(facts)
+
+    async def flush(self) -> None:
+        if self.pending:
+            facts, self.pending = self.pending, []
+            await self.session.run_sync(_apply_facts, facts)
 
 
-_PENDING = "reporting.pending_facts"
+class ReportingUnit(UnitOfWork):
+    """The reporting service's unit of work: its read model (it publishes nothing)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.read_model = self.track(ReadModel(session))
 
 
-def _apply_pending(session: Session, facts: list[Fact]) -> None:
+def _apply_facts(session: Session, facts: list[Fact]) -> None:
     """Store the facts, derive the subjects they touch again, and move those subjects' counts (out
-    with their old rows, in with the new). Runs as the transaction commits (`at_commit`)."""
+    with their old rows, in with the new). Runs in `ReadModel.flush`, on the session's synchronous
+    face (the derivations are written against it)."""
     if not facts:
         return
     touched: dict[str, set[UUID]] = defaultdict(set)

@@ -1,0 +1,247 @@
+"""The enrolment stream: every mother event updates the mother's case and, through it, her
+infants' (a delivery makes them HIV-exposed, her diagnosis or death changes their plan). One
+consumer batch is one unit of work (`repository.FollowupUnit`): its mothers are held up front,
+changed in memory by each event, and written once as the unit commits.
+"""
+
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+from pmtct_events import Event
+from pmtct_events.enrolment import (
+    AncVisitRecorded,
+    ArtInitiated,
+    BirthOutcome,
+    ClientDied,
+    ClientEnrolled,
+    ClientEvent,
+    ClientTransferredOut,
+    DeliveryRecorded,
+    HivStatus,
+    HivTestRecorded,
+    HivTestResult,
+    MaternalOutcome,
+    StatusAtEnrolment,
+    ViralLoadRecorded,
+)
+from pmtct_events.followup import (
+    InfantFollowUpStarted,
+)
+
+from . import repository as repo
+from .announcements import outcome_event, schedule_item
+from .cases import (
+    InfantCase,
+    MotherCase,
+    breastfeeding_until,
+    exposure_start,
+)
+from .eid_schedule import MotherAtDelivery, breastfeeding_stopped_on, high_risk_reasons
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+GESTATION_WEEKS = 40
+
+async def preload(uow: repo.FollowupUnit, events: Sequence[ClientEvent]) -> None:
+    """The consumer's batch preload: hold (lock, or create) the mothers of a batch's events in one
+    statement; each handler then finds its mother in the unit's identity map."""
+    await uow.mothers.hold((e.client_id, e.facility_id) for e in events)
+
+
+async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, settings: Settings) -> None:
+    """Apply a mother event: update her case; when it changes what her infants depend on (a
+    delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
+    recompute theirs; then recompute her own viral-load schedule. Infants are saved here, under
+    her lock; her row and items when the unit commits (`Mothers.flush`: the events of a batch
+    after this one see her case as it left it). The events raised go to the outbox then too."""
+    day = settings.clock.local_day(event.occurred_at)
+    mothers = uow.mothers
+    mother = (await mothers.hold([(event.client_id, event.facility_id)]))[event.client_id]
+    diagnosed_before = mother.positive_since
+    infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on)
+    newborns = apply_to_mother(mother, event, day)
+    if newborns:
+        await mothers.add_infants(mother.client_id, newborns)
+    if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on):
+        infants = await mothers.infants_of(mother.client_id, settings.timezone)
+        for infant in infants.values():
+            delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
+            changed, events = follow_infant(infant, mother, event, delivery, diagnosed_before, settings)
+            if changed:
+                uow.publish(*events)
+                wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
+                await repo.save_infant(uow.session, infant, wakeup, settings.timer_settle_s)
+        mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
+    mother.recompute(settings.mother_viral_load)
+    mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
+
+
+def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[dict[str, Any]]:
+    """Update what follow-up knows of the mother; returns the rows of newly delivered infants."""
+    mother.attendance.seen(day)
+    newborns: list[dict[str, Any]] = []
+    match event:
+        case ClientEnrolled():
+            if mother.facility_id != event.facility_id:
+                mother.facility_id = event.facility_id
+                for item in mother.items:  # her open follow-ups move to the facility she enrolled at
+                    item.changed = item.changed or item.open
+            if mother.transferred_out_on is not None and day >= mother.transferred_out_on:
+                mother.transferred_out_on = None  # enrolled again (transfer in): back in care
+            if event.hiv_status is HivStatus.positive:
+                _mark_positive(mother, event.hiv_status_known_since or day)
+            elif mother.hiv_status is HivStatus.unknown:
+                mother.hiv_status = event.hiv_status
+            if event.on_art:
+                _art_started(mother, event.art_start_date or day)
+            if event.status_at_enrolment is StatusAtEnrolment.pregnant:
+                mother.edd = event.edd or _edd(day, event.gestation_weeks) or mother.edd
+        case AncVisitRecorded():
+            if mother.edd is None:
+                mother.edd = _edd(day, event.gestation_weeks)
+        case HivTestRecorded():
+            if event.result is HivTestResult.positive:
+                _mark_positive(mother, day)
+            elif event.result is HivTestResult.negative and mother.hiv_status is not HivStatus.positive:
+                mother.hiv_status = HivStatus.negative
+        case ArtInitiated():
+            _art_started(mother, day)
+        case ViralLoadRecorded():
+            _viral_load(mother, day, event.copies_per_ml)
+        case DeliveryRecorded():
+            if mother.delivered_on is None or day > mother.delivered_on:
+                mother.delivered_on = day
+            if event.mother_hiv_status is HivStatus.positive:
+                _mark_positive(mother, event.mother_diagnosed_on or mother.positive_since or day)
+            if event.mother_art_start_date is not None:
+                _art_started(mother, event.mother_art_start_date)
+            if event.mother_latest_viral_load is not None:
+                _viral_load(mother, event.mother_latest_viral_load.on, event.mother_latest_viral_load.copies_per_ml)
+            if event.maternal_outcome is MaternalOutcome.died:
+                _died(mother, day)
+            newborns = [
+                {
+                    "infant_id": i.infant_id,
+                    "client_id": event.client_id,
+                    "facility_id": event.facility_id,
+                    "ref_hash": i.ref_hash,
+                    "birth_date": day,
+                    "sex": i.sex.value,
+                    "birth_weight_g": i.birth_weight_g,
+                }
+                for i in event.infants
+                if i.outcome is BirthOutcome.live_birth
+            ]
+        case ClientTransferredOut():
+            mother.transferred_out_on = day
+        case ClientDied():
+            _died(mother, day)
+    return newborns
+
+
+def _mark_positive(mother: MotherCase, on: date) -> None:
+    mother.hiv_status = HivStatus.positive
+    if mother.positive_since is None or on < mother.positive_since:
+        mother.positive_since = on
+
+
+def _art_started(mother: MotherCase, on: date) -> None:
+    if mother.art_start_date is None or on < mother.art_start_date:
+        mother.art_start_date = on
+
+
+def _viral_load(mother: MotherCase, on: date, copies: int) -> None:
+    if (on, copies) not in mother.viral_loads:
+        mother.viral_loads = sorted([*mother.viral_loads, (on, copies)])
+
+
+def _died(mother: MotherCase, on: date) -> None:
+    if mother.died_on is None or on < mother.died_on:
+        mother.died_on = on
+
+
+def _edd(day: date, gestation_weeks: int | None) -> date | None:
+    return None if gestation_weeks is None else day + timedelta(weeks=GESTATION_WEEKS - gestation_weeks)
+
+
+def follow_infant(
+    infant: InfantCase,
+    mother: MotherCase,
+    event: ClientEvent,
+    delivery: DeliveryRecorded | None,
+    diagnosed_before: date | None,
+    settings: Settings,
+) -> tuple[bool, list[Event]]:
+    """What a mother event means for one of her infants: a mother's death ends breastfeeding; a
+    positive mother (at delivery, or diagnosed while breastfeeding) starts its follow-up."""
+    rules = settings.eid
+    changed = False
+    out: list[Event] = []
+    mother_died_on = max(mother.died_on, infant.facts.birth_date) if mother.died_on else None
+    if mother_died_on is not None and infant.facts.mother_died_on != mother_died_on:
+        infant.facts = replace(infant.facts, mother_died_on=mother_died_on)
+        changed = True
+    if not infant.in_follow_up:
+        start = exposure_start(infant.facts.birth_date, mother, breastfeeding_stopped_on(infant.facts), rules)
+        if start is None or infant.facts.died_on is not None:
+            return changed, out
+        context = _context_at_delivery(infant, mother, delivery, diagnosed_before)
+        reasons = high_risk_reasons(context, rules)
+        decided = infant.start_follow_up(start, reasons, rules)
+        out.append(
+            InfantFollowUpStarted(
+                facility_id=infant.facility_id,
+                occurred_at=event.occurred_at,
+                infant_id=infant.infant_id,
+                client_id=infant.client_id,
+                birth_date=infant.facts.birth_date,
+                high_risk=bool(reasons),
+                prophylaxis=infant.prophylaxis,
+                plan=[schedule_item(i) for i in infant.items if i.open],
+                high_risk_reasons=reasons,
+                follow_up_from=start,
+            )
+        )
+        if decided is not None:
+            out.append(outcome_event(infant, *decided, settings))
+        return True, out
+    if changed:
+        decided = infant.recompute(rules)
+        if decided is not None:
+            out.append(outcome_event(infant, *decided, settings))
+    return changed, out
+
+
+def _context_at_delivery(
+    infant: InfantCase, mother: MotherCase, delivery: DeliveryRecorded | None, diagnosed_before: date | None
+) -> MotherAtDelivery:
+    """The delivery event's account of the mother when it has one, else follow-up's own record.
+    A diagnosis first known from this very delivery is dated by the delivery's own field, or unknown."""
+    birth = infant.facts.birth_date
+    vl = mother.latest_viral_load(birth)
+    if delivery is not None:
+        if delivery.mother_latest_viral_load is not None:
+            vl = (delivery.mother_latest_viral_load.on, delivery.mother_latest_viral_load.copies_per_ml)
+        return MotherAtDelivery(
+            delivered_on=birth,
+            diagnosed_on=delivery.mother_diagnosed_on or diagnosed_before,
+            art_start_date=delivery.mother_art_start_date or mother.art_start_date,
+            viral_load_copies=vl[1] if vl else None,
+            viral_load_on=vl[0] if vl else None,
+        )
+    return MotherAtDelivery(
+        delivered_on=birth,
+        diagnosed_on=mother.positive_since,
+        art_start_date=mother.art_start_date,
+        viral_load_copies=vl[1] if vl else None,
+        viral_load_on=vl[0] if vl else None,
+    )
+
+
