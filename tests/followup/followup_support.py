@@ -18,6 +18,7 @@ import asyncio
 import base64
 import secrets
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -155,6 +156,10 @@ class FollowupService:
     issuer: TestIssuer
     infra: Infra
 
+    def units(self) -> AbstractAsyncContextManager[FollowupUnit]:
+        """A new unit of work of the followup service (what `Runtime.begin` gives the service)."""
+        return uow.begin(self.sessions, FollowupUnit)
+
     def headers(self, scopes: str = "events:write", facilities: list[str] | None = None) -> dict:
         return self.issuer.headers(scopes, facilities if facilities is not None else [FACILITY], "emr-followup-test")
 
@@ -190,7 +195,7 @@ class FollowupService:
         poster = Principal("emr-followup-test", frozenset({"events:write"}), frozenset({"*"}))
         registry = facilities.load(self.sim.facilities_path)
         now = at(on) + timedelta(days=1)
-        reply = await intake.record(self.sessions, self.sim, registry, poster, [raw], now=now)
+        reply = await intake.record(self.units, self.sim, registry, poster, [raw], now=now)
         [result] = reply.results
         return result.model_dump(mode="json")
 

@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError
 
-from servicekit.db import any_of, asyncpg_dsn, at_commit, create_engine, insert_rows, pairs_in
+from servicekit.db import any_of, asyncpg_dsn, create_engine, insert_rows, pairs_in
 
 scratch = Table(
     "helper_scratch",
@@ -113,42 +113,3 @@ async def test_a_connection_in_steady_use_is_not_checked_and_its_failure_renews_
         assert await _backend_pid(engine) != dead
     finally:
         await engine.dispose()
-
-
-async def test_state_kept_for_the_commit_is_written_once_as_it_commits_and_dropped_by_a_rollback(spine) -> None:
-    """What a transaction's handlers accumulate reaches the database in the commit's own statements,
-    in the order it was first kept; a rolled-back transaction writes nothing and leaves nothing behind
-    for the next transaction in the same session."""
-
-    def write(label: str):
-        def run(session, values: list[int]) -> None:
-            session.execute(
-                text("INSERT INTO commit_scratch (label, value) SELECT :label, unnest(CAST(:values AS int[]))"),
-                {"label": label, "values": values},
-            )
-
-        return run
-
-    async with spine.sessions() as session:
-        async with session.begin():
-            await session.execute(text("DROP TABLE IF EXISTS commit_scratch"))
-            await session.execute(text("CREATE TABLE commit_scratch (seq serial, label text, value int)"))
-        async with session.begin():
-            first = at_commit(session, "first", [], write("first"))
-            at_commit(session, "second", [3], write("second"))
-            first += [1, 2]
-            assert session.info["first"] == [1, 2]
-        assert "first" not in session.info and "second" not in session.info
-        try:
-            async with session.begin():
-                at_commit(session, "first", [9], write("first"))
-                raise RuntimeError("rolled back")
-        except RuntimeError:
-            pass
-        assert "first" not in session.info
-        async with session.begin():
-            at_commit(session, "first", [4], write("first"))
-        async with session.begin():
-            stored = (await session.execute(text("SELECT label, value FROM commit_scratch ORDER BY seq"))).all()
-            await session.execute(text("DROP TABLE commit_scratch"))
-    assert [tuple(r) for r in stored] == [("first", 1), ("first", 2), ("second", 3), ("first", 4)]

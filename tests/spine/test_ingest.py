@@ -246,19 +246,19 @@ class VisitIn(PostedEvent):
     data: VisitData = Field(default_factory=lambda: VisitData(visit_number=1))
 
 
-class FakeSession:
-    def begin(self) -> Any:
-        @asynccontextmanager
-        async def transaction() -> Any:
-            yield self
+@asynccontextmanager
+async def FakeUnit() -> Any:  # noqa: N802 - stands where a unit-of-work factory goes
+    """The pipeline's logic without a database: a unit of work whose commit does nothing (the same
+    steps against PostgreSQL are tests/spine/test_one_intake_vocabulary.py and the services' tests)."""
 
-        return transaction()
+    class Unit:
+        session = None
+        correlation_id = None
 
-    async def __aenter__(self) -> FakeSession:
-        return self
+        async def commit(self) -> None:
+            return None
 
-    async def __aexit__(self, *exc: Any) -> None:
-        return None
+    yield Unit()
 
 
 class Visits(IntakeBatch[Any]):
@@ -267,7 +267,7 @@ class Visits(IntakeBatch[Any]):
     def __init__(self, fail: list[str]) -> None:
         self.fail = fail
 
-    async def resolve(self, session: Any, candidates: Any) -> dict:
+    async def resolve(self, uow: Any, candidates: Any) -> dict:
         return {}
 
     def decide(self, c: Any) -> Accept | Reject:
@@ -275,7 +275,7 @@ class Visits(IntakeBatch[Any]):
             return Reject(Code.subject_identifier_missing, "who?", {"infant_id": None})
         return Accept({"infant_id": str(UUID(int=1))})
 
-    async def write(self, session: Any) -> None:
+    async def write(self, uow: Any) -> None:
         if self.fail:
             orig = type("Orig", (Exception,), {"sqlstate": self.fail.pop()})()
             raise DBAPIError("INSERT", {}, orig)
@@ -304,9 +304,7 @@ def posted(**changes: Any) -> dict[str, Any]:
 
 async def record(events: list[Any], fail: list[str] | None = None, **kw: Any) -> VisitReply:
     failures = list(fail or [])
-    reply = await INTAKE.record(
-        lambda _: Visits(failures), lambda: FakeSession(), SETTINGS, REGISTRY, ANYWHERE, events, **kw
-    )
+    reply = await INTAKE.record(lambda _: Visits(failures), FakeUnit, SETTINGS, REGISTRY, ANYWHERE, events, **kw)
     assert isinstance(reply, VisitReply)
     return reply
 
@@ -375,6 +373,6 @@ async def test_facilities_are_checked_against_the_registry_and_then_the_token() 
     clinic = Principal("emr", frozenset({"events:write"}), frozenset({"FAC-ZA-001"}))
     events = [posted(facility_id="FAC-XX-999"), posted(event_id=str(UUID(int=7)), facility_id="FAC-ZA-002")]
 
-    reply = await INTAKE.record(lambda _: Visits([]), lambda: FakeSession(), SETTINGS, REGISTRY, clinic, events)
+    reply = await INTAKE.record(lambda _: Visits([]), FakeUnit, SETTINGS, REGISTRY, clinic, events)
 
     assert [r.code for r in reply.results] == ["unknown_facility", "facility_forbidden"]

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -44,9 +44,15 @@ class ConsumerSpec:
     preload: Preload | None = None
 
 
+S = TypeVar("S", bound=ServiceSettings)
+
+
 @dataclass
-class Runtime:
-    settings: ServiceSettings
+class Runtime(Generic[S]):
+    """What a running service is made of; `S` is the service's own settings class, so code that
+    takes `Runtime[Settings]` reads its fields typed (each service declares its `RuntimeDep`)."""
+
+    settings: S
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
@@ -62,7 +68,7 @@ class Runtime:
         return uow.begin(self.sessions, self.unit_of_work)
 
 
-def runtime(request: Request) -> Runtime:
+def runtime(request: Request) -> Runtime[Any]:
     return request.app.state.runtime
 
 
@@ -71,7 +77,8 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
         yield s
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+#: a service's endpoints declare their own, typed with their settings:
+#: `RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]`
 SessionDep = Annotated[AsyncSession, Depends(session)]
 
 

@@ -127,19 +127,22 @@ class EventConsumer:
             return False
         carrier = {"traceparent": item.ce.traceparent} if item.ce.traceparent else {}
         started = time.perf_counter()
-        with tracer().start_as_current_span(
-            f"{item.ce.event_name} process",
-            context=context_from(carrier),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": item.record.topic,
-                "messaging.consumer.group.name": self.name,
-                "messaging.message.id": str(item.ce.id),
-                "messaging.kafka.partition": item.record.partition,
-                "messaging.kafka.offset": item.record.offset,
-            },
-        ), uow.handling(item.ce):
+        with (
+            tracer().start_as_current_span(
+                f"{item.ce.event_name} process",
+                context=context_from(carrier),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": item.record.topic,
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.message.id": str(item.ce.id),
+                    "messaging.kafka.partition": item.record.partition,
+                    "messaging.kafka.offset": item.record.offset,
+                },
+            ),
+            uow.handling(item.ce),
+        ):
             await item.handler(item.event, uow)
         latency, applied = self._meters(item.ce.event_name)
         latency.observe(time.perf_counter() - started)

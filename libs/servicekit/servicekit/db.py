@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -29,7 +28,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -121,46 +119,6 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A unit of work: commit on success, roll back on any exception."""
-    async with factory() as session, session.begin():
-        yield session
-
-
-_AT_COMMIT = "servicekit.db.at_commit"
-
-
-def at_commit(session: AsyncSession, key: str, state: T, write: Callable[[Session, T], None]) -> T:
-    """Keep `state` in `session.info[key]` for the rest of the transaction and hand it to
-    `write(session, state)` as the transaction commits; a rollback drops it. What a transaction's
-    handlers accumulate (a consumer batch's changed rows, feed entries) is then written once, in a
-    few statements, at the end. `write` runs in SQLAlchemy's before_commit, inside the async
-    session's greenlet, so it may execute statements; writers run in the order they were first kept."""
-    writers: dict[str, Callable[[Session, Any], None]] | None = session.info.get(_AT_COMMIT)
-    if writers is None:
-        writers = session.info[_AT_COMMIT] = {}
-        event.listen(session.sync_session, "before_commit", _write_at_commit)
-        event.listen(session.sync_session, "after_rollback", _drop_at_rollback)
-    session.info[key] = state
-    writers[key] = write
-    return state
-
-
-def _write_at_commit(session: Session) -> None:
-    writers = session.info[_AT_COMMIT]
-    for key, write in list(writers.items()):
-        del writers[key]
-        write(session, session.info.pop(key))
-
-
-def _drop_at_rollback(session: Session) -> None:
-    writers = session.info[_AT_COMMIT]
-    for key in writers:
-        session.info.pop(key, None)
-    writers.clear()
 
 
 async def connect(url: str, schema: str | None = None) -> asyncpg.Connection:

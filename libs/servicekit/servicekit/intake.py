@@ -12,11 +12,12 @@ A batch goes through these steps, in this order (docs/emr-intake.md is the integ
    (not among the token's facility claims). A district EMR may post for several facilities in one
    batch, so this is a per-event result, not a 403.
 4. **Not in the future**: `occurred_in_future`, beyond `PMTCT_INTAKE_FUTURE_TOLERANCE_S`.
-5. **One transaction** (`_attempt`): the service resolves the subjects the events name (loading and
+5. **One unit of work** (`_attempt`, `servicekit.uow`): the service resolves the subjects the events name (loading and
    locking them) and says which event_ids it has recorded, with their content fingerprints; then
    each event, in the order the service chooses, is a `duplicate` (same event_id, same content:
    answered as the first time), a `conflict` (same event_id, other content), or decided by the
-   service (accepted, or rejected with a `Code`); then the service writes what it accepted; commit.
+   service (accepted, or rejected with a `Code`); then the service writes what it accepted and
+   publishes its events to the unit; the unit commits (events to the outbox under the batch id).
 6. **Retry** the whole transaction when a concurrent batch raced it (serialization failure,
    deadlock, a unique violation such as the same event_id posted twice at once): at most
    `ATTEMPTS` times, then 503 `contention` (the batch is safe to resend).
@@ -37,6 +38,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -46,14 +48,13 @@ from uuid import UUID, uuid4
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import db
 from .auth import Principal
 from .facilities import FacilityRegistry
 from .metrics import INTAKE_BATCH_SECONDS, INTAKE_EVENTS, INTAKE_RETRIES
 from .problems import PROBLEM_JSON, Problem
 from .settings import ServiceSettings
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -556,8 +557,9 @@ class IntakeBatch(ABC, Generic[EventT]):
     """A service's side of one batch, made afresh for each try of its transaction."""
 
     @abstractmethod
-    async def resolve(self, session: AsyncSession, candidates: Sequence[Candidate[EventT]]) -> Mapping[UUID, Recorded]:
-        """Load (and lock) the subjects the events name; return the event_ids already recorded."""
+    async def resolve(self, uow: Any, candidates: Sequence[Candidate[EventT]]) -> Mapping[UUID, Recorded]:
+        """Load (and lock) the subjects the events name, in the unit of work (the service's own
+        `UnitOfWork`); return the event_ids already recorded."""
 
     def order(self, candidate: Candidate[EventT]) -> Any:
         """The order events are decided in (by default, as posted)."""
@@ -573,8 +575,9 @@ class IntakeBatch(ABC, Generic[EventT]):
         return dict(result)
 
     @abstractmethod
-    async def write(self, session: AsyncSession) -> None:
-        """Write what the batch accepted (state, events for the outbox), in the pipeline's transaction."""
+    async def write(self, uow: Any) -> None:
+        """Write what the batch accepted and publish its events to the unit (`uow.publish`, or
+        aggregates that raise them); the pipeline commits the unit."""
 
 
 @dataclass(frozen=True)
@@ -595,7 +598,7 @@ class Intake(Generic[EventT, ResultT]):
     async def record(
         self,
         begin: Callable[[Attempt], IntakeBatch[EventT]],
-        sessions: async_sessionmaker[AsyncSession],
+        units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
         settings: ServiceSettings,
         registry: FacilityRegistry,
         principal: Principal,
@@ -603,7 +606,8 @@ class Intake(Generic[EventT, ResultT]):
         now: datetime | None = None,
     ) -> BatchReply[ResultT]:
         """Take a posted batch through the pipeline (module docstring); `begin` makes the service's
-        side of each try. `now` replaces the server time in the future check (tests)."""
+        side of each try, `units` a new unit of work (`Runtime.begin`). `now` replaces the server
+        time in the future check (tests)."""
         started = time.perf_counter()
         check_batch_size(len(raw_events), settings.intake_max_batch)
         now = now or settings.clock.now()
@@ -621,7 +625,7 @@ class Intake(Generic[EventT, ResultT]):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 decided = await self._attempt(
-                    begin(Attempt(settings, registry, principal, now, batch_id)), sessions, candidates
+                    begin(Attempt(settings, registry, principal, now, batch_id)), units, batch_id, candidates
                 )
                 break
             except DBAPIError as exc:
@@ -642,13 +646,15 @@ class Intake(Generic[EventT, ResultT]):
     async def _attempt(
         self,
         batch: IntakeBatch[EventT],
-        sessions: async_sessionmaker[AsyncSession],
+        units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
+        batch_id: UUID,
         candidates: Sequence[Candidate[EventT]],
     ) -> dict[int, ResultT]:
-        """One try: resolve, decide every event, write, commit — in one transaction, here only."""
+        """One try: resolve, decide every event, write, commit — in one unit of work, here only."""
         results: dict[int, ResultT] = {}
-        async with db.transaction(sessions) as session:
-            recorded = dict(await batch.resolve(session, candidates))
+        async with units() as uow:
+            uow.correlation_id = batch_id
+            recorded = dict(await batch.resolve(uow, candidates))
             for c in sorted(candidates, key=batch.order):
                 e = c.event
                 prior = recorded.get(e.event_id)
@@ -666,7 +672,8 @@ class Intake(Generic[EventT, ResultT]):
                 else:
                     recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
                     results[c.index] = self._result(c, EventStatus.accepted, batch.answer(e, verdict.result))
-            await batch.write(session)
+            await batch.write(uow)
+            await uow.commit()
         return results
 
     def _result(self, c: Candidate[EventT], status: EventStatus, fields: dict[str, Any]) -> ResultT:

@@ -122,9 +122,7 @@ async def add_each(session: AsyncSession, items: Sequence[Raised]) -> list[Cloud
     order; returns their envelopes (a unit of work's `commit` writes the events it collected so)."""
     if not items:
         return []
-    envelopes = [
-        envelope(e, correlation_id=corr, causation_id=cause, traceparent=tp) for e, corr, cause, tp in items
-    ]
+    envelopes = [envelope(e, correlation_id=corr, causation_id=cause, traceparent=tp) for e, corr, cause, tp in items]
     rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, (e, *_) in zip(envelopes, items, strict=True)]
     await session.execute(_INSERT, {c: [r[c] for r in rows] for c in _COLUMNS})
     return envelopes

@@ -21,7 +21,7 @@ timer pass. Its shape, in the order things happen:
    d. the transaction commits.
    Leaving the block without `commit()` (an exception, or a read-only use) rolls back.
 
-No SQLAlchemy session hooks and no state kept in `session.info`: what is written, and when, is
+No SQLAlchemy session hooks and no state stashed on the session: what is written, and when, is
 this module and the repositories' `flush`.
 """
 
@@ -175,11 +175,10 @@ class UnitOfWork:
         return written
 
 
-
-
 @asynccontextmanager
 async def begin(
-    sessions: async_sessionmaker[AsyncSession], unit: Callable[[AsyncSession], U] = UnitOfWork  # type: ignore[assignment]
+    sessions: async_sessionmaker[AsyncSession],
+    unit: Callable[[AsyncSession], U] = UnitOfWork,  # type: ignore[assignment]
 ) -> AsyncIterator[U]:
     """A new unit of work (`unit(session)`) in a new transaction; rolled back unless committed."""
     async with sessions() as session:

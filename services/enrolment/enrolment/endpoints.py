@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query
 
 from servicekit import intake
-from servicekit.app import RuntimeDep, SessionDep
+from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
@@ -17,7 +17,9 @@ from . import intake as emr_intake
 from . import service
 from .personal_data import PersonalDataCipher
 from .schemas import REF_PATTERN, TEXT_PATTERN, BatchResult, ClientPublic, EventBatch, PersonalDataRead
+from .settings import Settings
 
+RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
 router = APIRouter(prefix="/v1", tags=["enrolment"])
 
 
@@ -66,7 +68,7 @@ async def post_events(
     principal: Annotated[Principal, require("events:write")],
 ) -> BatchResult:
     return await emr_intake.record_batch(
-        runtime.sessions, runtime.settings, runtime.registry, principal, cipher, batch.events
+        runtime.begin, runtime.settings, runtime.registry, principal, cipher, batch.events
     )
 
 

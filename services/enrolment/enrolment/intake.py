@@ -10,21 +10,20 @@ cannot disturb its neighbours, and a 1000-event batch costs a handful of round t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID, uuid4
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from pmtct_events import Event, enrolment
-from servicekit import outbox
 from servicekit.auth import Principal
 from servicekit.clock import Clock
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import national_id_hash, ref_hash
 from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+from servicekit.uow import UnitOfWork
 
 from . import domain, repository
 from .domain import ClientHistory, RuleBroken
@@ -50,11 +49,11 @@ INTAKE = Intake(
     reply=BatchResult,
 )
 
-MotherCandidate = Candidate[Any]  # the event is one of schemas.EmrEvent
+MotherCandidate: TypeAlias = Candidate[Any]  # the event is one of schemas.EmrEvent
 
 
 async def record_batch(
-    sessions: async_sessionmaker[AsyncSession],
+    units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
     settings: Settings,
     registry: FacilityRegistry,
     principal: Principal,
@@ -64,7 +63,7 @@ async def record_batch(
 ) -> BatchResult:
     """A posted batch of mother events, through the pipeline."""
     reply = await INTAKE.record(
-        lambda attempt: MotherBatch(attempt, settings, cipher), sessions, settings, registry, principal, raw_events, now
+        lambda attempt: MotherBatch(attempt, settings, cipher), units, settings, registry, principal, raw_events, now
     )
     assert isinstance(reply, BatchResult)
     return reply
@@ -122,10 +121,10 @@ class MotherBatch(IntakeBatch[Any]):
         assert self.settings.hmac_key
         return self.settings.hmac_key
 
-    async def resolve(self, session: AsyncSession, candidates: Sequence[MotherCandidate]) -> Mapping[UUID, Recorded]:
+    async def resolve(self, uow: UnitOfWork, candidates: Sequence[MotherCandidate]) -> Mapping[UUID, Recorded]:
         """The women the events name, row-locked with their histories; the infant record numbers
         already taken; the event_ids recorded before."""
-        self.session = session
+        session = uow.session
         events: list[Any] = [c.event for c in candidates]
         recorded = await repository.recorded_events(session, {e.event_id for e in events})
         refs = {(e.facility_id, e.client_ref) for e in events if e.client_ref is not None}
@@ -411,14 +410,16 @@ class MotherBatch(IntakeBatch[Any]):
             row.personal_as_of = e.occurred_at
             client.changed = True
 
-    async def write(self, session: AsyncSession) -> None:
+    async def write(self, uow: UnitOfWork) -> None:
+        """Write the women, registrations, events and infants the batch accepted, and publish the
+        events its decisions raised (each `Accepted` carries the catalog event it decided on)."""
         if not self.accepted:
             return
-        self.session = session
+        session = uow.session
         new = [r.row for r in self.clients.values() if r.is_new]
         changed = [r.row for r in self.clients.values() if r.changed and not r.is_new]
-        await repository.insert_clients(self.session, new)
-        await repository.update_clients(self.session, changed)
+        await repository.insert_clients(session, new)
+        await repository.update_clients(session, changed)
         registrations = [
             {
                 "facility_id": a.registration[0],
@@ -429,9 +430,9 @@ class MotherBatch(IntakeBatch[Any]):
             for c, a in self.accepted
             if a.registration is not None
         ]
-        await repository.insert_registrations(self.session, registrations)
+        await repository.insert_registrations(session, registrations)
         await repository.insert_events(
-            self.session,
+            session,
             [
                 {
                     "event_id": c.event.event_id,
@@ -448,8 +449,8 @@ class MotherBatch(IntakeBatch[Any]):
                 for c, a in self.accepted
             ],
         )
-        await repository.insert_infants(self.session, [row for _, a in self.accepted for row in a.infants])
-        await outbox.add(self.session, [a.event for _, a in self.accepted], correlation_id=self.ctx.batch_id)
+        await repository.insert_infants(session, [row for _, a in self.accepted for row in a.infants])
+        uow.publish(*(a.event for _, a in self.accepted))
 
 
 def _public(e: Any, result: Mapping[str, Any]) -> dict[str, Any]:

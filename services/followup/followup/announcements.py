@@ -3,7 +3,6 @@ outcomes, and what a timer pass found due, overdue or lost (`infant_announcement
 `mother_announcements`).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -35,6 +34,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 GESTATION_WEEKS = 40
+
 
 def schedule_item(i: Item) -> ScheduleItem:
     return ScheduleItem(
@@ -139,5 +139,3 @@ def _lost(
             last_seen_on=last_seen_on or report.lost_on,
         )
     ]
-
-

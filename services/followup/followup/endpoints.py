@@ -4,17 +4,19 @@ from datetime import date
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from servicekit import intake
-from servicekit.app import RuntimeDep, SessionDep
+from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
 from . import intake as emr_intake
 from . import queries
 from .schemas import EventBatch, InfantPublic, IngestReply, Worklist
+from .settings import Settings
 
+RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
 router = APIRouter(prefix="/v1", tags=["followup"])
 
 WorklistReader = Annotated[Principal, require("worklist:read")]
@@ -31,8 +33,8 @@ async def post_events(
     body: EventBatch, runtime: RuntimeDep, principal: Annotated[Principal, require("events:write")]
 ) -> IngestReply:
     return await emr_intake.record(
-        runtime.sessions,
-        runtime.settings,  # type: ignore[arg-type]
+        runtime.begin,
+        runtime.settings,
         runtime.registry,
         principal,
         body.events,
@@ -43,7 +45,7 @@ async def post_events(
 async def get_infant(
     infant_id: UUID, session: SessionDep, runtime: RuntimeDep, principal: WorklistReader
 ) -> InfantPublic:
-    return await queries.infant_record(session, infant_id, principal, runtime.settings)  # type: ignore[arg-type]
+    return await queries.infant_record(session, infant_id, principal, runtime.settings)
 
 
 @router.get("/worklist", summary="What is due and overdue at a facility, most urgent first")

@@ -9,12 +9,11 @@ infants' and mothers' new state, the events, and their catalog events for the ou
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pmtct_events import Event
 from pmtct_events.followup import (
@@ -25,16 +24,16 @@ from pmtct_events.followup import (
     InfantTestResulted,
     InfantVisitRecorded,
 )
-from servicekit import outbox
 from servicekit.auth import Principal
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import ref_hash
 from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+from servicekit.uow import UnitOfWork
 
 from . import repository as repo
 from .announcements import outcome_event
 from .cases import InfantCase, MotherCase, RecordedEvent, breastfeeding_until
-from .repository import InfantKey
+from .repository import FollowupUnit, InfantKey
 from .schemas import INFANT_EVENT, INFANT_EVENT_TYPES, EventResult, InfantEventBase, IngestReply
 from .settings import Settings
 
@@ -47,11 +46,11 @@ INTAKE = Intake(
     reply=IngestReply,
 )
 
-InfantCandidate = Candidate[Any]  # the event is one of schemas.InfantEventIn
+InfantCandidate: TypeAlias = Candidate[Any]  # the event is one of schemas.InfantEventIn
 
 
 async def record(
-    sessions: async_sessionmaker[AsyncSession],
+    units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
     settings: Settings,
     registry: FacilityRegistry,
     principal: Principal,
@@ -60,7 +59,7 @@ async def record(
 ) -> IngestReply:
     """A posted batch of infant events, through the pipeline."""
     reply = await INTAKE.record(
-        lambda attempt: InfantBatch(attempt, settings), sessions, settings, registry, principal, raw_events, now
+        lambda attempt: InfantBatch(attempt, settings), units, settings, registry, principal, raw_events, now
     )
     assert isinstance(reply, IngestReply)
     return reply
@@ -86,7 +85,8 @@ class InfantBatch(IntakeBatch[Any]):
             return None
         return ref_hash(self.settings.hmac_key, e.facility_id, e.infant_ref)
 
-    async def resolve(self, session: AsyncSession, candidates: Sequence[InfantCandidate]) -> Mapping[UUID, Recorded]:
+    async def resolve(self, uow: FollowupUnit, candidates: Sequence[InfantCandidate]) -> Mapping[UUID, Recorded]:
+        session = uow.session
         named = [c for c in candidates if (c.event.infant_id is None) != (c.event.infant_ref is None)]
         hashes = {c.index: self.ref_hash(c.event) for c in named}
         by_id, by_hash = await repo.resolve_infants(
@@ -143,8 +143,8 @@ class InfantBatch(IntakeBatch[Any]):
         )
         return Accept({"infant_id": case.infant_id})
 
-    async def write(self, session: AsyncSession) -> None:
-        settings = self.settings
+    async def write(self, uow: FollowupUnit) -> None:
+        session, settings = uow.session, self.settings
         for case in self.touched.values():
             decided = case.recompute(settings.eid)
             if decided is not None:
@@ -161,7 +161,7 @@ class InfantBatch(IntakeBatch[Any]):
                 mother.recompute(settings.mother_viral_load)
                 await repo.save_mother(session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
         await repo.add_events(session, self.rows)
-        await outbox.add(session, self.out, correlation_id=self.attempt.batch_id)
+        uow.publish(*self.out)
 
 
 def domain_problem(case: InfantCase, e: InfantEventBase, day: date) -> tuple[Code, str] | None:

@@ -1,6 +1,4 @@
-"""The followup service's reads: an infant's record and a facility's worklist.
-"""
-
+"""The followup service's reads: an infant's record and a facility's worklist."""
 
 from __future__ import annotations
 

@@ -71,9 +71,7 @@ class Mothers(Repository[UUID, MotherCase]):
         new = {c: f for c, f in wanted.items() if c not in self.seen}
         if new:
             rows = (
-                await self.session.execute(
-                    _LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())}
-                )
+                await self.session.execute(_LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())})
             ).all()
             positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
             items = await load_items(self.session, positive) if positive else {}

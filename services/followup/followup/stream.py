@@ -4,7 +4,6 @@ consumer batch is one unit of work (`repository.FollowupUnit`): its mothers are 
 changed in memory by each event, and written once as the unit commits.
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -48,6 +47,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 GESTATION_WEEKS = 40
+
 
 async def preload(uow: repo.FollowupUnit, events: Sequence[ClientEvent]) -> None:
     """The consumer's batch preload: hold (lock, or create) the mothers of a batch's events in one
@@ -243,5 +243,3 @@ def _context_at_delivery(
         viral_load_copies=vl[1] if vl else None,
         viral_load_on=vl[0] if vl else None,
     )
-
-

@@ -49,9 +49,9 @@ PASS_SECONDS = Histogram(
 )
 
 
-async def run(rt: Runtime) -> None:
+async def run(rt: Runtime[Settings]) -> None:
     """The background loop (`create_app(background=...)`): a pass, then a pause unless work remains."""
-    settings: Settings = rt.settings  # type: ignore[assignment]
+    settings = rt.settings
     while True:
         handled = await fire(rt.sessions, settings)
         if handled < settings.timer_batch_size:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from pmtct_events.referrals import ReferralStatus
-from servicekit.app import RuntimeDep, SessionDep
+from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
 
 from . import api, fhir, queries
@@ -22,7 +22,9 @@ from .schemas import (
     ReferralList,
     ReferralPublic,
 )
+from .settings import Settings
 
+RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
 router = APIRouter(prefix="/v1", tags=["referrals"])
 fhir_router = APIRouter(prefix="/fhir", tags=["fhir"])
 
@@ -83,7 +85,7 @@ async def read_feed(
     limit: Annotated[int, Query(ge=1)] = 100,
     facility_id: str | None = None,
 ) -> FeedPage:
-    limit = min(limit, rt.settings.feed_max_page)  # type: ignore[attr-defined]
+    limit = min(limit, rt.settings.feed_max_page)
     return await queries.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
 
 

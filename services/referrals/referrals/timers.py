@@ -31,7 +31,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def run(rt: Runtime) -> None:
+async def run(rt: Runtime[Settings]) -> None:
     settings = rt.settings
     assert isinstance(settings, Settings)
     while True:

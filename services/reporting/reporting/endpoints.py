@@ -8,14 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from servicekit.app import RuntimeDep, SessionDep
+from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal
 from servicekit.problems import Problem
 
 from . import dashboard, dhis2, service
 from .periods import Period
 from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
+from .settings import Settings
 
+RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
 router = APIRouter(prefix="/v1", tags=["reporting"])
 pages = APIRouter(tags=["dashboard"])
 
