@@ -15,8 +15,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy import Table, inspect
+from sqlalchemy.dialects import postgresql
 
 from pmtct_events import CloudEvent
 
@@ -150,3 +153,33 @@ async def read_topic(
 
 def envelopes(records: list[ConsumerRecord]) -> list[CloudEvent]:
     return [CloudEvent.from_kafka(r.key, r.value, r.headers or []) for r in records]
+
+
+def _column(name: str, type_: Any, nullable: bool, primary_key: bool, default: bool) -> str:
+    words = [name, type_.compile(dialect=postgresql.dialect())]
+    words += [] if nullable else ["NOT NULL"]
+    words += ["PRIMARY KEY"] if primary_key else []
+    words += ["DEFAULT"] if default else []
+    return " ".join(words)
+
+
+def declared_columns(table: Table) -> list[str]:
+    """A table model's columns, in order, as `migrated_columns` describes the live ones."""
+    return [
+        _column(c.name, c.type, bool(c.nullable), c.primary_key, c.server_default is not None) for c in table.columns
+    ]
+
+
+async def migrated_columns(session: Any, table_name: str) -> list[str]:
+    """The columns of a table as the migrations created it (reflected from the session's schema):
+    name, type as PostgreSQL spells it, nullability, primary key, whether it has a server default."""
+
+    def reflect(connection: Any) -> list[str]:
+        inspector = inspect(connection)
+        pk = set(inspector.get_pk_constraint(table_name)["constrained_columns"])
+        return [
+            _column(c["name"], c["type"], c["nullable"], c["name"] in pk, c["default"] is not None)
+            for c in inspector.get_columns(table_name)
+        ]
+
+    return await (await session.connection()).run_sync(reflect)

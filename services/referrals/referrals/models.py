@@ -1,10 +1,11 @@
 """Tables of the referrals schema (created by migrations/versions/0002_referrals.py), the
 `Referral` record the service works with (its transitions and the event each one raises), and an
-ART-initiation wait."""
+ART-initiation wait. A referral's fields are declared once, as SQLModel models (`ReferralBase`,
+`ReferralFields`), from which its table, its record and its API schema are made."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,9 +20,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import (
@@ -43,30 +48,64 @@ from .rules import Action
 
 metadata = MetaData()
 
-referral = Table(
-    "referral",
-    metadata,
-    Column("id", PgUUID(as_uuid=True), primary_key=True),
-    Column("subject_type", Text, nullable=False),
-    Column("subject_id", PgUUID(as_uuid=True), nullable=False),
-    Column("client_id", PgUUID(as_uuid=True)),
-    Column("from_facility_id", Text, nullable=False),
-    Column("to_facility_id", Text),
-    Column("referral_service", Text, nullable=False),
-    Column("reason_code", Text, nullable=False),
-    Column("urgency", Text, nullable=False),
-    Column("due_by", Date, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("origin", Text, nullable=False),
-    Column("outcome_code", Text),
-    Column("version", Integer, nullable=False),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("accepted_at", DateTime(timezone=True)),
-    Column("closed_at", DateTime(timezone=True)),
-    Column("created_by", Text, nullable=False),
-    Column("cause_event_id", PgUUID(as_uuid=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+#: column types as the migrations create them (SQLModel's defaults would be VARCHAR for str, a PG
+#: ENUM for an enum, a naive DateTime for datetime): enums are stored as their codes, in text
+_UUID = PgUUID(as_uuid=True)
+_TIME = DateTime(timezone=True)
+
+
+class _Table(SQLModel, registry=registry(metadata=metadata)):
+    """Base of this service's table models: their tables join `metadata` (the other tables of the
+    referrals schema), not SQLModel's global one, which every service would share."""
+
+
+# A referral's fields are declared once, here: `ReferralBase` (what the API shows), `ReferralFields`
+# (what the service stores besides), the table `ReferralRow`, the record `Referral` (below) and the
+# API's `schemas.ReferralPublic`. Its event (pmtct_events.referrals) declares them again on
+# purpose: partners install the event contracts (pmtct-events) alone, so they depend on no
+# service's tables; `Referral.event` maps one onto the other.
+
+
+class ReferralBase(SQLModel):
+    """A referral as anyone who may read it sees it (the API, the FHIR view)."""
+
+    id: UUID = Field(primary_key=True, sa_type=_UUID)
+    subject_type: SubjectType = Field(sa_type=Text)
+    subject_id: UUID = Field(sa_type=_UUID)
+    client_id: UUID | None = Field(sa_type=_UUID)
+    from_facility_id: str = Field(sa_type=Text)
+    to_facility_id: str | None = Field(sa_type=Text)
+    referral_service: ReferralService = Field(sa_type=Text)
+    reason_code: str = Field(sa_type=Text)
+    urgency: Urgency = Field(sa_type=Text)
+    due_by: date = Field(sa_type=Date)
+    status: ReferralStatus = Field(sa_type=Text)
+    origin: ReferralOrigin = Field(sa_type=Text)
+    outcome_code: str | None = Field(sa_type=Text)
+    #: counts its changes, starting at 1 when it is requested
+    version: int = Field(sa_type=Integer)
+    requested_at: datetime = Field(sa_type=_TIME)
+    accepted_at: datetime | None = Field(sa_type=_TIME)
+    closed_at: datetime | None = Field(sa_type=_TIME)
+
+
+class ReferralFields(ReferralBase):
+    """A referral as stored: who created it and the event that caused it are the service's own."""
+
+    created_by: str = Field(sa_type=Text)
+    cause_event_id: UUID | None = Field(sa_type=_UUID)
+    updated_at: datetime = Field(sa_type=_TIME, sa_column_kwargs={"server_default": func.now()})
+
+
+class ReferralRow(ReferralFields, _Table, table=True):
+    """The `referral` table. Only its Core table is used (`referral`): the repository reads and
+    writes referrals in sets, with SQLAlchemy Core, never one ORM object at a time."""
+
+    __tablename__ = "referral"
+
+
+#: the table itself, for the repository's Core statements
+referral: Table = metadata.tables[ReferralRow.__tablename__]
 
 referral_action = Table(
     "referral_action",
@@ -127,30 +166,15 @@ subject_state = Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Referral:
-    """One referral as stored: `version` counts its changes, starting at 1 when it is requested."""
+class Referral(ReferralFields):
+    """One referral as the service works with it: immutable; each transition is a new version.
 
-    id: UUID
-    subject_type: SubjectType
-    subject_id: UUID
-    client_id: UUID | None
-    from_facility_id: str
-    to_facility_id: str | None
-    referral_service: ReferralService
-    reason_code: str
-    urgency: Urgency
-    due_by: date
-    status: ReferralStatus
-    origin: ReferralOrigin
-    outcome_code: str | None
-    version: int
-    requested_at: datetime
-    accepted_at: datetime | None
-    closed_at: datetime | None
-    created_by: str
-    cause_event_id: UUID | None
-    updated_at: datetime
+    A frozen pydantic model of `ReferralFields`, where it was a frozen dataclass declaring them
+    again. Measured against that dataclass: opening one (`requested`) costs ~3 µs more, loading and
+    changing one (`from_row`, `transitioned`) ~2 µs less; in the consumer's batches the record's work
+    is under 2% of a batch either way (tests/referrals timed both), so nothing is lost by it."""
+
+    model_config = SQLModelConfig(frozen=True)
 
     @classmethod
     def requested(cls, *, requested_at: datetime, **fields: Any) -> Referral:
@@ -169,21 +193,12 @@ class Referral:
 
     @classmethod
     def from_row(cls, row: Any) -> Referral:
-        m = row._mapping
-        return cls(
-            **{
-                **m,
-                "subject_type": SubjectType(m["subject_type"]),
-                "referral_service": ReferralService(m["referral_service"]),
-                "urgency": Urgency(m["urgency"]),
-                "status": ReferralStatus(m["status"]),
-                "origin": ReferralOrigin(m["origin"]),
-            }
-        )
+        """A row of `referral` (its codes become enums)."""
+        return cls.model_validate(row._mapping)
 
     def values(self) -> dict[str, Any]:
         """Column values, enums as their codes."""
-        return {name: getattr(getattr(self, name), "value", getattr(self, name)) for name in self.__slots__}
+        return {name: getattr(getattr(self, name), "value", getattr(self, name)) for name in _FIELDS}
 
     @property
     def receiving_facility_id(self) -> str:
@@ -191,7 +206,8 @@ class Referral:
         return self.to_facility_id or self.from_facility_id
 
     def changed(self, **changes: Any) -> Referral:
-        return replace(self, version=self.version + 1, **changes)
+        """Its next version (`changes` are not validated: they come from the transitions below)."""
+        return self.model_copy(update={"version": self.version + 1, **changes})
 
     @property
     def is_open(self) -> bool:
@@ -235,6 +251,7 @@ EVENT_OF: dict[Action | None, type[ReferralEvent]] = {
     Action.cancel: ReferralCancelled,
     Action.expire: ReferralExpired,
 }
+_FIELDS = tuple(ReferralFields.model_fields)
 
 
 @dataclass(frozen=True, slots=True)

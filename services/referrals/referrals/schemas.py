@@ -10,9 +10,9 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pmtct_events.followup import SubjectType
-from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus, Urgency
+from pmtct_events.referrals import ReferralService, ReferralStatus, Urgency
 
-from .models import Referral
+from .models import Referral, ReferralBase
 
 CODE = r"^[a-z0-9_]+$"
 FACILITY = r"^[A-Za-z0-9_\-]{1,40}$"
@@ -57,24 +57,8 @@ class ReferralActionRequest(BaseModel):
     note: str | None = Field(default=None, max_length=2000, description="kept in the referrals service only")
 
 
-class ReferralPublic(BaseModel):
-    id: UUID
-    subject_type: SubjectType
-    subject_id: UUID
-    client_id: UUID | None
-    from_facility_id: str
-    to_facility_id: str | None
-    referral_service: ReferralService
-    reason_code: str
-    urgency: Urgency
-    due_by: date
-    status: ReferralStatus
-    origin: ReferralOrigin
-    outcome_code: str | None
-    version: int
-    requested_at: datetime
-    accepted_at: datetime | None
-    closed_at: datetime | None
+class ReferralPublic(ReferralBase):
+    """A referral as the API shows it: the fields of `models.ReferralBase`, declared there once."""
 
     @classmethod
     def of(cls, r: Referral) -> ReferralPublic:
