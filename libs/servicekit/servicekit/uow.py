@@ -48,8 +48,15 @@ class Aggregate:
     after theirs."""
 
     new_events: list[Event] = field(default_factory=list, kw_only=True, repr=False, compare=False)
+    #: where the aggregate announces that it has new events: its repository's `raised` list, so a
+    #: unit collects from the aggregates that raised something, not from every one it holds
+    raised_into: list[Aggregate] | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def raise_event(self, *events: Event) -> None:
+        if not events:
+            return
+        if not self.new_events and self.raised_into is not None:
+            self.raised_into.append(self)
         self.new_events.extend(events)
 
     def pull_events(self) -> list[Event]:
@@ -68,8 +75,10 @@ class Repository(Generic[K, A]):
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        #: every aggregate this unit of work loaded or added, by key
+        #: every aggregate this unit of work loaded or added, by key (`remember` puts them there)
         self.seen: dict[K, A] = {}
+        #: the seen aggregates with events not collected yet, in the order they first raised one
+        self.raised: list[Aggregate] = []
 
     async def _load(self, keys: list[K]) -> dict[K, A]:
         raise NotImplementedError
@@ -82,18 +91,28 @@ class Repository(Generic[K, A]):
         wanted = list(dict.fromkeys(keys))
         missing = [k for k in wanted if k not in self.seen]
         if missing:
-            self.seen.update(await self._load(missing))
+            for key, aggregate in (await self._load(missing)).items():
+                self.remember(key, aggregate)
         return {k: self.seen[k] for k in wanted if k in self.seen}
 
     async def get(self, key: K) -> A | None:
         return (await self.get_many([key])).get(key)
 
     def add(self, key: K, aggregate: A) -> A:
+        """A new aggregate, or one the repository loaded itself, known from now on."""
+        return self.remember(key, aggregate)
+
+    def remember(self, key: K, aggregate: A) -> A:
         self.seen[key] = aggregate
+        if isinstance(aggregate, Aggregate):
+            aggregate.raised_into = self.raised
+            if aggregate.new_events:
+                self.raised.append(aggregate)
         return aggregate
 
-    def aggregates(self) -> Iterable[A]:
-        return self.seen.values()
+    def take_raised(self) -> list[Aggregate]:
+        raised, self.raised[:] = list(self.raised), []
+        return raised
 
 
 R = TypeVar("R", bound=Repository[Any, Any])
@@ -153,8 +172,8 @@ class UnitOfWork:
         """Take the events the seen aggregates raised since the last call, in the order of the
         repositories and of their aggregates."""
         for repository in self.repositories:
-            for aggregate in repository.aggregates():
-                if isinstance(aggregate, Aggregate) and aggregate.new_events:
+            if repository.raised:
+                for aggregate in repository.take_raised():
                     self._raised.extend(self._tagged(aggregate.pull_events()))
 
     async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:

@@ -1,13 +1,12 @@
-"""The events the followup service announces about a case: schedule items as published, final
-outcomes, and what a timer pass found due, overdue or lost (`infant_announcements`,
-`mother_announcements`).
+"""The events a case of the followup service raises (`cases.InfantCase` / `MotherCase` call these
+builders from their own methods): the start of follow-up with its plan, final outcomes, and what a
+timer tick found due, overdue or lost. Pure: the clock gives the local midnight of a day and "now".
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pmtct_events import Event
@@ -17,23 +16,18 @@ from pmtct_events.followup import (
     ClientViralLoadOverdue,
     FinalOutcome,
     InfantFinalOutcomeRecorded,
+    InfantFollowUpStarted,
     InfantTestDue,
     InfantTestOverdue,
     ScheduleItem,
     SubjectType,
 )
+from servicekit.clock import Clock
 
-from .cases import (
-    InfantCase,
-    MotherCase,
-    TickReport,
-)
 from .schedule import Item, Transition
-from .settings import Settings
 
-log = logging.getLogger(__name__)
-
-GESTATION_WEEKS = 40
+if TYPE_CHECKING:
+    from .cases import InfantCase, MotherCase, TickReport
 
 
 def schedule_item(i: Item) -> ScheduleItem:
@@ -47,12 +41,27 @@ def schedule_item(i: Item) -> ScheduleItem:
     )
 
 
-def outcome_event(
-    infant: InfantCase, outcome: FinalOutcome, on: date, settings: Settings
-) -> InfantFinalOutcomeRecorded:
+def follow_up_started(infant: InfantCase, occurred_at: datetime) -> InfantFollowUpStarted:
+    """An infant just became an HEI: its prophylaxis and open test plan, and why it is high risk."""
+    return InfantFollowUpStarted(
+        facility_id=infant.facility_id,
+        occurred_at=occurred_at,
+        infant_id=infant.infant_id,
+        client_id=infant.client_id,
+        birth_date=infant.facts.birth_date,
+        high_risk=bool(infant.high_risk_reasons),
+        prophylaxis=infant.prophylaxis,
+        plan=[schedule_item(i) for i in infant.items if i.open],
+        high_risk_reasons=infant.high_risk_reasons,
+        follow_up_from=infant.facts.follow_up_from,
+    )
+
+
+def outcome_event(infant: InfantCase, outcome: FinalOutcome, on: date, clock: Clock) -> InfantFinalOutcomeRecorded:
+    """A final outcome occurs on the day it was established (its local midnight)."""
     return InfantFinalOutcomeRecorded(
         facility_id=infant.facility_id,
-        occurred_at=settings.clock.local_midnight(on),
+        occurred_at=clock.local_midnight(on),
         infant_id=infant.infant_id,
         client_id=infant.client_id,
         outcome=outcome,
@@ -64,13 +73,14 @@ def outcome_event(
 # --- announcements of the timers -----------------------------------------------------------------
 
 
-def infant_announcements(infant: InfantCase, report: TickReport, settings: Settings, now: datetime) -> list[Event]:
+def infant_announcements(infant: InfantCase, report: TickReport, clock: Clock) -> list[Event]:
     """The events of one timer tick of an infant, in order: due/overdue tests, lost, outcome.
     The ART-start action has no test, so it moves through the worklist without an event.
 
     A due, overdue or lost announcement occurs when the platform makes it (`now`): for a backfill
     that is later than the dates it carries, and what it asks for (a sample, a tracing visit)
     is to be done from now on. A final outcome occurs on the day it was established."""
+    now = clock.now()
     common = {"facility_id": infant.facility_id, "infant_id": infant.infant_id, "client_id": infant.client_id}
     out = [
         _item_announcement(InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test)
@@ -80,12 +90,13 @@ def infant_announcements(infant: InfantCase, report: TickReport, settings: Setti
     last_seen = infant.attendance.lost_last_seen_on or infant.facts.follow_up_from
     out += _lost(report, SubjectType.infant, infant.infant_id, infant.client_id, infant.facility_id, last_seen, now)
     if report.outcome is not None:
-        out.append(outcome_event(infant, *report.outcome, settings))
+        out.append(outcome_event(infant, *report.outcome, clock))
     return out
 
 
-def mother_announcements(mother: MotherCase, report: TickReport, now: datetime) -> list[Event]:
+def mother_announcements(mother: MotherCase, report: TickReport, clock: Clock) -> list[Event]:
     """The events of one timer tick of a mother: viral loads due or overdue, lost."""
+    now = clock.now()
     common = {"facility_id": mother.facility_id, "client_id": mother.client_id}
     out = [
         _item_announcement(ClientViralLoadDue, ClientViralLoadOverdue, item, transition, now, **common)

@@ -1,6 +1,8 @@
 """The two aggregates of follow-up: an infant case (an HEI from entry to final outcome) and a
-mother case (her viral-load follow-up). Pure: the repository loads and saves them, the service
-feeds them facts (`recompute`) and time (`tick`), and turns what they report into events.
+mother case (her viral-load follow-up). Pure: the repository loads and saves them, the use cases
+feed them facts (`recompute`) and time (`tick`), and the cases raise the events that follow
+(`announce`, `conclude`, `follow_up_started`; built by `announcements.py`), which the unit of work
+writes to the outbox as it commits.
 
 Each case is always changed under its database row lock, so what `tick` announces is announced
 once, and nothing is announced for an item the facts have already satisfied.
@@ -26,7 +28,10 @@ from pmtct_events.followup import (
     ProphylaxisPlan,
     TestResult,
 )
+from servicekit.clock import Clock
+from servicekit.uow import Aggregate
 
+from . import announcements
 from .eid_schedule import (
     EidRules,
     FeedingFact,
@@ -102,7 +107,7 @@ class TickReport:
 
 
 @dataclass(slots=True)
-class InfantCase:
+class InfantCase(Aggregate):
     """A live-born infant of a mother the platform follows. It is in follow-up (an HEI) from birth
     when the mother was positive at delivery, or from her diagnosis while breastfeeding."""
 
@@ -119,6 +124,19 @@ class InfantCase:
     final_outcome_on: date | None = None
     events: list[RecordedEvent] = field(default_factory=list)
     plan: InfantPlan | None = None
+
+    def follow_up_started(self, occurred_at: Any) -> None:
+        """Raise InfantFollowUpStarted (after `start_follow_up`), with its plan as it now stands."""
+        self.raise_event(announcements.follow_up_started(self, occurred_at))
+
+    def conclude(self, decided: tuple[FinalOutcome, date] | None, clock: Clock) -> None:
+        """Raise the final outcome `recompute` or `start_follow_up` just decided, if any."""
+        if decided is not None:
+            self.raise_event(announcements.outcome_event(self, *decided, clock))
+
+    def announce(self, report: TickReport, clock: Clock) -> None:
+        """Raise what a `tick` found: tests due or overdue, lost to follow-up, a deadline outcome."""
+        self.raise_event(*announcements.infant_announcements(self, report, clock))
 
     def record(self, event: RecordedEvent) -> None:
         self.events.append(event)
@@ -175,7 +193,7 @@ class InfantCase:
 
 
 @dataclass(slots=True)
-class MotherCase:
+class MotherCase(Aggregate):
     """What follow-up knows of a mother (a projection of the enrolment events) and her viral-load
     follow-up, which exists only while she is known to be living with HIV."""
 
@@ -211,6 +229,10 @@ class MotherCase:
 
     def recompute(self, rules: MotherRules) -> None:
         self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
+
+    def announce(self, report: TickReport, clock: Clock) -> None:
+        """Raise what a `tick` found: viral loads due or overdue, lost to follow-up."""
+        self.raise_event(*announcements.mother_announcements(self, report, clock))
 
     def tick(self, today: date, silence_days: int) -> TickReport:
         report = TickReport(transitions=tick(self.items, today))

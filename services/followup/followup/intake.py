@@ -31,7 +31,6 @@ from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBa
 from servicekit.uow import UnitOfWork
 
 from . import repository as repo
-from .announcements import outcome_event
 from .cases import InfantCase, MotherCase, RecordedEvent, breastfeeding_until
 from .repository import FollowupUnit, InfantKey
 from .schemas import INFANT_EVENT, INFANT_EVENT_TYPES, EventResult, InfantEventBase, IngestReply
@@ -75,7 +74,6 @@ class InfantBatch(IntakeBatch[Any]):
         self.mothers: dict[UUID, MotherCase] = {}
         self.cases: dict[UUID, InfantCase] = {}
         self.rows: list[dict[str, Any]] = []
-        self.out: list[Event] = []
         self.touched: dict[UUID, InfantCase] = {}
 
     def ref_hash(self, e: InfantEventBase) -> str | None:
@@ -98,8 +96,8 @@ class InfantBatch(IntakeBatch[Any]):
             e = c.event
             self.keys[c.index] = by_id.get(e.infant_id) if e.infant_id else by_hash.get(hashes[c.index] or "")
         found = [k for k in self.keys.values() if k is not None]
-        self.mothers = await repo.lock_mothers(session, (k.client_id for k in found))
-        self.cases = await repo.lock_infants(session, (k.infant_id for k in found), self.settings.timezone)
+        self.mothers = await uow.mothers.get_many(sorted({k.client_id for k in found}))
+        self.cases = await uow.infants.lock((k.infant_id for k in found), self.settings.timezone)
         # read under the locks: a concurrent post of the same events has committed or not started
         known = await repo.known_events(session, (c.event.event_id for c in candidates))
         return {eid: Recorded(h, {"infant_id": infant_id}) for eid, (h, infant_id) in known.items()}
@@ -127,7 +125,7 @@ class InfantBatch(IntakeBatch[Any]):
             return Reject(*problem, extra={"infant_id": case.infant_id})
         catalog = catalog_event(case, e, day)
         if catalog is not None:
-            self.out.append(catalog)
+            case.raise_event(catalog)
         case.record(RecordedEvent(e.type, day, self.settings.clock.today(), e.data.model_dump(mode="json")))
         self.touched[case.infant_id] = case
         self.rows.append(
@@ -144,13 +142,13 @@ class InfantBatch(IntakeBatch[Any]):
         return Accept({"infant_id": case.infant_id})
 
     async def write(self, uow: FollowupUnit) -> None:
-        session, settings = uow.session, self.settings
+        """Recompute the touched infants (a final outcome they now have is raised), save them and
+        their mothers' breastfeeding end through the unit, record the posted events."""
+        settings = self.settings
         for case in self.touched.values():
-            decided = case.recompute(settings.eid)
-            if decided is not None:
-                self.out.append(outcome_event(case, *decided, settings))
-            await repo.save_infant(
-                session, case, case.next_wakeup(settings.eid, settings.lost_to_follow_up_days), settings.timer_settle_s
+            case.conclude(case.recompute(settings.eid), settings.clock)
+            uow.infants.save(
+                case, case.next_wakeup(settings.eid, settings.lost_to_follow_up_days), settings.timer_settle_s
             )
         for client_id in sorted({c.client_id for c in self.touched.values()}):
             mother = self.mothers[client_id]
@@ -159,9 +157,8 @@ class InfantBatch(IntakeBatch[Any]):
             if until != mother.breastfeeding_until:
                 mother.breastfeeding_until = until
                 mother.recompute(settings.mother_viral_load)
-                await repo.save_mother(session, mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
-        await repo.add_events(session, self.rows)
-        uow.publish(*self.out)
+                uow.mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
+        await repo.add_events(uow.session, self.rows)
 
 
 def domain_problem(case: InfantCase, e: InfantEventBase, day: date) -> tuple[Code, str] | None:

@@ -29,8 +29,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-GESTATION_WEEKS = 40
-
 # --- reads ---------------------------------------------------------------------------------------
 
 

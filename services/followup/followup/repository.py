@@ -41,6 +41,12 @@ _LOCK_MOTHERS = text(
 ).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
 
 
+_SELECT_MOTHERS = text(
+    "SELECT *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id) AS infant_ids"
+    " FROM mothers WHERE client_id = ANY(CAST(:client_ids AS uuid[])) ORDER BY client_id FOR UPDATE"
+).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
+
+
 class Mothers(Repository[UUID, MotherCase]):
     """The mothers of a unit of work's events, created on first sight (at the facility of their
     first event) and locked for the rest of the transaction, in id order, in one statement for all
@@ -50,16 +56,14 @@ class Mothers(Repository[UUID, MotherCase]):
 
     Lock order, as everywhere in this module: a mother before her infants."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, infants: Infants) -> None:
         super().__init__(session)
+        self.infants = infants
         #: each held mother's row as the database has it (what `flush` compares with)
         self.stored: dict[UUID, dict[str, Any]] = {}
         #: the ids of each held mother's live-born infants (a mother's lock guards the list: infants
         #: are added only by her delivery events, under it)
         self.infant_ids: dict[UUID, list[UUID]] = {}
-        #: the rows of the infants this unit created and has not loaded yet: locked by their
-        #: insert, and nothing is recorded about them elsewhere
-        self.born_now: dict[UUID, Any] = {}
         #: the mothers an event touched: client_id -> (next_timer_on, settle_s) to write at commit
         self.touched: dict[UUID, tuple[date | None, float | None]] = {}
 
@@ -70,19 +74,30 @@ class Mothers(Repository[UUID, MotherCase]):
             wanted.setdefault(client_id, facility_id)
         new = {c: f for c, f in wanted.items() if c not in self.seen}
         if new:
-            rows = (
-                await self.session.execute(_LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())})
-            ).all()
-            positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
-            items = await load_items(self.session, positive) if positive else {}
-            for r in rows:
-                case = self.add(r.client_id, _mother(r._mapping, items.get(r.client_id, [])))
-                self.stored[case.client_id] = _mother_values(case, r.next_timer_on)
-                self.infant_ids[case.client_id] = list(r.infant_ids)
+            rows = await self.session.execute(
+                _LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())}
+            )
+            await self._keep(rows.all())
         return {c: self.seen[c] for c in wanted}
 
+    async def _load(self, keys: list[UUID]) -> dict[UUID, MotherCase]:
+        """Mothers known already (the timers', an infant event's), locked in id order."""
+        rows = (await self.session.execute(_SELECT_MOTHERS, {"client_ids": sorted(keys)})).all()
+        return await self._keep(rows)
+
+    async def _keep(self, rows: Sequence[Any]) -> dict[UUID, MotherCase]:
+        positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
+        items = await load_items(self.session, positive) if positive else {}
+        kept: dict[UUID, MotherCase] = {}
+        for r in rows:
+            case = kept[r.client_id] = self.add(r.client_id, _mother(r._mapping, items.get(r.client_id, [])))
+            self.stored[case.client_id] = _mother_values(case, r.next_timer_on)
+            self.infant_ids[case.client_id] = list(r.infant_ids)
+        return kept
+
     def touch(self, case: MotherCase, next_timer_on: date | None, settle_s: float | None) -> None:
-        """An event applied to a held mother: her row and items are written by `flush`."""
+        """A held mother changed (or an input restarts her settle delay, `settle_s`; None from the
+        timers): her row and items are written by `flush`."""
         self.touched[case.client_id] = (next_timer_on, settle_s)
 
     async def add_infants(self, client_id: UUID, rows: Sequence[dict[str, Any]]) -> None:
@@ -91,17 +106,12 @@ class Mothers(Repository[UUID, MotherCase]):
         added = (await self.session.execute(_ADD_INFANTS, list(rows))).all()
         for row in added:
             self.infant_ids[client_id].append(row.infant_id)
-            self.born_now[row.infant_id] = row._mapping
+            # locked by its insert, with no history or items yet: no need to load it
+            self.infants.add(row.infant_id, _infant(row._mapping, [], []))
 
     async def infants_of(self, client_id: UUID, tz: str) -> dict[UUID, InfantCase]:
-        """A held mother's infants, locked (`lock_infants`). One this unit created is taken the
-        first time from its insert, with no history or items (its event may give it items, saved
-        at once; it is loaded like the others from then on)."""
-        ids = self.infant_ids[client_id]
-        born = {i: self.born_now.pop(i) for i in ids if i in self.born_now}
-        cases = await lock_infants(self.session, [i for i in ids if i not in born], tz)
-        cases.update({i: _infant(row, [], []) for i, row in born.items()})
-        return dict(sorted(cases.items()))
+        """A held mother's infants, locked, in id order (`Infants.lock`)."""
+        return await self.infants.lock(self.infant_ids[client_id], tz)
 
     async def flush(self) -> None:
         """Write the held mothers the unit's events touched: the rows that changed in full, a
@@ -129,32 +139,57 @@ class Mothers(Repository[UUID, MotherCase]):
         self.touched.clear()
 
 
-class FollowupUnit(UnitOfWork):
-    """The followup service's unit of work: the mothers it holds (infants are locked and saved
-    through the module's functions, under their mother's lock)."""
+class Infants(Repository[UUID, InfantCase]):
+    """The infant cases of a unit of work, locked in id order with their history and items, each
+    loaded once (`lock`); `save` notes the case's next timer day and settle delay, and `flush` writes
+    the saved ones in a statement per table. Infants are locked after their mothers (the lock order
+    of this module)."""
 
     def __init__(self, session: AsyncSession) -> None:
         super().__init__(session)
-        self.mothers = self.track(Mothers(session))
+        self.saved: dict[UUID, tuple[date | None, float | None]] = {}
+
+    async def lock(self, infant_ids: Iterable[UUID], tz: str) -> dict[UUID, InfantCase]:
+        """`tz`: the programme's zone, in which the history's days are read."""
+        ids = sorted(set(infant_ids))
+        missing = [i for i in ids if i not in self.seen]
+        if missing:
+            for key, case in (await lock_infants(self.session, missing, tz)).items():
+                self.remember(key, case)
+        return {i: self.seen[i] for i in ids if i in self.seen}
+
+    def save(self, case: InfantCase, next_timer_on: date | None, settle_s: float | None) -> None:
+        """`settle_s` is set when an input changed the case (timers then wait); None from the timers."""
+        self.saved[case.infant_id] = (next_timer_on, settle_s)
+
+    async def flush(self) -> None:
+        if not self.saved:
+            return
+        cases = [(self.seen[i], wake, settle) for i, (wake, settle) in sorted(self.saved.items())]
+        await self.session.execute(_SAVE_INFANT, [_infant_values(c, wake, settle) for c, wake, settle in cases])
+        item_rows = [
+            row for c, _, _ in cases for row in _item_rows("infant", c.infant_id, c.client_id, c.facility_id, c.items)
+        ]
+        if item_rows:
+            await self.session.execute(_SAVE_ITEMS, item_rows)
+        self.saved.clear()
+
+
+class FollowupUnit(UnitOfWork):
+    """The followup service's unit of work: the mothers and infants it holds, locked (a mother
+    before her infants) and written once, as it commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.infants = Infants(session)
+        self.mothers = self.track(Mothers(session, self.infants))
+        self.track(self.infants)
 
 
 _SETTLE_MOTHERS = text(
     "UPDATE mothers SET updated_at = now(), settle_until = now() + make_interval(secs => CAST(:settle_s AS float8))"
     " WHERE client_id = ANY(CAST(:ids AS uuid[]))"
 )
-
-
-async def lock_mothers(session: AsyncSession, client_ids: Iterable[UUID]) -> dict[UUID, MotherCase]:
-    ids = sorted(set(client_ids))
-    if not ids:
-        return {}
-    rows = (
-        await session.execute(
-            select(mothers).where(any_of(mothers.c.client_id, ids)).order_by(mothers.c.client_id).with_for_update()
-        )
-    ).all()
-    items = await load_items(session, ids)
-    return {r.client_id: _mother(r._mapping, items.get(r.client_id, [])) for r in rows}
 
 
 def _mother(row: Any, items: list[Item]) -> MotherCase:
@@ -201,15 +236,6 @@ _MOTHER_FACTS = (
     "transferred_out_on",
 )
 _SAVE_MOTHER = _update("mothers", "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads",))
-
-
-async def save_mother(
-    session: AsyncSession, case: MotherCase, next_timer_on: date | None, settle_s: float | None
-) -> None:
-    """`settle_s` is set when an input changed the case (timers then wait); None from the timers."""
-    values = {**_mother_values(case, next_timer_on), "key": case.client_id, "settle_s": settle_s}
-    await session.execute(_SAVE_MOTHER, values)
-    await save_items(session, "client", case.client_id, case.client_id, case.facility_id, case.items)
 
 
 def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, Any]:
@@ -336,9 +362,8 @@ _INFANT_FACTS = (
 _SAVE_INFANT = _update("infants", "infant_id", _INFANT_FACTS + _ATTENDANCE, jsonb=("high_risk_reasons", "prophylaxis"))
 
 
-async def save_infant(
-    session: AsyncSession, case: InfantCase, next_timer_on: date | None, settle_s: float | None
-) -> None:
+def _infant_values(case: InfantCase, next_timer_on: date | None, settle_s: float | None) -> dict[str, Any]:
+    """The parameters of `_SAVE_INFANT` for a case."""
     plan = case.plan
     values: dict[str, Any] = {
         "key": case.infant_id,
@@ -357,8 +382,7 @@ async def save_infant(
         "final_outcome_on": case.final_outcome_on,
         **_attendance_values(case.attendance, next_timer_on, settle_s),
     }
-    await session.execute(_SAVE_INFANT, values)
-    await save_items(session, "infant", case.infant_id, case.client_id, case.facility_id, case.items)
+    return values
 
 
 # --- schedule items ------------------------------------------------------------------------------
@@ -408,16 +432,6 @@ _SAVE_ITEMS = text(
         updated_at = now()
     """
 )
-
-
-async def save_items(
-    session: AsyncSession, subject_type: str, subject_id: UUID, client_id: UUID, facility_id: str, items: list[Item]
-) -> None:
-    """Write the items that changed. The announcement stamps record when a due or overdue
-    transition was committed (with its event, in this same transaction)."""
-    rows = _item_rows(subject_type, subject_id, client_id, facility_id, items)
-    if rows:
-        await session.execute(_SAVE_ITEMS, rows)
 
 
 def _item_rows(

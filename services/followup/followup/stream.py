@@ -12,7 +12,6 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from pmtct_events import Event
 from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
@@ -29,12 +28,8 @@ from pmtct_events.enrolment import (
     StatusAtEnrolment,
     ViralLoadRecorded,
 )
-from pmtct_events.followup import (
-    InfantFollowUpStarted,
-)
 
 from . import repository as repo
-from .announcements import outcome_event, schedule_item
 from .cases import (
     InfantCase,
     MotherCase,
@@ -42,11 +37,10 @@ from .cases import (
     exposure_start,
 )
 from .eid_schedule import MotherAtDelivery, breastfeeding_stopped_on, high_risk_reasons
+from .mother_schedule import GESTATION_WEEKS
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-GESTATION_WEEKS = 40
 
 
 async def preload(uow: repo.FollowupUnit, events: Sequence[ClientEvent]) -> None:
@@ -73,11 +67,9 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
             delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
-            changed, events = follow_infant(infant, mother, event, delivery, diagnosed_before, settings)
-            if changed:
-                uow.publish(*events)
+            if follow_infant(infant, mother, event, delivery, diagnosed_before, settings):
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
-                await repo.save_infant(uow.session, infant, wakeup, settings.timer_settle_s)
+                uow.infants.save(infant, wakeup, settings.timer_settle_s)
         mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
     mother.recompute(settings.mother_viral_load)
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
@@ -178,12 +170,12 @@ def follow_infant(
     delivery: DeliveryRecorded | None,
     diagnosed_before: date | None,
     settings: Settings,
-) -> tuple[bool, list[Event]]:
+) -> bool:
     """What a mother event means for one of her infants: a mother's death ends breastfeeding; a
-    positive mother (at delivery, or diagnosed while breastfeeding) starts its follow-up."""
+    positive mother (at delivery, or diagnosed while breastfeeding) starts its follow-up. The
+    infant raises what follows (InfantFollowUpStarted, a final outcome); True when it changed."""
     rules = settings.eid
     changed = False
-    out: list[Event] = []
     mother_died_on = max(mother.died_on, infant.facts.birth_date) if mother.died_on else None
     if mother_died_on is not None and infant.facts.mother_died_on != mother_died_on:
         infant.facts = replace(infant.facts, mother_died_on=mother_died_on)
@@ -191,32 +183,15 @@ def follow_infant(
     if not infant.in_follow_up:
         start = exposure_start(infant.facts.birth_date, mother, breastfeeding_stopped_on(infant.facts), rules)
         if start is None or infant.facts.died_on is not None:
-            return changed, out
+            return changed
         context = _context_at_delivery(infant, mother, delivery, diagnosed_before)
-        reasons = high_risk_reasons(context, rules)
-        decided = infant.start_follow_up(start, reasons, rules)
-        out.append(
-            InfantFollowUpStarted(
-                facility_id=infant.facility_id,
-                occurred_at=event.occurred_at,
-                infant_id=infant.infant_id,
-                client_id=infant.client_id,
-                birth_date=infant.facts.birth_date,
-                high_risk=bool(reasons),
-                prophylaxis=infant.prophylaxis,
-                plan=[schedule_item(i) for i in infant.items if i.open],
-                high_risk_reasons=reasons,
-                follow_up_from=start,
-            )
-        )
-        if decided is not None:
-            out.append(outcome_event(infant, *decided, settings))
-        return True, out
+        decided = infant.start_follow_up(start, high_risk_reasons(context, rules), rules)
+        infant.follow_up_started(event.occurred_at)
+        infant.conclude(decided, settings.clock)
+        return True
     if changed:
-        decided = infant.recompute(rules)
-        if decided is not None:
-            out.append(outcome_event(infant, *decided, settings))
-    return changed, out
+        infant.conclude(infant.recompute(rules), settings.clock)
+    return changed
 
 
 def _context_at_delivery(

@@ -34,11 +34,11 @@ from uuid import UUID
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pmtct_events import CloudEvent
 from servicekit import uow
 from servicekit.app import Runtime
 
 from . import repository as repo
-from .announcements import infant_announcements, mother_announcements
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,26 +71,20 @@ async def fire(
     started = time.perf_counter()
     async with uow.begin(sessions, repo.FollowupUnit) as unit:
         ids = await repo.claim_due_infants(unit.session, today, settings.timer_batch_size, only)
-        cases = await repo.lock_infants(unit.session, ids, settings.timezone)
-        out = []
+        cases = await unit.infants.lock(ids, settings.timezone)
         for case in cases.values():
-            report = case.tick(today, settings.eid, silence)
-            out += infant_announcements(case, report, settings, settings.clock.now())
-            await repo.save_infant(unit.session, case, case.next_wakeup(settings.eid, silence), None)
-        unit.publish(*out)
-        await unit.commit()
+            case.announce(case.tick(today, settings.eid, silence), settings.clock)
+            unit.infants.save(case, case.next_wakeup(settings.eid, silence), None)
+        out = await unit.commit()
     _count(out)
     infants_handled = len(ids)
     async with uow.begin(sessions, repo.FollowupUnit) as unit:
         ids = await repo.claim_due_mothers(unit.session, today, settings.timer_batch_size, only)
-        mothers = await repo.lock_mothers(unit.session, ids)
-        out = []
+        mothers = await unit.mothers.get_many(sorted(ids))
         for mother in mothers.values():
-            report = mother.tick(today, silence)
-            out += mother_announcements(mother, report, settings.clock.now())
-            await repo.save_mother(unit.session, mother, mother.next_wakeup(silence), None)
-        unit.publish(*out)
-        await unit.commit()
+            mother.announce(mother.tick(today, silence), settings.clock)
+            unit.mothers.touch(mother, mother.next_wakeup(silence), None)
+        out = await unit.commit()
     _count(out)
     PASS_SECONDS.observe(time.perf_counter() - started)
     if infants_handled or ids:
@@ -98,7 +92,7 @@ async def fire(
     return max(infants_handled, len(ids))
 
 
-def _count(events: list) -> None:
+def _count(envelopes: list[CloudEvent]) -> None:
     """Counted after the commit: what the metric shows was announced."""
-    for event in events:
-        ANNOUNCED.labels(event.event_name).inc()
+    for ce in envelopes:
+        ANNOUNCED.labels(ce.event_name).inc()

@@ -321,7 +321,8 @@ class Subjects(Repository[UUID, Subject]):
         wanted = list(dict.fromkeys(keys))
         missing = [k for k in wanted if k not in self.seen]
         if missing:
-            self.seen.update(await self._read(missing, lock=False))
+            for key, subject in (await self._read(missing, lock=False)).items():
+                self.remember(key, subject)
         return {k: self.seen[k] for k in wanted}
 
     def hold(self, referrals: Iterable[Referral]) -> list[Subject]:
