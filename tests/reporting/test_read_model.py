@@ -17,8 +17,8 @@ from reporting import repository
 from reporting.handlers import build
 from reporting.indicators import sum_counts
 from reporting.periods import parse_period
+from reporting.queries import counts_by_cell
 from reporting.repository import ReportingUnit
-from reporting.service import counts_by_cell
 from reporting.settings import Settings
 from servicekit import bootstrap, uow
 from servicekit.db import create_engine, sessionmaker

@@ -1,4 +1,4 @@
-"""HTTP endpoints of the enrolment service: a few lines each, the work is in `service.py`."""
+"""HTTP endpoints of the enrolment service: a few lines each, the work is in `queries.py`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
 from . import intake as emr_intake
-from . import service
+from . import queries
 from .personal_data import PersonalDataCipher
 from .schemas import REF_PATTERN, TEXT_PATTERN, BatchResult, ClientPublic, EventBatch, PersonalDataRead
 from .settings import Settings
@@ -82,7 +82,7 @@ async def get_client(
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
     clock = runtime.settings.clock
-    return await service.read_client(session, cipher, principal, client_id, purpose, "by_client_id", clock)
+    return await queries.read_client(session, cipher, principal, client_id, purpose, "by_client_id", clock)
 
 
 @router.get("/clients", summary="Find a client by the EMR's record number (audited)")
@@ -96,7 +96,7 @@ async def find_client(
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
     clock = runtime.settings.clock
-    return await service.find_client(session, cipher, principal, facility_id, client_ref, purpose, clock)
+    return await queries.find_client(session, cipher, principal, facility_id, client_ref, purpose, clock)
 
 
 @router.get("/audit", summary="Who read which client's personal data, and why (admin)")
@@ -107,4 +107,4 @@ async def audit(
     caller: Annotated[str | None, Query(max_length=200, pattern=TEXT_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PersonalDataRead]:
-    return await service.personal_data_reads(session, client_id, caller, limit)
+    return await queries.personal_data_reads(session, client_id, caller, limit)

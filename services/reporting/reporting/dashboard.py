@@ -22,7 +22,7 @@ from servicekit.auth import Principal, current_principal
 from servicekit.facilities import FacilityRegistry
 from servicekit.problems import Problem
 
-from . import charts, service
+from . import charts, queries
 from .indicators import CASCADE, COUNTS, INDICATORS, MTCT_EARLY, REFERRAL_COMPLETION, Indicator, evaluate, sum_counts
 from .periods import Period
 
@@ -83,10 +83,10 @@ async def page(
 ) -> str:
     """The whole page for the filters: the cascade, every indicator, and trends up to the period's end."""
     visible = [f for f in registry.all() if principal.may_act_for(f.facility_id)]
-    scope = service.resolve_scope(registry, principal, facility_id=filters.facility_id, district=filters.district)
-    cells = await service.counts_by_cell(session, scope.facility_ids, filters.period.start, filters.period.end)
+    scope = queries.resolve_scope(registry, principal, facility_id=filters.facility_id, district=filters.district)
+    cells = await queries.counts_by_cell(session, scope.facility_ids, filters.period.start, filters.period.end)
     totals = sum_counts(cells.values())
-    series = await service.monthly_totals(session, scope, filters.period.previous_months(trend_months))
+    series = await queries.monthly_totals(session, scope, filters.period.previous_months(trend_months))
 
     def trend(indicator: Indicator) -> list[tuple[str, float | None]]:
         return [(m.start.strftime("%b %y"), evaluate(counts, [indicator])[0].value) for m, counts in series]

@@ -1,4 +1,4 @@
-"""HTTP endpoints of the reporting service."""
+"""HTTP endpoints of the reporting queries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal
 from servicekit.problems import Problem
 
-from . import dashboard, dhis2, service
+from . import dashboard, dhis2, queries
 from .periods import Period
 from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
 from .settings import Settings
@@ -35,7 +35,7 @@ CountryQuery = Annotated[str | None, Query(description="A country code of the fa
 
 @dataclass(frozen=True)
 class Where:
-    scope: service.Scope
+    scope: queries.Scope
     period: Period
 
 
@@ -49,8 +49,8 @@ async def where(
     country: CountryQuery = None,
 ) -> Where:
     """The scope (narrowed to what the caller may see) and the period a report is asked for."""
-    scope = service.resolve_scope(rt.registry, principal, facility_id, district, province, country)
-    return Where(scope, service.period_from(period, rt.settings.clock.today()))
+    scope = queries.resolve_scope(rt.registry, principal, facility_id, district, province, country)
+    return Where(scope, queries.period_from(period, rt.settings.clock.today()))
 
 
 WhereDep = Annotated[Where, Depends(where)]
@@ -58,7 +58,7 @@ WhereDep = Annotated[Where, Depends(where)]
 
 @router.get("/indicators", summary="Programme indicators for a facility, district, province or country")
 async def indicators(session: SessionDep, w: WhereDep) -> IndicatorReport:
-    values = await service.indicator_values(session, w.scope, w.period)
+    values = await queries.indicator_values(session, w.scope, w.period)
     return IndicatorReport(
         period=PeriodPublic.of(w.period),
         scope=ScopePublic(level=w.scope.level, id=w.scope.id, facilities=w.scope.facility_ids),
@@ -74,7 +74,7 @@ async def facilities(rt: RuntimeDep, principal: Reader) -> list[FacilityPublic]:
 @router.get("/exports/dhis2", summary="Counts as a DHIS2 dataValueSets document, one org unit per facility")
 async def dhis2_export(rt: RuntimeDep, session: SessionDep, w: WhereDep) -> DataValueSet:
     mapping = dhis2.load_mapping(rt.settings.dhis2_mapping_path)
-    return await service.dhis2_export(session, w.scope, w.period, mapping)
+    return await queries.dhis2_export(session, w.scope, w.period, mapping)
 
 
 @router.get(
@@ -84,7 +84,7 @@ async def dhis2_export(rt: RuntimeDep, session: SessionDep, w: WhereDep) -> Data
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def indicators_csv(session: SessionDep, w: WhereDep) -> Response:
-    body = await service.indicators_csv(session, w.scope, w.period)
+    body = await queries.indicators_csv(session, w.scope, w.period)
     filename = f"pmtct-indicators-{w.period.id}.csv"
     return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -110,7 +110,7 @@ async def dashboard_page(
     # the form sends both selects: a chosen facility is the narrower filter
     today = rt.settings.clock.today()
     filters = dashboard.Filters(
-        facility_id or None, None if facility_id else district or None, service.period_from(period, today)
+        facility_id or None, None if facility_id else district or None, queries.period_from(period, today)
     )
     html = await dashboard.page(session, principal, rt.registry, filters, rt.settings.dashboard_trend_months, today)
     return HTMLResponse(html)

@@ -1,5 +1,5 @@
-"""Use cases of the enrolment service: read a client, query the audit. Mother events from EMRs
-(`POST /v1/events`) are taken in `intake.py`."""
+"""Reads of the enrolment service: a client (her personal data through an audited read), the
+audit. Mother events from EMRs (`POST /v1/events`) are taken in `intake.py`."""
 
 from __future__ import annotations
 

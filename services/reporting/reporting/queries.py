@@ -1,4 +1,4 @@
-"""Use cases of the reporting service: indicators for a scope and period, exports, dashboard data.
+"""Reads of the reporting service: indicators for a scope and period, exports, dashboard data.
 
 A scope is a facility, a district, a province, a country or everything, resolved through the
 facility registry and narrowed to the facilities the caller may see: a clinic's token sees only
