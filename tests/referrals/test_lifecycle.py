@@ -162,7 +162,7 @@ async def test_the_action_time_and_outcome_are_recorded(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "at, code",
-    [("2099-01-01T00:00:00Z", "time_in_future"), ("2020-01-01T00:00:00Z", "time_before_request")],
+    [("2099-01-01T00:00:00Z", "occurred_in_future"), ("2020-01-01T00:00:00Z", "time_before_request")],
 )
 async def test_an_action_time_outside_the_referral_s_life_is_rejected(api: Api, at: str, code: str) -> None:
     r = await api.create()
@@ -222,7 +222,7 @@ async def test_a_clinic_cannot_refer_from_a_facility_it_does_not_act_for(api: Ap
         ({"from_facility_id": "FAC-XX-999"}, "unknown_facility"),
         ({"to_facility_id": "FAC-XX-999"}, "unknown_facility"),
         ({"due_by": (date.today() - timedelta(days=1)).isoformat()}, "due_by_before_request"),
-        ({"requested_at": "2099-01-01T00:00:00Z"}, "time_in_future"),
+        ({"requested_at": "2099-01-01T00:00:00Z"}, "occurred_in_future"),
         ({"referral_service": "astrology"}, "validation_failed"),
         ({"reason_code": "Has Spaces"}, "validation_failed"),
         ({"urgency": "whenever"}, "validation_failed"),

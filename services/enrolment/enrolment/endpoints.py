@@ -75,28 +75,32 @@ async def post_events(
 @router.get("/clients/{client_id}", summary="A client with her personal data (audited)")
 async def get_client(
     client_id: UUID,
-    session: SessionDep,
     cipher: CipherDep,
     purpose: PurposeDep,
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
     clock = runtime.settings.clock
-    return await queries.read_client(session, cipher, principal, client_id, purpose, "by_client_id", clock)
+    async with runtime.begin() as uow:  # the audit row commits before the answer leaves
+        found = await queries.read_client(uow.session, cipher, principal, client_id, purpose, "by_client_id", clock)
+        await uow.commit()
+    return found
 
 
 @router.get("/clients", summary="Find a client by the EMR's record number (audited)")
 async def find_client(
     facility_id: Annotated[str, Query(min_length=1, max_length=64, pattern=REF_PATTERN)],
     client_ref: Annotated[str, Query(min_length=1, max_length=64, pattern=REF_PATTERN)],
-    session: SessionDep,
     cipher: CipherDep,
     purpose: PurposeDep,
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("clients:read")],
 ) -> ClientPublic:
     clock = runtime.settings.clock
-    return await queries.find_client(session, cipher, principal, facility_id, client_ref, purpose, clock)
+    async with runtime.begin() as uow:  # the audit row commits before the answer leaves
+        found = await queries.find_client(uow.session, cipher, principal, facility_id, client_ref, purpose, clock)
+        await uow.commit()
+    return found
 
 
 @router.get("/audit", summary="Who read which client's personal data, and why (admin)")

@@ -38,7 +38,8 @@ async def read_client(
     clock: Clock,
 ) -> ClientPublic:
     """A client's record with her personal data, for a caller that may act for one of her
-    facilities. The read is audited in the same transaction, so no data leaves unrecorded."""
+    facilities. The read is audited in the caller's unit of work, which commits it before the
+    answer leaves (`endpoints.py`), so no data leaves unrecorded."""
     row = await repository.client(session, client_id)
     registrations = await repository.registrations_of(session, client_id) if row else []
     visible = [r for r in registrations if principal.may_act_for(r["facility_id"])]
@@ -48,7 +49,6 @@ async def read_client(
         row.birth_date, row.birth_date_estimated, await repository.history(session, client_id), clock=clock
     )
     await repository.record_read(session, client_id, principal.client_id, purpose, access)
-    await session.commit()
     personal = {c: cipher.decrypt(client_id, c, row.personal[c]) for c in repository.PERSONAL_COLUMNS}
     return ClientPublic(
         client_id=client_id,

@@ -17,7 +17,9 @@ from pmtct_events.referrals import ReferralOrigin
 from servicekit.app import Runtime
 from servicekit.auth import Principal
 from servicekit.facilities import FacilityRegistry
+from servicekit.intake import Code
 from servicekit.problems import Problem
+from servicekit.settings import ServiceSettings
 
 from . import repository, rules
 from .models import Referral
@@ -25,9 +27,6 @@ from .queries import may_read, not_found
 from .repository import NeedAlreadyOpen, ReferralsUnit
 from .rules import Action
 from .schemas import ReferralActionRequest, ReferralCreate
-
-#: how far in the future an action's time may be (clock skew between an EMR and us)
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _unit(rt: Runtime) -> AbstractAsyncContextManager[ReferralsUnit]:
@@ -39,9 +38,11 @@ def _check_facility(registry: FacilityRegistry, facility_id: str, field: str) ->
         raise Problem(422, "unknown_facility", f"{field}: facility {facility_id!r} is not in the facility registry.")
 
 
-def _check_time(at: datetime, moment: datetime, field: str) -> None:
-    if at > moment + CLOCK_SKEW:
-        raise Problem(422, "time_in_future", f"{field} {at.isoformat()} is in the future.")
+def _check_time(at: datetime, moment: datetime, field: str, settings: ServiceSettings) -> None:
+    """The intake pipeline's rule and code (`servicekit.intake`): a time may be ahead of ours by the
+    one tolerance setting (`PMTCT_INTAKE_FUTURE_TOLERANCE_S`), for clocks that differ a little."""
+    if at > moment + timedelta(seconds=settings.intake_future_tolerance_s):
+        raise Problem(422, Code.occurred_in_future, f"{field} {at.isoformat()} is in the future.")
 
 
 def _already_open(r: Referral, existing: Referral | None) -> Problem:
@@ -61,7 +62,7 @@ async def create_referral(rt: Runtime, principal: Principal, body: ReferralCreat
         _check_facility(rt.registry, body.to_facility_id, "to_facility_id")
     principal.require_facility(body.from_facility_id)
     requested_at = (body.requested_at or moment).astimezone(UTC)
-    _check_time(requested_at, moment, "requested_at")
+    _check_time(requested_at, moment, "requested_at", rt.settings)
     if body.due_by < clock.local_day(requested_at):
         raise Problem(422, "due_by_before_request", f"due_by {body.due_by} is before the referral is requested.")
     if body.subject_type is SubjectType.client and body.client_id not in (None, body.subject_id):
@@ -110,7 +111,7 @@ async def act(
 ) -> Referral:
     moment = rt.settings.clock.now()
     at = (body.at or moment).astimezone(UTC)
-    _check_time(at, moment, "at")
+    _check_time(at, moment, "at", rt.settings)
     if action in rules.NEEDS_OUTCOME and body.outcome_code is None:
         raise Problem(422, "outcome_required", f"To {action.value} a referral, give the reason as outcome_code.")
     async with _unit(rt) as unit:
