@@ -23,6 +23,8 @@ from pmtct_events.followup import (
 from servicekit import intake
 from servicekit.intake import PostedEvent, Strict
 
+from .models import ScheduleItemBase
+
 # --- POST /v1/events -----------------------------------------------------------------------------
 
 
@@ -140,18 +142,8 @@ class IngestReply(intake.BatchReply[EventResult]):
 # --- GET /v1/infants/{id} ------------------------------------------------------------------------
 
 
-class ScheduleItemPublic(BaseModel):
-    item_id: UUID
-    kind: ScheduleKind
-    test: InfantTest | None
-    window_start: date
-    window_end: date
-    overdue_on: date
-    status: str
-    satisfied_on: date | None
-    cancel_reason: str | None
-    due_announced_at: datetime | None
-    overdue_announced_at: datetime | None
+class ScheduleItemPublic(ScheduleItemBase):
+    """An item of the infant's plan: the fields of `models.ScheduleItemBase`, declared there once."""
 
 
 class TestResultPublic(BaseModel):
