@@ -125,3 +125,16 @@ async def test_the_identity_map_loads_a_batch_once_and_answers_later_gets_from_m
     assert again is many["b"], "the same object: changes made through one get are seen by the next"
     assert list(more) == ["b", "c"]
     assert loads == [["a", "b"], ["c"]], "one load per batch of keys not seen yet"
+
+
+async def test_a_timer_acting_on_an_earlier_event_keeps_it_as_the_cause(spine) -> None:
+    diagnosis, correlation = uuid4(), "emr-batch-3"
+    async with uow.begin(spine.sessions, Unit) as unit:
+        with unit.caused_by(diagnosis, correlation):
+            (await unit.streams.get("a")).ping(spine.Event, 1)
+        (await unit.streams.get("a")).ping(spine.Event, 2)
+        await unit.commit()
+
+    first, second = (r["headers"] for r in await _outbox(spine))
+    assert (first["ce_causationid"], first["ce_correlationid"]) == (str(diagnosis), correlation)
+    assert "ce_causationid" not in second, "raised after the block: no cause"

@@ -139,7 +139,10 @@ class UnitOfWork:
         self.session = session
         self.repositories: list[Repository[Any, Any]] = []
         self.correlation_id = None
+        #: the consumed message being applied (`handling`), if any
         self.cause: CloudEvent | None = None
+        #: (causation id, correlation id) of what is raised now (`handling`, `caused_by`)
+        self._because: tuple[UUID, str | UUID] | None = None
         self._raised: list[_Raised] = []
         self.committed = False
 
@@ -150,23 +153,34 @@ class UnitOfWork:
     @contextmanager
     def handling(self, ce: CloudEvent) -> Iterator[None]:
         """Apply a consumed message: what is raised meanwhile is caused by it."""
-        self.collect_new_events()
         self.cause = ce
+        try:
+            with self.caused_by(ce.id, ce.correlation_id or ce.id):
+                yield
+        finally:
+            self.cause = None
+
+    @contextmanager
+    def caused_by(self, causation_id: UUID, correlation_id: str | UUID | None) -> Iterator[None]:
+        """What is raised meanwhile is caused by the event `causation_id`, in its correlation (a
+        timer acting on what an earlier event started keeps that event as the cause)."""
+        self.collect_new_events()
+        self._because = (causation_id, correlation_id or causation_id)
         try:
             yield
             self.collect_new_events()
         finally:
-            self.cause = None
+            self._because = None
 
     def publish(self, *events: Event) -> None:
         """Events that belong to no aggregate of this service (announcements of a pass, tests)."""
         self._raised.extend(self._tagged(events))
 
     def _tagged(self, events: Iterable[Event]) -> Iterator[_Raised]:
-        ce, tp = self.cause, current_traceparent()
-        if ce is None:
+        because, tp = self._because, current_traceparent()
+        if because is None:
             return (_Raised(e, self.correlation_id, None, tp) for e in events)
-        return (_Raised(e, ce.correlation_id or ce.id, ce.id, tp) for e in events)
+        return (_Raised(e, because[1], because[0], tp) for e in events)
 
     def collect_new_events(self) -> None:
         """Take the events the seen aggregates raised since the last call, in the order of the

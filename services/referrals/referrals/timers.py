@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import nullcontext
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pmtct_events import CloudEvent
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService
 from servicekit import uow
 from servicekit.app import Runtime
 
 from . import repository, stream
-from .models import ArtWait
 from .repository import NeedAlreadyOpen, ReferralsUnit
 from .rules import Action
 from .settings import Settings
@@ -40,22 +38,6 @@ async def run(rt: Runtime[Settings]) -> None:
         if opened or expired:
             log.info("timers: %d ART wait(s) ended, %d referral(s) expired", opened, expired)
         await asyncio.sleep(settings.timer_interval_s)
-
-
-def _diagnosis(w: ArtWait, now: datetime) -> CloudEvent | None:
-    """The event that started a wait, as far as the wait keeps it (its id and correlation): the
-    cause of the referral the wait ends in."""
-    if w.cause_event_id is None:
-        return None
-    return CloudEvent(
-        id=w.cause_event_id,
-        type="",
-        source="",
-        subject=str(w.client_id),
-        time=now,
-        data={},
-        correlation_id=w.correlation_id,
-    )
 
 
 async def open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
@@ -82,8 +64,9 @@ async def _open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], se
         waits = await repository.lock_due_art_waits(unit.session, clock.now(), settings.timer_batch_size)
         subjects = await unit.subjects.peek_many(w.client_id for w in waits)
         for w in waits:
-            cause = _diagnosis(w, clock.now())
-            with unit.handling(cause) if cause is not None else nullcontext():
+            # the diagnosis that started the wait is the cause of the referral it ends in
+            cause = w.cause_event_id
+            with unit.caused_by(cause, w.correlation_id) if cause is not None else nullcontext():
                 await stream.open_automatic(
                     unit,
                     subject_type=SubjectType.client,
