@@ -96,11 +96,11 @@ class _Table(SQLModel, registry=registry(metadata=metadata)):
 
 # A schedule item's fields are declared once, here: `ScheduleItemBase` (what the API shows), the
 # table `ScheduleItemRow` and the API's `schemas.ScheduleItemPublic`. The rules' record of it,
-# `schedule.Item`, stays a slots dataclass (tests/followup/test_models.py holds its fields to these):
-# every infant and mother recompute builds and changes items, and a pydantic Item made an 8-item
-# recompute 1.7-1.9 times slower (~+60 µs, a fifth of what followup spends on an event). The event
-# (pmtct_events.followup.ScheduleItem) declares them again on purpose: partners install the event
-# contracts (pmtct-events) alone, so they depend on no service's tables.
+# `schedule.Item`, stays a slots dataclass (tests/followup/test_schedule_item_declared_once.py holds
+# its fields to these): every infant and mother recompute builds and changes items, and a pydantic
+# Item made an 8-item recompute 1.7-1.9 times slower (~+60 µs, a fifth of what followup spends on an
+# event). The event (pmtct_events.followup.ScheduleItem) declares them again on purpose: partners
+# install the event contracts (pmtct-events) alone, so they depend on no service's tables.
 #
 # Types as the migrations create them (SQLModel's defaults would be VARCHAR for str, a PG ENUM for
 # an enum, a naive DateTime for datetime): enums are stored as their codes, in text.
