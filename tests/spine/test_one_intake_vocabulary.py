@@ -258,6 +258,11 @@ WHOLE_REQUEST: dict[str, tuple[Callable[[Endpoint], Any], int, Code]] = {
     ),
     "no events": (lambda ep: ep.post([]), 422, Code.empty_batch),
     "a body that is not JSON": (lambda ep: ep.post_raw(b"{events: [", "application/json"), 400, Code.malformed_json),
+    "a body that is not UTF-8": (
+        lambda ep: ep.post_raw(b'{"events": [{"type": "\xff"}]}', "application/json"),
+        400,
+        Code.malformed_json,
+    ),
     "a JSON body sent as text": (
         lambda ep: ep.post_raw(b'{"events": []}', "text/plain"),
         415,

@@ -89,6 +89,9 @@ class TokenVerifier:
         except jwt.PyJWKClientConnectionError as exc:
             raise Problem(503, "issuer_unreachable", f"Cannot fetch the issuer's keys: {exc}") from exc
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+            if isinstance(exc, jwt.DecodeError) and not isinstance(exc, jwt.InvalidSignatureError):
+                # its message can be a codec's ("'utf-8' codec can't decode byte ..."): say it plainly
+                raise _unauthorized("Invalid token: not a well-formed JWT.") from exc
             raise _unauthorized(f"Invalid token: {exc}") from exc
         return principal_from_claims(claims)
 

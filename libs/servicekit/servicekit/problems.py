@@ -59,6 +59,10 @@ _STATUS_CODES = {
 }
 
 
+#: the detail of the HTTPException FastAPI raises when a JSON body cannot be decoded (not UTF-8)
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in exc.errors()]
 
@@ -89,6 +93,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body it could not decode at all (bytes that are not UTF-8)
+            return problem_response(400, "malformed_json", "The request body is not valid JSON in UTF-8.")
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return problem_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
