@@ -57,9 +57,9 @@ class ServiceSettings(BaseSettings):
 
     #: EMR intake (`servicekit.intake`, every `POST /v1/events`): an event may be stamped this far
     #: ahead of the server clock (EMR clock drift) before it is `occurred_in_future`
-    intake_future_tolerance_s: float = Field(300, ge=0)
+    intake_future_tolerance_s: float = Field(default=300, ge=0)
     #: the most events one posted batch may hold (more: 413 `batch_too_large`)
-    intake_max_batch: int = Field(1000, ge=1)
+    intake_max_batch: int = Field(default=1000, ge=1)
 
     facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
 
