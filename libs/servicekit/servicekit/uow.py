@@ -119,15 +119,6 @@ R = TypeVar("R", bound=Repository[Any, Any])
 U = TypeVar("U", bound="UnitOfWork")
 
 
-@dataclass(slots=True)
-class _Raised:
-    event: Event
-    correlation_id: str | UUID | None
-    causation_id: UUID | None
-    #: the span it was raised in (a consumed message's, a request's), which its envelope continues
-    traceparent: str | None
-
-
 class UnitOfWork:
     """One transaction and what works in it. A service subclasses it to register its repositories
     (`self.things = self.track(ThingRepository(session))`) and, if it must, `finish`."""
@@ -143,7 +134,9 @@ class UnitOfWork:
         self.cause: CloudEvent | None = None
         #: (causation id, correlation id) of what is raised now (`handling`, `caused_by`)
         self._because: tuple[UUID, str | UUID] | None = None
-        self._raised: list[_Raised] = []
+        #: what was raised, as the outbox writes it: (event, correlation, causation, the span it was
+        #: raised in, which its envelope continues)
+        self._raised: list[outbox.Raised] = []
         self.committed = False
 
     def track(self, repository: R) -> R:
@@ -172,15 +165,20 @@ class UnitOfWork:
         finally:
             self._because = None
 
+    @property
+    def causation(self) -> tuple[UUID, str | UUID] | None:
+        """(causation id, correlation id) of what is raised now, inside `handling` / `caused_by`."""
+        return self._because
+
     def publish(self, *events: Event) -> None:
         """Events that belong to no aggregate of this service (announcements of a pass, tests)."""
         self._raised.extend(self._tagged(events))
 
-    def _tagged(self, events: Iterable[Event]) -> Iterator[_Raised]:
+    def _tagged(self, events: Iterable[Event]) -> Iterator[outbox.Raised]:
         because, tp = self._because, current_traceparent()
         if because is None:
-            return (_Raised(e, self.correlation_id, None, tp) for e in events)
-        return (_Raised(e, because[1], because[0], tp) for e in events)
+            return ((e, self.correlation_id, None, tp) for e in events)
+        return ((e, because[1], because[0], tp) for e in events)
 
     def collect_new_events(self) -> None:
         """Take the events the seen aggregates raised since the last call, in the order of the
@@ -199,9 +197,8 @@ class UnitOfWork:
         for repository in self.repositories:
             await repository.flush()
         self.collect_new_events()  # a flush may raise (an aggregate created as it is written)
-        raised = [(r.event, r.correlation_id, r.causation_id, r.traceparent) for r in self._raised]
-        written = await outbox.add_each(self.session, raised)
-        await self.finish([(ce, r.event) for ce, r in zip(written, self._raised, strict=True)])
+        written = await outbox.add_each(self.session, self._raised)
+        await self.finish([(ce, r[0]) for ce, r in zip(written, self._raised, strict=True)])
         await self.session.commit()
         self.committed = True
         self._raised = []

@@ -77,23 +77,26 @@ class Mothers(Repository[UUID, MotherCase]):
             rows = await self.session.execute(
                 _LOCK_MOTHERS, {"client_ids": list(new), "facility_ids": list(new.values())}
             )
-            await self._keep(rows.all())
+            for client_id, case in (await self._cases(rows.all())).items():
+                self.remember(client_id, case)
         return {c: self.seen[c] for c in wanted}
 
     async def _load(self, keys: list[UUID]) -> dict[UUID, MotherCase]:
         """Mothers known already (the timers', an infant event's), locked in id order."""
         rows = (await self.session.execute(_SELECT_MOTHERS, {"client_ids": sorted(keys)})).all()
-        return await self._keep(rows)
+        return await self._cases(rows)
 
-    async def _keep(self, rows: Sequence[Any]) -> dict[UUID, MotherCase]:
+    async def _cases(self, rows: Sequence[Any]) -> dict[UUID, MotherCase]:
+        """The cases of locked mother rows (with their items), noting each row as stored and her
+        infants; the caller makes them known (`get_many` does for `_load`)."""
         positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
         items = await load_items(self.session, positive) if positive else {}
-        kept: dict[UUID, MotherCase] = {}
+        cases: dict[UUID, MotherCase] = {}
         for r in rows:
-            case = kept[r.client_id] = self.add(r.client_id, _mother(r._mapping, items.get(r.client_id, [])))
+            case = cases[r.client_id] = _mother(r._mapping, items.get(r.client_id, []))
             self.stored[case.client_id] = _mother_values(case, r.next_timer_on)
             self.infant_ids[case.client_id] = list(r.infant_ids)
-        return kept
+        return cases
 
     def touch(self, case: MotherCase, next_timer_on: date | None, settle_s: float | None) -> None:
         """A held mother changed (or an input restarts her settle delay, `settle_s`; None from the
