@@ -25,7 +25,8 @@ ART_NEEDS = (ReferralService.art_initiation, ReferralService.infant_art)
 
 
 def _cause_id(uow: ReferralsUnit) -> UUID | None:
-    return uow.cause.id if uow.cause is not None else None
+    """The event behind what the unit does now: the consumed one, or the one a timer acts on."""
+    return uow.causation[0] if uow.causation is not None else None
 
 
 async def open_automatic(
@@ -40,11 +41,10 @@ async def open_automatic(
     due_by: date,
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
-    cause_event_id: UUID | None = None,
 ) -> Referral | None:
     """Open a referral for a need, unless one is open already (however often the event that
-    causes it is delivered) or the subject has died or left. None when nothing was opened.
-    `cause_event_id`: the event behind it, by default the one being consumed."""
+    causes it is delivered) or the subject has died or left. None when nothing was opened. Its
+    cause is the unit's (`uow.causation`)."""
     subject = await uow.subjects.of(subject_id)
     if subject.ended is not None:
         return None
@@ -66,7 +66,7 @@ async def open_automatic(
         due_by=rules.automatic_due_by(due_by, clock.local_day(moment)),
         origin=ReferralOrigin.automatic,
         created_by=SYSTEM,
-        cause_event_id=cause_event_id or _cause_id(uow),
+        cause_event_id=_cause_id(uow),
     )
     return subject.open_referral(r, actor=SYSTEM)
 
@@ -105,7 +105,7 @@ async def schedule_art_initiation(
     subject = await uow.subjects.of(client_id)
     if subject.ended is not None or subject.on_art_since is not None:
         return
-    cause = uow.cause
+    cause = uow.causation
     subject.start_art_wait(
         ArtWait(
             client_id=client_id,
@@ -113,8 +113,8 @@ async def schedule_art_initiation(
             diagnosed_at=diagnosed_at,
             due_at=rules.art_wait_due_at(diagnosed_at, wait_days),
             reason_code=reason_code,
-            cause_event_id=cause.id if cause is not None else None,
-            correlation_id=(cause.correlation_id or str(cause.id)) if cause is not None else None,
+            cause_event_id=cause[0] if cause is not None else None,
+            correlation_id=str(cause[1]) if cause is not None else None,
         )
     )
 

@@ -77,7 +77,6 @@ async def _open_due_art_referrals(sessions: async_sessionmaker[AsyncSession], se
                     reason_code=w.reason_code,
                     due_by=clock.today() + timedelta(days=settings.art_initiation_due_days),
                     clock=clock,
-                    cause_event_id=w.cause_event_id,
                 )
             subjects[w.client_id].wait_over = True
         await unit.commit()
