@@ -59,8 +59,13 @@ class ReferralDesk:
         return self._headers[facility_id]
 
     async def refer_by_hand(self, mothers: Iterable[tuple[str, str, str]]) -> None:
-        """`mothers`: (facility_id, client_ref, client_id) of the programme's enrolled mothers."""
+        """`mothers`: (facility_id, client_ref, client_id) of the programme's enrolled mothers. A mother
+        enrolled at two facilities (a transfer) is one client: she is referred once, from the first."""
+        referred: set[str] = set()
         for facility_id, client_ref, client_id in sorted(mothers):
+            if client_id in referred:
+                continue
+            referred.add(client_id)
             rng = random.Random(f"emrsim:{self.seed}:desk:{client_ref}")
             if rng.random() >= self.rates.manual_referral:
                 continue
@@ -73,7 +78,10 @@ class ReferralDesk:
                 "due_by": (self.today + timedelta(days=rng.randrange(14, 60))).isoformat(),
             }
             response = await self.client.post(f"{self.url}/v1/referrals", json=body, headers=self.headers(facility_id))
-            self.done["referred by hand" if response.status_code == 201 else f"refused {response.status_code}"] += 1
+            if response.status_code == 201:
+                self.done["referred by hand"] += 1
+            else:
+                self.done[f"refused {response.status_code} {_code(response)}"] += 1
 
     async def work_open_referrals(self, facility_ids: Iterable[str]) -> None:
         for facility_id in facility_ids:
@@ -113,3 +121,10 @@ class ReferralDesk:
             self.done[PAST[action] if response.status_code == 200 else f"{action}: {response.status_code}"] += 1
             if response.status_code != 200:
                 return
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("code", ""))
+    except ValueError:
+        return ""
