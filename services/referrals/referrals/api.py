@@ -21,7 +21,7 @@ from servicekit.intake import Code
 from servicekit.problems import Problem
 from servicekit.settings import ServiceSettings
 
-from . import repository, rules
+from . import fhir, repository, rules
 from .models import Referral
 from .queries import may_read, not_found
 from .repository import NeedAlreadyOpen, ReferralsUnit
@@ -97,6 +97,17 @@ async def create_referral(rt: Runtime, principal: Principal, body: ReferralCreat
     return r
 
 
+def stale(r: Referral, expected_version: int) -> Problem:
+    problem = Problem(
+        412,
+        "version_conflict",
+        f"The referral is at version {r.version}, not {expected_version}: read it again, then update.",
+        current_version=r.version,
+    )
+    problem.headers = {"ETag": f'W/"{r.version}"'}
+    return problem
+
+
 def _may_act(principal: Principal, r: Referral, action: Action) -> bool:
     """The receiving side accepts or declines, the referring side cancels, either completes."""
     if action in (Action.accept, Action.decline):
@@ -107,8 +118,16 @@ def _may_act(principal: Principal, r: Referral, action: Action) -> bool:
 
 
 async def act(
-    rt: Runtime, principal: Principal, referral_id: UUID, action: Action, body: ReferralActionRequest
+    rt: Runtime,
+    principal: Principal,
+    referral_id: UUID,
+    action: Action,
+    body: ReferralActionRequest,
+    *,
+    expected_version: int | None = None,
 ) -> Referral:
+    """`expected_version`: the change is made against that version (FHIR If-Match); 412 when the
+    referral has moved on since, checked under its lock, so nothing changes then."""
     moment = rt.settings.clock.now()
     at = (body.at or moment).astimezone(UTC)
     _check_time(at, moment, "at", rt.settings)
@@ -128,6 +147,8 @@ async def act(
         if r is None or r.id != referral_id:
             # closed (by now, if not when read): a closed referral changes no more
             r = await repository.get(unit.session, referral_id) or found
+        if expected_version is not None and r.version != expected_version:
+            raise stale(r, expected_version)
         try:
             rules.next_status(r.status, action)
         except rules.InvalidTransition as exc:
@@ -141,3 +162,27 @@ async def act(
         )
         await unit.commit()
     return changed
+
+
+async def update_task(
+    rt: Runtime, principal: Principal, referral_id: UUID, expected_version: int, incoming: fhir.Task
+) -> Referral:
+    """A FHIR Task update (PUT, or PATCH once applied): the same lifecycle as `act`, against the
+    version the caller read. An update that changes nothing answers the referral as it is (still
+    412 if the caller's version is stale)."""
+    found = await repository_get_visible(rt, principal, referral_id)
+    change = fhir.task_change(found, incoming)
+    if change.action is None:
+        if found.version != expected_version:
+            raise stale(found, expected_version)
+        return found
+    body = ReferralActionRequest(outcome_code=change.outcome_code, note=change.note)
+    return await act(rt, principal, referral_id, change.action, body, expected_version=expected_version)
+
+
+async def repository_get_visible(rt: Runtime, principal: Principal, referral_id: UUID) -> Referral:
+    async with rt.sessions() as session:
+        found = await repository.get(session, referral_id)
+    if found is None or not may_read(principal, found):
+        raise not_found(referral_id)
+    return found

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import Awaitable, Callable
+from email.utils import format_datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+import jsonpatch
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events.referrals import ReferralStatus
 from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
+from servicekit.facilities import Facility
+from servicekit.problems import Problem
 
 from . import api, fhir, queries
+from .models import Referral
 from .rules import Action
 from .schemas import (
     FeedPage,
@@ -89,36 +99,256 @@ async def read_feed(
     return await queries.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
 
 
-def _fhir(resource) -> Response:
-    return Response(resource.model_dump_json(), media_type=fhir.FHIR_JSON)
+# --- FHIR R4 (see fhir.py) ---------------------------------------------------------------------------
+
+_FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}
+    for status, description in {
+        400: "OperationOutcome: a bad search parameter, body or If-Match",
+        401: "OperationOutcome: no valid bearer token",
+        403: "OperationOutcome: the token lacks the scope, or may not act for the facility",
+        404: "OperationOutcome: no such resource that this client may see",
+    }.items()
+}
+_UPDATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_FHIR_ERRORS,
+    409: {"description": "OperationOutcome: the referral's status does not allow this change"},
+    412: {"description": "OperationOutcome: If-Match is not the current version (nothing changed)"},
+    415: {"description": "OperationOutcome: PATCH takes application/json-patch+json"},
+    422: {"description": "OperationOutcome: a reason (statusReason) or outcome code is missing or invalid"},
+    428: {"description": "OperationOutcome: If-Match is required"},
+}
 
 
-@fhir_router.get("/ServiceRequest/{referral_id}", summary="A referral as a FHIR R4 ServiceRequest")
-async def get_service_request(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
-    return _fhir(fhir.service_request(await queries.get_referral(session, principal, referral_id)))
+def _fhir(resource: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(resource.model_dump_json(), status_code=status_code, media_type=fhir.FHIR_JSON, headers=headers)
 
 
-@fhir_router.get("/Task/{referral_id}", summary="A referral's fulfilment as a FHIR R4 Task")
-async def get_task(referral_id: UUID, principal: Reader, session: SessionDep) -> Response:
-    return _fhir(fhir.task(await queries.get_referral(session, principal, referral_id)))
+def _versioned(resource: Any, r: Referral) -> Response:
+    return _fhir(resource, headers={"ETag": fhir.etag(r), "Last-Modified": format_datetime(r.updated_at, usegmt=True)})
 
 
-@fhir_router.get("/Task", summary="Search referral Tasks (status, business-status, owner, focus, patient)")
-async def search_tasks(
-    request: Request,
-    principal: Reader,
-    session: SessionDep,
-    id_: Annotated[str | None, Query(alias="_id")] = None,
-    focus: str | None = None,
-    owner: str | None = None,
-    status: str | None = None,
-    business_status: Annotated[str | None, Query(alias="business-status")] = None,
-    patient: str | None = None,
-    subject: str | None = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
-) -> Response:
-    query = fhir.task_query(
-        ids=id_, focus=focus, owner=owner, status=status, business_status=business_status, patient=patient or subject
+def _params(request: Request) -> dict[str, list[str]]:
+    params: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def _next_url(request: Request, page: str) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "_page"] + [("_page", page)]
+    return str(request.url.replace(query=urlencode(query)))
+
+
+def _referral_id(value: str, resource_type: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise Problem(404, "not_found", f"No {resource_type}/{value}: its ids are referral ids (UUIDs).") from None
+
+
+@fhir_router.get("/metadata", summary="The CapabilityStatement: what this FHIR endpoint does")
+async def capability_statement(request: Request) -> Response:
+    return _fhir(
+        fhir.capability_statement(str(request.url_for("capability_statement")).removesuffix("/metadata"), "1.0.0")
     )
-    found = await queries.search_tasks(session, principal, query, limit=count)
-    return _fhir(fhir.search_bundle([fhir.task(r) for r in found], str(request.url)))
+
+
+async def _search(request: Request, principal: Principal, session: AsyncSession, resource_type: str) -> Response:
+    params = _params(request)
+    query = fhir.referral_query(resource_type, params)
+    limit = fhir.count(params)
+    found, more = await queries.search_referrals(
+        session, principal, query, after=fhir.parse_page_key((params.get("_page") or [None])[-1]), limit=limit
+    )
+    build = fhir.task if resource_type == "Task" else fhir.service_request
+    next_url = _next_url(request, fhir.page_key(found[-1])) if more else None
+    return _fhir(fhir.searchset([build(r) for r in found], str(request.url), next_url))
+
+
+@fhir_router.get(
+    "/ServiceRequest/{referral_id}", summary="A referral as a FHIR R4 ServiceRequest", responses=_FHIR_ERRORS
+)
+async def get_service_request(referral_id: str, principal: Reader, session: SessionDep) -> Response:
+    r = await queries.get_referral(session, principal, _referral_id(referral_id, "ServiceRequest"))
+    return _versioned(fhir.service_request(r), r)
+
+
+@fhir_router.get(
+    "/ServiceRequest",
+    summary="Search referrals (performer, requester, status, subject, _lastUpdated, _count)",
+    responses=_FHIR_ERRORS,
+)
+async def search_service_requests(request: Request, principal: Reader, session: SessionDep) -> Response:
+    return await _search(request, principal, session, "ServiceRequest")
+
+
+@fhir_router.get("/Task/{referral_id}", summary="A referral's fulfilment as a FHIR R4 Task", responses=_FHIR_ERRORS)
+async def get_task(referral_id: str, principal: Reader, session: SessionDep) -> Response:
+    r = await queries.get_referral(session, principal, _referral_id(referral_id, "Task"))
+    return _versioned(fhir.task(r), r)
+
+
+@fhir_router.get(
+    "/Task",
+    summary="Search referral Tasks (owner, requester, status, business-status, focus, subject, _lastUpdated)",
+    responses=_FHIR_ERRORS,
+)
+async def search_tasks(request: Request, principal: Reader, session: SessionDep) -> Response:
+    return await _search(request, principal, session, "Task")
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "malformed_json", "The request body is not valid JSON.") from None
+
+
+def _task_of(body: Any) -> fhir.Task:
+    if not isinstance(body, dict) or body.get("resourceType") != "Task":
+        raise Problem(400, "invalid_resource", "The body is not a FHIR Task (resourceType Task).")
+    try:
+        return fhir.Task.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "Task"
+        raise Problem(400, "invalid_resource", f"Not a valid R4 Task: {where}: {first['msg']}") from None
+
+
+_TASK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {fhir.FHIR_JSON: {"schema": {"type": "object", "description": "an R4 Task"}}},
+    }
+}
+
+
+@fhir_router.put(
+    "/Task/{referral_id}",
+    summary="Accept, reject, start, complete or cancel a referral by updating its Task (If-Match)",
+    responses=_UPDATE_ERRORS,
+    openapi_extra=_TASK_BODY,
+)
+async def put_task(
+    referral_id: str,
+    request: Request,
+    principal: Writer,
+    rt: RuntimeDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    rid = _referral_id(referral_id, "Task")
+    version = fhir.parse_if_match(if_match)
+    incoming = _task_of(await _json_body(request))
+    r = await api.update_task(rt, principal, rid, version, incoming)
+    return _versioned(fhir.task(r), r)
+
+
+@fhir_router.patch(
+    "/Task/{referral_id}",
+    summary="Update a referral's Task with a JSON Patch (RFC 6902) (If-Match)",
+    responses=_UPDATE_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+        }
+    },
+)
+async def patch_task(
+    referral_id: str,
+    request: Request,
+    principal: Writer,
+    rt: RuntimeDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    rid = _referral_id(referral_id, "Task")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json-patch+json":
+        raise Problem(
+            415, "unsupported_media_type", "PATCH a Task with a JSON Patch: Content-Type application/json-patch+json."
+        )
+    version = fhir.parse_if_match(if_match)
+    ops = await _json_body(request)
+    current = await api.repository_get_visible(rt, principal, rid)
+    try:
+        patched = jsonpatch.apply_patch(fhir.task(current).model_dump(mode="json"), ops)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, AttributeError) as exc:
+        raise Problem(400, "invalid_patch", f"The JSON Patch does not apply to the Task: {exc}") from None
+    r = await api.update_task(rt, principal, rid, version, _task_of(patched))
+    return _versioned(fhir.task(r), r)
+
+
+def _facility(rt: Runtime, facility_id: str, resource_type: str) -> Facility:
+    f = rt.registry.get(facility_id)
+    if f is None:
+        raise Problem(404, "not_found", f"No {resource_type}/{facility_id} in the facility registry.")
+    return f
+
+
+def _registry_search(request: Request, rt: Runtime, resource_type: str) -> Response:
+    params = _params(request)
+    query = fhir.facility_query(resource_type, params)
+    limit = fhir.count(params)
+    page = (params.get("_page") or ["0"])[-1]
+    if not page.isdigit():
+        raise Problem(400, "invalid_search_parameter", "_page: follow the Bundle's next link.")
+    start = int(page)
+    found = [f for f in rt.registry.all() if query.matches(f)]
+    found.sort(key=lambda f: f.facility_id)
+    build = fhir.organization if resource_type == "Organization" else fhir.location
+    more = len(found) > start + limit
+    next_url = _next_url(request, str(start + limit)) if more else None
+    return _fhir(fhir.searchset([build(f) for f in found[start : start + limit]], str(request.url), next_url))
+
+
+@fhir_router.get("/Organization/{facility_id}", summary="A facility as a FHIR R4 Organization", responses=_FHIR_ERRORS)
+async def get_organization(facility_id: str, principal: Reader, rt: RuntimeDep) -> Response:
+    return _fhir(fhir.organization(_facility(rt, facility_id, "Organization")))
+
+
+@fhir_router.get(
+    "/Organization",
+    summary="Search the facility registry (_id, name, identifier, address-state, address-country)",
+    responses=_FHIR_ERRORS,
+)
+async def search_organizations(request: Request, principal: Reader, rt: RuntimeDep) -> Response:
+    return _registry_search(request, rt, "Organization")
+
+
+@fhir_router.get("/Location/{facility_id}", summary="A facility as a FHIR R4 Location", responses=_FHIR_ERRORS)
+async def get_location(facility_id: str, principal: Reader, rt: RuntimeDep) -> Response:
+    return _fhir(fhir.location(_facility(rt, facility_id, "Location")))
+
+
+@fhir_router.get(
+    "/Location",
+    summary="Search the facility registry as Locations (as Organization, and organization)",
+    responses=_FHIR_ERRORS,
+)
+async def search_locations(request: Request, principal: Reader, rt: RuntimeDep) -> Response:
+    return _registry_search(request, rt, "Location")
+
+
+def install_operation_outcomes(app: FastAPI) -> None:
+    """Every error under /fhir as an OperationOutcome: the service's problem+json handlers answer
+    first (one place decides status and code), then this says the same in FHIR."""
+    for key, original in list(app.exception_handlers.items()):
+        app.exception_handlers[key] = _outcome_of(original)
+
+
+def _outcome_of(original: Callable[..., Any]) -> Callable[..., Awaitable[Response]]:
+    async def handler(request: Request, exc: Exception) -> Response:
+        response = await original(request, exc)
+        if not request.url.path.startswith(fhir_router.prefix + "/") and request.url.path != fhir_router.prefix:
+            return response
+        try:
+            problem = json.loads(bytes(response.body))
+        except ValueError:
+            problem = {}
+        outcome = fhir.operation_outcome(
+            response.status_code, problem.get("code", "error"), problem.get("detail", "The request failed.")
+        )
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return _fhir(outcome, response.status_code, headers)
+
+    return handler

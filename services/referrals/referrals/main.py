@@ -12,7 +12,7 @@ from .settings import Settings
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return create_app(
+    app = create_app(
         settings,
         title="PMTCT referrals service",
         description="Closed-loop referrals, automatic referrals from the schedule, and the ministry referral feed.",
@@ -29,6 +29,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         background=[("referral timers", timers.run)],
         unit_of_work=ReferralsUnit,
     )
+    endpoints.install_operation_outcomes(app)
+    return app
 
 
 app = build_app()

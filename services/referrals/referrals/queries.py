@@ -4,6 +4,7 @@ Task's) and pages of the ministry feed. No unit of work: nothing here writes."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,7 @@ from servicekit.auth import Principal
 from servicekit.problems import Problem
 
 from . import feed, repository
-from .fhir import TaskQuery
+from .fhir import ReferralQuery
 from .models import Referral
 from .schemas import FeedEntry, FeedPage, ReferralActionPublic
 
@@ -68,17 +69,28 @@ async def list_referrals(
     )
 
 
-async def search_tasks(session: AsyncSession, principal: Principal, query: TaskQuery, *, limit: int) -> list[Referral]:
-    """Referrals for a FHIR Task search; `owner` is the receiving facility."""
-    return await repository.search(
+async def search_referrals(
+    session: AsyncSession,
+    principal: Principal,
+    query: ReferralQuery,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> tuple[list[Referral], bool]:
+    """Referrals for a FHIR ServiceRequest or Task search, a page of them and whether more follow."""
+    found = await repository.search(
         session,
         facilities=visible_facilities(principal, None),
-        receiving_facility_id=query.owner,
+        requesters=query.requester,
+        receivers=query.receiver,
         statuses=query.statuses,
         subject_id=query.subject_id,
         referral_ids=query.referral_ids,
-        limit=limit,
+        updated=[(b.op, b.at) for b in query.updated],
+        after=after,
+        limit=limit + 1,
     )
+    return found[:limit], len(found) > limit
 
 
 async def read_feed(

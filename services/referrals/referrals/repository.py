@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, and_, or_, select, text
+from sqlalchemy import Boolean, Column, and_, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,30 +138,48 @@ async def search(
     statuses: Collection[ReferralStatus] | None = None,
     subject_id: UUID | None = None,
     referral_ids: Collection[UUID] | None = None,
+    requesters: Collection[str] | None = None,
+    receivers: Collection[str] | None = None,
+    updated: Sequence[tuple[str, datetime]] = (),
+    after: tuple[datetime, UUID] | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[Referral]:
-    """Referrals newest first. `facilities` None = every facility (a national reader); otherwise
-    only referrals from or to one of them. `facility_id` narrows to referrals from or to it."""
+    """Referrals newest first (then by id, descending: a stable order, on fields that never
+    change). `facilities` None = every facility (a national reader); otherwise only referrals from
+    or to one of them. `facility_id` narrows to referrals from or to it; `requesters` to those from
+    one of them, `receivers` to those one of them fulfils; `updated` are (">=" or "<", instant)
+    bounds on the last change; `after` continues after that (requested_at, id)."""
     stmt = select(referral)
     if facilities is not None:
         stmt = stmt.where(_visible_to(facilities))
     if facility_id is not None:
         stmt = stmt.where(_visible_to([facility_id]))
     if receiving_facility_id is not None:
+        receivers = (
+            [receiving_facility_id] if receivers is None else [f for f in receivers if f == receiving_facility_id]
+        )
+    if receivers is not None:
+        wanted = list(receivers)
         stmt = stmt.where(
             or_(
-                referral.c.to_facility_id == receiving_facility_id,
-                and_(referral.c.to_facility_id.is_(None), referral.c.from_facility_id == receiving_facility_id),
+                referral.c.to_facility_id.in_(wanted),
+                and_(referral.c.to_facility_id.is_(None), referral.c.from_facility_id.in_(wanted)),
             )
         )
+    if requesters is not None:
+        stmt = stmt.where(referral.c.from_facility_id.in_(list(requesters)))
+    for op, at in updated:
+        stmt = stmt.where(referral.c.updated_at >= at if op == ">=" else referral.c.updated_at < at)
+    if after is not None:
+        stmt = stmt.where(tuple_(referral.c.requested_at, referral.c.id) < tuple_(*after))
     if statuses is not None:
         stmt = stmt.where(referral.c.status.in_([s.value for s in statuses]))
     if subject_id is not None:
         stmt = stmt.where(referral.c.subject_id == subject_id)
     if referral_ids is not None:
         stmt = stmt.where(referral.c.id.in_(list(referral_ids)))
-    stmt = stmt.order_by(referral.c.requested_at.desc(), referral.c.id).limit(limit).offset(offset)
+    stmt = stmt.order_by(referral.c.requested_at.desc(), referral.c.id.desc()).limit(limit).offset(offset)
     return [Referral.from_row(row) for row in (await session.execute(stmt)).all()]
 
 
