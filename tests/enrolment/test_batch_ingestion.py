@@ -98,6 +98,12 @@ async def test_every_mother_event_type_is_accepted_stored_and_published_with_clo
     assert delivery.mother_art_start_date.isoformat() == events[2]["occurred_at"][:10]
     assert delivery.mother_latest_viral_load.copies_per_ml == 400
     assert mine[3].suppressed is True
+    # each mother event carries her age in whole years that day, from the birth date enrolment keeps
+    # (born 1996-04-11); the birth date itself is on no event
+    for e in (mine[1], mine[2], mine[4], mine[5]):
+        day = e.occurred_at.date()
+        assert e.age_years == day.year - 1996 - ((day.month, day.day) < (4, 11)), type(e).__name__
+    assert all("birth_date" not in ce.data for ce in published if ce.subject == client_id)
     baby = delivery.infants[0]
     assert str(baby.infant_id) == infants[0]["infant_id"]
     assert baby.ref_hash == ref_hash(enrolment.settings.hmac_key, FACILITY, posted_infant["infant_ref"])

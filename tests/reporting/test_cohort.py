@@ -23,89 +23,106 @@ import reporting_cohort as cohort
 pytestmark = pytest.mark.e2e
 
 NONE: dict[str, int] = {}
+# Everyone in this cohort is 26 (25-29); a disaggregation dict lists the non-zero entries. Under MER 2.8
+# (reporting.episodes): N5's tests are on their ANC1 day (posted late), so they are newly tested; N7 and
+# N11 enrolled with a negative known since that day, earlier in this pregnancy: recent negatives; N7's
+# positive test in November is a post-ANC1 test, so PMTCT_EID's denominator adds them; PMTCT_FO is computed
+# from the facts at 18 months (f5, with no news, has no documented outcome); MTCT_FINAL divides by the
+# infants of known status only.
 # fmt: off
 NATIONAL = {
     "2026-11": {
-        "PMTCT_STAT": (24, 27, 88.9, {"known_positive": 5, "newly_positive": 3, "negative": 16}),
-        "PMTCT_STAT_POS": (8, 24, 33.3, {"known_positive": 5, "newly_positive": 3}),
-        "PMTCT_ART": (8, 8, 100.0, {"already_on_art": 5, "new_on_art": 3}),
-        "PMTCT_EID": (2, 8, 25.0, {"0_2_months": 2, "2_12_months": 0}),
-        "PMTCT_HEI_POS": (0, None, 0.0, {"art_started": 0, "art_not_started": 0}),
+        "PMTCT_STAT": (24, 27, 88.9, {"known_positive": 5, "known_positive:25_29": 5, "newly_positive": 3,
+                                      "newly_positive:25_29": 3, "new_negative": 16, "new_negative:25_29": 16,
+                                      "denominator:25_29": 27}),
+        "PMTCT_STAT_POS": (8, 24, 33.3, {"known_positive": 5, "known_positive:25_29": 5, "newly_positive": 3,
+                                         "newly_positive:25_29": 3}),
+        "PMTCT_ART": (8, 8, 100.0, {"already_on_art": 5, "already_on_art:25_29": 5, "new_on_art": 3,
+                                    "new_on_art:25_29": 3}),
+        # N13's 2 NATs at birth; STAT_POS 8 + N7's 2 positives after ANC1
+        "PMTCT_EID": (2, 10, 20.0, {"0_2m": 2}),
+        "PMTCT_HEI": (2, None, 2.0, {"negative:0_2m": 2}),
         "PMTCT_FO": (4, 4, 100.0, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 1}),
         "MTCT_EARLY": (0, 2, 0.0, NONE),
-        "MTCT_FINAL": (1, 4, 25.0, NONE),
+        "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (2, 4, 50.0, NONE),
         "SEROCONVERSION": (0, 17, 0.0, NONE),
         "CLIENT_INTERACTIONS": (67, None, 67.0, NONE),
     },
     "2026Q4": {
-        "PMTCT_STAT": (28, 31, 90.3, {"known_positive": 5, "newly_positive": 3, "negative": 20}),
-        "PMTCT_STAT_POS": (8, 28, 28.6, {"known_positive": 5, "newly_positive": 3}),
-        "PMTCT_ART": (8, 8, 100.0, {"already_on_art": 5, "new_on_art": 3}),
-        "PMTCT_EID": (8, 8, 100.0, {"0_2_months": 8, "2_12_months": 0}),
-        "PMTCT_HEI_POS": (1, None, 1.0, {"art_started": 1, "art_not_started": 0}),
-        "PMTCT_FO": (5, 5, 100.0, {"infected": 1, "uninfected": 1, "unknown": 2, "died": 1}),
+        "PMTCT_STAT": (28, 31, 90.3, {"known_positive": 5, "known_positive:25_29": 5, "newly_positive": 3,
+                                      "newly_positive:25_29": 3, "new_negative": 18, "new_negative:25_29": 18,
+                                      "recent_negative": 2, "recent_negative:25_29": 2, "denominator:25_29": 31}),
+        "PMTCT_STAT_POS": (8, 28, 28.6, {"known_positive": 5, "known_positive:25_29": 5, "newly_positive": 3,
+                                         "newly_positive:25_29": 3}),
+        "PMTCT_ART": (8, 8, 100.0, {"already_on_art": 5, "already_on_art:25_29": 5, "new_on_art": 3,
+                                    "new_on_art:25_29": 3}),
+        # N12's 6 at 6 weeks and N13's 2 at birth; 8 + 2
+        "PMTCT_EID": (8, 10, 80.0, {"0_2m": 8}),
+        # i5 positive at 42 days, on ART; the other 5 of N12 and N13's 2 negative
+        "PMTCT_HEI": (8, None, 8.0, {"positive:0_2m": 1, "negative:0_2m": 7, "positive_art_started:0_2m": 1}),
+        # born Oct-Dec 2024: f1-f4 and f5 (no documented outcome)
+        "PMTCT_FO": (4, 5, 80.0, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 1}),
         "MTCT_EARLY": (1, 8, 12.5, NONE),
-        "MTCT_FINAL": (1, 5, 20.0, NONE),
+        "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (5, 8, 62.5, NONE),
         "SEROCONVERSION": (2, 21, 9.5, NONE),
         "CLIENT_INTERACTIONS": (88, None, 88.0, NONE),
     },
     "2026": {
-        "PMTCT_STAT": (42, 45, 93.3, {"known_positive": 15, "newly_positive": 3, "negative": 24}),
-        "PMTCT_STAT_POS": (18, 42, 42.9, {"known_positive": 15, "newly_positive": 3}),
-        "PMTCT_ART": (18, 18, 100.0, {"already_on_art": 15, "new_on_art": 3}),
-        "PMTCT_EID": (9, 18, 50.0, {"0_2_months": 8, "2_12_months": 1}),
-        "PMTCT_HEI_POS": (1, None, 1.0, {"art_started": 1, "art_not_started": 0}),
-        "PMTCT_FO": (6, 6, 100.0, {"infected": 1, "uninfected": 1, "unknown": 2, "died": 2}),
+        "PMTCT_STAT": (42, 45, 93.3, {"known_positive": 15, "known_positive:25_29": 15, "newly_positive": 3,
+                                      "newly_positive:25_29": 3, "new_negative": 18, "new_negative:25_29": 18,
+                                      "recent_negative": 6, "recent_negative:25_29": 6, "denominator:25_29": 45}),
+        "PMTCT_STAT_POS": (18, 42, 42.9, {"known_positive": 15, "known_positive:25_29": 15, "newly_positive": 3,
+                                          "newly_positive:25_29": 3}),
+        "PMTCT_ART": (18, 18, 100.0, {"already_on_art": 15, "already_on_art:25_29": 15, "new_on_art": 3,
+                                      "new_on_art:25_29": 3}),
+        "PMTCT_EID": (9, 20, 45.0, {"0_2m": 8, "2_12m": 1}),
+        "PMTCT_HEI": (9, None, 9.0, {"positive:0_2m": 1, "negative:0_2m": 7, "negative:2_12m": 1,
+                                     "positive_art_started:0_2m": 1}),
+        "PMTCT_FO": (5, 6, 83.3, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 2}),
         "MTCT_EARLY": (1, 8, 12.5, NONE),
-        "MTCT_FINAL": (1, 6, 16.7, NONE),
+        "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (12, 15, 80.0, NONE),
         "SEROCONVERSION": (2, 25, 8.0, NONE),
         "CLIENT_INTERACTIONS": (111, None, 111.0, NONE),
     },
 }
 CAPE_TOWN_METRO_NOVEMBER = {
-    "PMTCT_STAT": (18, 21, 85.7, {"known_positive": 4, "newly_positive": 3, "negative": 11}),
-    "PMTCT_STAT_POS": (7, 18, 38.9, {"known_positive": 4, "newly_positive": 3}),
-    "PMTCT_ART": (7, 7, 100.0, {"already_on_art": 4, "new_on_art": 3}),
-    "PMTCT_EID": (2, 7, 28.6, {"0_2_months": 2, "2_12_months": 0}),
-    "PMTCT_HEI_POS": (0, None, 0.0, {"art_started": 0, "art_not_started": 0}),
+    "PMTCT_STAT": (18, 21, 85.7, {"known_positive": 4, "known_positive:25_29": 4, "newly_positive": 3,
+                                  "newly_positive:25_29": 3, "new_negative": 11, "new_negative:25_29": 11,
+                                  "denominator:25_29": 21}),
+    "PMTCT_STAT_POS": (7, 18, 38.9, {"known_positive": 4, "known_positive:25_29": 4, "newly_positive": 3,
+                                     "newly_positive:25_29": 3}),
+    "PMTCT_ART": (7, 7, 100.0, {"already_on_art": 4, "already_on_art:25_29": 4, "new_on_art": 3,
+                                "new_on_art:25_29": 3}),
+    "PMTCT_EID": (2, 7, 28.6, {"0_2m": 2}),
+    "PMTCT_HEI": (2, None, 2.0, {"negative:0_2m": 2}),
     "PMTCT_FO": (4, 4, 100.0, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 1}),
     "MTCT_EARLY": (0, 2, 0.0, NONE),
-    "MTCT_FINAL": (1, 4, 25.0, NONE),
+    "MTCT_FINAL": (1, 2, 50.0, NONE),
     "SKILLED_DELIVERY": (2, 4, 50.0, NONE),
     "SEROCONVERSION": (0, 11, 0.0, NONE),
     "CLIENT_INTERACTIONS": (49, None, 49.0, NONE),
 }
-KISUMU_HOSPITAL = {  # K: only negative women, and the only facility whose referrals are all made by hand
-    "2026-11": {
-        "PMTCT_STAT": (5, 5, 100.0, {"known_positive": 0, "newly_positive": 0, "negative": 5}),
-        "PMTCT_STAT_POS": (0, 5, 0.0, {"known_positive": 0, "newly_positive": 0}),
-        "PMTCT_ART": (0, 0, None, {"already_on_art": 0, "new_on_art": 0}),
-        "PMTCT_EID": (0, 0, None, {"0_2_months": 0, "2_12_months": 0}),
-        "PMTCT_HEI_POS": (0, None, 0.0, {"art_started": 0, "art_not_started": 0}),
-        "PMTCT_FO": (0, 0, None, {"infected": 0, "uninfected": 0, "unknown": 0, "died": 0}),
-        "MTCT_EARLY": (0, 0, None, NONE),
-        "MTCT_FINAL": (0, 0, None, NONE),
-        "SKILLED_DELIVERY": (0, 0, None, NONE),
-        "SEROCONVERSION": (0, 6, 0.0, NONE),
-        "REFERRAL_COMPLETION": (2, 3, 66.7, {"completed": 2, "declined": 1, "expired": 0, "open": 0}),
-        "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
-    },
+_KISUMU_MOTHERS = {  # K: only negative women (N9), and the only facility whose referrals are all made by hand
+    "PMTCT_STAT": (5, 5, 100.0, {"new_negative": 5, "new_negative:25_29": 5, "denominator:25_29": 5}),
+    "PMTCT_STAT_POS": (0, 5, 0.0, NONE),
+    "PMTCT_ART": (0, 0, None, NONE),
+    "PMTCT_EID": (0, 0, None, NONE),
+    "PMTCT_HEI": (0, None, 0.0, NONE),
+    "PMTCT_FO": (0, 0, None, NONE),
+    "MTCT_EARLY": (0, 0, None, NONE),
+    "MTCT_FINAL": (0, 0, None, NONE),
+    "SKILLED_DELIVERY": (0, 0, None, NONE),
+    "SEROCONVERSION": (0, 6, 0.0, NONE),
+    "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
+}
+KISUMU_HOSPITAL = {
+    "2026-11": {**_KISUMU_MOTHERS, "REFERRAL_COMPLETION": (2, 3, 66.7, {"completed": 2, "declined": 1})},
     "2026Q4": {
-        "PMTCT_STAT": (5, 5, 100.0, {"known_positive": 0, "newly_positive": 0, "negative": 5}),
-        "PMTCT_STAT_POS": (0, 5, 0.0, {"known_positive": 0, "newly_positive": 0}),
-        "PMTCT_ART": (0, 0, None, {"already_on_art": 0, "new_on_art": 0}),
-        "PMTCT_EID": (0, 0, None, {"0_2_months": 0, "2_12_months": 0}),
-        "PMTCT_HEI_POS": (0, None, 0.0, {"art_started": 0, "art_not_started": 0}),
-        "PMTCT_FO": (0, 0, None, {"infected": 0, "uninfected": 0, "unknown": 0, "died": 0}),
-        "MTCT_EARLY": (0, 0, None, NONE),
-        "MTCT_FINAL": (0, 0, None, NONE),
-        "SKILLED_DELIVERY": (0, 0, None, NONE),
-        "SEROCONVERSION": (0, 6, 0.0, NONE),
-        "REFERRAL_COMPLETION": (3, 5, 60.0, {"completed": 3, "declined": 1, "expired": 1, "open": 0}),
-        "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
+        **_KISUMU_MOTHERS,
+        "REFERRAL_COMPLETION": (3, 5, 60.0, {"completed": 3, "declined": 1, "expired": 1}),
     },
 }
 # fmt: on
@@ -116,37 +133,10 @@ HAND_COUNTED: dict[tuple[str, str], dict[str, tuple]] = {
     **{(period, f"facility_id={cohort.K}"): values for period, values in KISUMU_HOSPITAL.items()},
 }
 
-#: K's DHIS2 data values for November 2026, written out from KISUMU_HOSPITAL and the default mapping
-KISUMU_NOVEMBER_DATA_VALUES = [
-    ("PmStatDen01", "HllvX50cXC0", "5"),
-    ("PmStatNum01", "CoKnownPos1", "0"),
-    ("PmStatNum01", "CoNewPos001", "0"),
-    ("PmStatNum01", "CoNewNeg001", "5"),
-    ("PmArtNum001", "CoArtAlrdy1", "0"),
-    ("PmArtNum001", "CoArtNew001", "0"),
-    ("PmEidNum001", "CoAge0to2m1", "0"),
-    ("PmEidNum001", "CoAge2to12m", "0"),
-    ("PmHeiPos001", "CoArtStart1", "0"),
-    ("PmHeiPos001", "CoArtNoStrt", "0"),
-    ("PmFoDen0001", "HllvX50cXC0", "0"),
-    ("PmFoNum0001", "CoFoInfectd", "0"),
-    ("PmFoNum0001", "CoFoUninfct", "0"),
-    ("PmFoNum0001", "CoFoUnknown", "0"),
-    ("PmFoNum0001", "CoFoDied001", "0"),
-    ("MtctEarlyN1", "HllvX50cXC0", "0"),
-    ("DelivTotal1", "HllvX50cXC0", "0"),
-    ("DelivSkill1", "HllvX50cXC0", "0"),
-    ("SeroDen0001", "HllvX50cXC0", "6"),
-    ("SeroNum0001", "HllvX50cXC0", "0"),
-    ("RefDue00001", "HllvX50cXC0", "3"),
-    ("RefCmplt001", "HllvX50cXC0", "2"),
-    ("ClientInter", "HllvX50cXC0", "11"),
-]
-
 
 def observed(report: dict[str, Any], codes) -> dict[str, tuple]:
     return {
-        i["code"]: (i["numerator"], i["denominator"], i["value"], i["disaggregations"])
+        i["code"]: (i["numerator"], i["denominator"], i["value"], {k: v for k, v in i["disaggregations"].items() if v})
         for i in report["indicators"]
         if i["code"] in codes
     }
@@ -227,17 +217,27 @@ async def test_the_dhis2_export_of_the_cohort_carries_the_expected_data_values(r
             headers=reported["reader"],
         )
     body = reply.json()
-    assert (body["dataSet"], body["period"]) == ("PmtctMnthly", "202611")
-    assert [(v["dataElement"], v["categoryOptionCombo"], v["value"]) for v in body["dataValues"]] == (
-        KISUMU_NOVEMBER_DATA_VALUES
-    )
-    assert {(v["orgUnit"], v["period"]) for v in body["dataValues"]} == {("Ks1CtyRfH01", "202611")}
-    # Cape Town Metro: A, B and Mitchells Plain (no data: zeros), 23 values each; A's STAT denominator in Q4 is
+    assert (body["dataSet"], body["period"]) == ("MER_PMTCT_FACILITY", "202611")
+    values = {(v["dataElement"], v["categoryOptionCombo"]): v["value"] for v in body["dataValues"]}
+    # K in November: 5 new ANC1 clients aged 25-29, all newly tested negative; every other value zero
+    assert {k: v for k, v in values.items() if v != "0"} == {
+        ("PMTCT_STAT_D", "AGE_25-29_F"): "5",
+        ("PMTCT_STAT_N", "NEW_NEG_AGE_25-29_F"): "5",
+    }
+    assert len(body["dataValues"]) == 156
+    assert {(v["orgUnit"], v["period"], v["attributeOptionCombo"]) for v in body["dataValues"]} == {
+        ("Ks1CtyRfH01", "202611", "MECH_PMTCT_M2M")
+    }
+    # Cape Town Metro: A, B and Mitchells Plain (no data: zeros), 156 values each; A's ANC1 clients in Q4 are
     # N1 8 + N2 4 + N3 3 in November and N6 2 in October
     values = district.json()["dataValues"]
     assert {v["orgUnit"] for v in values} == {"Gq7ZiXsM0nA", "Kh4YsB2cLn1", "Mp3PlnCHC01"}
-    assert len(values) == 3 * 23
-    stat_den = {v["orgUnit"]: v["value"] for v in values if v["dataElement"] == "PmStatDen01"}
+    assert len(values) == 3 * 156
+    stat_den = {
+        v["orgUnit"]: v["value"]
+        for v in values
+        if (v["dataElement"], v["categoryOptionCombo"]) == ("PMTCT_STAT_D", "AGE_25-29_F")
+    }
     assert stat_den == {"Gq7ZiXsM0nA": "17", "Kh4YsB2cLn1": "6", "Mp3PlnCHC01": "0"}
 
 

@@ -138,12 +138,22 @@ async def test_counts_follow_the_facts_of_a_small_story(sessions) -> None:
     facility = f"FAC-RM-{uuid.uuid4().hex[:8]}"
     await apply_all(sessions, story(facility))
     counts = await november(sessions, facility)
+    # m1 known positive at ANC1; m2 newly tested negative at ANC1, positive at a later ANC visit (post-ANC1,
+    # a seroconversion); m3 a transfer in (no ANC1); i1 positive at 1 day on ART; i2 first NAT negative at 70 days
     assert {k: v for k, v in counts.items() if v} == {
         "anc1": 2,
+        "anc1__25_29": 2,
         "stat_known": 2,
         "stat_known_positive": 1,
-        "stat_negative": 1,
+        "stat_known_positive__25_29": 1,
+        "stat_new_negative": 1,
+        "stat_new_negative__25_29": 1,
         "stat_pos": 1,
+        "post_anc1_tests": 1,
+        "post_anc1_pos": 1,
+        "pa_pregnancy_positive": 1,
+        "pa_pregnancy_positive__25_29": 1,
+        "enrolled": 2,
         "negative_at_enrolment": 1,
         "seroconverted": 1,
         "hei_born": 1,
@@ -151,8 +161,11 @@ async def test_counts_follow_the_facts_of_a_small_story(sessions) -> None:
         "eid_0_2": 1,
         "eid_2_12": 1,
         "eid_0_2_positive": 1,
+        "hei_neg_2_12m": 1,
         "hei_pos": 1,
+        "hei_pos_0_2m": 1,
         "hei_pos_art": 1,
+        "hei_pos_art_0_2m": 1,
         "referrals_due": 1,
         "referrals_completed": 1,
         "client_interactions": 10,

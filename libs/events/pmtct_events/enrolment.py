@@ -86,6 +86,9 @@ class AncVisitRecorded(ClientEvent):
     event_name: ClassVar[str] = "AncVisitRecorded"
     visit_number: int = Field(ge=1, le=20)
     gestation_weeks: int | None = Field(default=None, ge=4, le=45)
+    #: her age in whole years on the day it happened (computed by enrolment from the birth date it
+    #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
+    age_years: int | None = Field(default=None, ge=0, le=120)
 
 
 class HivTestRecorded(ClientEvent):
@@ -96,11 +99,17 @@ class HivTestRecorded(ClientEvent):
     result: HivTestResult
     setting: TestSetting
     status_before: HivStatus = HivStatus.unknown
+    #: her age in whole years on the day it happened (computed by enrolment from the birth date it
+    #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
+    age_years: int | None = Field(default=None, ge=0, le=120)
 
 
 class ArtInitiated(ClientEvent):
     event_name: ClassVar[str] = "ArtInitiated"
     regimen: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9/+\-]+$")
+    #: her age in whole years on the day it happened (computed by enrolment from the birth date it
+    #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
+    age_years: int | None = Field(default=None, ge=0, le=120)
 
 
 class ViralLoadRecorded(ClientEvent):
@@ -138,6 +147,9 @@ class DeliveryRecorded(ClientEvent):
     mother_diagnosed_on: date | None = None
     mother_art_start_date: date | None = None
     mother_latest_viral_load: ViralLoadResult | None = None
+    #: her age in whole years on the day it happened (computed by enrolment from the birth date it
+    #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
+    age_years: int | None = Field(default=None, ge=0, le=120)
 
 
 class ClientTransferredOut(ClientEvent):

@@ -196,13 +196,15 @@ class MotherBatch(IntakeBatch[Any]):
         domain.check_alive(history, day)
         domain.check_enrolled_here(history, e.facility_id, day)
         common = {"client_id": client.row.client_id, "facility_id": e.facility_id, "occurred_at": e.occurred_at}
+        # her age that day for reporting's age bands, from the birth date kept here (never sent itself)
+        age = domain.age_on(history.birth_date, day) if history.birth_date is not None else None
         d = e.data
         match e.type:
             case "AncVisitRecorded":
                 domain.check_gestation(d.gestation_weeks)
                 domain.check_anc_visit(history, e.occurred_at)
                 event: Event = enrolment.AncVisitRecorded(
-                    **common, visit_number=d.visit_number, gestation_weeks=d.gestation_weeks
+                    **common, visit_number=d.visit_number, gestation_weeks=d.gestation_weeks, age_years=age
                 )
             case "HivTestRecorded":
                 event = enrolment.HivTestRecorded(
@@ -210,16 +212,17 @@ class MotherBatch(IntakeBatch[Any]):
                     result=d.result,
                     setting=d.setting,
                     status_before=domain.hiv_status_before(history, e.occurred_at),
+                    age_years=age,
                 )
             case "ArtInitiated":
                 domain.check_art_start(history, day)
-                event = enrolment.ArtInitiated(**common, regimen=d.regimen)
+                event = enrolment.ArtInitiated(**common, regimen=d.regimen, age_years=age)
             case "ViralLoadRecorded":
                 domain.check_viral_load(history, d.copies_per_ml, day)
                 suppressed = d.copies_per_ml < self.policy.vl_suppression_threshold
                 event = enrolment.ViralLoadRecorded(**common, copies_per_ml=d.copies_per_ml, suppressed=suppressed)
             case "DeliveryRecorded":
-                return self.plan_delivery(e, client, common)
+                return self.plan_delivery(e, client, common, age)
             case "ClientTransferredOut":
                 domain.check_transfer(e.facility_id, d.to_facility_id, d.to_facility_id in self.ctx.registry)
                 event = enrolment.ClientTransferredOut(**common, to_facility_id=d.to_facility_id)
@@ -323,7 +326,7 @@ class MotherBatch(IntakeBatch[Any]):
         new_ref = (e.facility_id, e.client_ref) if registered is None else None
         return Accepted(client, event, {"client_id": str(client.row.client_id)}, registration=new_ref)
 
-    def plan_delivery(self, e: DeliveryRecordedIn, client: ClientRecord, common: dict) -> Accepted:
+    def plan_delivery(self, e: DeliveryRecordedIn, client: ClientRecord, common: dict, age: int | None) -> Accepted:
         d = e.data
         refs = [i.infant_ref for i in d.infants]
         repeated = sorted({r for r in refs if refs.count(r) > 1})
@@ -357,6 +360,7 @@ class MotherBatch(IntakeBatch[Any]):
                 if load is not None
                 else None
             ),
+            age_years=age,
         )
         result = {
             "client_id": str(client.row.client_id),

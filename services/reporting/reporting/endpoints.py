@@ -13,6 +13,7 @@ from servicekit.auth import Principal
 from servicekit.problems import Problem
 
 from . import dashboard, dhis2, queries
+from .indicators import DataSet
 from .periods import Period
 from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
 from .settings import Settings
@@ -25,7 +26,11 @@ pages = APIRouter(tags=["dashboard"])
 Reader = Annotated[Principal, Depends(dashboard.browser_principal)]
 
 PeriodQuery = Annotated[
-    str | None, Query(description="2026-11 (or 202611), 2026Q4 or 2026; the current month if absent")
+    str | None,
+    Query(description="2026-11 (202611), 2026Q4, 2026, FY2027 (2026Oct), FY2027Q1; the last complete month if absent"),
+]
+DataSetQuery = Annotated[
+    DataSet | None, Query(description="mer (the ministry's MER data set) or programme; both if absent")
 ]
 FacilityQuery = Annotated[str | None, Query(description="One facility id")]
 DistrictQuery = Annotated[str | None, Query(description="A district of the facility registry")]
@@ -57,8 +62,8 @@ WhereDep = Annotated[Where, Depends(where)]
 
 
 @router.get("/indicators", summary="Programme indicators for a facility, district, province or country")
-async def indicators(session: SessionDep, w: WhereDep) -> IndicatorReport:
-    values = await queries.indicator_values(session, w.scope, w.period)
+async def indicators(session: SessionDep, w: WhereDep, data_set: DataSetQuery = None) -> IndicatorReport:
+    values = await queries.indicator_values(session, w.scope, w.period, data_set)
     return IndicatorReport(
         period=PeriodPublic.of(w.period),
         scope=ScopePublic(level=w.scope.level, id=w.scope.id, facilities=w.scope.facility_ids),
@@ -71,9 +76,15 @@ async def facilities(rt: RuntimeDep, principal: Reader) -> list[FacilityPublic]:
     return [FacilityPublic(**f.as_dict()) for f in rt.registry.all() if principal.may_act_for(f.facility_id)]
 
 
-@router.get("/exports/dhis2", summary="Counts as a DHIS2 dataValueSets document, one org unit per facility")
-async def dhis2_export(rt: RuntimeDep, session: SessionDep, w: WhereDep) -> DataValueSet:
-    mapping = dhis2.load_mapping(rt.settings.dhis2_mapping_path)
+@router.get(
+    "/exports/dhis2",
+    summary="A data set's counts as a DHIS2 dataValueSets document, one org unit per facility",
+    response_model_exclude_none=True,
+)
+async def dhis2_export(
+    rt: RuntimeDep, session: SessionDep, w: WhereDep, data_set: Annotated[DataSet, Query()] = DataSet.mer
+) -> DataValueSet:
+    mapping = dhis2.mapping_for(rt.settings, data_set)
     return await queries.dhis2_export(session, w.scope, w.period, mapping)
 
 
@@ -83,8 +94,8 @@ async def dhis2_export(rt: RuntimeDep, session: SessionDep, w: WhereDep) -> Data
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def indicators_csv(session: SessionDep, w: WhereDep) -> Response:
-    body = await queries.indicators_csv(session, w.scope, w.period)
+async def indicators_csv(session: SessionDep, w: WhereDep, data_set: DataSetQuery = None) -> Response:
+    body = await queries.indicators_csv(session, w.scope, w.period, data_set)
     filename = f"pmtct-indicators-{w.period.id}.csv"
     return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

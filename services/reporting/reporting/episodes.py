@@ -1,23 +1,50 @@
-"""A mother's enrolment episodes, derived from her facts: what the mother indicators count.
+"""A mother's enrolment episodes and her post-ANC1 tests, derived from her facts: what the mother
+indicators count (PEPFAR MER 2.8 PMTCT_STAT, PMTCT_ART, and HTS_TST's Post ANC1 modality; see
+docs/indicators.md for each definition, its source and section).
 
 A woman can enrol more than once with the same platform `client_id`: a new pregnancy after a
-delivery opens a new episode (a new ANC1); a transfer to another facility does not (`transfer_in`:
-her ANC1 was counted where she first enrolled, and her later tests and ART still belong to that
-pregnancy). Each test and ART start belongs to the episode whose enrolment day is the latest on or
-before its own day (clinical registers record days; a fact's day is the programme-local day it
-happened on, `on`, fixed when the fact was stored).
+delivery opens a new episode; a transfer to another facility does not (`transfer_in`: her ANC1 was
+counted where she first enrolled, and her later tests and ART still belong to that pregnancy).
+Each later fact belongs to the episode whose enrolment day is the latest on or before its own day
+(clinical registers record days; a fact's day is the programme-local day it happened on, `on`).
 
-The episodes are a pure function of the set of facts, recomputed whenever a fact arrives, so the
-result never depends on the order the facts arrived in (MER counts each pregnancy at ANC1 once).
+What MER asks of an episode, from the facts alone:
+
+- **ANC1.** The day of her first antenatal visit of this pregnancy: an `AncVisitRecorded` with
+  visit number 1, else the enrolment day of a pregnant woman, unless a visit recorded that day has
+  a higher number (she enrolled with the programme at a later visit: her ANC1 was elsewhere or
+  earlier, and she is not a new ANC1 client here). A postnatal enrolment has no ANC1.
+- **Status at ANC1** (PMTCT_STAT): known positive at entry; newly tested positive or negative by a
+  conclusive test on the ANC1 day (a test at a later visit is a post-ANC1 test, in its own month);
+  a negative result from earlier in this pregnancy is a *recent negative*; a negative known from
+  before this pregnancy is not a known status for it (MER: she is retested at ANC1), so without a
+  retest she is outside the numerator.
+- **ART** (PMTCT_ART): *already on ART* when she started before the beginning of this pregnancy;
+  *new on ART* when she started in it (before ANC1 or after, up to and including the delivery day);
+  a start after the delivery is *postnatal ART*, outside PMTCT_ART and counted separately.
+- **Post-ANC1 tests**: each conclusive test after the ANC1 day (or any test of an episode without
+  ANC1) of a woman not known positive, in its modality: pregnancy (a later ANC visit), labour and
+  delivery, breastfeeding (after the delivery).
+
+The result is a pure function of the set of facts, so it never depends on the order they arrived in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, TypeVar
+from datetime import date, datetime, timedelta
 from uuid import UUID
+
+from .ages import age_band
+
+#: without a gestation or an EDD, the beginning of the pregnancy is taken this many weeks before ANC1
+#: (a national preset: the median gestation at first ANC contact in the programme's setting)
+ASSUMED_GESTATION_WEEKS_AT_ANC1 = 20
+#: a pregnancy with no delivery recorded is over this many weeks after it began (post-term limit)
+PREGNANCY_MAX_WEEKS = 42
+#: an EDD is 280 days (40 weeks) after the first day of the last menstrual period (Naegele's rule)
+EDD_DAYS = 280
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +57,19 @@ class Enrolled:
     hiv_status: str
     on_art: bool
     transfer_in: bool
+    age_years: int | None = None
+    art_start_date: date | None = None
+    known_since: date | None = None
+    gestation_weeks: int | None = None
+    edd: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AncVisit:
+    occurred_at: datetime
+    on: date
+    visit_number: int
+    gestation_weeks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +80,10 @@ class HivTest:
     on: date
     result: str
     setting: str
+    event_id: UUID | None = None
+    facility_id: str | None = None
+    age_years: int | None = None
+    status_before: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +92,13 @@ class ArtStart:
     on: date
 
 
-MotherFact = Enrolled | HivTest | ArtStart
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    occurred_at: datetime
+    on: date
+
+
+MotherFact = Enrolled | AncVisit | HivTest | ArtStart | Delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +113,98 @@ class Episode:
     first_test_result: str | None
     first_test_setting: str | None
     first_positive_on: date | None
+    #: the first ART start of the episode (at or before enrolment when she enrolled on ART)
     art_started_on: date | None
+    #: age in whole years at enrolment, its MER band (`reporting.ages`)
+    age_years: int | None
+    age_band: str
+    #: the ANC1 day, None when this episode has none here (postnatal, or enrolled at a later visit)
+    anc1_on: date | None
+    #: known_positive, newly_positive, new_negative, recent_negative or None (status not known at ANC1)
+    stat_status: str | None
+    #: already (before this pregnancy), new (in this pregnancy), postnatal (after delivery) or None
+    art_status: str | None
+    pregnancy_start: date
+    delivered_on: date | None
 
 
-F = TypeVar("F", HivTest, ArtStart)
+@dataclass(frozen=True, slots=True)
+class PostAnc1Test:
+    """A conclusive test after ANC1 of a woman not known positive (HTS_TST, Post ANC1 modality)."""
+
+    event_id: UUID
+    client_id: UUID
+    enrolled_on: date
+    tested_on: date
+    facility_id: str
+    #: pregnancy, labour_delivery or breastfeeding
+    modality: str
+    result: str
+    age_years: int | None
+    age_band: str
+    #: her first positive test: a newly identified HIV-positive woman (PMTCT_EID's denominator)
+    newly_positive: bool
 
 
-def _first(facts: Iterable[F], key: Callable[[F], Any]) -> F | None:
-    return min(facts, key=key, default=None)
+def _pregnancy_start(start: Enrolled, visits: list[AncVisit], anc1: date | None) -> date:
+    if start.gestation_weeks is not None:
+        return start.on - timedelta(weeks=start.gestation_weeks)
+    if start.edd is not None:
+        return start.edd - timedelta(days=EDD_DAYS)
+    dated = [v for v in visits if v.gestation_weeks is not None]
+    if dated:
+        first = min(dated, key=lambda v: (v.on, v.occurred_at))
+        assert first.gestation_weeks is not None
+        return first.on - timedelta(weeks=first.gestation_weeks)
+    return (anc1 or start.on) - timedelta(weeks=ASSUMED_GESTATION_WEEKS_AT_ANC1)
 
 
-def episodes(client_id: UUID, facts: Iterable[MotherFact]) -> list[Episode]:
-    """One episode per enrolment that is not a transfer in, in date order."""
+def _anc1(start: Enrolled, visits: list[AncVisit]) -> date | None:
+    if start.status_at_enrolment != "pregnant":
+        return None
+    firsts = sorted(v.on for v in visits if v.visit_number == 1)
+    if firsts:
+        return firsts[0]
+    if any(v.on == start.on and v.visit_number > 1 for v in visits):
+        return None
+    return start.on
+
+
+def _stat_status(start: Enrolled, anc1: date | None, tests: list[HivTest], pregnancy_start: date) -> str | None:
+    if anc1 is None:
+        return None
+    if start.hiv_status == "positive":
+        return "known_positive"
+    at_anc1 = sorted(
+        (t for t in tests if t.on == anc1 and t.setting in ("anc", "other")), key=lambda t: (t.occurred_at, t.result)
+    )
+    if at_anc1:
+        return "newly_positive" if at_anc1[0].result == "positive" else "new_negative"
+    if start.hiv_status == "negative" and start.known_since is not None and start.known_since >= pregnancy_start:
+        return "recent_negative"
+    return None
+
+
+def _art_status(start: Enrolled, first_art: date | None, pregnancy_start: date, ends: date) -> str | None:
+    if start.on_art:
+        if start.art_start_date is None or start.art_start_date < pregnancy_start:
+            return "already"
+        return "new"
+    if first_art is None:
+        return None
+    return "new" if first_art <= ends else "postnatal"
+
+
+def _modality(test: HivTest, delivered_on: date | None, postnatal: bool) -> str:
+    if test.setting == "labour_delivery" or (delivered_on is not None and test.on == delivered_on):
+        return "labour_delivery"
+    if postnatal or test.setting == "postnatal" or (delivered_on is not None and test.on > delivered_on):
+        return "breastfeeding"
+    return "pregnancy"
+
+
+def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode], list[PostAnc1Test]]:
+    """One episode per enrolment that is not a transfer in, in date order, and the post-ANC1 tests."""
     facts = list(facts)
     # same-day enrolments: the earliest in the day opens the episode (ties by facility, deterministic)
     starts = sorted(
@@ -85,16 +215,31 @@ def episodes(client_id: UUID, facts: Iterable[MotherFact]) -> list[Episode]:
     for start in starts:
         opened.setdefault(start.on, start)
     days = sorted(opened)
-    result: list[Episode] = []
+    episodes: list[Episode] = []
+    post_anc1: list[PostAnc1Test] = []
     for index, day in enumerate(days):
         until = days[index + 1] if index + 1 < len(days) else date.max
         inside = [f for f in facts if not isinstance(f, Enrolled) and day <= f.on < until]
-        tests = [f for f in inside if isinstance(f, HivTest)]
-        first_test = _first(tests, key=lambda t: (t.occurred_at, t.result, t.setting))
-        first_positive = _first((t for t in tests if t.result == "positive"), key=lambda t: t.occurred_at)
-        first_art = _first((f for f in inside if isinstance(f, ArtStart)), key=lambda a: a.occurred_at)
+        tests = sorted(
+            (f for f in inside if isinstance(f, HivTest)), key=lambda t: (t.occurred_at, t.result, t.setting)
+        )
+        visits = [f for f in inside if isinstance(f, AncVisit)]
+        deliveries = sorted(f.on for f in inside if isinstance(f, Delivered))
+        arts = sorted(f.on for f in inside if isinstance(f, ArtStart))
         start = opened[day]
-        result.append(
+        anc1 = _anc1(start, visits)
+        pregnancy_start = _pregnancy_start(start, visits, anc1)
+        delivered_on = deliveries[0] if deliveries else None
+        ends = delivered_on or pregnancy_start + timedelta(weeks=PREGNANCY_MAX_WEEKS)
+        stat = _stat_status(start, anc1, tests, pregnancy_start)
+        first_art = arts[0] if arts else None
+        art_started = (start.art_start_date or start.on) if start.on_art else first_art
+        positives = [t for t in tests if t.result == "positive"]
+        positive_before = start.hiv_status == "positive"
+        # ART of a woman never found HIV-positive in the episode is not PMTCT ART
+        art = _art_status(start, first_art, pregnancy_start, ends) if positive_before or positives else None
+        band = age_band(start.age_years)
+        episodes.append(
             Episode(
                 client_id=client_id,
                 facility_id=start.facility_id,
@@ -102,10 +247,44 @@ def episodes(client_id: UUID, facts: Iterable[MotherFact]) -> list[Episode]:
                 status_at_enrolment=start.status_at_enrolment,
                 hiv_status_at_enrolment=start.hiv_status,
                 on_art_at_enrolment=start.on_art,
-                first_test_result=first_test.result if first_test else None,
-                first_test_setting=first_test.setting if first_test else None,
-                first_positive_on=first_positive.on if first_positive else None,
-                art_started_on=first_art.on if first_art else None,
+                first_test_result=tests[0].result if tests else None,
+                first_test_setting=tests[0].setting if tests else None,
+                first_positive_on=positives[0].on if positives else None,
+                art_started_on=art_started,
+                age_years=start.age_years,
+                age_band=band,
+                anc1_on=anc1,
+                stat_status=stat,
+                art_status=art,
+                pregnancy_start=pregnancy_start,
+                delivered_on=delivered_on,
             )
         )
-    return result
+        # tests after ANC1 (every test of an episode without one) while she is not known positive
+        known_positive = positive_before
+        for test in tests:
+            if known_positive or test.status_before == "positive":
+                break
+            after_anc1 = anc1 is None or test.on > anc1
+            if after_anc1 and test.event_id is not None:
+                post_anc1.append(
+                    PostAnc1Test(
+                        event_id=test.event_id,
+                        client_id=client_id,
+                        enrolled_on=day,
+                        tested_on=test.on,
+                        facility_id=test.facility_id or start.facility_id,
+                        modality=_modality(test, delivered_on, start.status_at_enrolment == "postnatal"),
+                        result=test.result,
+                        age_years=test.age_years if test.age_years is not None else start.age_years,
+                        age_band=age_band(test.age_years if test.age_years is not None else start.age_years),
+                        newly_positive=test.result == "positive",
+                    )
+                )
+            known_positive = test.result == "positive"
+    return episodes, post_anc1
+
+
+def episodes(client_id: UUID, facts: Iterable[MotherFact]) -> list[Episode]:
+    """The episodes alone (see `derive`)."""
+    return derive(client_id, facts)[0]

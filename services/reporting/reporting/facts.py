@@ -82,6 +82,17 @@ MOTHER_FACT_COLUMNS = (
     "transfer_in",
     "result",
     "setting",
+    #: her age in whole years that day (the event's `age_years`; absent on events from before it existed)
+    "age_years",
+    #: ClientEnrolled: ART start and status dates, gestation and EDD (the beginning of this pregnancy)
+    "art_start_date",
+    "known_since",
+    "gestation_weeks",
+    "edd",
+    #: AncVisitRecorded: the visit number (1 = ANC1)
+    "visit_number",
+    #: HivTestRecorded: her status as enrolment knew it just before the test
+    "status_before",
 )
 DELIVERY_COLUMNS = (
     "event_id",
@@ -105,6 +116,10 @@ INFANT_FACT_COLUMNS = (
     "result",
     "confirmatory",
     "outcome",
+    #: NAT or antibody (kind = test)
+    "test",
+    #: InfantFeedingRecorded: the feeding method (kind = feeding)
+    "method",
 )
 REFERRAL_FACT_COLUMNS = ("event_id", "referral_id", "version", "facility_id", "referral_service", "due_by", "status")
 INTERACTION_COLUMNS = ("event_id", "facility_id", "month")
@@ -163,36 +178,68 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     hiv_status=event.hiv_status.value,
                     on_art=event.on_art,
                     transfer_in=event.transfer_in,
+                    age_years=event.age_years,
+                    art_start_date=event.art_start_date,
+                    known_since=event.hiv_status_known_since,
+                    gestation_weeks=event.gestation_weeks,
+                    edd=event.edd,
+                )
+            ]
+        case en.AncVisitRecorded():
+            return [
+                _mother(
+                    ce,
+                    event,
+                    clock,
+                    "anc_visit",
+                    visit_number=event.visit_number,
+                    gestation_weeks=event.gestation_weeks,
+                    age_years=event.age_years,
                 )
             ]
         case en.HivTestRecorded() if event.result in CONCLUSIVE:
-            return [_mother(ce, event, clock, "hiv_test", result=event.result.value, setting=event.setting.value)]
+            return [
+                _mother(
+                    ce,
+                    event,
+                    clock,
+                    "hiv_test",
+                    result=event.result.value,
+                    setting=event.setting.value,
+                    status_before=event.status_before.value,
+                    age_years=event.age_years,
+                )
+            ]
         case en.ArtInitiated():
-            return [_mother(ce, event, clock, "art_start")]
+            return [_mother(ce, event, clock, "art_start", age_years=event.age_years)]
         case en.DeliveryRecorded():
             live = sum(1 for i in event.infants if i.outcome is en.BirthOutcome.live_birth)
+            delivered_on = clock.local_day(event.occurred_at)
             return [
                 _row(
                     Table.deliveries,
                     event_id=ce.id,
                     client_id=event.client_id,
-                    delivered_on=clock.local_day(event.occurred_at),
+                    delivered_on=delivered_on,
                     facility_id=event.facility_id,
                     skilled_attendant=event.skilled_attendant,
                     mother_hiv_status=event.mother_hiv_status.value,
                     live_births=live,
-                )
+                ),
+                # the end of the pregnancy, for her episode: ART after it is postnatal ART
+                _mother(ce, event, clock, "delivery", age_years=event.age_years),
             ]
         case fu.InfantFollowUpStarted():
             return [_infant(ce, event, clock, "hei", birth_date=event.birth_date)]
-        case fu.InfantTestResulted() if event.test is fu.InfantTest.NAT:
+        case fu.InfantTestResulted():
             # the first virologic test is found from the sample dates, whatever `first_virologic` said on arrival
             return [
                 _infant(
                     ce,
                     event,
                     clock,
-                    "nat",
+                    "test",
+                    test=event.test.value,
                     age_days=event.age_days,
                     result=event.result.value,
                     confirmatory=event.confirmatory,
@@ -200,8 +247,26 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
             ]
         case fu.InfantArtInitiated():
             return [_infant(ce, event, clock, "art_start")]
+        case fu.InfantFeedingRecorded():
+            return [_infant(ce, event, clock, "feeding", method=event.method.value)]
+        case fu.InfantVisitRecorded() | fu.InfantProphylaxisRecorded():
+            return [_infant(ce, event, clock, "contact")]
         case fu.InfantFinalOutcomeRecorded():
-            return [_infant(ce, event, clock, "outcome", outcome=event.outcome.value)]
+            # kept as recorded; only a death or a transfer out is a fact PMTCT_FO uses (reporting.infants)
+            return [_infant(ce, event, clock, "outcome", outcome=event.outcome.value, age_days=event.age_days)]
+        case fu.ClientLostToFollowUp() if event.subject_type is fu.SubjectType.infant:
+            return [
+                _row(
+                    Table.infant_facts,
+                    event_id=ce.id,
+                    infant_id=event.subject_id,
+                    kind="lost",
+                    occurred_at=event.occurred_at,
+                    occurred_on=clock.local_day(event.occurred_at),
+                    recorded_at=ce.time,
+                    facility_id=event.facility_id,
+                )
+            ]
         case rf.ReferralEvent():
             return [
                 _row(
@@ -243,5 +308,6 @@ APPLIED: tuple[type[Event], ...] = (
     fu.InfantArtInitiated,
     fu.InfantVisitRecorded,
     fu.InfantFinalOutcomeRecorded,
+    fu.ClientLostToFollowUp,
     *rf.EVENTS,
 )

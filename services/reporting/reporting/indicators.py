@@ -1,16 +1,17 @@
-"""Programme indicators, each defined once, in the shape of the PEPFAR MER 2.x indicator reference
-sheets (PMTCT_STAT, PMTCT_ART, PMTCT_EID, PMTCT_HEI, PMTCT_FO) plus the programme's own metrics.
+"""Indicators, each defined once: the PEPFAR MER 2.8 PMTCT indicators a ministry receives (the MER
+data set) and the programme's own figures (the programme data set), kept apart so that a submission
+of one never double-reports the other. docs/indicators.md gives each definition with its source
+(PEPFAR MER Indicator Reference Guide version 2.8, FY2025, the indicator's reference sheet).
 
-Everything an indicator needs is a *count* of subjects (mothers, deliveries, infants, referrals)
-in a *population*: the rows of one read-model table counted in the facility and month of one of
-their dates. Every subject falls in exactly one (facility, month) cell of a population, so the
-value for a quarter, a year, a district or a country is the sum of its cells, and a definition
-written once here serves every period and every level. The cells are kept in the read model
-(`monthly_counts`), moved as each subject's facts change, so a national year sums a few
-thousand rows instead of counting every subject.
+Everything an indicator needs is a *count* of subjects (enrolment episodes, post-ANC1 tests,
+deliveries, infants, referrals) in a *population*: the rows of one read-model table counted in the
+facility and month of one of their dates. Every subject falls in exactly one (facility, month)
+cell of a population, so the value for a quarter, a fiscal year, a district or a country is the
+sum of its cells, and a definition written once here serves every period and every level. The
+cells are kept in the read model (`monthly_counts`), moved as each subject's facts change.
 
 Counts look at the facts as recorded, whenever they arrive: a result posted weeks late by an
-offline clinic still counts in the month of its sample. Ages are the infant's age at sampling.
+offline clinic still counts in the month of its sample, and so revises a month already reported.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-#: an infant's first NAT "by 2 months" is taken at 60 days of age or younger (MER PMTCT_EID 0-2 months)
-TWO_MONTHS_DAYS = 60
-#: "by 12 months": at 365 days of age or younger (MER PMTCT_EID, PMTCT_HEI_POS)
-TWELVE_MONTHS_DAYS = 365
+from .ages import TWELVE_MONTHS_DAYS, TWO_MONTHS_DAYS, WOMEN_BANDS, YOUNG_WOMEN
+
 #: the final-outcome cohort was born this many months before the reporting period (MER PMTCT_FO)
 FO_COHORT_LAG_MONTHS = 24
 
@@ -70,40 +69,69 @@ class Population:
         )
 
 
+def by_age(key: str, where: str, label: str, bands: tuple[str, ...] = WOMEN_BANDS, column: str = "age_band"):
+    """The count, and one count per age band (`key__band`)."""
+    yield Count(key, where, label)
+    for band in bands:
+        yield Count(f"{key}__{band}", f"({where}) AND {column} = '{band}'", f"{label}, {band}")
+
+
 # -- populations ---------------------------------------------------------------------------------
 
-_KNOWN_POSITIVE = "hiv_status_at_enrolment = 'positive'"
-_NEWLY_POSITIVE = (
-    "hiv_status_at_enrolment = 'unknown' AND first_test_setting = 'anc' AND first_test_result = 'positive'"
-)
-_NEGATIVE_AT_ANC = (
-    "hiv_status_at_enrolment = 'negative'"
-    " OR (hiv_status_at_enrolment = 'unknown' AND first_test_setting = 'anc' AND first_test_result = 'negative')"
-)
-_STAT_POS = f"({_KNOWN_POSITIVE}) OR ({_NEWLY_POSITIVE})"
-_NEGATIVE_AT_ENROLMENT = (
-    "hiv_status_at_enrolment = 'negative' OR (hiv_status_at_enrolment = 'unknown' AND first_test_result = 'negative')"
-)
+_POS_AT_ANC1 = "stat_status IN ('known_positive', 'newly_positive')"
 
-# enrolment episodes (reporting.episodes): a transfer in opens none, so no pregnancy is counted twice
+# enrolment episodes with an ANC1 here (reporting.episodes), counted in the month of ANC1
 NEW_ANC1 = Population(
     name="new ANC1 clients",
     table="enrolments",
     subject_column="client_id",
     facility_column="facility_id",
-    date_column="enrolled_on",
-    where="status_at_enrolment = 'pregnant'",
+    date_column="anc1_on",
+    where="anc1_on IS NOT NULL",
     counts=(
-        Count("anc1", "TRUE", "New ANC1 clients"),
-        Count("stat_known", f"({_STAT_POS}) OR ({_NEGATIVE_AT_ANC})", "Known HIV status at ANC"),
-        Count("stat_known_positive", _KNOWN_POSITIVE, "Known positive at entry"),
-        Count("stat_newly_positive", _NEWLY_POSITIVE, "Newly tested positive"),
-        Count("stat_negative", _NEGATIVE_AT_ANC, "Negative"),
-        Count("stat_pos", _STAT_POS, "HIV-positive"),
-        Count("art_already", f"({_STAT_POS}) AND on_art_at_enrolment", "Already on ART"),
-        Count("art_new", f"({_STAT_POS}) AND NOT on_art_at_enrolment AND art_started_on IS NOT NULL", "New on ART"),
-        Count("art_total", f"({_STAT_POS}) AND (on_art_at_enrolment OR art_started_on IS NOT NULL)", "On ART"),
+        *by_age("anc1", "TRUE", "New ANC1 clients"),
+        Count("stat_known", "stat_status IS NOT NULL", "Known HIV status at ANC1"),
+        *by_age("stat_known_positive", "stat_status = 'known_positive'", "Known positive at entry"),
+        *by_age("stat_newly_positive", "stat_status = 'newly_positive'", "Newly tested positive"),
+        *by_age("stat_new_negative", "stat_status = 'new_negative'", "New negative"),
+        *by_age("stat_recent_negative", "stat_status = 'recent_negative'", "Recent negative"),
+        Count("stat_pos", _POS_AT_ANC1, "HIV-positive at ANC1"),
+        *by_age("art_already", f"{_POS_AT_ANC1} AND art_status = 'already'", "Already on ART"),
+        *by_age("art_new", f"{_POS_AT_ANC1} AND art_status = 'new'", "New on ART in this pregnancy"),
+        Count("art_total", f"{_POS_AT_ANC1} AND art_status IN ('already', 'new')", "On ART in pregnancy"),
+        Count("art_postnatal", f"{_POS_AT_ANC1} AND art_status = 'postnatal'", "Started ART after delivery"),
     ),
+)
+
+MODALITIES = ("pregnancy", "labour_delivery", "breastfeeding")
+RESULTS = ("positive", "negative")
+
+# conclusive tests after ANC1 of women not known positive (reporting.episodes.PostAnc1Test)
+POST_ANC1_TESTS = Population(
+    name="post-ANC1 tests",
+    table="mother_tests",
+    subject_column="client_id",
+    facility_column="facility_id",
+    date_column="tested_on",
+    where="TRUE",
+    counts=(
+        Count("post_anc1_tests", "TRUE", "Tested after ANC1"),
+        Count("post_anc1_pos", "newly_positive", "Newly identified positive after ANC1"),
+        *(
+            count
+            for modality in MODALITIES
+            for result in RESULTS
+            for count in by_age(
+                f"pa_{modality}_{result}",
+                f"modality = '{modality}' AND result = '{result}'",
+                f"Post ANC1 {modality}, {result}",
+            )
+        ),
+    ),
+)
+
+_NEGATIVE_AT_ENROLMENT = (
+    "hiv_status_at_enrolment = 'negative' OR (hiv_status_at_enrolment = 'unknown' AND first_test_result = 'negative')"
 )
 
 NEW_ENROLMENTS = Population(
@@ -114,6 +142,8 @@ NEW_ENROLMENTS = Population(
     date_column="enrolled_on",
     where="TRUE",
     counts=(
+        Count("enrolled", "TRUE", "Women enrolled in the programme"),
+        Count("enrolled_10_24", "age_band IN ({})".format(", ".join(f"'{b}'" for b in YOUNG_WOMEN)), "Aged 10-24"),
         Count("negative_at_enrolment", _NEGATIVE_AT_ENROLMENT, "HIV-negative at enrolment"),
         Count(
             "seroconverted",
@@ -147,6 +177,9 @@ HEI_BIRTHS = Population(
     counts=(Count("hei_born", "TRUE", "HIV-exposed infants registered"),),
 )
 
+_0_2 = f"<= {TWO_MONTHS_DAYS}"
+_2_12 = f"> {TWO_MONTHS_DAYS}"
+
 FIRST_NAT = Population(
     name="infants by first virologic sample",
     table="infants",
@@ -156,12 +189,14 @@ FIRST_NAT = Population(
     where=f"first_nat_age_days <= {TWELVE_MONTHS_DAYS}",
     counts=(
         Count("eid_first", "TRUE", "First virologic sample by 12 months"),
-        Count("eid_0_2", f"first_nat_age_days <= {TWO_MONTHS_DAYS}", "Sample at 0-2 months"),
-        Count("eid_2_12", f"first_nat_age_days > {TWO_MONTHS_DAYS}", "Sample at 2-12 months"),
+        Count("eid_0_2", f"first_nat_age_days {_0_2}", "Sample at 0-2 months"),
+        Count("eid_2_12", f"first_nat_age_days {_2_12}", "Sample at 2-12 months"),
         Count(
-            "eid_0_2_positive",
-            f"first_nat_age_days <= {TWO_MONTHS_DAYS} AND first_nat_result = 'positive'",
-            "First NAT by 2 months positive",
+            "eid_0_2_positive", f"first_nat_age_days {_0_2} AND first_nat_result = 'positive'", "Positive by 2 months"
+        ),
+        Count("hei_neg_0_2m", f"first_nat_age_days {_0_2} AND first_nat_result = 'negative'", "Negative, 0-2 months"),
+        Count(
+            "hei_neg_2_12m", f"first_nat_age_days {_2_12} AND first_nat_result = 'negative'", "Negative, 2-12 months"
         ),
     ),
 )
@@ -175,12 +210,15 @@ FIRST_POSITIVE_NAT = Population(
     where=f"first_pos_nat_age_days <= {TWELVE_MONTHS_DAYS}",
     counts=(
         Count("hei_pos", "TRUE", "Positive virologic result by 12 months"),
-        Count("hei_pos_art", "art_started_on IS NOT NULL", "ART started"),
-        Count("hei_pos_no_art", "art_started_on IS NULL", "ART not started"),
+        Count("hei_pos_0_2m", f"first_pos_nat_age_days {_0_2}", "Positive, 0-2 months"),
+        Count("hei_pos_2_12m", f"first_pos_nat_age_days {_2_12}", "Positive, 2-12 months"),
+        Count("hei_pos_art", "art_started_on IS NOT NULL", "Positive, ART started"),
+        Count("hei_pos_art_0_2m", f"art_started_on IS NOT NULL AND first_pos_nat_age_days {_0_2}", "ART, 0-2 months"),
+        Count(
+            "hei_pos_art_2_12m", f"art_started_on IS NOT NULL AND first_pos_nat_age_days {_2_12}", "ART, 2-12 months"
+        ),
     ),
 )
-
-_UNKNOWN_OUTCOMES = "'unknown', 'lost_to_follow_up', 'transferred_out'"
 
 FO_COHORT = Population(
     name="HIV-exposed infant birth cohort of 24 months earlier",
@@ -192,11 +230,12 @@ FO_COHORT = Population(
     shift_months=FO_COHORT_LAG_MONTHS,
     counts=(
         Count("fo_cohort", "TRUE", "HEIs in the birth cohort"),
-        Count("fo_outcome", "outcome IS NOT NULL", "With a documented outcome"),
-        Count("fo_infected", "outcome = 'infected'", "HIV-infected"),
-        Count("fo_uninfected", "outcome = 'uninfected'", "HIV-uninfected"),
-        Count("fo_unknown", f"outcome IN ({_UNKNOWN_OUTCOMES})", "HIV final status unknown"),
-        Count("fo_died", "outcome = 'died'", "Died without status known"),
+        Count("fo_outcome", "fo_outcome IS NOT NULL", "With a documented outcome by 18 months"),
+        Count("fo_infected", "fo_outcome = 'infected'", "HIV-infected"),
+        Count("fo_uninfected", "fo_outcome = 'uninfected'", "HIV-uninfected"),
+        Count("fo_unknown", "fo_outcome = 'unknown'", "HIV final status unknown"),
+        Count("fo_died", "fo_outcome = 'died'", "Died without status known"),
+        Count("fo_known_status", "fo_outcome IN ('infected', 'uninfected')", "Final HIV status known"),
     ),
 )
 
@@ -222,6 +261,7 @@ CLIENT_INTERACTIONS_COUNT = Count("client_interactions", "TRUE", "Events recorde
 
 POPULATIONS: tuple[Population, ...] = (
     NEW_ANC1,
+    POST_ANC1_TESTS,
     NEW_ENROLMENTS,
     DELIVERIES,
     HEI_BIRTHS,
@@ -244,136 +284,229 @@ class Unit(StrEnum):
     number = "number"
 
 
+class DataSet(StrEnum):
+    #: PEPFAR MER PMTCT indicators: what the ministry's facility registers also count
+    mer = "mer"
+    #: the programme's own figures among its enrolled clients: never submitted as facility figures
+    programme = "programme"
+
+
+Keys = tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Indicator:
     code: str
     name: str
-    numerator: str
-    denominator: str | None
-    #: disaggregation name -> count key
+    data_set: DataSet
+    #: count keys summed
+    numerator: Keys
+    denominator: Keys | None
+    #: disaggregation name -> count key (`status`, `status:age band`, ...)
     disaggregations: Mapping[str, str] = field(default_factory=dict)
     guideline: str = ""
     definition: str = ""
+    #: why this percentage may exceed 100 % (None: it cannot, the numerator is part of the denominator)
+    may_exceed_100: str | None = None
 
     @property
     def unit(self) -> Unit:
         return Unit.percent if self.denominator else Unit.number
 
 
+def _crossed(statuses: Mapping[str, str], bands: tuple[str, ...] = WOMEN_BANDS) -> dict[str, str]:
+    """Each status's total and its age bands: `status` and `status:band`."""
+    found: dict[str, str] = {}
+    for name, key in statuses.items():
+        found[name] = key
+        found.update({f"{name}:{band}": f"{key}__{band}" for band in bands})
+    return found
+
+
+MER_2_8 = "PEPFAR MER Indicator Reference Guide v2.8 (FY2025)"
+
 PMTCT_STAT = Indicator(
     "PMTCT_STAT",
     "Pregnant women with known HIV status at ANC1",
-    numerator="stat_known",
-    denominator="anc1",
+    DataSet.mer,
+    numerator=("stat_known",),
+    denominator=("anc1",),
     disaggregations={
-        "known_positive": "stat_known_positive",
-        "newly_positive": "stat_newly_positive",
-        "negative": "stat_negative",
+        **_crossed(
+            {
+                "known_positive": "stat_known_positive",
+                "newly_positive": "stat_newly_positive",
+                "new_negative": "stat_new_negative",
+                "recent_negative": "stat_recent_negative",
+            }
+        ),
+        **{f"denominator:{band}": f"anc1__{band}" for band in WOMEN_BANDS},
     },
-    guideline="PEPFAR MER PMTCT_STAT",
-    definition="Numerator: new ANC1 clients (pregnant women enrolling, not transferred in; a new pregnancy is "
-    "a new ANC1) in the period whose HIV status is known: positive or negative at enrolment, or a conclusive "
-    "first HIV test at ANC. Denominator: new ANC1 clients in the period.",
+    guideline=f"{MER_2_8}, PMTCT_STAT (Prevention: PMTCT)",
+    definition="Numerator: pregnant women at their first ANC visit of this pregnancy (ANC1) in the period whose "
+    "HIV status is known: known positive at entry, newly tested (a conclusive test on the ANC1 day) positive or "
+    "negative, or a negative result from earlier in this pregnancy (recent negative). A negative known from before "
+    "this pregnancy is not a known status: without a retest at ANC1 she is outside the numerator. Tests at later "
+    "visits are post-ANC1 tests. Denominator: new ANC1 clients in the period (a transfer in, or a woman who enrolled "
+    "at a later visit, is not one). By age at ANC1 in MER's fine bands.",
 )
 PMTCT_STAT_POS = Indicator(
     "PMTCT_STAT_POS",
     "HIV-positive pregnant women identified at ANC1",
-    numerator="stat_pos",
-    denominator="stat_known",
-    disaggregations={"known_positive": "stat_known_positive", "newly_positive": "stat_newly_positive"},
-    guideline="PEPFAR MER PMTCT_STAT (POS)",
-    definition="Numerator: of the PMTCT_STAT numerator, women known positive at enrolment or whose first "
-    "conclusive HIV test at ANC was positive. Denominator: the PMTCT_STAT numerator.",
+    DataSet.mer,
+    numerator=("stat_pos",),
+    denominator=("stat_known",),
+    disaggregations=_crossed({"known_positive": "stat_known_positive", "newly_positive": "stat_newly_positive"}),
+    guideline=f"{MER_2_8}, PMTCT_STAT (PMTCT_STAT_POS, the positive disaggregates)",
+    definition="Numerator: of the PMTCT_STAT numerator, the known positives at entry and the newly tested positives. "
+    "Denominator: the PMTCT_STAT numerator.",
 )
 PMTCT_ART = Indicator(
     "PMTCT_ART",
-    "HIV-positive pregnant women on ART",
-    numerator="art_total",
-    denominator="stat_pos",
-    disaggregations={"already_on_art": "art_already", "new_on_art": "art_new"},
-    guideline="PEPFAR MER PMTCT_ART",
-    definition="Numerator: of the PMTCT_STAT_POS numerator, women already on ART at enrolment, or who "
-    "started ART (ArtInitiated) since. Denominator: the PMTCT_STAT_POS numerator.",
+    "HIV-positive pregnant women on ART in pregnancy",
+    DataSet.mer,
+    numerator=("art_total",),
+    denominator=("stat_pos",),
+    disaggregations={
+        **_crossed({"already_on_art": "art_already", "new_on_art": "art_new"}),
+        "postnatal_start_excluded": "art_postnatal",
+    },
+    guideline=f"{MER_2_8}, PMTCT_ART (Prevention: PMTCT)",
+    definition="Numerator: of the PMTCT_STAT_POS women of the period, those already on ART at the beginning of this "
+    "pregnancy (ART started before the pregnancy began: ANC1 minus the gestation, or the EDD minus 40 weeks) or new "
+    "on ART in this pregnancy (started after it began, up to the delivery day). ART started after the delivery is "
+    "postnatal ART: not in PMTCT_ART, shown separately (postnatal_start_excluded). Counted in the ANC1 month. "
+    "Denominator: PMTCT_STAT_POS.",
 )
 PMTCT_EID = Indicator(
     "PMTCT_EID",
-    "Infants with a first virologic test by 12 months",
-    numerator="eid_first",
-    denominator="stat_pos",
-    disaggregations={"0_2_months": "eid_0_2", "2_12_months": "eid_2_12"},
-    guideline="PEPFAR MER PMTCT_EID",
-    definition="Numerator: infants whose first virologic (NAT) sample was collected in the period, at 12 "
-    "months of age or younger, counted where the sample was taken; 0-2 months is 60 days or younger. "
-    "Denominator: HIV-exposed infants born, by the MER proxy PMTCT_STAT_POS of the same period.",
+    "Infants with a first virologic HIV test by 12 months",
+    DataSet.mer,
+    numerator=("eid_first",),
+    denominator=("stat_pos", "post_anc1_pos"),
+    disaggregations={"0_2m": "eid_0_2", "2_12m": "eid_2_12"},
+    guideline=f"{MER_2_8}, PMTCT_EID (Prevention: PMTCT)",
+    definition="Numerator: infants whose first virologic (NAT) sample was collected in the period at 12 months of age "
+    "or younger, where it was collected; by age at sample (0-2 months: 60 days or younger; 2-12 months). "
+    "Denominator (MER's proxy for the HIV-exposed infants): PMTCT_STAT_POS plus the women newly identified positive "
+    "after ANC1 (HTS_TST Post ANC1: pregnancy, labour and delivery, breastfeeding) in the period.",
+    may_exceed_100="The denominator is MER's proxy (mothers identified in the period), not the infants tested: "
+    "infants of mothers identified in an earlier period, or twins, can take it above 100 %.",
 )
-PMTCT_HEI_POS = Indicator(
-    "PMTCT_HEI_POS",
-    "Infants with a positive virologic result by 12 months",
-    numerator="hei_pos",
+PMTCT_HEI = Indicator(
+    "PMTCT_HEI",
+    "HIV-exposed infants with a virologic result by 12 months",
+    DataSet.mer,
+    numerator=("hei_pos", "hei_neg_0_2m", "hei_neg_2_12m"),
     denominator=None,
-    disaggregations={"art_started": "hei_pos_art", "art_not_started": "hei_pos_no_art"},
-    guideline="PEPFAR MER PMTCT_HEI_POS",
-    definition="Infants whose first positive virologic sample (confirmatory tests excluded) was collected "
-    "in the period at 12 months of age or younger, disaggregated by whether infant ART has started.",
+    disaggregations={
+        "positive:0_2m": "hei_pos_0_2m",
+        "positive:2_12m": "hei_pos_2_12m",
+        "negative:0_2m": "hei_neg_0_2m",
+        "negative:2_12m": "hei_neg_2_12m",
+        "positive_art_started:0_2m": "hei_pos_art_0_2m",
+        "positive_art_started:2_12m": "hei_pos_art_2_12m",
+    },
+    guideline=f"{MER_2_8}, PMTCT_HEI (Prevention: PMTCT; replaces PMTCT_HEI_POS)",
+    definition="Infants with a virologic (NAT) result whose sample was collected in the period at 12 months of age or "
+    "younger, by age at sample collection (0-2, 2-12 months) and result: a positive counted at its first positive "
+    "sample that is not a confirmatory test (a positive on a later test counts too), a negative at the infant's "
+    "first virologic sample. Positives disaggregated by confirmed ART initiation (PMTCT_HEI_POS_ART).",
 )
 PMTCT_FO = Indicator(
     "PMTCT_FO",
-    "HIV-exposed infants with a documented final outcome",
-    numerator="fo_outcome",
-    denominator="fo_cohort",
+    "HIV-exposed infants with a documented outcome by 18 months",
+    DataSet.mer,
+    numerator=("fo_outcome",),
+    denominator=("fo_cohort",),
     disaggregations={
         "infected": "fo_infected",
         "uninfected": "fo_uninfected",
         "unknown": "fo_unknown",
         "died": "fo_died",
     },
-    guideline="PEPFAR MER PMTCT_FO",
-    definition="Denominator: HIV-exposed infants registered for follow-up and born in the period 24 months "
-    "before the reporting period (the birth cohort). Numerator: those with a documented final outcome; "
-    "LTFU and transferred out count as final status unknown.",
+    guideline=f"{MER_2_8}, PMTCT_FO (Prevention: PMTCT; reported annually)",
+    definition="Denominator: HIV-exposed infants registered in the birth cohort born in the period 24 months before "
+    "the reporting period. Numerator: those with an outcome documented by 18 months of age, computed from the facts "
+    "as they stood at 18 months (reporting.infants): HIV-infected, HIV-uninfected (a negative final test after "
+    "breastfeeding ended), died without status known, HIV final status unknown (a recorded transfer out or loss to "
+    "follow-up). An infant about whom nothing was recorded has no documented outcome. Late facts revise it.",
 )
+HTS_TST_POST_ANC1 = Indicator(
+    "HTS_TST_POST_ANC1",
+    "HIV tests of women after ANC1 (pregnancy, labour and delivery, breastfeeding)",
+    DataSet.mer,
+    numerator=("post_anc1_tests",),
+    denominator=None,
+    disaggregations={
+        f"{modality}:{result}" + (f":{band}" if band else ""): f"pa_{modality}_{result}" + (f"__{band}" if band else "")
+        for modality in MODALITIES
+        for result in RESULTS
+        for band in ("", *WOMEN_BANDS)
+    },
+    guideline=f"{MER_2_8}, HTS_TST (modality Post ANC1: Pregnancy/L&D/BF)",
+    definition="Conclusive HIV tests in the period of women not known positive, after their ANC1 (every test of a "
+    "woman enrolled postnatally or at a later ANC visit), by modality (pregnancy: a later ANC visit; labour and "
+    "delivery; breastfeeding: after the delivery), result and age at the test.",
+)
+
 MTCT_EARLY = Indicator(
     "MTCT_EARLY",
     "Early mother-to-child transmission rate (first NAT by 2 months)",
-    numerator="eid_0_2_positive",
-    denominator="eid_0_2",
-    guideline="WHO EID / UNAIDS early MTCT rate",
+    DataSet.programme,
+    numerator=("eid_0_2_positive",),
+    denominator=("eid_0_2",),
+    guideline="WHO / UNAIDS early MTCT rate (Global AIDS Monitoring)",
     definition="Numerator: infants whose first virologic test, sampled in the period by 2 months of age, "
     "was positive. Denominator: infants whose first virologic sample was taken in the period by 2 months.",
 )
 MTCT_FINAL = Indicator(
     "MTCT_FINAL",
     "Final mother-to-child transmission rate",
-    numerator="fo_infected",
-    denominator="fo_cohort",
-    guideline="WHO / UNAIDS final MTCT rate (virtual elimination < 5%)",
-    definition="Numerator: infants of the PMTCT_FO birth cohort whose final outcome is HIV-infected. "
-    "Denominator: the PMTCT_FO birth cohort.",
+    DataSet.programme,
+    numerator=("fo_infected",),
+    denominator=("fo_known_status",),
+    guideline="WHO / UNAIDS final MTCT rate (Global AIDS Monitoring; elimination target < 5 % breastfeeding)",
+    definition="Numerator: infants of the PMTCT_FO birth cohort HIV-infected by 18 months. Denominator: infants of the "
+    "cohort whose final HIV status is known (infected or uninfected): deaths and unknown outcomes are not divided by.",
 )
 SKILLED_DELIVERY = Indicator(
     "SKILLED_DELIVERY",
     "Deliveries with a skilled birth attendant",
-    numerator="skilled_deliveries",
-    denominator="deliveries",
+    DataSet.programme,
+    numerator=("skilled_deliveries",),
+    denominator=("deliveries",),
     guideline="WHO / SDG 3.1.2 skilled birth attendance",
-    definition="Numerator: deliveries in the period attended by a skilled attendant. "
-    "Denominator: deliveries recorded in the period.",
+    definition="Numerator: deliveries of enrolled clients in the period attended by a skilled attendant. "
+    "Denominator: deliveries of enrolled clients recorded in the period.",
 )
 SEROCONVERSION = Indicator(
     "SEROCONVERSION",
     "Seroconversion among HIV-negative women",
-    numerator="seroconverted",
-    denominator="negative_at_enrolment",
+    DataSet.programme,
+    numerator=("seroconverted",),
+    denominator=("negative_at_enrolment",),
     guideline="Mentor Mother programme outcome (maternal HIV incidence, WHO retesting guidance)",
     definition="Denominator: women enrolled in the period (not transferred in) who were HIV-negative at "
     "enrolment (negative status recorded, or a negative first conclusive test). Numerator: of those, "
     "women with a later positive HIV test in the same episode (pregnancy and breastfeeding).",
 )
+ENROLLED_YOUNG_WOMEN = Indicator(
+    "ENROLLED_10_24",
+    "Enrolled clients aged 10-24",
+    DataSet.programme,
+    numerator=("enrolled_10_24",),
+    denominator=("enrolled",),
+    guideline="Mentor Mother programme: adolescent girls and young women (10-24)",
+    definition="Numerator: women enrolled in the period aged 10-24 at enrolment. Denominator: women enrolled in the "
+    "period (not transferred in).",
+)
 REFERRAL_COMPLETION = Indicator(
     "REFERRAL_COMPLETION",
     "Referrals completed (loop closure)",
-    numerator="referrals_completed",
-    denominator="referrals_due",
+    DataSet.programme,
+    numerator=("referrals_completed",),
+    denominator=("referrals_due",),
     disaggregations={
         "completed": "referrals_completed",
         "declined": "referrals_declined",
@@ -387,7 +520,8 @@ REFERRAL_COMPLETION = Indicator(
 CLIENT_INTERACTIONS = Indicator(
     "CLIENT_INTERACTIONS",
     "Client interactions",
-    numerator="client_interactions",
+    DataSet.programme,
+    numerator=("client_interactions",),
     denominator=None,
     guideline="Mentor Mother programme volume",
     definition="Events recorded by clinics for mothers and infants in the period (enrolments, ANC visits, "
@@ -401,27 +535,33 @@ INDICATORS: tuple[Indicator, ...] = (
     PMTCT_STAT_POS,
     PMTCT_ART,
     PMTCT_EID,
-    PMTCT_HEI_POS,
+    PMTCT_HEI,
     PMTCT_FO,
+    HTS_TST_POST_ANC1,
     MTCT_EARLY,
     MTCT_FINAL,
     SKILLED_DELIVERY,
     SEROCONVERSION,
+    ENROLLED_YOUNG_WOMEN,
     REFERRAL_COMPLETION,
     CLIENT_INTERACTIONS,
 )
 BY_CODE: dict[str, Indicator] = {i.code: i for i in INDICATORS}
 
-#: the PMTCT cascade of the dashboard: stage label -> count key
+
+def of_data_set(data_set: DataSet | None) -> tuple[Indicator, ...]:
+    return tuple(i for i in INDICATORS if data_set is None or i.data_set is data_set)
+
+
+#: the PMTCT cascade of the dashboard: stage label -> count key (each stage a subset of the one before
+#: in the same period, except the infant stages, which follow the births and samples of the period)
 CASCADE: tuple[tuple[str, str], ...] = (
     ("ANC1", "anc1"),
     ("Known status", "stat_known"),
     ("HIV-positive", "stat_pos"),
-    ("On ART", "art_total"),
-    ("Delivered", "hiv_pos_deliveries"),
-    ("HIV-exposed infants", "hei_born"),
-    ("Tested by 2 months", "eid_0_2"),
-    ("Final outcome", "fo_outcome"),
+    ("On ART in pregnancy", "art_total"),
+    ("HIV-exposed infants born", "hei_born"),
+    ("First NAT by 2 months", "eid_0_2"),
 )
 
 
@@ -441,6 +581,10 @@ class IndicatorValue:
         if self.indicator.denominator is None:
             return float(self.numerator)
         return percent(self.numerator, self.denominator or 0)
+
+    @property
+    def above_100(self) -> bool:
+        return self.value is not None and self.indicator.denominator is not None and self.value > 100
 
 
 def percent(numerator: int, denominator: int) -> float | None:
@@ -463,9 +607,38 @@ def evaluate(counts: Mapping[str, int], indicators: Iterable[Indicator] = INDICA
     return [
         IndicatorValue(
             indicator=i,
-            numerator=counts[i.numerator],
-            denominator=counts[i.denominator] if i.denominator else None,
+            numerator=sum(counts[k] for k in i.numerator),
+            denominator=sum(counts[k] for k in i.denominator) if i.denominator else None,
             disaggregations={name: counts[key] for name, key in i.disaggregations.items()},
         )
         for i in indicators
     ]
+
+
+def _parts() -> dict[str, tuple[str, ...]]:
+    """Count keys that are sums of other count keys (a total of its age bands, of its statuses, ...):
+    what a DHIS2 mapping may send instead of the total, for DHIS2 to add up."""
+    parts: dict[str, tuple[str, ...]] = {}
+    for key in COUNTS:
+        bands = tuple(f"{key}__{band}" for band in WOMEN_BANDS)
+        if all(b in COUNTS for b in bands):
+            parts[key] = bands
+    parts.update(
+        {
+            "stat_known": ("stat_known_positive", "stat_newly_positive", "stat_new_negative", "stat_recent_negative"),
+            "stat_pos": ("stat_known_positive", "stat_newly_positive"),
+            "art_total": ("art_already", "art_new"),
+            "eid_first": ("eid_0_2", "eid_2_12"),
+            "hei_pos": ("hei_pos_0_2m", "hei_pos_2_12m"),
+            "hei_pos_art": ("hei_pos_art_0_2m", "hei_pos_art_2_12m"),
+            "fo_outcome": ("fo_infected", "fo_uninfected", "fo_unknown", "fo_died"),
+            "fo_known_status": ("fo_infected", "fo_uninfected"),
+            "post_anc1_tests": tuple(f"pa_{m}_{r}" for m in MODALITIES for r in RESULTS),
+            "post_anc1_pos": tuple(f"pa_{m}_positive" for m in MODALITIES),
+        }
+    )
+    return parts
+
+
+#: count key -> the count keys it is the sum of
+PARTS: dict[str, tuple[str, ...]] = _parts()

@@ -1,4 +1,4 @@
-"""Tables of the reporting read model (created by migration 0002).
+"""Tables of the reporting read model (created by migrations 0002 and 0003).
 
 Three layers, each a function of the one before, so the whole read model is a function of the set
 of events and not of the order they arrived in:
@@ -14,7 +14,13 @@ of events and not of the order they arrived in:
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 
 from .indicators import COUNTS
 
@@ -25,7 +31,7 @@ mother_facts = sa.Table(
     metadata,
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("client_id", sa.Uuid, nullable=False),
-    #: enrolled, hiv_test or art_start (see reporting.facts)
+    #: enrolled, anc_visit, hiv_test, art_start or delivery (see reporting.facts)
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     #: the day in the clinic's own time zone, as the EMR sent it
@@ -37,6 +43,13 @@ mother_facts = sa.Table(
     sa.Column("transfer_in", sa.Boolean),
     sa.Column("result", sa.Text),
     sa.Column("setting", sa.Text),
+    sa.Column("age_years", sa.Integer),
+    sa.Column("art_start_date", sa.Date),
+    sa.Column("known_since", sa.Date),
+    sa.Column("gestation_weeks", sa.Integer),
+    sa.Column("edd", sa.Date),
+    sa.Column("visit_number", sa.Integer),
+    sa.Column("status_before", sa.Text),
 )
 
 enrolments = sa.Table(
@@ -52,6 +65,31 @@ enrolments = sa.Table(
     sa.Column("first_test_setting", sa.Text),
     sa.Column("first_positive_on", sa.Date),
     sa.Column("art_started_on", sa.Date),
+    sa.Column("age_years", sa.Integer),
+    #: MER fine age band at enrolment (reporting.ages)
+    sa.Column("age_band", sa.Text, nullable=False),
+    #: the ANC1 day; null when the episode has none here (reporting.episodes)
+    sa.Column("anc1_on", sa.Date),
+    sa.Column("stat_status", sa.Text),
+    sa.Column("art_status", sa.Text),
+    sa.Column("pregnancy_start", sa.Date, nullable=False),
+    sa.Column("delivered_on", sa.Date),
+)
+
+#: conclusive tests after ANC1 of women not known positive (reporting.episodes.PostAnc1Test)
+mother_tests = sa.Table(
+    "mother_tests",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("enrolled_on", sa.Date, nullable=False),
+    sa.Column("tested_on", sa.Date, nullable=False),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("modality", sa.Text, nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("age_years", sa.Integer),
+    sa.Column("age_band", sa.Text, nullable=False),
+    sa.Column("newly_positive", sa.Boolean, nullable=False),
 )
 
 #: a delivery is both a fact and a subject row
@@ -72,7 +110,7 @@ infant_facts = sa.Table(
     metadata,
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("infant_id", sa.Uuid, nullable=False),
-    #: hei (follow-up started), nat, art_start or outcome
+    #: hei (follow-up started), test, feeding, art_start, contact, outcome or lost (reporting.facts)
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("occurred_on", sa.Date, nullable=False),
@@ -84,6 +122,8 @@ infant_facts = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("confirmatory", sa.Boolean),
     sa.Column("outcome", sa.Text),
+    sa.Column("test", sa.Text),
+    sa.Column("method", sa.Text),
 )
 
 infants = sa.Table(
@@ -103,8 +143,8 @@ infants = sa.Table(
     sa.Column("first_pos_nat_age_days", sa.Integer),
     sa.Column("first_pos_nat_facility_id", sa.Text),
     sa.Column("art_started_on", sa.Date),
-    #: the final outcome follow-up recorded last
-    sa.Column("outcome", sa.Text),
+    #: the outcome by 18 months from the facts (reporting.infants): infected, uninfected, died, unknown or null
+    sa.Column("fo_outcome", sa.Text),
 )
 
 referral_facts = sa.Table(
@@ -145,6 +185,7 @@ monthly_counts = sa.Table(
 READ_MODEL = (
     mother_facts,
     enrolments,
+    mother_tests,
     deliveries,
     infant_facts,
     infants,
@@ -152,3 +193,42 @@ READ_MODEL = (
     referrals,
     monthly_counts,
 )
+
+
+class _Table(SQLModel, registry=registry(metadata=metadata)):
+    """Base of this service's table models: their tables join `metadata`, not SQLModel's global one."""
+
+
+_TIME = sa.DateTime(timezone=True)
+
+
+class SubmissionBase(SQLModel):
+    """One push of a data set for a period to DHIS2, and what DHIS2 answered (migration 0003)."""
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    data_set: str = Field(sa_type=sa.Text, description="mer or programme")
+    period: str = Field(sa_type=sa.Text, description="The period in the platform's spelling, e.g. FY2026 or 2026-09")
+    dry_run: bool
+    trigger: str = Field(sa_type=sa.Text, description="manual (the API or pmtct dhis2 push) or scheduled")
+    requested_at: datetime = Field(sa_type=_TIME)
+    finished_at: datetime = Field(sa_type=_TIME)
+    outcome: str = Field(sa_type=sa.Text, description="SUCCESS, WARNING (conflicts), ERROR, or FAILED (no answer)")
+    http_status: int | None = None
+    attempts: int
+    imported: int = 0
+    updated: int = 0
+    ignored: int = 0
+    deleted: int = 0
+    #: each conflict: object, value (the reason), errorCode, property
+    conflicts: list[dict[str, Any]] = Field(default_factory=list, sa_column=sa.Column(JSONB, nullable=False))
+    description: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class SubmissionRow(SubmissionBase, _Table, table=True):
+    __tablename__ = "dhis2_submissions"
+
+    #: what was sent: "dataElement|categoryOptionCombo|orgUnit|attributeOptionCombo" -> value
+    data_values: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(JSONB, nullable=False))
+
+
+dhis2_submissions = SubmissionRow.__table__

@@ -20,8 +20,8 @@ from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
 from . import dhis2, repository
-from .indicators import INDICATORS, IndicatorValue, evaluate, sum_counts
-from .periods import Period, PeriodError, parse_period
+from .indicators import DataSet, IndicatorValue, evaluate, of_data_set, sum_counts
+from .periods import Period, PeriodError, last_complete, parse_period
 from .schemas import DataValueSet
 
 Counts = dict[str, int]
@@ -39,8 +39,9 @@ class Scope:
 
 
 def period_from(text: str | None, today: date) -> Period:
+    """The period asked for; without one, the last complete month (the current one is still filling)."""
     if text is None:
-        return parse_period(f"{today.year}-{today.month:02d}")
+        return last_complete(today)
     try:
         return parse_period(text)
     except PeriodError as exc:
@@ -96,9 +97,11 @@ async def counts_by_cell(session: AsyncSession, facility_ids: list[str], start: 
     return await repository.read_cells(session, facility_ids, start, end)
 
 
-async def indicator_values(session: AsyncSession, scope: Scope, period: Period) -> list[IndicatorValue]:
+async def indicator_values(
+    session: AsyncSession, scope: Scope, period: Period, data_set: DataSet | None = None
+) -> list[IndicatorValue]:
     cells = await counts_by_cell(session, scope.facility_ids, period.start, period.end)
-    return evaluate(sum_counts(cells.values()))
+    return evaluate(sum_counts(cells.values()), of_data_set(data_set))
 
 
 async def counts_by_facility(session: AsyncSession, scope: Scope, period: Period) -> dict[str, Counts]:
@@ -121,9 +124,11 @@ async def monthly_totals(session: AsyncSession, scope: Scope, months: list[Perio
 async def dhis2_export(
     session: AsyncSession, scope: Scope, period: Period, mapping: dhis2.Dhis2Mapping
 ) -> DataValueSet:
+    """The mapping's data set for every facility of the scope, one org unit each."""
     per_facility = await counts_by_facility(session, scope, period)
     units = [(dhis2.org_unit(mapping, f.facility_id, f.dhis2_org_unit), f.facility_id) for f in scope.facilities]
-    return dhis2.data_value_set(mapping, period, [(unit, per_facility[fid]) for unit, fid in units])
+    aocs = {unit: mapping.attribute_option_combo(fid) for unit, fid in units}
+    return dhis2.data_value_set(mapping, period, [(unit, per_facility[fid]) for unit, fid in units], aocs)
 
 
 CSV_COLUMNS = (
@@ -139,7 +144,7 @@ CSV_COLUMNS = (
 )
 
 
-async def indicators_csv(session: AsyncSession, scope: Scope, period: Period) -> str:
+async def indicators_csv(session: AsyncSession, scope: Scope, period: Period, data_set: DataSet | None = None) -> str:
     """One row per facility of the scope and indicator (and disaggregation), then the scope's totals."""
     per_facility = await counts_by_facility(session, scope, period)
     out = io.StringIO()
@@ -149,7 +154,7 @@ async def indicators_csv(session: AsyncSession, scope: Scope, period: Period) ->
     if scope.level != "facility":
         blocks.append((scope.level, scope.id or "all", scope.id or "All facilities", sum_counts(per_facility.values())))
     for level, org_id, name, counts in blocks:
-        for v in evaluate(counts, INDICATORS):
+        for v in evaluate(counts, of_data_set(data_set)):
             row = (period.id, level, org_id, name, v.indicator.code)
             writer.writerow((*row, "total", v.numerator, _blank(v.denominator), _blank(v.value)))
             for disaggregation, value in v.disaggregations.items():

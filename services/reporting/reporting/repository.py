@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 
 from servicekit.uow import Repository, UnitOfWork
 
+from . import episodes as mothers
+from . import infants as babies
 from . import models
-from .episodes import ArtStart, Enrolled, Episode, HivTest, MotherFact, episodes
+from .episodes import AncVisit, ArtStart, Delivered, Enrolled, Episode, HivTest, MotherFact, PostAnc1Test
 from .facts import COLUMNS, Fact, Table
 from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
 from .models import READ_MODEL
@@ -55,40 +57,6 @@ def _params(subjects: Subjects) -> dict:
 # -- derived subject rows ------------------------------------------------------------------------
 
 
-def _first(column: str, order: str, when: str) -> str:
-    return f"(array_agg({column} ORDER BY {order}) FILTER (WHERE {when}))[1]"
-
-
-_NAT = "kind = 'nat'"
-_NAT_ORDER = "occurred_at, result, facility_id, age_days"
-_POSITIVE_NAT = "kind = 'nat' AND result = 'positive' AND NOT confirmatory"
-_POSITIVE_ORDER = "occurred_at, facility_id, age_days"
-
-
-def _infants_sql(where: str) -> str:
-    """An infant from its facts: follow-up facility and birth; the earliest NAT sample (ties by result,
-    facility, age); the earliest non-confirmatory positive one; the first ART start; the outcome
-    follow-up recorded last."""
-    return f"""
-    INSERT INTO infants (infant_id, facility_id, birth_date, first_nat_on, first_nat_age_days, first_nat_result,
-                         first_nat_facility_id, first_pos_nat_on, first_pos_nat_age_days, first_pos_nat_facility_id,
-                         art_started_on, outcome)
-    SELECT infant_id,
-        {_first("facility_id", "occurred_at, facility_id", "kind = 'hei'")},
-        min(birth_date) FILTER (WHERE kind = 'hei'),
-        {_first("occurred_on", _NAT_ORDER, _NAT)},
-        {_first("age_days", _NAT_ORDER, _NAT)},
-        {_first("result", _NAT_ORDER, _NAT)},
-        {_first("facility_id", _NAT_ORDER, _NAT)},
-        {_first("occurred_on", _POSITIVE_ORDER, _POSITIVE_NAT)},
-        {_first("age_days", _POSITIVE_ORDER, _POSITIVE_NAT)},
-        {_first("facility_id", _POSITIVE_ORDER, _POSITIVE_NAT)},
-        min(occurred_on) FILTER (WHERE kind = 'art_start'),
-        {_first("outcome", "recorded_at DESC, outcome DESC", "kind = 'outcome'")}
-    FROM infant_facts WHERE {where} GROUP BY infant_id
-    """
-
-
 def _referrals_sql(where: str) -> str:
     """A referral at its highest version: its events carry its whole state."""
     return f"""
@@ -98,11 +66,9 @@ def _referrals_sql(where: str) -> str:
     """
 
 
-_DERIVED_SQL = {"infants": (_infants_sql, "infant_id"), "referrals": (_referrals_sql, "referral_id")}
+_DERIVED_SQL = {"referrals": (_referrals_sql, "referral_id")}
 #: what a derived row holds besides its key (what `_replace_changed` compares)
-_DERIVED_COLUMNS = {
-    t.name: tuple(c.name for c in t.columns if not c.primary_key) for t in (models.infants, models.referrals)
-}
+_DERIVED_COLUMNS = {t.name: tuple(c.name for c in t.columns if not c.primary_key) for t in (models.referrals,)}
 
 
 def _replace_changed(derived: str, key: str) -> str:
@@ -117,9 +83,17 @@ def _replace_changed(derived: str, key: str) -> str:
 
 
 _EPISODE_COLUMNS = tuple(f.name for f in fields(Episode))
-_INSERT_EPISODE = text(
-    f"INSERT INTO enrolments ({', '.join(_EPISODE_COLUMNS)}) VALUES ({', '.join(':' + c for c in _EPISODE_COLUMNS)})"
-)
+_TEST_COLUMNS = tuple(f.name for f in fields(PostAnc1Test))
+_INFANT_COLUMNS = tuple(f.name for f in fields(babies.Infant))
+
+
+def _insert(table: str, columns: Sequence[str]):
+    return text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
+
+
+_INSERT_EPISODE = _insert("enrolments", _EPISODE_COLUMNS)
+_INSERT_TEST = _insert("mother_tests", _TEST_COLUMNS)
+_INSERT_INFANT = _insert("infants", _INFANT_COLUMNS)
 
 
 def _mother_fact(row) -> MotherFact:
@@ -132,18 +106,70 @@ def _mother_fact(row) -> MotherFact:
             row.hiv_status,
             row.on_art,
             row.transfer_in,
+            age_years=row.age_years,
+            art_start_date=row.art_start_date,
+            known_since=row.known_since,
+            gestation_weeks=row.gestation_weeks,
+            edd=row.edd,
         )
+    if row.kind == "anc_visit":
+        return AncVisit(row.occurred_at, row.occurred_on, row.visit_number, row.gestation_weeks)
     if row.kind == "hiv_test":
-        return HivTest(row.occurred_at, row.occurred_on, row.result, row.setting)
+        return HivTest(
+            row.occurred_at,
+            row.occurred_on,
+            row.result,
+            row.setting,
+            event_id=row.event_id,
+            facility_id=row.facility_id,
+            age_years=row.age_years,
+            status_before=row.status_before,
+        )
+    if row.kind == "delivery":
+        return Delivered(row.occurred_at, row.occurred_on)
     return ArtStart(row.occurred_at, row.occurred_on)
 
 
-def _episodes_of(session: Session, clients: Subjects) -> list[Episode]:
+def _mothers_of(session: Session, clients: Subjects) -> tuple[list[Episode], list[PostAnc1Test]]:
     rows = session.execute(
         text(f"SELECT * FROM mother_facts WHERE {_where('client_id', clients)} ORDER BY client_id"), _params(clients)
     )
-    by_client = groupby(rows, key=lambda r: r.client_id)
-    return [e for client, facts in by_client for e in episodes(client, map(_mother_fact, facts))]
+    found: tuple[list[Episode], list[PostAnc1Test]] = ([], [])
+    for client, facts in groupby(rows, key=lambda r: r.client_id):
+        episodes, tests = mothers.derive(client, map(_mother_fact, facts))
+        found[0].extend(episodes)
+        found[1].extend(tests)
+    return found
+
+
+def _infant_fact(row) -> babies.InfantFact:
+    return babies.InfantFact(
+        row.kind,
+        row.occurred_at,
+        row.occurred_on,
+        row.recorded_at,
+        row.facility_id,
+        birth_date=row.birth_date,
+        age_days=row.age_days,
+        result=row.result,
+        confirmatory=row.confirmatory,
+        outcome=row.outcome,
+        test=row.test,
+        method=row.method,
+    )
+
+
+def _infants_of(session: Session, infants: Subjects) -> list[babies.Infant]:
+    rows = session.execute(
+        text(f"SELECT * FROM infant_facts WHERE {_where('infant_id', infants)} ORDER BY infant_id"), _params(infants)
+    )
+    return [
+        babies.derive(infant, map(_infant_fact, facts)) for infant, facts in groupby(rows, key=lambda r: r.infant_id)
+    ]
+
+
+def _rows(records: Sequence, columns: Sequence[str]) -> list[dict]:
+    return [{c: getattr(r, c) for c in columns} for r in records]
 
 
 def derive(session: Session, derived: str, subjects: Subjects) -> None:
@@ -151,11 +177,21 @@ def derive(session: Session, derived: str, subjects: Subjects) -> None:
     if derived == "deliveries":
         return  # a delivery is its own fact
     if derived == "enrolments":
-        # a mother's episodes may come and go (a same-day enrolment, a transfer), so hers are replaced whole
-        session.execute(text(f"DELETE FROM enrolments WHERE {_where('client_id', subjects)}"), _params(subjects))
-        rows = [{c: getattr(e, c) for c in _EPISODE_COLUMNS} for e in _episodes_of(session, subjects)]
-        if rows:
-            session.execute(_INSERT_EPISODE, rows)
+        # a mother's episodes may come and go (a same-day enrolment, a transfer), so hers are replaced
+        # whole, with her post-ANC1 tests
+        for table in ("enrolments", "mother_tests"):
+            session.execute(text(f"DELETE FROM {table} WHERE {_where('client_id', subjects)}"), _params(subjects))
+        episodes, tests = _mothers_of(session, subjects)
+        if episodes:
+            session.execute(_INSERT_EPISODE, _rows(episodes, _EPISODE_COLUMNS))
+        if tests:
+            session.execute(_INSERT_TEST, _rows(tests, _TEST_COLUMNS))
+        return
+    if derived == "infants":
+        session.execute(text(f"DELETE FROM infants WHERE {_where('infant_id', subjects)}"), _params(subjects))
+        infants = _infants_of(session, subjects)
+        if infants:
+            session.execute(_INSERT_INFANT, _rows(infants, _INFANT_COLUMNS))
         return
     sql, column = _DERIVED_SQL[derived]
     if subjects is None:
@@ -175,6 +211,10 @@ def _add(cells: Cells, more: Cells, sign: int = 1) -> None:
             target[key] += sign * value
 
 
+#: derived tables written by another's derivation (a mother's post-ANC1 tests with her episodes)
+_DERIVED_WITH = {"mother_tests": "enrolments"}
+
+
 def _cells_of(session: Session, touched: dict[str, Subjects]) -> Cells:
     """What the subjects of each derived table in `touched` (every subject of it if None) add to each
     (facility, month) cell: one statement for all their populations (a statement per population was a
@@ -182,9 +222,10 @@ def _cells_of(session: Session, touched: dict[str, Subjects]) -> Cells:
     parts: list[str] = []
     params: dict[str, list[UUID]] = {}
     for index, population in enumerate(POPULATIONS):
-        if population.table not in touched:
+        source = _DERIVED_WITH.get(population.table, population.table)
+        if source not in touched:
             continue
-        subjects = touched[population.table]
+        subjects = touched[source]
         name = f"subjects_{population.table}"
         where = "TRUE" if subjects is None else f"{population.subject_column} = ANY(:{name})"
         if subjects is not None:
@@ -297,7 +338,7 @@ async def read_cells(session: AsyncSession, facility_ids: Sequence[str], start: 
 
 
 def _all_cells(session: Session) -> Cells:
-    return _cells_of(session, dict.fromkeys(p.table for p in POPULATIONS))
+    return _cells_of(session, dict.fromkeys(_DERIVED_WITH.get(p.table, p.table) for p in POPULATIONS))
 
 
 async def cells_from_facts(session: AsyncSession) -> Cells:
@@ -371,13 +412,19 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
         ),
         {"consumer": consumer},
     )
-    # the read model was emptied: every episode is new, so they go in with COPY
-    every_episode = await session.run_sync(_episodes_of, None)
+    # the read model was emptied: every episode, post-ANC1 test and infant is new, so they go in with COPY
+    every_episode, every_test = await session.run_sync(_mothers_of, None)
     await _copy(
         session, "enrolments", _EPISODE_COLUMNS, [tuple(getattr(e, c) for c in _EPISODE_COLUMNS) for e in every_episode]
     )
-    for derived in ("infants", "referrals"):
-        await session.run_sync(derive, derived, None)
+    await _copy(
+        session, "mother_tests", _TEST_COLUMNS, [tuple(getattr(t, c) for c in _TEST_COLUMNS) for t in every_test]
+    )
+    every_infant = await session.run_sync(_infants_of, None)
+    await _copy(
+        session, "infants", _INFANT_COLUMNS, [tuple(getattr(i, c) for c in _INFANT_COLUMNS) for i in every_infant]
+    )
+    await session.run_sync(derive, "referrals", None)
     cells = await cells_from_facts(session)
     rows = await session.execute(
         text("SELECT facility_id, month, count(DISTINCT event_id) FROM stage_interactions GROUP BY 1, 2")

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, Field
 
-from .indicators import IndicatorValue, Unit
+from .indicators import DataSet, IndicatorValue, Unit
 from .periods import Period, PeriodKind
 
 
@@ -31,13 +31,17 @@ class ScopePublic(BaseModel):
 class IndicatorPublic(BaseModel):
     code: str = Field(examples=["PMTCT_STAT"])
     name: str
+    data_set: DataSet = Field(description="mer (submitted to the ministry) or programme (the programme's own)")
     unit: Unit
     numerator: int
     denominator: int | None
     value: float | None = Field(description="Percent (one decimal) or the count; null when the denominator is 0")
-    disaggregations: dict[str, int]
+    disaggregations: dict[str, int] = Field(
+        description="By name: a status (known_positive), a status and an age band (known_positive:15_19), ..."
+    )
     definition: str
     guideline: str
+    may_exceed_100: str | None = Field(description="Why this percentage can exceed 100 %; null when it cannot")
 
     @classmethod
     def of(cls, v: IndicatorValue) -> IndicatorPublic:
@@ -45,6 +49,7 @@ class IndicatorPublic(BaseModel):
         return cls(
             code=i.code,
             name=i.name,
+            data_set=i.data_set,
             unit=i.unit,
             numerator=v.numerator,
             denominator=v.denominator,
@@ -52,6 +57,7 @@ class IndicatorPublic(BaseModel):
             disaggregations=v.disaggregations,
             definition=i.definition,
             guideline=i.guideline,
+            may_exceed_100=i.may_exceed_100,
         )
 
 
@@ -73,6 +79,7 @@ class FacilityPublic(BaseModel):
 class DataValue(BaseModel):
     dataElement: str
     categoryOptionCombo: str
+    attributeOptionCombo: str | None = None
     orgUnit: str
     period: str
     value: str
