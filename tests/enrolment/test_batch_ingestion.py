@@ -330,6 +330,7 @@ async def test_the_openapi_document_describes_each_emr_event_for_integrators(enr
         "ArtInitiated",
         "ViralLoadRecorded",
         "DeliveryRecorded",
+        "PregnancyEnded",
         "ClientTransferredOut",
         "ClientDied",
     }

@@ -179,13 +179,13 @@ class TestEnrolment:
         first = enrolled("2025-01-10")
         left = ClientTransferredOut(client_id=CLIENT, facility_id=FAC, occurred_at=at("2025-03-01"))
 
-        assert domain.enrolment_opens_episode(history(first, left), FAC, "pregnant", at("2025-04-01")) is True
+        assert domain.enrolment_opens_episode(history(first, left), FAC, enrolled("2025-04-01")) is True
         after_delivery = history(first, delivered("2025-06-01"))
-        assert domain.enrolment_opens_episode(after_delivery, FAC, "pregnant", at("2026-01-05")) is False
+        assert domain.enrolment_opens_episode(after_delivery, FAC, enrolled("2026-01-05")) is False
         with broken("already_enrolled"):
-            domain.enrolment_opens_episode(after_delivery, FAC, "postnatal", at("2026-01-05"))
+            domain.enrolment_opens_episode(after_delivery, FAC, enrolled("2026-01-05", status_at_enrolment="postnatal"))
         with broken("already_enrolled"):
-            domain.enrolment_opens_episode(history(first), FAC, "pregnant", at("2025-02-01"))
+            domain.enrolment_opens_episode(history(first), FAC, enrolled("2025-02-01"))
 
     def test_a_recorded_birth_date_must_not_be_contradicted(self) -> None:
         her = history()
@@ -238,7 +238,9 @@ class TestPregnancyAndDelivery:
         assert domain.pregnancy_at(her, at("2026-03-01")) == "pregnant"
         assert domain.pregnancy_at(her, at("2026-07-01")) == "postnatal"
         with broken("not_pregnant"):
-            domain.check_anc_visit(her, at("2026-07-01"))
+            domain.check_anc_visit(
+                her, AncVisitRecorded(client_id=CLIENT, facility_id=FAC, occurred_at=at("2026-07-01"), visit_number=2)
+            )
 
     def test_a_delivery_before_enrolment_is_allowed_only_for_a_woman_enrolled_postnatally(self) -> None:
         outcomes, weights = [BirthOutcome.live_birth], [3000]

@@ -60,10 +60,37 @@ class BirthOutcome(StrEnum):
     stillbirth = "stillbirth"
 
 
+class PregnancyLossOutcome(StrEnum):
+    """How a pregnancy ended without a delivery (a loss from 28 weeks on is a stillbirth: a delivery)."""
+
+    miscarriage = "miscarriage"
+    abortion = "abortion"
+    ectopic = "ectopic"
+
+
+class CarePeriod(StrEnum):
+    """Where in her care a fact happened, as the platform knew it when it was recorded: in a
+    pregnancy, after a delivery (postnatal and breastfeeding), or in neither (after a pregnancy
+    loss, before a new pregnancy)."""
+
+    pregnancy = "pregnancy"
+    postnatal = "postnatal"
+    not_pregnant = "not_pregnant"
+
+
 class ClientEvent(Event):
+    """A fact about one woman. `episode_id` and `pregnancy_number` name the pregnancy episode it
+    belongs to (her n-th pregnancy on the platform, across facilities): an episode opens with the
+    enrolment or the ANC1 visit of a new pregnancy and goes on through the delivery and the
+    postnatal period, or ends with a pregnancy loss, until the next pregnancy. The number is as
+    known when the fact was recorded (a pregnancy posted later, dated earlier, renumbers the later
+    ones); `episode_id` does not change with it."""
+
     service: ClassVar[str] = SERVICE
     key_field: ClassVar[str] = "client_id"
     client_id: UUID
+    episode_id: UUID | None = None
+    pregnancy_number: int | None = Field(default=None, ge=1)
 
 
 class ClientEnrolled(ClientEvent):
@@ -83,12 +110,16 @@ class ClientEnrolled(ClientEvent):
 
 
 class AncVisitRecorded(ClientEvent):
+    """An antenatal visit. `opens_episode`: this ANC1 (`visit_number` 1) opened a new pregnancy
+    episode, after a delivery or a pregnancy loss, without a new enrolment."""
+
     event_name: ClassVar[str] = "AncVisitRecorded"
     visit_number: int = Field(ge=1, le=20)
     gestation_weeks: int | None = Field(default=None, ge=4, le=45)
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
+    opens_episode: bool = False
 
 
 class HivTestRecorded(ClientEvent):
@@ -102,20 +133,27 @@ class HivTestRecorded(ClientEvent):
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
+    #: the ANC visit of that day in this pregnancy, if one is recorded (1 = a test at ANC1)
+    anc_visit_number: int | None = Field(default=None, ge=1, le=20)
+    period: CarePeriod | None = None
 
 
 class ArtInitiated(ClientEvent):
+    """ART started. `period` tells ART started in pregnancy from postnatal ART."""
+
     event_name: ClassVar[str] = "ArtInitiated"
     regimen: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9/+\-]+$")
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
+    period: CarePeriod | None = None
 
 
 class ViralLoadRecorded(ClientEvent):
     event_name: ClassVar[str] = "ViralLoadRecorded"
     copies_per_ml: int = Field(ge=0)
     suppressed: bool
+    period: CarePeriod | None = None
 
 
 class DeliveredInfant(Contract):
@@ -152,6 +190,16 @@ class DeliveryRecorded(ClientEvent):
     age_years: int | None = Field(default=None, ge=0, le=120)
 
 
+class PregnancyEnded(ClientEvent):
+    """A pregnancy that ended without a delivery: a miscarriage, an abortion or an ectopic
+    pregnancy, before 28 weeks (a loss from 28 weeks on is a stillbirth, posted as a delivery).
+    It closes the episode; her next pregnancy opens a new one."""
+
+    event_name: ClassVar[str] = "PregnancyEnded"
+    outcome: PregnancyLossOutcome
+    gestation_weeks: int | None = Field(default=None, ge=4, le=27)
+
+
 class ClientTransferredOut(ClientEvent):
     event_name: ClassVar[str] = "ClientTransferredOut"
     to_facility_id: str | None = None
@@ -170,4 +218,5 @@ EVENTS: tuple[type[Event], ...] = (
     DeliveryRecorded,
     ClientTransferredOut,
     ClientDied,
+    PregnancyEnded,
 )

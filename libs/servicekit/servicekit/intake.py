@@ -290,7 +290,13 @@ class Code(StrEnum):
     )
     not_pregnant = (
         "not_pregnant",
-        "An ANC visit while she is postnatal (enrol the new pregnancy first).",
+        "An ANC visit other than ANC1, or a pregnancy loss, while no pregnancy of hers is ongoing (post the new"
+        " pregnancy's ANC1 visit or enrolment first).",
+        Action.fix_and_resend,
+    )
+    overlapping_pregnancy = (
+        "overlapping_pregnancy",
+        "A new pregnancy whose gestation or EDD dates it from before her previous pregnancy ended.",
         Action.fix_and_resend,
     )
     delivery_before_enrolment = (
@@ -320,7 +326,8 @@ class Code(StrEnum):
     )
     delivery_too_soon = (
         "delivery_too_soon",
-        "Another delivery of hers is recorded less than 154 days away (the same delivery posted twice?).",
+        "Another delivery of hers, or a pregnancy loss before it, is recorded less than 154 days away (the same"
+        " delivery posted twice?).",
         Action.do_not_resend,
     )
 

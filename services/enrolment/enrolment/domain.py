@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal, TypeVar
+from uuid import UUID, uuid5
 
 from pmtct_events import Event
 from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
     BirthOutcome,
+    CarePeriod,
     ClientDied,
     ClientEnrolled,
     ClientTransferredOut,
@@ -31,6 +33,7 @@ from pmtct_events.enrolment import (
     HivTestRecorded,
     HivTestResult,
     MaternalOutcome,
+    PregnancyEnded,
     StatusAtEnrolment,
     ViralLoadRecorded,
 )
@@ -46,6 +49,17 @@ BIRTH_WEIGHT_G = (200, 7000)
 MAX_COPIES_PER_ML = 50_000_000
 #: an EDD is at most ~44 weeks after a visit, and an enrolment may come a few weeks after it passed
 EDD_AFTER_DAYS = (-35, 44 * 7)
+#: gestational age counts from the last menstrual period (LMP); a pregnancy lasts 280 days from it
+PREGNANCY_DAYS = 280
+#: conception is about two weeks after the LMP, and dating (by LMP or ultrasound) is off by up to
+#: about two weeks more: a new pregnancy dated by an LMP more than 28 days before her previous
+#: pregnancy ended overlaps it
+PREGNANCY_DATING_TOLERANCE_DAYS = 28
+#: WHO: a pregnancy lost from 28 weeks of gestation on is a stillbirth (a delivery), before it a
+#: miscarriage (ICD-11; WHO definition of stillbirth)
+STILLBIRTH_FROM_WEEKS = 28
+#: namespace of episode ids: an episode is named by its woman and the day it opened
+EPISODE_NAMESPACE = UUID("0d6f7a52-1c8e-4b5e-9a3f-2e7c4b1d9f60")
 
 Pregnancy = Literal["pregnant", "postnatal"]
 E = TypeVar("E", bound=Event)
@@ -197,20 +211,138 @@ def death_day(history: ClientHistory) -> date | None:
     return min(days, default=None)
 
 
-def pregnancy_at(history: ClientHistory, moment: datetime) -> Pregnancy | None:
-    """Pregnant or postnatal as of `moment`, from the latest enrolment, ANC visit or delivery."""
-    markers: list[tuple[datetime, Pregnancy]] = []
-    for e in history.events:
-        if e.occurred_at > moment:
-            continue
-        if isinstance(e, ClientEnrolled):
-            pregnant = e.status_at_enrolment is StatusAtEnrolment.pregnant
-            markers.append((e.occurred_at, "pregnant" if pregnant else "postnatal"))
+# --- pregnancy episodes ----------------------------------------------------------------------------
+
+EpisodeEnd = Literal["delivery", "pregnancy_loss"]
+
+
+@dataclass(slots=True)
+class Episode:
+    """One pregnancy of hers and the postnatal period after it, across facilities. Opened by the
+    enrolment or the ANC1 visit of a new pregnancy (or by a postnatal enrolment, or a delivery
+    nobody saw the pregnancy of); its pregnancy ends with a delivery or a loss; the episode goes
+    on until her next pregnancy opens one."""
+
+    number: int
+    client_id: UUID
+    opener: Event
+    pregnant_at_entry: bool
+    edd: date | None = None
+    #: the delivery or pregnancy loss that ended the pregnancy
+    ended_at: datetime | None = None
+    ended_by: EpisodeEnd | None = None
+    ended_on: date | None = None
+
+    @property
+    def opened_at(self) -> datetime:
+        return self.opener.occurred_at
+
+    def episode_id(self, clock: Clock) -> UUID:
+        return uuid5(EPISODE_NAMESPACE, f"{self.client_id}:{clock.local_day(self.opened_at).isoformat()}")
+
+    def period_at(self, moment: datetime) -> CarePeriod:
+        """Where in this episode `moment` is."""
+        if self.ended_at is not None and moment >= self.ended_at:
+            return CarePeriod.postnatal if self.ended_by == "delivery" else CarePeriod.not_pregnant
+        return CarePeriod.pregnancy if self.pregnant_at_entry or self.ended_at is not None else CarePeriod.postnatal
+
+    def pregnant_at(self, moment: datetime) -> bool:
+        return self.period_at(moment) is CarePeriod.pregnancy
+
+
+def _edd_of(day: date, gestation_weeks: int | None, edd: date | None) -> date | None:
+    if edd is not None:
+        return edd
+    if gestation_weeks is None:
+        return None
+    return day + timedelta(days=PREGNANCY_DAYS - 7 * gestation_weeks)
+
+
+def episodes(history: ClientHistory, *extra: Event) -> list[Episode]:
+    """Her pregnancy episodes, from her events in the order they happened (with `extra`, an event
+    being decided, as if it were recorded). What opens and closes an episode:
+
+    - an enrolment or an ANC1 visit (`visit_number` 1) when no pregnancy is ongoing (none yet, or
+      the last one ended in a delivery or a loss) opens a pregnancy; a postnatal enrolment opens a
+      postnatal episode only when she has none;
+    - a delivery ends the ongoing pregnancy (or, if none was seen, is an episode of its own);
+    - a pregnancy loss (`PregnancyEnded`) ends the ongoing pregnancy.
+
+    Any other event, and an enrolment during an ongoing pregnancy (a transfer in), belongs to the
+    episode of its day. Ties of one instant keep their recorded order."""
+    out: list[Episode] = []
+    current: Episode | None = None
+    for e in sorted([*history.events, *extra], key=lambda e: e.occurred_at):
+        day = history.day_of(e.occurred_at)
+        ongoing = current is not None and current.ended_at is None and current.pregnant_at_entry
+        client_id: UUID = e.client_id  # type: ignore[attr-defined]
+        if isinstance(e, ClientEnrolled) and e.status_at_enrolment is StatusAtEnrolment.pregnant:
+            if current is None or not ongoing:
+                current = Episode(len(out) + 1, client_id, e, True, _edd_of(day, e.gestation_weeks, e.edd))
+                out.append(current)
+            elif current.edd is None:
+                current.edd = _edd_of(day, e.gestation_weeks, e.edd)
+        elif isinstance(e, ClientEnrolled):
+            # postnatal: she delivered before. An ongoing pregnancy ended then (a delivery nobody
+            # posted); after a loss, or with no episode yet, it is an episode of its own
+            if current is not None and ongoing:
+                current.ended_at, current.ended_by, current.ended_on = e.occurred_at, "delivery", day
+            elif current is None or current.ended_by == "pregnancy_loss":
+                current = Episode(len(out) + 1, client_id, e, False)
+                out.append(current)
         elif isinstance(e, AncVisitRecorded):
-            markers.append((e.occurred_at, "pregnant"))
+            if current is None or (e.visit_number == 1 and not ongoing):
+                current = Episode(len(out) + 1, client_id, e, True, _edd_of(day, e.gestation_weeks, None))
+                out.append(current)
+            elif current.edd is None:
+                current.edd = _edd_of(day, e.gestation_weeks, None)
         elif isinstance(e, DeliveryRecorded):
-            markers.append((e.occurred_at, "postnatal"))
-    return max(markers, key=lambda m: m[0])[1] if markers else None
+            if current is None or not ongoing:
+                current = Episode(len(out) + 1, client_id, e, False)
+                out.append(current)
+            current.ended_at, current.ended_by, current.ended_on = e.occurred_at, "delivery", day
+        elif isinstance(e, PregnancyEnded) and current is not None and ongoing:
+            current.ended_at, current.ended_by, current.ended_on = e.occurred_at, "pregnancy_loss", day
+    return out
+
+
+def episode_at(found: list[Episode], moment: datetime) -> Episode | None:
+    """The episode `moment` falls in: the latest opened by then (the first, for a fact dated
+    before any opening)."""
+    opened = [ep for ep in found if ep.opened_at <= moment]
+    return opened[-1] if opened else (found[0] if found else None)
+
+
+def episode_of(found: list[Episode], event: Event) -> Episode | None:
+    """The episode an event belongs to: the one it opened, or the one of its moment."""
+    for ep in found:
+        if ep.opener is event:
+            return ep
+    return episode_at(found, event.occurred_at)
+
+
+def pregnancy_at(history: ClientHistory, moment: datetime) -> Pregnancy | None:
+    """Pregnant or postnatal as of `moment` (None: neither known, or her pregnancy was lost)."""
+    ep = episode_at(episodes(history), moment)
+    if ep is None or ep.opened_at > moment:
+        return None
+    period = ep.period_at(moment)
+    if period is CarePeriod.not_pregnant:
+        return None
+    return "pregnant" if period is CarePeriod.pregnancy else "postnatal"
+
+
+def anc_visit_on(history: ClientHistory, found: list[Episode], episode: Episode | None, day: date) -> int | None:
+    """The number of the ANC visit recorded on `day` in `episode` (of `found`; the highest, if
+    several): whether a test of that day was at ANC1 or at a later visit."""
+    if episode is None:
+        return None
+    numbers = [
+        e.visit_number
+        for e in history.of(AncVisitRecorded)
+        if history.day_of(e.occurred_at) == day and episode_of(found, e) is episode
+    ]
+    return max(numbers, default=None)
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -325,26 +457,48 @@ def check_birth_dates_agree(history: ClientHistory, birth_date: date | None, age
         )
 
 
-def enrolment_opens_episode(
-    history: ClientHistory, facility_id: str, status: StatusAtEnrolment, moment: datetime
-) -> bool:
-    """Another enrolment at a facility where she is already enrolled is accepted when it opens a new
-    episode: she comes back after transferring out (a transfer in), or a new pregnancy after a
-    delivery. Returns whether it is a transfer in; raises `already_enrolled` otherwise."""
-    day = history.day_of(moment)
+def enrolment_opens_episode(history: ClientHistory, facility_id: str, event: ClientEnrolled) -> bool:
+    """Another enrolment at a facility where she is already enrolled is accepted when she comes
+    back after transferring out of it (a transfer in), or when it is the first enrolment here of
+    its episode: a new pregnancy after a delivery or a pregnancy loss. Returns whether it is a
+    transfer in (it opens no episode); raises `already_enrolled` otherwise."""
+    day = history.day_of(event.occurred_at)
     enrolled = [history.day_of(e.occurred_at) for e in history.at(facility_id, ClientEnrolled)]
+    found = episodes(history, event)
+    mine = episode_of(found, event)
+    opens = mine is not None and mine.opener is event
     last_enrolled = max(enrolled)
     left = [history.day_of(t.occurred_at) for t in history.at(facility_id, ClientTransferredOut)]
     if left and max(left) >= last_enrolled and day >= max(left):
-        return True
-    delivered = [history.day_of(d.occurred_at) for d in history.of(DeliveryRecorded)]
-    if status == StatusAtEnrolment.pregnant and any(last_enrolled <= d < day for d in delivered):
-        return False
+        return not opens
+    here = [e for e in history.at(facility_id, ClientEnrolled) if episode_of(found, e) is mine]
+    if opens or not here:
+        return not opens
     raise RuleBroken(
         "already_enrolled",
-        f"She is already enrolled at {facility_id} (since {min(enrolled).isoformat()}); post visits, tests"
-        " and outcomes as their own events.",
+        f"She is already enrolled at {facility_id} for this pregnancy (since {min(enrolled).isoformat()}); post"
+        " visits, tests and outcomes as their own events, and a new pregnancy after a delivery or a pregnancy"
+        " loss as a new enrolment or its ANC1 visit.",
     )
+
+
+def check_new_pregnancy_dates(history: ClientHistory, found: list[Episode], episode: Episode | None) -> None:
+    """A pregnancy opened after an earlier one ended must have begun after it: its dating (an EDD,
+    or the gestation at the visit that opened it) puts its last menstrual period no earlier than
+    `PREGNANCY_DATING_TOLERANCE_DAYS` before the earlier pregnancy's end."""
+    if episode is None or episode.edd is None or not episode.pregnant_at_entry or episode.number == 1:
+        return
+    before = found[episode.number - 2]
+    if before.ended_on is None:
+        return
+    lmp = episode.edd - timedelta(days=PREGNANCY_DAYS)
+    if lmp < before.ended_on - timedelta(days=PREGNANCY_DATING_TOLERANCE_DAYS):
+        ended = "delivery" if before.ended_by == "delivery" else "pregnancy loss"
+        raise RuleBroken(
+            "overlapping_pregnancy",
+            f"This pregnancy is dated from {lmp.isoformat()} (its EDD {episode.edd.isoformat()}), before her"
+            f" previous pregnancy ended ({ended} on {before.ended_on.isoformat()}); check the gestation or the EDD.",
+        )
 
 
 def check_art_start(history: ClientHistory, day: date) -> None:
@@ -368,12 +522,58 @@ def check_viral_load(history: ClientHistory, copies_per_ml: int, day: date) -> N
         )
 
 
-def check_anc_visit(history: ClientHistory, moment: datetime) -> None:
-    if pregnancy_at(history, moment) == "postnatal":
+def check_anc_visit(history: ClientHistory, event: AncVisitRecorded) -> None:
+    """An ANC visit needs an ongoing pregnancy, except ANC1 (`visit_number` 1), which opens the
+    new pregnancy after a delivery or a pregnancy loss (`episodes`)."""
+    found = episodes(history, event)
+    mine = episode_of(found, event)
+    if mine is None or mine.opener is event:
+        check_new_pregnancy_dates(history, found, mine)
+        return
+    if not mine.pregnant_at(event.occurred_at):
+        day = history.day_of(event.occurred_at).isoformat()
+        state = "postnatal" if mine.period_at(event.occurred_at) is CarePeriod.postnatal else "not pregnant"
         raise RuleBroken(
             "not_pregnant",
-            f"She is postnatal on {history.day_of(moment).isoformat()} (delivered or enrolled postnatally before it);"
-            " an ANC visit needs a pregnancy (enrol the new pregnancy first).",
+            f"She is {state} on {day} (since {(mine.ended_on or history.day_of(mine.opened_at)).isoformat()});"
+            " an ANC visit other than ANC1 needs an ongoing pregnancy (post the new pregnancy's ANC1 visit"
+            " or enrolment first).",
+        )
+
+
+def check_loss_gestation(weeks: int | None) -> None:
+    """A pregnancy loss is before 28 weeks; from 28 weeks on it is a stillbirth: a delivery with a
+    stillborn infant (WHO definition of stillbirth)."""
+    if weeks is not None and not GESTATION_WEEKS[0] <= weeks < STILLBIRTH_FROM_WEEKS:
+        raise RuleBroken(
+            "gestation_out_of_range",
+            f"gestation_weeks {weeks} is outside {GESTATION_WEEKS[0]}–{STILLBIRTH_FROM_WEEKS - 1} weeks: a pregnancy"
+            f" lost from {STILLBIRTH_FROM_WEEKS} weeks on is a stillbirth (post a DeliveryRecorded with the stillborn"
+            " infant).",
+        )
+
+
+def check_pregnancy_loss(history: ClientHistory, event: PregnancyEnded) -> None:
+    """A pregnancy loss ends an ongoing pregnancy, and no visit of that pregnancy is dated after it."""
+    day = history.day_of(event.occurred_at)
+    found = episodes(history)
+    mine = episode_at(found, event.occurred_at)
+    if mine is None or mine.opened_at > event.occurred_at or not mine.pregnant_at(event.occurred_at):
+        raise RuleBroken(
+            "not_pregnant",
+            f"No ongoing pregnancy of hers is recorded on {day.isoformat()}; a pregnancy loss ends one"
+            " (post its enrolment or ANC1 visit first).",
+        )
+    later = [
+        e
+        for e in history.events
+        if isinstance(e, AncVisitRecorded) and e.occurred_at > event.occurred_at and episode_of(found, e) is mine
+    ]
+    if later:
+        raise RuleBroken(
+            "not_pregnant",
+            f"An ANC visit of this pregnancy is recorded on {history.day_of(later[0].occurred_at).isoformat()},"
+            f" after this loss on {day.isoformat()}.",
         )
 
 
@@ -404,6 +604,14 @@ def check_delivery(
                 "delivery_before_enrolment",
                 f"Delivery on {day.isoformat()} is before she enrolled pregnant"
                 f" on {history.day_of(first.occurred_at).isoformat()}.",
+            )
+    for loss in history.of(PregnancyEnded):
+        apart = (day - history.day_of(loss.occurred_at)).days
+        if 0 <= apart < policy.min_days_between_deliveries:
+            raise RuleBroken(
+                "delivery_too_soon",
+                f"Her pregnancy loss on {history.day_of(loss.occurred_at).isoformat()} is {apart} days before this"
+                f" delivery (at least {policy.min_days_between_deliveries} between a pregnancy's end and a delivery).",
             )
     for other in history.of(DeliveryRecorded):
         apart = abs((history.day_of(other.occurred_at) - day).days)

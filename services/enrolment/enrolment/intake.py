@@ -202,33 +202,61 @@ class MotherBatch(IntakeBatch[Any]):
         match e.type:
             case "AncVisitRecorded":
                 domain.check_gestation(d.gestation_weeks)
-                domain.check_anc_visit(history, e.occurred_at)
                 event: Event = enrolment.AncVisitRecorded(
                     **common, visit_number=d.visit_number, gestation_weeks=d.gestation_weeks, age_years=age
                 )
+                domain.check_anc_visit(history, event)
             case "HivTestRecorded":
+                found = domain.episodes(history)
+                episode = domain.episode_at(found, e.occurred_at)
                 event = enrolment.HivTestRecorded(
                     **common,
                     result=d.result,
                     setting=d.setting,
                     status_before=domain.hiv_status_before(history, e.occurred_at),
                     age_years=age,
+                    anc_visit_number=domain.anc_visit_on(history, found, episode, day),
+                    period=episode.period_at(e.occurred_at) if episode else None,
                 )
             case "ArtInitiated":
                 domain.check_art_start(history, day)
-                event = enrolment.ArtInitiated(**common, regimen=d.regimen, age_years=age)
+                event = enrolment.ArtInitiated(
+                    **common, regimen=d.regimen, age_years=age, period=self.period(history, e)
+                )
             case "ViralLoadRecorded":
                 domain.check_viral_load(history, d.copies_per_ml, day)
                 suppressed = d.copies_per_ml < self.policy.vl_suppression_threshold
-                event = enrolment.ViralLoadRecorded(**common, copies_per_ml=d.copies_per_ml, suppressed=suppressed)
+                event = enrolment.ViralLoadRecorded(
+                    **common, copies_per_ml=d.copies_per_ml, suppressed=suppressed, period=self.period(history, e)
+                )
             case "DeliveryRecorded":
                 return self.plan_delivery(e, client, common, age)
+            case "PregnancyEnded":
+                domain.check_loss_gestation(d.gestation_weeks)
+                event = enrolment.PregnancyEnded(**common, outcome=d.outcome, gestation_weeks=d.gestation_weeks)
+                domain.check_pregnancy_loss(history, event)
             case "ClientTransferredOut":
                 domain.check_transfer(e.facility_id, d.to_facility_id, d.to_facility_id in self.ctx.registry)
                 event = enrolment.ClientTransferredOut(**common, to_facility_id=d.to_facility_id)
             case "ClientDied":
                 event = enrolment.ClientDied(**common)
-        return Accepted(client, event, {"client_id": str(client.row.client_id)})
+        return Accepted(client, self.in_episode(history, event), {"client_id": str(client.row.client_id)})
+
+    def period(self, history: ClientHistory, e: Any) -> enrolment.CarePeriod | None:
+        episode = domain.episode_at(domain.episodes(history), e.occurred_at)
+        return episode.period_at(e.occurred_at) if episode else None
+
+    def in_episode(self, history: ClientHistory, event: Event) -> Event:
+        """The event with the pregnancy episode it belongs to (for an ANC1 of a new pregnancy, the
+        one it opens)."""
+        found = domain.episodes(history, event)
+        episode = domain.episode_of(found, event)
+        if episode is None:
+            return event
+        fields: dict[str, Any] = {"episode_id": episode.episode_id(self.clock), "pregnancy_number": episode.number}
+        if isinstance(event, enrolment.AncVisitRecorded):
+            fields["opens_episode"] = episode.opener is event and episode.number > 1
+        return event.model_copy(update=fields)
 
     def client_named_by(self, e: Any) -> ClientRecord:
         if e.client_id is not None and e.client_ref is not None:
@@ -294,7 +322,6 @@ class MotherBatch(IntakeBatch[Any]):
                 ClientHistory(birth_date, estimated, clock=self.clock),
                 is_new=True,
             )
-            transfer_in = False
         else:
             client = existing
             row = client.row
@@ -303,12 +330,6 @@ class MotherBatch(IntakeBatch[Any]):
             domain.check_birth_dates_agree(client.history, d.birth_date, d.age_years, day)
             domain.check_after_birth(client.history, day)
             domain.check_alive(client.history, day)
-            if client.history.at(e.facility_id, enrolment.ClientEnrolled):
-                transfer_in = domain.enrolment_opens_episode(
-                    client.history, e.facility_id, d.status_at_enrolment, e.occurred_at
-                )
-            else:
-                transfer_in = True  # known to the platform (national id), new to this facility
         event = enrolment.ClientEnrolled(
             client_id=client.row.client_id,
             facility_id=e.facility_id,
@@ -321,8 +342,20 @@ class MotherBatch(IntakeBatch[Any]):
             art_start_date=d.art_start_date,
             gestation_weeks=d.gestation_weeks,
             edd=d.edd,
-            transfer_in=transfer_in,
         )
+        if existing is not None:
+            history = client.history
+            found = domain.episodes(history, event)
+            mine = domain.episode_of(found, event)
+            domain.check_new_pregnancy_dates(history, found, mine)
+            if history.at(e.facility_id, enrolment.ClientEnrolled):
+                transfer_in = domain.enrolment_opens_episode(history, e.facility_id, event)
+            else:
+                # known to the platform (national id), new to this facility: a transfer in, unless
+                # it opens a new pregnancy
+                transfer_in = mine is None or mine.opener is not event
+            event = event.model_copy(update={"transfer_in": transfer_in})
+        event = self.in_episode(client.history, event)
         new_ref = (e.facility_id, e.client_ref) if registered is None else None
         return Accepted(client, event, {"client_id": str(client.row.client_id)}, registration=new_ref)
 
@@ -346,7 +379,7 @@ class MotherBatch(IntakeBatch[Any]):
             for i, h in zip(d.infants, hashes, strict=True)
         ]
         load = domain.latest_viral_load(history, e.occurred_at)
-        event = enrolment.DeliveryRecorded(
+        event: Event = enrolment.DeliveryRecorded(
             **common,
             place=d.place,
             skilled_attendant=d.skilled_attendant,
@@ -362,6 +395,7 @@ class MotherBatch(IntakeBatch[Any]):
             ),
             age_years=age,
         )
+        event = self.in_episode(history, event)
         result = {
             "client_id": str(client.row.client_id),
             "infant_ids": [str(b.infant_id) for b in born],

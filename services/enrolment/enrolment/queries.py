@@ -19,6 +19,7 @@ from .personal_data import PersonalDataCipher
 from .schemas import (
     ClientPublic,
     ClinicalStatus,
+    EpisodePublic,
     PersonalData,
     PersonalDataRead,
     Registration,
@@ -86,6 +87,18 @@ def clinical_status(history: ClientHistory, now: datetime) -> ClinicalStatus:
         pregnancy=domain.pregnancy_at(history, now),
         deliveries=len(history.of(enrolment.DeliveryRecorded)),
         died_on=domain.death_day(history),
+        episodes=[
+            EpisodePublic(
+                episode_id=ep.episode_id(history.clock),
+                pregnancy_number=ep.number,
+                opened_on=history.day_of(ep.opened_at),
+                pregnant_at_entry=ep.pregnant_at_entry,
+                edd=ep.edd,
+                ended_on=ep.ended_on,
+                ended_by=ep.ended_by,
+            )
+            for ep in domain.episodes(history)
+        ],
     )
 
 

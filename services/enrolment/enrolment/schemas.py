@@ -22,6 +22,7 @@ from pmtct_events.enrolment import (
     HivTestResult,
     InfantSex,
     MaternalOutcome,
+    PregnancyLossOutcome,
     StatusAtEnrolment,
     TestSetting,
 )
@@ -85,6 +86,11 @@ class DeliveryRecordedData(Strict):
     infants: list[InfantBorn] = Field(max_length=6)
 
 
+class PregnancyEndedData(Strict):
+    outcome: PregnancyLossOutcome
+    gestation_weeks: int | None = None
+
+
 class ClientTransferredOutData(Strict):
     to_facility_id: FacilityId | None = None
 
@@ -128,6 +134,11 @@ class DeliveryRecordedIn(EmrEventBase):
     data: DeliveryRecordedData
 
 
+class PregnancyEndedIn(EmrEventBase):
+    type: Literal["PregnancyEnded"]
+    data: PregnancyEndedData
+
+
 class ClientTransferredOutIn(EmrEventBase):
     type: Literal["ClientTransferredOut"]
     data: ClientTransferredOutData
@@ -145,6 +156,7 @@ EmrEvent = Annotated[
     | ArtInitiatedIn
     | ViralLoadRecordedIn
     | DeliveryRecordedIn
+    | PregnancyEndedIn
     | ClientTransferredOutIn
     | ClientDiedIn,
     Field(discriminator="type"),
@@ -157,6 +169,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "ArtInitiated",
     "ViralLoadRecorded",
     "DeliveryRecorded",
+    "PregnancyEnded",
     "ClientTransferredOut",
     "ClientDied",
 )
@@ -233,6 +246,18 @@ class ViralLoadPublic(BaseModel):
     on: date
 
 
+class EpisodePublic(BaseModel):
+    """One pregnancy of hers and the postnatal period after it (enrolment.domain.episodes)."""
+
+    episode_id: UUID
+    pregnancy_number: int
+    opened_on: date
+    pregnant_at_entry: bool
+    edd: date | None
+    ended_on: date | None = Field(description="The day her pregnancy ended (delivery or loss).")
+    ended_by: Literal["delivery", "pregnancy_loss"] | None
+
+
 class ClinicalStatus(BaseModel):
     """Derived from her events by when they happened, as of the time of the request."""
 
@@ -243,6 +268,7 @@ class ClinicalStatus(BaseModel):
     pregnancy: Literal["pregnant", "postnatal"] | None
     deliveries: int
     died_on: date | None
+    episodes: list[EpisodePublic] = Field(default_factory=list, description="Her pregnancies, in order.")
 
 
 class ClientPublic(BaseModel):
