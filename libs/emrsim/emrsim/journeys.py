@@ -188,6 +188,14 @@ class Journey:
         if known_status == "positive" and art_start is None:
             art_start = self.start_art(chart, enrol_day, t)
 
+        if gestation < 24 and self.chance(r.pregnancy_loss):
+            week = rng.randrange(gestation + 1, 28)
+            loss = {"outcome": "miscarriage" if self.chance(0.8) else "abortion", "gestation_weeks": week}
+            self.emit(
+                "enrolment", "PregnancyEnded", chart, self.clock(enrol_day + timedelta(weeks=week - gestation)), loss
+            )
+            return
+
         # the rest of pregnancy: ANC contacts, retest or viral load, transfer, death, silence
         delivery_week = 40 - rng.randrange(4) if not self.chance(0.1) else 33 + rng.randrange(4)
         delivery_week = max(delivery_week, gestation + 1)

@@ -40,6 +40,8 @@ class Rates:
     viral_load_done: float = 0.8
     #: of those viral loads, suppressed (< 1000 copies/mL)
     viral_suppression: float = 0.85
+    #: booked pregnancies lost before 28 weeks (miscarriage, abortion; later losses are stillbirths)
+    pregnancy_loss: float = 0.03
     #: women who stop attending during pregnancy (missed visits, then silence)
     lost_in_pregnancy: float = 0.05
     #: women who transfer out during pregnancy
