@@ -19,9 +19,11 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 
 from pmtct_events import CloudEvent, Event
-from pmtct_tools.dhis2_standin import Dhis2Standin
+from pmtct_tools.dhis2_standin import Dhis2Standin, Metadata
 from pmtct_tools.localinfra import TansuBroker, free_port
 from pmtct_tools.testing import Infra, TestIssuer
+from reporting import dhis2
+from reporting.indicators import DataSet
 from reporting.main import build_app
 from reporting.settings import Settings
 from servicekit import bootstrap, migrations
@@ -30,6 +32,24 @@ from servicekit.db import asyncpg_dsn
 
 #: the service's "now": the dashboard opens on September 2026, the last complete month
 TODAY = datetime(2026, 10, 15, 9, tzinfo=UTC)
+
+
+def standin_metadata(facilities_csv: str) -> Metadata:
+    """What the ministry's DHIS2 knows: the metadata of the shipped mappings and the registry's org units."""
+    meta = Metadata()
+    for data_set in DataSet:
+        mapping = dhis2.load_mapping(None, data_set)
+        meta.data_sets.add(mapping.dataSet)
+        meta.data_elements |= {m.dataElement for m in mapping.dataValues}
+        meta.category_option_combos |= {
+            m.categoryOptionCombo or mapping.defaultCategoryOptionCombo for m in mapping.dataValues
+        }
+        meta.attribute_option_combos |= {
+            mapping.attributeOptionCombo or "default",
+            *mapping.attributeOptionCombos.values(),
+        }
+    meta.org_units = {line.split(",")[-1] for line in facilities_csv.strip().splitlines()[1:]}
+    return meta
 
 
 @dataclass
@@ -41,6 +61,11 @@ class Served:
     dhis2: Dhis2Standin
     producer: AIOKafkaProducer
     issuer: TestIssuer
+    app: Any = None
+
+    @property
+    def runtime(self):
+        return self.app.state.runtime
 
     @property
     def reader(self) -> dict[str, str]:
@@ -84,7 +109,7 @@ async def serve_reporting(
     broker = await asyncio.to_thread(lambda: TansuBroker(log_path=workdir / "tansu.log").start())
     registry = workdir / "facilities.csv"
     registry.write_text(facilities_csv)
-    async with Dhis2Standin.serving() as dhis2:
+    async with Dhis2Standin.serving(standin_metadata(facilities_csv)) as dhis2:
         values: dict[str, Any] = {
             "database_url": url,
             "kafka_bootstrap_servers": broker.bootstrap_servers,
@@ -97,6 +122,9 @@ async def serve_reporting(
             "dhis2_username": dhis2.username,
             "dhis2_password": dhis2.password,
             "dhis2_retry_initial_s": 0.05,
+            "dhis2_retry_attempts": 3,
+            # the schedule is driven by hand in the tests (submissions.scheduled_push)
+            "dhis2_push_day": 0,
             "log_json": True,
             **overrides,
         }
@@ -117,7 +145,7 @@ async def serve_reporting(
                     await asyncio.sleep(0.2)
                 else:
                     raise AssertionError("the reporting service never got ready")
-            yield Served(base, settings, broker.bootstrap_servers, url, dhis2, producer, issuer)
+            yield Served(base, settings, broker.bootstrap_servers, url, dhis2, producer, issuer, app)
         finally:
             await producer.stop()
             server.should_exit = True

@@ -9,6 +9,7 @@ entries; every other disaggregation of the indicator must be zero.
 from __future__ import annotations
 
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import mer_cohort as cohort
@@ -138,3 +139,48 @@ async def test_fy2026_every_mer_and_programme_figure_equals_the_hand_count(serve
 
 async def test_fy2025_figures_equal_the_hand_count(served) -> None:
     assert observed(await report(served, "FY2025"), FY2025) == FY2025
+
+
+async def test_the_adx_export_parses_in_the_adx_namespace_with_the_json_exports_periods_org_units_and_values(
+    served,
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        as_json = await client.get(
+            f"{served.url}/v1/exports/dhis2?period=FY2026&district=Maseru", headers=served.reader
+        )
+        as_adx = await client.get(f"{served.url}/v1/exports/adx?period=FY2026&district=Maseru", headers=served.reader)
+    assert as_adx.status_code == 200 and as_adx.headers["content-type"].startswith("application/adx+xml")
+    root = ElementTree.fromstring(as_adx.content)
+    ns = "{urn:ihe:qrph:adx:2015}"
+    assert root.tag == f"{ns}adx" and root.get("exported") == "2026-10-15T09:00:00Z"
+    groups = root.findall(f"{ns}group")
+    body = as_json.json()
+    # FY2026 is DHIS2's 2025Oct: twelve months from 2025-10-01; Maseru is A and B
+    assert body["period"] == "2025Oct"
+    assert {(g.get("orgUnit"), g.get("period"), g.get("dataSet"), g.get("attributeOptionCombo")) for g in groups} == {
+        ("LsMsuFlt001", "2025-10-01/P1Y", "MER_PMTCT_FACILITY", "MECH_PMTCT_M2M"),
+        ("LsMsuQol002", "2025-10-01/P1Y", "MER_PMTCT_FACILITY", "MECH_PMTCT_M2M"),
+    }
+    adx_values = {
+        (g.get("orgUnit"), v.get("dataElement"), v.get("categoryOptionCombo"), v.get("value"))
+        for g in groups
+        for v in g.findall(f"{ns}dataValue")
+    }
+    json_values = {(v["orgUnit"], v["dataElement"], v["categoryOptionCombo"], v["value"]) for v in body["dataValues"]}
+    assert adx_values == json_values and len(adx_values) == 2 * 156
+    # A's ANC1 clients aged 20-24: M1 5 + M3 2; B's recent negatives aged 14: M6 3
+    assert ("LsMsuFlt001", "PMTCT_STAT_D", "AGE_20-24_F", "7") in adx_values
+    assert ("LsMsuQol002", "PMTCT_STAT_N", "RECENT_NEG_AGE_10-14_F", "3") in adx_values
+
+
+async def test_each_total_is_the_sum_of_its_age_bands_and_statuses(served) -> None:
+    """What DHIS2 adds up from the finest values equals the totals the API reports."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        reply = await client.get(f"{served.url}/v1/indicators?period=FY2026&data_set=mer", headers=served.reader)
+    values = {i["code"]: i for i in reply.json()["indicators"]}
+    assert {i["data_set"] for i in values.values()} == {"mer"}
+    stat = values["PMTCT_STAT"]["disaggregations"]
+    for status in ("known_positive", "newly_positive", "new_negative", "recent_negative"):
+        assert stat[status] == sum(v for k, v in stat.items() if k.startswith(f"{status}:"))
+    assert values["PMTCT_STAT"]["denominator"] == sum(v for k, v in stat.items() if k.startswith("denominator:"))
+    assert values["PMTCT_EID"]["may_exceed_100"] and values["PMTCT_STAT"]["may_exceed_100"] is None

@@ -18,8 +18,10 @@ from servicekit.settings import SERVICES
 app = typer.Typer(help="PMTCT event platform", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database bootstrap and migrations", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-letter topics: list and replay", no_args_is_help=True)
+dhis2_app = typer.Typer(help="DHIS2 submission of the reporting figures", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(dhis2_app, name="dhis2")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the local runner keeps its data and keys")]
 DEFAULT_DATA_DIR = Path(".pmtct")
@@ -225,6 +227,25 @@ def replay(
     from reporting.replay import main as rebuild_reporting
 
     raise typer.Exit(rebuild_reporting(data_dir=data_dir, bootstrap_servers=bootstrap_servers))
+
+
+@dhis2_app.command("push")
+def dhis2_push(
+    period: Annotated[str, typer.Option("--period", help="2026-09 (202609), 2026Q3, 2026, FY2026 (2025Oct), FY2026Q4")],
+    data_set: Annotated[str, typer.Option("--data-set", help="mer (the ministry's MER data set) or programme")] = "mer",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="DHIS2 checks the import and saves nothing")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A running local runner's data directory (its database)")
+    ] = None,
+) -> None:
+    """Send a data set's figures for a period to DHIS2 (POST /api/dataValueSets) and print its import summary.
+    Connects as the reporting service does (PMTCT_DATABASE_URL, PMTCT_DHIS2_URL, PMTCT_DHIS2_TOKEN or
+    PMTCT_DHIS2_USERNAME / PMTCT_DHIS2_PASSWORD); every push is kept in the submission history."""
+    if data_set not in ("mer", "programme"):
+        raise typer.BadParameter("mer or programme", param_hint="--data-set")
+    from reporting.submissions import main as push_reporting
+
+    raise typer.Exit(push_reporting(period, data_set, dry_run, data_dir, echo=typer.echo))
 
 
 @app.command()

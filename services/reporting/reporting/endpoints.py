@@ -12,10 +12,19 @@ from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal
 from servicekit.problems import Problem
 
-from . import dashboard, dhis2, queries
+from . import adx, dashboard, dhis2, queries, submissions
 from .indicators import DataSet
 from .periods import Period
-from .schemas import DataValueSet, FacilityPublic, IndicatorPublic, IndicatorReport, PeriodPublic, ScopePublic
+from .schemas import (
+    DataValueSet,
+    FacilityPublic,
+    IndicatorPublic,
+    IndicatorReport,
+    PeriodPublic,
+    ScopePublic,
+    SubmissionHistory,
+    SubmissionPublic,
+)
 from .settings import Settings
 
 RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
@@ -86,6 +95,89 @@ async def dhis2_export(
 ) -> DataValueSet:
     mapping = dhis2.mapping_for(rt.settings, data_set)
     return await queries.dhis2_export(session, w.scope, w.period, mapping)
+
+
+@router.get(
+    "/exports/adx",
+    summary="The same figures as the DHIS2 export, as an ADX message (IHE QRPH, urn:ihe:qrph:adx:2015)",
+    response_class=Response,
+    responses={200: {"content": {"application/adx+xml": {}}}},
+)
+async def adx_export(
+    rt: RuntimeDep, session: SessionDep, w: WhereDep, data_set: Annotated[DataSet, Query()] = DataSet.mer
+) -> Response:
+    values = await queries.dhis2_export(session, w.scope, w.period, dhis2.mapping_for(rt.settings, data_set))
+    body = adx.document(values, w.period, rt.settings.clock.now())
+    filename = f"pmtct-{data_set.value}-{w.period.id}.adx.xml"
+    return Response(
+        body, media_type="application/adx+xml", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+SUBMIT_SCOPE = "reports:submit"
+
+
+def _submitter(principal: Principal) -> Principal:
+    if SUBMIT_SCOPE not in principal.scopes and "admin" not in principal.scopes:
+        raise Problem(403, "insufficient_scope", f"Pushing to DHIS2 needs scope {SUBMIT_SCOPE!r}.")
+    if not principal.national:
+        raise Problem(403, "scope_forbidden", "A push sends every facility's figures: it needs a national token (*).")
+    return principal
+
+
+@router.get(
+    "/exports/dhis2/submissions",
+    summary="Every DHIS2 push with its import summary, newest first; what changed since the last accepted one",
+)
+async def dhis2_submissions(
+    rt: RuntimeDep,
+    session: SessionDep,
+    principal: Reader,
+    data_set: DataSetQuery = None,
+    period: Annotated[str | None, Query(description="Only this period (FY2026, 2026-09, ...)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> SubmissionHistory:
+    if not principal.national:
+        raise Problem(
+            403, "scope_forbidden", "The submission history covers every facility: it needs a national token."
+        )
+    wanted = queries.period_from(period, rt.settings.clock.today()) if period else None
+    shown = await submissions.history_public(session, rt.registry, rt.settings, data_set, wanted, limit)
+    return SubmissionHistory(submissions=shown)
+
+
+@router.post(
+    "/exports/dhis2/push",
+    summary="Push a data set for a period to DHIS2 (POST /api/dataValueSets) and keep the import summary",
+    status_code=201,
+    responses={
+        403: {"description": "insufficient_scope (needs reports:submit) or scope_forbidden (needs a national token)"},
+        502: {"description": "dhis2_unavailable: DHIS2 did not answer after the retries (the attempt is recorded)"},
+        503: {"description": "dhis2_not_configured: no DHIS2 URL or credentials"},
+    },
+)
+async def dhis2_push(
+    rt: RuntimeDep,
+    session: SessionDep,
+    principal: Reader,
+    period: PeriodQuery = None,
+    data_set: Annotated[DataSet, Query()] = DataSet.mer,
+    dry_run: Annotated[bool, Query(description="DHIS2 checks and summarises the import without saving it")] = False,
+) -> SubmissionPublic:
+    _submitter(principal)
+    wanted = queries.period_from(period, rt.settings.clock.today())
+    try:
+        row = await submissions.push(rt.sessions, rt.registry, rt.settings, data_set, wanted, dry_run=dry_run)
+    except submissions.NotConfigured as exc:
+        raise Problem(503, "dhis2_not_configured", str(exc)) from exc
+    if row.outcome == submissions.FAILED:
+        raise Problem(
+            502,
+            "dhis2_unavailable",
+            f"DHIS2 did not answer after {row.attempts} attempts ({row.description}); submission {row.id} records it.",
+        )
+    shown = await submissions.history_public(session, rt.registry, rt.settings, data_set, wanted, limit=500)
+    return next(s for s in shown if s.id == row.id)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, handlers
+from . import endpoints, handlers, submissions
 from .repository import ReportingUnit
 from .settings import Settings
 
@@ -26,6 +26,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             )
         ],
         unit_of_work=ReportingUnit,
+        background=[("scheduled DHIS2 push", submissions.run)],
     )
 
 

@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 from .indicators import DataSet, IndicatorValue, Unit
+from .models import SubmissionBase
 from .periods import Period, PeriodKind
 
 
@@ -91,3 +92,35 @@ class DataValueSet(BaseModel):
     dataSet: str
     period: str
     dataValues: list[DataValue]
+
+
+class ChangedValue(BaseModel):
+    """A value that differs from what the last accepted push sent (a late fact revised the period)."""
+
+    dataElement: str
+    categoryOptionCombo: str
+    orgUnit: str
+    attributeOptionCombo: str | None
+    sent: str | None
+    now: str | None
+
+
+class SubmissionPublic(SubmissionBase):
+    """A push as the history shows it: the stored submission (models.SubmissionBase), its revision
+    number and, on the latest accepted push of its period, what changed since."""
+
+    id: int  # type: ignore[assignment]
+    dhis2_period: str = Field(examples=["2025Oct"])
+    values_sent: int
+    revision: int | None = Field(
+        description="1 for the first accepted push of its data set and period, 2 for the next; null if not accepted"
+    )
+    changed_since: list[ChangedValue] | None = Field(
+        default=None,
+        description="On the latest accepted push of its period: the values that changed since (late facts); "
+        "the next push sends them",
+    )
+
+
+class SubmissionHistory(BaseModel):
+    submissions: list[SubmissionPublic]
