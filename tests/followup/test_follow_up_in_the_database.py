@@ -28,11 +28,13 @@ async def test_a_positive_mothers_delivery_starts_follow_up_with_its_prophylaxis
     [(name, started)] = await followup.emitted([baby.infant_id])
     assert name == "InfantFollowUpStarted"
     assert started["client_id"] == str(mother.client_id) and started["birth_date"] == B.isoformat()
-    assert started["high_risk"] is False and started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 6}]
-    assert [(p["kind"], p["window_start"]) for p in started["plan"]] == [
-        ("nat_6_weeks", weeks(4).isoformat()),
-        ("nat_9_months", add_months(B, 9).isoformat()),
-        ("final_test", add_months(B, 18).isoformat()),
+    assert started["high_risk"] is False
+    assert started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 6, "from_week": 0, "until": None}]
+    assert [(p["kind"], p["window_start"], p["label"]) for p in started["plan"]] == [
+        ("nat_6_weeks", weeks(4).isoformat(), "NAT at 6 weeks"),
+        ("nat_9_months", add_months(B, 9).isoformat(), "NAT at 9 months"),
+        ("final_test", add_months(B, 18).isoformat(), None),
+        ("record_feeding_status", add_months(B, 18).isoformat(), None),
     ]
 
 
@@ -42,8 +44,11 @@ async def test_a_high_risk_infant_gets_enhanced_prophylaxis_a_birth_nat_and_its_
 
     [(_, started)] = await followup.emitted([baby.infant_id])
     assert started["high_risk"] is True
-    assert started["high_risk_reasons"] == ["art_under_4_weeks", "no_viral_load"]
-    assert started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 12}, {"drug": "AZT", "duration_weeks": 6}]
+    assert started["high_risk_reasons"] == ["art_under_4_weeks"], "WHO 2025: no VL is not a reason by itself"
+    assert started["prophylaxis"] == [
+        {"drug": "AZT+3TC+NVP", "duration_weeks": 6, "from_week": 0, "until": None},
+        {"drug": "NVP", "duration_weeks": 52, "from_week": 6, "until": "mother_suppressed_or_breastfeeding_ends"},
+    ]
     assert started["plan"][0]["kind"] == "nat_birth" and started["plan"][0]["window_start"] == B.isoformat()
 
 
@@ -68,7 +73,7 @@ async def test_a_mother_diagnosed_while_breastfeeding_starts_her_infants_follow_
     assert started["follow_up_from"] == diagnosed.isoformat() and started["high_risk"] is True
     assert "diagnosed_in_labour_or_postpartum" in started["high_risk_reasons"]
     assert [(p["kind"], p["window_start"]) for p in started["plan"]][:2] == [
-        ("nat_6_weeks", diagnosed.isoformat()),
+        ("entry_nat", diagnosed.isoformat()),
         ("nat_9_months", add_months(B, 9).isoformat()),
     ]
 

@@ -106,3 +106,42 @@ def test_an_enrolment_needs_art_initiation_only_when_positive_and_not_on_art(
 def test_a_visit_meets_tracing_for_a_lost_client_but_not_for_an_overdue_test() -> None:
     assert rules.tracing_met_by_contact(rules.REASON_LOST_TO_FOLLOW_UP)
     assert not rules.tracing_met_by_contact(rules.test_overdue_reason("nat_6_weeks"))
+
+
+@pytest.mark.parametrize(
+    "rule, test, result, age_days, diagnostic, refer",
+    [
+        ("a first positive NAT: infant ART at once (WHO 2021 algorithm, note c)", "NAT", "positive", 42, True, True),
+        ("a negative NAT: no ART", "NAT", "negative", 42, True, False),
+        ("an indeterminate NAT: a repeat, not ART", "NAT", "indeterminate", 42, True, False),
+        (
+            "a positive antibody test before 18 months shows maternal antibodies: a NAT, never ART (WHO 2021)",
+            "antibody",
+            "positive",
+            270,
+            False,
+            False,
+        ),
+        ("a positive antibody test from 18 months diagnoses: ART (WHO 2021)", "antibody", "positive", 760, True, True),
+        ("a producer before `diagnostic`: a positive NAT still refers", "NAT", "positive", 42, None, True),
+        ("a producer before `diagnostic`: a positive antibody test does not", "antibody", "positive", 760, None, False),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else None,
+)
+def test_an_infant_art_referral_follows_only_a_positive_result_that_can_diagnose(
+    rule: str, test: str, result: str, age_days: int, diagnostic: bool | None, refer: bool
+) -> None:
+    from pmtct_events.followup import InfantTestResulted
+
+    event = InfantTestResulted(
+        facility_id="F",
+        occurred_at=datetime.now(UTC),
+        infant_id=uuid4(),
+        client_id=uuid4(),
+        test=test,
+        result=result,
+        confirmatory=False,
+        age_days=age_days,
+        diagnostic=diagnostic,
+    )
+    assert rules.infant_result_needs_art(event) is refer, rule

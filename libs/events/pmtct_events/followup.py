@@ -41,8 +41,17 @@ class ScheduleKind(StrEnum):
     confirmatory_nat = "confirmatory_nat"
     repeat_test = "repeat_test"
     mother_viral_load = "mother_viral_load"
-    #: a confirmed-positive infant needs ART: an action, not a test, so it never rides an InfantTestDue
+    #: an infant with a positive NAT needs ART: an action, not a test, so it never rides an InfantTestDue
     infant_art_start = "infant_art_start"
+    #: a routine NAT at a test point of the clinical preset whose code is not one of the kinds above
+    #: (e.g. Kenya's NAT at 6 months); the item's `label` says which
+    routine_nat = "routine_nat"
+    #: the one NAT of an infant who enters follow-up after the routine points have closed
+    entry_nat = "entry_nat"
+    #: a NAT called for by a positive antibody test before antibodies can diagnose (WHO 2021)
+    nat_after_antibody = "nat_after_antibody"
+    #: the final test is near and the infant's feeding is unknown or ongoing: record it
+    record_feeding_status = "record_feeding_status"
 
 
 class HighRiskReason(StrEnum):
@@ -52,14 +61,29 @@ class HighRiskReason(StrEnum):
     art_under_4_weeks = "art_under_4_weeks"
     no_art = "no_art"
     viral_load_above_threshold = "viral_load_above_threshold"
+    #: only where a national preset counts a missing viral load as high risk (WHO 2025 does not)
     no_viral_load = "no_viral_load"
     diagnosed_in_labour_or_postpartum = "diagnosed_in_labour_or_postpartum"
+    #: a positive test after a negative one during pregnancy or breastfeeding
+    incident_infection = "incident_infection"
 
 
 class ProphylaxisDrug(StrEnum):
+    """An infant prophylaxis drug or combination, as the clinical presets name them."""
+
     NVP = "NVP"
     AZT = "AZT"
     AZT_NVP = "AZT+NVP"
+    #: lamivudine, and the three-drug regimen of the WHO 2025 enhanced prophylaxis
+    LAMIVUDINE = "3TC"
+    AZT_3TC_NVP = "AZT+3TC+NVP"
+    DTG = "DTG"
+
+
+class ProphylaxisUntil(StrEnum):
+    """When an extended step of a regimen stops (WHO 2025 enhanced prophylaxis)."""
+
+    mother_suppressed_or_breastfeeding_ends = "mother_suppressed_or_breastfeeding_ends"
 
 
 class FeedingMethod(StrEnum):
@@ -90,11 +114,17 @@ class ScheduleItem(Contract):
     window_start: date
     window_end: date
     overdue_on: date
+    label: str | None = None
 
 
 class ProphylaxisPlan(Contract):
+    """One step of an infant's prophylaxis regimen: a drug for `duration_weeks` from `from_week` of
+    age; with `until`, the step may stop earlier, when that happens."""
+
     drug: ProphylaxisDrug
     duration_weeks: int = Field(ge=1, le=52)
+    from_week: int = Field(default=0, ge=0, le=104)
+    until: ProphylaxisUntil | None = None
 
 
 class InfantEvent(Event):
@@ -135,6 +165,8 @@ class InfantTestDue(InfantEvent):
     test: InfantTest
     window_start: date
     window_end: date
+    #: what the item is called in the clinical preset ("NAT at 6 months")
+    label: str | None = None
 
 
 class InfantTestOverdue(InfantEvent):
@@ -144,6 +176,7 @@ class InfantTestOverdue(InfantEvent):
     test: InfantTest
     window_end: date
     overdue_on: date
+    label: str | None = None
 
 
 class InfantTestResulted(InfantEvent):
@@ -155,6 +188,9 @@ class InfantTestResulted(InfantEvent):
     confirmatory: bool
     age_days: int = Field(ge=0)
     first_virologic: bool = False
+    #: whether the result can diagnose HIV at this age (a NAT at any age; an antibody test only
+    #: from the preset's antibody age, 18 months by WHO 2021); None from producers before it
+    diagnostic: bool | None = None
 
 
 class InfantArtInitiated(InfantEvent):
@@ -166,10 +202,17 @@ class InfantVisitRecorded(InfantEvent):
 
 
 class InfantFinalOutcomeRecorded(InfantEvent):
+    """The infant's outcome as it now stands. A clinical outcome (infected, uninfected, died,
+    transferred out) may be revised by a later fact, and is then recorded again; `provisional`
+    marks the age snapshot (lost_to_follow_up or unknown at 24 months, PEPFAR MER PMTCT_FO),
+    which follow-up closes nothing for and a later clinical outcome replaces. The latest record
+    of an infant is its outcome."""
+
     event_name: ClassVar[str] = "InfantFinalOutcomeRecorded"
     outcome: FinalOutcome
     birth_date: date
     age_days: int = Field(ge=0)
+    provisional: bool | None = None
 
 
 class ClientLostToFollowUp(Event):

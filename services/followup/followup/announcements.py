@@ -38,6 +38,7 @@ def schedule_item(i: Item) -> ScheduleItem:
         window_start=i.window_start,
         window_end=i.window_end,
         overdue_on=i.overdue_on,
+        label=i.label,
     )
 
 
@@ -67,6 +68,7 @@ def outcome_event(infant: InfantCase, outcome: FinalOutcome, on: date, clock: Cl
         outcome=outcome,
         birth_date=infant.facts.birth_date,
         age_days=max((on - infant.facts.birth_date).days, 0),
+        provisional=outcome in (FinalOutcome.lost_to_follow_up, FinalOutcome.unknown),
     )
 
 
@@ -83,7 +85,9 @@ def infant_announcements(infant: InfantCase, report: TickReport, clock: Clock) -
     now = clock.now()
     common = {"facility_id": infant.facility_id, "infant_id": infant.infant_id, "client_id": infant.client_id}
     out = [
-        _item_announcement(InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test)
+        _item_announcement(
+            InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test, label=item.label
+        )
         for item, transition in report.transitions
         if item.test is not None
     ]

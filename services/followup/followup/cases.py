@@ -33,6 +33,7 @@ from servicekit.uow import Aggregate
 
 from . import announcements
 from .eid_schedule import (
+    CLINICAL_OUTCOMES,
     EidRules,
     FeedingFact,
     InfantFacts,
@@ -64,11 +65,14 @@ class RecordedEvent:
 
 
 def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFacts:
-    """The infant facts a history establishes (results, feeding, ART start, death, transfer out)."""
+    """The infant facts a history establishes (results, feeding, ART start, death, transfers).
+    Order-free: the same events in any order give the same facts (results sampled the same day
+    are told apart by their content, not by when they arrived)."""
     results: list[TestFact] = []
     feeding: list[FeedingFact] = []
     firsts: dict[str, date] = {}
-    for seq, e in enumerate(events):
+    lasts: dict[str, date] = {}
+    for e in events:
         if e.type == InfantTestResulted.event_name:
             results.append(
                 TestFact(
@@ -77,7 +81,6 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
                     TestResult(e.data["result"]),
                     bool(e.data.get("confirmatory")),
                     e.reported_on,
-                    seq,
                 )
             )
         elif e.type == InfantFeedingRecorded.event_name:
@@ -87,14 +90,32 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
         elif e.type == INFANT_OUTCOME_RECORDED:
             outcome = e.data["outcome"]
             firsts[outcome] = min(firsts.get(outcome, e.on), e.on)
+            lasts[outcome] = max(lasts.get(outcome, e.on), e.on)
+    # same-day results in a canonical order: a confirmatory after the first, then by test and result
+    ordered = sorted(
+        results,
+        key=lambda r: (
+            r.sampled_on,
+            r.confirmatory,
+            r.test.value,
+            _RESULT_ORDER[r.result],
+            r.reported_on or r.sampled_on,
+        ),
+    )
     return replace(
         facts,
-        results=tuple(results),
-        feeding=tuple(feeding),
+        results=tuple(replace(r, seq=i) for i, r in enumerate(ordered)),
+        feeding=tuple(sorted(feeding, key=lambda x: (x.on, x.method.value))),
         art_started_on=firsts.get("art"),
         died_on=firsts.get("died"),
-        transferred_out_on=firsts.get("transferred_out"),
+        transferred_out_on=lasts.get("transferred_out"),
+        transferred_in_on=lasts.get("transferred_in"),
     )
+
+
+#: same-day results: a positive is read before a negative of the same kind (a positive and a
+#: negative NAT of one day are a discordant pair whichever was posted first)
+_RESULT_ORDER = {TestResult.positive: 0, TestResult.indeterminate: 1, TestResult.negative: 2}
 
 
 @dataclass(slots=True)
@@ -155,37 +176,42 @@ class InfantCase(Aggregate):
         return self.recompute(rules)
 
     def recompute(self, rules: EidRules) -> tuple[FinalOutcome, date] | None:
-        """Apply the facts to the schedule; returns a final outcome when the facts just decided one."""
-        decided = None
+        """Apply the facts to the schedule; returns the clinical outcome when the facts just
+        established or revised it (a later fact revises an earlier outcome or the age snapshot)."""
         if not self.in_follow_up:
             return None
         plan = self._replan(rules)
-        if self.final_outcome is None:
-            decided = final_outcome(self.facts, plan)
-            if decided is not None:
-                self.final_outcome, self.final_outcome_on = decided
-                self._replan(rules)
-        return decided
+        decided = final_outcome(self.facts, plan)
+        if decided is None and self.final_outcome in CLINICAL_OUTCOMES:
+            # a transfer in after the transfer out: she is in care again, with no outcome yet (what
+            # was recorded stands downstream until the next outcome; the age snapshot may be next)
+            self.final_outcome = self.final_outcome_on = None
+        if decided is not None and decided != (self.final_outcome, self.final_outcome_on):
+            self.final_outcome, self.final_outcome_on = decided
+            return decided
+        return None
 
     def _replan(self, rules: EidRules) -> InfantPlan:
-        facts = replace(self.facts, closed_by=self.final_outcome)
-        self.plan = infant_plan(facts, rules)
-        self.items = reconcile(self.infant_id, self.items, self.plan.requirements)
+        self.plan = infant_plan(self.facts, rules)
+        self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
         return self.plan
 
     def deadline(self, rules: EidRules) -> date | None:
+        """The day of the age snapshot (PMTCT_FO), while no outcome was recorded."""
         if not self.in_follow_up or self.final_outcome is not None:
             return None
         return outcome_deadline(self.facts.birth_date, rules)
 
     def tick(self, today: date, rules: EidRules, silence_days: int) -> TickReport:
+        """Time passes: items fall due or overdue, a silence becomes a loss to follow-up, and at the
+        age snapshot an infant with no clinical outcome is reported LTFU or unknown. Nothing is
+        cancelled by time: the child still needs what she needed (build rule 1 of issue 13)."""
         report = TickReport(transitions=tick(self.items, today))
         report.lost_on = check_lost(self.items, self.attendance, silence_days, today)
         due_by = self.deadline(rules)
         if due_by is not None and today >= due_by:
             report.outcome = (deadline_outcome(self.attendance.lost_since is not None), due_by)
             self.final_outcome, self.final_outcome_on = report.outcome
-            self._replan(rules)
         return report
 
     def next_wakeup(self, rules: EidRules, silence_days: int) -> date | None:

@@ -1,43 +1,47 @@
-"""The HIV-exposed infant (HEI) schedule: prophylaxis, early infant diagnosis, final outcome.
+"""The HIV-exposed infant (HEI) schedule: prophylaxis, early infant diagnosis, final diagnosis.
 
-Pure functions of the facts known about one infant, with WHO defaults: testing by the WHO 2021
-infant HIV diagnosis algorithm (NAT at birth for high risk, at 6 weeks and 9 months; final
-diagnosis at 18 months or 3 months after breastfeeding ends, whichever is later), high risk and
-prophylaxis by the WHO 2025 updated recommendations on HIV clinical management. Every number is a
-field of `EidRules`, so a country changes its
-configuration, not this code (`PMTCT_EID__GRACE_DAYS=21`, or `PMTCT_EID='{"grace_days": 21}'`).
+Pure functions of the facts known about one infant; every number, test point and regimen is a field
+of `EidRules`, the `[infant]` section of the clinical preset (`presets.py`, `PMTCT_CLINICAL_PRESET`,
+WHO by default). docs/clinical-rules.md lists each rule with its source and the presets side by side.
+Sources: WHO 2021 = "Consolidated guidelines on HIV prevention, testing, treatment, service delivery
+and monitoring" (July 2021), section 2.5 "HIV diagnosis in infants and children" and its simplified
+infant diagnosis algorithm (also Annex 2 of "Updated recommendations on HIV prevention, infant
+diagnosis, antiretroviral initiation and monitoring", March 2021); WHO 2025 = "WHO updated
+recommendations on HIV clinical management: recommendations for a public health approach" (2025),
+infant postnatal prophylaxis and its definition of high-risk infants.
 
 The rules, in the order `infant_plan` applies them:
 
-1. High risk (`high_risk_reasons`): mother on ART < 4 weeks at delivery (or not on ART), a viral
-   load > 1000 copies/mL in the 4 weeks before delivery, no viral load at all, or diagnosed in
-   labour or postpartum. High risk → NVP 12 weeks + AZT 6 weeks and a NAT at birth; otherwise NVP
-   6 weeks (`prophylaxis_for`).
-2. NAT at 6 weeks: window 4–8 weeks of age, overdue after the window plus a 14-day grace.
-3. NAT at 9 months for every HEI, whatever the earlier results.
-4. Final test at 18 months or 3 months after breastfeeding stops, whichever is later (antibody
-   test, valid from 18 months). While breastfeeding continues the 18-month test is planned
-   provisionally; when breastfeeding stops the plan moves the final test.
-5. Any positive result: a confirmatory NAT at once. Two diagnostic positives = infected, which
-   cancels further testing and requires ART (an `infant_art_start` item until ART starts). A
-   negative after a positive is discordant: a repeat test at once; a second negative clears it.
+1. Routine NATs at the preset's test points (WHO: at birth for high risk, at 6 weeks, at 9 months),
+   each a window and a grace period after it; a point may be for high-risk infants only.
+2. Late entry (mother diagnosed while breastfeeding): follow-up starts at her diagnosis; points
+   whose window has closed are replaced by one entry NAT, unless a point opens within the "at
+   once" window anyway.
+3. Final diagnosis at 18 months or 3 months after breastfeeding ends, whichever is later (WHO 2021):
+   an antibody test (or a NAT). While feeding is unknown or ongoing when it comes due, a "record
+   feeding status" item asks for it; a negative final test without it is "pending feeding status".
+4. One sample meets every open need it can meet: the confirmatory, repeat or entry NAT it follows,
+   and the routine item whose window holds it (with the early tolerance; earlier routine items it
+   passes are superseded).
+5. Positive results (WHO 2021 algorithm, note c: "start ART without delay; at the same time,
+   retest to confirm"): a first positive NAT needs infant ART at once and a confirmatory NAT at
+   once; routine NATs are then moot until it is resolved. A second positive = infected. A negative
+   confirmatory is discordant: another NAT at once, ART still needed; a second negative clears the
+   positive and the routine schedule resumes. A positive antibody test before antibodies are
+   diagnostic (18 months) calls for a NAT, never for ART.
 6. Indeterminate: a repeat test at once.
-7. Late entry (mother diagnosed while breastfeeding): follow-up starts at her diagnosis; routine
-   tests whose window has closed are replaced by one NAT at entry, unless the 9-month NAT or the
-   final test comes within the "at once" window anyway.
-8. Death, transfer out, or a final outcome close the schedule: what is still open is cancelled.
-
-A result meets the latest routine item whose window has opened (a week's tolerance for an early
-visit); earlier open routine items are then superseded. A sample taken after a trigger meets the
-confirmatory or repeat item it triggered first.
+7. Follow-up ends by a clinical fact: a final diagnosis, death, or transfer out (until a transfer
+   in). Silence never closes anything: loss to follow-up is a state of the attendance, and the
+   age snapshot (24 months) is a report, not a reason to cancel what a child needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmtct_events.followup import (
     FeedingMethod,
@@ -46,6 +50,7 @@ from pmtct_events.followup import (
     InfantTest,
     ProphylaxisDrug,
     ProphylaxisPlan,
+    ProphylaxisUntil,
     ScheduleKind,
     TestResult,
 )
@@ -54,73 +59,176 @@ from .schedule import Requirement, Slot, add_months, cancel_open, frozen, match_
 
 BREASTFEEDING = frozenset({FeedingMethod.exclusive_breastfeeding, FeedingMethod.mixed_feeding})
 
+#: point codes that are kinds of their own (the WHO defaults'); any other code is a `routine_nat`
+NAMED_POINTS = frozenset({ScheduleKind.nat_birth, ScheduleKind.nat_6_weeks, ScheduleKind.nat_9_months})
 
-class EidRules(BaseModel):
-    """Infant schedule configuration; the defaults are WHO's (2021 infant diagnosis algorithm, 2025
-    updated recommendations on infant prophylaxis); national schedules are other values."""
+#: what the worklist calls the items that are not test points of the preset
+LABELS: dict[ScheduleKind, str] = {
+    ScheduleKind.final_test: "Final HIV test",
+    ScheduleKind.confirmatory_nat: "Confirmatory NAT",
+    ScheduleKind.repeat_test: "Repeat test (after an indeterminate or discordant result)",
+    ScheduleKind.entry_nat: "Entry NAT",
+    ScheduleKind.nat_after_antibody: "NAT after a positive antibody test",
+    ScheduleKind.record_feeding_status: "Record feeding status",
+    ScheduleKind.infant_art_start: "Start infant ART",
+    ScheduleKind.mother_viral_load: "Mother's viral load",
+}
+
+
+class Age(BaseModel):
+    """An age (or a delay) in calendar months plus weeks plus days: `{ weeks = 6 }`, `{ months = 9 }`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    months: int = Field(0, ge=0, le=60)
+    weeks: int = Field(0, ge=0, le=260)
+    days: int = Field(0, ge=0, le=1830)
+
+    def after(self, day: date) -> date:
+        return add_months(day, self.months) + timedelta(weeks=self.weeks, days=self.days)
+
+    def approx_days(self) -> float:
+        return self.months * 30.44 + self.weeks * 7 + self.days
+
+
+class TestPoint(BaseModel):
+    """A routine test of the schedule: its code, its name on the worklist, the test, its window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    label: str = Field(min_length=1, max_length=80)
+    test: InfantTest = InfantTest.NAT
+    window_from: Age = Field(alias="from")
+    window_to: Age = Field(alias="to")
+    only_high_risk: bool = False
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> Self:
+        if self.window_to.approx_days() < self.window_from.approx_days():
+            raise ValueError(f"test point {self.code!r}: its window ends ('to') before it begins ('from')")
+        return self
+
+    @property
+    def kind(self) -> ScheduleKind:
+        named = ScheduleKind._value2member_map_.get(self.code)
+        return named if named in NAMED_POINTS else ScheduleKind.routine_nat  # type: ignore[return-value]
+
+
+WHO_TEST_POINTS: tuple[TestPoint, ...] = (
+    TestPoint(code="nat_birth", label="NAT at birth", window_from=Age(), window_to=Age(days=14), only_high_risk=True),
+    TestPoint(code="nat_6_weeks", label="NAT at 6 weeks", window_from=Age(weeks=4), window_to=Age(weeks=8)),
+    TestPoint(
+        code="nat_9_months", label="NAT at 9 months", window_from=Age(months=9), window_to=Age(months=9, days=30)
+    ),
+)
+
+
+class EidRules(BaseModel):
+    """The `[infant]` section of a clinical preset; the defaults are WHO's (2021 infant diagnosis
+    algorithm, 2025 updated recommendations on high risk and infant prophylaxis)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- high risk (WHO 2025) ---
     high_risk_art_weeks: int = Field(4, ge=0, description="on ART fewer weeks than this at delivery = high risk")
     high_risk_viral_load_copies: int = Field(1000, ge=0, description="a viral load above this = high risk")
     viral_load_recent_weeks: int = Field(4, ge=0, description="how recent before delivery that viral load is")
+    no_viral_load_is_high_risk: bool = Field(False, description="a national option; WHO 2025: only a VL that exists")
+    incident_infection_is_high_risk: bool = True
+    #: a negative test this many weeks before delivery or later, then a positive: incident infection
+    incident_negative_within_weeks: int = Field(42, ge=1)
     labour_days: int = Field(1, ge=0, description="a diagnosis this many days before delivery was in labour")
+    # --- prophylaxis regimens (WHO 2025) ---
     standard_prophylaxis: tuple[ProphylaxisPlan, ...] = (ProphylaxisPlan(drug=ProphylaxisDrug.NVP, duration_weeks=6),)
     high_risk_prophylaxis: tuple[ProphylaxisPlan, ...] = (
-        ProphylaxisPlan(drug=ProphylaxisDrug.NVP, duration_weeks=12),
-        ProphylaxisPlan(drug=ProphylaxisDrug.AZT, duration_weeks=6),
+        ProphylaxisPlan(drug=ProphylaxisDrug.AZT_3TC_NVP, duration_weeks=6),
+        ProphylaxisPlan(
+            drug=ProphylaxisDrug.NVP,
+            duration_weeks=52,
+            from_week=6,
+            until=ProphylaxisUntil.mother_suppressed_or_breastfeeding_ends,
+        ),
     )
-    birth_nat_for_high_risk: bool = True
-    birth_nat_window_days: int = Field(14, ge=1)
-    nat_6_weeks_from_weeks: int = Field(4, ge=0)
-    nat_6_weeks_to_weeks: int = Field(8, ge=1)
-    nat_9_months_at_months: int = Field(9, ge=1)
-    nat_9_months_window_days: int = Field(30, ge=1)
+    # --- testing (WHO 2021) ---
+    test_points: tuple[TestPoint, ...] = WHO_TEST_POINTS
     final_test_min_age_months: int = Field(18, ge=1)
-    final_test_after_breastfeeding_months: int = Field(3, ge=0)
+    final_test_after_breastfeeding: Age = Age(months=3)
     final_test_window_days: int = Field(42, ge=1)
     antibody_valid_from_months: int = Field(18, ge=0)
+    ask_feeding_status: bool = True
     at_once_window_days: int = Field(14, ge=1, description="confirmatory, repeat, entry NAT and ART start")
     grace_days: int = Field(14, ge=0)
     early_tolerance_days: int = Field(7, ge=0)
+    #: the age of the PMTCT_FO snapshot (PEPFAR MER): reported, never a reason to close follow-up
     final_outcome_by_months: int = Field(24, ge=1)
     max_breastfeeding_months: int = Field(24, ge=0, description="older infants of a newly diagnosed mother are not HEI")
+
+    @model_validator(mode="after")
+    def _points_named_once(self) -> Self:
+        codes = [p.code for p in self.test_points]
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"test_points: each code once (repeated: {', '.join(repeated)})")
+        return self
+
+    def label(self, kind: ScheduleKind, window_start: date | None = None, birth: date | None = None) -> str:
+        """What the worklist calls an item of this kind (a test point: the preset's label)."""
+        for p in self.test_points:
+            if p.code == kind.value:
+                return p.label
+        return LABELS.get(kind, kind.value)
 
 
 @dataclass(frozen=True, slots=True)
 class MotherAtDelivery:
-    """The mother's HIV context on the day of delivery (DeliveryRecorded carries it)."""
+    """The mother's HIV facts as they bear on her infant's risk: what the mother-care side knows of
+    her (DeliveryRecorded, her tests, ART and viral loads) feeds `high_risk_reasons` through it."""
 
     delivered_on: date
     diagnosed_on: date | None = None
     art_start_date: date | None = None
     viral_load_copies: int | None = None
     viral_load_on: date | None = None
+    #: her last negative HIV test before the diagnosis (a positive after it = incident infection)
+    last_negative_test_on: date | None = None
 
 
 def high_risk_reasons(m: MotherAtDelivery, rules: EidRules) -> list[HighRiskReason]:
-    """High risk (WHO 2025 updated recommendations on HIV clinical management): on ART < 4 weeks
-    at delivery, VL > 1000 in the 4 weeks before delivery, no VL, or diagnosed in labour /
-    postpartum. Empty list = standard risk."""
+    """High risk (WHO 2025 updated recommendations on HIV clinical management, infant postnatal
+    prophylaxis, definition of high-risk infants): the mother has received < 4 weeks of ART at
+    delivery; or a VL > 1000 copies/mL in the 4 weeks before delivery, if a VL is available; or an
+    incident infection during pregnancy or breastfeeding; or she was first identified postpartum
+    (or in labour). "No VL" counts only where the preset says so. Empty list = standard risk."""
     reasons: list[HighRiskReason] = []
     if m.art_start_date is None or m.art_start_date > m.delivered_on:
         reasons.append(HighRiskReason.no_art)
     elif m.delivered_on - m.art_start_date < timedelta(weeks=rules.high_risk_art_weeks):
         reasons.append(HighRiskReason.art_under_4_weeks)
     if m.viral_load_on is None or m.viral_load_copies is None or m.viral_load_on > m.delivered_on:
-        reasons.append(HighRiskReason.no_viral_load)
+        if rules.no_viral_load_is_high_risk:
+            reasons.append(HighRiskReason.no_viral_load)
     elif (
         m.delivered_on - m.viral_load_on <= timedelta(weeks=rules.viral_load_recent_weeks)
         and m.viral_load_copies > rules.high_risk_viral_load_copies
     ):
         reasons.append(HighRiskReason.viral_load_above_threshold)
+    if (
+        rules.incident_infection_is_high_risk
+        and m.diagnosed_on is not None
+        and m.last_negative_test_on is not None
+        and m.last_negative_test_on < m.diagnosed_on
+        and m.last_negative_test_on >= m.delivered_on - timedelta(weeks=rules.incident_negative_within_weeks)
+    ):
+        reasons.append(HighRiskReason.incident_infection)
     if m.diagnosed_on is not None and m.diagnosed_on >= m.delivered_on - timedelta(days=rules.labour_days):
         reasons.append(HighRiskReason.diagnosed_in_labour_or_postpartum)
     return reasons
 
 
 def prophylaxis_for(high_risk: bool, rules: EidRules) -> list[ProphylaxisPlan]:
-    """Standard: NVP 6 weeks. High risk: NVP 12 weeks + AZT 6 weeks."""
+    """The preset's regimen for the risk (WHO 2025: standard NVP 6 weeks; high risk, breastfed:
+    three drugs for 6 weeks, then one drug until the mother is suppressed or breastfeeding ends)."""
     return list(rules.high_risk_prophylaxis if high_risk else rules.standard_prophylaxis)
 
 
@@ -153,9 +261,15 @@ class InfantFacts:
     mother_died_on: date | None = None
     died_on: date | None = None
     transferred_out_on: date | None = None
+    #: a transfer in after the transfer out: she is in care at the receiving facility
+    transferred_in_on: date | None = None
     art_started_on: date | None = None
-    #: a final outcome already recorded (by the deadline rule): the schedule is closed
-    closed_by: FinalOutcome | None = None
+
+    @property
+    def transferred_away_on(self) -> date | None:
+        """The transfer out that stands (none after a later transfer in)."""
+        out, back = self.transferred_out_on, self.transferred_in_on
+        return out if out is not None and (back is None or back < out) else None
 
 
 def breastfeeding_stopped_on(f: InfantFacts) -> date | None:
@@ -163,7 +277,7 @@ def breastfeeding_stopped_on(f: InfantFacts) -> date | None:
     the programmes assume breastfeeding, as most mothers in them breastfeed). Replacement feeding
     counts as stopped; a later breastfeeding record resumes it. The mother's death ends it."""
     stopped: date | None = None
-    for fact in sorted(f.feeding, key=lambda x: x.on):
+    for fact in sorted(f.feeding, key=lambda x: (x.on, x.method.value)):
         if fact.method in BREASTFEEDING:
             stopped = None
         elif stopped is None:
@@ -187,153 +301,212 @@ class InfantPlan:
     uninfected_on: date | None = None
     art_needed: bool = False
     breastfeeding_stopped_on: date | None = None
+    #: a negative final test while breastfeeding is not known to have ended (WHO 2021: the final
+    #: diagnosis needs the end of breastfeeding): neither uninfected nor unknown
+    pending_feeding_status: bool = False
+    #: a first positive NAT awaits confirmation (ART is needed meanwhile)
+    positive_unconfirmed_on: date | None = None
+
+
+_AT_ONCE = frozenset(
+    {
+        ScheduleKind.confirmatory_nat,
+        ScheduleKind.repeat_test,
+        ScheduleKind.entry_nat,
+        ScheduleKind.nat_after_antibody,
+    }
+)
+
+
+def _meets(slot: Slot, r: TestFact) -> bool:
+    """Can this sample meet this at-once need? A NAT meets every NAT need; a repeat of an antibody
+    test is met by either test."""
+    if slot.kind not in _AT_ONCE:
+        return False
+    return r.test is InfantTest.NAT or (slot.kind is ScheduleKind.repeat_test and slot.test is InfantTest.antibody)
 
 
 def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
-    """Everything the infant needs given the facts so far (rules 1–8 of the module docstring)."""
+    """Everything the infant needs given the facts so far (rules 1–7 of the module docstring)."""
     birth, start = f.birth_date, f.follow_up_from
     at_once = timedelta(days=rules.at_once_window_days)
+    tolerance = timedelta(days=rules.early_tolerance_days)
     grace = rules.grace_days
     slots: list[Slot] = []
+    #: the (date, seq) after which a sample meets each at-once slot (the trigger is not its own answer)
+    after: dict[int, tuple[date, int]] = {}
 
-    def routine(kind: ScheduleKind, test: InfantTest, begin: date, end: date) -> Slot:
-        slot = Slot(kind, test, begin, end, grace)
+    def add(slot: Slot, opened_after: tuple[date, int] | None = None) -> Slot:
         slots.append(slot)
+        if opened_after is not None:
+            after[id(slot)] = opened_after
         return slot
 
     bf_stop = breastfeeding_stopped_on(f)
-    six_start = birth + timedelta(weeks=rules.nat_6_weeks_from_weeks)
-    six_end = birth + timedelta(weeks=rules.nat_6_weeks_to_weeks)
-    nine_start = add_months(birth, rules.nat_9_months_at_months)
-    nine_end = nine_start + timedelta(days=rules.nat_9_months_window_days)
-    final_start = max(add_months(birth, rules.final_test_min_age_months), start)
+    provisional_final = max(add_months(birth, rules.final_test_min_age_months), start)
+    final_start = provisional_final
     if bf_stop is not None:
-        final_start = max(final_start, add_months(bf_stop, rules.final_test_after_breastfeeding_months))
+        final_start = max(final_start, rules.final_test_after_breastfeeding.after(bf_stop))
+    final_end = final_start + timedelta(days=rules.final_test_window_days)
 
-    if f.high_risk and rules.birth_nat_for_high_risk and start <= birth:
-        routine(ScheduleKind.nat_birth, InfantTest.NAT, birth, birth + timedelta(days=rules.birth_nat_window_days))
-    if start <= six_end:
-        routine(ScheduleKind.nat_6_weeks, InfantTest.NAT, six_start, six_end)
-    else:
-        next_routine = nine_start if start <= nine_end else final_start
-        if next_routine - start > at_once:
-            routine(ScheduleKind.nat_6_weeks, InfantTest.NAT, start, start + at_once)
-    if start <= nine_end and nine_start < final_start:
-        routine(ScheduleKind.nat_9_months, InfantTest.NAT, nine_start, nine_end)
-    final = routine(
-        ScheduleKind.final_test,
-        InfantTest.antibody,
-        final_start,
-        final_start + timedelta(days=rules.final_test_window_days),
-    )
+    points = [
+        (p, p.window_from.after(birth), p.window_to.after(birth))
+        for p in rules.test_points
+        if f.high_risk or not p.only_high_risk
+    ]
+    kept = [(p, b, e) for p, b, e in points if e >= start and b < final_start]
+    if start > birth:
+        next_begin = min([b for _, b, _ in kept] + [final_start])
+        if next_begin - start > at_once:
+            add(
+                Slot(ScheduleKind.entry_nat, InfantTest.NAT, start, start + at_once, grace, routine=False),
+                (start - tolerance, -1),
+            )
+    for p, b, e in kept:
+        add(Slot(p.kind, p.test, b, e, grace, label=p.label))
+    final = add(Slot(ScheduleKind.final_test, InfantTest.antibody, final_start, final_end, grace))
+    feeding: Slot | None = None
+    if rules.ask_feeding_status:
+        feeding = Slot(
+            ScheduleKind.record_feeding_status,
+            None,
+            provisional_final,
+            provisional_final + timedelta(days=rules.final_test_window_days),
+            grace,
+            routine=False,
+        )
+        recorded = [x.on for x in f.feeding if x.on >= provisional_final - tolerance]
+        if recorded:
+            feeding.satisfied_on = min(recorded)
+        elif bf_stop is not None:
+            feeding.cancel_reason = "feeding_status_known"
+        slots.append(feeding)
 
-    infected_on: date | None = None
-    pending_positive: date | None = None
-    discordant = False
-    final_negative_on: date | None = None
-
-    def at_once_slot(kind: ScheduleKind, test: InfantTest, r: TestFact) -> None:
+    def at_once_slot(kind: ScheduleKind, test: InfantTest | None, r: TestFact) -> Slot | None:
         if any(s.kind is kind and s.open for s in slots):
-            return
+            return None
         reported = max(r.sampled_on, r.reported_on or r.sampled_on)
         # keyed by the trigger's sample date (unique per open need), timed from the day it was reported
-        slots.append(Slot(kind, test, r.sampled_on, reported + at_once, grace, routine=False))
+        return add(Slot(kind, test, r.sampled_on, reported + at_once, grace, routine=False), (r.sampled_on, r.seq))
+
+    infected_on: date | None = None
+    positive: TestFact | None = None  # the first positive diagnostic result, unresolved
+    art: Slot | None = None
+    discordant = False
+    final_negative_on: date | None = None
+    #: (from, to) of each period a positive was being resolved: routine NATs in it are moot
+    resolving: list[tuple[date, date | None]] = []
 
     for r in sorted(f.results, key=lambda x: (x.sampled_on, x.seq)):
         if infected_on is not None:
             break
+        order = (r.sampled_on, r.seq)
         diagnostic = is_diagnostic(birth, r, rules)
-        follow = next(
-            (
-                s
-                for s in slots
-                if not s.routine
-                and s.open
-                and s.window_start < r.sampled_on
-                and (r.test is InfantTest.NAT or s.kind is ScheduleKind.repeat_test)
+        for s in slots:
+            if s.open and id(s) in after and after[id(s)] < order and _meets(s, r):
+                s.satisfied_on = r.sampled_on
+        met = match_routine(
+            slots,
+            r.sampled_on,
+            lambda s, r=r, diagnostic=diagnostic: (
+                r.test is InfantTest.NAT or (diagnostic and s.kind is ScheduleKind.final_test)
             ),
-            None,
+            rules.early_tolerance_days,
         )
-        if follow is not None:
-            follow.satisfied_on = r.sampled_on
-        else:
-            met = match_routine(
-                slots,
-                r.sampled_on,
-                lambda s, r=r, diagnostic=diagnostic: (
-                    r.test is InfantTest.NAT or (diagnostic and s.kind is ScheduleKind.final_test)
-                ),
-                rules.early_tolerance_days,
-            )
-            if met is final and r.result is TestResult.negative:
-                final_negative_on = r.sampled_on
+        if met is final and r.result is TestResult.negative:
+            final_negative_on = r.sampled_on
         if r.result is TestResult.positive:
-            if diagnostic and pending_positive is not None:
+            if not diagnostic:
+                at_once_slot(ScheduleKind.nat_after_antibody, InfantTest.NAT, r)
+            elif positive is not None:
                 infected_on = r.sampled_on
             else:
-                if diagnostic:
-                    pending_positive = r.sampled_on
+                positive, discordant = r, False
+                resolving.append((r.sampled_on, None))
                 at_once_slot(ScheduleKind.confirmatory_nat, InfantTest.NAT, r)
+                if art is None or not art.open:
+                    reported = max(r.sampled_on, r.reported_on or r.sampled_on)
+                    art = Slot(ScheduleKind.infant_art_start, None, r.sampled_on, reported + at_once, grace, False)
+                    slots.append(art)
         elif r.result is TestResult.indeterminate:
             at_once_slot(ScheduleKind.repeat_test, r.test, r)
-        elif pending_positive is not None:
+        elif positive is not None and diagnostic:
             if discordant:
-                pending_positive, discordant = None, False
+                positive, discordant = None, False
+                resolving[-1] = (resolving[-1][0], r.sampled_on)
+                if art is not None and art.open:
+                    art.cancel_reason = "positive_not_confirmed"
             else:
                 discordant = True
                 at_once_slot(ScheduleKind.repeat_test, InfantTest.NAT, r)
 
     uninfected_on: date | None = None
+    pending_feeding = False
     if infected_on is not None:
-        cancel_open(slots, "infected")
-        art = Slot(ScheduleKind.infant_art_start, None, infected_on, infected_on + at_once, grace, routine=False)
-        if f.art_started_on is not None:
-            art.satisfied_on = max(f.art_started_on, infected_on)
-        slots.append(art)
-    elif final_negative_on is not None and bf_stop is not None and pending_positive is None:
-        uninfected_on = final_negative_on
-        cancel_open(slots, "follow_up_complete")
+        for s in slots:
+            if s is not art and s.open:
+                s.cancel_reason = "infected"
+    else:
+        for s in slots:
+            if s.routine and s.open and s is not final:
+                if any(s.window_end >= p and (c is None or s.window_start <= c) for p, c in resolving):
+                    s.cancel_reason = "positive_result"
+        if positive is not None:
+            for maybe in (final, feeding):
+                if maybe is not None and maybe.open:
+                    maybe.cancel_reason = "positive_result"
+        elif final_negative_on is not None:
+            if bf_stop is not None:
+                uninfected_on = final_negative_on
+                cancel_open(slots, "follow_up_complete")
+            else:
+                pending_feeding = True
+    if art is not None and f.art_started_on is not None and art.cancel_reason in (None, "positive_not_confirmed"):
+        art.cancel_reason = None
+        art.satisfied_on = max(f.art_started_on, art.window_start)
 
     if f.died_on is not None:
         cancel_open(slots, "died")
-    if f.transferred_out_on is not None:
+    if f.transferred_away_on is not None:
         cancel_open(slots, "transferred_out")
-    if f.closed_by is not None and f.closed_by is not FinalOutcome.infected:  # infected still needs ART
-        cancel_open(slots, f"closed_{f.closed_by.value}")
-    art_needed = infected_on is not None and f.art_started_on is None and f.died_on is None
-    return InfantPlan(frozen(slots), infected_on, uninfected_on, art_needed, bf_stop)
+    art_needed = art is not None and art.open
+    return InfantPlan(
+        frozen(slots),
+        infected_on,
+        uninfected_on,
+        art_needed,
+        bf_stop,
+        pending_feeding,
+        positive.sampled_on if positive is not None and infected_on is None else None,
+    )
 
 
-_TIE_ORDER = {
-    FinalOutcome.infected: 0,
-    FinalOutcome.died: 1,
-    FinalOutcome.transferred_out: 2,
-    FinalOutcome.uninfected: 3,
-}
+#: an outcome the facts establish, most informative first (PEPFAR MER PMTCT_FO: "died" is "died
+#: without status known", so a known status outranks a death; a transfer out is "status unknown")
+CLINICAL_OUTCOMES = (FinalOutcome.infected, FinalOutcome.uninfected, FinalOutcome.died, FinalOutcome.transferred_out)
 
 
 def final_outcome(f: InfantFacts, plan: InfantPlan) -> tuple[FinalOutcome, date] | None:
-    """The outcome the facts establish (infected; uninfected = a negative final test with
-    breastfeeding ended; died; transferred out: the WHO 2021 final diagnosis), the earliest if
-    several; None if none yet. LTFU and unknown are decided by time, at `outcome_deadline`."""
-    found = [
-        (outcome, on)
-        for outcome, on in (
-            (FinalOutcome.infected, plan.infected_on),
-            (FinalOutcome.died, f.died_on),
-            (FinalOutcome.transferred_out, f.transferred_out_on),
-            (FinalOutcome.uninfected, plan.uninfected_on),
-        )
-        if on is not None
-    ]
-    if not found:
-        return None
-    return min(found, key=lambda pair: (pair[1], _TIE_ORDER[pair[0]]))
+    """The clinical outcome the facts establish now (WHO 2021 final diagnosis: infected; uninfected
+    = a negative final test after breastfeeding ended; else died; else transferred out, while no
+    transfer in followed), None if none yet. It is revised when the facts change: a child traced at
+    25 months and found infected is infected, whatever the age snapshot said."""
+    found = {
+        FinalOutcome.infected: plan.infected_on,
+        FinalOutcome.uninfected: plan.uninfected_on,
+        FinalOutcome.died: f.died_on,
+        FinalOutcome.transferred_out: f.transferred_away_on,
+    }
+    for outcome in CLINICAL_OUTCOMES:
+        on = found[outcome]
+        if on is not None:
+            return outcome, on
+    return None
 
 
 def outcome_deadline(birth_date: date, rules: EidRules) -> date:
-    """By this age every HEI has a final outcome: if the facts gave none, it is LTFU (when the
-    infant is lost at that moment) or unknown."""
+    """The age of the PMTCT_FO snapshot: an infant with no clinical outcome by then is reported LTFU
+    (when lost at that moment) or unknown; nothing in follow-up is closed by it."""
     return add_months(birth_date, rules.final_outcome_by_months)
 
 

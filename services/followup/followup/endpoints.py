@@ -61,4 +61,4 @@ async def get_worklist(
         raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")
     principal.require_facility(facility_id)
     day = as_of or runtime.settings.clock.today()
-    return await queries.worklist(session, facility_id, day, limit)
+    return await queries.worklist(session, facility_id, day, limit, runtime.settings.eid)

@@ -31,7 +31,8 @@ from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBa
 from servicekit.uow import UnitOfWork
 
 from . import repository as repo
-from .cases import InfantCase, MotherCase, RecordedEvent, breastfeeding_until
+from .cases import INFANT_OUTCOME_RECORDED, InfantCase, MotherCase, RecordedEvent, breastfeeding_until
+from .eid_schedule import EidRules, TestFact, is_diagnostic
 from .repository import FollowupUnit, InfantKey
 from .schemas import INFANT_EVENT, INFANT_EVENT_TYPES, EventResult, InfantEventBase, IngestReply
 from .settings import Settings
@@ -123,10 +124,12 @@ class InfantBatch(IntakeBatch[Any]):
         problem = domain_problem(case, e, day)
         if problem is not None:
             return Reject(*problem, extra={"infant_id": case.infant_id})
-        catalog = catalog_event(case, e, day)
+        catalog = catalog_event(case, e, day, self.settings.eid)
         if catalog is not None:
             case.raise_event(catalog)
         case.record(RecordedEvent(e.type, day, self.settings.clock.today(), e.data.model_dump(mode="json")))
+        if e.type == INFANT_OUTCOME_RECORDED and e.data.outcome == "transferred_in":
+            case.facility_id = e.facility_id  # the receiving facility's worklist has her from now on
         self.touched[case.infant_id] = case
         self.rows.append(
             {
@@ -175,7 +178,7 @@ def domain_problem(case: InfantCase, e: InfantEventBase, day: date) -> tuple[Cod
     return None
 
 
-def catalog_event(case: InfantCase, e: Any, day: date) -> Event | None:
+def catalog_event(case: InfantCase, e: Any, day: date, rules: EidRules) -> Event | None:
     """The catalog event of a posted infant event; an outcome becomes InfantFinalOutcomeRecorded
     through the recompute instead (at most once per infant)."""
     common = {
@@ -199,6 +202,7 @@ def catalog_event(case: InfantCase, e: Any, day: date) -> Event | None:
                 confirmatory=data.confirmatory,
                 age_days=(day - case.facts.birth_date).days,
                 first_virologic=data.test is InfantTest.NAT and not earlier_nat,
+                diagnostic=is_diagnostic(case.facts.birth_date, TestFact(day, data.test, data.result), rules),
             )
         case "InfantArtInitiated":
             return InfantArtInitiated(**common)

@@ -79,9 +79,11 @@ infants = Table(
     # derived from the infant's events, kept for reads
     Column("died_on", Date),
     Column("transferred_out_on", Date),
+    Column("transferred_in_on", Date),
     Column("art_started_on", Date),
     Column("breastfeeding_stopped_on", Date),
     Column("art_needed", Boolean, nullable=False, server_default="false"),
+    Column("pending_feeding_status", Boolean, nullable=False, server_default="false"),
     Column("final_outcome", Text),
     Column("final_outcome_on", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -118,6 +120,8 @@ class ScheduleItemBase(SQLModel):
     status: Status = Field(sa_type=Text)
     satisfied_on: date | None = Field(sa_type=Date)
     cancel_reason: str | None = Field(sa_type=Text)
+    #: its name on the worklist: the clinical preset's label of a test point ("NAT at 6 months")
+    label: str | None = Field(sa_type=Text)
     #: when its due and overdue transitions were committed, with their events
     due_announced_at: datetime | None = Field(sa_type=DateTime(timezone=True))
     overdue_announced_at: datetime | None = Field(sa_type=DateTime(timezone=True))

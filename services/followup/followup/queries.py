@@ -8,13 +8,12 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pmtct_events.followup import (
-    InfantTestResulted,
-)
+from pmtct_events.followup import InfantTestResulted, ScheduleKind
 from servicekit.auth import Principal
 from servicekit.problems import Problem
 
 from . import repository as repo
+from .eid_schedule import CLINICAL_OUTCOMES, EidRules
 from .schemas import (
     FinalOutcomePublic,
     InfantPublic,
@@ -26,6 +25,8 @@ from .schemas import (
     WorklistEntry,
 )
 from .settings import Settings
+
+CLINICAL = frozenset(o.value for o in CLINICAL_OUTCOMES)
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,12 @@ async def infant_record(
         raise Problem(403, "facility_forbidden", f"This client may not read infants of facility {row.facility_id!r}.")
     if not row.in_follow_up:
         status = "not_in_follow_up"
-    elif row.final_outcome:
+    elif row.final_outcome in CLINICAL:
         status = row.final_outcome
     elif row.lost_since:
         status = "lost_to_follow_up"
+    elif row.pending_feeding_status:
+        status = "final_test_pending_feeding_status"
     else:
         status = "active"
     results = [
@@ -92,7 +95,11 @@ async def infant_record(
     )
 
 
-async def worklist(session: AsyncSession, facility_id: str, as_of: date, limit: int) -> Worklist:
+async def worklist(
+    session: AsyncSession, facility_id: str, as_of: date, limit: int, rules: EidRules | None = None
+) -> Worklist:
+    """`rules`: the clinical preset's infant rules, which name the items (WHO's by default)."""
+    rules = rules or EidRules()
     rows = await repo.worklist(session, facility_id, as_of, limit + 1)
     entries = [
         WorklistEntry(
@@ -101,6 +108,7 @@ async def worklist(session: AsyncSession, facility_id: str, as_of: date, limit: 
             subject_id=r.subject_id,
             client_id=r.client_id,
             action=r.kind,
+            label=r.label or rules.label(ScheduleKind(r.kind)),
             test=r.test,
             window_start=r.window_start,
             window_end=r.window_end,

@@ -348,6 +348,7 @@ def _infant(row: Any, history: list[RecordedEvent], items: list[Item]) -> Infant
 
 
 _INFANT_FACTS = (
+    "facility_id",
     "in_follow_up",
     "follow_up_from",
     "high_risk",
@@ -356,9 +357,11 @@ _INFANT_FACTS = (
     "mother_died_on",
     "died_on",
     "transferred_out_on",
+    "transferred_in_on",
     "art_started_on",
     "breastfeeding_stopped_on",
     "art_needed",
+    "pending_feeding_status",
     "final_outcome",
     "final_outcome_on",
 )
@@ -370,6 +373,7 @@ def _infant_values(case: InfantCase, next_timer_on: date | None, settle_s: float
     plan = case.plan
     values: dict[str, Any] = {
         "key": case.infant_id,
+        "facility_id": case.facility_id,
         "in_follow_up": case.in_follow_up,
         "follow_up_from": case.facts.follow_up_from if case.in_follow_up else None,
         "high_risk": case.facts.high_risk,
@@ -378,9 +382,11 @@ def _infant_values(case: InfantCase, next_timer_on: date | None, settle_s: float
         "mother_died_on": case.facts.mother_died_on,
         "died_on": case.facts.died_on,
         "transferred_out_on": case.facts.transferred_out_on,
+        "transferred_in_on": case.facts.transferred_in_on,
         "art_started_on": case.facts.art_started_on,
         "breastfeeding_stopped_on": plan.breastfeeding_stopped_on if plan else None,
         "art_needed": bool(plan and plan.art_needed),
+        "pending_feeding_status": bool(plan and plan.pending_feeding_status),
         "final_outcome": case.final_outcome.value if case.final_outcome else None,
         "final_outcome_on": case.final_outcome_on,
         **_attendance_values(case.attendance, next_timer_on, settle_s),
@@ -410,6 +416,7 @@ async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict
                 status=Status(r.status),
                 satisfied_on=r.satisfied_on,
                 cancel_reason=r.cancel_reason,
+                label=r.label,
             )
         )
     return out
@@ -418,9 +425,9 @@ async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict
 _SAVE_ITEMS = text(
     """
     INSERT INTO schedule_items (item_id, subject_type, subject_id, client_id, facility_id, kind, test,
-                                window_start, window_end, overdue_on, status, satisfied_on, cancel_reason)
+                                window_start, window_end, overdue_on, status, satisfied_on, cancel_reason, label)
     VALUES (:item_id, :subject_type, :subject_id, :client_id, :facility_id, :kind, :test,
-            :window_start, :window_end, :overdue_on, :status, :satisfied_on, :cancel_reason)
+            :window_start, :window_end, :overdue_on, :status, :satisfied_on, :cancel_reason, :label)
     ON CONFLICT (item_id) DO UPDATE SET
         facility_id = EXCLUDED.facility_id,
         window_end = EXCLUDED.window_end,
@@ -428,6 +435,7 @@ _SAVE_ITEMS = text(
         status = EXCLUDED.status,
         satisfied_on = EXCLUDED.satisfied_on,
         cancel_reason = EXCLUDED.cancel_reason,
+        label = EXCLUDED.label,
         due_announced_at = coalesce(
             schedule_items.due_announced_at, CASE WHEN EXCLUDED.status IN ('due', 'overdue') THEN now() END),
         overdue_announced_at = coalesce(
@@ -457,6 +465,7 @@ def _item_rows(
             "status": i.status.value,
             "satisfied_on": i.satisfied_on,
             "cancel_reason": i.cancel_reason,
+            "label": i.label,
         }
         for i in changed
     ]
@@ -559,8 +568,9 @@ async def infant_record(session: AsyncSession, infant_id: UUID) -> tuple[Any, li
     return row, items, events
 
 
-_SHOWN = "item_id, subject_type, subject_id, client_id, kind, test, window_start, window_end, overdue_on, status"
-_URGENT = "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test')"
+_SHOWN = "item_id, subject_type, subject_id, client_id, kind, test, label, window_start, window_end, overdue_on, status"
+#: the at-once actions; the same list as the partial index `schedule_items_urgent` (migration 0004)
+_URGENT = "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test', 'entry_nat', 'nat_after_antibody')"
 
 WORKLIST_SQL = text(
     f"""

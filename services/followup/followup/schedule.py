@@ -67,6 +67,8 @@ class Requirement:
     overdue_on: date
     satisfied_on: date | None = None
     cancel_reason: str | None = None
+    #: what the worklist calls it (the preset's name of a test point), None for the kind's default
+    label: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class Item:
     status: Status = Status.planned
     satisfied_on: date | None = None
     cancel_reason: str | None = None
+    label: str | None = None
     #: set when this object differs from what was loaded (the repository writes only these)
     changed: bool = field(default=False, compare=False)
 
@@ -92,7 +95,7 @@ class Item:
         return self.status in OPEN
 
 
-def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requirement]) -> list[Item]:
+def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requirement], reopen: bool = False) -> list[Item]:
     """Bring stored items in line with the requirements; returns the full list, changed ones marked.
 
     - a requirement not stored yet becomes an item (already satisfied or cancelled if the facts say so);
@@ -100,7 +103,12 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
     - a cancelled item a (backfilled) result meets becomes satisfied: the record is corrected;
     - a satisfied item stays satisfied: results are never taken back;
     - an open item no longer required (its window moved, the plan changed) is cancelled.
+
+    With `reopen` (the infant schedule) the items stand exactly as the facts now say, whatever order
+    the facts arrived in (`_as_the_facts_say`).
     """
+    if reopen:
+        return _as_the_facts_say(subject_id, items, required)
     by_id = {i.item_id: i for i in items}
     wanted: set[UUID] = set()
     for r in required:
@@ -108,19 +116,7 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
         wanted.add(iid)
         current = by_id.get(iid)
         if current is None:
-            status = Status.satisfied if r.satisfied_on else Status.cancelled if r.cancel_reason else Status.planned
-            by_id[iid] = Item(
-                iid,
-                r.kind,
-                r.test,
-                r.window_start,
-                r.window_end,
-                r.overdue_on,
-                status,
-                r.satisfied_on,
-                r.cancel_reason if status is Status.cancelled else None,
-                changed=True,
-            )
+            by_id[iid] = _new(iid, r)
             continue
         if current.status is Status.satisfied:
             continue
@@ -134,6 +130,57 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
         if iid not in wanted and item.open:
             _set(item, Status.cancelled, cancel_reason="no_longer_required")
     return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
+
+
+def _as_the_facts_say(subject_id: UUID, items: list[Item], required: Iterable[Requirement]) -> list[Item]:
+    """Every required item takes the state its requirement says: satisfied (on the day the facts
+    say), cancelled (for the reason they say), or open, keeping how far time has moved it (planned,
+    due, overdue). A cancelled item required again (a transfer in after a transfer out, a positive
+    result not confirmed) is planned again, and announced again when its time comes. An item no
+    longer required at all (the facts moved its window or changed which result triggered it) is
+    cancelled as `no_longer_required`, even if it was met: what met it meets the item that stands."""
+    by_id = {i.item_id: i for i in items}
+    wanted: set[UUID] = set()
+    for r in required:
+        iid = item_id(subject_id, r.kind, r.window_start)
+        wanted.add(iid)
+        current = by_id.get(iid)
+        if current is None:
+            by_id[iid] = _new(iid, r)
+            continue
+        if current.label != r.label:
+            current.label, current.changed = r.label, True
+        if (current.window_end, current.overdue_on) != (r.window_end, r.overdue_on):
+            current.window_end, current.overdue_on, current.changed = r.window_end, r.overdue_on, True
+        if r.satisfied_on is not None:
+            if (current.status, current.satisfied_on) != (Status.satisfied, r.satisfied_on):
+                _set(current, Status.satisfied, satisfied_on=r.satisfied_on, cancel_reason=None)
+        elif r.cancel_reason is not None:
+            if (current.status, current.cancel_reason) != (Status.cancelled, r.cancel_reason):
+                _set(current, Status.cancelled, cancel_reason=r.cancel_reason, satisfied_on=None)
+        elif not current.open:
+            _set(current, Status.planned, cancel_reason=None, satisfied_on=None)
+    for iid, item in by_id.items():
+        if iid not in wanted and (item.status, item.cancel_reason) != (Status.cancelled, "no_longer_required"):
+            _set(item, Status.cancelled, cancel_reason="no_longer_required", satisfied_on=None)
+    return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
+
+
+def _new(iid: UUID, r: Requirement) -> Item:
+    status = Status.satisfied if r.satisfied_on else Status.cancelled if r.cancel_reason else Status.planned
+    return Item(
+        iid,
+        r.kind,
+        r.test,
+        r.window_start,
+        r.window_end,
+        r.overdue_on,
+        status,
+        r.satisfied_on,
+        r.cancel_reason if status is Status.cancelled else None,
+        r.label,
+        changed=True,
+    )
 
 
 def _set(item: Item, status: Status, **fields) -> None:
@@ -229,6 +276,7 @@ class Slot:
     routine: bool = True
     satisfied_on: date | None = None
     cancel_reason: str | None = None
+    label: str | None = None
 
     @property
     def open(self) -> bool:
@@ -243,6 +291,7 @@ class Slot:
             self.window_end + timedelta(days=self.grace_days),
             self.satisfied_on,
             self.cancel_reason,
+            self.label,
         )
 
 

@@ -48,7 +48,10 @@ class NoData(Strict):
 
 
 class OutcomeData(Strict):
-    outcome: Literal["died", "transferred_out"]
+    """`died`, `transferred_out` (she leaves this facility's care), or `transferred_in` (she is
+    back in care, at the facility posting it: its worklist has her from then on)."""
+
+    outcome: Literal["died", "transferred_out", "transferred_in"]
 
 
 class InfantEventBase(PostedEvent):
@@ -177,7 +180,11 @@ class InfantPublic(BaseModel):
     sex: str
     in_follow_up: bool
     follow_up_from: date | None
-    status: str = Field(description="not_in_follow_up, active, lost_to_follow_up, or the final outcome")
+    status: str = Field(
+        description="not_in_follow_up, active, lost_to_follow_up, final_test_pending_feeding_status, or the"
+        " clinical outcome (infected, uninfected, died, transferred_out); the age snapshot's lost_to_follow_up or"
+        " unknown is in final_outcome, and a later clinical fact replaces it"
+    )
     high_risk: bool
     high_risk_reasons: list[HighRiskReason]
     prophylaxis_plan: list[ProphylaxisPlan]
@@ -209,6 +216,8 @@ class WorklistEntry(BaseModel):
     subject_id: UUID
     client_id: UUID
     action: ScheduleKind
+    #: what it is, as the clinical preset names it ("NAT at 6 months", "Entry NAT")
+    label: str
     test: InfantTest | None
     window_start: date
     window_end: date

@@ -37,7 +37,6 @@ from pmtct_events.followup import (
     InfantTestResulted,
     InfantVisitRecorded,
     SubjectType,
-    TestResult,
 )
 from pmtct_events.referrals import ReferralService, Urgency
 from servicekit.clock import Clock
@@ -186,7 +185,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             services=rules.MET_BY_INFANT_RESULT,
             clock=clock,
         )
-        if event.result is TestResult.positive:
+        if rules.infant_result_needs_art(event):
             due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.infant_art_due_days)
             reason = rules.REASON_POSITIVE_INFANT_TEST
             await _refer_infant(uow, event, ReferralService.infant_art, reason, due_by, clock)

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult
+from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult
 from pmtct_events.referrals import ReferralService, ReferralStatus
 
 
@@ -85,6 +86,19 @@ def is_new_hiv_diagnosis(event: HivTestRecorded) -> bool:
 def enrolled_positive_without_art(event: ClientEnrolled) -> bool:
     """A woman enrolled as known positive but not on ART."""
     return event.hiv_status == HivStatus.positive and not event.on_art
+
+
+def infant_result_needs_art(event: InfantTestResulted) -> bool:
+    """An infant-ART referral follows a positive result that can diagnose HIV: a NAT at any age,
+    or an antibody test from the age antibodies are diagnostic (follow-up says so in `diagnostic`,
+    by its clinical preset; 18 months by WHO). WHO 2021 infant diagnosis algorithm, note c: start
+    ART without delay at the first positive NAT, and retest to confirm at the same time. A positive
+    antibody test before 18 months shows maternal antibodies: it calls for a NAT, never for ART."""
+    if event.result is not TestResult.positive:
+        return False
+    if event.diagnostic is not None:
+        return event.diagnostic
+    return event.test is InfantTest.NAT
 
 
 def art_wait_due_at(diagnosed_at: datetime, wait_days: float) -> datetime:
