@@ -138,7 +138,7 @@ async def test_health_readiness_and_metrics_answer(scratch) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "background": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "background": "ok", "consumers": "ok"}
     metrics = (await client.get("/metrics")).text
     assert "pmtct_outbox_backlog" in metrics and "pmtct_http_request_seconds" in metrics
 

@@ -7,17 +7,45 @@ Within `.v1` a contract may only gain optional fields; `tests/test_event_schemas
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar
+from datetime import date, datetime
+from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+
+#: the years a date of the platform may fall in (a birth, a test, a delivery; the EMR intake refuses
+#: others): every later date calculation (a schedule, a period, a UTC offset) stays inside `datetime`
+YEARS = range(1900, 3000)
+#: the longest facility id (the registry's ids are far shorter)
+FACILITY_ID_MAX = 64
+
+
+def sane(value: Any) -> Any:
+    """Refuse what every consumer should refuse the same way, whatever the field: a date outside
+    `YEARS`, a NUL byte in text (PostgreSQL text cannot hold one). Lists and tuples are looked into."""
+    if isinstance(value, date):  # datetime too
+        if value.year not in YEARS:
+            raise ValueError(f"a date must be between the years {YEARS.start} and {YEARS.stop - 1}")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain a NUL byte")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            sane(item)
+    return value
 
 
 class Contract(BaseModel):
-    """Strict, immutable, closed: a producer cannot smuggle an unknown field onto the wire."""
+    """Strict, immutable, closed: a producer cannot smuggle an unknown field onto the wire; no
+    field holds a date outside `YEARS` or a NUL byte (`sane`), so every consumer refuses the same
+    records (to its dead-letter topic)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, use_enum_values=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane(cls, value: Any) -> Any:
+        return sane(value)
 
 
 class Event(Contract):
@@ -30,6 +58,13 @@ class Event(Contract):
 
     facility_id: str
     occurred_at: AwareDatetime
+
+    @field_validator("facility_id")
+    @classmethod
+    def _facility_id_length(cls, value: str) -> str:
+        if not 1 <= len(value) <= FACILITY_ID_MAX:
+            raise ValueError(f"facility_id must be 1 to {FACILITY_ID_MAX} characters")
+        return value
 
     @classmethod
     def ce_type(cls) -> str:
@@ -48,4 +83,4 @@ def utc_iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["Contract", "Event", "UUID", "utc_iso"]
+__all__ = ["FACILITY_ID_MAX", "YEARS", "Contract", "Event", "UUID", "sane", "utc_iso"]

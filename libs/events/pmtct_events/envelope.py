@@ -172,7 +172,11 @@ def _json_object(value: bytes | None) -> dict:
     except orjson.JSONDecodeError:
         data = _standard_loads(value)  # what orjson refuses but the standard library reads (NaN, UTF-16, ...)
     else:
-        if type(data) is dict and _has_float(data):
+        try:
+            has_float = type(data) is dict and _has_float(data)
+        except RecursionError as exc:
+            raise EnvelopeError("value is nested too deep") from exc
+        if has_float:
             # orjson reads an integer beyond 64 bits as a float; none of the contracts has a float
             data = _standard_loads(value)
     if not isinstance(data, dict):
@@ -180,11 +184,18 @@ def _json_object(value: bytes | None) -> dict:
     return data
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _standard_loads(value: bytes) -> object:
     try:
-        return json.loads(value)
+        # NaN and Infinity are not JSON (RFC 8259): refused, as the EMR intake refuses them
+        return json.loads(value, parse_constant=_no_constant)
     except ValueError as exc:
         raise EnvelopeError(f"value is not JSON: {exc}") from exc
+    except RecursionError as exc:  # orjson refused it for its depth (over 1024), and so does json
+        raise EnvelopeError("value is nested too deep") from exc
 
 
 def _has_float(data: dict | list) -> bool:

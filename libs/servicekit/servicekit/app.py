@@ -25,6 +25,7 @@ from . import facilities, kafka, metrics, problems, uow
 from .auth import TokenVerifier
 from .consumer import EventConsumer, Handler, Preload
 from .db import create_engine, sessionmaker
+from .guard import Guard
 from .relay import OutboxRelay
 from .settings import ServiceSettings
 from .telemetry import setup_logging, setup_tracing
@@ -172,18 +173,19 @@ def create_app(
             await engine.dispose()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+    )
     problems.install(app)
-
-    @app.middleware("http")
-    async def _observe(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.HTTP_LATENCY.labels(
-            settings.service_name, request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(
+        Guard,
+        service=settings.service_name,
+        max_body_bytes=settings.http_max_body_bytes,
+        retry_after_s=settings.http_retry_after_s,
+    )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -208,6 +210,8 @@ def create_app(
             checks["broker"] = f"failed: {type(exc).__name__}"
         dead = [name for name, t in rt.tasks.items() if t.done()]
         checks["background"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
+        stuck = [c.name for c in rt.consumers if c.stalled()]
+        checks["consumers"] = "ok" if not stuck else f"not progressing: {', '.join(stuck)}"
         if all(v == "ok" for v in checks.values()):
             return JSONResponse({"status": "ready", "service": settings.service_name, "checks": checks})
         return problems.problem_response(
@@ -221,5 +225,6 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    problems.declare(app)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app

@@ -16,12 +16,16 @@ from typing import Annotated
 import anyio
 import jwt
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .problems import Problem
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("events:write", "clients:read", "worklist:read", "referrals:write", "referrals:read", "reports:read", "admin")
+#: scopes that read personal data (names, phone numbers, national ids): `admin` does not imply them,
+#: so an operator's token reads them only if it was granted them by name
+PERSONAL_DATA_SCOPES = frozenset({"clients:read"})
 ALL_FACILITIES = "*"
 
 
@@ -112,11 +116,17 @@ def _unauthorized(detail: str) -> Problem:
     return problem
 
 
-async def current_principal(request: Request) -> Principal:
+#: declares the bearer token in /openapi.json (`security`); the header is read and checked below
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="A JWT from the programme's issuer.")
+
+
+async def current_principal(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None
+) -> Principal:
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("A bearer token is required (Authorization: Bearer <JWT>).")
     if verifier is None:
         raise Problem(503, "auth_not_configured", "This service has no token issuer configured.")
@@ -127,11 +137,14 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def require(*scopes: str):
-    """Dependency: the caller holds every one of `scopes` (or `admin`)."""
+    """Dependency: the caller holds every one of `scopes`; `admin` stands for any of them except
+    the personal-data scopes (`PERSONAL_DATA_SCOPES`), which must be granted by name."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         missing = [s for s in scopes if s not in principal.scopes]
-        if missing and "admin" not in principal.scopes:
+        if "admin" in principal.scopes:
+            missing = [s for s in missing if s in PERSONAL_DATA_SCOPES]
+        if missing:
             raise Problem(403, "insufficient_scope", f"This operation needs scope {' '.join(missing)!r}.")
         return principal
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -53,6 +54,28 @@ _CLAIM_MANY = text(
 )
 
 
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(value: bytes, limit: int) -> int:
+    """How deep `value`'s JSON nests, counted without parsing it (strings skipped); stops counting
+    once past `limit`. The number of brackets bounds the depth, so most records take one scan in C."""
+    if value.count(b"{") + value.count(b"[") <= limit:
+        return 0
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(value):
+        t = token.group()
+        if t in (b"{", b"["):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif t in (b"}", b"]"):
+            depth -= 1
+    return deepest
+
+
 class PoisonMessage(Exception):
     """A message that can never succeed (bad envelope or contract): dead-lettered without retries."""
 
@@ -90,8 +113,36 @@ class EventConsumer:
         self._consumer = None
         self._lag_reported: set[TopicPartition] = set()
         self._meter_cache: dict[str, tuple] = {}
+        #: the group's committed offset of each assigned partition, as this consumer knows it
+        self._committed: dict[TopicPartition, int] = {}
+        #: when this consumer last finished a poll (processed and committed it): see `stalled`
+        self.last_progress = time.monotonic()
+
+    def stalled(self, now: float | None = None) -> bool:
+        """Not making progress: no poll finished for `consumer_stall_s` (stuck in a handler, or
+        crashing and restarting on the same record). A consumer waiting on an idle topic finishes
+        a poll every half second, so it is never stalled."""
+        return ((now if now is not None else time.monotonic()) - self.last_progress) > self.settings.consumer_stall_s
 
     def decode(self, record: ConsumerRecord) -> Decoded:
+        """Bounded decoding: a record too large or nested too deep is refused before any parser
+        recurses into it, and whatever else a record makes the decoder or the contract raise is a
+        dead letter with its reason, never a crash of the consumer (a crash replays the same record
+        forever and the partition never moves on)."""
+        try:
+            return self._decode(record)
+        except Exception as exc:  # RecursionError, MemoryError-like surprises from a parser, a validator's bug
+            return Decoded(record, None, None, None, PoisonMessage(f"undecodable: {type(exc).__name__}"))
+
+    def _decode(self, record: ConsumerRecord) -> Decoded:
+        size = len(record.value or b"")
+        if size > self.settings.consumer_max_record_bytes:
+            limit = self.settings.consumer_max_record_bytes
+            return Decoded(record, None, None, None, PoisonMessage(f"too large: {size} bytes (limit {limit})"))
+        depth = json_depth(record.value or b"", self.settings.consumer_max_json_depth)
+        if depth > self.settings.consumer_max_json_depth:
+            limit = self.settings.consumer_max_json_depth
+            return Decoded(record, None, None, None, PoisonMessage(f"nested too deep: over {limit} levels"))
         try:
             ce = CloudEvent.from_kafka(record.key, record.value, record.headers or [])
         except EnvelopeError as exc:
@@ -253,8 +304,13 @@ class EventConsumer:
         """Consume until cancelled."""
         consumer = kafka_consumer(self.settings, self.name, self.topics)
         self._consumer = consumer
+        lag: asyncio.Task | None = None
         try:
+            # not reset here: a consumer crashing on a record and restarted by its supervisor starts
+            # again and again, and must still read as stalled
             await consumer.start()
+            # lag is reported beside the loop, so a loop stuck on a record still shows its lag growing
+            lag = asyncio.create_task(self._report_lag(consumer))
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
                 # revoked while we fetched: the new owner will read it
@@ -264,13 +320,27 @@ class EventConsumer:
                     # commits under load), then one offset commit for every partition in it.
                     await self.process_batch([r for records in owned.values() for r in records])
                     await self._commit(consumer, {tp: records[-1].offset + 1 for tp, records in owned.items()})
-                await self._observe_lag(consumer)
+                self.last_progress = time.monotonic()
         finally:
+            if lag is not None:
+                lag.cancel()
+                await asyncio.gather(lag, return_exceptions=True)
             await consumer.stop()
+
+    async def _report_lag(self, consumer, every_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self._observe_lag(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a rebalance or a broker hiccup: next time
+                log.debug("%s: lag not observed: %r", self.name, exc)
 
     async def _commit(self, consumer, offsets: dict[TopicPartition, int]) -> None:
         try:
             await consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # Rebalanced away: the new owner re-reads from the last commit and the inbox skips repeats.
             log.info("%s: commit of %s skipped: %s", self.name, offsets, exc)
@@ -278,18 +348,24 @@ class EventConsumer:
             log.warning("%s: commit of %s failed: %s", self.name, offsets, exc)
 
     async def _observe_lag(self, consumer) -> None:
+        """Lag from the committed offsets (what is applied and will not be read again), not from
+        the fetch position, which runs ahead of a consumer stuck on a record it fetched."""
         assigned = consumer.assignment()
         for tp in self._lag_reported - assigned:
             # lost in a rebalance: its new owner reports it now
             metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        for tp in set(self._committed) - assigned:
+            del self._committed[tp]
         self._lag_reported = set()
         for tp in assigned:
             high = consumer.highwater(tp)
             if high is None:
                 continue
-            try:
-                position = await consumer.position(tp)
-            except IllegalStateError:
-                continue
-            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - position, 0))
+            committed = self._committed.get(tp)
+            if committed is None:
+                try:
+                    committed = self._committed[tp] = await consumer.committed(tp) or 0
+                except KafkaError:
+                    continue
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(high - committed, 0))
             self._lag_reported.add(tp)

@@ -82,6 +82,8 @@ def create_engine(
         max_overflow=pool_size,
         json_serializer=_json_text,
         json_deserializer=orjson.loads,
+        # an error's message never carries the statement's parameters (personal data could be among them)
+        hide_parameters=True,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"pmtct-{schema}"}},
     )
     _ping_when_idle(engine, ping_after_idle_s)

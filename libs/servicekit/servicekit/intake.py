@@ -49,6 +49,8 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import DBAPIError
 
+from pmtct_events.base import sane
+
 from .auth import Principal
 from .facilities import FacilityRegistry
 from .metrics import INTAKE_BATCH_SECONDS, INTAKE_EVENTS, INTAKE_RETRIES
@@ -349,9 +351,16 @@ CONFLICT_REASON = "This event_id is already recorded with different content; a c
 
 class Strict(BaseModel):
     """The base of every model of a posted event: JSON types as declared (no coercion), no field
-    the model does not have, no NaN or Infinity, immutable."""
+    the model does not have, no NaN or Infinity, immutable; and in every field, no date outside
+    1900-2999 and no NUL byte in text (`pmtct_events.base.sane`, the contracts' own rule, so what
+    the intake accepts every consumer accepts)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane(cls, value: Any) -> Any:
+        return sane(value)
 
 
 class PostedEvent(Strict):

@@ -100,7 +100,93 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return problem_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+    # Anything else is answered by `servicekit.guard.Guard` (500, or 503 / 422 by what failed), the
+    # outermost middleware, so it is logged once, as JSON, and counted.
+
+
+# --- what every operation declares in /openapi.json ------------------------------------------------
+
+#: the one schema of every error body (RFC 9457); services add their own fields beside `code`
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details: `code` is machine-readable, `detail` is for people.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+#: what each status means whenever the runtime answers it, for any operation it applies to
+_GENERIC: dict[int, str] = {
+    400: "`malformed_json`, `bad_request` and the operation's own codes: the body is not JSON (or not UTF-8),"
+    " or a value is malformed in a way its schema cannot say (see `code`).",
+    401: "`unauthorized`: no bearer token, or one that is invalid or expired.",
+    403: "`insufficient_scope`, `facility_forbidden`: the token does not allow this.",
+    404: "Nothing by that id, ref or facility that this client may see (see `code`).",
+    409: "The request conflicts with what is recorded (see `code`).",
+    413: "`payload_too_large`, `batch_too_large`: the body is larger than the service reads.",
+    415: "`unsupported_media_type`: send the body as `Content-Type: application/json`.",
+    422: "`validation_failed`, `invalid_value` and the operation's own codes: the request is not valid.",
+    503: "`unavailable` (with `Retry-After`): the database or broker is not reachable; send it again later.",
+}
+
+
+def _applicable(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    if "operations" in operation.get("tags", ()):
+        return [503] if path == "/readyz" else []
+    # 400: a value the schema cannot express as wrong (a cursor, a missing purpose); 404: an id, a
+    # ref or a facility that names nothing this client may see, in the path or in the query
+    statuses = [400, 404, 422, 503]
+    if "requestBody" in operation:
+        statuses += [413, 415]
+    if operation.get("security") or any(p.get("name") == "token" for p in operation.get("parameters", ())):
+        statuses += [401, 403]
+    if method in ("post", "put", "patch", "delete"):
+        statuses.append(409)
+    return sorted(statuses)
+
+
+def declare(app: FastAPI) -> None:
+    """Declare in /openapi.json every error an operation can answer, as problem+json: the generic
+    ones the runtime answers for any operation (by what the operation takes: a body, a token, a
+    path id), beside those the operation declares itself. FastAPI's own 422 (`HTTPValidationError`,
+    `application/json`) is replaced: a validation error is a problem too."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("Problem", PROBLEM_SCHEMA)
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status in _applicable(path, method, operation):
+                    key = str(status)
+                    declared = responses.get(key)
+                    content = (declared or {}).get("content", {})
+                    if declared is None or (status == 422 and PROBLEM_JSON not in content):
+                        responses[key] = {
+                            "description": (declared or {}).get("description") or _GENERIC[status],
+                            "content": {PROBLEM_JSON: {"schema": ref}},
+                        }
+                    elif PROBLEM_JSON not in content and "application/fhir+json" not in content:
+                        content[PROBLEM_JSON] = {"schema": ref}
+                        declared["content"] = content
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if unused in components and unused not in str(schema.get("paths")):
+                del components[unused]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

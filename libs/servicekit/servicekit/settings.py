@@ -46,6 +46,12 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_s: float = 5.0
     consumer_batch_size: int = 500
     consumer_fetch_max_wait_ms: int = 100
+    #: bounded decoding of a consumed record, before any parser sees it: larger or deeper is a dead letter
+    consumer_max_record_bytes: int = Field(default=1024 * 1024, ge=1024)
+    consumer_max_json_depth: int = Field(default=32, ge=2)
+    #: a consumer that has not finished a poll for this long is stuck (e.g. crashing on one record
+    #: and restarting): /readyz says so. Above the worst retry budget of one batch.
+    consumer_stall_s: float = Field(default=120.0, gt=0)
 
     auth_jwks_url: str | None = None
     auth_issuer: str | None = None
@@ -60,6 +66,12 @@ class ServiceSettings(BaseSettings):
     intake_future_tolerance_s: float = Field(default=300, ge=0)
     #: the most events one posted batch may hold (more: 413 `batch_too_large`)
     intake_max_batch: int = Field(default=1000, ge=1)
+
+    #: the largest request body a service reads (bytes; more: 413 `payload_too_large`). A full batch of
+    #: 1000 EMR events is well under 1 MiB.
+    http_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: the `Retry-After` (seconds) of a 503 answered while the database or broker is unreachable
+    http_retry_after_s: int = Field(default=5, ge=1)
 
     facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
 

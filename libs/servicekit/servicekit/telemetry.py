@@ -7,7 +7,9 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
@@ -61,7 +63,42 @@ def context_from(headers: Mapping[str, str]):
     return propagate.extract(dict(headers))
 
 
+#: exceptions whose messages may quote the values of a statement or a model (a name, a phone
+#: number, an EMR record number): their message is withheld from logs, the SQL text is kept
+_VALUE_QUOTING_MODULES = ("asyncpg", "sqlalchemy", "pydantic", "pydantic_core")
+_SQL_TEXT = re.compile(r"\[SQL: .*?\]", re.S)
+
+
+def _withhold_values(te: traceback.TracebackException) -> None:
+    seen: set[int] = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        module = getattr(t.exc_type, "__module__", "") or ""
+        if module.split(".")[0] in _VALUE_QUOTING_MODULES:
+            sql = _SQL_TEXT.search(t._str or "")  # type: ignore[attr-defined]
+            t._str = "(message withheld from the log: it may quote values)" + (  # type: ignore[attr-defined]
+                f" {sql.group(0)}" if sql else ""
+            )
+        stack.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+
+
+def format_exception(exc_info) -> str:
+    """A traceback as text, the messages of database and validation errors withheld (see above)."""
+    te = traceback.TracebackException(*exc_info)
+    _withhold_values(te)
+    return "".join(te.format()).rstrip()
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a traceback is the `exc` field (never plain text lines)."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+        return format_exception(ei)
+
     def format(self, record: logging.LogRecord) -> str:
         span = trace.get_current_span().get_span_context()
         out = {
@@ -97,3 +134,11 @@ def setup_logging(level: str = "INFO", as_json: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, query string (ids, a token) included
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # uvicorn configures its own plain-text handlers before the app starts: its messages (and any
+    # traceback it prints) go through ours instead, so a service's log is JSON from end to end
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

@@ -1,0 +1,182 @@
+"""What every HTTP request of every service passes through, outermost (`create_app` installs it):
+
+- **A body size limit** (`PMTCT_HTTP_MAX_BODY_BYTES`): a declared `Content-Length` above it is
+  refused before anything reads the body, and a streamed body is cut off where it passes the
+  limit, both 413 `payload_too_large`, so ten concurrent 10 MB bodies never sit in memory.
+- **Never a bare 500**: an exception no handler answered is classified, once, here:
+  a database or broker that cannot be reached is 503 `unavailable` with `Retry-After` (the request
+  is safe to send again); a value the database refuses as data (SQLSTATE class 22: out of range,
+  a NUL byte in text) is 422 `invalid_value`; anything else is 500 `internal_error`, logged as JSON
+  with its traceback (`servicekit.telemetry`), never with SQL parameters (`db.create_engine` hides
+  them) or the request body.
+- **Every answer counted** in `pmtct_http_request_seconds{service, method, route, status}`, the
+  500s and 503s included (they used to pass by the metric, so a 5xx alert could not fire).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import metrics
+from .problems import problem_response
+
+log = logging.getLogger(__name__)
+
+#: SQLSTATE classes and codes that mean "the database is not there right now", not "this request is wrong":
+#: 08 connection exception, 53 insufficient resources, 57P0x shutdown / cannot connect now
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A dependency that cannot be reached (database down or restarting, a dropped connection, a
+    pool or broker timeout): the request itself may well be fine, so it is worth sending again."""
+    import asyncpg
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from sqlalchemy import exc as sa
+
+    for e in _chain(exc):
+        if isinstance(e, OSError | socket.gaierror | TimeoutError | KafkaConnectionError | KafkaTimeoutError):
+            return True
+        if isinstance(e, asyncpg.PostgresConnectionError | asyncpg.InterfaceError) and not isinstance(
+            e, asyncpg.DataError
+        ):
+            return True
+        if isinstance(e, sa.TimeoutError | sa.DisconnectionError):
+            return True
+        if isinstance(e, sa.DBAPIError) and e.connection_invalidated:
+            return True
+        state = _sqlstate(e)
+        if state is not None and state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+            return True
+    return False
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A value the database cannot take (SQLSTATE class 22, or asyncpg refusing to encode it):
+    the request carried it, so it is the request that is wrong."""
+    import asyncpg
+
+    for e in _chain(exc):
+        if isinstance(e, asyncpg.DataError):
+            return True
+        state = _sqlstate(e)
+        if state is not None and state.startswith("22"):
+            return True
+    return False
+
+
+class BodyTooLarge(HTTPException):
+    """A streamed body went past the limit while it was read."""
+
+
+class Guard:
+    """The outermost middleware of a service (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, service: str, max_body_bytes: int, retry_after_s: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # raised into whatever reads the body: FastAPI passes an HTTPException on to the
+                    # problem+json handlers (servicekit.problems); if it escapes, it is caught below
+                    raise BodyTooLarge(413, f"The request body is larger than {self.max_body_bytes} bytes.")
+            return message
+
+        try:
+            refusal = self._refuse_declared_length(scope)
+            if refusal is not None:
+                await refusal(scope, receive, observed_send)
+                return
+            await self.app(scope, limited_receive, observed_send)
+        except BodyTooLarge:
+            if not response_started:
+                await _too_large(self.max_body_bytes)(scope, receive, observed_send)
+        except Exception as exc:
+            response = self._answer(scope, exc)
+            if response_started:
+                return  # too late to answer; the client sees the connection end
+            await response(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            metrics.HTTP_LATENCY.labels(
+                self.service, scope.get("method", "?"), getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
+
+    def _refuse_declared_length(self, scope: Scope):
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return problem_response(400, "bad_request", "Content-Length is not a number.")
+                if length > self.max_body_bytes:
+                    return _too_large(self.max_body_bytes)
+        return None
+
+    def _answer(self, scope: Scope, exc: Exception):
+        where = f"{scope.get('method')} {scope.get('path')}"
+        if is_unavailable(exc):
+            log.warning("%s: a dependency is unavailable: %s", where, type(exc).__name__)
+            return problem_response(
+                503,
+                "unavailable",
+                "A service this one depends on (its database or broker) is not reachable; send it again later.",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        if is_data_error(exc):
+            log.info("%s: a value the database cannot store: %s", where, type(exc).__name__)
+            return problem_response(
+                422, "invalid_value", "A value in the request is outside what can be stored (too large, or a NUL byte)."
+            )
+        log.error("unhandled error on %s", where, exc_info=exc)
+        return problem_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def _too_large(limit: int):
+    return problem_response(
+        413, "payload_too_large", f"The request body is larger than {limit} bytes; send less (split a batch)."
+    )
