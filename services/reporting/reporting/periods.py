@@ -104,9 +104,17 @@ def month_of(day: date) -> Period:
     return Period(PeriodKind.month, date(day.year, day.month, 1), 1)
 
 
+#: the years a period may name: the intake's range of dates (servicekit.intake.PostedEvent), so a
+#: period's neighbours (the month after it, a trend's months before it) stay real dates
+YEARS = range(1900, 3000)
+
+
 def parse_period(text: str) -> Period:
     """`2026-11` or `202611` (month), `2026Q4` (quarter), `2026` (year)."""
     value = text.strip().upper()
+    year_text = value[:4]
+    if year_text.isdigit() and int(year_text) not in YEARS:
+        raise PeriodError(f"{text!r} is outside the years {YEARS.start}-{YEARS.stop - 1}")
     if m := _MONTH.match(value):
         year, month = int(m[1]), int(m[2])
         if not 1 <= month <= 12:
