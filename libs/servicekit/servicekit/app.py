@@ -185,6 +185,7 @@ def create_app(
         service=settings.service_name,
         max_body_bytes=settings.http_max_body_bytes,
         retry_after_s=settings.http_retry_after_s,
+        owner=app,
     )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")

@@ -19,12 +19,15 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .problems import problem_response
+from .problems import Problem, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,11 @@ class BodyTooLarge(HTTPException):
 class Guard:
     """The outermost middleware of a service (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, service: str, max_body_bytes: int, retry_after_s: int) -> None:
+    def __init__(self, app: ASGIApp, service: str, max_body_bytes: int, retry_after_s: int, owner: Any = None) -> None:
         self.app = app
+        #: the FastAPI app: its `Problem` handler renders what the guard answers, so a service that
+        #: renders errors its own way on some paths (referrals: OperationOutcome under /fhir) does here too
+        self.owner = owner
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.retry_after_s = retry_after_s
@@ -129,54 +135,64 @@ class Guard:
         try:
             refusal = self._refuse_declared_length(scope)
             if refusal is not None:
-                await refusal(scope, receive, observed_send)
+                await (await self._render(scope, refusal))(scope, receive, observed_send)
                 return
             await self.app(scope, limited_receive, observed_send)
-        except BodyTooLarge:
-            if not response_started:
-                await _too_large(self.max_body_bytes)(scope, receive, observed_send)
         except Exception as exc:
-            response = self._answer(scope, exc)
+            problem = self._too_large() if isinstance(exc, BodyTooLarge) else self._answer(scope, exc)
             if response_started:
                 return  # too late to answer; the client sees the connection end
-            await response(scope, receive, observed_send)
+            await (await self._render(scope, problem))(scope, receive, observed_send)
         finally:
             route = scope.get("route")
             metrics.HTTP_LATENCY.labels(
                 self.service, scope.get("method", "?"), getattr(route, "path", "unmatched"), str(status)
             ).observe(time.perf_counter() - started)
 
-    def _refuse_declared_length(self, scope: Scope):
+    async def _render(self, scope: Scope, problem: Problem) -> Response:
+        handler = getattr(self.owner, "exception_handlers", {}).get(Problem)
+        if handler is not None:
+            try:
+                return await handler(Request(scope), problem)
+            except Exception:
+                log.exception("the Problem handler failed; answering plain problem+json")
+        return problem_response(
+            problem.status, problem.code, problem.detail, problem.title, headers=problem.headers, **problem.extra
+        )
+
+    def _too_large(self) -> Problem:
+        return Problem(
+            413,
+            "payload_too_large",
+            f"The request body is larger than {self.max_body_bytes} bytes; send less (split a batch).",
+        )
+
+    def _refuse_declared_length(self, scope: Scope) -> Problem | None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
-                    return problem_response(400, "bad_request", "Content-Length is not a number.")
+                    return Problem(400, "bad_request", "Content-Length is not a number.")
                 if length > self.max_body_bytes:
-                    return _too_large(self.max_body_bytes)
+                    return self._too_large()
         return None
 
-    def _answer(self, scope: Scope, exc: Exception):
+    def _answer(self, scope: Scope, exc: Exception) -> Problem:
         where = f"{scope.get('method')} {scope.get('path')}"
         if is_unavailable(exc):
             log.warning("%s: a dependency is unavailable: %s", where, type(exc).__name__)
-            return problem_response(
+            problem = Problem(
                 503,
                 "unavailable",
                 "A service this one depends on (its database or broker) is not reachable; send it again later.",
-                headers={"Retry-After": str(self.retry_after_s)},
             )
+            problem.headers = {"Retry-After": str(self.retry_after_s)}
+            return problem
         if is_data_error(exc):
             log.info("%s: a value the database cannot store: %s", where, type(exc).__name__)
-            return problem_response(
+            return Problem(
                 422, "invalid_value", "A value in the request is outside what can be stored (too large, or a NUL byte)."
             )
         log.error("unhandled error on %s", where, exc_info=exc)
-        return problem_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
-
-
-def _too_large(limit: int):
-    return problem_response(
-        413, "payload_too_large", f"The request body is larger than {limit} bytes; send less (split a batch)."
-    )
+        return Problem(500, "internal_error", "An unexpected error occurred; it has been logged.")

@@ -119,11 +119,24 @@ class Code(StrEnum):
     )
     empty_batch = "empty_batch", "The batch has no events.", Action.fix_request, 422
     batch_too_large = "batch_too_large", "The batch has more events than the limit (1000).", Action.split_batch, 413
+    payload_too_large = (
+        "payload_too_large",
+        "The body is larger than the service reads (`PMTCT_HTTP_MAX_BODY_BYTES`, 4 MiB).",
+        Action.split_batch,
+        413,
+    )
     unauthorized = "unauthorized", "No bearer token, or one that is invalid or expired.", Action.fix_request, 401
     insufficient_scope = "insufficient_scope", "The token lacks the scope `events:write`.", Action.fix_request, 403
     contention = (
         "contention",
         "Concurrent batches kept touching the same subjects; nothing of this batch was recorded.",
+        Action.resend_batch,
+        503,
+    )
+    unavailable = (
+        "unavailable",
+        "The service's database or broker is not reachable just now (`Retry-After` says when to try);"
+        " resending is safe: what was recorded comes back `duplicate`.",
         Action.resend_batch,
         503,
     )

@@ -152,6 +152,17 @@ def _applicable(path: str, method: str, operation: dict[str, Any]) -> list[int]:
     return sorted(statuses)
 
 
+#: FHIR paths answer errors as FHIR R4 OperationOutcome resources, in FHIR's media type
+FHIR_PREFIX = "/fhir"
+FHIR_JSON = "application/fhir+json"
+_OPERATION_OUTCOME: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome (https://hl7.org/fhir/R4/operationoutcome.html).",
+    "required": ["resourceType", "issue"],
+    "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
+}
+
+
 def declare(app: FastAPI) -> None:
     """Declare in /openapi.json every error an operation can answer, as problem+json: the generic
     ones the runtime answers for any operation (by what the operation takes: a body, a token, a
@@ -165,24 +176,26 @@ def declare(app: FastAPI) -> None:
         schema = generate()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("Problem", PROBLEM_SCHEMA)
-        ref = {"$ref": "#/components/schemas/Problem"}
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        outcome = {FHIR_JSON: {"schema": _OPERATION_OUTCOME}}
         for path, item in schema.get("paths", {}).items():
+            fhir = path == FHIR_PREFIX or path.startswith(FHIR_PREFIX + "/")
             for method, operation in item.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
                 responses = operation["responses"]
                 for status in _applicable(path, method, operation):
-                    key = str(status)
-                    declared = responses.get(key)
-                    content = (declared or {}).get("content", {})
-                    if declared is None or (status == 422 and PROBLEM_JSON not in content):
-                        responses[key] = {
-                            "description": (declared or {}).get("description") or _GENERIC[status],
-                            "content": {PROBLEM_JSON: {"schema": ref}},
-                        }
-                    elif PROBLEM_JSON not in content and "application/fhir+json" not in content:
-                        content[PROBLEM_JSON] = {"schema": ref}
-                        declared["content"] = content
+                    responses.setdefault(str(status), {"description": _GENERIC[status]})
+                for key, declared in responses.items():
+                    if not key.isdigit() or int(key) < 400:
+                        continue
+                    content = declared.get("content") or {}
+                    media = FHIR_JSON if fhir else PROBLEM_JSON
+                    if media not in content:
+                        # FastAPI's own 422 (HTTPValidationError, application/json) or a bare description
+                        declared["content"] = outcome if fhir else problem
+                    if declared.get("description") in (None, "", "Validation Error"):
+                        declared["description"] = _GENERIC.get(int(key), "See `code`.")
         for unused in ("HTTPValidationError", "ValidationError"):
             if unused in components and unused not in str(schema.get("paths")):
                 del components[unused]
