@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService, ReferralStatus, Urgency
+from servicekit.intake import Sane
 
 from .models import Referral, ReferralBase
 
@@ -18,7 +19,7 @@ CODE = r"^[a-z0-9_]+$"
 FACILITY = r"^[A-Za-z0-9_\-]{1,40}$"
 
 
-class ReferralCreate(BaseModel):
+class ReferralCreate(Sane):
     """A referral of a mother (`client`) or an infant to a facility and/or a service."""
 
     model_config = ConfigDict(extra="forbid")
@@ -47,7 +48,7 @@ class ManualAction(StrEnum):
     cancel = "cancel"
 
 
-class ReferralActionRequest(BaseModel):
+class ReferralActionRequest(Sane):
     """Accept, complete, decline or cancel. `outcome_code` is required to decline or cancel."""
 
     model_config = ConfigDict(extra="forbid")
