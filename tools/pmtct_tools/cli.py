@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from servicekit.settings import SERVICES
+from servicekit.settings import PORTS, SERVICES
 
 app = typer.Typer(help="PMTCT event platform", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database bootstrap and migrations", no_args_is_help=True)
@@ -23,22 +23,39 @@ app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(dhis2_app, name="dhis2")
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the local runner keeps its data and keys")]
-DEFAULT_DATA_DIR = Path(".pmtct")
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The local runner's data and keys (default: $PMTCT_DATA_DIR, else the nearest .pmtct above the"
+        " current directory, else the repository's .pmtct)",
+    ),
+]
+
+
+def _existing_data_dir(explicit: Path | None, needs: str = "issuer") -> Path:
+    from .datadir import DataDirNotFound, existing
+
+    try:
+        return existing(explicit, needs=needs)
+    except DataDirNotFound as exc:
+        typer.echo(f"pmtct: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def dev(
     no_demo: Annotated[bool, typer.Option("--no-demo", help="Do not feed demo EMR traffic")] = False,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    data_dir: DataDir = None,
     port_offset: Annotated[int, typer.Option("--port-offset", help="Add to every port (8001-8004, 9092)")] = 0,
 ) -> None:
     """Start the whole platform on this machine (what `make run` does)."""
+    from .datadir import for_runner
     from .devrunner import run
     from .localinfra import LocalInfraMissing
 
     try:
-        code = run(data_dir, demo=not no_demo, port_offset=port_offset)
+        code = run(for_runner(data_dir), demo=not no_demo, port_offset=port_offset)
     except LocalInfraMissing as exc:
         typer.echo(f"pmtct dev: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -51,9 +68,9 @@ def token(
     scope: Annotated[str, typer.Option("--scope", help='Space-separated scopes, e.g. "events:write clients:read"')],
     facility: Annotated[list[str], typer.Option("--facility", help="Facility id (repeat); * for all")],
     ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds")] = 12 * 3600,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    data_dir: DataDir = None,
 ) -> None:
-    """Mint a token from the local runner's dev issuer."""
+    """Mint a token from the local runner's dev issuer (the one its services trust)."""
     from servicekit.auth import SCOPES
 
     from .devissuer import DevIssuer
@@ -61,7 +78,8 @@ def token(
     unknown = [s for s in scope.split() if s not in SCOPES]
     if unknown:
         raise typer.BadParameter(f"unknown scope(s) {unknown}; known: {' '.join(SCOPES)}", param_hint="--scope")
-    typer.echo(DevIssuer(data_dir / "issuer").ensure().mint(client_id, scope, facility, ttl))
+    found = _existing_data_dir(data_dir)
+    typer.echo(DevIssuer(found / "issuer").ensure().mint(client_id, scope, facility, ttl))
 
 
 def _admin_url() -> str:
@@ -107,9 +125,17 @@ IdleSeconds = Annotated[float, typer.Option("--idle-seconds", help="Stop reading
 
 
 def _kafka_settings(bootstrap_servers: str | None):
+    """The broker to talk to: --bootstrap-servers (or PMTCT_KAFKA_BOOTSTRAP_SERVERS), else the running
+    local runner's (its runner.json), else the services' default (localhost:9092)."""
     from servicekit.settings import ServiceSettings
 
+    from .datadir import find_running
+
     settings = ServiceSettings(service_name="dlq")
+    if not bootstrap_servers:
+        runner = find_running()
+        if runner is not None:
+            bootstrap_servers = runner.bootstrap_servers
     return settings.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers}) if bootstrap_servers else settings
 
 
@@ -180,12 +206,16 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same programme")] = 1,
     rate: Annotated[float | None, typer.Option("--rate", help="At most this many events per second")] = None,
     anchor: Annotated[str | None, typer.Option("--anchor", help="The simulated today, YYYY-MM-DD")] = None,
-    enrolment_url: Annotated[str, typer.Option("--enrolment-url")] = "http://127.0.0.1:8001",
-    followup_url: Annotated[str, typer.Option("--followup-url")] = "http://127.0.0.1:8002",
+    enrolment_url: Annotated[
+        str | None, typer.Option("--enrolment-url", help="Default: the running local runner's")
+    ] = None,
+    followup_url: Annotated[
+        str | None, typer.Option("--followup-url", help="Default: the running local runner's")
+    ] = None,
     referrals_url: Annotated[
         str | None, typer.Option("--referrals-url", help="Then work referrals as Mentor Mothers; '' to skip")
-    ] = "http://127.0.0.1:8003",
-    data_dir: DataDir = DEFAULT_DATA_DIR,
+    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Post a synthetic PMTCT programme through the public APIs, as partner EMRs would (tokens
     from the local runner's dev issuer), then refer and act on referrals as Mentor Mothers do;
@@ -206,9 +236,17 @@ def simulate(
         seed=seed,
         anchor=date.fromisoformat(anchor) if anchor else date.today(),
     )
-    issuer = DevIssuer(data_dir / "issuer").ensure()
-    endpoints = Endpoints(enrolment_url, followup_url)
-    tally = run_simulation(params, endpoints, issuer.mint, rate=rate, referrals_url=referrals_url or None)
+    from .datadir import running
+
+    found = _existing_data_dir(data_dir)
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in PORTS.items()}
+    runner = running(found)
+    if runner is not None:
+        urls.update(runner.urls)
+    issuer = DevIssuer(found / "issuer").ensure()
+    endpoints = Endpoints(enrolment_url or urls["enrolment"], followup_url or urls["followup"])
+    referrals = urls["referrals"] if referrals_url is None else referrals_url
+    tally = run_simulation(params, endpoints, issuer.mint, rate=rate, referrals_url=referrals or None)
     raise typer.Exit(0 if tally.matches else 1)
 
 
@@ -221,12 +259,21 @@ def replay(
     bootstrap_servers: Bootstrap = None,
 ) -> None:
     """Rebuild a service's read model from the topics, with a progress bar: the same numbers as before.
-    Connects as the service does (PMTCT_DATABASE_URL), or to the local runner of --data-dir."""
+    Connects as the service does (PMTCT_DATABASE_URL), or to the running local runner (found as
+    `pmtct token` finds it, or --data-dir), never to whatever PostgreSQL happens to be on localhost."""
     if service != "reporting":
         raise typer.BadParameter("only reporting keeps a read model rebuilt from the topics", param_hint="SERVICE")
     from reporting.replay import main as rebuild_reporting
 
-    raise typer.Exit(rebuild_reporting(data_dir=data_dir, bootstrap_servers=bootstrap_servers))
+    from .datadir import running
+
+    if data_dir is None and os.environ.get("PMTCT_DATABASE_URL"):
+        raise typer.Exit(rebuild_reporting(bootstrap_servers=bootstrap_servers))
+    found = _existing_data_dir(data_dir, needs="postgres/postmaster.pid")
+    runner = running(found)
+    if bootstrap_servers is None and runner is not None:
+        bootstrap_servers = runner.bootstrap_servers
+    raise typer.Exit(rebuild_reporting(data_dir=found, bootstrap_servers=bootstrap_servers))
 
 
 @dhis2_app.command("push")
@@ -251,9 +298,9 @@ def dhis2_push(
 @app.command()
 def schemas(out: Annotated[Path | None, typer.Option(help="libs/events directory")] = None) -> None:
     """Regenerate the JSON Schemas and the AsyncAPI document from the event models."""
-    from pmtct_events import schemagen
+    from pmtct_events.schemagen import main as generate
 
-    schemagen.main([str(out)] if out else [])
+    generate([str(out)] if out else [])
 
 
 def main() -> None:

@@ -7,13 +7,23 @@ another service's tables gets "permission denied". Idempotent: safe to run on ev
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from .db import asyncpg_dsn, database_name, with_user
 from .settings import SERVICES
 
+#: the platform's database when the admin URL names none of its own (the server's maintenance database)
 DATABASE = "pmtct"
+_MAINTENANCE = frozenset({"", "postgres", "template0", "template1"})
+
+
+def database_for(admin_url: str) -> str:
+    """The platform's database: the one `DATABASE_URL` names, unless that is the server's
+    maintenance database (`postgres`, as an administrator's URL usually is), then `pmtct`."""
+    named = urlsplit(admin_url).path.lstrip("/")
+    return DATABASE if named in _MAINTENANCE else named
 
 
 def role_name(service: str) -> str:
@@ -25,8 +35,8 @@ def role_password(service: str) -> str | None:
     return os.environ.get(f"PMTCT_DB_PASSWORD_{service.upper()}")
 
 
-def service_url(admin_url: str, service: str, database: str = DATABASE) -> str:
-    return with_user(admin_url, role_name(service), role_password(service), database)
+def service_url(admin_url: str, service: str, database: str | None = None) -> str:
+    return with_user(admin_url, role_name(service), role_password(service), database or database_for(admin_url))
 
 
 def _ident(name: str) -> str:
@@ -37,8 +47,12 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-async def bootstrap(admin_url: str, services: tuple[str, ...] = SERVICES, database: str = DATABASE) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(admin_url))
+async def bootstrap(admin_url: str, services: tuple[str, ...] = SERVICES, database: str | None = None) -> None:
+    database = database or database_for(admin_url)
+    try:
+        admin = await asyncpg.connect(asyncpg_dsn(admin_url))
+    except asyncpg.InvalidCatalogNameError:  # DATABASE_URL names the database to create
+        admin = await asyncpg.connect(asyncpg_dsn(with_admin_database(admin_url, "postgres")))
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await admin.execute(f"CREATE DATABASE {_ident(database)}")
@@ -64,7 +78,7 @@ async def bootstrap(admin_url: str, services: tuple[str, ...] = SERVICES, databa
 
 
 def with_admin_database(admin_url: str, database: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlunsplit
 
     parts = urlsplit(admin_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))

@@ -16,18 +16,22 @@ Ordering within one partition is exact, so no clock is compared.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from pmtct_events import dlq_topic
 
 from . import kafka
 from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = dlq_topic("")
 REPLAY_MARKER = "dlq_replay_of"
@@ -219,6 +223,21 @@ async def read(bootstrap_servers: str, topics: Sequence[str] | None = None, idle
         await consumer.stop()
 
 
+async def _started_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    producer = kafka.producer(settings)
+    try:
+        await producer.start()
+        return producer
+    except KafkaError:
+        await producer.stop()
+        if not settings.kafka_idempotent_producer:
+            raise
+    log.info("the broker refused an idempotent producer; replaying without (consumers skip repeats by ce_id)")
+    producer = kafka.producer(settings.model_copy(update={"kafka_idempotent_producer": False}))
+    await producer.start()
+    return producer
+
+
 def select(
     letters: Iterable[DeadLetter],
     ce_id: str | None = None,
@@ -242,9 +261,11 @@ def select(
 async def replay(settings: ServiceSettings, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
     """Republish each dead letter to its original topic with its own key, value and original headers
     (so its `ce_id`, trace and correlation ids), after marking it replayed in its dead-letter topic.
-    Returns what was republished, in order; stops at the first failure."""
-    producer = kafka.producer(settings)
-    await producer.start()
+    Returns what was republished, in order; stops at the first failure.
+
+    On a broker without idempotent producers (the dev broker, Tansu, has no InitProducerId) it
+    publishes without: a replay may then repeat a record, which the consumers' inboxes skip (ce_id)."""
+    producer = await _started_producer(settings)
     done: list[DeadLetter] = []
     try:
         for d in letters:
