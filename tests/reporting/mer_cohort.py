@@ -1,4 +1,4 @@
-"""A hand-built cohort for the MER 2.8 definitions: 77 mothers and 40 HIV-exposed infants over
+"""A hand-built cohort for the MER 2.8 definitions: 79 mothers and 40 HIV-exposed infants over
 PEPFAR FY2024-FY2026, as the events the services publish (built from the contracts and sent to the
 topics the reporting consumer reads). `test_mer_cohort.py` writes down by hand what each indicator
 and disaggregation should show, from the group comments below.
@@ -45,6 +45,9 @@ Groups of mothers (FY2026 = 2025-10-01 to 2026-09-30 unless said), age at ANC1 i
 - M16 B 2025-03-03 (FY2025): 4 known positive on ART since 2020 (aged 30); deliver at B 2025-09-01;
       4 infants, NAT at 6 weeks (2025-10-13, FY2026) negative; the first positive at 9 months
       (2026-06-01, 273 days), ART 06-05
+- M19 C 2025-01-06 (FY2025): 2 known positive on ART since 2024-06-03 (aged 23); deliver at C 2025-07-07;
+      their next pregnancy is opened by its ANC1 visit (visit 1, `opens_episode`, no new enrolment) at C on
+      2026-03-16 (aged 24): new ANC1 clients of FY2026, known positive, already on ART
 - M18 A 2023-05-01: 12 known positive on ART (aged 28), the mothers of the PMTCT_FO birth cohort of FY2024
       (reported in FY2026): 13 infants at A, F1/F2 twins:
       F1-F4 born 2023-11-06, NAT 6 weeks negative, breastfeeding stopped 2024-11-06, antibody test at
@@ -371,6 +374,21 @@ def build() -> Cohort:
         if n == 0:
             c.infant_test(b, m, B, "2025-09-01", "2026-06-01", "positive")
             c.infant_art(b, m, B, "2026-06-05")
+    # M19: a second pregnancy opened by ANC1 (enrolment's pregnancy episodes)
+    for _ in range(2):
+        m = c.mother(C, "2025-01-06", 23, "positive", on_art=True, art_start_date=date(2024, 6, 3))
+        c.deliver(m, C, "2025-07-07")
+        c.events.append(
+            en.AncVisitRecorded(
+                client_id=m,
+                facility_id=C,
+                occurred_at=at("2026-03-16"),
+                visit_number=1,
+                opens_episode=True,
+                age_years=24,
+                pregnancy_number=2,
+            )
+        )
     # M18 and the FO cohort
     mothers = [
         c.mother(A, "2023-05-01", 28, "positive", on_art=True, art_start_date=date(2021, 3, 1)) for _ in range(12)

@@ -103,9 +103,12 @@ async def test_a_push_sends_the_hand_counted_figures_and_keeps_the_import_summar
     assert sent_value(body, "PMTCT_ART_N", "ALREADY_ON_ART_AGE_30-34_F", "LsMsuQol002") == "4"
     # F13's first NAT at 91 days, at A
     assert sent_value(body, "PMTCT_EID_N", "INFANT_AGE_2-12M") == "1"
-    # and nothing else: A 5 + 5 + EID 1 + F13's HEI negative 2-12 months 1; B STAT_D 4 + STAT_N 4 + ART_N 4
+    # C: M19's 2 known positives aged 23, already on ART
+    assert sent_value(body, "PMTCT_STAT_N", "KNOWN_POS_AGE_20-24_F", "LsLrbHsp003") == "2"
+    # and nothing else: A 5 + 5 + EID 1 + F13's HEI negative 2-12 months 1; B STAT_D 4 + STAT_N 4 + ART_N 4;
+    # C STAT_D 2 + STAT_N 2 + ART_N 2
     assert sent_value(body, "PMTCT_HEI_N", "NEGATIVE_INFANT_AGE_2-12M") == "1"
-    assert sum(int(v["value"]) for v in body["dataValues"]) == 24
+    assert sum(int(v["value"]) for v in body["dataValues"]) == 30
     (kept,) = [s for s in await history(served, "period=FY2025&data_set=mer") if s["id"] == summary["id"]]
     assert kept["changed_since"] == [] and kept["conflicts"] == []
 

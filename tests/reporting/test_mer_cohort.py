@@ -1,4 +1,4 @@
-"""The cohort of `mer_cohort.py` (77 mothers, 40 infants, FY2024-FY2026), sent to the topics the
+"""The cohort of `mer_cohort.py` (79 mothers, 40 infants, FY2024-FY2026), sent to the topics the
 reporting consumer reads, reported exactly by the MER 2.8 definitions.
 
 Every number below is counted by hand from the group comments of `mer_cohort.py`; how is written
@@ -20,13 +20,15 @@ pytestmark = pytest.mark.e2e
 
 # fmt: off
 FY2026 = {
-    # ANC1 in FY2026: M1 10 + M2 6 + M3 4 + M4 5 + M5 3 + M6 3 + M7 4 + M8 3 + M9 3 + M10 2 + M13 4 + M14 2 = 49
-    # (M11 enrolled postnatally and M12 at their third visit: no ANC1 here; M1's transfers in: no second ANC1).
+    # ANC1 in FY2026: M1 10 + M2 6 + M3 4 + M4 5 + M5 3 + M6 3 + M7 4 + M8 3 + M9 3 + M10 2 + M13 4 + M14 2
+    # + M19 2 (their second pregnancy, opened by its ANC1 visit) = 51 (M11 enrolled postnatally and M12 at their
+    # third visit: no ANC1 here; M1's transfers in: no second ANC1).
     # Known status: all but M4 (known negative before this pregnancy, not retested) and M8 (tested at visit 2
-    # only), and M14 (results not posted yet): 49 - 5 - 3 - 2 = 39.
-    "PMTCT_STAT": (39, 49, 79.6, {
-        # known positive at entry: M2 3x33, 3x38; M9 3x35; M10 2x45
-        "known_positive": 11, "known_positive:30_34": 3, "known_positive:35_39": 6, "known_positive:45_49": 2,
+    # only), and M14 (results not posted yet): 51 - 5 - 3 - 2 = 41.
+    "PMTCT_STAT": (41, 51, 80.4, {
+        # known positive at entry: M2 3x33, 3x38; M9 3x35; M10 2x45; M19 2x24
+        "known_positive": 13, "known_positive:30_34": 3, "known_positive:35_39": 6, "known_positive:45_49": 2,
+        "known_positive:20_24": 2,
         # newly tested positive at ANC1: M3 2x17, 2x22
         "newly_positive": 4, "newly_positive:15_19": 2, "newly_positive:20_24": 2,
         # new negatives: M1 5x22 5x27; M5 3x42 (retested); M7 4x20; M13 4x31 = 21 (M14's are late)
@@ -34,29 +36,31 @@ FY2026 = {
         "new_negative:30_34": 4,
         # recent negative: M6 3x14 (negative since 2026-01-20, the pregnancy began 2025-11-10)
         "recent_negative": 3, "recent_negative:10_14": 3,
-        # denominator by age: 10-14 M6 3; 15-19 M3 2 + M14 2; 20-24 M1 5 + M3 2 + M7 4; 25-29 M1 5 + M4 5 + M8 3;
-        # 30-34 M2 3 + M13 4; 35-39 M2 3 + M9 3; 40-44 M5 3; 45-49 M10 2
-        "denominator:10_14": 3, "denominator:15_19": 4, "denominator:20_24": 11, "denominator:25_29": 13,
+        # denominator by age: 10-14 M6 3; 15-19 M3 2 + M14 2; 20-24 M1 5 + M3 2 + M7 4 + M19 2; 25-29 M1 5 + M4 5
+        # + M8 3; 30-34 M2 3 + M13 4; 35-39 M2 3 + M9 3; 40-44 M5 3; 45-49 M10 2
+        "denominator:10_14": 3, "denominator:15_19": 4, "denominator:20_24": 13, "denominator:25_29": 13,
         "denominator:30_34": 7, "denominator:35_39": 6, "denominator:40_44": 3, "denominator:45_49": 2,
     }),
-    # positives: 11 known + 4 new = 15, of the 39 known
-    "PMTCT_STAT_POS": (15, 39, 38.5, {
-        "known_positive": 11, "known_positive:30_34": 3, "known_positive:35_39": 6, "known_positive:45_49": 2,
+    # positives: 13 known + 4 new = 17, of the 41 known
+    "PMTCT_STAT_POS": (17, 41, 41.5, {
+        "known_positive": 13, "known_positive:30_34": 3, "known_positive:35_39": 6, "known_positive:45_49": 2,
+        "known_positive:20_24": 2,
         "newly_positive": 4, "newly_positive:15_19": 2, "newly_positive:20_24": 2,
     }),
-    # on ART in pregnancy: M2 6 already (since 2022); M3 4 new (ANC1 day); M10 2 new (started 2025-12-01, in the
-    # pregnancy that began 2025-08-26) = 12 of 15. M9's 3 started after delivery: postnatal, excluded.
-    "PMTCT_ART": (12, 15, 80.0, {
-        "already_on_art": 6, "already_on_art:30_34": 3, "already_on_art:35_39": 3,
+    # on ART in pregnancy: M2 6 already (since 2022); M19 2 already (since 2024); M3 4 new (ANC1 day); M10 2 new
+    # (started 2025-12-01, in the pregnancy that began 2025-08-26) = 14 of 17. M9's 3 started after delivery:
+    # postnatal, excluded.
+    "PMTCT_ART": (14, 17, 82.4, {
+        "already_on_art": 8, "already_on_art:30_34": 3, "already_on_art:35_39": 3, "already_on_art:20_24": 2,
         "new_on_art": 6, "new_on_art:15_19": 2, "new_on_art:20_24": 2, "new_on_art:45_49": 2,
         "postnatal_start_excluded": 3,
     }),
     # first NAT in FY2026 by 12 months: M2 7 (birth, May), M3 5 (6 weeks, July), M9 3 (70 days, Aug), M16 4
     # (6 weeks, Oct 2025), M13 1 (birth, Aug), M7 4 (birth, Sep), M10 2 (birth, June), M11 1 (105 days, May) = 27;
     # 2-12 months: M9 3 + M11 1 = 4; 0-2 months: 23.
-    # Denominator: PMTCT_STAT_POS 15 + newly positive after ANC1: M7 4 (pregnancy), M11 1 (breastfeeding),
-    # M13 1 (labour and delivery) = 21. Above 100 %: M16's infants' mothers were identified in FY2025; twins.
-    "PMTCT_EID": (27, 21, 128.6, {"0_2m": 23, "2_12m": 4}),
+    # Denominator: PMTCT_STAT_POS 17 + newly positive after ANC1: M7 4 (pregnancy), M11 1 (breastfeeding),
+    # M13 1 (labour and delivery) = 23. Above 100 %: M16's infants' mothers were identified in FY2025; twins.
+    "PMTCT_EID": (27, 23, 117.4, {"0_2m": 23, "2_12m": 4}),
     # positives by first positive non-confirmatory sample: M2 1 (0-2 months, ART), M9 1 (70 days, no ART), M16 1
     # (273 days, ART), M11 1 (105 days, ART). Negatives by first sample: M2 6, M3 5, M16 4, M13 1, M7 4, M10 2
     # (0-2 months) = 22; M9 2 (2-12 months). 4 + 24 = 28 (M16's first infant counts negative in October and
@@ -87,21 +91,22 @@ FY2026 = {
     # negative at enrolment (FY2026 enrolments): M1 10, M4 5, M5 3, M6 3, M7 4, M8 3 (first test negative), M11 3,
     # M12 3, M13 4 = 38 (M14 have no result yet); seroconverted: M7 4, M13 1 = 5
     "SEROCONVERSION": (5, 38, 13.2, {}),
-    # FY2026 enrolments (not transfers): 49 ANC1 + M11 4 + M12 3 = 56; aged 10-24: M1 5, M3 4, M6 3, M7 4, M11 4,
-    # M14 2 = 22
-    "ENROLLED_10_24": (22, 56, 39.3, {}),
+    # FY2026 episodes opened (enrolments, not transfers, and M19's ANC1): 51 ANC1 + M11 4 + M12 3 = 58; aged
+    # 10-24: M1 5, M3 4, M6 3, M7 4, M11 4, M14 2, M19 2 = 24
+    "ENROLLED_10_24": (24, 58, 41.4, {}),
     # referrals at A due in September: completed 1, expired 1 (the cancelled one does not count)
     "REFERRAL_COMPLETION": (1, 2, 50.0, {"completed": 1, "expired": 1}),
 }
 FY2025 = {
-    # ANC1: M15 5 (new negatives, 25) + M16 4 (known positive, 30, on ART since 2020) = 9
-    "PMTCT_STAT": (9, 9, 100.0, {
-        "new_negative": 5, "new_negative:25_29": 5, "known_positive": 4, "known_positive:30_34": 4,
-        "denominator:25_29": 5, "denominator:30_34": 4,
+    # ANC1: M15 5 (new negatives, 25) + M16 4 (known positive, 30, on ART since 2020) + M19 2 (known positive,
+    # 23, on ART since 2024) = 11
+    "PMTCT_STAT": (11, 11, 100.0, {
+        "new_negative": 5, "new_negative:25_29": 5, "known_positive": 6, "known_positive:30_34": 4,
+        "known_positive:20_24": 2, "denominator:25_29": 5, "denominator:30_34": 4, "denominator:20_24": 2,
     }),
-    "PMTCT_ART": (4, 4, 100.0, {"already_on_art": 4, "already_on_art:30_34": 4}),
+    "PMTCT_ART": (6, 6, 100.0, {"already_on_art": 6, "already_on_art:30_34": 4, "already_on_art:20_24": 2}),
     # first NAT in FY2025: F13 at 91 days (2024-12-02); M16's infants are tested in FY2026
-    "PMTCT_EID": (1, 4, 25.0, {"2_12m": 1}),
+    "PMTCT_EID": (1, 6, 16.7, {"2_12m": 1}),
     "PMTCT_HEI": (1, None, 1.0, {"negative:2_12m": 1}),
     # births of FY2023: none
     "PMTCT_FO": (0, 0, None, {}),

@@ -70,6 +70,10 @@ class AncVisit:
     on: date
     visit_number: int
     gestation_weeks: int | None = None
+    #: this ANC1 opened a new pregnancy without a new enrolment (enrolment's pregnancy episodes)
+    opens_episode: bool = False
+    facility_id: str | None = None
+    age_years: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +88,17 @@ class HivTest:
     facility_id: str | None = None
     age_years: int | None = None
     status_before: str | None = None
+    #: the ANC visit of that day (1 = at ANC1) and the period of care, as enrolment knew them
+    anc_visit_number: int | None = None
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ArtStart:
     occurred_at: datetime
     on: date
+    #: pregnancy, postnatal or not_pregnant, as enrolment knew it when ART started
+    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +107,15 @@ class Delivered:
     on: date
 
 
-MotherFact = Enrolled | AncVisit | HivTest | ArtStart | Delivered
+@dataclass(frozen=True, slots=True)
+class PregnancyEnded:
+    """A miscarriage, abortion or ectopic pregnancy: the end of the pregnancy without a delivery."""
+
+    occurred_at: datetime
+    on: date
+
+
+MotherFact = Enrolled | AncVisit | HivTest | ArtStart | Delivered | PregnancyEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +143,8 @@ class Episode:
     art_status: str | None
     pregnancy_start: date
     delivered_on: date | None
+    #: enrolment, or anc1: a new pregnancy opened by its ANC1 visit without a new enrolment
+    opened_by: str = "enrolment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +189,22 @@ def _anc1(start: Enrolled, visits: list[AncVisit]) -> date | None:
     return start.on
 
 
+def _at_anc1(test: HivTest, anc1: date | None) -> bool:
+    """A test at ANC1: enrolment says so (the ANC visit of that day is number 1), or, when it named no
+    visit, a test at ANC (or unspecified) on the ANC1 day."""
+    if anc1 is None:
+        return False
+    if test.anc_visit_number is not None:
+        return test.anc_visit_number == 1 and test.on >= anc1
+    return test.on == anc1 and test.setting in ("anc", "other")
+
+
 def _stat_status(start: Enrolled, anc1: date | None, tests: list[HivTest], pregnancy_start: date) -> str | None:
     if anc1 is None:
         return None
     if start.hiv_status == "positive":
         return "known_positive"
-    at_anc1 = sorted(
-        (t for t in tests if t.on == anc1 and t.setting in ("anc", "other")), key=lambda t: (t.occurred_at, t.result)
-    )
+    at_anc1 = sorted((t for t in tests if _at_anc1(t, anc1)), key=lambda t: (t.occurred_at, t.result))
     if at_anc1:
         return "newly_positive" if at_anc1[0].result == "positive" else "new_negative"
     if start.hiv_status == "negative" and start.known_since is not None and start.known_since >= pregnancy_start:
@@ -185,35 +212,75 @@ def _stat_status(start: Enrolled, anc1: date | None, tests: list[HivTest], pregn
     return None
 
 
-def _art_status(start: Enrolled, first_art: date | None, pregnancy_start: date, ends: date) -> str | None:
+_ART_PERIOD = {"pregnancy": "new", "postnatal": "postnatal", "not_pregnant": None}
+
+
+def _art_status(start: Enrolled, first_art: ArtStart | None, pregnancy_start: date, ends: date) -> str | None:
     if start.on_art:
         if start.art_start_date is None or start.art_start_date < pregnancy_start:
             return "already"
         return "new"
     if first_art is None:
         return None
-    return "new" if first_art <= ends else "postnatal"
+    if first_art.period is not None:  # enrolment knew where in her care it was
+        return _ART_PERIOD.get(first_art.period)
+    return "new" if first_art.on <= ends else "postnatal"
 
 
-def _modality(test: HivTest, delivered_on: date | None, postnatal: bool) -> str:
+def _modality(test: HivTest, delivered_on: date | None, postnatal: bool) -> str | None:
+    """Pregnancy, labour_delivery or breastfeeding; None for a test outside both (after a pregnancy loss)."""
     if test.setting == "labour_delivery" or (delivered_on is not None and test.on == delivered_on):
         return "labour_delivery"
-    if postnatal or test.setting == "postnatal" or (delivered_on is not None and test.on > delivered_on):
+    if test.period == "not_pregnant":
+        return None
+    if test.period == "postnatal" or postnatal or test.setting == "postnatal":
+        return "breastfeeding"
+    if test.period is None and delivered_on is not None and test.on > delivered_on:
         return "breastfeeding"
     return "pregnancy"
+
+
+def _opened_by_anc1(visit: AncVisit, earlier: list[MotherFact]) -> Enrolled:
+    """The start of a pregnancy opened by its ANC1 visit: what she was known to be before it."""
+    enrolments = sorted((f for f in earlier if isinstance(f, Enrolled)), key=lambda f: (f.on, f.occurred_at))
+    positive = any(isinstance(f, Enrolled) and f.hiv_status == "positive" for f in earlier) or any(
+        isinstance(f, HivTest) and f.result == "positive" for f in earlier
+    )
+    art_days = [f.art_start_date or f.on for f in earlier if isinstance(f, Enrolled) and f.on_art]
+    art_days += [f.on for f in earlier if isinstance(f, ArtStart)]
+    ages = [f.age_years for f in enrolments if f.age_years is not None]
+    return Enrolled(
+        occurred_at=visit.occurred_at,
+        on=visit.on,
+        facility_id=visit.facility_id or (enrolments[-1].facility_id if enrolments else ""),
+        status_at_enrolment="pregnant",
+        hiv_status="positive" if positive else "unknown",
+        on_art=positive and bool(art_days),
+        transfer_in=False,
+        age_years=visit.age_years if visit.age_years is not None else (ages[-1] if ages else None),
+        art_start_date=min(art_days) if positive and art_days else None,
+        gestation_weeks=visit.gestation_weeks,
+    )
 
 
 def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode], list[PostAnc1Test]]:
     """One episode per enrolment that is not a transfer in, in date order, and the post-ANC1 tests."""
     facts = list(facts)
-    # same-day enrolments: the earliest in the day opens the episode (ties by facility, deterministic)
+    # same-day enrolments: the earliest in the day opens the episode (ties by facility, deterministic);
+    # an ANC1 visit that opened a new pregnancy opens one too
     starts = sorted(
         (f for f in facts if isinstance(f, Enrolled) and not f.transfer_in),
         key=lambda f: (f.on, f.occurred_at, f.facility_id),
     )
     opened: dict[date, Enrolled] = {}
+    opened_by: dict[date, str] = {}
     for start in starts:
         opened.setdefault(start.on, start)
+        opened_by.setdefault(start.on, "enrolment")
+    for visit in sorted((f for f in facts if isinstance(f, AncVisit) and f.opens_episode), key=lambda f: f.on):
+        if visit.on not in opened:
+            opened[visit.on] = _opened_by_anc1(visit, [f for f in facts if f.on < visit.on])
+            opened_by[visit.on] = "anc1"
     days = sorted(opened)
     episodes: list[Episode] = []
     post_anc1: list[PostAnc1Test] = []
@@ -225,15 +292,16 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
         )
         visits = [f for f in inside if isinstance(f, AncVisit)]
         deliveries = sorted(f.on for f in inside if isinstance(f, Delivered))
-        arts = sorted(f.on for f in inside if isinstance(f, ArtStart))
+        losses = sorted(f.on for f in inside if isinstance(f, PregnancyEnded))
+        arts = sorted((f for f in inside if isinstance(f, ArtStart)), key=lambda f: (f.on, f.occurred_at))
         start = opened[day]
-        anc1 = _anc1(start, visits)
+        anc1 = start.on if opened_by[day] == "anc1" else _anc1(start, visits)
         pregnancy_start = _pregnancy_start(start, visits, anc1)
         delivered_on = deliveries[0] if deliveries else None
-        ends = delivered_on or pregnancy_start + timedelta(weeks=PREGNANCY_MAX_WEEKS)
+        ends = min([*deliveries[:1], *losses[:1]] or [pregnancy_start + timedelta(weeks=PREGNANCY_MAX_WEEKS)])
         stat = _stat_status(start, anc1, tests, pregnancy_start)
         first_art = arts[0] if arts else None
-        art_started = (start.art_start_date or start.on) if start.on_art else first_art
+        art_started = (start.art_start_date or start.on) if start.on_art else (first_art.on if first_art else None)
         positives = [t for t in tests if t.result == "positive"]
         positive_before = start.hiv_status == "positive"
         # ART of a woman never found HIV-positive in the episode is not PMTCT ART
@@ -258,6 +326,7 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
                 art_status=art,
                 pregnancy_start=pregnancy_start,
                 delivered_on=delivered_on,
+                opened_by=opened_by[day],
             )
         )
         # tests after ANC1 (every test of an episode without one) while she is not known positive
@@ -265,8 +334,9 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
         for test in tests:
             if known_positive or test.status_before == "positive":
                 break
-            after_anc1 = anc1 is None or test.on > anc1
-            if after_anc1 and test.event_id is not None:
+            modality = _modality(test, delivered_on, start.status_at_enrolment == "postnatal")
+            after_anc1 = not _at_anc1(test, anc1) and (anc1 is None or test.on >= anc1)
+            if after_anc1 and modality is not None and test.event_id is not None:
                 post_anc1.append(
                     PostAnc1Test(
                         event_id=test.event_id,
@@ -274,7 +344,7 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
                         enrolled_on=day,
                         tested_on=test.on,
                         facility_id=test.facility_id or start.facility_id,
-                        modality=_modality(test, delivered_on, start.status_at_enrolment == "postnatal"),
+                        modality=modality,
                         result=test.result,
                         age_years=test.age_years if test.age_years is not None else start.age_years,
                         age_band=age_band(test.age_years if test.age_years is not None else start.age_years),

@@ -93,6 +93,12 @@ MOTHER_FACT_COLUMNS = (
     "visit_number",
     #: HivTestRecorded: her status as enrolment knew it just before the test
     "status_before",
+    #: AncVisitRecorded: this ANC1 opened a new pregnancy without a new enrolment
+    "opens_episode",
+    #: HivTestRecorded: the ANC visit of that day in this pregnancy (1 = at ANC1), when enrolment knew one
+    "anc_visit_number",
+    #: HivTestRecorded, ArtInitiated: pregnancy, postnatal or not_pregnant, as enrolment knew it
+    "period",
 )
 DELIVERY_COLUMNS = (
     "event_id",
@@ -195,6 +201,7 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     visit_number=event.visit_number,
                     gestation_weeks=event.gestation_weeks,
                     age_years=event.age_years,
+                    opens_episode=event.opens_episode,
                 )
             ]
         case en.HivTestRecorded() if event.result in CONCLUSIVE:
@@ -208,10 +215,23 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     setting=event.setting.value,
                     status_before=event.status_before.value,
                     age_years=event.age_years,
+                    anc_visit_number=event.anc_visit_number,
+                    period=event.period.value if event.period else None,
                 )
             ]
         case en.ArtInitiated():
-            return [_mother(ce, event, clock, "art_start", age_years=event.age_years)]
+            period = event.period.value if event.period else None
+            return [_mother(ce, event, clock, "art_start", age_years=event.age_years, period=period)]
+        case en.PregnancyEnded():
+            return [_mother(ce, event, clock, "pregnancy_ended")]
+        case en.ViralLoadRecorded():
+            return [_mother(ce, event, clock, "viral_load")]
+        case en.ClientDied():
+            return [_mother(ce, event, clock, "died")]
+        case fu.ClientViralLoadOverdue():
+            return [_mother(ce, event, clock, "vl_overdue")]
+        case fu.InfantTestOverdue():
+            return [_infant(ce, event, clock, "overdue")]
         case en.DeliveryRecorded():
             live = sum(1 for i in event.infants if i.outcome is en.BirthOutcome.live_birth)
             delivered_on = clock.local_day(event.occurred_at)
@@ -254,6 +274,18 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
         case fu.InfantFinalOutcomeRecorded():
             # kept as recorded; only a death or a transfer out is a fact PMTCT_FO uses (reporting.infants)
             return [_infant(ce, event, clock, "outcome", outcome=event.outcome.value, age_days=event.age_days)]
+        case fu.ClientLostToFollowUp() if event.subject_type is fu.SubjectType.client:
+            return [
+                _row(
+                    Table.mother_facts,
+                    event_id=ce.id,
+                    client_id=event.client_id,
+                    kind="lost",
+                    occurred_at=event.occurred_at,
+                    occurred_on=clock.local_day(event.occurred_at),
+                    facility_id=event.facility_id,
+                )
+            ]
         case fu.ClientLostToFollowUp() if event.subject_type is fu.SubjectType.infant:
             return [
                 _row(
@@ -308,6 +340,8 @@ APPLIED: tuple[type[Event], ...] = (
     fu.InfantArtInitiated,
     fu.InfantVisitRecorded,
     fu.InfantFinalOutcomeRecorded,
+    fu.InfantTestOverdue,
+    fu.ClientViralLoadOverdue,
     fu.ClientLostToFollowUp,
     *rf.EVENTS,
 )

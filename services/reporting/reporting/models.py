@@ -31,7 +31,8 @@ mother_facts = sa.Table(
     metadata,
     sa.Column("event_id", sa.Uuid, primary_key=True),
     sa.Column("client_id", sa.Uuid, nullable=False),
-    #: enrolled, anc_visit, hiv_test, art_start or delivery (see reporting.facts)
+    #: enrolled, anc_visit, hiv_test, art_start, delivery, pregnancy_ended (what the episodes read), and
+    #: viral_load, died, vl_overdue, lost (today's overdue and lost counts); see reporting.facts
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     #: the day in the clinic's own time zone, as the EMR sent it
@@ -50,6 +51,9 @@ mother_facts = sa.Table(
     sa.Column("edd", sa.Date),
     sa.Column("visit_number", sa.Integer),
     sa.Column("status_before", sa.Text),
+    sa.Column("opens_episode", sa.Boolean),
+    sa.Column("anc_visit_number", sa.Integer),
+    sa.Column("period", sa.Text),
 )
 
 enrolments = sa.Table(
@@ -74,6 +78,8 @@ enrolments = sa.Table(
     sa.Column("art_status", sa.Text),
     sa.Column("pregnancy_start", sa.Date, nullable=False),
     sa.Column("delivered_on", sa.Date),
+    #: enrolment, or anc1 (a new pregnancy opened by its ANC1 visit without a new enrolment)
+    sa.Column("opened_by", sa.Text, nullable=False),
 )
 
 #: conclusive tests after ANC1 of women not known positive (reporting.episodes.PostAnc1Test)

@@ -25,7 +25,17 @@ from servicekit.uow import Repository, UnitOfWork
 from . import episodes as mothers
 from . import infants as babies
 from . import models
-from .episodes import AncVisit, ArtStart, Delivered, Enrolled, Episode, HivTest, MotherFact, PostAnc1Test
+from .episodes import (
+    AncVisit,
+    ArtStart,
+    Delivered,
+    Enrolled,
+    Episode,
+    HivTest,
+    MotherFact,
+    PostAnc1Test,
+    PregnancyEnded,
+)
 from .facts import COLUMNS, Fact, Table
 from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
 from .models import READ_MODEL
@@ -96,7 +106,8 @@ _INSERT_TEST = _insert("mother_tests", _TEST_COLUMNS)
 _INSERT_INFANT = _insert("infants", _INFANT_COLUMNS)
 
 
-def _mother_fact(row) -> MotherFact:
+def _mother_fact(row) -> MotherFact | None:
+    """The fact as the episodes read it; None for the kinds they do not (today's overdue and lost)."""
     if row.kind == "enrolled":
         return Enrolled(
             row.occurred_at,
@@ -113,7 +124,15 @@ def _mother_fact(row) -> MotherFact:
             edd=row.edd,
         )
     if row.kind == "anc_visit":
-        return AncVisit(row.occurred_at, row.occurred_on, row.visit_number, row.gestation_weeks)
+        return AncVisit(
+            row.occurred_at,
+            row.occurred_on,
+            row.visit_number,
+            row.gestation_weeks,
+            opens_episode=bool(row.opens_episode),
+            facility_id=row.facility_id,
+            age_years=row.age_years,
+        )
     if row.kind == "hiv_test":
         return HivTest(
             row.occurred_at,
@@ -124,10 +143,16 @@ def _mother_fact(row) -> MotherFact:
             facility_id=row.facility_id,
             age_years=row.age_years,
             status_before=row.status_before,
+            anc_visit_number=row.anc_visit_number,
+            period=row.period,
         )
     if row.kind == "delivery":
         return Delivered(row.occurred_at, row.occurred_on)
-    return ArtStart(row.occurred_at, row.occurred_on)
+    if row.kind == "pregnancy_ended":
+        return PregnancyEnded(row.occurred_at, row.occurred_on)
+    if row.kind == "art_start":
+        return ArtStart(row.occurred_at, row.occurred_on, row.period)
+    return None
 
 
 def _mothers_of(session: Session, clients: Subjects) -> tuple[list[Episode], list[PostAnc1Test]]:
@@ -136,7 +161,7 @@ def _mothers_of(session: Session, clients: Subjects) -> tuple[list[Episode], lis
     )
     found: tuple[list[Episode], list[PostAnc1Test]] = ([], [])
     for client, facts in groupby(rows, key=lambda r: r.client_id):
-        episodes, tests = mothers.derive(client, map(_mother_fact, facts))
+        episodes, tests = mothers.derive(client, [f for f in map(_mother_fact, facts) if f is not None])
         found[0].extend(episodes)
         found[1].extend(tests)
     return found
