@@ -200,6 +200,7 @@ def default_mapping(data_set: DataSet) -> dict:
         "eid_0_2_positive",
         "fo_infected",
         "fo_known_status",
+        "fo_infected_now",
         "deliveries",
         "skilled_deliveries",
         "negative_at_enrolment",

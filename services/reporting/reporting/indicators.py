@@ -236,6 +236,7 @@ FO_COHORT = Population(
         Count("fo_unknown", "fo_outcome = 'unknown'", "HIV final status unknown"),
         Count("fo_died", "fo_outcome = 'died'", "Died without status known"),
         Count("fo_known_status", "fo_outcome IN ('infected', 'uninfected')", "Final HIV status known"),
+        Count("fo_infected_now", "outcome_now = 'infected'", "HIV-infected, by every fact known now (any age)"),
     ),
 )
 
@@ -470,6 +471,17 @@ MTCT_FINAL = Indicator(
     definition="Numerator: infants of the PMTCT_FO birth cohort HIV-infected by 18 months. Denominator: infants of the "
     "cohort whose final HIV status is known (infected or uninfected): deaths and unknown outcomes are not divided by.",
 )
+HEI_INFECTED = Indicator(
+    "HEI_INFECTED",
+    "HIV-exposed infants of the birth cohort found HIV-infected, at any age",
+    DataSet.programme,
+    numerator=("fo_infected_now",),
+    denominator=None,
+    guideline="WHO 2021 consolidated HIV guidelines, 2.5 infant diagnosis (follow-up until the final diagnosis)",
+    definition="Infants of the PMTCT_FO birth cohort (born 24 months before the period) found HIV-infected by every "
+    "fact known now, at any age: a child traced after 18 months and diagnosed then counts here (not in PMTCT_FO or "
+    "MTCT_FINAL, which take the facts as they stood at 18 months). Late facts revise it.",
+)
 SKILLED_DELIVERY = Indicator(
     "SKILLED_DELIVERY",
     "Deliveries with a skilled birth attendant",
@@ -540,6 +552,7 @@ INDICATORS: tuple[Indicator, ...] = (
     HTS_TST_POST_ANC1,
     MTCT_EARLY,
     MTCT_FINAL,
+    HEI_INFECTED,
     SKILLED_DELIVERY,
     SEROCONVERSION,
     ENROLLED_YOUNG_WOMEN,

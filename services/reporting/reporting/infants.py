@@ -17,6 +17,9 @@
   4. *HIV final status unknown*: a recorded transfer out, or lost to follow-up with no clinic
      contact after the loss.
   Nothing of these: no documented outcome (outside the numerator).
+- **Outcome now** (`outcome_now`): the same definition over every fact known, at any age: a child
+  traced at 25 months and found infected is infected now (WHO 2021: follow-up until the final
+  diagnosis), though not "by 18 months". Counted by HEI_INFECTED (the programme's).
 
 A pure function of the set of facts, so arrival order does not matter.
 """
@@ -72,6 +75,8 @@ class Infant:
     art_started_on: date | None
     #: infected, uninfected, died, unknown, or None (no documented outcome) at 18 months
     fo_outcome: str | None
+    #: the same over every fact known now, at any age
+    outcome_now: str | None = None
 
 
 def add_months(day: date, months: int) -> date:
@@ -99,10 +104,11 @@ def _breastfeeding_ended(feeding: list[InfantFact], before: date) -> date | None
     return ended
 
 
-def fo_outcome(birth: date, facts: list[InfantFact]) -> str | None:
+def fo_outcome(birth: date, facts: list[InfantFact], at_any_age: bool = False) -> str | None:
+    """The outcome by 18 months (the 18-month visit's window included), or `at_any_age`."""
     cutoff = add_months(birth, FO_AGE_MONTHS) + timedelta(days=FO_WINDOW_DAYS)
     antibody_from = add_months(birth, ANTIBODY_FROM_MONTHS)
-    seen = [f for f in facts if f.on <= cutoff]
+    seen = [f for f in facts if at_any_age or f.on <= cutoff]
     tests = [f for f in seen if f.kind == "test"]
     if any(
         t.result == "positive" and (t.test == "NAT" or (t.test == "antibody" and t.on >= antibody_from)) for t in tests
@@ -150,4 +156,5 @@ def derive(infant_id: UUID, facts: Iterable[InfantFact]) -> Infant:
         first_pos_nat_facility_id=first_pos.facility_id if first_pos else None,
         art_started_on=arts[0] if arts else None,
         fo_outcome=fo_outcome(birth, facts) if birth is not None else None,
+        outcome_now=fo_outcome(birth, facts, at_any_age=True) if birth is not None else None,
     )

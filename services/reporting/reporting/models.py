@@ -151,6 +151,8 @@ infants = sa.Table(
     sa.Column("art_started_on", sa.Date),
     #: the outcome by 18 months from the facts (reporting.infants): infected, uninfected, died, unknown or null
     sa.Column("fo_outcome", sa.Text),
+    #: the same from every fact known now, at any age (a diagnosis after 18 months counts)
+    sa.Column("outcome_now", sa.Text),
 )
 
 referral_facts = sa.Table(
