@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from pmtct_tools.testing import Infra, TestIssuer
-from referrals import timers
+from referrals import repository, timers
 from referrals.main import build_app
 from referrals.settings import Settings
 from servicekit import bootstrap
@@ -35,6 +35,13 @@ def referrals_settings(migrated: Infra, issuer: TestIssuer) -> Settings:
         relay_poll_interval_s=0.2,
         timer_interval_s=0.5,
         log_json=True,
+        # push delivery to the tests' local receivers (http), quickly retried
+        push_allow_http=True,
+        push_poll_interval_s=0.1,
+        push_timeout_s=30,
+        push_backoff_initial_s=0.1,
+        push_backoff_max_s=1,
+        push_pause_after_failures=8,
     )
 
 
@@ -63,10 +70,16 @@ class Api:
     def sessions(self):
         return self.app.state.runtime.sessions
 
+    async def known(self, subject_id: str | UUID, facility_id: str = FACILITY) -> None:
+        """Make a subject known at a facility, as an event about her there does (the consumer's
+        preload calls the same): only such a subject may be referred by hand."""
+        async with self.sessions() as session, session.begin():
+            await repository.learn_subjects(session, [(UUID(str(subject_id)), facility_id)])
+
     async def create(self, headers: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
-        response = await self.http.post(
-            "/v1/referrals", json=referral_body(**overrides), headers=headers or self.auth()
-        )
+        body = referral_body(**overrides)
+        await self.known(body["subject_id"], body["from_facility_id"])
+        response = await self.http.post("/v1/referrals", json=body, headers=headers or self.auth())
         assert response.status_code == 201, response.text
         return response.json()
 

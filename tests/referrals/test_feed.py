@@ -56,7 +56,9 @@ async def http_writer(api: Api, seed: int, changes: list[Change]) -> None:
     headers = api.auth(facilities=[FACILITY, OTHER_FACILITY], client=f"writer-{seed}")
     for _ in range(REFERRALS_PER_WRITER):
         started = time.monotonic()
-        response = await api.http.post("/v1/referrals", json=referral_body(), headers=headers)
+        body = referral_body()
+        await api.known(body["subject_id"])
+        response = await api.http.post("/v1/referrals", json=body, headers=headers)
         assert response.status_code == 201, response.text
         r = response.json()
         changes.append(Change(r["id"], 1, started, time.monotonic()))

@@ -78,7 +78,14 @@ class Emr:
             "due_by": due_by,
             "requested_at": requested_at,
         }
-        reply = await self.client.post(f"{self.referrals}/v1/referrals", json=body, headers=self.headers)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            reply = await self.client.post(f"{self.referrals}/v1/referrals", json=body, headers=self.headers)
+            # the referrals service learns of a mother from the platform's events, seconds after her enrolment
+            unknown = reply.status_code == 422 and reply.json().get("code") == "unknown_subject"
+            if not unknown or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
         assert reply.status_code == 201, reply.text
         return reply.json()["id"]
 

@@ -11,6 +11,7 @@ record number or the referral's id, so a rerun on the same platform decides the 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -77,11 +78,23 @@ class ReferralDesk:
                 "reason_code": "mentor_mother_assessment",
                 "due_by": (self.today + timedelta(days=rng.randrange(14, 60))).isoformat(),
             }
-            response = await self.client.post(f"{self.url}/v1/referrals", json=body, headers=self.headers(facility_id))
+            response = await self.post_referral(body, facility_id)
             if response.status_code == 201:
                 self.done["referred by hand"] += 1
             else:
                 self.done[f"refused {response.status_code} {_code(response)}"] += 1
+
+    async def post_referral(self, body: dict, facility_id: str, patience_s: float = 60) -> httpx.Response:
+        """POST /v1/referrals; a 422 `unknown_subject` is retried for a while: the referrals service
+        learns of a mother from the platform's events, a few seconds after her EMR posted them."""
+        deadline = asyncio.get_running_loop().time() + patience_s
+        while True:
+            response = await self.client.post(f"{self.url}/v1/referrals", json=body, headers=self.headers(facility_id))
+            if response.status_code != 422 or _code(response) != "unknown_subject":
+                return response
+            if asyncio.get_running_loop().time() > deadline:
+                return response
+            await asyncio.sleep(0.5)
 
     async def work_open_referrals(self, facility_ids: Iterable[str]) -> None:
         for facility_id in facility_ids:

@@ -75,6 +75,11 @@ class ReferralEvent(Event):
     requested_at: AwareDatetime | None = None
     #: when the receiving side accepted it, once it has
     accepted_at: AwareDatetime | None = None
+    #: the referring facility under the name the JSON API and FHIR mapping use (the same value as
+    #: `facility_id`, which stays for the consumers of .v1); set on every event since it was added
+    from_facility_id: str | None = None
+    #: when it was closed (completed, declined, cancelled or expired), once it is
+    closed_at: AwareDatetime | None = None
 
 
 class ReferralCreated(ReferralEvent):

@@ -45,6 +45,16 @@ def _check_time(at: datetime, moment: datetime, field: str, settings: ServiceSet
         raise Problem(422, Code.occurred_in_future, f"{field} {at.isoformat()} is in the future.")
 
 
+def unknown_subject(r: Referral) -> Problem:
+    return Problem(
+        422,
+        "unknown_subject",
+        f"The platform has no record of {r.subject_type.value} {r.subject_id} at {r.from_facility_id}: refer a "
+        "mother or an infant its EMR has posted there (POST /v1/events). Events reach this service within "
+        "seconds of being accepted, so a referral made right after the enrolment may be retried.",
+    )
+
+
 def _already_open(r: Referral, existing: Referral | None) -> Problem:
     return Problem(
         409,
@@ -83,6 +93,8 @@ async def create_referral(rt: Runtime, principal: Principal, body: ReferralCreat
         cause_event_id=None,
     )
     async with _unit(rt) as unit:
+        if not await repository.is_known(unit.session, r.subject_id, r.from_facility_id):
+            raise unknown_subject(r)
         subject = await unit.subjects.of(r.subject_id)
         existing = subject.open.get(r.referral_service)
         if existing is not None:

@@ -20,10 +20,11 @@ from servicekit.auth import Principal, require
 from servicekit.facilities import Facility
 from servicekit.problems import Problem
 
-from . import api, fhir, queries
+from . import api, fhir, queries, subscriptions
 from .models import Referral
 from .rules import Action
 from .schemas import (
+    DeliveryLog,
     FeedPage,
     ManualAction,
     ReferralActionRequest,
@@ -31,6 +32,11 @@ from .schemas import (
     ReferralDetail,
     ReferralList,
     ReferralPublic,
+    ResendRequest,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionList,
+    SubscriptionPublic,
 )
 from .settings import Settings
 
@@ -97,6 +103,99 @@ async def read_feed(
 ) -> FeedPage:
     limit = min(limit, rt.settings.feed_max_page)
     return await queries.read_feed(session, principal, after=after, limit=limit, facility_id=facility_id)
+
+
+# --- push subscriptions (see push.py) ------------------------------------------------------------
+
+_SUBSCRIPTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "problem+json: no such subscription that this client may see"},
+    422: {"description": "problem+json: a bad URL, facility, kind of change or cursor"},
+}
+
+
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    tags=["push"],
+    summary="Subscribe a webhook to the referral feed (every change, signed, retried)",
+    responses=_SUBSCRIPTION_ERRORS,
+)
+async def create_subscription(
+    body: SubscriptionCreate, principal: Reader, session: SessionDep, rt: RuntimeDep, response: Response
+) -> SubscriptionCreated:
+    created, secret = await subscriptions.create(
+        session, principal, rt.registry, body, allow_http=rt.settings.push_allow_http
+    )
+    response.headers["Location"] = f"/v1/subscriptions/{created.id}"
+    return SubscriptionCreated(**created.model_dump(), secret=secret)
+
+
+@router.get("/subscriptions", tags=["push"], summary="The caller's subscriptions (every one for `*`)")
+async def list_subscriptions(principal: Reader, session: SessionDep) -> SubscriptionList:
+    return SubscriptionList(items=await subscriptions.list_for(session, principal))
+
+
+@router.get(
+    "/subscriptions/{subscription_id}", tags=["push"], summary="One subscription", responses=_SUBSCRIPTION_ERRORS
+)
+async def get_subscription(subscription_id: UUID, principal: Reader, session: SessionDep) -> SubscriptionPublic:
+    return await subscriptions.get(session, principal, subscription_id)
+
+
+@router.delete(
+    "/subscriptions/{subscription_id}",
+    status_code=204,
+    tags=["push"],
+    summary="Unsubscribe (its delivery log goes too)",
+    responses=_SUBSCRIPTION_ERRORS,
+)
+async def delete_subscription(subscription_id: UUID, principal: Reader, session: SessionDep) -> Response:
+    await subscriptions.delete(session, principal, subscription_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/pause", tags=["push"], summary="Stop delivering", responses=_SUBSCRIPTION_ERRORS
+)
+async def pause_subscription(subscription_id: UUID, principal: Reader, session: SessionDep) -> SubscriptionPublic:
+    return await subscriptions.pause(session, principal, subscription_id)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/resume",
+    tags=["push"],
+    summary="Deliver again from where it stopped (after a pause, or repeated failure)",
+    responses=_SUBSCRIPTION_ERRORS,
+)
+async def resume_subscription(subscription_id: UUID, principal: Reader, session: SessionDep) -> SubscriptionPublic:
+    return await subscriptions.resume(session, principal, subscription_id)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/resend",
+    tags=["push"],
+    summary="Deliver every entry after a feed cursor again, and resume",
+    responses=_SUBSCRIPTION_ERRORS,
+)
+async def resend_subscription(
+    subscription_id: UUID, body: ResendRequest, principal: Reader, session: SessionDep
+) -> SubscriptionPublic:
+    return await subscriptions.resend(session, principal, subscription_id, body.after)
+
+
+@router.get(
+    "/subscriptions/{subscription_id}/deliveries",
+    tags=["push"],
+    summary="The delivery log: every attempt, latest first",
+    responses=_SUBSCRIPTION_ERRORS,
+)
+async def subscription_deliveries(
+    subscription_id: UUID,
+    principal: Reader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DeliveryLog:
+    return DeliveryLog(items=await subscriptions.deliveries(session, principal, subscription_id, limit))
 
 
 # --- FHIR R4 (see fhir.py) ---------------------------------------------------------------------------

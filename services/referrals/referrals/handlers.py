@@ -31,6 +31,7 @@ from pmtct_events.followup import (
     InfantEvent,
     InfantFeedingRecorded,
     InfantFinalOutcomeRecorded,
+    InfantFollowUpStarted,
     InfantProphylaxisRecorded,
     InfantTestDue,
     InfantTestOverdue,
@@ -42,7 +43,7 @@ from pmtct_events.referrals import ReferralService, Urgency
 from servicekit.clock import Clock
 from servicekit.consumer import Handler
 
-from . import rules, stream
+from . import repository, rules, stream
 from .repository import ReferralsUnit
 from .rules import Action
 from .settings import Settings
@@ -97,8 +98,10 @@ def subject_of(event: Event) -> UUID:
 
 async def preload(uow: ReferralsUnit, events: Sequence[Event]) -> None:
     """The consumer's batch preload: every subject of the batch, loaded (and her open referrals
-    locked) in one go; the handlers then find them in the unit's identity map."""
+    locked) in one go; the handlers then find them in the unit's identity map. Each subject is
+    known at the event's facility from now on (a referral by hand needs that: api.create_referral)."""
     await uow.subjects.get_many(subject_of(e) for e in events)
+    await repository.learn_subjects(uow.session, ((subject_of(e), e.facility_id) for e in events))
 
 
 def build(settings: Settings) -> dict[type[Event], Handler]:
@@ -205,6 +208,9 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         elif event.outcome is FinalOutcome.transferred_out:
             await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
+    async def infant_known(event: InfantFollowUpStarted, uow: ReferralsUnit) -> None:
+        """Nothing to do but know her at the facility (`preload` does): she may be referred by hand."""
+
     return {
         ClientEnrolled: client_enrolled,
         HivTestRecorded: hiv_test_recorded,
@@ -223,4 +229,5 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         InfantProphylaxisRecorded: infant_seen,
         InfantFeedingRecorded: infant_seen,
         InfantFinalOutcomeRecorded: infant_final_outcome,
+        InfantFollowUpStarted: infant_known,
     }

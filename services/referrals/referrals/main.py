@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, handlers, timers
+from . import endpoints, handlers, push, timers
 from .repository import ReferralsUnit
 from .settings import Settings
 
@@ -26,7 +26,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 preload=handlers.preload,
             )
         ],
-        background=[("referral timers", timers.run)],
+        background=[("referral timers", timers.run), ("push deliveries", push.run)],
         unit_of_work=ReferralsUnit,
     )
     endpoints.install_operation_outcomes(app)

@@ -156,6 +156,15 @@ art_wait = Table(
     Column("correlation_id", Text),
 )
 
+#: the subjects the platform has heard of, by facility (migrations/versions/0003_known_subjects.py)
+known_subject = Table(
+    "known_subject",
+    metadata,
+    Column("subject_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("facility_id", Text, primary_key=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 subject_state = Table(
     "subject_state",
     metadata,
@@ -240,6 +249,8 @@ class Referral(ReferralFields):
             version=self.version,
             requested_at=self.requested_at,
             accepted_at=self.accepted_at,
+            from_facility_id=self.from_facility_id,
+            closed_at=self.closed_at,
         )
 
 

@@ -235,6 +235,29 @@ async def feed_page(
     return [dict(row._mapping) for row in (await session.execute(stmt)).all()]
 
 
+# --- the subjects the platform knows, by facility ---------------------------------------------------
+
+_LEARN_SUBJECTS = text(
+    "INSERT INTO known_subject (subject_id, facility_id)"
+    " SELECT DISTINCT * FROM unnest(CAST(:subjects AS uuid[]), CAST(:facilities AS text[]))"
+    " ON CONFLICT DO NOTHING"
+)
+_IS_KNOWN = text("SELECT 1 FROM known_subject WHERE subject_id = :subject_id AND facility_id = :facility_id")
+
+
+async def learn_subjects(session: AsyncSession, seen: Iterable[tuple[UUID, str]]) -> None:
+    """(subject, facility) pairs an event was about: the subject is known there from now on."""
+    pairs = sorted(set(seen))
+    if pairs:
+        await session.execute(_LEARN_SUBJECTS, {"subjects": [s for s, _ in pairs], "facilities": [f for _, f in pairs]})
+
+
+async def is_known(session: AsyncSession, subject_id: UUID, facility_id: str) -> bool:
+    return (
+        await session.execute(_IS_KNOWN, {"subject_id": subject_id, "facility_id": facility_id})
+    ).first() is not None
+
+
 # --- ART-initiation waits --------------------------------------------------------------------------
 
 

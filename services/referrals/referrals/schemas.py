@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
 
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralService, ReferralStatus, Urgency
@@ -59,7 +59,19 @@ class ReferralActionRequest(Sane):
 
 
 class ReferralPublic(ReferralBase):
-    """A referral as the API shows it: the fields of `models.ReferralBase`, declared there once."""
+    """A referral as the API shows it: the fields of `models.ReferralBase`, declared there once,
+    and under the names the feed and Kafka use (`referral_id`, `facility_id`, the same values as
+    `id` and `from_facility_id`), so that one referral reads the same everywhere."""
+
+    @computed_field(description="the same as `id`: the name the feed, Kafka and push use")  # type: ignore[prop-decorator]
+    @property
+    def referral_id(self) -> UUID:
+        return self.id
+
+    @computed_field(description="the same as `from_facility_id`: the name the feed, Kafka and push use")  # type: ignore[prop-decorator]
+    @property
+    def facility_id(self) -> str:
+        return self.from_facility_id
 
     @classmethod
     def of(cls, r: Referral) -> ReferralPublic:
@@ -102,3 +114,71 @@ class FeedPage(BaseModel):
     entries: list[FeedEntry]
     next_cursor: str = Field(description="the `after` of the next request")
     has_more: bool = Field(description="true when more entries are ready right now")
+
+
+# --- push subscriptions (referrals/subscriptions.py, referrals/push.py) ---------------------------
+
+
+class SubscriptionCreate(BaseModel):
+    """A webhook that receives every referral change of the feed, in feed order per referral."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="https URL the changes are POSTed to")
+    facility_ids: list[Annotated[str, Field(pattern=FACILITY)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="only referrals from or to these facilities; default: the caller's facilities (all for `*`)",
+    )
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, description="only these changes, e.g. ReferralCreated; default: every one"
+    )
+    after: str | None = Field(
+        default=None, description='a feed cursor to start after ("0": the whole feed); default: the feed\'s end now'
+    )
+
+
+class SubscriptionPublic(BaseModel):
+    id: UUID
+    url: str
+    facility_ids: list[str] | None = Field(description="null: every facility")
+    event_types: list[str] | None = Field(description="null: every change")
+    status: str = Field(description="active, or paused (after repeated failure, or by hand)")
+    paused_reason: str | None
+    cursor: str = Field(description="the feed position delivered up to (its entries are acknowledged)")
+    failures: int = Field(description="failed attempts in a row at the next entry")
+    next_attempt_at: datetime
+    created_by: str
+    created_at: datetime
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str = Field(description="the signing secret (Standard Webhooks `whsec_...`); shown only here")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionPublic]
+
+
+class ResendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: str = Field(description='deliver again every entry after this feed cursor ("0": from the start)')
+
+
+class DeliveryPublic(BaseModel):
+    """One attempt to deliver one feed entry."""
+
+    id: int
+    cursor: str
+    event_id: UUID = Field(description="the `webhook-id` header: the idempotency key")
+    attempt: int
+    at: datetime
+    outcome: str = Field(description="delivered (a 2xx answer) or failed")
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryLog(BaseModel):
+    items: list[DeliveryPublic]

@@ -16,3 +16,18 @@ class Settings(ServiceSettings):
     timer_interval_s: float = Field(default=5, gt=0)
     timer_batch_size: int = Field(default=200, ge=1)
     feed_max_page: int = Field(default=1000, ge=1)
+
+    #: push delivery (referrals/push.py): how often the deliverer looks for due subscriptions, the
+    #: first retry's delay (doubled at each failure, up to the maximum), the horizon after which a
+    #: subscription whose deliveries keep failing is paused, and the failures in a row that pause it
+    push_poll_interval_s: float = Field(default=1, gt=0)
+    push_timeout_s: float = Field(default=10, gt=0)
+    push_backoff_initial_s: float = Field(default=5, gt=0)
+    push_backoff_max_s: float = Field(default=900, gt=0)
+    push_retry_horizon_s: float = Field(default=86400, gt=0)
+    push_pause_after_failures: int = Field(default=30, ge=1)
+    #: subscriptions delivered at once by one replica (each in its own task: a slow one holds only itself)
+    push_concurrency: int = Field(default=32, ge=1)
+    push_batch_size: int = Field(default=100, ge=1)
+    #: http:// webhook URLs (else https only): for local development and tests
+    push_allow_http: bool = False
