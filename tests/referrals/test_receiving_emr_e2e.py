@@ -5,6 +5,7 @@ changes, and an update made against a stale version gets 412 and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
@@ -55,19 +56,22 @@ async def test_a_receiving_emr_accepts_and_completes_a_referral_through_fhir_onl
     referrer = issuer.headers("referrals:write referrals:read", [REFERRING], client_id="referring-emr")
     receiving = issuer.headers("referrals:write referrals:read", [RECEIVING], client_id="receiving-emr")
     async with httpx.AsyncClient(base_url=platform.url("referrals"), timeout=30) as http:
-        created = await http.post(
-            "/v1/referrals",
-            json={
-                "subject_type": "client",
-                "subject_id": client_id,
-                "from_facility_id": REFERRING,
-                "to_facility_id": RECEIVING,
-                "referral_service": "family_planning",
-                "reason_code": "postnatal_contraception",
-                "due_by": (date.today() + timedelta(days=14)).isoformat(),
-            },  # fmt: skip
-            headers=referrer,
-        )
+        body = {
+            "subject_type": "client",
+            "subject_id": client_id,
+            "from_facility_id": REFERRING,
+            "to_facility_id": RECEIVING,
+            "referral_service": "family_planning",
+            "reason_code": "postnatal_contraception",
+            "due_by": (date.today() + timedelta(days=14)).isoformat(),
+        }
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # the referrals service learns of her from the enrolment event, seconds later
+            created = await http.post("/v1/referrals", json=body, headers=referrer)
+            if created.status_code != 422 or asyncio.get_running_loop().time() > deadline:
+                break
+            assert created.json()["code"] == "unknown_subject"
+            await asyncio.sleep(0.5)
         assert created.status_code == 201, created.text
         referral_id = created.json()["id"]
 
