@@ -74,7 +74,7 @@ def test_the_compose_file_conforms_to_the_compose_specification(tmp_path):
 
 def test_every_long_running_service_has_a_healthcheck_a_restart_policy_and_limits(compose):
     one_shot = jobs(compose)
-    assert one_shot == {"migrate"}
+    assert one_shot == {"migrate", "kafka-access"}
     for name, svc in compose["services"].items():
         limits = svc.get("deploy", {}).get("resources", {}).get("limits", {})
         assert limits.get("memory") and limits.get("cpus"), f"{name} has no resource limits"

@@ -29,7 +29,7 @@ def parse(text: str) -> dict[str, str]:
 def test_every_empty_entry_gets_a_fresh_value_each_consumer_accepts(tmp_path):
     example = parse((DEPLOY / ".env.example").read_text())
     out = tmp_path / ".env"
-    assert new_env().main(["--output", str(out)]) == 0
+    assert new_env().main(["--output", str(out), "--tls-dir", str(tmp_path / "tls")]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     written = parse(out.read_text())
 
@@ -46,12 +46,12 @@ def test_every_empty_entry_gets_a_fresh_value_each_consumer_accepts(tmp_path):
         assert re.fullmatch(r"[0-9a-f]{48}", written[name]), f"{name} must be safe inside a URL"
 
     second = tmp_path / "again"
-    new_env().main(["--output", str(second)])
+    new_env().main(["--output", str(second), "--tls-dir", str(tmp_path / "tls")])
     assert parse(second.read_text())["PMTCT_PII_KEY"] != written["PMTCT_PII_KEY"]
 
 
 def test_an_existing_configuration_is_never_overwritten(tmp_path):
     out = tmp_path / ".env"
     out.write_text("PMTCT_PII_KEY=the-key-in-use\n")
-    assert new_env().main(["--output", str(out)]) == 1
+    assert new_env().main(["--output", str(out), "--tls-dir", str(tmp_path / "tls")]) == 1
     assert out.read_text() == "PMTCT_PII_KEY=the-key-in-use\n"
