@@ -219,6 +219,8 @@ async def test_task_update_errors_are_operation_outcomes(api: Api) -> None:
     assert invalid.status_code == 400 and outcome_code(invalid) == "invalid_resource"
     other_id = await put_status(api, task, receiver, "1", status="accepted", id=str(uuid4()))
     assert other_id.status_code == 400 and outcome_code(other_id) == "id_mismatch"
+    nul = await put_status(api, task, receiver, "1", status="accepted", note=[{"text": "seen\u0000"}])
+    assert nul.status_code == 422 and outcome_code(nul) == "invalid_task"
     odd = await put_status(api, task, receiver, "1", status="on-hold")
     assert odd.status_code == 409 and outcome_code(odd) == "invalid_transition"
     not_json_patch = await api.http.patch(f"/fhir/Task/{r['id']}", json=[], headers={**receiver, "If-Match": 'W/"1"'})

@@ -271,6 +271,7 @@ async def test_repeated_failure_pauses_and_resume_and_resend_deliver_again(api: 
         ({"url": "http://example.org/hook", "event_types": ["ReferralLost"]}, "unknown_event_type"),
         ({"url": "http://example.org/hook", "after": "99999999999"}, "invalid_cursor"),
         ({"url": "http://example.org/hook", "colour": "red"}, "validation_failed"),
+        ({"url": "http://example.org/ho\u0000ok"}, "validation_failed"),
     ],
 )
 async def test_a_bad_subscription_is_refused_with_its_code(api: Api, body: dict, code: str) -> None:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralOrigin
 from servicekit.app import Runtime
@@ -188,7 +190,10 @@ async def update_task(
         if found.version != expected_version:
             raise stale(found, expected_version)
         return found
-    body = ReferralActionRequest(outcome_code=change.outcome_code, note=change.note)
+    try:
+        body = ReferralActionRequest(outcome_code=change.outcome_code, note=change.note)
+    except ValidationError as exc:
+        raise Problem(422, "invalid_task", f"The Task's note cannot be kept: {exc.errors()[0]['msg']}") from None
     return await act(rt, principal, referral_id, change.action, body, expected_version=expected_version)
 
 

@@ -119,7 +119,7 @@ class FeedPage(BaseModel):
 # --- push subscriptions (referrals/subscriptions.py, referrals/push.py) ---------------------------
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(Sane):
     """A webhook that receives every referral change of the feed, in feed order per referral."""
 
     model_config = ConfigDict(extra="forbid")
@@ -160,7 +160,7 @@ class SubscriptionList(BaseModel):
     items: list[SubscriptionPublic]
 
 
-class ResendRequest(BaseModel):
+class ResendRequest(Sane):
     model_config = ConfigDict(extra="forbid")
 
     after: str = Field(description='deliver again every entry after this feed cursor ("0": from the start)')
