@@ -18,6 +18,8 @@ from conftest import FACILITY, OTHER_FACILITY, Api
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from pmtct_tools.localinfra import free_port
+from referrals.subscriptions import check_url
+from servicekit.problems import Problem
 
 REFERRALS = 200
 ACCEPTED = 50  # of them, accepted too: a second change each
@@ -293,3 +295,28 @@ async def test_a_client_sees_and_changes_only_its_own_subscriptions(api: Api) ->
         assert paused.json()["status"] == "paused"
     finally:
         assert (await api.http.delete(f"/v1/subscriptions/{created['id']}", headers=mine)).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        ("https://hie.example.org/referrals", None),
+        ("https://203.0.113.7/hook", "webhook_url_not_public"),  # TEST-NET-3: documentation, not global
+        ("http://hie.example.org/referrals", "invalid_webhook_url"),
+        ("https://localhost/hook", "webhook_url_not_public"),
+        ("https://127.0.0.1:8003/v1/referrals", "webhook_url_not_public"),
+        ("https://10.0.0.5/hook", "webhook_url_not_public"),
+        ("https://[fd00::1]/hook", "webhook_url_not_public"),
+        ("https://169.254.169.254/latest/meta-data", "webhook_url_not_public"),
+        ("https://db.internal/hook", "webhook_url_not_public"),
+        ("https://gateway/hook", "webhook_url_not_public"),
+        ("https://8.8.8.8/hook", None),
+    ],
+)
+def test_outside_development_a_webhook_is_https_to_a_public_host(url: str, code: str | None) -> None:
+    if code is None:
+        check_url(url, allow_http=False)
+    else:
+        with pytest.raises(Problem) as refused:
+            check_url(url, allow_http=False)
+        assert refused.value.code == code

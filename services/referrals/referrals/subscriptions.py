@@ -12,6 +12,7 @@ pause, resume, re-send and delete take the lease away, so the deliverer stops at
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,13 +75,31 @@ def _public(row: Any) -> SubscriptionPublic:
     )
 
 
-def _check_url(url: str, allow_http: bool) -> None:
+def check_url(url: str, allow_http: bool) -> None:
+    """A webhook URL the deliverer may call: https with a host (http too when `allow_http`, for
+    development). Without `allow_http`, a host that names this machine or a private network
+    (localhost, 10.x, 192.168.x, fd00::/8, ...) is refused, so that a subscription cannot make
+    the service call its own network's internals; a public name that resolves to a private address
+    is not caught here (put the deliverer behind an egress proxy if that matters)."""
     parts = urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes or not parts.hostname:
         raise Problem(422, "invalid_webhook_url", f"url: {url!r} is not an {' or '.join(schemes)} URL with a host.")
     if parts.username or parts.password:
         raise Problem(422, "invalid_webhook_url", "url: no credentials in the URL; requests are signed instead.")
+    if allow_http:
+        return
+    host = parts.hostname.rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        internal = host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or "." not in host
+    else:
+        internal = not address.is_global
+    if internal:
+        raise Problem(
+            422, "webhook_url_not_public", f"url: {parts.hostname} is this machine or a private network, not a webhook."
+        )
 
 
 _COLUMNS = (
@@ -103,7 +122,7 @@ async def create(
     allow_http: bool,
 ) -> tuple[SubscriptionPublic, str]:
     """A new subscription and its secret (shown once). Its facilities are the caller's to read."""
-    _check_url(body.url, allow_http)
+    check_url(body.url, allow_http)
     facilities = body.facility_ids
     if facilities is None and not principal.national:
         facilities = sorted(principal.facilities)
