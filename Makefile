@@ -8,7 +8,7 @@ export UV_LINK_MODE := copy
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --python $(PYTHON)
 
-.PHONY: help install run test lint up down logs bench schemas clean
+.PHONY: help install run test lint up down logs bench schemas screenshots clean
 
 help:
 	@echo "make run      start the whole platform locally (embedded Postgres + Tansu broker)"
@@ -17,6 +17,7 @@ help:
 	@echo "make schemas  regenerate event JSON Schemas and the AsyncAPI document"
 	@echo "make up/down/logs   the Docker Compose stack (needs a Docker engine)"
 	@echo "make bench    the performance benchmark"
+	@echo "make screenshots   the reporting dashboard at 1400 px and 390 px, in headless Chromium (tests/artifacts/)"
 
 .tools/bin/uv:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -53,6 +54,10 @@ logs:
 
 bench: install
 	$(RUN) python -m bench
+
+screenshots: install
+	$(RUN) pytest -q -p no:cacheprovider tests/reporting/test_dashboard.py
+	@ls -l tests/artifacts/dashboard-1400.png tests/artifacts/dashboard-390.png
 
 clean:
 	rm -rf .venv .tools .pmtct .pytest_cache

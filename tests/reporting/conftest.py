@@ -87,3 +87,16 @@ def cohort_platform(
         p.stop()
         broker.stop()
         asyncio.run(_drop_database(migrated.admin_url, database))
+
+
+@pytest.fixture(scope="session")
+async def mer_served(migrated: Infra, issuer: TestIssuer, tmp_path_factory: pytest.TempPathFactory):
+    """The MER cohort (`mer_cohort.py`, its late facts not yet posted) on a reporting service of its own
+    (`mer_support.serve_reporting`), for the tests that only read it: the hand counts and the dashboard."""
+    import mer_cohort
+    from mer_support import serve_reporting
+
+    async with serve_reporting(migrated, issuer, tmp_path_factory.mktemp("mer"), mer_cohort.FACILITIES) as served:
+        built = mer_cohort.build()
+        await served.applied(await served.publish(built.events))
+        yield served

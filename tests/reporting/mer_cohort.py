@@ -63,6 +63,10 @@ Groups of mothers (FY2026 = 2025-10-01 to 2026-09-30 unless said), age at ANC1 i
       (2026-03-02, after the 18-month visit window): no documented outcome by 18 months;
       F13 born 2024-09-02, replacement feeding from birth, NAT at 91 days (2024-12-02) negative: uninfected.
 - Referrals at A due in September 2026: one completed, one expired, one cancelled.
+- Today's follow-up (the dashboard): M10's two infants' 6-week NAT overdue since 2026-08-01, no test since;
+  an M3 infant's overdue on 2026-07-20, tested on 07-27 (resolved); the first M2 mother's viral load overdue
+  since 2026-08-01, the second's overdue then done on 08-15; the first M12 mother lost to follow-up on
+  2026-07-01, nothing since; F8 lost (above). None of these changes an indicator.
 """
 
 from __future__ import annotations
@@ -187,6 +191,21 @@ class Cohort:
             fu.InfantArtInitiated(infant_id=infant, client_id=client, facility_id=facility, occurred_at=at(day))
         )
 
+    def overdue(self, infant, client, facility, day) -> None:
+        self.events.append(
+            fu.InfantTestOverdue(
+                infant_id=infant,
+                client_id=client,
+                facility_id=facility,
+                occurred_at=at(day),
+                item_id=uuid.uuid4(),
+                kind="nat_6_weeks",
+                test="NAT",
+                window_end=date.fromisoformat(day) - timedelta(days=1),
+                overdue_on=date.fromisoformat(day),
+            )
+        )
+
     def feeding(self, infant, client, facility, day, method) -> None:
         self.events.append(
             fu.InfantFeedingRecorded(
@@ -254,7 +273,7 @@ def build() -> Cohort:
             )
         )
     # M2
-    m2 = [
+    m2: list[uuid.UUID] = [
         c.mother(
             A,
             "2025-11-04",
@@ -279,6 +298,24 @@ def build() -> Cohort:
                 c.infant_art(b, m, A, "2026-05-12")
             else:
                 c.infant_test(b, m, A, "2026-05-04", "2026-05-04", "negative")
+    for n, m in enumerate(m2[:2]):
+        c.events.append(
+            fu.ClientViralLoadOverdue(
+                client_id=m,
+                facility_id=A,
+                occurred_at=at("2026-08-01"),
+                item_id=uuid.uuid4(),
+                kind="mother_viral_load",
+                window_end=date(2026, 7, 31),
+                overdue_on=date(2026, 8, 1),
+            )
+        )
+        if n == 1:
+            c.events.append(
+                en.ViralLoadRecorded(
+                    client_id=m, facility_id=A, occurred_at=at("2026-08-15"), copies_per_ml=40, suppressed=True
+                )
+            )
     # M3
     for n in range(4):
         age = 17 if n < 2 else 22
@@ -287,6 +324,8 @@ def build() -> Cohort:
         c.art(m, A, "2026-02-02")
         for b in c.deliver(m, A, "2026-06-15", skilled=n != 3, babies=2 if n == 0 else 1):
             c.hei(b, m, A, "2026-06-15")
+            if n == 0:
+                c.overdue(b, m, A, "2026-07-20")
             c.infant_test(b, m, A, "2026-06-15", "2026-07-27", "negative")
     # M4, M5, M6
     for _ in range(5):
@@ -332,6 +371,7 @@ def build() -> Cohort:
         (b,) = c.deliver(m, C, "2026-06-08")
         c.hei(b, m, C, "2026-06-08")
         c.infant_test(b, m, C, "2026-06-08", "2026-06-08", "negative")
+        c.overdue(b, m, C, "2026-08-01")
     # M11
     for n in range(4):
         m = c.mother(D, "2026-05-04", 24, status="postnatal")
@@ -342,8 +382,19 @@ def build() -> Cohort:
             c.infant_test(b, m, D, "2026-01-20", "2026-05-05", "positive")
             c.infant_art(b, m, D, "2026-05-06")
     # M12
-    for _ in range(3):
+    for n in range(3):
         m = c.mother(D, "2026-03-09", 29)
+        if n == 0:
+            c.events.append(
+                fu.ClientLostToFollowUp(
+                    facility_id=D,
+                    occurred_at=at("2026-07-01"),
+                    subject_type="client",
+                    subject_id=m,
+                    client_id=m,
+                    last_seen_on=date(2026, 3, 9),
+                )
+            )
         c.visit(m, D, "2026-03-09", 3)
         c.test(m, D, "2026-03-09", "negative", age=29)
     # M13

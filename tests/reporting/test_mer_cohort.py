@@ -12,9 +12,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import httpx
-import mer_cohort as cohort
 import pytest
-from mer_support import serve_reporting
 
 pytestmark = pytest.mark.e2e
 
@@ -129,13 +127,9 @@ async def report(served, period: str, scope: str = "") -> dict:
     return reply.json()
 
 
-@pytest.fixture(scope="module")
-async def served(migrated, issuer, tmp_path_factory):
-    async with serve_reporting(migrated, issuer, tmp_path_factory.mktemp("mer"), cohort.FACILITIES) as s:
-        built = cohort.build()
-        await s.applied(await s.publish(built.events))
-        s.cohort = built  # type: ignore[attr-defined]
-        yield s
+@pytest.fixture
+def served(mer_served):
+    return mer_served
 
 
 async def test_fy2026_every_mer_and_programme_figure_equals_the_hand_count(served) -> None:

@@ -287,12 +287,16 @@ def dhis2_push(
 ) -> None:
     """Send a data set's figures for a period to DHIS2 (POST /api/dataValueSets) and print its import summary.
     Connects as the reporting service does (PMTCT_DATABASE_URL, PMTCT_DHIS2_URL, PMTCT_DHIS2_TOKEN or
-    PMTCT_DHIS2_USERNAME / PMTCT_DHIS2_PASSWORD); every push is kept in the submission history."""
+    PMTCT_DHIS2_USERNAME / PMTCT_DHIS2_PASSWORD), or to the running local runner's database (found as
+    `pmtct replay` finds it, or --data-dir); every push is kept in the submission history."""
     if data_set not in ("mer", "programme"):
         raise typer.BadParameter("mer or programme", param_hint="--data-set")
     from reporting.submissions import main as push_reporting
 
-    raise typer.Exit(push_reporting(period, data_set, dry_run, data_dir, echo=typer.echo))
+    if data_dir is None and os.environ.get("PMTCT_DATABASE_URL"):
+        raise typer.Exit(push_reporting(period, data_set, dry_run, None, echo=typer.echo))
+    found = _existing_data_dir(data_dir, needs="postgres/postmaster.pid")
+    raise typer.Exit(push_reporting(period, data_set, dry_run, found, echo=typer.echo))
 
 
 @app.command()

@@ -6,12 +6,19 @@ add an `Authorization` header by itself, so the page also takes the token once a
 in an HttpOnly, SameSite=Strict cookie and redirects to the same address without it, so the token
 does not linger in the address bar or history. Later requests use the cookie until the token
 expires; then the page asks for a new one. A reverse proxy that adds the header works as well.
+
+What it shows, for a period (the last complete month unless one is chosen) and a place (a facility,
+district, province or country; the narrowest chosen applies): the MER tiles, the cascade, the
+facilities of the place sorted by their gap, today's overdue and lost-to-follow-up counts per
+facility, the MER and programme tables, trends, the downloads, and (for a national token with
+`reports:submit`) the DHIS2 push with the last import summary of the period. It is laid out for a
+phone too: at 390 px every table row becomes a card, nothing scrolls sideways.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,12 +26,23 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.auth import Principal, current_principal
-from servicekit.facilities import FacilityRegistry
+from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
-from . import charts, queries
-from .indicators import CASCADE, COUNTS, INDICATORS, MTCT_EARLY, REFERRAL_COMPLETION, Indicator, evaluate, sum_counts
-from .periods import Period
+from . import charts, queries, submissions
+from .indicators import (
+    CASCADE,
+    MTCT_EARLY,
+    REFERRAL_COMPLETION,
+    DataSet,
+    Indicator,
+    evaluate,
+    of_data_set,
+    percent,
+    sum_counts,
+)
+from .periods import Period, PeriodKind, last_complete
+from .settings import Settings
 
 COOKIE = "pmtct_reports_token"
 SCOPE = "reports:read"
@@ -56,7 +74,7 @@ async def sign_in(request: Request, token: str, secure: bool) -> RedirectRespons
     if SCOPE not in principal.scopes and "admin" not in principal.scopes:
         raise Problem(403, "insufficient_scope", f"The dashboard needs scope {SCOPE!r}.")
     rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    target = request.url.path + (f"?{'&'.join(f'{k}={v}' for k, v in rest)}" if rest else "")
+    target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
     return response
@@ -68,9 +86,53 @@ def signed_out_page(detail: str, status: int) -> HTMLResponse:
 
 @dataclass(frozen=True)
 class Filters:
-    facility_id: str | None
-    district: str | None
     period: Period
+    facility_id: str | None = None
+    district: str | None = None
+    province: str | None = None
+    country: str | None = None
+    #: no period was asked for: the last complete month
+    period_defaulted: bool = False
+
+    def narrowest(self) -> dict[str, str | None]:
+        """The place the page shows: the narrowest one chosen (the form sends every select)."""
+        for name in ("facility_id", "district", "province", "country"):
+            value = getattr(self, name)
+            if value:
+                return {name: value}
+        return {}
+
+    def query(self, period: Period | None = None, **extra: str) -> str:
+        return urlencode({"period": (period or self.period).id, **self.narrowest(), **extra})
+
+
+@dataclass(frozen=True)
+class FacilityRow:
+    facility: Facility
+    anc1: int
+    known: int
+    positive: int
+    on_art: int
+    overdue: int
+    lost: int
+
+    @property
+    def gap(self) -> int:
+        """Women who did not get through the cascade: no known status at ANC1, or HIV-positive and not on ART."""
+        return (self.anc1 - self.known) + (self.positive - self.on_art)
+
+    @property
+    def known_pct(self) -> float | None:
+        return percent(self.known, self.anc1)
+
+    @property
+    def art_pct(self) -> float | None:
+        return percent(self.on_art, self.positive)
+
+
+def may_push(principal: Principal, settings: Settings) -> bool:
+    scopes = principal.scopes
+    return bool(settings.dhis2_url) and principal.national and ("reports:submit" in scopes or "admin" in scopes)
 
 
 async def page(
@@ -78,30 +140,70 @@ async def page(
     principal: Principal,
     registry: FacilityRegistry,
     filters: Filters,
-    trend_months: int,
-    today: date,
+    settings: Settings,
 ) -> str:
-    """The whole page for the filters: the cascade, every indicator, and trends up to the period's end."""
+    """The whole page for the filters."""
+    today = settings.clock.today()
     visible = [f for f in registry.all() if principal.may_act_for(f.facility_id)]
-    scope = queries.resolve_scope(registry, principal, facility_id=filters.facility_id, district=filters.district)
-    cells = await queries.counts_by_cell(session, scope.facility_ids, filters.period.start, filters.period.end)
-    totals = sum_counts(cells.values())
-    series = await queries.monthly_totals(session, scope, filters.period.previous_months(trend_months))
+    scope = queries.resolve_scope(registry, principal, **filters.narrowest())
+    per_facility = await queries.counts_by_facility(session, scope, filters.period)
+    totals = sum_counts(per_facility.values())
+    status = await queries.followup_status(session, scope.facility_ids)
+    comparison = sorted(
+        (
+            FacilityRow(
+                f,
+                anc1=(c := per_facility[f.facility_id])["anc1"],
+                known=c["stat_known"],
+                positive=c["stat_pos"],
+                on_art=c["art_total"],
+                overdue=status.get(f.facility_id, (0, 0))[0],
+                lost=status.get(f.facility_id, (0, 0))[1],
+            )
+            for f in scope.facilities
+        ),
+        key=lambda r: (-r.gap, -r.overdue - r.lost, r.facility.name),
+    )
+    series = await queries.monthly_totals(
+        session, scope, filters.period.previous_months(settings.dashboard_trend_months)
+    )
 
     def trend(indicator: Indicator) -> list[tuple[str, float | None]]:
         return [(m.start.strftime("%b %y"), evaluate(counts, [indicator])[0].value) for m, counts in series]
 
+    def link(period: Period) -> str:
+        return f"/?{filters.query(period)}"
+
+    def export(path: str, data_set: str) -> str:
+        return f"{path}?{filters.query(data_set=data_set)}"
+
+    last_push = None
+    if may_push(principal, settings):
+        shown = await submissions.history_public(session, registry, settings, None, filters.period, limit=1)
+        last_push = shown[0] if shown else None
     stages = [(label, totals[key]) for label, key in CASCADE]
+    quick = [
+        ("last month", last_complete(today, PeriodKind.month)),
+        ("last fiscal quarter", last_complete(today, PeriodKind.fiscal_quarter)),
+        ("last fiscal year", last_complete(today, PeriodKind.fiscal_year)),
+    ]
     return templates.get_template("dashboard.html").render(
         filters=filters,
         scope=scope,
-        districts=sorted({f.district for f in visible}),
         facilities=visible,
-        values=evaluate(totals, INDICATORS),
-        labels={key: count.label for key, count in COUNTS.items()},
+        districts=sorted({f.district for f in visible}),
+        provinces=sorted({f.province for f in visible}),
+        countries=sorted({f.country for f in visible}),
+        mer=evaluate(totals, of_data_set(DataSet.mer)),
+        programme=evaluate(totals, of_data_set(DataSet.programme)),
         cascade=charts.cascade_chart(stages),
-        stages=stages,
+        comparison=comparison,
         mtct_trend=charts.trend_chart(trend(MTCT_EARLY), "Early MTCT rate by month"),
         referral_trend=charts.trend_chart(trend(REFERRAL_COMPLETION), "Referral completion by month"),
+        quick=quick,
+        link=link,
+        export=export,
+        may_push=may_push(principal, settings),
+        last_push=last_push,
         today=today,
     )

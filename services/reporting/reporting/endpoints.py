@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal
@@ -201,6 +202,8 @@ async def dashboard_page(
     period: PeriodQuery = None,
     facility_id: FacilityQuery = None,
     district: DistrictQuery = None,
+    province: ProvinceQuery = None,
+    country: CountryQuery = None,
 ) -> Response:
     try:
         if token:
@@ -210,10 +213,41 @@ async def dashboard_page(
         if problem.status in (401, 403):
             return dashboard.signed_out_page(problem.detail, problem.status)
         raise
-    # the form sends both selects: a chosen facility is the narrower filter
-    today = rt.settings.clock.today()
     filters = dashboard.Filters(
-        facility_id or None, None if facility_id else district or None, queries.period_from(period, today)
+        queries.period_from(period or None, rt.settings.clock.today()),
+        facility_id or None,
+        district or None,
+        province or None,
+        country or None,
+        period_defaulted=not period,
     )
-    html = await dashboard.page(session, principal, rt.registry, filters, rt.settings.dashboard_trend_months, today)
+    html = await dashboard.page(session, principal, rt.registry, filters, rt.settings)
     return HTMLResponse(html)
+
+
+@pages.post(
+    "/push",
+    summary="The dashboard's DHIS2 push (a form: period, data_set, dry_run), then back to the dashboard",
+    response_class=RedirectResponse,
+    status_code=303,
+)
+async def dashboard_push(request: Request, rt: RuntimeDep) -> Response:
+    try:
+        principal = await dashboard.browser_principal(request)
+    except Problem as problem:
+        if problem.status in (401, 403):
+            return dashboard.signed_out_page(problem.detail, problem.status)
+        raise
+    _submitter(principal)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    wanted = queries.period_from((form.get("period") or [None])[0], rt.settings.clock.today())
+    try:
+        data_set = DataSet((form.get("data_set") or ["mer"])[0])
+    except ValueError as exc:
+        raise Problem(422, "invalid_data_set", "data_set is mer or programme.") from exc
+    dry_run = (form.get("dry_run") or ["false"])[0] == "true"
+    try:
+        await submissions.push(rt.sessions, rt.registry, rt.settings, data_set, wanted, dry_run=dry_run)
+    except submissions.NotConfigured as exc:
+        raise Problem(503, "dhis2_not_configured", str(exc)) from exc
+    return RedirectResponse(f"/?{urlencode({'period': wanted.id})}#downloads", status_code=303)

@@ -164,3 +164,8 @@ async def indicators_csv(session: AsyncSession, scope: Scope, period: Period, da
 
 def _blank(value: object) -> object:
     return "" if value is None else value
+
+
+async def followup_status(session: AsyncSession, facility_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Today's (overdue, lost to follow-up) counts per facility."""
+    return await repository.followup_status(session, facility_ids)

@@ -457,3 +457,57 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
     _add(cells, {(r[0], r[1]): {CLIENT_INTERACTIONS_COUNT.key: r[2]} for r in rows})
     records = [(f, m, *(counts.get(k, 0) for k in COUNTS)) for (f, m), counts in cells.items()]
     await _copy(session, "monthly_counts", ("facility_id", "month", *COUNTS), records)
+
+
+# -- today's follow-up status --------------------------------------------------------------------
+
+_INFANT_CONTACT = "('test', 'contact', 'feeding', 'art_start')"
+_MOTHER_CONTACT = "('enrolled', 'anc_visit', 'hiv_test', 'art_start', 'delivery', 'viral_load', 'pregnancy_ended')"
+
+#: per facility: subjects with an announced overdue item and nothing since that resolves it (an infant's
+#: test result, a mother's viral load), and subjects declared lost with no clinic contact since; infants
+#: who died or were transferred out, and mothers who died, are neither
+_FOLLOWUP_STATUS = text(
+    f"""
+    WITH infant_closed AS (
+        SELECT DISTINCT infant_id FROM infant_facts WHERE kind = 'outcome' AND outcome IN ('died', 'transferred_out')
+    ), mother_closed AS (
+        SELECT DISTINCT client_id FROM mother_facts WHERE kind = 'died'
+    ), overdue AS (
+        SELECT o.facility_id, 'i' || o.infant_id AS subject FROM infant_facts o
+        WHERE o.kind = 'overdue' AND o.facility_id = ANY(:facility_ids)
+          AND o.infant_id NOT IN (SELECT infant_id FROM infant_closed)
+          AND NOT EXISTS (SELECT 1 FROM infant_facts t WHERE t.infant_id = o.infant_id AND t.kind = 'test'
+                          AND t.occurred_on >= o.occurred_on)
+        UNION
+        SELECT o.facility_id, 'm' || o.client_id FROM mother_facts o
+        WHERE o.kind = 'vl_overdue' AND o.facility_id = ANY(:facility_ids)
+          AND o.client_id NOT IN (SELECT client_id FROM mother_closed)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts v WHERE v.client_id = o.client_id AND v.kind = 'viral_load'
+                          AND v.occurred_on >= o.occurred_on)
+    ), lost AS (
+        SELECT l.facility_id, 'i' || l.infant_id AS subject FROM infant_facts l
+        WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
+          AND l.infant_id NOT IN (SELECT infant_id FROM infant_closed)
+          AND NOT EXISTS (SELECT 1 FROM infant_facts c WHERE c.infant_id = l.infant_id AND c.kind IN {_INFANT_CONTACT}
+                          AND c.occurred_on > l.occurred_on)
+        UNION
+        SELECT l.facility_id, 'm' || l.client_id FROM mother_facts l
+        WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
+          AND l.client_id NOT IN (SELECT client_id FROM mother_closed)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts c WHERE c.client_id = l.client_id AND c.kind IN {_MOTHER_CONTACT}
+                          AND c.occurred_on > l.occurred_on)
+    )
+    SELECT facility_id, count(DISTINCT subject) FILTER (WHERE what = 'overdue'),
+           count(DISTINCT subject) FILTER (WHERE what = 'lost')
+    FROM (SELECT facility_id, subject, 'overdue' AS what FROM overdue
+          UNION ALL SELECT facility_id, subject, 'lost' FROM lost) AS s
+    GROUP BY facility_id
+    """
+)
+
+
+async def followup_status(session: AsyncSession, facility_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Today's (overdue, lost to follow-up) subjects per facility, from the facts as they stand."""
+    rows = await session.execute(_FOLLOWUP_STATUS, {"facility_ids": list(facility_ids)})
+    return {r[0]: (r[1], r[2]) for r in rows}

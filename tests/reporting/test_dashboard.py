@@ -1,0 +1,123 @@
+"""The dashboard of the MER cohort (`mer_cohort.py`) in headless Chromium: it opens on the last complete
+month, the filters change the figures, facilities are sorted by their gap with today's overdue and
+lost counts, an EID coverage above 100 % is explained, the push shows its import summary, and at
+390 px nothing scrolls sideways. Screenshots at 1400 px and 390 px go to tests/artifacts/.
+
+Figures are the hand counts of `test_mer_cohort.py` (FY2026), by facility:
+A (FAC-LS-001): ANC1 M1 10 + M2 6 + M3 4 + M14 2 = 22, known 20 (M14's results are late), HIV+ M2 6 + M3 4
+   = 10, on ART 10: gap 2 + 0 = 2; overdue: one M2 mother's viral load; lost: F8
+B (FAC-LS-002): ANC1 M4 5 + M5 3 + M6 3 = 11, known 6, HIV+ 0: gap 5
+C (FAC-LS-003): ANC1 M7 4 + M8 3 + M9 3 + M10 2 + M19 2 = 14, known 11, HIV+ M9 3 + M10 2 + M19 2 = 7, on ART
+   M10 2 + M19 2 = 4: gap 3 + 3 = 6; overdue: M10's two infants
+D (FAC-SZ-001): ANC1 M13 4, known 4: gap 0; lost: an M12 mother
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import mer_cohort as cohort
+import pytest
+from browser import headless
+
+pytestmark = pytest.mark.e2e
+
+
+def tile(browser, code: str) -> str:
+    return browser.evaluate(f"document.querySelector('#tile-{code} .fig').textContent.trim()")
+
+
+def rows(browser) -> list[list[str]]:
+    return browser.evaluate(
+        "[...document.querySelectorAll('#comparison tbody tr')].map(r => [r.id.replace('facility-', ''),"
+        " ...[...r.querySelectorAll('td.num')].map(td => td.textContent.trim())])"
+    )
+
+
+def choose(browser, name: str, value: str) -> None:
+    """Pick a value in one select of the filter form, clear the others, and submit it as a user would."""
+    browser.submit(
+        "(() => { const f = document.querySelector('#filters');"
+        " for (const s of f.querySelectorAll('select')) s.value = '';"
+        f" f.querySelector('[name={name}]').value = {value!r}; f.querySelector('button').click(); }})()"
+    )
+
+
+def _browse(served, profile, artifacts) -> dict:
+    token = served.issuer.token("reports:read reports:submit", ["*"], client_id="programme-manager")
+    seen: dict = {}
+    with headless(profile) as browser:
+        browser.open(f"{served.url}/?token={quote(token)}", 1400)
+        seen["opened"] = browser.evaluate("document.querySelector('#showing').textContent")
+        seen["url"] = browser.evaluate("location.pathname + location.search")
+        browser.open(f"{served.url}/?period=FY2026", 1400)
+        seen["all"] = (tile(browser, "PMTCT_STAT"), tile(browser, "PMTCT_ART"), tile(browser, "PMTCT_EID"))
+        seen["eid_note"] = browser.evaluate("document.querySelector('#note-PMTCT_EID')?.textContent ?? ''")
+        seen["rows"] = rows(browser)
+        browser.screenshot(artifacts / "dashboard-1400.png")
+        choose(browser, "district", "Leribe")
+        seen["leribe"] = (tile(browser, "PMTCT_STAT"), tile(browser, "PMTCT_ART"), [r[0] for r in rows(browser)])
+        choose(browser, "country", "SZ")
+        seen["eswatini"] = (tile(browser, "PMTCT_STAT"), [r[0] for r in rows(browser)])
+        choose(browser, "province", "Central")
+        seen["central"] = (tile(browser, "PMTCT_STAT"), [r[0] for r in rows(browser)])
+        browser.open(f"{served.url}/?period=FY2026", 390, 844)
+        seen["phone_width"] = browser.evaluate("document.documentElement.scrollWidth")
+        seen["phone_table"] = browser.evaluate("getComputedStyle(document.querySelector('#comparison thead')).display")
+        browser.screenshot(artifacts / "dashboard-390.png")
+        # the push, a dry run, from the page
+        browser.open(f"{served.url}/?period=FY2026", 1400)
+        browser.submit("document.querySelector('#push button').click()")
+        seen["pushed"] = browser.evaluate("document.querySelector('#last-push').textContent")
+    return seen
+
+
+@pytest.fixture(scope="module")
+async def browsed(mer_served, tmp_path_factory, artifacts):
+    profile = tmp_path_factory.mktemp("chromium")
+    return await asyncio.to_thread(_browse, mer_served, profile, artifacts)
+
+
+def test_it_opens_on_the_last_complete_month_without_the_token_in_the_address(browsed) -> None:
+    # the service's today is 2026-10-15
+    assert "2026-09 (2026-09-01 to 2026-09-30, the last complete month)" in browsed["opened"]
+    assert browsed["url"] == "/"
+
+
+def test_the_filters_change_the_figures(browsed) -> None:
+    # all: PMTCT_STAT 41 / 51, PMTCT_ART 14 / 17, PMTCT_EID 27 / 23
+    assert browsed["all"] == ("41 / 51", "14 / 17", "27 / 23")
+    # Leribe is C: known 11 of 14, on ART 4 of 7
+    assert browsed["leribe"] == ("11 / 14", "4 / 7", [cohort.C])
+    # Eswatini is D: 4 of 4
+    assert browsed["eswatini"] == ("4 / 4", [cohort.D])
+    # Central is A and B: known 20 + 6 of 22 + 11; B's gap 5 before A's 2
+    assert browsed["central"] == ("26 / 33", [cohort.B, cohort.A])
+
+
+def test_facilities_are_sorted_by_gap_with_todays_overdue_and_lost(browsed) -> None:
+    # columns: gap, ANC1, known (%), HIV+, on ART (%), overdue, lost
+    assert browsed["rows"] == [
+        [cohort.C, "6", "14", "11 (78.6%)", "7", "4 (57.1%)", "2", "0"],
+        [cohort.B, "5", "11", "6 (54.5%)", "0", "0", "0", "0"],
+        [cohort.A, "2", "22", "20 (90.9%)", "10", "10 (100.0%)", "1", "1"],
+        [cohort.D, "0", "4", "4 (100.0%)", "0", "0", "0", "1"],
+    ]
+
+
+def test_a_coverage_above_100_percent_is_explained(browsed) -> None:
+    assert "Above 100 %" in browsed["eid_note"] and "proxy" in browsed["eid_note"]
+
+
+def test_on_a_phone_nothing_scrolls_sideways(browsed, artifacts) -> None:
+    assert browsed["phone_width"] <= 390
+    assert browsed["phone_table"] == "none"  # rows are cards
+    for name in ("dashboard-1400.png", "dashboard-390.png"):
+        assert (artifacts / name).stat().st_size > 20_000
+
+
+def test_the_push_shows_its_import_summary(browsed) -> None:
+    # a dry run of FY2026's MER data set: 156 values at each of the 4 facilities
+    text = " ".join(browsed["pushed"].split())
+    assert "Last push of FY2026 (mer, dry run): SUCCESS" in text and "imported 624" in text
