@@ -154,7 +154,7 @@ async def dhis2_submissions(
     responses={
         403: {"description": "insufficient_scope (needs reports:submit) or scope_forbidden (needs a national token)"},
         502: {"description": "dhis2_unavailable: DHIS2 did not answer after the retries (the attempt is recorded)"},
-        503: {"description": "dhis2_not_configured: no DHIS2 URL or credentials"},
+        409: {"description": "dhis2_not_configured: this service has no DHIS2 URL or credentials"},
     },
 )
 async def dhis2_push(
@@ -170,7 +170,7 @@ async def dhis2_push(
     try:
         row = await submissions.push(rt.sessions, rt.registry, rt.settings, data_set, wanted, dry_run=dry_run)
     except submissions.NotConfigured as exc:
-        raise Problem(503, "dhis2_not_configured", str(exc)) from exc
+        raise Problem(409, "dhis2_not_configured", str(exc)) from exc
     if row.outcome == submissions.FAILED:
         raise Problem(
             502,
@@ -249,5 +249,5 @@ async def dashboard_push(request: Request, rt: RuntimeDep) -> Response:
     try:
         await submissions.push(rt.sessions, rt.registry, rt.settings, data_set, wanted, dry_run=dry_run)
     except submissions.NotConfigured as exc:
-        raise Problem(503, "dhis2_not_configured", str(exc)) from exc
+        raise Problem(409, "dhis2_not_configured", str(exc)) from exc
     return RedirectResponse(f"/?{urlencode({'period': wanted.id})}#downloads", status_code=303)
