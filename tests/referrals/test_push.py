@@ -234,6 +234,15 @@ async def test_repeated_failure_pauses_and_resume_and_resend_deliver_again(api: 
         log = await deliveries(api, sub, headers)
         assert [d["attempt"] for d in log] == list(range(8, 0, -1)) and {d["status_code"] for d in log} == {503}
 
+        async def counted_failing() -> bool:  # what the alert PmtctPushSubscriptionFailing reads
+            text = (await api.http.get("/metrics")).text
+            return any(
+                line.startswith('pmtct_push_subscriptions{state="failing"}') and float(line.split()[-1]) >= 1
+                for line in text.splitlines()
+            )
+
+        await until(counted_failing, "the failing subscription counted in /metrics")
+
         healthy = True
         second = await api.create()
         resumed = await api.http.post(f"/v1/subscriptions/{sub['id']}/resume", headers=headers)

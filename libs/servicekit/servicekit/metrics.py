@@ -40,6 +40,15 @@ INTAKE_RETRIES = Counter(
     "pmtct_intake_retries_total", "Batch transactions tried again after a race, by SQLSTATE", ["service", "sqlstate"]
 )
 
+PUSH_DELIVERIES = Counter(
+    "pmtct_push_deliveries_total", "Webhook deliveries of referral changes (referrals/push.py), by outcome", ["outcome"]
+)
+PUSH_SUBSCRIPTIONS = Gauge(
+    "pmtct_push_subscriptions",
+    "Push subscriptions by state: active, paused (by hand), failing (paused after repeated failure)",
+    ["state"],
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -35,6 +35,7 @@ from uuid import UUID, uuid4
 import httpx
 from standardwebhooks import Webhook
 
+from servicekit import metrics
 from servicekit.app import Runtime
 
 from . import feed, subscriptions
@@ -92,6 +93,8 @@ async def run(rt: Runtime[Settings]) -> None:
     async with httpx.AsyncClient(timeout=settings.push_timeout_s, limits=limits, follow_redirects=False) as client:
         try:
             while True:
+                for state, n in (await subscriptions.count_by_state(rt.sessions)).items():
+                    metrics.PUSH_SUBSCRIPTIONS.labels(state).set(n)
                 for sid in [sid for sid, task in running.items() if task.done()]:
                     del running[sid]
                 room = settings.push_concurrency - len(running)
@@ -177,6 +180,7 @@ async def _post(client: httpx.AsyncClient, sub: Subscription, entry: dict) -> di
             error = f"HTTP {status_code}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+    metrics.PUSH_DELIVERIES.labels("delivered" if error is None else "failed").inc()
     return {
         "outcome": "delivered" if error is None else "failed",
         "status_code": status_code,

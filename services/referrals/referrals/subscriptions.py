@@ -218,8 +218,14 @@ async def _change(
 _RESTART = "status = 'active', paused_reason = NULL, failures = 0, first_failure_at = NULL, next_attempt_at = now()"
 
 
+#: the reason of a pause by hand (a pause after failures says what failed)
+BY_HAND = "paused by hand"
+
+
 async def pause(session: AsyncSession, principal: Principal, subscription_id: UUID) -> SubscriptionPublic:
-    return await _change(session, principal, subscription_id, "status = 'paused', paused_reason = 'paused by hand'")
+    return await _change(
+        session, principal, subscription_id, "status = 'paused', paused_reason = :reason", reason=BY_HAND
+    )
 
 
 async def resume(session: AsyncSession, principal: Principal, subscription_id: UUID) -> SubscriptionPublic:
@@ -259,6 +265,19 @@ async def deliveries(
 
 
 # --- the deliverer's side (push.py) ------------------------------------------------------------------
+
+_STATES = text(
+    "SELECT CASE WHEN status = 'active' THEN 'active' WHEN paused_reason = :by_hand THEN 'paused' ELSE 'failing' END"
+    " AS state, count(*) FROM subscription GROUP BY 1"
+)
+
+
+async def count_by_state(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Subscriptions active, paused by hand, and failing (paused after repeated failure)."""
+    async with sessions() as session:
+        found = {row[0]: row[1] for row in await session.execute(_STATES, {"by_hand": BY_HAND})}
+    return {state: found.get(state, 0) for state in ("active", "paused", "failing")}
+
 
 _CLAIM = text(
     "UPDATE subscription SET lease_owner = :owner, leased_until = now() + make_interval(secs => :lease)"
