@@ -11,6 +11,7 @@ import logging
 import httpx
 import pytest
 from fastapi import APIRouter, Query
+from pydantic import SecretStr
 from spine_support import SCHEMA, Pinged, event_type_on, publish, record_application, wait_for
 from sqlalchemy import text
 
@@ -324,3 +325,19 @@ def test_a_300_character_facility_id_or_a_date_in_9999_is_refused_by_every_contr
     enrolled = {k: v for k, v in visit.items() if k != "infant_id"}
     with pytest.raises(ValidationError, match="between the years 1900 and 2999"):
         ClientEnrolled.model_validate({**enrolled, "edd": "9999-12-30"})
+
+
+async def test_metrics_behind_a_token_answer_only_with_it(probe_settings) -> None:
+    """/metrics was public under `make run` (no gateway in front of the services there)."""
+    guarded = probe_settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})
+    app = scratch_app(guarded, unique("pmtct.hardening"))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scratch") as client,
+    ):
+        anonymous = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer guess"})
+        scraped = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized")
+    assert wrong.status_code == 401
+    assert scraped.status_code == 200 and "pmtct_http_request_seconds" in scraped.text

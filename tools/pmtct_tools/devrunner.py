@@ -178,6 +178,8 @@ class Platform:
             # the dev broker forgets everything when it stops: the outboxes are what is kept
             env.setdefault("PMTCT_OUTBOX_RETENTION_HOURS", str(10 * 365 * 24))
         env.setdefault("PMTCT_LOG_JSON", "true")
+        # the services listen without a gateway in front: /metrics needs the scrape token
+        env.setdefault("PMTCT_METRICS_TOKEN", dev_key(self.data_dir, "metrics.token"))
         env.update(self.extra_env)
         return env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -219,8 +220,19 @@ def create_app(
             503, "not_ready", "A dependency is not ready.", checks=checks, service=settings.service_name
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def prometheus() -> Response:
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        responses={401: {"description": "`unauthorized`: PMTCT_METRICS_TOKEN is set and was not given"}},
+    )
+    async def prometheus(request: Request) -> Response:
+        if settings.metrics_token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.get_secret_value().encode()):
+                return problems.problem_response(
+                    401, "unauthorized", "Metrics need the scrape token: Authorization: Bearer <PMTCT_METRICS_TOKEN>."
+                )
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

@@ -524,17 +524,26 @@ class Fingerprinted(Protocol):
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
-def fingerprint(key: str, event: Fingerprinted) -> str:
+def fingerprint(
+    key: str, event: Fingerprinted, subject_fields: Sequence[str] = (), subject: UUID | None = None
+) -> str:
     """The content fingerprint of a posted event, kept to tell a duplicate from a conflict.
 
     Canonical form: every field of the validated event as JSON (event_id, type, facility_id, the
-    subject's ref or id, data; optional fields the EMR left out count as their default), keys
+    subject's ref or id — or, with `subject_fields`, the subject they resolve to — data; optional
+    fields the EMR left out count as their default), keys
     sorted, with occurred_at as the instant in UTC, so an EMR that re-sends an event with another
     offset sends the same event. Keyed (HMAC-SHA256 with `PMTCT_HMAC_KEY`), so the fingerprint of
     an event with a name or a record number in it reveals nothing.
     """
     body = event.model_dump(mode="json")
     body["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat()
+    if subject_fields:
+        # the subject as resolved, whichever way the EMR named it (its platform id or its record
+        # number): an honest resend naming it the other way is the same event, a duplicate
+        for name in subject_fields:
+            body.pop(name, None)
+        body["subject"] = str(subject)
     return hmac.new(key.encode(), orjson.dumps(body, option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
 
 
@@ -556,6 +565,9 @@ class Candidate(Generic[EventT]):
     index: int
     event: EventT
     fingerprint: str
+    #: the fingerprint as first computed, from the fields as posted, when `fingerprint` was made
+    #: from the resolved subject instead (`IntakeBatch.subject_fields`): records made before match it
+    as_posted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,6 +607,14 @@ class Attempt:
 
 class IntakeBatch(ABC, Generic[EventT]):
     """A service's side of one batch, made afresh for each try of its transaction."""
+
+    #: the fields by which a posted event may name its subject (an id or a record number); with
+    #: `subject_of`, the content fingerprint is taken of the subject they resolve to
+    subject_fields: tuple[str, ...] = ()
+
+    def subject_of(self, candidate: Candidate[EventT]) -> UUID | None:
+        """The subject `candidate` names, as `resolve` found it (None: not found)."""
+        return None
 
     @abstractmethod
     async def resolve(self, uow: Any, candidates: Sequence[Candidate[EventT]]) -> Mapping[UUID, Recorded]:
@@ -665,7 +685,7 @@ class Intake(Generic[EventT, ResultT]):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 decided = await self._attempt(
-                    begin(Attempt(settings, registry, principal, now, batch_id)), units, batch_id, candidates
+                    begin(Attempt(settings, registry, principal, now, batch_id)), units, batch_id, candidates, key
                 )
                 break
             except DBAPIError as exc:
@@ -689,17 +709,22 @@ class Intake(Generic[EventT, ResultT]):
         units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
         batch_id: UUID,
         candidates: Sequence[Candidate[EventT]],
+        key: str = "",
     ) -> dict[int, ResultT]:
         """One try: resolve, decide every event, write, commit — in one unit of work, here only."""
         results: dict[int, ResultT] = {}
         async with units() as uow:
             uow.correlation_id = batch_id
             recorded = dict(await batch.resolve(uow, candidates))
+            if batch.subject_fields:
+                candidates = [self._of_subject(batch, c, key) for c in candidates]
             for c in sorted(candidates, key=batch.order):
                 e = c.event
                 prior = recorded.get(e.event_id)
                 if prior is not None:
-                    if is_conflict(c.fingerprint, prior.fingerprint):
+                    if is_conflict(c.fingerprint, prior.fingerprint) and (
+                        c.as_posted is None or is_conflict(c.as_posted, prior.fingerprint)
+                    ):
                         results[c.index] = self.result.conflict(c.index, e.event_id)
                     else:
                         results[c.index] = self._result(c, EventStatus.duplicate, batch.answer(e, prior.result))
@@ -715,6 +740,14 @@ class Intake(Generic[EventT, ResultT]):
             await batch.write(uow)
             await uow.commit()
         return results
+
+    @staticmethod
+    def _of_subject(batch: IntakeBatch[EventT], c: Candidate[EventT], key: str) -> Candidate[EventT]:
+        subject = batch.subject_of(c)
+        if subject is None:
+            return c
+        canonical = fingerprint(key, c.event, batch.subject_fields, subject)
+        return Candidate(c.index, c.event, canonical, as_posted=c.fingerprint)
 
     def _result(self, c: Candidate[EventT], status: EventStatus, fields: dict[str, Any]) -> ResultT:
         return self.result(index=c.index, event_id=str(c.event.event_id), status=status, **fields)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, zone_of
@@ -72,6 +72,11 @@ class ServiceSettings(BaseSettings):
     http_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: the `Retry-After` (seconds) of a 503 answered while the database or broker is unreachable
     http_retry_after_s: int = Field(default=5, ge=1)
+
+    #: when set, `GET /metrics` answers only `Authorization: Bearer <this>` (401 otherwise): what
+    #: `pmtct dev` sets, since its services are reachable without the gateway that blocks /metrics
+    #: in the compose deployment (Prometheus scrapes inside the network there)
+    metrics_token: SecretStr | None = None
 
     facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
 

@@ -68,6 +68,13 @@ async def record(
 class InfantBatch(IntakeBatch[Any]):
     """One batch of infant events against the cases of the infants it names."""
 
+    #: an EMR names the infant by either: a resend naming it the other way is a duplicate
+    subject_fields = ("infant_id", "infant_ref")
+
+    def subject_of(self, c: InfantCandidate) -> UUID | None:
+        key = self.keys.get(c.index)
+        return key.infant_id if key is not None else None
+
     def __init__(self, attempt: Attempt, settings: Settings) -> None:
         self.attempt = attempt
         self.settings = settings
