@@ -99,6 +99,19 @@ async def _start_producer(settings: ServiceSettings, deadline_s: float = 60) -> 
             await asyncio.sleep(1)
 
 
+#: how long each step of a service's shutdown may take before it is abandoned
+SHUTDOWN_STEP_S = 5.0
+
+
+async def _within(step: Awaitable[Any], what: str) -> None:
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %.0f s; abandoned", what, SHUTDOWN_STEP_S)
+    except Exception as exc:
+        log.warning("shutdown: %s failed to stop: %r", what, exc)
+
+
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
     """Keep a background loop alive: restart it with backoff if it crashes."""
     delay = 1.0
@@ -167,11 +180,13 @@ def create_app(
         try:
             yield
         finally:
+            # bounded: with the broker gone too (a runner killed with everything it started), a
+            # consumer's leave-group or the producer's flush would wait for it for a long time
             for task in rt.tasks.values():
                 task.cancel()
-            await asyncio.gather(*rt.tasks.values(), return_exceptions=True)
-            await producer.stop()
-            await engine.dispose()
+            await _within(asyncio.gather(*rt.tasks.values(), return_exceptions=True), "background loops")
+            await _within(producer.stop(), "the producer")
+            await _within(engine.dispose(), "the database pool")
             log.info("%s stopped", settings.service_name)
 
     app = FastAPI(
