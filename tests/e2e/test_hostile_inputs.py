@@ -146,3 +146,16 @@ def test_a_10_mb_body_without_a_token_is_413_before_it_is_read(platform) -> None
     )
     assert reply.status_code == 413
     assert reply.json()["code"] == "payload_too_large"
+
+
+def test_a_dhis2_push_on_a_platform_without_dhis2_settings_is_409_not_a_server_error(platform, issuer) -> None:
+    """No PMTCT_DHIS2_URL is a setting the operator has not made, not an outage: retrying will not
+    help, so it is not a 5xx (which would also page the on-call through the 5xx alert)."""
+    reply = httpx.post(
+        platform.url("reporting") + "/v1/exports/dhis2/push",
+        params={"period": "2026-01", "dry_run": "true"},
+        headers=issuer.headers("reports:read reports:submit", ["*"]),
+        timeout=60,
+    )
+    assert (reply.status_code, reply.json()["code"]) == (409, "dhis2_not_configured"), reply.text
+    assert "PMTCT_DHIS2_URL" in reply.json()["detail"]
