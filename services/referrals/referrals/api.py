@@ -184,7 +184,7 @@ async def update_task(
     """A FHIR Task update (PUT, or PATCH once applied): the same lifecycle as `act`, against the
     version the caller read. An update that changes nothing answers the referral as it is (still
     412 if the caller's version is stale)."""
-    found = await repository_get_visible(rt, principal, referral_id)
+    found = await visible_referral(rt, principal, referral_id)
     change = fhir.task_change(found, incoming)
     if change.action is None:
         if found.version != expected_version:
@@ -197,7 +197,7 @@ async def update_task(
     return await act(rt, principal, referral_id, change.action, body, expected_version=expected_version)
 
 
-async def repository_get_visible(rt: Runtime, principal: Principal, referral_id: UUID) -> Referral:
+async def visible_referral(rt: Runtime, principal: Principal, referral_id: UUID) -> Referral:
     async with rt.sessions() as session:
         found = await repository.get(session, referral_id)
     if found is None or not may_read(principal, found):

@@ -368,7 +368,7 @@ async def patch_task(
         )
     version = fhir.parse_if_match(if_match)
     ops = await _json_body(request)
-    current = await api.repository_get_visible(rt, principal, rid)
+    current = await api.visible_referral(rt, principal, rid)
     try:
         patched = jsonpatch.apply_patch(fhir.task(current).model_dump(mode="json"), ops)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, AttributeError) as exc:

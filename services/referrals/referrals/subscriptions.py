@@ -343,7 +343,7 @@ async def advance(
             {"id": sub.id, "owner": owner, "position": position, "lease": lease_s},
         )
         held = done.first() is not None
-        if delivery is not None:
+        if held and delivery is not None:
             await _log(session, sub, delivery)
         return held
 
@@ -358,18 +358,19 @@ async def failed(
 ) -> None:
     """An attempt failed: retry later (the lease is let go), or pause."""
     async with sessions() as session, session.begin():
-        await _log(session, sub, delivery)
-        await session.execute(
+        held = await session.execute(
             text(
                 "UPDATE subscription SET failures = failures + 1,"
                 " first_failure_at = COALESCE(first_failure_at, now()),"
                 " next_attempt_at = now() + make_interval(secs => :retry),"
                 " status = CASE WHEN CAST(:reason AS text) IS NULL THEN status ELSE 'paused' END,"
                 " paused_reason = COALESCE(CAST(:reason AS text), paused_reason),"
-                f" lease_owner = NULL, leased_until = NULL, updated_at = now() WHERE {_HELD}"
+                f" lease_owner = NULL, leased_until = NULL, updated_at = now() WHERE {_HELD} RETURNING id"
             ),
             {"id": sub.id, "owner": owner, "retry": retry_in_s, "reason": pause_reason},
         )
+        if held.first() is not None:  # (not paused, re-sent or deleted meanwhile)
+            await _log(session, sub, delivery)
 
 
 async def release(sessions: async_sessionmaker[AsyncSession], sub: Subscription, owner: str) -> None:
