@@ -65,6 +65,11 @@ def _browse(served, profile, artifacts) -> dict:
         browser.open(f"{served.url}/?period=FY2026", 390, 844)
         seen["phone_width"] = browser.evaluate("document.documentElement.scrollWidth")
         seen["phone_table"] = browser.evaluate("getComputedStyle(document.querySelector('#comparison thead')).display")
+        seen["phone_stages"] = browser.evaluate(
+            "[...document.querySelectorAll('#cascade ol.stages li')]"
+            ".map(li => li.textContent.replace(/\\s+/g, ' ').trim())"
+        )
+        seen["phone_chart"] = browser.evaluate("getComputedStyle(document.querySelector('#cascade svg')).display")
         browser.screenshot(artifacts / "dashboard-390.png")
         # the push, a dry run, from the page
         browser.open(f"{served.url}/?period=FY2026", 1400)
@@ -113,6 +118,18 @@ def test_a_coverage_above_100_percent_is_explained(browsed) -> None:
 def test_on_a_phone_nothing_scrolls_sideways(browsed, artifacts) -> None:
     assert browsed["phone_width"] <= 390
     assert browsed["phone_table"] == "none"  # rows are cards
+    assert browsed["phone_chart"] == "none"  # too small to read: the stage list says it
+    # the cascade as a list: ANC1 51, known 41 (80.4 %), HIV+ 17 of 41 (41.5 %), on ART 14 of 17 (82.4 %); HEI born
+    # in FY2026: M2 7 + M3 5 + M9 3 + M10 2 + M7 4 + M13 1 = 22 (M11's infant was born before follow-up, in FY2026
+    # too: 23); first NAT by 2 months 23
+    assert browsed["phone_stages"] == [
+        "ANC1 51",
+        "Known status 41 (80.4% of the stage before)",
+        "HIV-positive 17 (41.5% of the stage before)",
+        "On ART in pregnancy 14 (82.4% of the stage before)",
+        "HIV-exposed infants born 23",
+        "First NAT by 2 months 23",
+    ]
     for name in ("dashboard-1400.png", "dashboard-390.png"):
         assert (artifacts / name).stat().st_size > 20_000
 

@@ -45,6 +45,8 @@ from .periods import Period, PeriodKind, last_complete
 from .settings import Settings
 
 COOKIE = "pmtct_reports_token"
+#: the cascade's stages about women (ANC1, known status, HIV-positive, on ART); the rest are infants
+WOMEN_STAGES = 4
 SCOPE = "reports:read"
 
 templates = Environment(loader=PackageLoader("reporting", "templates"), autoescape=select_autoescape())
@@ -182,6 +184,12 @@ async def page(
         shown = await submissions.history_public(session, registry, settings, None, filters.period, limit=1)
         last_push = shown[0] if shown else None
     stages = [(label, totals[key]) for label, key in CASCADE]
+    # each women's stage as a share of the one before (the same women, by their ANC1); the infant stages
+    # follow births and samples of the period, another group, so they carry no percentage
+    stage_rows = [
+        (label, n, percent(n, stages[i - 1][1]) if 0 < i < WOMEN_STAGES else None)
+        for i, (label, n) in enumerate(stages)
+    ]
     quick = [
         ("last month", last_complete(today, PeriodKind.month)),
         ("last fiscal quarter", last_complete(today, PeriodKind.fiscal_quarter)),
@@ -197,6 +205,7 @@ async def page(
         mer=evaluate(totals, of_data_set(DataSet.mer)),
         programme=evaluate(totals, of_data_set(DataSet.programme)),
         cascade=charts.cascade_chart(stages),
+        stage_rows=stage_rows,
         comparison=comparison,
         mtct_trend=charts.trend_chart(trend(MTCT_EARLY), "Early MTCT rate by month"),
         referral_trend=charts.trend_chart(trend(REFERRAL_COMPLETION), "Referral completion by month"),

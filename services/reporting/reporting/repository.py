@@ -511,3 +511,62 @@ async def followup_status(session: AsyncSession, facility_ids: Sequence[str]) ->
     """Today's (overdue, lost to follow-up) subjects per facility, from the facts as they stand."""
     rows = await session.execute(_FOLLOWUP_STATUS, {"facility_ids": list(facility_ids)})
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+# -- DHIS2 submissions ---------------------------------------------------------------------------
+
+
+async def add_submission(session: AsyncSession, row: models.SubmissionRow) -> None:
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+
+
+async def submissions(
+    session: AsyncSession, data_set: str | None, period: str | None, limit: int
+) -> list[models.SubmissionRow]:
+    """The submission history, newest first, of a data set and a period (either may be None: all)."""
+    where = ["TRUE"]
+    params: dict[str, object] = {"limit": limit}
+    if data_set is not None:
+        where.append("data_set = :data_set")
+        params["data_set"] = data_set
+    if period is not None:
+        where.append("period = :period")
+        params["period"] = period
+    rows = await session.execute(
+        text(f"SELECT * FROM dhis2_submissions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"), params
+    )
+    return [models.SubmissionRow.model_validate(dict(r._mapping)) for r in rows]
+
+
+async def last_accepted_submission(
+    session: AsyncSession, data_set: str, period: str, accepted: Sequence[str]
+) -> models.SubmissionRow | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT * FROM dhis2_submissions WHERE data_set = :ds AND period = :period AND NOT dry_run"
+                " AND outcome = ANY(:accepted) ORDER BY id DESC LIMIT 1"
+            ),
+            {"ds": data_set, "period": period, "accepted": list(accepted)},
+        )
+    ).first()
+    return models.SubmissionRow.model_validate(dict(row._mapping)) if row else None
+
+
+async def accepted_submissions(session: AsyncSession, accepted: Sequence[str]) -> list[tuple[int, str, str]]:
+    """(id, data set, period) of every push DHIS2 accepted (not dry runs), oldest first."""
+    rows = await session.execute(
+        text(
+            "SELECT id, data_set, period FROM dhis2_submissions WHERE NOT dry_run AND outcome = ANY(:accepted)"
+            " ORDER BY id"
+        ),
+        {"accepted": list(accepted)},
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def try_push_lock(session: AsyncSession) -> bool:
+    """The scheduled push's lock for this transaction: one replica pushes, the others skip."""
+    return bool((await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('dhis2-push'))"))).scalar())

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from servicekit.facilities import FacilityRegistry
 
-from . import dhis2, queries
+from . import dhis2, queries, repository
 from .indicators import DataSet
 from .models import SubmissionRow
 from .periods import Period, last_complete, parse_period
@@ -187,9 +186,7 @@ async def push(
         data_values=_values(sent),
     )
     async with sessions() as session, session.begin():
-        session.add(row)
-        await session.flush()
-        await session.refresh(row)
+        await repository.add_submission(session, row)
     log.info(
         "DHIS2 push of %s %s%s: %s (%d imported, %d updated, %d ignored, %d conflicts)",
         data_set.value,
@@ -207,31 +204,11 @@ async def push(
 async def history(
     session: AsyncSession, data_set: DataSet | None = None, period: str | None = None, limit: int = 100
 ) -> list[SubmissionRow]:
-    where = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit}
-    if data_set is not None:
-        where.append("data_set = :data_set")
-        params["data_set"] = data_set.value
-    if period is not None:
-        where.append("period = :period")
-        params["period"] = period
-    rows = await session.execute(
-        text(f"SELECT * FROM dhis2_submissions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"), params
-    )
-    return [SubmissionRow.model_validate(dict(r._mapping)) for r in rows]
+    return await repository.submissions(session, data_set.value if data_set else None, period, limit)
 
 
 async def last_accepted(session: AsyncSession, data_set: DataSet, period: Period) -> SubmissionRow | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT * FROM dhis2_submissions WHERE data_set = :ds AND period = :period AND NOT dry_run"
-                " AND outcome = ANY(:accepted) ORDER BY id DESC LIMIT 1"
-            ),
-            {"ds": data_set.value, "period": period.id, "accepted": list(ACCEPTED)},
-        )
-    ).first()
-    return SubmissionRow.model_validate(dict(row._mapping)) if row else None
+    return await repository.last_accepted_submission(session, data_set.value, period.id, ACCEPTED)
 
 
 @dataclass(frozen=True)
@@ -276,13 +253,7 @@ async def history_public(
     """The history, newest first: each push with its revision number, and on the latest accepted push
     of each data set and period, what changed since."""
     rows = await history(session, data_set, period.id if period else None, limit)
-    accepted = await session.execute(
-        text(
-            "SELECT id, data_set, period FROM dhis2_submissions WHERE NOT dry_run AND outcome = ANY(:accepted)"
-            " ORDER BY id"
-        ),
-        {"accepted": list(ACCEPTED)},
-    )
+    accepted = await repository.accepted_submissions(session, ACCEPTED)
     revision: dict[int, int] = {}
     latest: dict[tuple[str, str], int] = {}
     counter: dict[tuple[str, str], int] = {}
@@ -324,10 +295,7 @@ async def scheduled_push(
         async with sessions() as session:
             # one replica pushes: the others skip while it holds the lock (released with the transaction)
             async with session.begin():
-                locked = (
-                    await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext('dhis2-push'))"))
-                ).scalar()
-                if not locked:
+                if not await repository.try_push_lock(session):
                     return done
                 last, changed = await changed_since(session, registry, settings, data_set, period)
                 if last is not None and not changed:
