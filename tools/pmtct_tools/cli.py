@@ -68,6 +68,9 @@ def token(
     scope: Annotated[str, typer.Option("--scope", help='Space-separated scopes, e.g. "events:write clients:read"')],
     facility: Annotated[list[str], typer.Option("--facility", help="Facility id (repeat); * for all")],
     ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds")] = 12 * 3600,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="The token's sub: a staff member's staff id (her app's token)")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Mint a token from the local runner's dev issuer (the one its services trust)."""
@@ -79,7 +82,7 @@ def token(
     if unknown:
         raise typer.BadParameter(f"unknown scope(s) {unknown}; known: {' '.join(SCOPES)}", param_hint="--scope")
     found = _existing_data_dir(data_dir)
-    typer.echo(DevIssuer(found / "issuer").ensure().mint(client_id, scope, facility, ttl))
+    typer.echo(DevIssuer(found / "issuer").ensure().mint(client_id, scope, facility, ttl, subject=subject))
 
 
 def _admin_url() -> str:

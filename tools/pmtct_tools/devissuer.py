@@ -53,12 +53,20 @@ class DevIssuer:
         jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
         self.jwks_path.write_text(json.dumps({"keys": [jwk]}, indent=2))
 
-    def mint(self, client_id: str, scopes: list[str] | str, facilities: list[str], ttl_s: int = 12 * 3600) -> str:
+    def mint(
+        self,
+        client_id: str,
+        scopes: list[str] | str,
+        facilities: list[str],
+        ttl_s: int = 12 * 3600,
+        subject: str | None = None,
+    ) -> str:
+        """`subject`: the token's `sub` (a staff member's staff id); the client id when not given."""
         now = int(time.time())
         claims = {
             "iss": ISSUER,
             "aud": AUDIENCE,
-            "sub": client_id,
+            "sub": subject or client_id,
             "azp": client_id,
             "iat": now,
             "exp": now + ttl_s,

@@ -91,11 +91,23 @@ class TestIssuer:
     def jwks_url(self) -> str:
         return self.server.url
 
-    def token(self, scopes: str, facilities: list[str] | None = None, client_id: str = "test-client") -> str:
-        return self.issuer.mint(client_id, scopes, facilities if facilities is not None else ["*"])
+    def token(
+        self,
+        scopes: str,
+        facilities: list[str] | None = None,
+        client_id: str = "test-client",
+        subject: str | None = None,
+    ) -> str:
+        return self.issuer.mint(client_id, scopes, facilities if facilities is not None else ["*"], subject=subject)
 
-    def headers(self, scopes: str, facilities: list[str] | None = None, client_id: str = "test-client") -> dict:
-        return {"Authorization": f"Bearer {self.token(scopes, facilities, client_id)}"}
+    def headers(
+        self,
+        scopes: str,
+        facilities: list[str] | None = None,
+        client_id: str = "test-client",
+        subject: str | None = None,
+    ) -> dict:
+        return {"Authorization": f"Bearer {self.token(scopes, facilities, client_id, subject)}"}
 
 
 @contextlib.contextmanager

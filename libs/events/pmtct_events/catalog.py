@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import enrolment, followup, referrals
+from . import enrolment, followup, mentoring, referrals
 from .base import Event
 from .envelope import CloudEvent, EnvelopeError
 
@@ -11,7 +11,7 @@ FOLLOWUP_TOPIC = "pmtct.followup.v1"
 REFERRALS_TOPIC = "pmtct.referrals.v1"
 TOPICS: tuple[str, ...] = (ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC)
 
-ALL_EVENTS: tuple[type[Event], ...] = enrolment.EVENTS + followup.EVENTS + referrals.EVENTS
+ALL_EVENTS: tuple[type[Event], ...] = enrolment.EVENTS + followup.EVENTS + mentoring.EVENTS + referrals.EVENTS
 BY_CE_TYPE: dict[str, type[Event]] = {e.ce_type(): e for e in ALL_EVENTS}
 BY_NAME: dict[str, type[Event]] = {e.event_name: e for e in ALL_EVENTS}
 

@@ -105,6 +105,8 @@ class FinalOutcome(StrEnum):
 class SubjectType(StrEnum):
     client = "client"
     infant = "infant"
+    #: a partner or child an HIV-positive client named for testing (pmtct_events.mentoring)
+    contact = "contact"
 
 
 class ScheduleItem(Contract):

@@ -22,10 +22,20 @@ from .problems import Problem
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("events:write", "clients:read", "worklist:read", "referrals:write", "referrals:read", "reports:read", "admin")
+SCOPES = (
+    "events:write",
+    "clients:read",
+    "worklist:read",
+    "caseload:read",
+    "contacts:write",
+    "referrals:write",
+    "referrals:read",
+    "reports:read",
+    "admin",
+)
 #: scopes that read personal data (names, phone numbers, national ids): `admin` does not imply them,
 #: so an operator's token reads them only if it was granted them by name
-PERSONAL_DATA_SCOPES = frozenset({"clients:read"})
+PERSONAL_DATA_SCOPES = frozenset({"clients:read", "caseload:read"})
 ALL_FACILITIES = "*"
 
 
@@ -34,6 +44,8 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     facilities: frozenset[str] = field(default_factory=frozenset)
+    #: the token's `sub`: for a staff member's app, her staff id (servicekit.staff)
+    subject: str | None = None
 
     @property
     def national(self) -> bool:
@@ -107,7 +119,13 @@ def principal_from_claims(claims: dict) -> Principal:
     if isinstance(facilities, str):
         facilities = facilities.split()
     client_id = claims.get("azp") or claims.get("client_id") or claims.get("sub") or "unknown"
-    return Principal(client_id=str(client_id), scopes=frozenset(scopes), facilities=frozenset(map(str, facilities)))
+    subject = claims.get("sub")
+    return Principal(
+        client_id=str(client_id),
+        scopes=frozenset(scopes),
+        facilities=frozenset(map(str, facilities)),
+        subject=str(subject) if subject is not None else None,
+    )
 
 
 def _unauthorized(detail: str) -> Problem:

@@ -346,6 +346,18 @@ class Code(StrEnum):
         Action.do_not_resend,
     )
 
+    # --- one record of a Mentor Mother's app (POST /v1/contacts) ------------------------------------
+    not_hiv_positive = (
+        "not_hiv_positive",
+        "Index testing (`IndexContactElicited`) starts from a client known to be HIV-positive.",
+        Action.fix_and_resend,
+    )
+    unknown_index_contact = (
+        "unknown_index_contact",
+        "The `contact_ref` names no contact this client has named: post its `IndexContactElicited` first.",
+        Action.fix_and_resend,
+    )
+
 
 def codes_table() -> str:
     """The table of docs/emr-intake.md (a test keeps the two the same)."""

@@ -79,6 +79,8 @@ class ServiceSettings(BaseSettings):
     metrics_token: SecretStr | None = None
 
     facilities_path: Path | None = Field(default=None, alias="PMTCT_FACILITIES")
+    #: the staff registry (servicekit.staff): the demo one unless `PMTCT_STAFF=path.csv`
+    staff_path: Path | None = Field(default=None, alias="PMTCT_STAFF")
 
     log_level: str = "INFO"
     log_json: bool = True

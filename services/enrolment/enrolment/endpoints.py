@@ -13,10 +13,19 @@ from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
 
+from . import caseloads, queries
 from . import intake as emr_intake
-from . import queries
 from .personal_data import PersonalDataCipher
-from .schemas import REF_PATTERN, TEXT_PATTERN, BatchResult, ClientPublic, EventBatch, PersonalDataRead
+from .schemas import (
+    REF_PATTERN,
+    TEXT_PATTERN,
+    BatchResult,
+    CaseloadPersonalDataReply,
+    CaseloadRead,
+    ClientPublic,
+    EventBatch,
+    PersonalDataRead,
+)
 from .settings import Settings
 
 RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
@@ -99,6 +108,25 @@ async def find_client(
     clock = runtime.settings.clock
     async with runtime.begin() as uow:  # the audit row commits before the answer leaves
         found = await queries.find_client(uow.session, cipher, principal, facility_id, client_ref, purpose, clock)
+        await uow.commit()
+    return found
+
+
+@router.post(
+    "/caseload/personal-data",
+    summary="Whom a Mentor Mother's worklist rows are about: one audited read, her own caseload only",
+    description="The app posts the worklist's client ids (follow-up's `GET /v1/worklist?mentor=me`) and why it"
+    " reads them. Clients not in the caller's caseload are listed in `not_in_caseload` and not read.",
+    responses={403: {"description": "`not_staff`, `facility_forbidden`, `not_in_caseload`, `insufficient_scope`"}},
+)
+async def read_caseload(
+    body: CaseloadRead,
+    cipher: CipherDep,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("caseload:read")],
+) -> CaseloadPersonalDataReply:
+    async with runtime.begin() as uow:  # the audit rows commit before the answer leaves
+        found = await caseloads.read_caseload(uow, cipher, principal, body.client_ids, body.purpose.strip())
         await uow.commit()
     return found
 

@@ -5,11 +5,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from pmtct_events import ENROLMENT_TOPIC
+from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
 from servicekit import intake
-from servicekit.app import create_app
+from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints
+from . import caseloads, endpoints
 from .schemas import EMR_EVENT
 from .settings import Settings, require_keys
 
@@ -23,6 +23,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         " personal data kept (encrypted) in this schema only.",
         routers=[endpoints.router],
         publishes=[ENROLMENT_TOPIC],
+        # the caseloads follow-up announces: what a Mentor Mother's personal-data read is limited to
+        consumers=[ConsumerSpec(name="enrolment", topics=[FOLLOWUP_TOPIC], handlers=caseloads.HANDLERS)],  # type: ignore[arg-type]
     )
     runtime_lifespan = app.router.lifespan_context
 

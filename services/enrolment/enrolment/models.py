@@ -100,3 +100,27 @@ personal_data_reads = Table(
     Index("personal_data_reads_client", "client_id", "read_at"),
     Index("personal_data_reads_caller", "caller", "read_at"),
 )
+
+# --- caseloads, as follow-up announces them (CaseloadAssigned, StaffMemberChanged) -------------------
+# A Mentor Mother's app reads the personal data of her own caseload only (`caseloads.py`); enrolment
+# knows the caseloads and the staff from follow-up's events, never by asking follow-up.
+
+caseload = Table(
+    "caseload",
+    metadata,
+    Column("client_id", UUID(as_uuid=True), primary_key=True),
+    Column("facility_id", Text, nullable=False),
+    Column("staff_id", Text),
+    Column("assigned_at", DateTime(timezone=True), nullable=False),
+    Index("caseload_staff", "staff_id"),
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("staff_id", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("facility_id", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)

@@ -284,3 +284,33 @@ class PersonalDataRead(BaseModel):
     purpose: str
     access: str
     read_at: datetime
+
+
+# --- POST /v1/caseload/personal-data -----------------------------------------------------------------
+
+
+class CaseloadRead(BaseModel):
+    """The platform ids of the clients a worklist names, and why they are read (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_ids: list[UUID] = Field(min_length=1, max_length=1000)
+    purpose: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+
+
+class CaseloadPersonalData(BaseModel):
+    """Whom a worklist row is about: her name, the facility's record number, her phone."""
+
+    client_id: UUID
+    client_ref: str | None
+    given_name: str | None
+    family_name: str | None
+    phone: str | None
+    birth_date: date | None
+
+
+class CaseloadPersonalDataReply(BaseModel):
+    staff_id: str
+    facility_id: str
+    clients: list[CaseloadPersonalData]
+    not_in_caseload: list[UUID] = Field(description="Asked for, but not in the caller's caseload: not read.")

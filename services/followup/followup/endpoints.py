@@ -13,6 +13,9 @@ from servicekit.problems import Problem
 
 from . import intake as emr_intake
 from . import queries
+from .mentoring import endpoints as mentoring
+from .mentoring import queries as mentoring_queries
+from .mentoring.schemas import MentorWorklist
 from .schemas import EventBatch, InfantPublic, IngestReply, Worklist
 from .settings import Settings
 
@@ -48,17 +51,35 @@ async def get_infant(
     return await queries.infant_record(session, infant_id, principal, runtime.settings)
 
 
-@router.get("/worklist", summary="What is due and overdue at a facility, most urgent first")
+@router.get(
+    "/worklist",
+    summary="What is due and overdue, most urgent first: at a facility, or in a Mentor Mother's caseload",
+    description="`facility_id=F`: the facility's worklist. `mentor=me` (the token's subject, a staff member) or"
+    " `mentor=ID` (her site coordinator, an admin): her caseload's items, tracing list and next contacts.",
+    responses={
+        403: {"description": "`facility_forbidden`, `not_staff`, `not_coordinator`, `insufficient_scope`"},
+        404: {"description": "`unknown_facility`, `unknown_staff`"},
+        422: {"description": "`facility_or_mentor`: give one of facility_id and mentor"},
+    },
+)
 async def get_worklist(
     session: SessionDep,
     runtime: RuntimeDep,
     principal: WorklistReader,
-    facility_id: str,
+    facility_id: str | None = None,
+    mentor: Annotated[str | None, Query(pattern=r"^(me|[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})$")] = None,
     as_of: date | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-) -> Worklist:
+) -> Worklist | MentorWorklist:
+    day = as_of or runtime.settings.clock.today()
+    if (facility_id is None) == (mentor is None):
+        raise Problem(422, "facility_or_mentor", "Ask for one worklist: facility_id=F, or mentor=me / mentor=ID.")
+    if mentor is not None:
+        async with runtime.begin() as uow:
+            member = await mentoring.mentor_asked(uow, principal, mentor)
+            return await mentoring_queries.mentor_worklist(uow.session, member, day, limit, runtime.settings.eid)
+    assert facility_id is not None
     if facility_id not in runtime.registry:
         raise Problem(404, "unknown_facility", f"Facility {facility_id!r} is not registered.")
     principal.require_facility(facility_id)
-    day = as_of or runtime.settings.clock.today()
     return await queries.worklist(session, facility_id, day, limit, runtime.settings.eid)

@@ -8,6 +8,9 @@ from servicekit.app import ConsumerSpec, create_app
 
 from . import endpoints, stream, timers
 from .handlers import handlers
+from .mentoring import api as mentoring_api
+from .mentoring import endpoints as mentoring_endpoints
+from .mentoring.schemas import RECORD
 from .repository import FollowupUnit
 from .schemas import INFANT_EVENT
 from .settings import Settings
@@ -19,7 +22,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="PMTCT follow-up service",
         description="HIV-exposed infant schedule, due and overdue follow-ups, Mentor Mother worklists.",
-        routers=[endpoints.router],
+        routers=[endpoints.router, mentoring_endpoints.router],
         publishes=[FOLLOWUP_TOPIC],
         consumers=[
             ConsumerSpec(
@@ -31,8 +34,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         ],
         background=[("durable timers", timers.run)],
         unit_of_work=FollowupUnit,
+        on_startup=mentoring_api.load_registry,
     )
     intake.document(app, INFANT_EVENT, "InfantEvent")
+    intake.document(app, RECORD, "MentorRecord", batch_model="RecordBatch")
     return app
 
 

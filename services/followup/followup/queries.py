@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,24 +102,27 @@ async def worklist(
     """`rules`: the clinical preset's infant rules, which name the items (WHO's by default)."""
     rules = rules or EidRules()
     rows = await repo.worklist(session, facility_id, as_of, limit + 1)
-    entries = [
-        WorklistEntry(
-            item_id=r.item_id,
-            subject_type=r.subject_type,
-            subject_id=r.subject_id,
-            client_id=r.client_id,
-            action=r.kind,
-            label=r.label or rules.label(ScheduleKind(r.kind)),
-            test=r.test,
-            window_start=r.window_start,
-            window_end=r.window_end,
-            overdue_on=r.overdue_on,
-            urgency=Urgency.overdue if as_of >= r.overdue_on else Urgency.due,
-            days_overdue=max((as_of - r.overdue_on).days, 0),
-            days_left_in_window=max((r.window_end - as_of).days, 0),
-        )
-        for r in rows[:limit]
-    ]
+    entries = [worklist_entry(r, as_of, rules) for r in rows[:limit]]
     return Worklist(
         facility_id=facility_id, as_of=as_of, count=len(entries), truncated=len(rows) > limit, items=entries
+    )
+
+
+def worklist_entry(r: Any, as_of: date, rules: EidRules) -> WorklistEntry:
+    """A worklist row (a schedule item's shown columns) as the day `as_of` sees it; `rules` name
+    the items that have no label of their own."""
+    return WorklistEntry(
+        item_id=r.item_id,
+        subject_type=r.subject_type,
+        subject_id=r.subject_id,
+        client_id=r.client_id,
+        action=r.kind,
+        label=r.label or rules.label(ScheduleKind(r.kind)),
+        test=r.test,
+        window_start=r.window_start,
+        window_end=r.window_end,
+        overdue_on=r.overdue_on,
+        urgency=Urgency.overdue if as_of >= r.overdue_on else Urgency.due,
+        days_overdue=max((as_of - r.overdue_on).days, 0),
+        days_left_in_window=max((r.window_end - as_of).days, 0),
     )

@@ -7,6 +7,7 @@ from servicekit.settings import ServiceSettings
 
 from . import presets
 from .eid_schedule import EidRules
+from .mentoring.rules import MentoringRules
 from .mother_schedule import MotherRules
 
 
@@ -24,6 +25,8 @@ class Settings(ServiceSettings):
     preset: presets.ClinicalPreset | None = None
     eid: EidRules = EidRules()
     mother_viral_load: MotherRules = MotherRules()
+    #: the Mentor Mothers' work: caseload rule, tracing attempts, topics (followup.mentoring)
+    mentoring: MentoringRules = MentoringRules()
     #: days without contact after an item became overdue before ClientLostToFollowUp
     lost_to_follow_up_days: int = Field(90, ge=1)
 

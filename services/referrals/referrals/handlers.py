@@ -43,7 +43,7 @@ from pmtct_events.referrals import ReferralService, Urgency
 from servicekit.clock import Clock
 from servicekit.consumer import Handler
 
-from . import repository, rules, stream
+from . import mentoring, repository, rules, stream
 from .repository import ReferralsUnit
 from .rules import Action
 from .settings import Settings
@@ -91,6 +91,9 @@ def subject_of(event: Event) -> UUID:
     """Whose referrals and state the event is about."""
     if isinstance(event, ClientLostToFollowUp):
         return event.subject_id
+    mentoring_subject = mentoring.subject_of(event)
+    if mentoring_subject is not None:
+        return mentoring_subject
     if isinstance(event, InfantEvent):
         return event.infant_id
     return event.client_id  # type: ignore[attr-defined]
@@ -230,4 +233,5 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         InfantFeedingRecorded: infant_seen,
         InfantFinalOutcomeRecorded: infant_final_outcome,
         InfantFollowUpStarted: infant_known,
+        **mentoring.build(settings),
     }

@@ -12,6 +12,10 @@ class Settings(ServiceSettings):
     art_initiation_due_days: int = Field(default=7, ge=0)
     infant_art_due_days: int = Field(default=7, ge=0)
     tracing_due_days: int = Field(default=14, ge=0)
+    #: a partner / family testing referral of a contact an index client named is due this many days on
+    index_testing_due_days: int = Field(default=30, ge=0)
+    #: an index contact who tested positive is referred for ART, due this many days after the test
+    index_art_due_days: int = Field(default=7, ge=0)
     #: how often the timers look for ART waits that are over and referrals past their due-by date
     timer_interval_s: float = Field(default=5, gt=0)
     timer_batch_size: int = Field(default=200, ge=1)

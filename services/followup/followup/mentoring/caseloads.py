@@ -1,0 +1,95 @@
+"""Caseloads: which Mentor Mother each mother (and her infants with her) belongs to.
+
+A mother is assigned when she enrols (by the configured rule: `rules.least_loaded`, or nobody),
+explicitly by a site coordinator (`api.assign`), anew when her Mentor Mother leaves (made
+inactive or moved to another facility: the rule chooses among those who stay), and released when
+she transfers out (her new facility's rule assigns her when she enrols there). Every change is a
+`CaseloadAssigned` event: enrolment keeps the caseloads from them, so it can limit a Mentor
+Mother's personal-data read to her own clients, and reporting counts caseloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pmtct_events.mentoring import AssignmentReason, CaseloadAssigned
+from servicekit.uow import UnitOfWork
+
+from . import repository as repo
+from . import rules
+from .rules import CaseloadRule, MentoringRules
+
+
+async def assign(
+    uow: UnitOfWork,
+    client_id: UUID,
+    facility_id: str,
+    staff_id: str | None,
+    reason: AssignmentReason,
+    at: datetime,
+) -> bool:
+    """Put the mother in `staff_id`'s caseload (None: in nobody's); False if she is there already."""
+    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    if current is not None and current.staff_id == staff_id and current.facility_id == facility_id:
+        return False
+    await repo.set_assignment(uow.session, client_id, facility_id, staff_id, reason.value, at)
+    uow.publish(
+        CaseloadAssigned(
+            facility_id=facility_id,
+            occurred_at=at,
+            client_id=client_id,
+            staff_id=staff_id,
+            previous_staff_id=current.staff_id if current is not None else None,
+            reason=reason,
+        )
+    )
+    return True
+
+
+async def chosen(uow: UnitOfWork, facility_id: str, settings: MentoringRules, leaving: str | None = None) -> str | None:
+    """Whom the configured rule gives a client of the facility (under the facility's caseload lock)."""
+    if settings.caseload_rule is CaseloadRule.none:
+        return None
+    await repo.lock_facility_caseloads(uow.session, facility_id)
+    loads = await repo.mentor_loads(uow.session, facility_id)
+    loads.pop(leaving or "", None)
+    return rules.least_loaded(loads)
+
+
+async def enrolled(uow: UnitOfWork, client_id: UUID, facility_id: str, at: datetime, settings: MentoringRules) -> None:
+    """She enrolled at `facility_id`: a mother new to the facility's caseloads gets a Mentor
+    Mother by the rule; one already in them (a new pregnancy, a repeat) keeps hers."""
+    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    if current is not None and current.facility_id == facility_id and current.staff_id is not None:
+        return
+    moved_here = current is not None and current.facility_id != facility_id
+    staff_id = await chosen(uow, facility_id, settings)
+    if staff_id is None and current is not None and not moved_here:
+        return
+    reason = AssignmentReason.transferred if moved_here else AssignmentReason.rule
+    await assign(uow, client_id, facility_id, staff_id, reason, at)
+
+
+async def transferred_out(uow: UnitOfWork, client_id: UUID, facility_id: str, at: datetime) -> None:
+    """She left the facility: she is in none of its caseloads any more."""
+    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    if current is None or current.facility_id != facility_id:
+        return
+    await assign(uow, client_id, facility_id, None, AssignmentReason.transferred, at)
+
+
+async def staff_left(uow: UnitOfWork, staff_id: str, facility_id: str, at: datetime, settings: MentoringRules) -> int:
+    """Her clients go to the others of her facility, one at a time by the rule (so they spread
+    over the least loaded); how many moved."""
+    clients = await repo.clients_of(uow.session, staff_id)
+    for client_id in clients:
+        await assign(
+            uow,
+            client_id,
+            facility_id,
+            await chosen(uow, facility_id, settings, leaving=staff_id),
+            AssignmentReason.staff_left,
+            at,
+        )
+    return len(clients)
