@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
 
-from . import endpoints, handlers, submissions
+from . import endpoints, handlers, programme_endpoints, programme_store, submissions
 from .repository import ReportingUnit
 from .settings import Settings
 
@@ -16,13 +16,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="PMTCT reporting service",
         description="Programme indicators, DHIS2 export and the dashboard.",
-        routers=[endpoints.router, endpoints.pages],
+        routers=[endpoints.router, endpoints.pages, programme_endpoints.router],
         publishes=[],
         consumers=[
             ConsumerSpec(
                 name="reporting",
                 topics=[ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC],
-                handlers=handlers.build(settings),
+                # the Mentor Mothers' programme facts beside the MER read model (reporting.programme)
+                handlers={**handlers.build(settings), **programme_store.handlers(settings.clock)},
             )
         ],
         unit_of_work=ReportingUnit,

@@ -35,3 +35,5 @@ class Settings(ServiceSettings):
     #: `pmtct replay reporting`: facts and event ids held in memory before they are copied in (more:
     #: fewer, larger copies and more memory)
     replay_stage_rows: int = Field(default=50_000, ge=1)
+    #: programme figures: a client "reached" has at least this many interactions in the period
+    programme_reached_contacts: int = Field(default=2, ge=1)
