@@ -31,6 +31,7 @@ async def test_a_positive_mothers_delivery_starts_follow_up_with_its_prophylaxis
     assert started["high_risk"] is False
     assert started["prophylaxis"] == [{"drug": "NVP", "duration_weeks": 6, "from_week": 0, "until": None}]
     assert [(p["kind"], p["window_start"], p["label"]) for p in started["plan"]] == [
+        ("infant_prophylaxis", B.isoformat(), "Prophylaxis: NVP from week 0"),
         ("nat_6_weeks", weeks(4).isoformat(), "NAT at 6 weeks"),
         ("nat_9_months", add_months(B, 9).isoformat(), "NAT at 9 months"),
         ("final_test", add_months(B, 18).isoformat(), None),
@@ -49,7 +50,12 @@ async def test_a_high_risk_infant_gets_enhanced_prophylaxis_a_birth_nat_and_its_
         {"drug": "AZT+3TC+NVP", "duration_weeks": 6, "from_week": 0, "until": None},
         {"drug": "NVP", "duration_weeks": 52, "from_week": 6, "until": "mother_suppressed_or_breastfeeding_ends"},
     ]
-    assert started["plan"][0]["kind"] == "nat_birth" and started["plan"][0]["window_start"] == B.isoformat()
+    [birth_nat] = [p for p in started["plan"] if p["kind"] == "nat_birth"]
+    assert birth_nat["window_start"] == B.isoformat()
+    assert [(p["label"], p["window_start"]) for p in started["plan"] if p["kind"] == "infant_prophylaxis"] == [
+        ("Prophylaxis: AZT+3TC+NVP from week 0", B.isoformat()),
+        ("Prophylaxis: NVP from week 6", weeks(6).isoformat()),
+    ]
 
 
 async def test_an_hiv_negative_mothers_infant_is_not_followed_and_a_stillbirth_is_not_an_infant(followup) -> None:
@@ -72,7 +78,7 @@ async def test_a_mother_diagnosed_while_breastfeeding_starts_her_infants_follow_
     assert name == "InfantFollowUpStarted"
     assert started["follow_up_from"] == diagnosed.isoformat() and started["high_risk"] is True
     assert "diagnosed_in_labour_or_postpartum" in started["high_risk_reasons"]
-    assert [(p["kind"], p["window_start"]) for p in started["plan"]][:2] == [
+    assert [(p["kind"], p["window_start"]) for p in started["plan"] if p["kind"] != "infant_prophylaxis"][:2] == [
         ("entry_nat", diagnosed.isoformat()),
         ("nat_9_months", add_months(B, 9).isoformat()),
     ]
@@ -244,10 +250,13 @@ async def test_worklist_lists_a_facilitys_mothers_and_infants_most_urgent_first(
     mine = {mother.client_id, overdue_baby.infant_id, other.client_id, due_baby.infant_id}
     items = [i for i in response.json()["items"] if i["subject_id"] in {str(s) for s in mine}]
     assert [(i["subject_id"], i["action"], i["urgency"], i["days_overdue"]) for i in items] == [
+        (str(overdue_baby.infant_id), "infant_prophylaxis", "overdue", 67),
+        (str(due_baby.infant_id), "infant_prophylaxis", "overdue", 18),
         (str(overdue_baby.infant_id), "nat_6_weeks", "overdue", 14),
         (str(due_baby.infant_id), "nat_birth", "overdue", 7),
         (str(due_baby.infant_id), "nat_6_weeks", "due", 0),
     ]
+    assert [i["label"] for i in items][2:] == ["NAT at 6 weeks", "NAT at birth", "NAT at 6 weeks"]
 
 
 async def test_every_part_of_the_worklist_query_can_be_served_by_an_index(followup) -> None:

@@ -138,7 +138,7 @@ def expected_announcements(started: CloudEvent) -> set[tuple[str, str]]:
     return {
         (name, item["item_id"])
         for item in started.data["plan"]
-        if item["overdue_on"] <= today
+        if item["overdue_on"] <= today and item["test"] is not None  # an action without a test is the worklist's
         for name in ("InfantTestDue", "InfantTestOverdue")
     }
 

@@ -66,6 +66,13 @@ def outcome(on: date, what: str) -> tuple:
     return (INFANT_OUTCOME_RECORDED, on, {"outcome": what})
 
 
+def prophylaxis(on: date, drug: str, started: date | None = None) -> tuple:
+    data: dict[str, Any] = {"drug": drug, "duration_weeks": 6}
+    if started is not None:
+        data["started_on"] = started.isoformat()
+    return ("InfantProphylaxisRecorded", on, data)
+
+
 def tick(on: date) -> tuple:
     return ("tick", on, {})
 
@@ -405,7 +412,44 @@ SCENARIOS: list[tuple[str, str, Journey, dict[str, Any]]] = [
         ),
         {"outcome": FinalOutcome.uninfected},
     ),
-    # --- 7. presets ---
+    # --- 7. prophylaxis as data ---
+    (
+        "standard risk: NVP from birth; not recorded within 3 days it is due, then overdue after the grace",
+        WHO_2025,
+        Journey(steps=[tick(B + timedelta(days=1)), tick(B + timedelta(days=18))]),
+        {
+            "items": {"infant_prophylaxis": "overdue"},
+            "announced": {("infant_prophylaxis", Transition.due), ("infant_prophylaxis", Transition.overdue)},
+        },
+    ),
+    (
+        "the recorded drug meets the regimen step (started on the day the EMR says)",
+        WHO_2025,
+        Journey(steps=[prophylaxis(B + timedelta(days=9), "NVP", started=B)]),
+        {"items": {"infant_prophylaxis": "satisfied"}},
+    ),
+    (
+        "high risk (WHO 2025 enhanced): AZT+3TC+NVP from birth, then NVP from week 6, each its own step",
+        WHO_2025,
+        Journey(
+            reasons=[HighRiskReason.art_under_4_weeks],
+            steps=[prophylaxis(B, "AZT+3TC+NVP"), nat(w(6)), tick(w(9))],
+        ),
+        {"items": {"infant_prophylaxis": "overdue"}, "never": {("nat_6_weeks", Transition.overdue)}},
+    ),
+    (
+        "a drug other than the regimen's does not meet it",
+        WHO_2025,
+        Journey(reasons=[HighRiskReason.art_under_4_weeks], steps=[prophylaxis(B, "NVP")]),
+        {"items": {"infant_prophylaxis": "planned"}},
+    ),
+    (
+        "a positive NAT: prophylaxis is moot, ART is what she needs",
+        WHO_2021_C,
+        Journey(steps=[nat(B + timedelta(days=2), "positive")]),
+        {"items": {"infant_prophylaxis": "cancelled:positive_result"}, "art_needed": True},
+    ),
+    # --- 8. presets ---
     (
         "Kenya: PCR at 6 weeks, 6 months and 12 months, named for what they are",
         KENYA,

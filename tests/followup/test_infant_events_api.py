@@ -277,7 +277,7 @@ async def test_the_worklist_is_as_of_today_by_default(followup) -> None:
     body = response.json()
     assert body["as_of"] == datetime.now(UTC).date().isoformat()
     mine = [i for i in body["items"] if i["subject_id"] == str(baby.infant_id)]
-    assert [(i["action"], i["urgency"]) for i in mine] == [("nat_6_weeks", "due")]
+    assert [(i["action"], i["urgency"]) for i in mine] == [("infant_prophylaxis", "overdue"), ("nat_6_weeks", "due")]
 
 
 async def test_backfill_a_delivery_ten_weeks_ago_raises_its_overdue_at_once_unless_the_result_comes_with_it(

@@ -20,6 +20,7 @@ from followup.cases import INFANT_OUTCOME_RECORDED, InfantCase, MotherCase, Reco
 from followup.eid_schedule import EidRules, InfantFacts, final_outcome, infant_plan
 from followup.mother_schedule import MotherRules
 from followup.schedule import Status, Transition
+from followup.schedule import item_id as id_of
 from pmtct_events.enrolment import HivStatus
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest
 
@@ -138,6 +139,9 @@ def test_any_sequence_of_facts_ends_every_item_satisfied_overdue_or_cancelled_an
 
     ids = [i.item_id for i in case.items]
     assert len(ids) == len(set(ids)), "an item is stored once"
+    assert case.plan is not None
+    required = [id_of(case.infant_id, r.kind, r.window_start) for r in case.plan.requirements]
+    assert len(required) == len(set(required)), "the rules require each item once (one need, one id)"
     assert all(i.status in ENDED for i in case.items), [(i.kind, i.status) for i in case.items]
 
     counts = Counter((item_id, t) for item_id, t, _ in ledger.announcements)

@@ -52,6 +52,8 @@ class ScheduleKind(StrEnum):
     nat_after_antibody = "nat_after_antibody"
     #: the final test is near and the infant's feeding is unknown or ongoing: record it
     record_feeding_status = "record_feeding_status"
+    #: a step of the infant's prophylaxis regimen is to start (the item's `label` names the drug)
+    infant_prophylaxis = "infant_prophylaxis"
 
 
 class HighRiskReason(StrEnum):
@@ -150,9 +152,14 @@ class InfantFollowUpStarted(InfantEvent):
 
 
 class InfantProphylaxisRecorded(InfantEvent):
+    """Prophylaxis given: the drug (the vocabulary of the clinical presets' regimens), for how long,
+    and when it started and stopped if the EMR says (`occurred_at` is when it was recorded)."""
+
     event_name: ClassVar[str] = "InfantProphylaxisRecorded"
     drug: ProphylaxisDrug
     duration_weeks: int = Field(ge=1, le=52)
+    started_on: date | None = None
+    stopped_on: date | None = None
 
 
 class InfantFeedingRecorded(InfantEvent):

@@ -23,8 +23,10 @@ from pmtct_events.followup import (
     HighRiskReason,
     InfantArtInitiated,
     InfantFeedingRecorded,
+    InfantProphylaxisRecorded,
     InfantTest,
     InfantTestResulted,
+    ProphylaxisDrug,
     ProphylaxisPlan,
     TestResult,
 )
@@ -38,6 +40,7 @@ from .eid_schedule import (
     FeedingFact,
     InfantFacts,
     InfantPlan,
+    ProphylaxisFact,
     TestFact,
     add_months,
     breastfeeding_stopped_on,
@@ -70,6 +73,7 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
     are told apart by their content, not by when they arrived)."""
     results: list[TestFact] = []
     feeding: list[FeedingFact] = []
+    given: list[ProphylaxisFact] = []
     firsts: dict[str, date] = {}
     lasts: dict[str, date] = {}
     for e in events:
@@ -85,6 +89,11 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
             )
         elif e.type == InfantFeedingRecorded.event_name:
             feeding.append(FeedingFact(e.on, FeedingMethod(e.data["method"])))
+        elif e.type == InfantProphylaxisRecorded.event_name:
+            started = e.data.get("started_on")
+            given.append(
+                ProphylaxisFact(date.fromisoformat(started) if started else e.on, ProphylaxisDrug(e.data["drug"]))
+            )
         elif e.type == InfantArtInitiated.event_name:
             firsts["art"] = min(firsts.get("art", e.on), e.on)
         elif e.type == INFANT_OUTCOME_RECORDED:
@@ -106,6 +115,7 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
         facts,
         results=tuple(replace(r, seq=i) for i, r in enumerate(ordered)),
         feeding=tuple(sorted(feeding, key=lambda x: (x.on, x.method.value))),
+        prophylaxis=tuple(sorted(given, key=lambda x: (x.started_on, x.drug.value))),
         art_started_on=firsts.get("art"),
         died_on=firsts.get("died"),
         transferred_out_on=lasts.get("transferred_out"),

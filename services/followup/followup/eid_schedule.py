@@ -71,6 +71,7 @@ LABELS: dict[ScheduleKind, str] = {
     ScheduleKind.nat_after_antibody: "NAT after a positive antibody test",
     ScheduleKind.record_feeding_status: "Record feeding status",
     ScheduleKind.infant_art_start: "Start infant ART",
+    ScheduleKind.infant_prophylaxis: "Start infant prophylaxis",
     ScheduleKind.mother_viral_load: "Mother's viral load",
 }
 
@@ -158,6 +159,10 @@ class EidRules(BaseModel):
     antibody_valid_from_months: int = Field(18, ge=0)
     ask_feeding_status: bool = True
     at_once_window_days: int = Field(14, ge=1, description="confirmatory, repeat, entry NAT and ART start")
+    #: a step of the regimen not recorded this many days after it should start is due, then overdue
+    #: after the grace (WHO 2025: prophylaxis as soon as possible after birth)
+    prophylaxis_within_days: int = Field(3, ge=0)
+    ask_prophylaxis: bool = True
     grace_days: int = Field(14, ge=0)
     early_tolerance_days: int = Field(7, ge=0)
     #: the age of the PMTCT_FO snapshot (PEPFAR MER): reported, never a reason to close follow-up
@@ -251,6 +256,14 @@ class FeedingFact:
 
 
 @dataclass(frozen=True, slots=True)
+class ProphylaxisFact:
+    """Prophylaxis given (InfantProphylaxisRecorded): the drug and the day it started."""
+
+    started_on: date
+    drug: ProphylaxisDrug
+
+
+@dataclass(frozen=True, slots=True)
 class InfantFacts:
     birth_date: date
     high_risk: bool
@@ -258,6 +271,7 @@ class InfantFacts:
     follow_up_from: date
     results: tuple[TestFact, ...] = ()
     feeding: tuple[FeedingFact, ...] = ()
+    prophylaxis: tuple[ProphylaxisFact, ...] = ()
     mother_died_on: date | None = None
     died_on: date | None = None
     transferred_out_on: date | None = None
@@ -382,9 +396,35 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
             feeding.cancel_reason = "feeding_status_known"
         slots.append(feeding)
 
+    if rules.ask_prophylaxis:
+        for step in prophylaxis_for(f.high_risk, rules):
+            begins = birth + timedelta(weeks=step.from_week)
+            if begins + timedelta(weeks=step.duration_weeks) <= start:
+                continue  # a step that would be over by the time she entered follow-up
+            begins = max(begins, start)
+            slot = add(
+                Slot(
+                    ScheduleKind.infant_prophylaxis,
+                    None,
+                    begins,
+                    begins + timedelta(days=rules.prophylaxis_within_days),
+                    grace,
+                    routine=False,
+                    label=f"Prophylaxis: {step.drug.value} from week {step.from_week}",
+                )
+            )
+            given = [g.started_on for g in f.prophylaxis if g.drug is step.drug and g.started_on >= begins - tolerance]
+            if given:
+                slot.satisfied_on = min(given)
+
     def at_once_slot(kind: ScheduleKind, test: InfantTest | None, r: TestFact) -> Slot | None:
         if any(s.kind is kind and s.open for s in slots):
             return None
+        same_day = next((s for s in slots if s.kind is kind and s.window_start == r.sampled_on), None)
+        if same_day is not None:  # another sample of that day calls for it again: one need, after both
+            same_day.satisfied_on = None
+            after[id(same_day)] = (r.sampled_on, r.seq)
+            return same_day
         reported = max(r.sampled_on, r.reported_on or r.sampled_on)
         # keyed by the trigger's sample date (unique per open need), timed from the day it was reported
         return add(Slot(kind, test, r.sampled_on, reported + at_once, grace, routine=False), (r.sampled_on, r.seq))
@@ -424,7 +464,9 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
                 positive, discordant = r, False
                 resolving.append((r.sampled_on, None))
                 at_once_slot(ScheduleKind.confirmatory_nat, InfantTest.NAT, r)
-                if art is None or not art.open:
+                if art is not None and not art.open and art.window_start == r.sampled_on:
+                    art.cancel_reason = None  # positive again the same day: the same need
+                elif art is None or not art.open:
                     reported = max(r.sampled_on, r.reported_on or r.sampled_on)
                     art = Slot(ScheduleKind.infant_art_start, None, r.sampled_on, reported + at_once, grace, False)
                     slots.append(art)
@@ -452,7 +494,7 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
                 if any(s.window_end >= p and (c is None or s.window_start <= c) for p, c in resolving):
                     s.cancel_reason = "positive_result"
         if positive is not None:
-            for maybe in (final, feeding):
+            for maybe in (final, feeding, *(s for s in slots if s.kind is ScheduleKind.infant_prophylaxis)):
                 if maybe is not None and maybe.open:
                     maybe.cancel_reason = "positive_result"
         elif final_negative_on is not None:

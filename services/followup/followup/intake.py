@@ -197,7 +197,13 @@ def catalog_event(case: InfantCase, e: Any, day: date, rules: EidRules) -> Event
     data = e.data
     match e.type:
         case "InfantProphylaxisRecorded":
-            return InfantProphylaxisRecorded(**common, drug=data.drug, duration_weeks=data.duration_weeks)
+            return InfantProphylaxisRecorded(
+                **common,
+                drug=data.drug,
+                duration_weeks=data.duration_weeks,
+                started_on=data.started_on,
+                stopped_on=data.stopped_on,
+            )
         case "InfantFeedingRecorded":
             return InfantFeedingRecorded(**common, method=data.method)
         case "InfantTestResulted":

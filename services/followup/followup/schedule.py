@@ -222,11 +222,15 @@ class Attendance:
             self.lost_since = self.lost_last_seen_on = None
 
 
+#: items that are records the clinic keeps, not visits the child missed: they never make her lost
+NOT_VISITS: frozenset[ScheduleKind] = frozenset({ScheduleKind.infant_prophylaxis, ScheduleKind.record_feeding_status})
+
+
 def lost_on(items: Iterable[Item], attendance: Attendance, silence_days: int) -> date | None:
     """The day a subject counts as lost to follow-up: `silence_days` without contact after its
     earliest open item became overdue (counted from the last contact if that was later). A subject
     with nothing overdue is never lost: a quiet baby between its 6-week and 9-month tests is fine."""
-    overdue_dates = [i.overdue_on for i in items if i.open]
+    overdue_dates = [i.overdue_on for i in items if i.open and i.kind not in NOT_VISITS]
     if not overdue_dates:
         return None
     start = min(overdue_dates)

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from pmtct_events.followup import (
     FeedingMethod,
@@ -29,8 +29,19 @@ from .models import ScheduleItemBase
 
 
 class ProphylaxisData(Strict):
+    """What was given: a drug of the vocabulary, for how long, and (if known) when it started and
+    stopped; without `started_on` it started on the event's day."""
+
     drug: ProphylaxisDrug
     duration_weeks: int = Field(ge=1, le=52)
+    started_on: date | None = None
+    stopped_on: date | None = None
+
+    @model_validator(mode="after")
+    def _stopped_after_start(self) -> ProphylaxisData:
+        if self.started_on and self.stopped_on and self.stopped_on < self.started_on:
+            raise ValueError("stopped_on is before started_on")
+        return self
 
 
 class FeedingData(Strict):
