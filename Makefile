@@ -56,7 +56,7 @@ bench: install
 	$(RUN) python -m bench
 
 screenshots: install
-	$(RUN) pytest -q -p no:cacheprovider tests/reporting/test_dashboard.py
+	$(RUN) pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests/reporting/test_dashboard.py
 	@ls -l tests/artifacts/dashboard-1400.png tests/artifacts/dashboard-390.png
 
 clean:
