@@ -55,6 +55,9 @@ def _browse(served, profile, artifacts) -> dict:
         seen["all"] = (tile(browser, "PMTCT_STAT"), tile(browser, "PMTCT_ART"), tile(browser, "PMTCT_EID"))
         seen["eid_note"] = browser.evaluate("document.querySelector('#note-PMTCT_EID')?.textContent ?? ''")
         seen["rows"] = rows(browser)
+        seen["mentor"] = browser.evaluate(
+            "['#mm-interactions', '#mm-reached'].map(id => document.querySelector(id).textContent)"
+        )
         browser.screenshot(artifacts / "dashboard-1400.png")
         choose(browser, "district", "Leribe")
         seen["leribe"] = (tile(browser, "PMTCT_STAT"), tile(browser, "PMTCT_ART"), [r[0] for r in rows(browser)])
@@ -138,3 +141,8 @@ def test_the_push_shows_its_import_summary(browsed) -> None:
     # a dry run of FY2026's MER data set: 156 values at each of the 4 facilities
     text = " ".join(browsed["pushed"].split())
     assert "Last push of FY2026 (mer, dry run): SUCCESS" in text and "imported 624" in text
+
+
+def test_the_mentor_mothers_figures_are_in_the_programme_section(browsed) -> None:
+    # the cohort's clinics recorded no Mentor Mother contacts (docs/mentor-mothers.md): none counted
+    assert browsed["mentor"] == ["0", "0"]

@@ -139,6 +139,13 @@ async def test_a_503_is_retried_with_backoff_and_a_dhis2_that_never_answers_is_r
     reply = await push(served, "period=FY2026&data_set=programme")
     assert reply.status_code == 201, reply.text
     assert (reply.json()["outcome"], reply.json()["attempts"]) == ("SUCCESS", 3)
+    sent = served.dhis2.requests[-1].body
+    # the programme data set: its counts and the Mentor Mothers' figures, 16 values at each of 4 facilities
+    assert sent["dataSet"] == "M2M_PROGRAMME" and len(sent["dataValues"]) == 16 * 4
+    # FY2026 deliveries at A: M2 6 + M3 4 (one at home); no Mentor Mother contacts recorded
+    assert sent_value(sent, "M2M_DELIVERIES", "default") == "10"
+    assert sent_value(sent, "M2M_SKILLED_DELIVERIES", "default") == "9"
+    assert sent_value(sent, "M2M_MM_CLIENT_INTERACTIONS", "default") == "0"
     assert [r.status for r in served.dhis2.requests[-3:]] == [503, 503, 200]
     served.dhis2.fail_next(3)
     down = await push(served, "period=FY2025&data_set=programme")

@@ -29,7 +29,7 @@ from servicekit.auth import Principal, current_principal
 from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
-from . import charts, queries, submissions
+from . import charts, programme, programme_store, queries, submissions
 from .indicators import (
     CASCADE,
     MTCT_EARLY,
@@ -183,6 +183,11 @@ async def page(
     if may_push(principal, settings):
         shown = await submissions.history_public(session, registry, settings, None, filters.period, limit=1)
         last_push = shown[0] if shown else None
+    # the Mentor Mothers' own figures (reporting.programme), for the same place and period
+    mentor = programme.figures(
+        await programme_store.counts(session, scope.facility_ids, filters.period.start, filters.period.end),
+        settings.programme_reached_contacts,
+    )
     stages = [(label, totals[key]) for label, key in CASCADE]
     # each women's stage as a share of the one before (the same women, by their ANC1); the infant stages
     # follow births and samples of the period, another group, so they carry no percentage
@@ -206,6 +211,7 @@ async def page(
         programme=evaluate(totals, of_data_set(DataSet.programme)),
         cascade=charts.cascade_chart(stages),
         stage_rows=stage_rows,
+        mentor=mentor,
         comparison=comparison,
         mtct_trend=charts.trend_chart(trend(MTCT_EARLY), "Early MTCT rate by month"),
         referral_trend=charts.trend_chart(trend(REFERRAL_COMPLETION), "Referral completion by month"),

@@ -25,6 +25,13 @@ from .indicators import COUNTS, DataSet, of_data_set
 from .periods import Period
 from .schemas import DataValue, DataValueSet
 
+#: the Mentor Mothers' own figures (reporting.programme, from programme_store), per facility and period:
+#: what the programme data set sends besides the counts of reporting.indicators
+MENTOR_FIGURES: dict[str, str] = {
+    "mm_client_interactions": "Mentor Mother client interactions (contacts, group attendance, tracing visits)",
+    "mm_clients_reached": "Clients with at least one Mentor Mother interaction",
+}
+
 
 class IdScheme(StrEnum):
     UID = "UID"
@@ -39,8 +46,8 @@ class MappedCount(BaseModel):
     @field_validator("count")
     @classmethod
     def known_count(cls, value: str) -> str:
-        if value not in COUNTS:
-            raise ValueError(f"unknown count {value!r}; known: {', '.join(COUNTS)}")
+        if value not in COUNTS and value not in MENTOR_FIGURES:
+            raise ValueError(f"unknown count {value!r}; known: {', '.join([*COUNTS, *MENTOR_FIGURES])}")
         return value
 
 
@@ -210,6 +217,7 @@ def default_mapping(data_set: DataSet) -> dict:
         "referrals_due",
         "referrals_completed",
         "client_interactions",
+        *MENTOR_FIGURES,
     ):
         add(key, f"M2M_{key.upper()}")
     return {

@@ -19,7 +19,7 @@ from servicekit.auth import Principal
 from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
-from . import dhis2, repository
+from . import dhis2, programme, programme_store, repository
 from .indicators import DataSet, IndicatorValue, evaluate, of_data_set, sum_counts
 from .periods import Period, PeriodError, last_complete, parse_period
 from .schemas import DataValueSet
@@ -126,6 +126,9 @@ async def dhis2_export(
 ) -> DataValueSet:
     """The mapping's data set for every facility of the scope, one org unit each."""
     per_facility = await counts_by_facility(session, scope, period)
+    if any(m.count in dhis2.MENTOR_FIGURES for m in mapping.dataValues):
+        for fid in scope.facility_ids:
+            per_facility[fid] = {**per_facility[fid], **await mentor_figures(session, [fid], period)}
     units = [(dhis2.org_unit(mapping, f.facility_id, f.dhis2_org_unit), f.facility_id) for f in scope.facilities]
     aocs = {unit: mapping.attribute_option_combo(fid) for unit, fid in units}
     return dhis2.data_value_set(mapping, period, [(unit, per_facility[fid]) for unit, fid in units], aocs)
@@ -169,3 +172,9 @@ def _blank(value: object) -> object:
 async def followup_status(session: AsyncSession, facility_ids: list[str]) -> dict[str, tuple[int, int]]:
     """Today's (overdue, lost to follow-up) counts per facility."""
     return await repository.followup_status(session, facility_ids)
+
+
+async def mentor_figures(session: AsyncSession, facility_ids: list[str], period: Period) -> dict[str, int]:
+    """The Mentor Mothers' headline figures of the facilities and period (reporting.programme)."""
+    found = programme.figures(await programme_store.counts(session, facility_ids, period.start, period.end), 1)
+    return {"mm_client_interactions": found.interactions_total, "mm_clients_reached": found.reached.at_least_one}
