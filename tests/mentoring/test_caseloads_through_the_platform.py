@@ -4,7 +4,7 @@ caseloads, a Mentor Mother's worklist and the one audited read of whom its rows 
 from __future__ import annotations
 
 import pytest
-from mentoring_support import FACILITY, OTHER, Programme, eventually
+from mentoring_support import FACILITY, OTHER, Programme, ago, event, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -115,3 +115,25 @@ async def test_a_mentor_mother_who_leaves_hands_her_caseload_to_the_least_loaded
         gone = await http.get("/v1/worklist", params={"mentor": "me"}, headers=programme.app(leaving, "FAC-KE-003"))
     assert caseload.json()["count"] == 0
     assert gone.status_code == 403 and gone.json()["code"] == "not_staff"
+
+
+async def test_a_mother_who_transfers_out_leaves_her_mentor_mothers_caseload(programme: Programme) -> None:
+    mm = await programme.staff("mentor_mother")
+    coordinator = await programme.staff("site_coordinator", prefix="SC")
+    client, _ = await programme.mother(30)
+    await programme.assign(client, mm, programme.app(coordinator))
+    await programme.post(
+        "enrolment", event("ClientTransferredOut", ago(0.1), {"to_facility_id": OTHER}, client_id=client)
+    )
+
+    async def released() -> dict | None:
+        async with programme.http("followup") as http:
+            r = await http.get(f"/v1/clients/{client}/mentor", headers=programme.app(coordinator))
+        body = r.json()
+        return body if body["staff_id"] is None else None
+
+    assignment = await eventually(released, "the transfer reached follow-up")
+    assert (assignment["reason"], assignment["facility_id"]) == ("transferred", FACILITY)
+    async with programme.http("followup") as http:
+        caseload = (await http.get("/v1/staff/me/caseload", headers=programme.app(mm))).json()
+    assert client not in {c["client_id"] for c in caseload["clients"]}

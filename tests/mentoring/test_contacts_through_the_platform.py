@@ -70,42 +70,64 @@ async def test_a_days_contacts_with_last_weeks_backfill_posted_twice_are_counted
     assert await eventually(counted, "reporting counted her contacts") == 7
 
 
-async def test_a_cmms_found_back_in_care_completes_the_tracing_referral_and_the_infant_is_active_again(
+async def test_a_cmms_found_back_in_care_completes_the_tracing_referral_and_three_not_found_confirm_lost(
     programme: Programme,
 ) -> None:
     cmm = await programme.staff("community_mentor_mother", prefix="CMM")
-    # born 200 days ago, no visit since: its 6-week NAT long overdue, silent for more than 90 days
+    # born 200 days ago, no visit since: the 6-week NAT long overdue, silent for more than 90 days
     mother, infant = await programme.mother(200)
-    assert infant is not None
+    other_mother, other_infant = await programme.mother(200)
+    assert infant is not None and other_infant is not None
 
-    async def traced() -> dict | None:
+    async def on_the_tracing_list() -> dict | None:
         async with programme.http("followup") as http:
             r = await http.get("/v1/worklist", params={"mentor": "me"}, headers=programme.app(cmm))
-        tasks = [t for t in r.json()["tracing"] if t["subject_id"] == infant]
-        return tasks[0] if tasks else None
+        tasks = {t["subject_id"]: t for t in r.json()["tracing"]}
+        return tasks if {infant, other_infant} <= set(tasks) else None
 
-    task = await eventually(traced, "the infant is lost to follow-up and on the CMM's tracing list", timeout_s=90)
-    assert (task["subject_type"], task["client_id"], task["attempts"]) == ("infant", mother, 0)
-    [opened] = of(
-        await programme.referrals(infant, lambda f: len(of(f, "community_tracing")) == 1), "community_tracing"
+    tasks = await eventually(on_the_tracing_list, "both infants are lost and on the CMM's tracing list", timeout_s=90)
+    assert (tasks[infant]["subject_type"], tasks[infant]["client_id"], tasks[infant]["attempts"]) == (
+        "infant",
+        mother,
+        0,
     )
-    assert opened["status"] == "requested"
+    for subject in (infant, other_infant):
+        [opened] = of(
+            await programme.referrals(subject, lambda f: len(of(f, "community_tracing")) == 1), "community_tracing"
+        )
+        assert opened["status"] == "requested"
 
-    not_found = event(
-        "TracingAttemptRecorded", ago(0.1), {"outcome": "not_found", "infant_id": infant}, client_id=mother
+    def attempt(days_ago: float, outcome: str, subject: str, client: str, **data) -> dict:
+        return event(
+            "TracingAttemptRecorded",
+            ago(days_ago),
+            {"outcome": outcome, "infant_id": subject, **data},
+            client_id=client,
+        )
+
+    found = attempt(0.05, "found_back_in_care", infant, mother, returned_on=ago(0).date().isoformat())
+    # posted in any order: taken in the order they happened
+    reply = await programme.records(
+        cmm,
+        found,
+        attempt(0.1, "not_found", infant, mother),
+        attempt(2, "not_found", other_infant, other_mother),
+        attempt(1, "not_found", other_infant, other_mother),
     )
-    found = event(
-        "TracingAttemptRecorded",
-        ago(0.05),
-        {"outcome": "found_back_in_care", "infant_id": infant, "returned_on": ago(0).date().isoformat()},
-        client_id=mother,
-    )
-    reply = await programme.records(cmm, found, not_found)  # posted in any order: taken in the order they happened
-    assert reply["accepted"] == 2
+    assert reply["accepted"] == 4
+    async with programme.http("followup") as http:
+        worklist = (await http.get("/v1/worklist", params={"mentor": "me"}, headers=programme.app(cmm))).json()
+    [still] = [t for t in worklist["tracing"] if t["subject_id"] == other_infant]
+    assert (still["attempts"], still["failed_attempts"]) == (2, 2)
+    third = await programme.records(cmm, attempt(0.01, "not_found", other_infant, other_mother))
+    assert third["accepted"] == 1
 
     closed = await programme.referrals(infant, lambda f: of(f, "community_tracing")[0]["status"] != "requested")
     [tracing] = of(closed, "community_tracing")
     assert (tracing["status"], tracing["outcome_code"]) == ("completed", "found_back_in_care")
+    lost = await programme.referrals(other_infant, lambda f: of(f, "community_tracing")[0]["status"] != "requested")
+    [tracing] = of(lost, "community_tracing")
+    assert (tracing["status"], tracing["outcome_code"]) == ("declined", "confirmed_lost")
     async with programme.http("followup") as http:
         record = (await http.get(f"/v1/infants/{infant}", headers=programme.app(cmm))).json()
         worklist = (await http.get("/v1/worklist", params={"mentor": "me"}, headers=programme.app(cmm))).json()
@@ -114,7 +136,7 @@ async def test_a_cmms_found_back_in_care_completes_the_tracing_referral_and_the_
         None,
         ago(0).date().isoformat(),
     )
-    assert infant not in {t["subject_id"] for t in worklist["tracing"]}
+    assert {infant, other_infant}.isdisjoint(t["subject_id"] for t in worklist["tracing"])
 
 
 async def test_an_index_clients_partner_who_tests_positive_is_referred_for_art_until_linked(
