@@ -33,6 +33,7 @@ from pmtct_events.followup import (
     HighRiskReason,
     InfantTest,
     ProphylaxisDrug,
+    ScheduleKind,
 )
 from pmtct_events.followup import TestResult as Value
 
@@ -454,7 +455,8 @@ EDD = date(2030, 6, 5)
 
 
 def vl_summary(f: MotherFacts, rules: MotherRules = MotherRules()) -> list[tuple[date, date, date, str]]:
-    return [(r.window_start, r.window_end, r.overdue_on, state(r)) for r in mother_plan(f, rules)]
+    plan = [r for r in mother_plan(f, rules) if r.kind is ScheduleKind.mother_viral_load]
+    return [(r.window_start, r.window_end, r.overdue_on, state(r)) for r in plan]
 
 
 # (rule, facts, expected viral-load items in window order)
@@ -538,7 +540,7 @@ MOTHER_RULES = [
             positive_since=date(2029, 1, 1),
             delivered_on=DELIVERED,
             breastfeeding_until=add_months(DELIVERED, 7),
-            viral_loads=(add_months(DELIVERED, 6),),
+            viral_loads=((add_months(DELIVERED, 6), 40),),
         ),
         [
             (

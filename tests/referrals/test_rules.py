@@ -7,8 +7,8 @@ from uuid import uuid4
 
 import pytest
 
-from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
-from pmtct_events.referrals import ReferralStatus
+from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, ViralLoadRecorded
+from pmtct_events.referrals import ReferralService, ReferralStatus
 from referrals import rules
 from referrals.rules import Action, InvalidTransition
 
@@ -145,3 +145,31 @@ def test_an_infant_art_referral_follows_only_a_positive_result_that_can_diagnose
         diagnostic=diagnostic,
     )
     assert rules.infant_result_needs_art(event) is refer, rule
+
+
+# --- the mother's rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "copies, suppressed, met",
+    [
+        pytest.param(40, True, True, id="a repeat viral load below the threshold: adherence support did its job"),
+        pytest.param(2400, False, False, id="still unsuppressed: the support goes on"),
+    ],
+)
+def test_adherence_support_is_met_by_a_suppressed_viral_load_who_2021_algorithm(
+    copies: int, suppressed: bool, met: bool
+) -> None:
+    load = ViralLoadRecorded(
+        client_id=uuid4(),
+        facility_id="FAC-ZA-001",
+        occurred_at=datetime(2026, 5, 1, tzinfo=UTC),
+        copies_per_ml=copies,
+        suppressed=suppressed,
+    )
+    assert rules.adherence_support_met_by(load) is met
+
+
+def test_an_overdue_hiv_test_is_referred_for_testing_and_any_test_result_meets_it() -> None:
+    assert rules.test_overdue_reason("mother_hiv_retest_third_trimester") == "mother_hiv_retest_third_trimester_overdue"
+    assert rules.MET_BY_MOTHER_TEST == {ReferralService.hiv_testing}

@@ -32,7 +32,8 @@ class TestResult(StrEnum):
 
 class ScheduleKind(StrEnum):
     """What a schedule item is for: a test or visit of the infant schedule (WHO 2021 infant HIV
-    diagnosis algorithm) or the mother's viral-load monitoring."""
+    diagnosis algorithm), or the mother's follow-up: HIV retesting while she is not known
+    positive (WHO HTS 2019), ART start, viral-load monitoring and its response (WHO 2021)."""
 
     nat_birth = "nat_birth"
     nat_6_weeks = "nat_6_weeks"
@@ -41,6 +42,18 @@ class ScheduleKind(StrEnum):
     confirmatory_nat = "confirmatory_nat"
     repeat_test = "repeat_test"
     mother_viral_load = "mother_viral_load"
+    #: the mother's HIV tests while she is not known positive: at ANC1, in the third trimester, at
+    #: labour and delivery, postpartum while breastfeeding, 14 days after an inconclusive result
+    mother_hiv_test_anc1 = "mother_hiv_test_anc1"
+    mother_hiv_retest_third_trimester = "mother_hiv_retest_third_trimester"
+    mother_hiv_test_delivery = "mother_hiv_test_delivery"
+    mother_hiv_retest_postpartum = "mother_hiv_retest_postpartum"
+    mother_hiv_retest_inconclusive = "mother_hiv_retest_inconclusive"
+    #: a mother known positive and not on ART: an action, at once
+    mother_art_start = "mother_art_start"
+    #: enhanced adherence support after an unsuppressed viral load, and the repeat viral load after it
+    mother_adherence_support = "mother_adherence_support"
+    mother_repeat_viral_load = "mother_repeat_viral_load"
     #: an infant with a positive NAT needs ART: an action, not a test, so it never rides an InfantTestDue
     infant_art_start = "infant_art_start"
     #: a routine NAT at a test point of the clinical preset whose code is not one of the kinds above
@@ -244,7 +257,8 @@ class ClientEvent(Event):
 
 class ClientViralLoadDue(ClientEvent):
     """A mother living with HIV is due a viral load (late pregnancy, or every few months while
-    breastfeeding); `kind` is always `mother_viral_load`."""
+    breastfeeding: `kind` `mother_viral_load`; after an unsuppressed one and the adherence period:
+    `mother_repeat_viral_load`)."""
 
     event_name: ClassVar[str] = "ClientViralLoadDue"
     item_id: UUID
@@ -261,6 +275,38 @@ class ClientViralLoadOverdue(ClientEvent):
     overdue_on: date
 
 
+class ClientHivTestDue(ClientEvent):
+    """A woman not known positive is due an HIV test; `kind` says which (`mother_hiv_test_anc1`,
+    `mother_hiv_retest_third_trimester`, `mother_hiv_test_delivery`, `mother_hiv_retest_postpartum`,
+    `mother_hiv_retest_inconclusive`)."""
+
+    event_name: ClassVar[str] = "ClientHivTestDue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_start: date
+    window_end: date
+
+
+class ClientHivTestOverdue(ClientEvent):
+    event_name: ClassVar[str] = "ClientHivTestOverdue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_end: date
+    overdue_on: date
+
+
+class ClientAdherenceSupportDue(ClientEvent):
+    """A viral load at or above the unsuppressed threshold: she needs enhanced adherence support
+    until the repeat viral load (`window_end`); `kind` is `mother_adherence_support`."""
+
+    event_name: ClassVar[str] = "ClientAdherenceSupportDue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_start: date
+    window_end: date
+    copies_per_ml: int | None = Field(default=None, ge=0)
+
+
 EVENTS: tuple[type[Event], ...] = (
     InfantFollowUpStarted,
     InfantProphylaxisRecorded,
@@ -274,4 +320,7 @@ EVENTS: tuple[type[Event], ...] = (
     ClientLostToFollowUp,
     ClientViralLoadDue,
     ClientViralLoadOverdue,
+    ClientHivTestDue,
+    ClientHivTestOverdue,
+    ClientAdherenceSupportDue,
 )

@@ -21,6 +21,7 @@ SERVICE = "referrals"
 
 class ReferralService(StrEnum):
     art_initiation = "art_initiation"
+    hiv_testing = "hiv_testing"
     eid_sample_collection = "eid_sample_collection"
     infant_art = "infant_art"
     family_planning = "family_planning"

@@ -11,6 +11,9 @@ from uuid import UUID
 
 from pmtct_events import Event
 from pmtct_events.followup import (
+    ClientAdherenceSupportDue,
+    ClientHivTestDue,
+    ClientHivTestOverdue,
     ClientLostToFollowUp,
     ClientViralLoadDue,
     ClientViralLoadOverdue,
@@ -20,10 +23,12 @@ from pmtct_events.followup import (
     InfantTestDue,
     InfantTestOverdue,
     ScheduleItem,
+    ScheduleKind,
     SubjectType,
 )
 from servicekit.clock import Clock
 
+from .mother_schedule import HIV_TEST_KINDS, VIRAL_LOAD_KINDS
 from .schedule import Item, Transition
 
 if TYPE_CHECKING:
@@ -99,13 +104,31 @@ def infant_announcements(infant: InfantCase, report: TickReport, clock: Clock) -
 
 
 def mother_announcements(mother: MotherCase, report: TickReport, clock: Clock) -> list[Event]:
-    """The events of one timer tick of a mother: viral loads due or overdue, lost."""
+    """The events of one timer tick of a mother, in order: viral loads and HIV tests due or
+    overdue, enhanced adherence support due, lost. The ART start has the referrals service's ART
+    wait beside it, and adherence support past its window has the repeat viral load's overdue: they
+    move through the worklist without an event of their own."""
     now = clock.now()
     common = {"facility_id": mother.facility_id, "client_id": mother.client_id}
-    out = [
-        _item_announcement(ClientViralLoadDue, ClientViralLoadOverdue, item, transition, now, **common)
-        for item, transition in report.transitions
-    ]
+    out: list[Event] = []
+    for item, transition in report.transitions:
+        if item.kind in VIRAL_LOAD_KINDS:
+            out.append(_item_announcement(ClientViralLoadDue, ClientViralLoadOverdue, item, transition, now, **common))
+        elif item.kind in HIV_TEST_KINDS:
+            out.append(_item_announcement(ClientHivTestDue, ClientHivTestOverdue, item, transition, now, **common))
+        elif item.kind is ScheduleKind.mother_adherence_support and transition is Transition.due:
+            load = mother.latest_viral_load(item.window_start)
+            out.append(
+                ClientAdherenceSupportDue(
+                    **common,
+                    occurred_at=now,
+                    item_id=item.item_id,
+                    kind=item.kind,
+                    window_start=item.window_start,
+                    window_end=item.window_end,
+                    copies_per_ml=load[1] if load else None,
+                )
+            )
     last_seen = mother.attendance.lost_last_seen_on or report.lost_on
     out += _lost(report, SubjectType.client, mother.client_id, mother.client_id, mother.facility_id, last_seen, now)
     return out

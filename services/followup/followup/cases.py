@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from pmtct_events.enrolment import HivStatus
+from pmtct_events.enrolment import HivStatus, HivTestResult
 from pmtct_events.followup import (
     FeedingMethod,
     FinalOutcome,
@@ -229,32 +229,87 @@ class InfantCase(Aggregate):
 
 
 @dataclass(slots=True)
+class Pregnancy:
+    """One pregnancy of hers as follow-up knows it, from the events of its episode (enrolment names
+    the episode on each event): first seen, expected date (from the earliest-dated event giving
+    one), and the day it was lost, if it was."""
+
+    seen_from: date
+    edd: date | None = None
+    edd_from: date | None = None
+    lost_on: date | None = None
+
+    def saw(self, day: date, edd: date | None) -> None:
+        self.seen_from = min(self.seen_from, day)
+        if edd is not None and (self.edd_from is None or (day, edd) < (self.edd_from, self.edd or edd)):
+            self.edd, self.edd_from = edd, day
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "seen_from": self.seen_from.isoformat(),
+            "edd": self.edd.isoformat() if self.edd else None,
+            "edd_from": self.edd_from.isoformat() if self.edd_from else None,
+            "lost_on": self.lost_on.isoformat() if self.lost_on else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pregnancy:
+        def day(key: str) -> date | None:
+            return date.fromisoformat(data[key]) if data.get(key) else None
+
+        seen = day("seen_from")
+        assert seen is not None
+        return cls(seen, day("edd"), day("edd_from"), day("lost_on"))
+
+
+@dataclass(slots=True)
 class MotherCase(Aggregate):
-    """What follow-up knows of a mother (a projection of the enrolment events) and her viral-load
-    follow-up, which exists only while she is known to be living with HIV."""
+    """What follow-up knows of a mother (a projection of the enrolment events) and her follow-up:
+    HIV retesting while she is not known positive, ART start and viral loads once she is
+    (`mother_schedule`). Each field is kept so that the same facts in any order give the same
+    case (earliest days, sets of results), so her plan does not depend on arrival order."""
 
     client_id: UUID
     facility_id: str
     hiv_status: HivStatus = HivStatus.unknown
     positive_since: date | None = None
+    #: the day the platform first had word she was positive (her ART start is due from then)
+    positive_seen_on: date | None = None
     art_start_date: date | None = None
+    #: the expected delivery date of her current pregnancy (kept for reads; `pregnancies` decides)
     edd: date | None = None
     delivered_on: date | None = None
     breastfeeding_until: date | None = None
     #: (date taken, copies/mL), in date order
     viral_loads: list[tuple[date, int]] = field(default_factory=list)
+    #: (day, result) of her HIV tests, and a status known at enrolment as a test on its day; in order
+    hiv_tests: list[tuple[date, HivTestResult]] = field(default_factory=list)
+    #: her pregnancies by episode id ("" for events recorded before episodes were named)
+    pregnancies: dict[str, Pregnancy] = field(default_factory=dict)
     died_on: date | None = None
+    #: her latest enrolment (at `facility_id`), and a transfer out after it
+    enrolled_on: date | None = None
     transferred_out_on: date | None = None
     items: list[Item] = field(default_factory=list)
     attendance: Attendance = field(default_factory=Attendance)
 
+    def current_pregnancy(self) -> Pregnancy | None:
+        found = sorted(self.pregnancies.values(), key=lambda p: (p.seen_from, p.edd or date.min))
+        return found[-1] if found else None
+
     def facts(self) -> MotherFacts:
+        current = self.current_pregnancy()
         return MotherFacts(
             positive_since=self.positive_since,
-            edd=self.edd,
+            positive_seen_on=self.positive_seen_on,
+            art_start_date=self.art_start_date,
+            pregnancy_from=current.seen_from if current else None,
+            edd=current.edd if current else self.edd,
+            pregnancy_lost_on=current.lost_on if current else None,
             delivered_on=self.delivered_on,
             breastfeeding_until=self.breastfeeding_until,
-            viral_loads=tuple(on for on, _ in self.viral_loads),
+            hiv_tests=tuple(self.hiv_tests),
+            viral_loads=tuple(self.viral_loads),
             died_on=self.died_on,
             transferred_out_on=self.transferred_out_on,
         )
@@ -263,11 +318,30 @@ class MotherCase(Aggregate):
         earlier = [vl for vl in self.viral_loads if vl[0] <= on_or_before]
         return max(earlier) if earlier else None
 
+    def seroconverted_on(self) -> date | None:
+        """An incident infection: her first positive test, when a negative test came before it (in
+        pregnancy or breastfeeding, it makes her infant high risk: WHO 2025 updated recommendations
+        on HIV clinical management). Plain data for the infant rules."""
+        positive = min((on for on, r in self.hiv_tests if r is HivTestResult.positive), default=None)
+        if positive is None or not any(on < positive for on, r in self.hiv_tests if r is HivTestResult.negative):
+            return None
+        return positive
+
+    def last_negative_before(self, day: date | None) -> date | None:
+        """Her last negative HIV test before `day` (her diagnosis): with a positive after it, an
+        incident infection (the infant rules' `MotherAtDelivery.last_negative_test_on`)."""
+        if day is None:
+            return None
+        return max((on for on, r in self.hiv_tests if r is HivTestResult.negative and on < day), default=None)
+
     def recompute(self, rules: MotherRules) -> None:
+        current = self.current_pregnancy()
+        if current is not None and current.edd is not None:
+            self.edd = current.edd
         self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
 
     def announce(self, report: TickReport, clock: Clock) -> None:
-        """Raise what a `tick` found: viral loads due or overdue, lost to follow-up."""
+        """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""
         self.raise_event(*announcements.mother_announcements(self, report, clock))
 
     def tick(self, today: date, silence_days: int) -> TickReport:

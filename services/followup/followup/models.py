@@ -49,13 +49,19 @@ mothers = Table(
     Column("facility_id", Text, nullable=False),
     Column("hiv_status", Text, nullable=False, server_default="unknown"),
     Column("positive_since", Date),
+    Column("positive_seen_on", Date),
     Column("art_start_date", Date),
     Column("edd", Date),
     Column("delivered_on", Date),
     Column("breastfeeding_until", Date),
     # [{"on": "2026-01-02", "copies": 40}], in date order
     Column("viral_loads", JSONB, nullable=False, server_default="[]"),
+    # [{"on": "2026-01-02", "result": "negative"}], in date order
+    Column("hiv_tests", JSONB, nullable=False, server_default="[]"),
+    # {episode_id: {"seen_from", "edd", "edd_from", "lost_on"}}
+    Column("pregnancies", JSONB, nullable=False, server_default="{}"),
     Column("died_on", Date),
+    Column("enrolled_on", Date),
     Column("transferred_out_on", Date),
     *_attendance_and_timer(),
 )

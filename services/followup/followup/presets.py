@@ -10,9 +10,11 @@ A preset has one section per subject of care:
 
 - `[infant]`: the HIV-exposed infant's schedule (`eid_schedule.EidRules`): test points, windows,
   grace, final diagnosis, high-risk rules, prophylaxis regimens.
-- `[mother]`: the mother's rules, added by the mother-care work (its model joins `ClinicalPreset`).
+- `[mother]`: the mother's rules (`mother_schedule.MotherRules`): HIV retesting while she is not
+  known positive, ART start, viral loads and the response to an unsuppressed one.
 
-Variables still override single values on top of the preset (`PMTCT_EID__GRACE_DAYS=21`).
+Variables still override single values on top of the preset (`PMTCT_EID__GRACE_DAYS=21`,
+`PMTCT_MOTHER_VIRAL_LOAD__UNSUPPRESSED_COPIES=1000`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .eid_schedule import EidRules
+from .mother_schedule import MotherRules
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "who-2025"
@@ -46,6 +49,7 @@ class ClinicalPreset(BaseModel):
 
     preset: PresetInfo
     infant: EidRules = EidRules()
+    mother: MotherRules = MotherRules()
 
 
 class PresetError(ValueError):

@@ -19,12 +19,12 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pmtct_events.enrolment import HivStatus
+from pmtct_events.enrolment import HivStatus, HivTestResult
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
 from servicekit.db import any_of
 from servicekit.uow import Repository, UnitOfWork
 
-from .cases import InfantCase, MotherCase, RecordedEvent, with_events
+from .cases import InfantCase, MotherCase, Pregnancy, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
 from .models import infant_events, infants, mothers, schedule_items
 from .schedule import Attendance, Item, Status
@@ -50,7 +50,7 @@ _SELECT_MOTHERS = text(
 class Mothers(Repository[UUID, MotherCase]):
     """The mothers of a unit of work's events, created on first sight (at the facility of their
     first event) and locked for the rest of the transaction, in id order, in one statement for all
-    those not held yet; their schedule items too (a mother known positive has some). A consumer
+    those not held yet; their schedule items too (retests, ART start, viral loads). A consumer
     batch holds its mothers up front (`ConsumerSpec.preload`); a lone event holds its own. Their
     rows are written once, by `flush`, and only where they changed.
 
@@ -89,8 +89,8 @@ class Mothers(Repository[UUID, MotherCase]):
     async def _cases(self, rows: Sequence[Any]) -> dict[UUID, MotherCase]:
         """The cases of locked mother rows (with their items), noting each row as stored and her
         infants; the caller makes them known (`get_many` does for `_load`)."""
-        positive = [r.client_id for r in rows if r.hiv_status == HivStatus.positive.value]
-        items = await load_items(self.session, positive) if positive else {}
+        ids = [r.client_id for r in rows]
+        items = await load_items(self.session, ids) if ids else {}
         cases: dict[UUID, MotherCase] = {}
         for r in rows:
             case = cases[r.client_id] = _mother(r._mapping, items.get(r.client_id, []))
@@ -201,12 +201,16 @@ def _mother(row: Any, items: list[Item]) -> MotherCase:
         facility_id=row["facility_id"],
         hiv_status=HivStatus(row["hiv_status"]),
         positive_since=row["positive_since"],
+        positive_seen_on=row["positive_seen_on"],
         art_start_date=row["art_start_date"],
         edd=row["edd"],
         delivered_on=row["delivered_on"],
         breastfeeding_until=row["breastfeeding_until"],
         viral_loads=[(date.fromisoformat(v["on"]), v["copies"]) for v in row["viral_loads"]],
+        hiv_tests=[(date.fromisoformat(t["on"]), HivTestResult(t["result"])) for t in row["hiv_tests"]],
+        pregnancies={key: Pregnancy.from_json(p) for key, p in row["pregnancies"].items()},
         died_on=row["died_on"],
+        enrolled_on=row["enrolled_on"],
         transferred_out_on=row["transferred_out_on"],
         items=items,
         attendance=_attendance(row),
@@ -230,15 +234,21 @@ _MOTHER_FACTS = (
     "facility_id",
     "hiv_status",
     "positive_since",
+    "positive_seen_on",
     "art_start_date",
     "edd",
     "delivered_on",
     "breastfeeding_until",
     "viral_loads",
+    "hiv_tests",
+    "pregnancies",
     "died_on",
+    "enrolled_on",
     "transferred_out_on",
 )
-_SAVE_MOTHER = _update("mothers", "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads",))
+_SAVE_MOTHER = _update(
+    "mothers", "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads", "hiv_tests", "pregnancies")
+)
 
 
 def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, Any]:
@@ -248,12 +258,16 @@ def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, An
         "facility_id": case.facility_id,
         "hiv_status": case.hiv_status.value,
         "positive_since": case.positive_since,
+        "positive_seen_on": case.positive_seen_on,
         "art_start_date": case.art_start_date,
         "edd": case.edd,
         "delivered_on": case.delivered_on,
         "breastfeeding_until": case.breastfeeding_until,
         "viral_loads": json.dumps([{"on": on.isoformat(), "copies": n} for on, n in sorted(case.viral_loads)]),
+        "hiv_tests": json.dumps([{"on": on.isoformat(), "result": r.value} for on, r in sorted(case.hiv_tests)]),
+        "pregnancies": json.dumps({key: p.as_json() for key, p in sorted(case.pregnancies.items())}),
         "died_on": case.died_on,
+        "enrolled_on": case.enrolled_on,
         "transferred_out_on": case.transferred_out_on,
         "last_seen_on": a.last_seen_on,
         "lost_since": a.lost_since,
@@ -569,8 +583,11 @@ async def infant_record(session: AsyncSession, infant_id: UUID) -> tuple[Any, li
 
 
 _SHOWN = "item_id, subject_type, subject_id, client_id, kind, test, label, window_start, window_end, overdue_on, status"
-#: the at-once actions; the same list as the partial index `schedule_items_urgent` (migration 0004)
-_URGENT = "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test', 'entry_nat', 'nat_after_antibody')"
+#: the at-once actions; the same list as the partial index `schedule_items_urgent` (migration 0006)
+_URGENT = (
+    "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test', 'entry_nat', 'nat_after_antibody',"
+    " 'mother_art_start', 'mother_hiv_test_delivery', 'mother_adherence_support')"
+)
 
 WORKLIST_SQL = text(
     f"""

@@ -38,6 +38,8 @@ class Status(StrEnum):
 
 
 OPEN: frozenset[Status] = frozenset({Status.planned, Status.due, Status.overdue})
+#: the cancel reason of an item its subject's transfer out cancelled
+TRANSFERRED_OUT = "transferred_out"
 
 
 class Transition(StrEnum):
@@ -101,7 +103,10 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
     - a requirement not stored yet becomes an item (already satisfied or cancelled if the facts say so);
     - an open item the facts meet becomes satisfied; one the facts make pointless becomes cancelled;
     - a cancelled item a (backfilled) result meets becomes satisfied: the record is corrected;
-    - a satisfied item stays satisfied: results are never taken back;
+    - a satisfied item stays satisfied: results are never taken back (a backfilled result the
+      facts now say met it instead dates it);
+    - an item cancelled because the subject transferred out is planned again when the facts no
+      longer cancel it (she enrolled at another facility: her follow-up moves with her);
     - an open item no longer required (its window moved, the plan changed) is cancelled.
 
     With `reopen` (the infant schedule) the items stand exactly as the facts now say, whatever order
@@ -119,11 +124,15 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
             by_id[iid] = _new(iid, r)
             continue
         if current.status is Status.satisfied:
+            if r.satisfied_on is not None and r.satisfied_on != current.satisfied_on:
+                _set(current, Status.satisfied, satisfied_on=r.satisfied_on)  # an earlier result, backfilled
             continue
         if r.satisfied_on is not None:
             _set(current, Status.satisfied, satisfied_on=r.satisfied_on, cancel_reason=None)
         elif current.open and r.cancel_reason is not None:
             _set(current, Status.cancelled, cancel_reason=r.cancel_reason)
+        elif current.cancel_reason == TRANSFERRED_OUT and r.cancel_reason is None:
+            _set(current, Status.planned, cancel_reason=None, window_end=r.window_end, overdue_on=r.overdue_on)
         elif current.open and (current.window_end, current.overdue_on) != (r.window_end, r.overdue_on):
             current.window_end, current.overdue_on, current.changed = r.window_end, r.overdue_on, True
     for iid, item in by_id.items():

@@ -21,9 +21,10 @@ class Settings(ServiceSettings):
 
     #: a shipped preset's name (who-2025, kenya-2022, south-africa-2023) or a TOML file's path
     clinical_preset: str = presets.DEFAULT_PRESET
-    #: the preset as loaded (what `eid` was built from)
+    #: the preset as loaded (what `eid` and `mother_viral_load` were built from)
     preset: presets.ClinicalPreset | None = None
     eid: EidRules = EidRules()
+    #: the mother's rules (the preset's `[mother]`; the name is older than its retesting rules)
     mother_viral_load: MotherRules = MotherRules()
     #: the Mentor Mothers' work: caseload rule, tracing attempts, topics (followup.mentoring)
     mentoring: MentoringRules = MentoringRules()
@@ -54,4 +55,13 @@ class Settings(ServiceSettings):
                 eid = EidRules.model_validate({**preset.infant.model_dump(by_alias=True), **overrides})
             except ValueError as exc:
                 raise presets.PresetError(f"PMTCT_EID overrides on preset {preset.preset.title!r}: {exc}") from exc
-        return {**data, "preset": preset, "eid": eid}
+        mother = data.get("mother_viral_load")
+        if not isinstance(mother, MotherRules):
+            overrides = mother if isinstance(mother, dict) else {}
+            try:
+                mother = MotherRules.model_validate({**preset.mother.model_dump(), **overrides})
+            except ValueError as exc:
+                raise presets.PresetError(
+                    f"PMTCT_MOTHER_VIRAL_LOAD overrides on preset {preset.preset.title!r}: {exc}"
+                ) from exc
+        return {**data, "preset": preset, "eid": eid, "mother_viral_load": mother}

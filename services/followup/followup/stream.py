@@ -25,6 +25,7 @@ from pmtct_events.enrolment import (
     HivTestRecorded,
     HivTestResult,
     MaternalOutcome,
+    PregnancyEnded,
     StatusAtEnrolment,
     ViralLoadRecorded,
 )
@@ -33,6 +34,7 @@ from . import repository as repo
 from .cases import (
     InfantCase,
     MotherCase,
+    Pregnancy,
     breastfeeding_until,
     exposure_start,
 )
@@ -59,15 +61,16 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     mothers = uow.mothers
     mother = (await mothers.hold([(event.client_id, event.facility_id)]))[event.client_id]
     diagnosed_before = mother.positive_since
-    infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on)
+    infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id)
     newborns = apply_to_mother(mother, event, day)
     if newborns:
         await mothers.add_infants(mother.client_id, newborns)
-    if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on):
+    if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id):
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
             delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
-            if follow_infant(infant, mother, event, delivery, diagnosed_before, settings):
+            moved = move_with_mother(infant, mother)
+            if follow_infant(infant, mother, event, delivery, diagnosed_before, settings) or moved:
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
         mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
@@ -81,28 +84,31 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
     newborns: list[dict[str, Any]] = []
     match event:
         case ClientEnrolled():
-            if mother.facility_id != event.facility_id:
-                mother.facility_id = event.facility_id
-                for item in mother.items:  # her open follow-ups move to the facility she enrolled at
-                    item.changed = item.changed or item.open
+            if mother.enrolled_on is None or day >= mother.enrolled_on:
+                mother.enrolled_on = day  # her latest enrolment is where she is followed
+                if mother.facility_id != event.facility_id:
+                    mother.facility_id = event.facility_id
+                    for item in mother.items:  # her open follow-ups move to the facility she enrolled at
+                        item.changed = item.changed or item.open
             if mother.transferred_out_on is not None and day >= mother.transferred_out_on:
                 mother.transferred_out_on = None  # enrolled again (transfer in): back in care
             if event.hiv_status is HivStatus.positive:
-                _mark_positive(mother, event.hiv_status_known_since or day)
-            elif mother.hiv_status is HivStatus.unknown:
-                mother.hiv_status = event.hiv_status
+                _mark_positive(mother, event.hiv_status_known_since or day, day)
+            elif event.hiv_status is HivStatus.negative:
+                _tested(mother, event.hiv_status_known_since or day, HivTestResult.negative)
             if event.on_art:
                 _art_started(mother, event.art_start_date or day)
             if event.status_at_enrolment is StatusAtEnrolment.pregnant:
-                mother.edd = event.edd or _edd(day, event.gestation_weeks) or mother.edd
+                _pregnancy(mother, event, day, event.edd or _edd(day, event.gestation_weeks))
         case AncVisitRecorded():
-            if mother.edd is None:
-                mother.edd = _edd(day, event.gestation_weeks)
+            _pregnancy(mother, event, day, _edd(day, event.gestation_weeks))
+        case PregnancyEnded():
+            pregnancy = _pregnancy(mother, event, day, None)
+            pregnancy.lost_on = min(pregnancy.lost_on or day, day)
         case HivTestRecorded():
+            _tested(mother, day, event.result)
             if event.result is HivTestResult.positive:
-                _mark_positive(mother, day)
-            elif event.result is HivTestResult.negative and mother.hiv_status is not HivStatus.positive:
-                mother.hiv_status = HivStatus.negative
+                _mark_positive(mother, day, day)
         case ArtInitiated():
             _art_started(mother, day)
         case ViralLoadRecorded():
@@ -111,7 +117,7 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
             if mother.delivered_on is None or day > mother.delivered_on:
                 mother.delivered_on = day
             if event.mother_hiv_status is HivStatus.positive:
-                _mark_positive(mother, event.mother_diagnosed_on or mother.positive_since or day)
+                _mark_positive(mother, event.mother_diagnosed_on or mother.positive_since or day, day)
             if event.mother_art_start_date is not None:
                 _art_started(mother, event.mother_art_start_date)
             if event.mother_latest_viral_load is not None:
@@ -132,16 +138,38 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
                 if i.outcome is BirthOutcome.live_birth
             ]
         case ClientTransferredOut():
-            mother.transferred_out_on = day
+            # a transfer out dated before her latest enrolment was followed by it: she is back in care
+            if mother.enrolled_on is None or day >= mother.enrolled_on:
+                mother.transferred_out_on = max(mother.transferred_out_on or day, day)
         case ClientDied():
             _died(mother, day)
     return newborns
 
 
-def _mark_positive(mother: MotherCase, on: date) -> None:
+def _mark_positive(mother: MotherCase, on: date, seen_on: date) -> None:
+    """Positive since `on`, as the platform first heard on `seen_on` (the event's day)."""
     mother.hiv_status = HivStatus.positive
     if mother.positive_since is None or on < mother.positive_since:
         mother.positive_since = on
+    if mother.positive_seen_on is None or seen_on < mother.positive_seen_on:
+        mother.positive_seen_on = seen_on
+
+
+def _tested(mother: MotherCase, on: date, result: HivTestResult) -> None:
+    if result is HivTestResult.negative and mother.hiv_status is HivStatus.unknown:
+        mother.hiv_status = HivStatus.negative
+    if (on, result) not in mother.hiv_tests:
+        mother.hiv_tests = sorted([*mother.hiv_tests, (on, result)])
+
+
+def _pregnancy(mother: MotherCase, event: ClientEvent, day: date, edd: date | None) -> Pregnancy:
+    """The pregnancy of the event's episode, seen on `day` (with the EDD the event dates it by)."""
+    key = str(event.episode_id) if event.episode_id is not None else ""
+    pregnancy = mother.pregnancies.get(key)
+    if pregnancy is None:
+        pregnancy = mother.pregnancies[key] = Pregnancy(day)
+    pregnancy.saw(day, edd)
+    return pregnancy
 
 
 def _art_started(mother: MotherCase, on: date) -> None:
@@ -161,6 +189,17 @@ def _died(mother: MotherCase, on: date) -> None:
 
 def _edd(day: date, gestation_weeks: int | None) -> date | None:
     return None if gestation_weeks is None else day + timedelta(weeks=GESTATION_WEEKS - gestation_weeks)
+
+
+def move_with_mother(infant: InfantCase, mother: MotherCase) -> bool:
+    """An infant still in follow-up moves with its mother to the facility she enrolled at (a
+    transfer): its open items go to that facility's worklist. True when it moved."""
+    if infant.facility_id == mother.facility_id or infant.final_outcome is not None or not infant.in_follow_up:
+        return False
+    infant.facility_id = mother.facility_id
+    for item in infant.items:
+        item.changed = item.changed or item.open
+    return True
 
 
 def follow_infant(
@@ -204,12 +243,14 @@ def _context_at_delivery(
     if delivery is not None:
         if delivery.mother_latest_viral_load is not None:
             vl = (delivery.mother_latest_viral_load.on, delivery.mother_latest_viral_load.copies_per_ml)
+        diagnosed = delivery.mother_diagnosed_on or diagnosed_before
         return MotherAtDelivery(
             delivered_on=birth,
-            diagnosed_on=delivery.mother_diagnosed_on or diagnosed_before,
+            diagnosed_on=diagnosed,
             art_start_date=delivery.mother_art_start_date or mother.art_start_date,
             viral_load_copies=vl[1] if vl else None,
             viral_load_on=vl[0] if vl else None,
+            last_negative_test_on=mother.last_negative_before(diagnosed),
         )
     return MotherAtDelivery(
         delivered_on=birth,
@@ -217,4 +258,5 @@ def _context_at_delivery(
         art_start_date=mother.art_start_date,
         viral_load_copies=vl[1] if vl else None,
         viral_load_on=vl[0] if vl else None,
+        last_negative_test_on=mother.last_negative_before(mother.positive_since),
     )

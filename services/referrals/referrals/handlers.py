@@ -22,9 +22,12 @@ from pmtct_events.enrolment import (
     DeliveryRecorded,
     HivTestRecorded,
     MaternalOutcome,
+    PregnancyEnded,
     ViralLoadRecorded,
 )
 from pmtct_events.followup import (
+    ClientAdherenceSupportDue,
+    ClientHivTestOverdue,
     ClientLostToFollowUp,
     FinalOutcome,
     InfantArtInitiated,
@@ -135,6 +138,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def hiv_test_recorded(event: HivTestRecorded, uow: ReferralsUnit) -> None:
         await _back_in_care(uow, event.client_id, clock)
+        await stream.close_open(
+            uow,
+            event.client_id,
+            Action.complete,
+            rules.OUTCOME_TEST_RESULTED,
+            services=rules.MET_BY_MOTHER_TEST,
+            clock=clock,
+        )
         if rules.is_new_hiv_diagnosis(event):
             await wait_for_art(uow, event, rules.REASON_NEW_DIAGNOSIS)
 
@@ -142,8 +153,51 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         await _back_in_care(uow, event.client_id, clock)
         await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
 
-    async def mother_seen(event: AncVisitRecorded | ViralLoadRecorded, uow: ReferralsUnit) -> None:
+    async def mother_seen(event: AncVisitRecorded | PregnancyEnded, uow: ReferralsUnit) -> None:
         await _back_in_care(uow, event.client_id, clock)
+
+    async def viral_load_recorded(event: ViralLoadRecorded, uow: ReferralsUnit) -> None:
+        await _back_in_care(uow, event.client_id, clock)
+        if rules.adherence_support_met_by(event):
+            await stream.close_open(
+                uow,
+                event.client_id,
+                Action.complete,
+                rules.OUTCOME_VIRAL_LOAD_SUPPRESSED,
+                services=[ReferralService.psychosocial_support],
+                only=lambda r: r.reason_code == rules.REASON_UNSUPPRESSED_VIRAL_LOAD,
+                clock=clock,
+            )
+
+    async def _refer_mother(
+        event: ClientHivTestOverdue | ClientAdherenceSupportDue,
+        uow: ReferralsUnit,
+        need: ReferralService,
+        reason_code: str,
+        due_days: int,
+    ) -> None:
+        await stream.open_automatic(
+            uow,
+            subject_type=SubjectType.client,
+            subject_id=event.client_id,
+            client_id=event.client_id,
+            facility_id=event.facility_id,
+            service=need,
+            reason_code=reason_code,
+            due_by=clock.local_day(event.occurred_at) + timedelta(days=due_days),
+            clock=clock,
+        )
+
+    async def hiv_test_overdue(event: ClientHivTestOverdue, uow: ReferralsUnit) -> None:
+        """A woman not known positive missed an HIV test (re)test: refer her for testing."""
+        reason = rules.test_overdue_reason(event.kind.value)
+        await _refer_mother(event, uow, ReferralService.hiv_testing, reason, settings.hiv_testing_due_days)
+
+    async def adherence_support_due(event: ClientAdherenceSupportDue, uow: ReferralsUnit) -> None:
+        """An unsuppressed viral load: psychosocial and adherence support by a Mentor Mother."""
+        reason = rules.REASON_UNSUPPRESSED_VIRAL_LOAD
+        need = ReferralService.psychosocial_support
+        await _refer_mother(event, uow, need, reason, settings.adherence_support_due_days)
 
     async def delivery_recorded(event: DeliveryRecorded, uow: ReferralsUnit) -> None:
         if event.maternal_outcome is MaternalOutcome.died:
@@ -219,7 +273,10 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         HivTestRecorded: hiv_test_recorded,
         ArtInitiated: art_initiated,
         AncVisitRecorded: mother_seen,
-        ViralLoadRecorded: mother_seen,
+        PregnancyEnded: mother_seen,
+        ViralLoadRecorded: viral_load_recorded,
+        ClientHivTestOverdue: hiv_test_overdue,
+        ClientAdherenceSupportDue: adherence_support_due,
         DeliveryRecorded: delivery_recorded,
         ClientDied: client_died,
         ClientTransferredOut: client_transferred_out,

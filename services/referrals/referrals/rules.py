@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult
+from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult, ViralLoadRecorded
 from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult
 from pmtct_events.referrals import ReferralService, ReferralStatus
 
@@ -109,11 +109,20 @@ def art_wait_due_at(diagnosed_at: datetime, wait_days: float) -> datetime:
     return diagnosed_at + timedelta(days=wait_days)
 
 
+def adherence_support_met_by(event: ViralLoadRecorded) -> bool:
+    """Enhanced adherence support after an unsuppressed viral load has done its job when a later
+    viral load is suppressed (WHO 2021 consolidated guidelines, viral-load testing algorithm: after
+    adherence support, a repeat VL below the threshold means she stays on her regimen)."""
+    return event.suppressed
+
+
 #: reason codes of automatic referrals
 REASON_LOST_TO_FOLLOW_UP = "lost_to_follow_up"
 REASON_NEW_DIAGNOSIS = "new_hiv_diagnosis"
 REASON_KNOWN_POSITIVE_NOT_ON_ART = "known_positive_not_on_art"
 REASON_POSITIVE_INFANT_TEST = "positive_infant_test"
+#: a viral load at or above the unsuppressed threshold (follow-up's ClientAdherenceSupportDue)
+REASON_UNSUPPRESSED_VIRAL_LOAD = "unsuppressed_viral_load"
 
 
 def test_due_reason(kind: str) -> str:
@@ -130,6 +139,11 @@ OUTCOME_ART_INITIATED = "art_initiated"
 OUTCOME_RETURNED_TO_CARE = "returned_to_care"
 OUTCOME_DIED = "died"
 OUTCOME_TRANSFERRED_OUT = "transferred_out"
+OUTCOME_VIRAL_LOAD_SUPPRESSED = "viral_load_suppressed"
+
+#: what a mother's HIV test meets: the test she was referred for (any result: an inconclusive one
+#: has its own retest, planned by follow-up)
+MET_BY_MOTHER_TEST: frozenset[ReferralService] = frozenset({ReferralService.hiv_testing})
 
 #: what an infant's test result meets: the sample was collected, and the infant was found
 MET_BY_INFANT_RESULT: frozenset[ReferralService] = frozenset(

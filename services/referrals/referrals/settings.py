@@ -16,6 +16,9 @@ class Settings(ServiceSettings):
     index_testing_due_days: int = Field(default=30, ge=0)
     #: an index contact who tested positive is referred for ART, due this many days after the test
     index_art_due_days: int = Field(default=7, ge=0)
+    #: a mother overdue an HIV test; enhanced adherence support after an unsuppressed viral load
+    hiv_testing_due_days: int = Field(default=7, ge=0)
+    adherence_support_due_days: int = Field(default=14, ge=0)
     #: how often the timers look for ART waits that are over and referrals past their due-by date
     timer_interval_s: float = Field(default=5, gt=0)
     timer_batch_size: int = Field(default=200, ge=1)
