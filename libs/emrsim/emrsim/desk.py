@@ -81,6 +81,9 @@ class ReferralDesk:
             response = await self.post_referral(body, facility_id)
             if response.status_code == 201:
                 self.done["referred by hand"] += 1
+            elif response.status_code == 409 and _code(response) == "referral_already_open":
+                # the platform referred her for it already (adherence support after an unsuppressed VL)
+                self.done["already referred"] += 1
             else:
                 self.done[f"refused {response.status_code} {_code(response)}"] += 1
 
