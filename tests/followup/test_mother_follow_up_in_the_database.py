@@ -153,5 +153,5 @@ async def test_her_infants_follow_up_moves_with_her(followup) -> None:
 
     as_of = B + timedelta(weeks=5)
     there = [i["action"] for i in await worklist(followup, as_of, elsewhere) if i["subject_id"] == str(baby.infant_id)]
-    assert there == ["nat_6_weeks"]
+    assert "nat_6_weeks" in there, there
     assert not [i for i in await worklist(followup, as_of) if i["subject_id"] == str(baby.infant_id)]
