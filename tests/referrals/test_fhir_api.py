@@ -111,6 +111,11 @@ async def test_last_updated_finds_what_changed_since(api: Api) -> None:
     assert [t["id"] for t in earlier] == [quiet["id"]]
     bad = await api.http.get("/fhir/Task", params={"_lastUpdated": "ge-yesterday"}, headers=both)
     assert bad.status_code == 400 and outcome_code(bad) == "invalid_search_parameter"
+    # the shape of a date but no day of the calendar (these were 500s)
+    for impossible in ("ge2026-02-30", "ge2026-13-45", "eq2026-99"):
+        for resource in ("/fhir/Task", "/fhir/ServiceRequest"):
+            reply = await api.http.get(resource, params={"_lastUpdated": impossible}, headers=both)
+            assert (reply.status_code, outcome_code(reply)) == (400, "invalid_search_parameter"), impossible
 
 
 async def test_the_facility_registry_is_organizations_and_locations(api: Api) -> None:

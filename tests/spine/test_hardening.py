@@ -341,3 +341,16 @@ async def test_metrics_behind_a_token_answer_only_with_it(probe_settings) -> Non
     assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized")
     assert wrong.status_code == 401
     assert scraped.status_code == 200 and "pmtct_http_request_seconds" in scraped.text
+
+
+def test_no_request_line_is_logged_so_no_query_string_reaches_the_logs() -> None:
+    """A request line carries its query string: an EMR record number in an audited client lookup
+    (`GET /v1/clients?client_ref=…`), a dashboard sign-in token (`/?token=…`). uvicorn writes access
+    lines only while its access logger has a handler, its own or the root's through propagation."""
+    import logging
+
+    from servicekit.telemetry import setup_logging
+
+    setup_logging()
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    assert logging.getLogger("uvicorn.error").hasHandlers(), "uvicorn's own messages still reach the JSON log"

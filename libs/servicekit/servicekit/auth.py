@@ -31,6 +31,7 @@ SCOPES = (
     "referrals:write",
     "referrals:read",
     "reports:read",
+    "reports:submit",
     "admin",
 )
 #: scopes that read personal data (names, phone numbers, national ids): `admin` does not imply them,

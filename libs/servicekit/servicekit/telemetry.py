@@ -138,7 +138,14 @@ def setup_logging(level: str = "INFO", as_json: bool = True) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # uvicorn configures its own plain-text handlers before the app starts: its messages (and any
     # traceback it prints) go through ours instead, so a service's log is JSON from end to end
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # No access lines: a request line carries its query string (an EMR record number in a client
+    # lookup, a dashboard sign-in token). uvicorn writes them only while "uvicorn.access" has a
+    # handler (`hasHandlers()`, which counts the root's when it propagates), so it gets none; the
+    # request metric (servicekit.guard) counts every answer by route and status instead.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False

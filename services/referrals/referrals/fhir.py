@@ -408,7 +408,10 @@ def _date_range(value: str) -> tuple[datetime, datetime]:
     """The instants a FHIR date(Time) value stands for, [start, end) at its precision."""
     for pattern, fmt, unit in _DATE_PRECISION:
         if pattern.match(value):
-            start = datetime.strptime(value, fmt).replace(tzinfo=UTC)
+            try:
+                start = datetime.strptime(value, fmt).replace(tzinfo=UTC)
+            except ValueError:  # the shape of a date, not a day of the calendar: 2026-02-30, 2026-13
+                raise _bad("_lastUpdated", f"{value!r} is not a date of the calendar.") from None
             if unit == "year":
                 end = start.replace(year=start.year + 1)
             elif unit == "month":
