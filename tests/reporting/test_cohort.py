@@ -47,7 +47,7 @@ NATIONAL = {
         "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (2, 4, 50.0, NONE),
         "SEROCONVERSION": (0, 17, 0.0, NONE),
-        "CLIENT_INTERACTIONS": (67, None, 67.0, NONE),
+        "CLINIC_EVENTS": (67, None, 67.0, NONE),
     },
     "2026Q4": {
         "PMTCT_STAT": (28, 31, 90.3, {"known_positive": 5, "known_positive:25_29": 5, "newly_positive": 3,
@@ -67,7 +67,7 @@ NATIONAL = {
         "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (5, 8, 62.5, NONE),
         "SEROCONVERSION": (2, 21, 9.5, NONE),
-        "CLIENT_INTERACTIONS": (88, None, 88.0, NONE),
+        "CLINIC_EVENTS": (88, None, 88.0, NONE),
     },
     "2026": {
         "PMTCT_STAT": (42, 45, 93.3, {"known_positive": 15, "known_positive:25_29": 15, "newly_positive": 3,
@@ -85,7 +85,7 @@ NATIONAL = {
         "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (12, 15, 80.0, NONE),
         "SEROCONVERSION": (2, 25, 8.0, NONE),
-        "CLIENT_INTERACTIONS": (111, None, 111.0, NONE),
+        "CLINIC_EVENTS": (111, None, 111.0, NONE),
     },
 }
 CAPE_TOWN_METRO_NOVEMBER = {
@@ -103,7 +103,7 @@ CAPE_TOWN_METRO_NOVEMBER = {
     "MTCT_FINAL": (1, 2, 50.0, NONE),
     "SKILLED_DELIVERY": (2, 4, 50.0, NONE),
     "SEROCONVERSION": (0, 11, 0.0, NONE),
-    "CLIENT_INTERACTIONS": (49, None, 49.0, NONE),
+    "CLINIC_EVENTS": (49, None, 49.0, NONE),
 }
 _KISUMU_MOTHERS = {  # K: only negative women (N9), and the only facility whose referrals are all made by hand
     "PMTCT_STAT": (5, 5, 100.0, {"new_negative": 5, "new_negative:25_29": 5, "denominator:25_29": 5}),
@@ -116,7 +116,7 @@ _KISUMU_MOTHERS = {  # K: only negative women (N9), and the only facility whose 
     "MTCT_FINAL": (0, 0, None, NONE),
     "SKILLED_DELIVERY": (0, 0, None, NONE),
     "SEROCONVERSION": (0, 6, 0.0, NONE),
-    "CLIENT_INTERACTIONS": (11, None, 11.0, NONE),
+    "CLINIC_EVENTS": (11, None, 11.0, NONE),
 }
 KISUMU_HOSPITAL = {
     "2026-11": {**_KISUMU_MOTHERS, "REFERRAL_COMPLETION": (2, 3, 66.7, {"completed": 2, "declined": 1})},

@@ -37,7 +37,7 @@ DOMAIN_TABLE = (
     "SEROCONVERSION",
     "ENROLLED_10_24",
     "REFERRAL_COMPLETION",
-    "CLIENT_INTERACTIONS",
+    "CLINIC_EVENTS",
 )
 MER = DOMAIN_TABLE[:7]
 
@@ -84,7 +84,7 @@ def test_values_are_percentages_with_one_decimal_and_none_without_a_denominator(
         {**dict.fromkeys(COUNTS, 0), "eid_first": 3, "stat_pos": 1, "post_anc1_pos": 1}, [BY_CODE["PMTCT_EID"]]
     )
     assert (eid[0].denominator, eid[0].value, eid[0].above_100) == (2, 150.0, True)
-    assert values["CLIENT_INTERACTIONS"].value == 4.0
+    assert values["CLINIC_EVENTS"].value == 4.0
     assert values["PMTCT_ART"].value is None
 
 

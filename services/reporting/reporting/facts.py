@@ -38,7 +38,7 @@ SUBJECTS: dict[Table, tuple[str, str]] = {
     Table.referral_facts: ("referrals", "referral_id"),
 }
 
-#: events a clinic records about a mother or an infant (CLIENT_INTERACTIONS); the platform's own
+#: events a clinic records about a mother or an infant (CLINIC_EVENTS); the platform's own
 #: schedule, alert, classification and loss-to-follow-up events are not contacts with a client
 INTERACTIONS: frozenset[type[Event]] = frozenset(
     {

@@ -529,13 +529,15 @@ REFERRAL_COMPLETION = Indicator(
     definition="Denominator: referrals due to close in the period (due date in the period), cancelled ones "
     "excluded. Numerator: of those, referrals completed; each counted by the referring facility.",
 )
-CLIENT_INTERACTIONS = Indicator(
-    "CLIENT_INTERACTIONS",
-    "Client interactions",
+CLINIC_EVENTS = Indicator(
+    "CLINIC_EVENTS",
+    "Events recorded by clinics",
     DataSet.programme,
     numerator=("client_interactions",),
     denominator=None,
-    guideline="Mentor Mother programme volume",
+    # not the programme's "client interactions": those are the Mentor Mothers' own contacts
+    # (reporting/programme.py, DHIS2 M2M_MM_CLIENT_INTERACTIONS); this is the clinics' EMR volume
+    guideline="Programme volume (clinic EMR records), beside the Mentor Mothers' client interactions",
     definition="Events recorded by clinics for mothers and infants in the period (enrolments, ANC visits, "
     "tests, ART starts, viral loads, deliveries, transfers, deaths, infant prophylaxis, feeding, tests, ART "
     "and visits), at the facility that recorded them. Platform-generated events (schedules, due/overdue "
@@ -557,7 +559,7 @@ INDICATORS: tuple[Indicator, ...] = (
     SEROCONVERSION,
     ENROLLED_YOUNG_WOMEN,
     REFERRAL_COMPLETION,
-    CLIENT_INTERACTIONS,
+    CLINIC_EVENTS,
 )
 BY_CODE: dict[str, Indicator] = {i.code: i for i in INDICATORS}
 
