@@ -81,3 +81,15 @@ def test_a_staff_registry_file_with_a_mistake_is_refused_naming_the_line(text: s
 def test_the_default_rules_are_least_loaded_and_three_failed_attempts() -> None:
     defaults = rules.MentoringRules()
     assert (defaults.caseload_rule, defaults.tracing_attempts) == (rules.CaseloadRule.least_loaded, 3)
+
+
+def test_a_facility_registry_of_its_own_without_a_staff_registry_starts_with_no_staff_from_a_file(tmp_path) -> None:
+    """The demo staff work at the demo facilities: a deployment (or the bench) with its own
+    PMTCT_FACILITIES and no PMTCT_STAFF starts, with staff to add through the admin API."""
+    own = tmp_path / "facilities.csv"
+    assert staff.at_start_up(None, own, {"FAC-XX-B01"}) == ()
+    assert staff.at_start_up(None, None, {m.facility_id for m in staff.load()}) == staff.load()
+    named = tmp_path / "staff.csv"
+    named.write_text("staff_id,role,facility_id,active\nMM-1,mentor_mother,FAC-XX-B01,true\nMM-2,mentor_mother,FAC-NOPE,true\n")
+    with pytest.raises(ValueError, match=r"not in the facility registry: \['FAC-NOPE'\]"):
+        staff.at_start_up(named, own, {"FAC-XX-B01"})

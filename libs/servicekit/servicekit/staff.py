@@ -13,6 +13,7 @@ the admin API last set) and announces every change as `StaffMemberChanged`.
 from __future__ import annotations
 
 import csv
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -62,3 +63,19 @@ def load(path: Path | None = None) -> tuple[StaffMember, ...]:
     else:
         text = Path(path).read_text()
     return tuple(parse_csv(text))
+
+
+def at_start_up(
+    staff_path: Path | None, facilities_path: Path | None, facilities: Container[str]
+) -> tuple[StaffMember, ...]:
+    """The members the follow-up service adds at start-up. The shipped demo staff work at the demo
+    facilities: when `PMTCT_FACILITIES` replaces those and `PMTCT_STAFF` is not set, there are none
+    from a file (staff come through the admin API), rather than a service that cannot start. A
+    registry that names a facility the facility registry lacks stops start-up, naming them."""
+    if staff_path is None and facilities_path is not None:
+        return ()
+    members = load(staff_path)
+    unknown = sorted({m.facility_id for m in members if m.facility_id not in facilities})
+    if unknown:
+        raise ValueError(f"staff registry names facilities not in the facility registry: {unknown}")
+    return members

@@ -35,10 +35,7 @@ def _announce(uow: UnitOfWork, m: StaffMember, settings: Settings) -> None:
 async def load_registry(rt: Runtime[Settings]) -> None:
     """At start-up: the registry's members the staff table does not know yet are added (and
     announced); those it knows keep what the admin API last set."""
-    members = registry.load(rt.settings.staff_path)
-    unknown = [m.facility_id for m in members if m.facility_id not in rt.registry]
-    if unknown:
-        raise ValueError(f"staff registry names facilities not in the facility registry: {sorted(set(unknown))}")
+    members = registry.at_start_up(rt.settings.staff_path, rt.settings.facilities_path, rt.registry)
     async with rt.begin() as uow:
         for m in await repo.add_unknown_staff(uow.session, members):
             _announce(uow, m, rt.settings)
