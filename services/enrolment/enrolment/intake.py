@@ -100,6 +100,21 @@ def policy_of(settings: Settings) -> domain.Policy:
 class MotherBatch(IntakeBatch[Any]):
     """Decides each event of one batch against the state of the women it names, then writes."""
 
+    #: an EMR names the woman by either: a resend naming her the other way is a duplicate
+    subject_fields = ("client_id", "client_ref")
+
+    def subject_of(self, c: MotherCandidate) -> UUID | None:
+        """The woman the event names, as `resolve` found her (None: not known before this batch,
+        or named both ways, which `decide` refuses)."""
+        e = c.event
+        if e.client_id is not None and e.client_ref is not None:
+            return None
+        if e.client_id is not None:
+            return e.client_id if e.client_id in self.clients else None
+        if e.client_ref is not None:
+            return self.by_ref.get((e.facility_id, e.client_ref))
+        return None
+
     def __init__(self, attempt: Attempt, settings: Settings, cipher: PersonalDataCipher) -> None:
         self.ctx = attempt
         self.settings = settings
