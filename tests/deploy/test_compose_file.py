@@ -115,6 +115,23 @@ def test_no_secret_value_is_written_in_the_compose_file(compose):
             assert operator in ("", ":?", "?"), f"{var} is a secret: it may not have a default ({default!r})"
 
 
+def test_the_administrators_url_is_only_where_migrations_run_and_every_service_login_has_a_password(compose):
+    """It was in every service's environment, and the service logins had no password."""
+    holders = {
+        service
+        for service, key, value in all_environment(compose)
+        if key in ("DATABASE_URL", "POSTGRES_PASSWORD") or value.startswith("postgresql://postgres:")
+    }
+    assert holders == {"migrate", "postgres"}, holders  # postgres: the server's own superuser password
+    assert compose["services"]["migrate"]["command"] == ["pmtct", "db", "migrate"]
+    assert compose["services"]["migrate"]["restart"] == "no"
+    for service in SERVICES:
+        url = compose["services"][service]["environment"]["PMTCT_DATABASE_URL"]
+        user, password = url.removeprefix("postgresql://").split("@")[0].split(":", 1)
+        assert user == bootstrap.role_name(service)
+        assert password == f"${{PMTCT_DB_PASSWORD_{service.upper()}:?set in deploy/.env}}"
+
+
 def test_no_secret_is_committed_in_the_realm_or_the_env_example():
     realm_text = (DEPLOY / "keycloak" / "pmtct-realm.json").read_text()
     assert "PRIVATE KEY" not in realm_text
