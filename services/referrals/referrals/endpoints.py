@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
 import jsonpatch
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -426,28 +425,3 @@ async def get_location(facility_id: str, principal: Reader, rt: RuntimeDep) -> R
 )
 async def search_locations(request: Request, principal: Reader, rt: RuntimeDep) -> Response:
     return _registry_search(request, rt, "Location")
-
-
-def install_operation_outcomes(app: FastAPI) -> None:
-    """Every error under /fhir as an OperationOutcome: the service's problem+json handlers answer
-    first (one place decides status and code), then this says the same in FHIR."""
-    for key, original in list(app.exception_handlers.items()):
-        app.exception_handlers[key] = _outcome_of(original)
-
-
-def _outcome_of(original: Callable[..., Any]) -> Callable[..., Awaitable[Response]]:
-    async def handler(request: Request, exc: Exception) -> Response:
-        response = await original(request, exc)
-        if not request.url.path.startswith(fhir_router.prefix + "/") and request.url.path != fhir_router.prefix:
-            return response
-        try:
-            problem = json.loads(bytes(response.body))
-        except ValueError:
-            problem = {}
-        outcome = fhir.operation_outcome(
-            response.status_code, problem.get("code", "error"), problem.get("detail", "The request failed.")
-        )
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
-        return _fhir(outcome, response.status_code, headers)
-
-    return handler

@@ -2,7 +2,8 @@
 Task that tracks its fulfilment (`owner` the fulfilling organisation; status requested → accepted
 → completed, or rejected / cancelled); the facility registry is Organization and Location
 (mCSD-style: a facility is both); errors are OperationOutcome; `/fhir/metadata` is the
-CapabilityStatement. A receiving facility updates a Task (PUT, or PATCH with a JSON Patch) against
+CapabilityStatement (errors: `servicekit.fhir`).
+A receiving facility updates a Task (PUT, or PATCH with a JSON Patch) against
 the version it read (If-Match); `task_change` reads which lifecycle action the update stands for,
 and `api.update_task` runs it as the JSON API's actions run (same rules, events, feed).
 
@@ -33,7 +34,6 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.location import Location
-from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
@@ -324,43 +324,6 @@ def capability_statement(base_url: str, software_version: str) -> CapabilityStat
                         resource("Organization", False),
                         resource("Location", False),
                     ],
-                }
-            ],
-        }
-    )
-
-
-# --- OperationOutcome: every FHIR error ------------------------------------------------------------
-
-#: HTTP status -> R4 issue-type (http://hl7.org/fhir/R4/valueset-issue-type.html)
-ISSUE_TYPE = {
-    400: "invalid",
-    401: "login",
-    403: "forbidden",
-    404: "not-found",
-    405: "not-supported",
-    406: "not-supported",
-    409: "conflict",
-    412: "conflict",
-    415: "not-supported",
-    422: "processing",
-    428: "required",
-    503: "transient",
-}
-PROBLEM_SYSTEM = "https://pmtct.org/problems"
-
-
-def operation_outcome(status: int, code: str, detail: str) -> OperationOutcome:
-    """A problem as FHIR says it: one issue, its type from the HTTP status, our `code` as details."""
-    return OperationOutcome.model_validate(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {
-                    "severity": "error" if status < 500 else "fatal",
-                    "code": ISSUE_TYPE.get(status, "exception"),
-                    "details": {"coding": [{"system": PROBLEM_SYSTEM, "code": code}], "text": detail},
-                    "diagnostics": detail,
                 }
             ],
         }

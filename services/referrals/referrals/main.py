@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC, REFERRALS_TOPIC
 from servicekit.app import ConsumerSpec, create_app
+from servicekit.fhir import install_operation_outcomes
 
 from . import endpoints, handlers, push, timers
 from .repository import ReferralsUnit
@@ -29,7 +30,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         background=[("referral timers", timers.run), ("push deliveries", push.run)],
         unit_of_work=ReferralsUnit,
     )
-    endpoints.install_operation_outcomes(app)
+    install_operation_outcomes(app)
     return app
 
 
