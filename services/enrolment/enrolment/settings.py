@@ -1,6 +1,6 @@
 """Settings of the enrolment service (env prefix `PMTCT_`)."""
 
-from pydantic import SecretStr, field_validator
+from pydantic import FilePath, SecretStr, field_validator
 
 from servicekit.settings import ServiceSettings
 
@@ -18,6 +18,15 @@ class Settings(ServiceSettings):
     #: two deliveries of one woman closer than this are one delivery posted twice (~22 weeks, the
     #: earliest viable gestation, between them)
     min_days_between_deliveries: int = 154
+    #: the FHIR ConceptMap `POST /fhir` reads codes through (CIEL, LOINC, SNOMED CT -> the platform's
+    #: vocabulary); unset: the one shipped with the service (enrolment/data/fhir-conceptmap.json,
+    #: docs/fhir-intake.md says how to make a site's own)
+    fhir_concept_map: FilePath | None = None
+    #: a Patient identifier whose `system`, or whose type text, is one of these is the EMR's record
+    #: number (`client_ref`, an infant's `infant_ref`): the first that matches wins
+    fhir_record_number_identifiers: list[str] = ["OpenMRS ID"]
+    #: ... and one of these is her national id (kept encrypted, and as a keyed hash)
+    fhir_national_id_identifiers: list[str] = ["National ID"]
 
     @field_validator("pii_key")
     @classmethod
