@@ -164,3 +164,14 @@ infant_events = Table(
     Column("data", JSONB, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+#: the columns of a schedule item a worklist shows
+SHOWN_ITEM_COLUMNS = (
+    "item_id, subject_type, subject_id, client_id, kind, test, label, window_start, window_end, overdue_on, status"
+)
+#: the at-once actions; the same list as the partial index `schedule_items_urgent` (migration 0006)
+URGENT_ITEMS = (
+    "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test', 'entry_nat', 'nat_after_antibody',"
+    " 'mother_art_start', 'mother_hiv_test_delivery', 'mother_adherence_support')"
+)

@@ -26,6 +26,9 @@ from servicekit.uow import Repository, UnitOfWork
 
 from .cases import InfantCase, MotherCase, Pregnancy, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
+from .mentoring.repository import Caseloads
+from .models import SHOWN_ITEM_COLUMNS as _SHOWN
+from .models import URGENT_ITEMS as _URGENT
 from .models import infant_events, infants, mothers, schedule_items
 from .schedule import Attendance, Item, Status
 
@@ -187,6 +190,8 @@ class FollowupUnit(UnitOfWork):
         self.infants = Infants(session)
         self.mothers = self.track(Mothers(session, self.infants))
         self.track(self.infants)
+        #: the Mentor Mothers' caseloads (written as assigned: nothing to flush)
+        self.caseloads = Caseloads(session)
 
 
 _SETTLE_MOTHERS = text(
@@ -581,13 +586,6 @@ async def infant_record(session: AsyncSession, infant_id: UUID) -> tuple[Any, li
     ).all()
     return row, items, events
 
-
-_SHOWN = "item_id, subject_type, subject_id, client_id, kind, test, label, window_start, window_end, overdue_on, status"
-#: the at-once actions; the same list as the partial index `schedule_items_urgent` (migration 0006)
-_URGENT = (
-    "kind IN ('infant_art_start', 'confirmatory_nat', 'repeat_test', 'entry_nat', 'nat_after_antibody',"
-    " 'mother_art_start', 'mother_hiv_test_delivery', 'mother_adherence_support')"
-)
 
 WORKLIST_SQL = text(
     f"""

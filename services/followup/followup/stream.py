@@ -49,6 +49,7 @@ async def preload(uow: repo.FollowupUnit, events: Sequence[ClientEvent]) -> None
     """The consumer's batch preload: hold (lock, or create) the mothers of a batch's events in one
     statement; each handler then finds its mother in the unit's identity map."""
     await uow.mothers.hold((e.client_id, e.facility_id) for e in events)
+    await uow.caseloads.get_many(e.client_id for e in events if isinstance(e, (ClientEnrolled, ClientTransferredOut)))
 
 
 async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, settings: Settings) -> None:

@@ -14,15 +14,15 @@ from datetime import datetime
 from uuid import UUID
 
 from pmtct_events.mentoring import AssignmentReason, CaseloadAssigned
-from servicekit.uow import UnitOfWork
 
+from ..repository import FollowupUnit
 from . import repository as repo
 from . import rules
 from .rules import CaseloadRule, MentoringRules
 
 
 async def assign(
-    uow: UnitOfWork,
+    uow: FollowupUnit,
     client_id: UUID,
     facility_id: str,
     staff_id: str | None,
@@ -30,10 +30,10 @@ async def assign(
     at: datetime,
 ) -> bool:
     """Put the mother in `staff_id`'s caseload (None: in nobody's); False if she is there already."""
-    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    current = await uow.caseloads.get(client_id)
     if current is not None and current.staff_id == staff_id and current.facility_id == facility_id:
         return False
-    await repo.set_assignment(uow.session, client_id, facility_id, staff_id, reason.value, at)
+    await uow.caseloads.set(client_id, facility_id, staff_id, reason.value, at)
     uow.publish(
         CaseloadAssigned(
             facility_id=facility_id,
@@ -47,39 +47,45 @@ async def assign(
     return True
 
 
-async def chosen(uow: UnitOfWork, facility_id: str, settings: MentoringRules, leaving: str | None = None) -> str | None:
+async def chosen(
+    uow: FollowupUnit, facility_id: str, settings: MentoringRules, leaving: str | None = None
+) -> str | None:
     """Whom the configured rule gives a client of the facility (under the facility's caseload lock)."""
     if settings.caseload_rule is CaseloadRule.none:
         return None
-    await repo.lock_facility_caseloads(uow.session, facility_id)
-    loads = await repo.mentor_loads(uow.session, facility_id)
+    loads = await uow.caseloads.loads(facility_id)
     loads.pop(leaving or "", None)
     return rules.least_loaded(loads)
 
 
-async def enrolled(uow: UnitOfWork, client_id: UUID, facility_id: str, at: datetime, settings: MentoringRules) -> None:
+async def enrolled(
+    uow: FollowupUnit, client_id: UUID, facility_id: str, at: datetime, settings: MentoringRules
+) -> None:
     """She enrolled at `facility_id`: a mother new to the facility's caseloads gets a Mentor
-    Mother by the rule; one already in them (a new pregnancy, a repeat) keeps hers."""
-    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    Mother by the rule; one already in them (a new pregnancy, a repeat) keeps hers. When the rule
+    gives nobody, nothing changes for a mother who was in nobody's caseload here or anywhere (no
+    `CaseloadAssigned` saying "still nobody's" for every enrolment of a facility without Mentor
+    Mothers); one who moved here leaves her old facility's caseload."""
+    current = await uow.caseloads.get(client_id)
     if current is not None and current.facility_id == facility_id and current.staff_id is not None:
         return
     moved_here = current is not None and current.facility_id != facility_id
     staff_id = await chosen(uow, facility_id, settings)
-    if staff_id is None and current is not None and not moved_here:
+    if staff_id is None and not moved_here:
         return
     reason = AssignmentReason.transferred if moved_here else AssignmentReason.rule
     await assign(uow, client_id, facility_id, staff_id, reason, at)
 
 
-async def transferred_out(uow: UnitOfWork, client_id: UUID, facility_id: str, at: datetime) -> None:
+async def transferred_out(uow: FollowupUnit, client_id: UUID, facility_id: str, at: datetime) -> None:
     """She left the facility: she is in none of its caseloads any more."""
-    current = (await repo.assignments(uow.session, [client_id])).get(client_id)
+    current = await uow.caseloads.get(client_id)
     if current is None or current.facility_id != facility_id:
         return
     await assign(uow, client_id, facility_id, None, AssignmentReason.transferred, at)
 
 
-async def staff_left(uow: UnitOfWork, staff_id: str, facility_id: str, at: datetime, settings: MentoringRules) -> int:
+async def staff_left(uow: FollowupUnit, staff_id: str, facility_id: str, at: datetime, settings: MentoringRules) -> int:
     """Her clients go to the others of her facility, one at a time by the rule (so they spread
     over the least loaded); how many moved."""
     clients = await repo.clients_of(uow.session, staff_id)

@@ -6,6 +6,7 @@ follow-up's set-based SQL; what they change is committed by the caller's unit of
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -15,9 +16,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.staff import StaffMember, StaffRole
+from servicekit.uow import Repository
 
+from ..models import SHOWN_ITEM_COLUMNS as _SHOWN
+from ..models import URGENT_ITEMS as _URGENT
 from ..models import infants, mothers, schedule_items
-from ..repository import _SHOWN, _URGENT
 from .models import caseload, index_contacts, mentoring_records, staff, tracing
 
 # --- staff ---------------------------------------------------------------------------------------
@@ -107,6 +110,52 @@ async def set_assignment(
     values = {"facility_id": facility_id, "staff_id": staff_id, "reason": reason, "assigned_at": at}
     statement = insert(caseload).values(client_id=client_id, **values)
     await session.execute(statement.on_conflict_do_update(index_elements=["client_id"], set_=values))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Whose caseload a mother is in, at which facility (`staff_id` None: nobody's)."""
+
+    facility_id: str
+    staff_id: str | None
+
+
+class Caseloads(Repository[UUID, "Assignment | None"]):
+    """The caseload assignments a unit of work reads and changes, remembered: a consumer batch's
+    mothers are read in one statement (`stream.preload`), a mother with none is remembered as None,
+    and each facility's Mentor Mothers' loads are read once per unit under the facility's lock and
+    then kept up to date as the unit assigns. Assignments are written as they are made (the
+    coordinator's answer and `clients_of` read the table)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self._loads: dict[str, dict[str, int]] = {}
+
+    async def _load(self, keys: list[UUID]) -> dict[UUID, Assignment | None]:
+        rows = await assignments(self.session, keys)
+        return {k: Assignment(rows[k].facility_id, rows[k].staff_id) if k in rows else None for k in keys}
+
+    async def loads(self, facility_id: str) -> dict[str, int]:
+        """Every active Mentor Mother of the facility and her caseload's size, taking the
+        facility's caseload lock the first time in this unit (a copy: the caller may change it)."""
+        if facility_id not in self._loads:
+            await lock_facility_caseloads(self.session, facility_id)
+            self._loads[facility_id] = await mentor_loads(self.session, facility_id)
+        return dict(self._loads[facility_id])
+
+    async def set(
+        self, client_id: UUID, facility_id: str, staff_id: str | None, reason: str, at: datetime
+    ) -> Assignment | None:
+        """Put her in `staff_id`'s caseload at `facility_id`; the assignment she had."""
+        before = (await self.get_many([client_id])).get(client_id)
+        await set_assignment(self.session, client_id, facility_id, staff_id, reason, at)
+        for loads in self._loads.values():
+            if before is not None and before.staff_id in loads:
+                loads[before.staff_id] -= 1
+        if staff_id is not None and staff_id in self._loads.get(facility_id, {}):
+            self._loads[facility_id][staff_id] += 1
+        self.remember(client_id, Assignment(facility_id, staff_id))
+        return before
 
 
 async def clients_of(session: AsyncSession, staff_id: str) -> list[UUID]:
