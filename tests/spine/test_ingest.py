@@ -161,6 +161,7 @@ def test_a_rejection_names_the_event_id_as_text_and_keeps_the_service_s_own_fiel
         "status": "rejected",
         "code": "before_birth",
         "reason": "occurred_at is before the birth.",
+        "provisional_ids": None,
         "infant_id": str(infant_id),
     }
 

@@ -155,6 +155,15 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+def bearer_token(request: Request) -> str:
+    """The caller's bearer token as sent (checked by `require` on the same route): what a service
+    passes on when it forwards the caller's request to another service, which authorises it itself."""
+    return request.headers.get("authorization", "").partition(" ")[2].strip()
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
 def require(*scopes: str):
     """Dependency: the caller holds every one of `scopes`; `admin` stands for any of them except
     the personal-data scopes (`PERSONAL_DATA_SCOPES`), which must be granted by name."""

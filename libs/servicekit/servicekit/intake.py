@@ -24,6 +24,12 @@ A batch goes through these steps, in this order (docs/emr-intake.md is the integ
 7. **Metrics**: `pmtct_intake_events_total{service, outcome, code}`, `pmtct_intake_batch_seconds`,
    `pmtct_intake_retries_total`.
 
+A **dry run** (`?dry_run=true`) is the same pipeline to the last step: the same checks in the same
+order, the same unit of work with the service's writes and the outbox, then ROLLBACK instead of
+COMMIT (`UnitOfWork.rehearse`). Its answer is what the real post would answer, with `dry_run: true`
+and, on each result, the ids the rehearsal made up (`provisional_ids`: a real post assigns others);
+nothing is kept and it is counted apart (`pmtct_intake_dry_run_events_total`), not as intake.
+
 A service supplies only what differs (`Intake` and an `IntakeBatch`): its event models, how it
 resolves subjects, how it decides, and how it writes.
 """
@@ -42,10 +48,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
+from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import DBAPIError
 
@@ -53,7 +60,7 @@ from pmtct_events.base import sane
 
 from .auth import Principal
 from .facilities import FacilityRegistry
-from .metrics import INTAKE_BATCH_SECONDS, INTAKE_EVENTS, INTAKE_RETRIES
+from .metrics import INTAKE_BATCH_SECONDS, INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS, INTAKE_RETRIES
 from .problems import PROBLEM_JSON, Problem
 from .settings import ServiceSettings
 from .uow import UnitOfWork
@@ -156,7 +163,7 @@ class Code(StrEnum):
     )
     unknown_event_type = (
         "unknown_event_type",
-        "`type` is not an event of this service (mother events go to enrolment, infant events to follow-up).",
+        "`type` is not an event the endpoint takes (follow-up's own endpoint takes infant events only).",
         Action.fix_and_resend,
     )
 
@@ -180,6 +187,13 @@ class Code(StrEnum):
         "conflict",
         "This `event_id` is already recorded with different content.",
         Action.new_event_id,
+    )
+    service_unavailable = (
+        "service_unavailable",
+        "The service that takes this event (follow-up, for infant events posted to enrolment) did not"
+        " answer in time or is down; the batch's other events are answered as usual. If it did record the"
+        " event after all, the resend is answered `duplicate`.",
+        Action.resend_later,
     )
 
     # --- one event: its subject ------------------------------------------------------------------
@@ -429,6 +443,11 @@ class EventResult(BaseModel):
     status: EventStatus
     code: Code | None = Field(default=None, description="Why it was rejected (machine-readable; docs/emr-intake.md).")
     reason: str | None = Field(default=None, description="Why it was rejected (for people).")
+    provisional_ids: list[str] | None = Field(
+        default=None,
+        description="A dry run only: the ids in this result the dry run made up (a new woman's client_id, a"
+        " delivery's infant ids); the real post assigns others.",
+    )
 
     @classmethod
     def rejection(cls, index: int, event_id: UUID | str | None, code: Code, reason: str, **extra: Any) -> Self:
@@ -453,21 +472,33 @@ class BatchReply(BaseModel, Generic[ResultT]):
     """The answer for a batch: its id, how many events ended each way, and every event's result."""
 
     batch_id: UUID = Field(description="Correlation id of the events this batch caused.")
+    dry_run: bool = Field(default=False, description="True: a dry run (`?dry_run=true`), nothing was recorded.")
     accepted: int
     duplicate: int
     rejected: int
     results: list[ResultT] = Field(description="One result per posted event, in the order posted (`index`).")
 
     @classmethod
-    def of(cls, batch_id: UUID, results: Sequence[ResultT]) -> Self:
+    def of(cls, batch_id: UUID, results: Sequence[ResultT], dry_run: bool = False) -> Self:
         counts = Counter(r.status for r in results)
         return cls(
             batch_id=batch_id,
+            dry_run=dry_run,
             accepted=counts[EventStatus.accepted],
             duplicate=counts[EventStatus.duplicate],
             rejected=counts[EventStatus.rejected],
             results=list(results),
         )
+
+
+#: the `dry_run` query parameter of every intake route
+DryRun = Annotated[
+    bool,
+    Query(
+        description="Run every check and answer each event as a real post would, recording nothing (no rows,"
+        " no events published). Ids the platform would assign are made up and listed in `provisional_ids`."
+    ),
+]
 
 
 class EventBatch(BaseModel):
@@ -504,9 +535,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def document(app: Any, adapter: TypeAdapter[Any], name: str, batch_model: str = "EventBatch") -> None:
+def document(
+    app: Any,
+    adapter: TypeAdapter[Any],
+    name: str,
+    batch_model: str = "EventBatch",
+    forwarded: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
     """Show EMR integrators the schema of each posted event in /openapi.json: the batch body
-    declares its events loosely (each is validated on its own), so the union is added by hand."""
+    declares its events loosely (each is validated on its own), so the union is added by hand.
+    `forwarded`: schemas of further events the endpoint takes and passes on (the front door's
+    infant events), named and described where they are defined."""
     generate = app.openapi
 
     def openapi() -> dict:
@@ -517,7 +556,11 @@ def document(app: Any, adapter: TypeAdapter[Any], name: str, batch_model: str = 
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(event.pop("$defs", {}))
         components[name] = event
-        components[batch_model]["properties"]["events"]["items"] = {"$ref": f"#/components/schemas/{name}"}
+        items: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}
+        if forwarded:
+            components.update(forwarded)
+            items = {"anyOf": [items, *({"$ref": f"#/components/schemas/{n}"} for n in forwarded)]}
+        components[batch_model]["properties"]["events"]["items"] = items
         app.openapi_schema = schema
         return schema
 
@@ -592,9 +635,11 @@ class Recorded:
 
 @dataclass(frozen=True, slots=True)
 class Accept:
-    """The service accepts the event; `result` is what it keeps to answer a duplicate later."""
+    """The service accepts the event; `result` is what it keeps to answer a duplicate later;
+    `assigned`, the ids in it that accepting the event makes up (a dry run marks them provisional)."""
 
     result: Mapping[str, Any] = field(default_factory=dict)
+    assigned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -676,10 +721,12 @@ class Intake(Generic[EventT, ResultT]):
         principal: Principal,
         raw_events: Sequence[Any],
         now: datetime | None = None,
+        *,
+        dry_run: bool = False,
     ) -> BatchReply[ResultT]:
         """Take a posted batch through the pipeline (module docstring); `begin` makes the service's
         side of each try, `units` a new unit of work (`Runtime.begin`). `now` replaces the server
-        time in the future check (tests)."""
+        time in the future check (tests). `dry_run`: every step, then roll back."""
         started = time.perf_counter()
         check_batch_size(len(raw_events), settings.intake_max_batch)
         now = now or settings.clock.now()
@@ -697,7 +744,12 @@ class Intake(Generic[EventT, ResultT]):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 decided = await self._attempt(
-                    begin(Attempt(settings, registry, principal, now, batch_id)), units, batch_id, candidates, key
+                    begin(Attempt(settings, registry, principal, now, batch_id)),
+                    units,
+                    batch_id,
+                    candidates,
+                    key,
+                    dry_run=dry_run,
                 )
                 break
             except DBAPIError as exc:
@@ -710,10 +762,12 @@ class Intake(Generic[EventT, ResultT]):
             raise Problem(503, Code.contention, "Concurrent batches kept touching the same subjects; retry this batch.")
         results.update(decided)
         ordered = [results[i] for i in sorted(results)]
+        counted = INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS
         for r in ordered:
-            INTAKE_EVENTS.labels(self.service, r.status.value, r.code.value if r.code else "").inc()
-        INTAKE_BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
-        return self.reply.of(batch_id, ordered)
+            counted.labels(self.service, r.status.value, r.code.value if r.code else "").inc()
+        if not dry_run:
+            INTAKE_BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        return self.reply.of(batch_id, ordered, dry_run=dry_run)
 
     async def _attempt(
         self,
@@ -722,9 +776,14 @@ class Intake(Generic[EventT, ResultT]):
         batch_id: UUID,
         candidates: Sequence[Candidate[EventT]],
         key: str = "",
+        *,
+        dry_run: bool = False,
     ) -> dict[int, ResultT]:
-        """One try: resolve, decide every event, write, commit — in one unit of work, here only."""
+        """One try: resolve, decide every event, write, commit — in one unit of work, here only.
+        A dry run does all of it and rolls back instead of committing (`UnitOfWork.rehearse`)."""
         results: dict[int, ResultT] = {}
+        #: a dry run's made-up ids, by event_id (an event posted twice in the batch is answered with them)
+        assigned: dict[UUID, tuple[str, ...]] = {}
         async with units() as uow:
             uow.correlation_id = batch_id
             recorded = dict(await batch.resolve(uow, candidates))
@@ -739,7 +798,10 @@ class Intake(Generic[EventT, ResultT]):
                     ):
                         results[c.index] = self.result.conflict(c.index, e.event_id)
                     else:
-                        results[c.index] = self._result(c, EventStatus.duplicate, batch.answer(e, prior.result))
+                        fields = batch.answer(e, prior.result)
+                        if dry_run and e.event_id in assigned:
+                            fields["provisional_ids"] = list(assigned[e.event_id])
+                        results[c.index] = self._result(c, EventStatus.duplicate, fields)
                     continue
                 verdict = batch.decide(c)
                 if isinstance(verdict, Reject):
@@ -748,9 +810,16 @@ class Intake(Generic[EventT, ResultT]):
                     )
                 else:
                     recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
-                    results[c.index] = self._result(c, EventStatus.accepted, batch.answer(e, verdict.result))
+                    fields = batch.answer(e, verdict.result)
+                    if dry_run and verdict.assigned:
+                        assigned[e.event_id] = verdict.assigned
+                        fields["provisional_ids"] = list(verdict.assigned)
+                    results[c.index] = self._result(c, EventStatus.accepted, fields)
             await batch.write(uow)
-            await uow.commit()
+            if dry_run:
+                await uow.rehearse()
+            else:
+                await uow.commit()
         return results
 
     @staticmethod

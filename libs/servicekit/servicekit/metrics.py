@@ -30,6 +30,11 @@ INTAKE_EVENTS = Counter(
     "EMR events posted to POST /v1/events, by outcome and rejection code (servicekit.intake)",
     ["service", "outcome", "code"],
 )
+INTAKE_DRY_RUN_EVENTS = Counter(
+    "pmtct_intake_dry_run_events_total",
+    "EMR events posted with ?dry_run=true (nothing recorded), by the outcome a real post would have",
+    ["service", "outcome", "code"],
+)
 INTAKE_BATCH_SECONDS = Histogram(
     "pmtct_intake_batch_seconds",
     "Time to answer one posted batch of EMR events",

@@ -19,7 +19,8 @@ timer pass. Its shape, in the order things happen:
    c. `finish(envelopes)` runs last, for writes that must follow every other one (the referral
       feed takes its positions here, so its counter lock is held only until COMMIT);
    d. the transaction commits.
-   Leaving the block without `commit()` (an exception, or a read-only use) rolls back.
+   Leaving the block without `commit()` (an exception, or a read-only use) rolls back;
+   `await uow.rehearse()` does every step of `commit` but ends in ROLLBACK (a dry run).
 
 No SQLAlchemy session hooks and no state stashed on the session: what is written, and when, is
 this module and the repositories' `flush`.
@@ -193,15 +194,30 @@ class UnitOfWork:
 
     async def commit(self) -> list[CloudEvent]:
         """Flush the repositories, write the events to the outbox, `finish`, COMMIT; in that order."""
+        written = await self._write()
+        await self.session.commit()
+        self.committed = True
+        self._raised = []
+        return written
+
+    async def rehearse(self) -> list[CloudEvent]:
+        """Everything `commit` does, then ROLLBACK instead of COMMIT: a dry run. The repositories
+        flush and the outbox is written, so every constraint the real commit meets is checked (none
+        is deferred), and the rollback discards all of it: the rows, the outbox rows and their
+        NOTIFY (PostgreSQL sends a notification only on COMMIT, so no relay hears of it). Only
+        sequences keep the values it drew. Returns the envelopes that would have been published."""
+        written = await self._write()
+        await self.session.rollback()
+        self._raised = []
+        return written
+
+    async def _write(self) -> list[CloudEvent]:
         self.collect_new_events()
         for repository in self.repositories:
             await repository.flush()
         self.collect_new_events()  # a flush may raise (an aggregate created as it is written)
         written = await outbox.add_each(self.session, self._raised)
         await self.finish([(ce, r[0]) for ce, r in zip(written, self._raised, strict=True)])
-        await self.session.commit()
-        self.committed = True
-        self._raised = []
         return written
 
 

@@ -60,10 +60,21 @@ async def record_batch(
     cipher: PersonalDataCipher,
     raw_events: Sequence[Any],
     now: datetime | None = None,
+    *,
+    dry_run: bool = False,
+    intake: Intake[Any, EventResult] = INTAKE,
 ) -> BatchResult:
-    """A posted batch of mother events, through the pipeline."""
-    reply = await INTAKE.record(
-        lambda attempt: MotherBatch(attempt, settings, cipher), units, settings, registry, principal, raw_events, now
+    """A posted batch of mother events, through the pipeline (`dry_run`: answered, not recorded;
+    `intake`: the front door's, which names every type it takes in an `unknown_event_type`)."""
+    reply = await intake.record(
+        lambda attempt: MotherBatch(attempt, settings, cipher),
+        units,
+        settings,
+        registry,
+        principal,
+        raw_events,
+        now,
+        dry_run=dry_run,
     )
     assert isinstance(reply, BatchResult)
     return reply
@@ -192,7 +203,9 @@ class MotherBatch(IntakeBatch[Any]):
         except RuleBroken as broken:
             return Reject(broken.code, broken.reason)
         self.apply(c, accepted)
-        return Accept(accepted.result)
+        made_up = [str(accepted.client.row.client_id)] if accepted.client.is_new else []
+        made_up += [str(infant["infant_id"]) for infant in accepted.infants]
+        return Accept(accepted.result, assigned=tuple(made_up))
 
     def answer(self, event: EmrEventBase, result: Mapping[str, Any]) -> dict[str, Any]:
         return _public(event, result)

@@ -33,14 +33,13 @@ WorklistReader = Annotated[Principal, require("worklist:read")]
     responses=intake.RESPONSES,
 )
 async def post_events(
-    body: EventBatch, runtime: RuntimeDep, principal: Annotated[Principal, require("events:write")]
+    body: EventBatch,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("events:write")],
+    dry_run: intake.DryRun = False,
 ) -> IngestReply:
     return await emr_intake.record(
-        runtime.begin,
-        runtime.settings,
-        runtime.registry,
-        principal,
-        body.events,
+        runtime.begin, runtime.settings, runtime.registry, principal, body.events, dry_run=dry_run
     )
 
 

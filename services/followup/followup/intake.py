@@ -56,10 +56,19 @@ async def record(
     principal: Principal,
     raw_events: Sequence[Any],
     now: datetime | None = None,
+    *,
+    dry_run: bool = False,
 ) -> IngestReply:
-    """A posted batch of infant events, through the pipeline."""
+    """A posted batch of infant events, through the pipeline (`dry_run`: answered, not recorded)."""
     reply = await INTAKE.record(
-        lambda attempt: InfantBatch(attempt, settings), units, settings, registry, principal, raw_events, now
+        lambda attempt: InfantBatch(attempt, settings),
+        units,
+        settings,
+        registry,
+        principal,
+        raw_events,
+        now,
+        dry_run=dry_run,
     )
     assert isinstance(reply, IngestReply)
     return reply
