@@ -107,8 +107,8 @@ CASES: dict[str, Case] = {
     "an event that is not an object": Case("invalid_value", "must be a JSON object", alone(lambda emr: 42)),
     "an unknown event type": Case(
         "unknown_event_type",
-        "'InfantVisitRecorded' is not an enrolment event",
-        alone(lambda emr: with_(emr.enrolment(), type="InfantVisitRecorded")),
+        "'InfantWeighed' is not an event the platform takes",
+        alone(lambda emr: with_(emr.enrolment(), type="InfantWeighed")),
     ),
     "no type": Case("missing_field", "type is required", alone(lambda emr: without(emr.enrolment(), "type"))),
     "a required data field missing": Case(

@@ -321,7 +321,10 @@ async def test_the_openapi_document_describes_each_emr_event_for_integrators(enr
     schema = (await enrolment.http.get("/openapi.json")).json()
 
     components = schema["components"]["schemas"]
-    assert components["EventBatch"]["properties"]["events"]["items"] == {"$ref": "#/components/schemas/EmrEvent"}
+    # the front door's events: the mother events described here, the infant events by follow-up
+    assert components["EventBatch"]["properties"]["events"]["items"] == {
+        "anyOf": [{"$ref": "#/components/schemas/EmrEvent"}, {"$ref": "#/components/schemas/InfantEvent"}]
+    }
     mapping = components["EmrEvent"]["discriminator"]["mapping"]
     assert set(mapping) == {
         "ClientEnrolled",

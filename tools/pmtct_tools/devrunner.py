@@ -171,6 +171,8 @@ class Platform:
         # least privilege: only enrolment decrypts personal data; only it and follow-up hash EMR refs
         if service == "enrolment":
             env["PMTCT_PII_KEY"] = dev_key(self.data_dir, "pii.key")
+            # the front door forwards infant events to follow-up's intake
+            env["PMTCT_FOLLOWUP_URL"] = self.url("followup")
         if service in ("enrolment", "followup"):
             env["PMTCT_HMAC_KEY"] = dev_key(self.data_dir, "hmac.key")
         if self.broker is not None:

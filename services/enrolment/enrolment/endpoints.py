@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated
 from uuid import UUID
 
@@ -10,12 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query
 
 from servicekit import intake
 from servicekit.app import Runtime, SessionDep, runtime
-from servicekit.auth import Principal, require
+from servicekit.auth import BearerToken, Principal, require
 from servicekit.problems import Problem
 
-from . import caseloads, queries
-from . import intake as emr_intake
-from .personal_data import PersonalDataCipher
+from . import caseloads, frontdoor, queries
+from .personal_data import PersonalDataCipher, cipher_of
 from .schemas import (
     REF_PATTERN,
     TEXT_PATTERN,
@@ -32,15 +30,10 @@ RuntimeDep = Annotated[Runtime[Settings], Depends(runtime)]
 router = APIRouter(prefix="/v1", tags=["enrolment"])
 
 
-@lru_cache(maxsize=2)
-def _cipher(key: str) -> PersonalDataCipher:
-    return PersonalDataCipher(key)
-
-
 def cipher(runtime: RuntimeDep) -> PersonalDataCipher:
     key = runtime.settings.pii_key
     assert key is not None  # checked at start-up (settings.require_keys)
-    return _cipher(key.get_secret_value())
+    return cipher_of(key.get_secret_value())
 
 
 def purpose_of_use(
@@ -65,20 +58,20 @@ PurposeDep = Annotated[str, Depends(purpose_of_use)]
 
 @router.post(
     "/events",
-    summary="Record a batch of mother events from an EMR",
-    description="Up to 1000 events; one result per event, in the order posted: accepted, duplicate, or"
-    " rejected with a code and a reason. The codes, and what an EMR should do for each: docs/emr-intake.md.",
+    summary="The EMRs' front door: record a batch of mother and infant events",
+    description="Up to 1000 events, mother and infant events mixed; each is routed to the service that keeps"
+    " it (infant events to follow-up) and answered in the order posted: accepted, duplicate, or rejected with a"
+    " code and a reason. The codes, and what an EMR should do for each: docs/emr-intake.md.",
     responses=intake.RESPONSES,
 )
 async def post_events(
     batch: EventBatch,
     runtime: RuntimeDep,
-    cipher: CipherDep,
     principal: Annotated[Principal, require("events:write")],
+    token: BearerToken,
+    dry_run: intake.DryRun = False,
 ) -> BatchResult:
-    return await emr_intake.record_batch(
-        runtime.begin, runtime.settings, runtime.registry, principal, cipher, batch.events
-    )
+    return await frontdoor.submit(runtime, principal, token, batch.events, dry_run=dry_run)
 
 
 @router.get("/clients/{client_id}", summary="A client with her personal data (audited)")

@@ -9,7 +9,7 @@ from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
 from servicekit import intake
 from servicekit.app import ConsumerSpec, create_app
 
-from . import caseloads, endpoints
+from . import caseloads, endpoints, frontdoor
 from .schemas import EMR_EVENT
 from .settings import Settings, require_keys
 
@@ -19,8 +19,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = create_app(
         settings,
         title="PMTCT enrolment service",
-        description="The front door for partner clinics' EMRs: mother events in, client identity,"
-        " personal data kept (encrypted) in this schema only.",
+        description="The front door for partner clinics' EMRs: mother and infant events in (infant events"
+        " recorded by follow-up), client identity, personal data kept (encrypted) in this schema only.",
         routers=[endpoints.router],
         publishes=[ENROLMENT_TOPIC],
         # the caseloads follow-up announces: what a Mentor Mother's personal-data read is limited to
@@ -37,7 +37,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app.router.lifespan_context = lifespan
-    intake.document(app, EMR_EVENT, "EmrEvent")
+    intake.document(app, EMR_EVENT, "EmrEvent", forwarded={"InfantEvent": frontdoor.INFANT_EVENT_SCHEMA})
     return app
 
 

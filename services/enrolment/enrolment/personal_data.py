@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from functools import lru_cache
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -44,6 +45,12 @@ class PersonalDataCipher:
         blob = bytes(blob)
         plain = self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _associated(client_id, column))
         return plain.decode()
+
+
+@lru_cache(maxsize=2)
+def cipher_of(key: str) -> PersonalDataCipher:
+    """The cipher of a key (`PMTCT_PII_KEY`), made once."""
+    return PersonalDataCipher(key)
 
 
 def _associated(client_id: UUID, column: str) -> bytes:

@@ -209,7 +209,7 @@ class EventBatch(intake.EventBatch):
         },
     )
 
-    events: list[Any] = Field(description="1 to 1000 mother events (docs/emr-intake.md).")
+    events: list[Any] = Field(description="1 to 1000 mother and infant events (docs/emr-intake.md).")
 
 
 class InfantCreated(BaseModel):
@@ -218,12 +218,16 @@ class InfantCreated(BaseModel):
 
 
 class EventResult(intake.EventResult):
+    """One event's answer at the front door: a mother event's (`client_id`, a delivery's `infants`)
+    or an infant event's, as follow-up answered it (`infant_id`)."""
+
     client_id: UUID | None = None
     infants: list[InfantCreated] | None = Field(default=None, description="DeliveryRecorded: the new infant ids.")
+    infant_id: UUID | None = Field(default=None, description="An infant event: the infant it is about.")
 
 
 class BatchResult(intake.BatchReply[EventResult]):
-    """The answer to a batch of mother events (servicekit.intake)."""
+    """The answer to a batch of mother and infant events (servicekit.intake, enrolment/frontdoor.py)."""
 
 
 class Registration(BaseModel):

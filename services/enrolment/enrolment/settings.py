@@ -1,6 +1,6 @@
 """Settings of the enrolment service (env prefix `PMTCT_`)."""
 
-from pydantic import FilePath, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, FilePath, SecretStr, field_validator
 
 from servicekit.settings import ServiceSettings
 
@@ -27,6 +27,12 @@ class Settings(ServiceSettings):
     fhir_record_number_identifiers: list[str] = ["OpenMRS ID"]
     #: ... and one of these is her national id (kept encrypted, and as a keyed hash)
     fhir_national_id_identifiers: list[str] = ["National ID"]
+    #: follow-up's base URL inside the deployment: the front door (`POST /v1/events`, frontdoor.py)
+    #: forwards infant events there (`pmtct dev`, the test harness and the compose file set it);
+    #: unset, infant events posted here are answered `service_unavailable`
+    followup_url: AnyHttpUrl | None = None
+    #: how long the front door waits for follow-up's answer before its events are `service_unavailable`
+    followup_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("pii_key")
     @classmethod
