@@ -24,7 +24,8 @@ def routine(rules: EidRules, high_risk: bool = False) -> list[tuple[str, str | N
     return [
         (r.kind.value, r.label, r.window_start)
         for r in plan.requirements
-        if r.label is not None and r.kind is not ScheduleKind.infant_prophylaxis
+        if r.kind
+        in (ScheduleKind.nat_birth, ScheduleKind.nat_6_weeks, ScheduleKind.nat_9_months, ScheduleKind.routine_nat)
     ]
 
 

@@ -33,9 +33,18 @@ async def test_a_positive_mothers_delivery_starts_follow_up_with_its_prophylaxis
     assert [(p["kind"], p["window_start"], p["label"]) for p in started["plan"]] == [
         ("infant_prophylaxis", B.isoformat(), "Prophylaxis: NVP from week 0"),
         ("nat_6_weeks", weeks(4).isoformat(), "NAT at 6 weeks"),
+        ("hei_visit", weeks(6).isoformat(), "HEI visit at 6 weeks"),
+        ("infant_cotrimoxazole", weeks(6).isoformat(), "Cotrimoxazole"),
+        ("hei_visit", weeks(10).isoformat(), "HEI visit at 10 weeks"),
+        ("hei_visit", weeks(14).isoformat(), "HEI visit at 14 weeks"),
+        ("hei_visit", add_months(B, 6).isoformat(), "HEI visit at 6 months"),
+        ("hei_visit", add_months(B, 9).isoformat(), "HEI visit at 9 months"),
         ("nat_9_months", add_months(B, 9).isoformat(), "NAT at 9 months"),
-        ("final_test", add_months(B, 18).isoformat(), None),
-        ("record_feeding_status", add_months(B, 18).isoformat(), None),
+        ("hei_visit", add_months(B, 12).isoformat(), "HEI visit at 12 months"),
+        ("hei_visit", add_months(B, 15).isoformat(), "HEI visit at 15 months"),
+        ("final_test", add_months(B, 18).isoformat(), "Final HIV test"),
+        ("hei_visit", add_months(B, 18).isoformat(), "HEI visit at 18 months"),
+        ("record_feeding_status", add_months(B, 18).isoformat(), "Record feeding status"),
     ]
 
 
@@ -78,7 +87,8 @@ async def test_a_mother_diagnosed_while_breastfeeding_starts_her_infants_follow_
     assert name == "InfantFollowUpStarted"
     assert started["follow_up_from"] == diagnosed.isoformat() and started["high_risk"] is True
     assert "diagnosed_in_labour_or_postpartum" in started["high_risk_reasons"]
-    assert [(p["kind"], p["window_start"]) for p in started["plan"] if p["kind"] != "infant_prophylaxis"][:2] == [
+    tests = [p for p in started["plan"] if p["test"] is not None]
+    assert [(p["kind"], p["window_start"]) for p in tests][:2] == [
         ("entry_nat", diagnosed.isoformat()),
         ("nat_9_months", add_months(B, 9).isoformat()),
     ]
@@ -99,7 +109,18 @@ async def test_timers_announce_due_then_overdue_once_however_often_they_run(foll
         await followup.fire(day, only)
 
     names = await followup.emitted_names(only)
-    assert names == ["InfantFollowUpStarted", "InfantTestDue", "InfantTestOverdue"]
+    # weeks 4: the 6-week NAT due; week 10: it is overdue, and so are the 6-week HEI visit and the
+    # cotrimoxazole start (each announced due first), and the 10-week visit falls due
+    assert names == [
+        "InfantFollowUpStarted",
+        "InfantTestDue",
+        "InfantTestOverdue",
+        "InfantCareDue",
+        "InfantCareOverdue",
+        "InfantCareDue",
+        "InfantCareOverdue",
+        "InfantCareDue",
+    ]
     items = await followup.items(baby.infant_id)
     assert items["nat_6_weeks"]["status"] == "overdue"
     assert items["nat_6_weeks"]["due_announced_at"] <= items["nat_6_weeks"]["overdue_announced_at"]
@@ -117,17 +138,22 @@ async def test_a_result_before_the_overdue_date_means_no_overdue_and_a_late_resu
     await followup.record(late.infant_id, "InfantTestResulted", weeks(11), NAT)
     await followup.fire(weeks(12), only)
 
-    assert await followup.emitted_names([on_time.infant_id]) == [
+    def tests(names: list[str]) -> list[str]:
+        return [n for n in names if not n.startswith("InfantCare")]  # the HEI visits and cotrimoxazole
+
+    assert tests(await followup.emitted_names([on_time.infant_id])) == [
         "InfantFollowUpStarted",
         "InfantTestDue",
         "InfantTestResulted",
     ]
-    assert await followup.emitted_names([late.infant_id]) == [
+    assert tests(await followup.emitted_names([late.infant_id])) == [
         "InfantFollowUpStarted",
         "InfantTestDue",
         "InfantTestOverdue",
         "InfantTestResulted",
     ]
+    on_time_items = await followup.items(on_time.infant_id)
+    assert on_time_items["nat_6_weeks"]["status"] == "satisfied"
     assert (await followup.items(late.infant_id))["nat_6_weeks"]["status"] == "satisfied"
 
 
@@ -249,14 +275,22 @@ async def test_worklist_lists_a_facilitys_mothers_and_infants_most_urgent_first(
     assert response.status_code == 200, response.text
     mine = {mother.client_id, overdue_baby.infant_id, other.client_id, due_baby.infant_id}
     items = [i for i in response.json()["items"] if i["subject_id"] in {str(s) for s in mine}]
-    assert [(i["subject_id"], i["action"], i["urgency"], i["days_overdue"]) for i in items] == [
-        (str(overdue_baby.infant_id), "infant_prophylaxis", "overdue", 67),
-        (str(due_baby.infant_id), "infant_prophylaxis", "overdue", 18),
-        (str(overdue_baby.infant_id), "nat_6_weeks", "overdue", 14),
-        (str(due_baby.infant_id), "nat_birth", "overdue", 7),
-        (str(due_baby.infant_id), "nat_6_weeks", "due", 0),
+    got = [(i["subject_id"], i["action"], i["urgency"], i["days_overdue"]) for i in items]
+    older, younger = str(overdue_baby.infant_id), str(due_baby.infant_id)
+    assert got[:2] == [(older, "infant_prophylaxis", "overdue", 67), (younger, "infant_prophylaxis", "overdue", 18)]
+    # the 12-week-old's 6-week NAT, 6-week HEI visit and cotrimoxazole start: equally overdue (by item id)
+    assert sorted(got[2:5]) == [
+        (older, "hei_visit", "overdue", 14),
+        (older, "infant_cotrimoxazole", "overdue", 14),
+        (older, "nat_6_weeks", "overdue", 14),
     ]
-    assert [i["label"] for i in items][2:] == ["NAT at 6 weeks", "NAT at birth", "NAT at 6 weeks"]
+    assert got[5:] == [
+        (younger, "nat_birth", "overdue", 7),
+        (older, "hei_visit", "due", 0),  # the 10-week visit, overdue sooner than the 5-week-old's NAT
+        (younger, "nat_6_weeks", "due", 0),
+    ]
+    assert [i["label"] for i in items][5:] == ["NAT at birth", "HEI visit at 10 weeks", "NAT at 6 weeks"]
+    assert {i["label"] for i in items[2:5]} == {"NAT at 6 weeks", "HEI visit at 6 weeks", "Cotrimoxazole"}
 
 
 async def test_every_part_of_the_worklist_query_can_be_served_by_an_index(followup) -> None:

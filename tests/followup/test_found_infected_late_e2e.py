@@ -170,7 +170,7 @@ async def test_a_baby_found_infected_at_25_months_after_24_silent_months(platfor
         worklist = (
             await http.get(f"{platform.url('followup')}/v1/worklist", params={"facility_id": FACILITY}, headers=worker)
         ).json()
-        assert any(e["item_id"] == art_item["item_id"] and e["label"] == "Start infant ART" for e in worklist["items"])
+        assert any(e["item_id"] == art_item["item_id"] and e["label"] == "Start ART" for e in worklist["items"])
 
         traced = await until(
             "the infant-ART referral and the tracing closed",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -27,6 +28,8 @@ from followup.stream import apply_to_mother
 from pmtct_events.followup import FinalOutcome, HighRiskReason, ProphylaxisDrug, ScheduleKind
 
 B = date(2030, 1, 15)
+#: a country preset with cotrimoxazole and the HEI visits turned off
+NO_HEI_CARE = str(Path(__file__).parent / "presets" / "no-hei-care.toml")
 SILENCE = 90
 
 WHO_2021 = "WHO 2021 consolidated HIV guidelines, 2.5 infant diagnosis algorithm"
@@ -36,6 +39,10 @@ MER = "PEPFAR MER PMTCT_FO (24-month final outcome)"
 ISSUE = "issue 13 (follow-up ends by a clinical fact; one sample meets every need)"
 KENYA = "Kenya HIV Prevention and Treatment Guidelines 2022 (NASCOP), HEI testing"
 SOUTH_AFRICA = "South Africa Vertical Transmission Prevention Guideline 2023, infant testing"
+SOUTH_AFRICA_RISK = "South Africa PMTCT guideline 2019 (Wessels 2020, Table 2: high-risk infant at birth)"
+WHO_CTX = "WHO 2021 consolidated HIV guidelines, cotrimoxazole prophylaxis (HEI from 4–6 weeks until HIV excluded)"
+HEI_VISITS = "WHO 2021 (regular follow-up of every HEI until final diagnosis); visit calendar of the preset"
+DISCHARGE = "issue 13 build 1 (follow-up ends by a discharge posted by the facility)"
 
 
 def w(n: float) -> date:
@@ -64,6 +71,18 @@ def art(on: date) -> tuple:
 
 def outcome(on: date, what: str) -> tuple:
     return (INFANT_OUTCOME_RECORDED, on, {"outcome": what})
+
+
+def discharge(on: date, reason: str = "other") -> tuple:
+    return (INFANT_OUTCOME_RECORDED, on, {"outcome": "discharged", "reason": reason})
+
+
+def visit(on: date) -> tuple:
+    return ("InfantVisitRecorded", on, {})
+
+
+def cotrimoxazole(on: date, started: date | None = None) -> tuple:
+    return ("InfantCotrimoxazoleRecorded", on, {"started_on": started.isoformat()} if started else {})
 
 
 def prophylaxis(on: date, drug: str, started: date | None = None) -> tuple:
@@ -95,7 +114,10 @@ class Seen:
 
 
 def key(item: Item) -> str:
-    return item.label if item.kind is ScheduleKind.routine_nat and item.label else item.kind.value
+    """A preset's own routine NATs and the HEI visits are told apart by their labels."""
+    if item.kind in (ScheduleKind.routine_nat, ScheduleKind.hei_visit) and item.label:
+        return item.label
+    return item.kind.value
 
 
 def drive(j: Journey) -> Seen:
@@ -449,6 +471,126 @@ SCENARIOS: list[tuple[str, str, Journey, dict[str, Any]]] = [
         Journey(steps=[nat(B + timedelta(days=2), "positive")]),
         {"items": {"infant_prophylaxis": "cancelled:positive_result"}, "art_needed": True},
     ),
+    # --- 7b. prophylaxis recorded with a regimen the preset does not name ---
+    (
+        "a drug the preset's regimen does not name (AZT for a standard-risk infant) meets the step, as given",
+        WHO_2025,
+        Journey(steps=[prophylaxis(B + timedelta(days=1), "AZT"), tick(B + timedelta(days=30))]),
+        {
+            "items": {"infant_prophylaxis": "satisfied"},
+            "never": {("infant_prophylaxis", Transition.overdue)},
+        },
+    ),
+    (
+        "a substitute started after its step's time does not meet it (a late AZT at 8 weeks)",
+        WHO_2025,
+        Journey(steps=[prophylaxis(w(8), "AZT"), tick(w(9))]),
+        {"items": {"infant_prophylaxis": "overdue"}},
+    ),
+    # --- 9. cotrimoxazole from 6 weeks until HIV is excluded ---
+    (
+        "cotrimoxazole is due at 6 weeks, overdue when not recorded after its window and the grace",
+        WHO_CTX,
+        Journey(steps=[tick(w(6)), tick(w(6) + timedelta(days=14 + 14))]),
+        {
+            "items": {"infant_cotrimoxazole": "overdue"},
+            "announced": {("infant_cotrimoxazole", Transition.due), ("infant_cotrimoxazole", Transition.overdue)},
+        },
+    ),
+    (
+        "cotrimoxazole recorded (started on the day the EMR says) meets it",
+        WHO_CTX,
+        Journey(steps=[cotrimoxazole(w(7), started=w(6)), tick(w(12))]),
+        {"items": {"infant_cotrimoxazole": "satisfied"}, "never": {("infant_cotrimoxazole", Transition.overdue)}},
+    ),
+    (
+        "HIV excluded (a negative final test after breastfeeding ended): cotrimoxazole and visits end",
+        WHO_CTX,
+        Journey(steps=[feeding(m(12)), antibody(m(18, 2))]),
+        {
+            "outcome": FinalOutcome.uninfected,
+            "items": {"infant_cotrimoxazole": "cancelled:follow_up_complete"},
+        },
+    ),
+    (
+        "infected: cotrimoxazole and HEI visits end here (her care goes on in ART care), ART stays",
+        WHO_CTX,
+        Journey(steps=[nat(w(6), "positive"), nat(w(7), "positive", True)]),
+        {
+            "outcome": FinalOutcome.infected,
+            "art_needed": True,
+            "items": {"infant_cotrimoxazole": "cancelled:infected", "HEI visit at 14 weeks": "cancelled:infected"},
+        },
+    ),
+    (
+        "a first positive NAT not yet confirmed: cotrimoxazole and the visits go on beside ART",
+        WHO_CTX,
+        Journey(steps=[nat(w(6), "positive")]),
+        {"items": {"infant_cotrimoxazole": "planned", "HEI visit at 10 weeks": "planned"}, "art_needed": True},
+    ),
+    (
+        "a death ends cotrimoxazole and the visits",
+        WHO_CTX,
+        Journey(steps=[outcome(w(3), "died")]),
+        {"items": {"infant_cotrimoxazole": "cancelled:died", "HEI visit at 6 weeks": "cancelled:died"}},
+    ),
+    (
+        "a national preset may turn cotrimoxazole and the visits off (ask_cotrimoxazole, ask_hei_visits)",
+        "clinical preset (docs/clinical-rules.md)",
+        Journey(preset=NO_HEI_CARE),
+        {"items": {"infant_cotrimoxazole": None, "HEI visit at 6 weeks": None, "nat_6_weeks": "planned"}},
+    ),
+    # --- 10. HEI clinic visits, due / overdue like tests, traced when missed ---
+    (
+        "a missed HEI visit at 6 weeks is announced overdue (the referrals service traces it)",
+        HEI_VISITS,
+        Journey(steps=[nat(w(4)), tick(w(6) + timedelta(days=14 + 14))]),
+        {
+            "items": {"HEI visit at 6 weeks": "overdue", "nat_6_weeks": "satisfied"},
+            "announced": {("HEI visit at 6 weeks", Transition.due), ("HEI visit at 6 weeks", Transition.overdue)},
+        },
+    ),
+    (
+        "a visit at 11 weeks meets the 10-week visit and supersedes the missed 6-week one",
+        HEI_VISITS,
+        Journey(steps=[visit(w(11)), tick(w(12))]),
+        {"items": {"HEI visit at 10 weeks": "satisfied", "HEI visit at 6 weeks": "cancelled:superseded"}},
+    ),
+    (
+        "one sample meets the visit of its day too: the 6-week NAT taken at the 6-week visit",
+        HEI_VISITS,
+        Journey(steps=[nat(w(6)), tick(w(9))]),
+        {"items": {"HEI visit at 6 weeks": "satisfied", "nat_6_weeks": "satisfied"}},
+    ),
+    (
+        "late entry at 7 months: no visits before it, the 9-month visit ahead",
+        HEI_VISITS,
+        Journey(start=m(7)),
+        {"items": {"HEI visit at 14 weeks": None, "HEI visit at 9 months": "planned"}},
+    ),
+    # --- 11. discharge by the facility ---
+    (
+        "a discharge posted by the facility ends follow-up: what is open is cancelled, outcome discharged",
+        DISCHARGE,
+        Journey(steps=[nat(w(6)), discharge(m(10), "caregiver_declined"), tick(m(30))]),
+        {
+            "outcome": FinalOutcome.discharged,
+            "items": {"final_test": "cancelled:discharged", "HEI visit at 12 months": "cancelled:discharged"},
+            "never": {("final_test", Transition.overdue)},
+        },
+    ),
+    (
+        "a child seen again after her discharge is followed again: no outcome, her items open",
+        DISCHARGE,
+        Journey(steps=[discharge(m(10)), visit(m(11))]),
+        {"outcome": None, "items": {"final_test": "planned", "HEI visit at 12 months": "planned"}},
+    ),
+    (
+        "a discharge does not hide a final status the facts establish: uninfected",
+        DISCHARGE,
+        Journey(steps=[feeding(m(12)), antibody(m(18, 2)), discharge(m(18, 5), "hiv_excluded")]),
+        {"outcome": FinalOutcome.uninfected},
+    ),
     # --- 8. presets ---
     (
         "Kenya: PCR at 6 weeks, 6 months and 12 months, named for what they are",
@@ -610,6 +752,77 @@ def test_high_risk_reason(rule: str, source: str, mother: MotherAtDelivery, expe
     assert high_risk_reasons(mother, EidRules()) == expected, rule
 
 
+# (rule, source, preset, the mother's facts, expected reasons)
+NATIONAL_HIGH_RISK = [
+    (
+        "South Africa: on ART two weeks, VL 400 a week before delivery: low risk (only 'not on ART' counts)",
+        SOUTH_AFRICA_RISK,
+        "south-africa-2023",
+        MotherAtDelivery(B, diagnosed_on=w(-3), art_start_date=w(-2), viral_load_copies=400, viral_load_on=w(-1)),
+        [],
+    ),
+    (
+        "South Africa: a VL of exactly 1000 ten weeks before delivery is high risk (>= 1000 within 12 weeks)",
+        SOUTH_AFRICA_RISK,
+        "south-africa-2023",
+        MotherAtDelivery(B, diagnosed_on=m(-24), art_start_date=m(-12), viral_load_copies=1000, viral_load_on=w(-10)),
+        [HighRiskReason.viral_load_above_threshold],
+    ),
+    (
+        "South Africa: a VL 20 weeks before delivery is no VL at delivery or in the 12 weeks before",
+        SOUTH_AFRICA_RISK,
+        "south-africa-2023",
+        MotherAtDelivery(B, diagnosed_on=m(-24), art_start_date=m(-12), viral_load_copies=40, viral_load_on=w(-20)),
+        [HighRiskReason.no_viral_load],
+    ),
+    (
+        "South Africa: not on ART at delivery",
+        SOUTH_AFRICA_RISK,
+        "south-africa-2023",
+        MotherAtDelivery(B, diagnosed_on=m(-1), viral_load_copies=40, viral_load_on=w(-1)),
+        [HighRiskReason.no_art],
+    ),
+    (
+        "WHO: a VL of exactly 1000 is not above 1000",
+        WHO_2025,
+        "who-2025",
+        MotherAtDelivery(B, diagnosed_on=m(-24), art_start_date=m(-12), viral_load_copies=1000, viral_load_on=w(-2)),
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "rule, source, preset, mother, expected", NATIONAL_HIGH_RISK, ids=[f"{r[0]} [{r[1]}]" for r in NATIONAL_HIGH_RISK]
+)
+def test_national_high_risk_reason(
+    rule: str, source: str, preset: str, mother: MotherAtDelivery, expected: list
+) -> None:
+    assert high_risk_reasons(mother, presets.load(preset).infant) == expected, rule
+
+
+def test_every_item_kind_has_a_name_and_no_planned_item_is_unnamed() -> None:
+    """Worklist items are named for what they are, in one place (followup/labels.py): every kind
+    has a name, and every item a plan makes (infant and mother, every preset) carries one."""
+    from followup.labels import KIND_LABELS
+    from followup.mother_schedule import MotherFacts, MotherRules, mother_plan
+    from pmtct_events.enrolment import HivTestResult
+
+    assert set(KIND_LABELS) == set(ScheduleKind)
+    assert all(name and "_" not in name for name in KIND_LABELS.values())
+    for name in presets.available():
+        seen = drive(Journey(preset=name, steps=[nat(w(6), "positive"), nat(w(7), "indeterminate", True)]))
+        assert all(i.label for i in seen.case.items), name
+    assert {i.kind: i.label for i in drive(Journey()).case.items}[ScheduleKind.final_test] == "Final HIV test"
+    mother = mother_plan(
+        MotherFacts(positive_since=B, positive_seen_on=B, delivered_on=B, hiv_tests=((B, HivTestResult.positive),)),
+        MotherRules(),
+    )
+    named = {r.kind: r.label for r in mother}
+    assert named[ScheduleKind.mother_art_start] == "Start ART (mother)"
+    assert all(named.values())
+
+
 def test_a_country_that_counts_no_viral_load_as_high_risk_says_so_in_its_preset() -> None:
     """A national option, off in WHO 2025 (which counts a VL 'if viral load is available')."""
     mother = MotherAtDelivery(B, diagnosed_on=m(-60), art_start_date=m(-48))
@@ -637,6 +850,13 @@ FACT_SETS = {
     "same-day positive and negative": [nat(w(6), "positive"), nat(w(6)), nat(w(7), "positive")],
     "final diagnosis": [feeding(m(12)), antibody(m(18, 2)), nat(m(9)), feeding(m(4), "exclusive_breastfeeding")],
     "infected, ART, death": [nat(w(6), "positive"), art(w(7)), nat(w(7), "positive", True), outcome(m(3), "died")],
+    "visits, cotrimoxazole, a discharge and a visit after it": [
+        visit(w(11)),
+        cotrimoxazole(w(7), started=w(6)),
+        discharge(m(8), "caregiver_declined"),
+        visit(m(9)),
+        prophylaxis(B + timedelta(days=1), "AZT"),
+    ],
 }
 
 

@@ -295,12 +295,18 @@ async def test_backfill_a_delivery_ten_weeks_ago_raises_its_overdue_at_once_unle
 
     await followup.wait_for(overdue_raised, timeout_s=30)
     await followup.wait_for(lambda: _settled(followup, [baby.infant_id]), timeout_s=30)
-    assert await followup.emitted_names([alone.infant_id]) == [
+
+    def tests(names: list[str]) -> list[str]:
+        return [n for n in names if not n.startswith("InfantCare")]  # HEI visits, cotrimoxazole: their own
+
+    assert tests(await followup.emitted_names([alone.infant_id])) == [
         "InfantFollowUpStarted",
         "InfantTestDue",
         "InfantTestOverdue",
     ]
-    assert await followup.emitted_names([baby.infant_id]) == ["InfantFollowUpStarted", "InfantTestResulted"]
+    assert tests(await followup.emitted_names([baby.infant_id])) == ["InfantFollowUpStarted", "InfantTestResulted"]
+    # the sample taken at 6 weeks met the 6-week HEI visit too: no visit overdue for the tested baby
+    assert "InfantCareOverdue" in await followup.emitted_names([alone.infant_id])
     assert (await followup.items(baby.infant_id))["nat_6_weeks"]["status"] == "satisfied"
 
 
@@ -315,3 +321,69 @@ async def _settled(followup, infant_ids) -> bool:
             {"ids": infant_ids},
         )
         return rows.scalar_one() == 0
+
+
+async def test_cotrimoxazole_a_discharge_and_a_visit_after_it_through_the_api(followup) -> None:
+    """Issue 13: cotrimoxazole recorded meets its item; a discharge posted by the facility ends
+    follow-up with its reason (a discharge without one is refused); a visit after it resumes it."""
+    mother, baby, birth = await born(followup, 70)
+    refused = await followup.post(
+        [infant_event(baby.infant_id, "InfantOutcomeRecorded", birth + timedelta(days=60), {"outcome": "discharged"})],
+        facilities=[FACILITY],
+    )
+    assert [(r["status"], r["code"]) for r in refused.json()["results"]] == [("rejected", "invalid_value")]
+    ctx_started = birth + timedelta(days=43)
+    await followup.accept(
+        [
+            infant_event(
+                baby.infant_id,
+                "InfantCotrimoxazoleRecorded",
+                birth + timedelta(days=45),
+                {"started_on": str(ctx_started)},
+            ),
+            infant_event(
+                baby.infant_id,
+                "InfantOutcomeRecorded",
+                birth + timedelta(days=60),
+                {"outcome": "discharged", "reason": "caregiver_declined"},
+            ),
+        ]
+    )
+    record = await followup.infant(baby.infant_id)
+    assert record["status"] == "discharged"
+    assert record["final_outcome"]["outcome"] == "discharged"
+    plan = {(i["kind"], i["label"]): i for i in record["plan"]}
+    assert plan[("infant_cotrimoxazole", "Cotrimoxazole")]["status"] == "satisfied"
+    assert plan[("hei_visit", "HEI visit at 14 weeks")]["cancel_reason"] == "discharged"
+    assert all(i["label"] for i in record["plan"])
+
+    await followup.accept([infant_event(baby.infant_id, "InfantVisitRecorded", birth + timedelta(days=65))])
+    record = await followup.infant(baby.infant_id)
+    assert (record["status"], record["final_outcome"]) == ("active", None)
+    plan = {(i["kind"], i["label"]): i for i in record["plan"]}
+    assert plan[("hei_visit", "HEI visit at 10 weeks")]["status"] == "satisfied"
+    assert plan[("hei_visit", "HEI visit at 14 weeks")]["status"] in ("planned", "due")
+
+    names = [
+        "InfantCotrimoxazoleRecorded",
+        "InfantFinalOutcomeRecorded",
+        "InfantVisitRecorded",
+        "InfantFollowUpResumed",
+    ]
+    key = str(baby.infant_id).encode()
+
+    def mine(records):
+        return [r for r in records if r.key == key and envelopes([r])[0].event_name in names]
+
+    records = await read_topic(followup.infra.bootstrap_servers, FOLLOWUP_TOPIC, until=lambda rs: len(mine(rs)) >= 4)
+    published = {ce.event_name: ce.data for ce in envelopes(mine(records))}
+    assert published["InfantCotrimoxazoleRecorded"]["started_on"] == str(ctx_started)
+    assert (
+        published["InfantFinalOutcomeRecorded"]["outcome"],
+        published["InfantFinalOutcomeRecorded"]["discharge_reason"],
+    ) == (
+        "discharged",
+        "caregiver_declined",
+    )
+    assert published["InfantFollowUpResumed"]["because"] == "seen_after_discharge"
+    assert published["InfantFollowUpResumed"]["client_id"] == str(mother.client_id)

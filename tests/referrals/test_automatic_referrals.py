@@ -38,7 +38,10 @@ from pmtct_events.enrolment import (
 from pmtct_events.followup import (
     ClientLostToFollowUp,
     InfantArtInitiated,
+    InfantCareOverdue,
     InfantFinalOutcomeRecorded,
+    InfantFollowUpResumed,
+    InfantVisitRecorded,
 )
 from referrals import timers
 
@@ -266,3 +269,65 @@ async def test_a_due_by_counts_from_the_programme_local_day_of_the_event_not_its
     await apply(api, event, local)
     [r] = await referrals_of(api, infant)
     assert r["due_by"] == (day + timedelta(days=local.tracing_due_days)).isoformat()
+
+
+def care_overdue(infant_id: UUID, client_id: UUID, kind: str, facility_id: str = FACILITY) -> InfantCareOverdue:
+    return InfantCareOverdue(
+        facility_id=facility_id,
+        occurred_at=ago(),
+        infant_id=infant_id,
+        client_id=client_id,
+        item_id=uuid4(),
+        kind=kind,
+        window_end=date.today() - timedelta(days=14),
+        overdue_on=date.today(),
+        label="HEI visit at 10 weeks" if kind == "hei_visit" else "Cotrimoxazole",
+    )
+
+
+async def test_a_missed_hei_visit_is_traced_and_her_next_visit_completes_it(api: Api, emr: Emr) -> None:
+    """Issue 13 build 8: HEI visits overdue like tests, traced when missed; a missed cotrimoxazole
+    start is a record for the clinic (its worklist), not a missing child: no tracing for it."""
+    infant, mother = uuid4(), uuid4()
+    await emr.send(care_overdue(infant, mother, "infant_cotrimoxazole"))
+    await emr.send(care_overdue(infant, mother, "hei_visit"))
+    [traced] = await until(api, infant, lambda f: len(f) == 1)
+    await asyncio.sleep(1)
+    assert len(await referrals_of(api, infant)) == 1
+    assert (traced["referral_service"], traced["reason_code"]) == ("community_tracing", "hei_visit_overdue")
+    await emr.send(infant_event(InfantVisitRecorded, infant, mother))
+    found = await until(api, infant, lambda f: f[0]["status"] == "completed")
+    assert by_service(found) == {"community_tracing": [("completed", "returned_to_care")]}
+
+
+@pytest.mark.parametrize(
+    "ending, because", [("transferred_out", "transferred_in"), ("discharged", "seen_after_discharge")]
+)
+async def test_an_infant_ended_by_transfer_or_discharge_is_referred_again_once_follow_up_resumes(
+    api: Api, emr: Emr, ending: str, because: str
+) -> None:
+    """Issue 13: an infant's transfer out ends her automatic referrals only until a transfer in
+    (InfantFollowUpResumed): then a missed test at the receiving facility is traced there."""
+    infant, mother = uuid4(), uuid4()
+    await emr.send(overdue(infant, mother))
+    await until(api, infant, lambda f: len(f) == 1)
+    extra = {"discharge_reason": "caregiver_declined"} if ending == "discharged" else {}
+    await emr.send(
+        infant_event(
+            InfantFinalOutcomeRecorded, infant, mother, outcome=ending, birth_date=date.today(), age_days=70, **extra
+        )
+    )
+    found = await until(api, infant, lambda f: f[0]["status"] == "cancelled")
+    assert by_service(found) == {"community_tracing": [("cancelled", ending)]}
+    await emr.send(overdue(infant, mother))  # ended: nothing is opened for her
+    await asyncio.sleep(1.5)
+    assert len(await referrals_of(api, infant)) == 1
+    receiving = "FAC-ZA-002" if ending == "transferred_out" else FACILITY
+    resumed = InfantFollowUpResumed(
+        facility_id=receiving, occurred_at=ago(), infant_id=infant, client_id=mother, because=because
+    )
+    await emr.send(resumed)
+    await emr.send(care_overdue(infant, mother, "hei_visit", facility_id=receiving))
+    found = await until(api, infant, lambda f: len(f) == 2)
+    opened = [r for r in found if r["status"] == "requested"]
+    assert [(r["reason_code"], r["from_facility_id"]) for r in opened] == [("hei_visit_overdue", receiving)]

@@ -67,6 +67,10 @@ class ScheduleKind(StrEnum):
     record_feeding_status = "record_feeding_status"
     #: a step of the infant's prophylaxis regimen is to start (the item's `label` names the drug)
     infant_prophylaxis = "infant_prophylaxis"
+    #: cotrimoxazole prophylaxis is to start (from 6 weeks until HIV is excluded: WHO 2021)
+    infant_cotrimoxazole = "infant_cotrimoxazole"
+    #: a clinic visit of the HEI visit schedule of the clinical preset (the `label` says which)
+    hei_visit = "hei_visit"
 
 
 class HighRiskReason(StrEnum):
@@ -115,6 +119,30 @@ class FinalOutcome(StrEnum):
     lost_to_follow_up = "lost_to_follow_up"
     transferred_out = "transferred_out"
     unknown = "unknown"
+    #: the facility discharged the child from HEI follow-up (`discharge_reason` says why) with no
+    #: final status the facts establish: for PMTCT_FO, final status unknown
+    discharged = "discharged"
+
+
+class DischargeReason(StrEnum):
+    """Why a facility discharged a child from HEI follow-up (InfantOutcomeRecorded `discharged`)."""
+
+    #: the clinic's final diagnosis: HIV excluded (the platform still counts only a test it knows)
+    hiv_excluded = "hiv_excluded"
+    #: infected, her care goes on in the ART clinic
+    linked_to_art_care = "linked_to_art_care"
+    #: the caregiver declined further follow-up
+    caregiver_declined = "caregiver_declined"
+    other = "other"
+
+
+class ResumedBecause(StrEnum):
+    """Why an infant whose follow-up had ended is followed again (InfantFollowUpResumed)."""
+
+    #: a transfer in after her transfer out: the receiving facility follows her
+    transferred_in = "transferred_in"
+    #: seen again (a visit, a sample, a record) after the facility discharged her
+    seen_after_discharge = "seen_after_discharge"
 
 
 class SubjectType(StrEnum):
@@ -220,7 +248,50 @@ class InfantArtInitiated(InfantEvent):
 
 
 class InfantVisitRecorded(InfantEvent):
+    """A clinic visit of the infant (it meets the HEI visit whose window holds it)."""
+
     event_name: ClassVar[str] = "InfantVisitRecorded"
+
+
+class InfantCotrimoxazoleRecorded(InfantEvent):
+    """Cotrimoxazole prophylaxis given: when it started (else the event's day) and, if the EMR
+    says, when it stopped (`occurred_at` is when it was recorded)."""
+
+    event_name: ClassVar[str] = "InfantCotrimoxazoleRecorded"
+    started_on: date | None = None
+    stopped_on: date | None = None
+
+
+class InfantCareDue(InfantEvent):
+    """An item of the infant's care that is not a test is due: an HEI clinic visit (`kind`
+    `hei_visit`) or the cotrimoxazole start (`infant_cotrimoxazole`); `label` names it."""
+
+    event_name: ClassVar[str] = "InfantCareDue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_start: date
+    window_end: date
+    label: str | None = None
+
+
+class InfantCareOverdue(InfantEvent):
+    """That item was not met by its window's end plus the grace (a missed HEI visit is traced)."""
+
+    event_name: ClassVar[str] = "InfantCareOverdue"
+    item_id: UUID
+    kind: ScheduleKind
+    window_end: date
+    overdue_on: date
+    label: str | None = None
+
+
+class InfantFollowUpResumed(InfantEvent):
+    """An infant whose follow-up had ended (transferred out, discharged) is followed again, at
+    `facility_id`: her transfer in, or a contact after her discharge. The outcome recorded before
+    no longer stands; automatic referrals apply to her again."""
+
+    event_name: ClassVar[str] = "InfantFollowUpResumed"
+    because: ResumedBecause
 
 
 class InfantFinalOutcomeRecorded(InfantEvent):
@@ -235,6 +306,8 @@ class InfantFinalOutcomeRecorded(InfantEvent):
     birth_date: date
     age_days: int = Field(ge=0)
     provisional: bool | None = None
+    #: with `discharged`: why the facility discharged her
+    discharge_reason: DischargeReason | None = None
 
 
 class ClientLostToFollowUp(Event):
@@ -316,6 +389,10 @@ EVENTS: tuple[type[Event], ...] = (
     InfantTestResulted,
     InfantArtInitiated,
     InfantVisitRecorded,
+    InfantCotrimoxazoleRecorded,
+    InfantCareDue,
+    InfantCareOverdue,
+    InfantFollowUpResumed,
     InfantFinalOutcomeRecorded,
     ClientLostToFollowUp,
     ClientViralLoadDue,

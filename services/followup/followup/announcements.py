@@ -18,10 +18,14 @@ from pmtct_events.followup import (
     ClientViralLoadDue,
     ClientViralLoadOverdue,
     FinalOutcome,
+    InfantCareDue,
+    InfantCareOverdue,
     InfantFinalOutcomeRecorded,
+    InfantFollowUpResumed,
     InfantFollowUpStarted,
     InfantTestDue,
     InfantTestOverdue,
+    ResumedBecause,
     ScheduleItem,
     ScheduleKind,
     SubjectType,
@@ -74,28 +78,50 @@ def outcome_event(infant: InfantCase, outcome: FinalOutcome, on: date, clock: Cl
         birth_date=infant.facts.birth_date,
         age_days=max((on - infant.facts.birth_date).days, 0),
         provisional=outcome in (FinalOutcome.lost_to_follow_up, FinalOutcome.unknown),
+        discharge_reason=infant.facts.discharge_reason if outcome is FinalOutcome.discharged else None,
     )
+
+
+def resumed_event(infant: InfantCase, because: ResumedBecause, clock: Clock) -> InfantFollowUpResumed:
+    """Her follow-up had ended (transfer out, discharge) and goes on, at the facility that has her."""
+    return InfantFollowUpResumed(
+        facility_id=infant.facility_id,
+        occurred_at=clock.now(),
+        infant_id=infant.infant_id,
+        client_id=infant.client_id,
+        because=because,
+    )
+
+
+#: the infant's care items that are announced without being tests (the missed visit is traced)
+CARE_KINDS = frozenset({ScheduleKind.hei_visit, ScheduleKind.infant_cotrimoxazole})
 
 
 # --- announcements of the timers -----------------------------------------------------------------
 
 
 def infant_announcements(infant: InfantCase, report: TickReport, clock: Clock) -> list[Event]:
-    """The events of one timer tick of an infant, in order: due/overdue tests, lost, outcome.
-    The ART-start action has no test, so it moves through the worklist without an event.
+    """The events of one timer tick of an infant, in order: due/overdue tests and care items (an
+    HEI visit, the cotrimoxazole start), lost, outcome. The ART start, prophylaxis and feeding
+    items move through the worklist without an event of their own.
 
     A due, overdue or lost announcement occurs when the platform makes it (`now`): for a backfill
     that is later than the dates it carries, and what it asks for (a sample, a tracing visit)
     is to be done from now on. A final outcome occurs on the day it was established."""
     now = clock.now()
     common = {"facility_id": infant.facility_id, "infant_id": infant.infant_id, "client_id": infant.client_id}
-    out = [
-        _item_announcement(
-            InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test, label=item.label
-        )
-        for item, transition in report.transitions
-        if item.test is not None
-    ]
+    out: list[Event] = []
+    for item, transition in report.transitions:
+        if item.test is not None:
+            out.append(
+                _item_announcement(
+                    InfantTestDue, InfantTestOverdue, item, transition, now, **common, test=item.test, label=item.label
+                )
+            )
+        elif item.kind in CARE_KINDS:
+            out.append(
+                _item_announcement(InfantCareDue, InfantCareOverdue, item, transition, now, **common, label=item.label)
+            )
     last_seen = infant.attendance.lost_last_seen_on or infant.facts.follow_up_from
     out += _lost(report, SubjectType.infant, infant.infant_id, infant.client_id, infant.facility_id, last_seen, now)
     if report.outcome is not None:

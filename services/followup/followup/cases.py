@@ -18,16 +18,20 @@ from uuid import UUID
 
 from pmtct_events.enrolment import HivStatus, HivTestResult
 from pmtct_events.followup import (
+    DischargeReason,
     FeedingMethod,
     FinalOutcome,
     HighRiskReason,
     InfantArtInitiated,
+    InfantCotrimoxazoleRecorded,
     InfantFeedingRecorded,
     InfantProphylaxisRecorded,
     InfantTest,
     InfantTestResulted,
+    InfantVisitRecorded,
     ProphylaxisDrug,
     ProphylaxisPlan,
+    ResumedBecause,
     TestResult,
 )
 from servicekit.clock import Clock
@@ -76,6 +80,9 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
     given: list[ProphylaxisFact] = []
     firsts: dict[str, date] = {}
     lasts: dict[str, date] = {}
+    visits: set[date] = set()
+    cotrimoxazole: set[date] = set()
+    discharges: list[tuple[date, str]] = []
     for e in events:
         if e.type == InfantTestResulted.event_name:
             results.append(
@@ -96,10 +103,17 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
             )
         elif e.type == InfantArtInitiated.event_name:
             firsts["art"] = min(firsts.get("art", e.on), e.on)
+        elif e.type == InfantVisitRecorded.event_name:
+            visits.add(e.on)
+        elif e.type == InfantCotrimoxazoleRecorded.event_name:
+            started = e.data.get("started_on")
+            cotrimoxazole.add(date.fromisoformat(started) if started else e.on)
         elif e.type == INFANT_OUTCOME_RECORDED:
             outcome = e.data["outcome"]
             firsts[outcome] = min(firsts.get(outcome, e.on), e.on)
             lasts[outcome] = max(lasts.get(outcome, e.on), e.on)
+            if outcome == FinalOutcome.discharged.value:
+                discharges.append((e.on, e.data.get("reason") or DischargeReason.other.value))
     # same-day results in a canonical order: a confirmatory after the first, then by test and result
     ordered = sorted(
         results,
@@ -120,6 +134,10 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
         died_on=firsts.get("died"),
         transferred_out_on=lasts.get("transferred_out"),
         transferred_in_on=lasts.get("transferred_in"),
+        visits=tuple(sorted(visits)),
+        cotrimoxazole=tuple(sorted(cotrimoxazole)),
+        discharged_on=max(discharges)[0] if discharges else None,
+        discharge_reason=DischargeReason(max(discharges)[1]) if discharges else None,
     )
 
 
@@ -155,13 +173,19 @@ class InfantCase(Aggregate):
     final_outcome_on: date | None = None
     events: list[RecordedEvent] = field(default_factory=list)
     plan: InfantPlan | None = None
+    #: set by `recompute` when an ended follow-up is resumed (raised by `conclude`)
+    resumed: ResumedBecause | None = None
 
     def follow_up_started(self, occurred_at: Any) -> None:
         """Raise InfantFollowUpStarted (after `start_follow_up`), with its plan as it now stands."""
         self.raise_event(announcements.follow_up_started(self, occurred_at))
 
     def conclude(self, decided: tuple[FinalOutcome, date] | None, clock: Clock) -> None:
-        """Raise the final outcome `recompute` or `start_follow_up` just decided, if any."""
+        """Raise what `recompute` or `start_follow_up` just decided: her follow-up resumed after it
+        had ended (InfantFollowUpResumed), and the final outcome, if any."""
+        if self.resumed is not None:
+            self.raise_event(announcements.resumed_event(self, self.resumed, clock))
+            self.resumed = None
         if decided is not None:
             self.raise_event(announcements.outcome_event(self, *decided, clock))
 
@@ -193,8 +217,14 @@ class InfantCase(Aggregate):
         plan = self._replan(rules)
         decided = final_outcome(self.facts, plan)
         if decided is None and self.final_outcome in CLINICAL_OUTCOMES:
-            # a transfer in after the transfer out: she is in care again, with no outcome yet (what
-            # was recorded stands downstream until the next outcome; the age snapshot may be next)
+            # a transfer in after the transfer out, or a contact after a discharge: she is in care
+            # again, with no outcome yet; the consumers hear it (InfantFollowUpResumed: referrals
+            # follow her again at the facility that has her; the age snapshot may be next)
+            self.resumed = (
+                ResumedBecause.seen_after_discharge
+                if self.final_outcome is FinalOutcome.discharged
+                else ResumedBecause.transferred_in
+            )
             self.final_outcome = self.final_outcome_on = None
         if decided is not None and decided != (self.final_outcome, self.final_outcome_on):
             self.final_outcome, self.final_outcome_on = decided

@@ -30,9 +30,15 @@ The rules, in the order `infant_plan` applies them:
    positive and the routine schedule resumes. A positive antibody test before antibodies are
    diagnostic (18 months) calls for a NAT, never for ART.
 6. Indeterminate: a repeat test at once.
-7. Follow-up ends by a clinical fact: a final diagnosis, death, or transfer out (until a transfer
-   in). Silence never closes anything: loss to follow-up is a state of the attendance, and the
-   age snapshot (24 months) is a report, not a reason to cancel what a child needs.
+7. Prophylaxis as data: each step of the preset's regimen is an item, met by its drug; a drug the
+   regimen does not name at all, started while a step was due, meets it as given (a substitute).
+8. Cotrimoxazole from 6 weeks and the preset's HEI clinic visits until HIV is excluded (WHO 2021,
+   cotrimoxazole prophylaxis): a contact meets the latest visit whose window has opened; both end
+   with the final diagnosis (uninfected; infected: ART care), death, transfer or discharge.
+9. Follow-up ends by a clinical fact: a final diagnosis, death, a discharge posted by the facility
+   (until she is seen again), or transfer out (until a transfer in). Silence never closes
+   anything: loss to follow-up is a state of the attendance, and the age snapshot (24 months) is a
+   report, not a reason to cancel what a child needs.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pmtct_events.followup import (
+    DischargeReason,
     FeedingMethod,
     FinalOutcome,
     HighRiskReason,
@@ -55,25 +62,13 @@ from pmtct_events.followup import (
     TestResult,
 )
 
+from . import labels
 from .schedule import Requirement, Slot, add_months, cancel_open, frozen, match_routine
 
 BREASTFEEDING = frozenset({FeedingMethod.exclusive_breastfeeding, FeedingMethod.mixed_feeding})
 
 #: point codes that are kinds of their own (the WHO defaults'); any other code is a `routine_nat`
 NAMED_POINTS = frozenset({ScheduleKind.nat_birth, ScheduleKind.nat_6_weeks, ScheduleKind.nat_9_months})
-
-#: what the worklist calls the items that are not test points of the preset
-LABELS: dict[ScheduleKind, str] = {
-    ScheduleKind.final_test: "Final HIV test",
-    ScheduleKind.confirmatory_nat: "Confirmatory NAT",
-    ScheduleKind.repeat_test: "Repeat test (after an indeterminate or discordant result)",
-    ScheduleKind.entry_nat: "Entry NAT",
-    ScheduleKind.nat_after_antibody: "NAT after a positive antibody test",
-    ScheduleKind.record_feeding_status: "Record feeding status",
-    ScheduleKind.infant_art_start: "Start infant ART",
-    ScheduleKind.infant_prophylaxis: "Start infant prophylaxis",
-    ScheduleKind.mother_viral_load: "Mother's viral load",
-}
 
 
 class Age(BaseModel):
@@ -115,6 +110,34 @@ class TestPoint(BaseModel):
         named = ScheduleKind._value2member_map_.get(self.code)
         return named if named in NAMED_POINTS else ScheduleKind.routine_nat  # type: ignore[return-value]
 
+
+class VisitPoint(BaseModel):
+    """A clinic visit of the HEI visit schedule: its name on the worklist and the age it is due at."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1, max_length=80)
+    at: Age
+
+
+def _visits(*ages: tuple[str, Age]) -> tuple[VisitPoint, ...]:
+    return tuple(VisitPoint(label=f"HEI visit at {name}", at=age) for name, age in ages)
+
+
+#: the HEI clinic visits: at the immunisation contacts of the first months (6, 10 and 14 weeks,
+#: 9 months) and every 3 months after them up to the 18-month final test (the schedule national HEI
+#: programmes commonly keep; WHO 2021 asks for regular follow-up until the final diagnosis and
+#: leaves the calendar to the country)
+WHO_VISITS: tuple[VisitPoint, ...] = _visits(
+    ("6 weeks", Age(weeks=6)),
+    ("10 weeks", Age(weeks=10)),
+    ("14 weeks", Age(weeks=14)),
+    ("6 months", Age(months=6)),
+    ("9 months", Age(months=9)),
+    ("12 months", Age(months=12)),
+    ("15 months", Age(months=15)),
+    ("18 months", Age(months=18)),
+)
 
 WHO_TEST_POINTS: tuple[TestPoint, ...] = (
     TestPoint(code="nat_birth", label="NAT at birth", window_from=Age(), window_to=Age(days=14), only_high_risk=True),
@@ -165,6 +188,16 @@ class EidRules(BaseModel):
     ask_prophylaxis: bool = True
     grace_days: int = Field(14, ge=0)
     early_tolerance_days: int = Field(7, ge=0)
+    # --- care of the HEI until HIV is excluded (WHO 2021, cotrimoxazole prophylaxis) ---
+    #: a "Cotrimoxazole" item from 6 weeks (WHO: HIV-exposed infants from 4–6 weeks of age until HIV
+    #: infection is excluded after breastfeeding ends), met by InfantCotrimoxazoleRecorded
+    ask_cotrimoxazole: bool = True
+    cotrimoxazole_from: Age = Age(weeks=6)
+    cotrimoxazole_within_days: int = Field(14, ge=0)
+    #: HEI clinic visits (InfantVisitRecorded, or any sample taken, meets the one whose window holds it)
+    ask_hei_visits: bool = True
+    hei_visits: tuple[VisitPoint, ...] = WHO_VISITS
+    visit_window_days: int = Field(14, ge=0)
     #: the age of the PMTCT_FO snapshot (PEPFAR MER): reported, never a reason to close follow-up
     final_outcome_by_months: int = Field(24, ge=1)
     max_breastfeeding_months: int = Field(24, ge=0, description="older infants of a newly diagnosed mother are not HEI")
@@ -177,12 +210,13 @@ class EidRules(BaseModel):
             raise ValueError(f"test_points: each code once (repeated: {', '.join(repeated)})")
         return self
 
-    def label(self, kind: ScheduleKind, window_start: date | None = None, birth: date | None = None) -> str:
-        """What the worklist calls an item of this kind (a test point: the preset's label)."""
+    def label(self, kind: ScheduleKind) -> str:
+        """What the worklist calls an item of this kind: a test point of the preset by the preset's
+        label, any other kind by its name (`labels.KIND_LABELS`); never a raw code."""
         for p in self.test_points:
             if p.code == kind.value:
                 return p.label
-        return LABELS.get(kind, kind.value)
+        return labels.of_kind(kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,13 +244,18 @@ def high_risk_reasons(m: MotherAtDelivery, rules: EidRules) -> list[HighRiskReas
         reasons.append(HighRiskReason.no_art)
     elif m.delivered_on - m.art_start_date < timedelta(weeks=rules.high_risk_art_weeks):
         reasons.append(HighRiskReason.art_under_4_weeks)
-    if m.viral_load_on is None or m.viral_load_copies is None or m.viral_load_on > m.delivered_on:
+    recent = (
+        m.viral_load_on is not None
+        and m.viral_load_copies is not None
+        and m.viral_load_on <= m.delivered_on
+        and m.delivered_on - m.viral_load_on <= timedelta(weeks=rules.viral_load_recent_weeks)
+    )
+    if not recent:
+        # no VL in the recent window (none at all, or an older one): high risk only where the
+        # preset says so (South Africa: "no VL result at delivery or in the 12 weeks before")
         if rules.no_viral_load_is_high_risk:
             reasons.append(HighRiskReason.no_viral_load)
-    elif (
-        m.delivered_on - m.viral_load_on <= timedelta(weeks=rules.viral_load_recent_weeks)
-        and m.viral_load_copies > rules.high_risk_viral_load_copies
-    ):
+    elif m.viral_load_copies is not None and m.viral_load_copies > rules.high_risk_viral_load_copies:
         reasons.append(HighRiskReason.viral_load_above_threshold)
     if (
         rules.incident_infection_is_high_risk
@@ -278,12 +317,37 @@ class InfantFacts:
     #: a transfer in after the transfer out: she is in care at the receiving facility
     transferred_in_on: date | None = None
     art_started_on: date | None = None
+    #: clinic visits (InfantVisitRecorded) and cotrimoxazole starts (InfantCotrimoxazoleRecorded)
+    visits: tuple[date, ...] = ()
+    cotrimoxazole: tuple[date, ...] = ()
+    #: the latest discharge the facility posted, and why
+    discharged_on: date | None = None
+    discharge_reason: DischargeReason | None = None
 
     @property
     def transferred_away_on(self) -> date | None:
         """The transfer out that stands (none after a later transfer in)."""
         out, back = self.transferred_out_on, self.transferred_in_on
         return out if out is not None and (back is None or back < out) else None
+
+    def contacts(self) -> list[date]:
+        """The days the child was seen at a clinic: visits, samples, cotrimoxazole and ART starts."""
+        days = {*self.visits, *self.cotrimoxazole, *(r.sampled_on for r in self.results)}
+        if self.art_started_on is not None:
+            days.add(self.art_started_on)
+        return sorted(days)
+
+    @property
+    def discharged_away_on(self) -> date | None:
+        """The discharge that stands: none once she is seen again after it, or transferred in."""
+        out = self.discharged_on
+        if out is None:
+            return None
+        if any(day > out for day in self.contacts()) or (
+            self.transferred_in_on is not None and self.transferred_in_on > out
+        ):
+            return None
+        return out
 
 
 def breastfeeding_stopped_on(f: InfantFacts) -> date | None:
@@ -341,7 +405,7 @@ def _meets(slot: Slot, r: TestFact) -> bool:
 
 
 def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
-    """Everything the infant needs given the facts so far (rules 1–7 of the module docstring)."""
+    """Everything the infant needs given the facts so far (rules 1–9 of the module docstring)."""
     birth, start = f.birth_date, f.follow_up_from
     at_once = timedelta(days=rules.at_once_window_days)
     tolerance = timedelta(days=rules.early_tolerance_days)
@@ -397,11 +461,16 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
         slots.append(feeding)
 
     if rules.ask_prophylaxis:
-        for step in prophylaxis_for(f.high_risk, rules):
-            begins = birth + timedelta(weeks=step.from_week)
-            if begins + timedelta(weeks=step.duration_weeks) <= start:
+        regimen = prophylaxis_for(f.high_risk, rules)
+        named = {step.drug for step in regimen}
+        for n, step in enumerate(regimen):
+            planned = birth + timedelta(weeks=step.from_week)
+            over = planned + timedelta(weeks=step.duration_weeks)
+            if over <= start:
                 continue  # a step that would be over by the time she entered follow-up
-            begins = max(begins, start)
+            begins = max(planned, start)
+            #: until the next step begins (or this one is over): the time a substitute counts for it
+            until = birth + timedelta(weeks=regimen[n + 1].from_week) if n + 1 < len(regimen) else over
             slot = add(
                 Slot(
                     ScheduleKind.infant_prophylaxis,
@@ -414,8 +483,58 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
                 )
             )
             given = [g.started_on for g in f.prophylaxis if g.drug is step.drug and g.started_on >= begins - tolerance]
+            if not given:
+                # a drug the preset's regimen does not name at all, started while this step was due:
+                # the clinician's substitute (WHO 2025 names alternatives where a drug is not
+                # available); the step was given, as recorded, and is not asked for again
+                given = [
+                    g.started_on
+                    for g in f.prophylaxis
+                    if g.drug not in named and begins - tolerance <= g.started_on < max(until, begins + tolerance)
+                ]
             if given:
                 slot.satisfied_on = min(given)
+
+    if rules.ask_cotrimoxazole:
+        # WHO 2021 (cotrimoxazole prophylaxis): every HIV-exposed infant from 4–6 weeks of age until
+        # HIV is excluded; the start is the item (one record meets it), what ends it is the outcome
+        begins = max(rules.cotrimoxazole_from.after(birth), start)
+        ctx = add(
+            Slot(
+                ScheduleKind.infant_cotrimoxazole,
+                None,
+                begins,
+                begins + timedelta(days=rules.cotrimoxazole_within_days),
+                grace,
+                routine=False,
+            )
+        )
+        started = [d for d in f.cotrimoxazole if d >= start - tolerance]
+        if started:
+            ctx.satisfied_on = min(started)
+
+    if rules.ask_hei_visits:
+        # the HEI clinic visits of the preset: a contact (a visit, a sample, a record of care) meets
+        # the latest visit whose window has opened (with the early tolerance); visits it passes
+        # were missed and are superseded: she is in care, nobody is sent after an old visit
+        visits: list[Slot] = []
+        window = timedelta(days=rules.visit_window_days)
+        for v in rules.hei_visits:
+            due = v.at.after(birth)
+            if due + window < start:
+                continue
+            visits.append(
+                add(Slot(ScheduleKind.hei_visit, None, due, due + window, grace, routine=False, label=v.label))
+            )
+        for day in f.contacts():
+            reached = [s for s in visits if s.open and s.window_start - tolerance <= day]
+            if not reached:
+                continue
+            chosen = max(reached, key=lambda s: s.window_start)
+            chosen.satisfied_on = day
+            for s in reached:
+                if s is not chosen:
+                    s.cancel_reason = "superseded"
 
     def at_once_slot(kind: ScheduleKind, test: InfantTest | None, r: TestFact) -> Slot | None:
         if any(s.kind is kind and s.open for s in slots):
@@ -511,6 +630,8 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
         cancel_open(slots, "died")
     if f.transferred_away_on is not None:
         cancel_open(slots, "transferred_out")
+    if f.discharged_away_on is not None:
+        cancel_open(slots, "discharged")
     art_needed = art is not None and art.open
     return InfantPlan(
         frozen(slots),
@@ -525,18 +646,26 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
 
 #: an outcome the facts establish, most informative first (PEPFAR MER PMTCT_FO: "died" is "died
 #: without status known", so a known status outranks a death; a transfer out is "status unknown")
-CLINICAL_OUTCOMES = (FinalOutcome.infected, FinalOutcome.uninfected, FinalOutcome.died, FinalOutcome.transferred_out)
+CLINICAL_OUTCOMES = (
+    FinalOutcome.infected,
+    FinalOutcome.uninfected,
+    FinalOutcome.died,
+    FinalOutcome.discharged,
+    FinalOutcome.transferred_out,
+)
 
 
 def final_outcome(f: InfantFacts, plan: InfantPlan) -> tuple[FinalOutcome, date] | None:
     """The clinical outcome the facts establish now (WHO 2021 final diagnosis: infected; uninfected
-    = a negative final test after breastfeeding ended; else died; else transferred out, while no
-    transfer in followed), None if none yet. It is revised when the facts change: a child traced at
+    = a negative final test after breastfeeding ended; else died; else discharged by the facility,
+    while she was not seen after it; else transferred out, while no transfer in followed), None if
+    none yet. It is revised when the facts change: a child traced at
     25 months and found infected is infected, whatever the age snapshot said."""
     found = {
         FinalOutcome.infected: plan.infected_on,
         FinalOutcome.uninfected: plan.uninfected_on,
         FinalOutcome.died: f.died_on,
+        FinalOutcome.discharged: f.discharged_away_on,
         FinalOutcome.transferred_out: f.transferred_away_on,
     }
     for outcome in CLINICAL_OUTCOMES:

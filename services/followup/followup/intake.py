@@ -18,6 +18,7 @@ from uuid import UUID
 from pmtct_events import Event
 from pmtct_events.followup import (
     InfantArtInitiated,
+    InfantCotrimoxazoleRecorded,
     InfantFeedingRecorded,
     InfantProphylaxisRecorded,
     InfantTest,
@@ -230,4 +231,6 @@ def catalog_event(case: InfantCase, e: Any, day: date, rules: EidRules) -> Event
             return InfantArtInitiated(**common)
         case "InfantVisitRecorded":
             return InfantVisitRecorded(**common)
+        case "InfantCotrimoxazoleRecorded":
+            return InfantCotrimoxazoleRecorded(**common, started_on=data.started_on, stopped_on=data.stopped_on)
     return None

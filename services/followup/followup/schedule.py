@@ -25,6 +25,8 @@ from uuid import UUID, uuid5
 
 from pmtct_events.followup import InfantTest, ScheduleKind
 
+from . import labels
+
 #: namespace of deterministic item ids: the same requirement always gets the same id
 ITEM_NAMESPACE = UUID("5b0d7c3e-8f3a-4f53-9a55-6a2f1f4f0e11")
 
@@ -232,7 +234,9 @@ class Attendance:
 
 
 #: items that are records the clinic keeps, not visits the child missed: they never make her lost
-NOT_VISITS: frozenset[ScheduleKind] = frozenset({ScheduleKind.infant_prophylaxis, ScheduleKind.record_feeding_status})
+NOT_VISITS: frozenset[ScheduleKind] = frozenset(
+    {ScheduleKind.infant_prophylaxis, ScheduleKind.record_feeding_status, ScheduleKind.infant_cotrimoxazole}
+)
 
 
 def lost_on(items: Iterable[Item], attendance: Attendance, silence_days: int) -> date | None:
@@ -304,7 +308,7 @@ class Slot:
             self.window_end + timedelta(days=self.grace_days),
             self.satisfied_on,
             self.cancel_reason,
-            self.label,
+            self.label or labels.of_kind(self.kind),
         )
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from pmtct_events.followup import (
+    DischargeReason,
     FeedingMethod,
     FinalOutcome,
     HighRiskReason,
@@ -58,11 +59,35 @@ class NoData(Strict):
     pass
 
 
-class OutcomeData(Strict):
-    """`died`, `transferred_out` (she leaves this facility's care), or `transferred_in` (she is
-    back in care, at the facility posting it: its worklist has her from then on)."""
+class CotrimoxazoleData(Strict):
+    """Cotrimoxazole prophylaxis given: when it started (without `started_on`, on the event's day)
+    and, if known, when it stopped."""
 
-    outcome: Literal["died", "transferred_out", "transferred_in"]
+    started_on: date | None = None
+    stopped_on: date | None = None
+
+    @model_validator(mode="after")
+    def _stopped_after_start(self) -> CotrimoxazoleData:
+        if self.started_on and self.stopped_on and self.stopped_on < self.started_on:
+            raise ValueError("stopped_on is before started_on")
+        return self
+
+
+class OutcomeData(Strict):
+    """`died`, `transferred_out` (she leaves this facility's care), `transferred_in` (she is
+    back in care, at the facility posting it: its worklist has her from then on), or `discharged`
+    (the facility ends her HEI follow-up; `reason` says why, and is given only with it)."""
+
+    outcome: Literal["died", "transferred_out", "transferred_in", "discharged"]
+    reason: DischargeReason | None = None
+
+    @model_validator(mode="after")
+    def _reason_with_discharge(self) -> OutcomeData:
+        if self.outcome == "discharged" and self.reason is None:
+            raise ValueError("a discharge needs its reason (reason)")
+        if self.outcome != "discharged" and self.reason is not None:
+            raise ValueError("reason is given only with outcome 'discharged'")
+        return self
 
 
 class InfantEventBase(PostedEvent):
@@ -99,13 +124,19 @@ class VisitIn(InfantEventBase):
     data: NoData = NoData()
 
 
+class CotrimoxazoleIn(InfantEventBase):
+    type: Literal["InfantCotrimoxazoleRecorded"]
+    data: CotrimoxazoleData = CotrimoxazoleData()
+
+
 class OutcomeIn(InfantEventBase):
     type: Literal["InfantOutcomeRecorded"]
     data: OutcomeData
 
 
 InfantEventIn = Annotated[
-    ProphylaxisIn | FeedingIn | TestResultIn | ArtInitiatedIn | VisitIn | OutcomeIn, Field(discriminator="type")
+    ProphylaxisIn | FeedingIn | TestResultIn | ArtInitiatedIn | VisitIn | CotrimoxazoleIn | OutcomeIn,
+    Field(discriminator="type"),
 ]
 INFANT_EVENT = TypeAdapter(InfantEventIn)
 INFANT_EVENT_TYPES: tuple[str, ...] = (
@@ -114,6 +145,7 @@ INFANT_EVENT_TYPES: tuple[str, ...] = (
     "InfantTestResulted",
     "InfantArtInitiated",
     "InfantVisitRecorded",
+    "InfantCotrimoxazoleRecorded",
     "InfantOutcomeRecorded",
 )
 
@@ -193,7 +225,8 @@ class InfantPublic(BaseModel):
     follow_up_from: date | None
     status: str = Field(
         description="not_in_follow_up, active, lost_to_follow_up, final_test_pending_feeding_status, or the"
-        " clinical outcome (infected, uninfected, died, transferred_out); the age snapshot's lost_to_follow_up or"
+        " clinical outcome (infected, uninfected, died, discharged, transferred_out); the age snapshot's"
+        " lost_to_follow_up or"
         " unknown is in final_outcome, and a later clinical fact replaces it"
     )
     high_risk: bool

@@ -31,9 +31,12 @@ from pmtct_events.followup import (
     ClientLostToFollowUp,
     FinalOutcome,
     InfantArtInitiated,
+    InfantCareOverdue,
+    InfantCotrimoxazoleRecorded,
     InfantEvent,
     InfantFeedingRecorded,
     InfantFinalOutcomeRecorded,
+    InfantFollowUpResumed,
     InfantFollowUpStarted,
     InfantProphylaxisRecorded,
     InfantTestDue,
@@ -223,6 +226,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         reason = rules.test_overdue_reason(event.kind.value)
         await _refer_infant(uow, event, ReferralService.community_tracing, reason, due_by, clock)
 
+    async def infant_care_overdue(event: InfantCareOverdue, uow: ReferralsUnit) -> None:
+        """A missed HEI clinic visit: community tracing, completed by her next contact."""
+        if not rules.care_overdue_is_traced(event.kind.value):
+            return
+        due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days)
+        reason = rules.test_overdue_reason(event.kind.value)
+        await _refer_infant(uow, event, ReferralService.community_tracing, reason, due_by, clock)
+
     async def lost_to_follow_up(event: ClientLostToFollowUp, uow: ReferralsUnit) -> None:
         await stream.open_automatic(
             uow,
@@ -255,7 +266,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         await stream.art_started(uow, event.infant_id, event.occurred_at, ReferralService.infant_art, clock)
 
     async def infant_seen(
-        event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded, uow: ReferralsUnit
+        event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded | InfantCotrimoxazoleRecorded,
+        uow: ReferralsUnit,
     ) -> None:
         await _back_in_care(uow, event.infant_id, clock)
 
@@ -264,6 +276,13 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DIED, clock)
         elif event.outcome is FinalOutcome.transferred_out:
             await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
+        elif event.outcome is FinalOutcome.discharged:
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DISCHARGED, clock)
+
+    async def infant_resumed(event: InfantFollowUpResumed, uow: ReferralsUnit) -> None:
+        """Transferred in, or seen after a discharge: she is followed again, at the facility that
+        has her (`preload` knows her there), and automatic referrals apply to her once more."""
+        await stream.set_subject_active(uow, event.infant_id)
 
     async def infant_known(event: InfantFollowUpStarted, uow: ReferralsUnit) -> None:
         """Nothing to do but know her at the facility (`preload` does): she may be referred by hand."""
@@ -288,7 +307,10 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         InfantVisitRecorded: infant_seen,
         InfantProphylaxisRecorded: infant_seen,
         InfantFeedingRecorded: infant_seen,
+        InfantCotrimoxazoleRecorded: infant_seen,
+        InfantCareOverdue: infant_care_overdue,
         InfantFinalOutcomeRecorded: infant_final_outcome,
+        InfantFollowUpResumed: infant_resumed,
         InfantFollowUpStarted: infant_known,
         **mentoring.build(settings),
     }

@@ -139,6 +139,8 @@ OUTCOME_ART_INITIATED = "art_initiated"
 OUTCOME_RETURNED_TO_CARE = "returned_to_care"
 OUTCOME_DIED = "died"
 OUTCOME_TRANSFERRED_OUT = "transferred_out"
+#: the facility discharged the infant from HEI follow-up
+OUTCOME_DISCHARGED = "discharged"
 OUTCOME_VIRAL_LOAD_SUPPRESSED = "viral_load_suppressed"
 
 #: what a mother's HIV test meets: the test she was referred for (any result: an inconclusive one
@@ -151,7 +153,20 @@ MET_BY_INFANT_RESULT: frozenset[ReferralService] = frozenset(
 )
 
 
+#: the infant's care items whose miss is traced (follow-up's InfantCareOverdue): a missed HEI
+#: clinic visit. A cotrimoxazole start not recorded is a record for the clinic to complete (the
+#: worklist has it), not a missing child: it is not traced.
+TRACED_CARE_KINDS: frozenset[str] = frozenset({"hei_visit"})
+
+
+def care_overdue_is_traced(kind: str) -> bool:
+    return kind in TRACED_CARE_KINDS
+
+
 def tracing_met_by_contact(reason_code: str) -> bool:
-    """Any recorded contact (a visit, a test, a delivery) brings back a client traced because she
-    was lost to follow-up. Tracing for an overdue infant test is met only by the test result."""
-    return reason_code == REASON_LOST_TO_FOLLOW_UP
+    """Any recorded contact (a visit, a test, a delivery, a record of care) brings back a client
+    traced because she was lost to follow-up, and an infant traced for a missed HEI visit. Tracing
+    for an overdue infant test is met only by the test result."""
+    return reason_code == REASON_LOST_TO_FOLLOW_UP or reason_code in {
+        test_overdue_reason(kind) for kind in TRACED_CARE_KINDS
+    }

@@ -466,11 +466,12 @@ _MOTHER_CONTACT = "('enrolled', 'anc_visit', 'hiv_test', 'art_start', 'delivery'
 
 #: per facility: subjects with an announced overdue item and nothing since that resolves it (an infant's
 #: test result, a mother's viral load), and subjects declared lost with no clinic contact since; infants
-#: who died or were transferred out, and mothers who died, are neither
+#: who died, were transferred out or discharged, and mothers who died, are neither
 _FOLLOWUP_STATUS = text(
     f"""
     WITH infant_closed AS (
-        SELECT DISTINCT infant_id FROM infant_facts WHERE kind = 'outcome' AND outcome IN ('died', 'transferred_out')
+        SELECT DISTINCT infant_id FROM infant_facts
+        WHERE kind = 'outcome' AND outcome IN ('died', 'transferred_out', 'discharged')
     ), mother_closed AS (
         SELECT DISTINCT client_id FROM mother_facts WHERE kind = 'died'
     ), overdue AS (
