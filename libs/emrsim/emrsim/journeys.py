@@ -520,6 +520,7 @@ class Journey:
                 post("InfantVisitRecorded", day, {})
                 if weeks == 6:
                     post("InfantFeedingRecorded", day, {"method": feeding})
+                    post("InfantCotrimoxazoleRecorded", day, {})  # started at the 6-week visit (WHO 2021)
         if stops is not None:
             post("InfantFeedingRecorded", stops, {"method": "breastfeeding_stopped"})
 

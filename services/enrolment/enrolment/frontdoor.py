@@ -66,6 +66,7 @@ INFANT_TYPES: tuple[str, ...] = (
     "InfantTestResulted",
     "InfantArtInitiated",
     "InfantVisitRecorded",
+    "InfantCotrimoxazoleRecorded",
     "InfantOutcomeRecorded",
 )
 
