@@ -92,6 +92,10 @@ def platform(migrated: Infra, issuer: TestIssuer, tmp_path_factory: pytest.TempP
         **TEST_KEYS,
         "PMTCT_KAFKA_IDEMPOTENT_PRODUCER": "false" if migrated.is_tansu else "true",
         "PMTCT_RELAY_POLL_INTERVAL_S": "0.2",
+        # a site's ConceptMap for POST /fhir: its OpenMRS encounter types on top of the shipped map
+        "PMTCT_FHIR_CONCEPT_MAP": str(
+            Path(__file__).parent / "enrolment" / "fixtures" / "fhir" / "site-conceptmap.json"
+        ),
     }
     for s in SERVICES:
         p.start_service(s)

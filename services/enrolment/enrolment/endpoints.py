@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from servicekit import intake
 from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import BearerToken, Principal, require
-from servicekit.problems import Problem
+from servicekit.fhir import fhir_response
+from servicekit.problems import FHIR_JSON, Problem
 
-from . import caseloads, frontdoor, queries
+from . import caseloads, fhir_concepts, fhir_door, frontdoor, queries
+from .fhir_translate import BundleRefused, Setup
 from .personal_data import PersonalDataCipher, cipher_of
 from .schemas import (
     REF_PATTERN,
@@ -133,3 +136,81 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PersonalDataRead]:
     return await queries.personal_data_reads(session, client_id, caller, limit)
+
+
+# --- FHIR R4 intake (fhir_door.py) ------------------------------------------------------------------
+
+fhir_router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+_FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A `transaction-response` or `batch-response` Bundle: one entry per posted entry, in order,"
+        " each with `response.status` (201 Created, 200 OK, or 4xx with an OperationOutcome naming the entry).",
+        "content": {FHIR_JSON: {"schema": {"type": "object", "description": "an R4 Bundle"}}},
+    },
+    **{
+        status: {"description": description, "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+        for status, description in {
+            400: "OperationOutcome: not JSON, not a Bundle, an invalid resource (a transaction: its issues name"
+            " each entry, `Bundle.entry[i]`; nothing was recorded)",
+            401: "OperationOutcome: no valid bearer token",
+            403: "OperationOutcome: the token lacks `events:write`",
+            413: "OperationOutcome: the body is larger than the service reads (4 MiB), or more than 1000 entries",
+            415: "OperationOutcome: send `Content-Type: application/fhir+json`",
+            422: "OperationOutcome: a transaction with a refused entry (an unknown code, a resource type this door"
+            " does not take, an event the platform's rules refuse): one issue per refused entry; nothing recorded",
+            503: "OperationOutcome: the database or broker is not reachable, or concurrent posts kept racing;"
+            " resend the Bundle unchanged",
+        }.items()
+    },
+}
+_BUNDLE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            FHIR_JSON: {"schema": {"type": "object", "description": "an R4 Bundle of type transaction or batch"}}
+        },
+    }
+}
+
+
+def fhir_setup(runtime: Runtime[Settings], principal: Principal) -> Setup:
+    settings = runtime.settings
+    return Setup(
+        concepts=fhir_concepts.load(settings.fhir_concept_map),
+        facilities=frozenset(f.facility_id for f in runtime.registry.all()),
+        token_facilities=principal.facilities,
+        zone=settings.clock.zone,
+        record_number=tuple(settings.fhir_record_number_identifiers),
+        national_id=tuple(settings.fhir_national_id_identifiers),
+    )
+
+
+@fhir_router.post(
+    "",
+    summary="Record a FHIR R4 transaction or batch Bundle from an EMR (OpenMRS FHIR2 style)",
+    description="Each resource becomes the platform's own events (docs/fhir-intake.md), recorded through the"
+    " front door as if posted to `POST /v1/events`. A transaction is all or nothing (checked by a dry run first);"
+    " a batch is taken entry by entry. `?dry_run=true` answers the same and records nothing.",
+    responses=_FHIR_RESPONSES,
+    openapi_extra=_BUNDLE_BODY,
+)
+async def post_bundle(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("events:write")],
+    token: BearerToken,
+    dry_run: intake.DryRun = False,
+) -> Response:
+    body = fhir_door.read_body(
+        request.headers.get("content-type", ""), await request.body(), runtime.settings.intake_max_batch
+    )
+
+    async def submit(events: list[dict[str, Any]], rehearse: bool) -> Sequence[Any]:
+        return (await frontdoor.submit(runtime, principal, token, events, dry_run=rehearse)).results
+
+    try:
+        answer = await fhir_door.record(body, fhir_setup(runtime, principal), submit, dry_run)
+    except BundleRefused as exc:
+        raise Problem(exc.status, exc.code, exc.detail) from None
+    return fhir_response(answer)

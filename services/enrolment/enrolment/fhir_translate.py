@@ -226,11 +226,14 @@ def _instant(value: Any, zone: tzinfo, what: str) -> datetime:
     """A FHIR date or dateTime as an aware instant: a day without a time is noon there."""
     if not isinstance(value, str) or not value:
         raise _Refuse("missing_field", f"{what} is required.", "required")
-    if len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), time(12), tzinfo=zone)
     if len(value) < 10:
         raise _Refuse("invalid_value", f"{what} {value!r} is not a whole day.", "value")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(12), tzinfo=zone)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Refuse("invalid_value", f"{what} {value!r} is not a date or dateTime.", "value") from None
     if parsed.tzinfo is None:
         raise _Refuse("invalid_value", f"{what} {value!r} has a time but no UTC offset.", "value")
     return parsed
@@ -332,6 +335,8 @@ class _Translator:
         self.zone = setup.zone
         #: infant Patient index -> mother Patient index, from Patient.link and RelatedPerson
         self.mother_of: dict[int, int] = {}
+        #: infant Patient index -> the RelatedPerson entry that links it to her
+        self.linked_by: dict[int, int] = {}
         #: entries folded into an event (they answer as that event does)
         self.folded: set[int] = set()
 
@@ -351,6 +356,12 @@ class _Translator:
             except _Refuse as r:
                 self.out.refused[e.index] = Refused(e.index, r.code, r.detail, r.issue_type, r.status)
                 continue
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                # valid R4, but in a shape this reading did not foresee: refused, never a 500
+                self.out.refused[e.index] = Refused(
+                    e.index, "invalid_resource", f"{e.type} could not be read ({type(exc).__name__}).", "structure", 400
+                )
+                continue
             if planned is not None:
                 self.out.events.append(planned)
         for p in self.out.events:
@@ -366,6 +377,12 @@ class _Translator:
                 self.out.context.pop(part, None)
 
     def _links(self) -> None:
+        try:
+            self._read_links()
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            pass  # a link that cannot be read links nothing: the delivery then lists no baby for it
+
+    def _read_links(self) -> None:
         for e in self.b.of_type("Patient"):
             for link in e.resource.get("link") or ():
                 other = self.b.resolve(link.get("other"))
@@ -380,6 +397,7 @@ class _Translator:
             mother = self._patient_with_identifier(e.resource.get("identifier") or ())
             if child is not None and mother is not None and child.index != mother.index:
                 self.mother_of[child.index] = mother.index
+                self.linked_by[child.index] = e.index
 
     def _is_infant_age(self, infant: _Entry, mother: _Entry) -> bool:
         a, b = infant.resource.get("birthDate"), mother.resource.get("birthDate")
@@ -694,6 +712,8 @@ class _Translator:
                 continue
             babies.append(self._baby(child, day))
             parts.append(child_index)
+            if child_index in self.linked_by:
+                parts.append(self.linked_by[child_index])
             for o, _ in self._observations_of(child, Target.birth_weight):
                 parts.append(o.index)
                 self.folded.add(o.index)

@@ -1,0 +1,209 @@
+"""`POST /fhir`: a FHIR R4 transaction or batch Bundle, as an OpenMRS-style EMR sends it, recorded
+as the platform's own events through the one front door (`frontdoor.submit`), so a bundle has the
+effects the same events posted as JSON have. The translation is `fhir_translate.py` (pure); this
+module reads the request, runs it, and answers in FHIR (docs/fhir-intake.md).
+
+- **A transaction is all or nothing**: its events are first submitted as a dry run; if any entry
+  is refused (by the translation or by the platform's rules), the answer is a 4xx OperationOutcome
+  with one issue per refused entry (`expression`: `Bundle.entry[i]`) and nothing is recorded.
+  Otherwise they are submitted for real and the answer is a `transaction-response` Bundle.
+- **A batch** is taken entry by entry: a `batch-response` Bundle, each entry with its own status
+  and, where refused, an OperationOutcome.
+- `?dry_run=true`: the same answer, recording nothing.
+
+Entry statuses: `201 Created` (its events recorded), `200 OK` (already recorded: a duplicate; or
+an entry with no event of its own, read with the others), `4xx` with an OperationOutcome (refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from servicekit.fhir import issue, outcome
+from servicekit.problems import Problem
+
+from .fhir_translate import Planned, Refused, Setup, Translation, translate
+
+#: the reason phrases of the statuses an entry can answer
+REASONS = {
+    200: "200 OK",
+    201: "201 Created",
+    400: "400 Bad Request",
+    409: "409 Conflict",
+    422: "422 Unprocessable Entity",
+    503: "503 Service Unavailable",
+}
+MEDIA_TYPES = ("application/fhir+json", "application/json")
+#: platform codes that mean "a conflict with what is recorded" rather than "this entry is wrong"
+CONFLICT_CODES = frozenset({"conflict", "already_enrolled", "identity_conflict", "delivery_too_soon"})
+RESEND_CODES = frozenset({"service_unavailable", "unknown_infant"})
+
+#: submits platform events through the front door: (events, dry_run) -> one result per event, in order
+Submit = Callable[[list[dict[str, Any]], bool], Awaitable[Sequence[Any]]]
+
+
+def read_body(content_type: str, body: bytes, max_entries: int) -> Any:
+    """The posted JSON, checked for what the whole request must be (media type, JSON, size)."""
+    media = content_type.split(";")[0].strip().lower()
+    if media not in MEDIA_TYPES:
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            f"Send the Bundle as Content-Type: application/fhir+json (got {media or 'none'!r}).",
+        )
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Problem(400, "malformed_json", "The request body is not valid JSON.") from None
+    entries = parsed.get("entry") if isinstance(parsed, dict) else None
+    if isinstance(entries, list) and len(entries) > max_entries:
+        raise Problem(
+            413, "batch_too_large", f"A Bundle holds at most {max_entries} entries; this one has {len(entries)}."
+        )
+    return parsed
+
+
+def _result(r: Any) -> dict[str, Any]:
+    return r.model_dump(mode="json") if hasattr(r, "model_dump") else dict(r)
+
+
+def _event_status(result: dict[str, Any]) -> int:
+    status = result.get("status")
+    if status in ("accepted", "pending"):
+        return 201
+    if status == "duplicate":
+        return 200
+    code = result.get("code") or ""
+    if code in RESEND_CODES:
+        return 503
+    return 409 if code in CONFLICT_CODES else 422
+
+
+def _issues_of(t: Translation, results: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Every entry's refusals: by the translation, and by the platform for each event it is part of."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for index, refused in t.refused.items():
+        out.setdefault(index, []).append(
+            issue(refused.code, refused.detail, issue_type=refused.issue_type, expression=[refused.expression])
+        )
+    for planned, result in zip(t.events, results, strict=True):
+        if _event_status(result) < 400:
+            continue
+        detail = f"{planned.event['type']}: {result.get('reason') or result.get('code')}"
+        for index in t.entries_of(planned):
+            out.setdefault(index, []).append(
+                issue(
+                    str(result.get("code")),
+                    detail,
+                    issue_type="business-rule"
+                    if _event_status(result) == 422
+                    else ("conflict" if _event_status(result) == 409 else "transient"),
+                    expression=[f"Bundle.entry[{index}]"],
+                )
+            )
+    return out
+
+
+def _entry_statuses(t: Translation, results: Sequence[dict[str, Any]]) -> dict[int, int]:
+    statuses: dict[int, int] = {i: r.status for i, r in t.refused.items()}
+    for planned, result in zip(t.events, results, strict=True):
+        s = _event_status(result)
+        for index in t.entries_of(planned):
+            if index in t.refused:
+                continue
+            now = statuses.get(index)
+            # the worst of its events; between successes, Created wins over OK
+            statuses[index] = s if now is None or s >= 400 and s > now or (now < 400 and s == 201) else now
+    for index in t.context:
+        statuses.setdefault(index, 200)
+    return statuses
+
+
+def refusal(t: Translation, results: Sequence[dict[str, Any]], dry_run: bool) -> Problem:
+    """The 4xx of a transaction some entry of which is refused: nothing was recorded."""
+    issues = _issues_of(t, results)
+    statuses = _entry_statuses(t, results)
+    status = 400 if any(statuses.get(i) == 400 for i in issues) else 422
+    named = ", ".join(f"Bundle.entry[{i}]" for i in sorted(issues))
+    found = outcome([i for index in sorted(issues) for i in issues[index]])
+    return Problem(
+        status,
+        "transaction_refused",
+        f"The transaction was not recorded ({'dry run; ' if dry_run else ''}all or nothing): refused {named}.",
+        outcome=found,
+    )
+
+
+def _note(planned: Planned, result: dict[str, Any]) -> str:
+    """What an entry's informational issue says of one of its events: its type, id, status and the
+    platform ids it was given (her client_id, a delivery's infant ids, an infant's id)."""
+    note = f"{planned.event['type']} {planned.event['event_id']}: {result.get('status')}"
+    given = [f"client_id {result['client_id']}"] if result.get("client_id") else []
+    given += [f"infant {i['infant_ref']} infant_id {i['infant_id']}" for i in result.get("infants") or ()]
+    if result.get("infant_id") and not result.get("infants"):
+        given.append(f"infant_id {result['infant_id']}")
+    return note + (f" ({', '.join(given)})" if given else "")
+
+
+def response_bundle(t: Translation, results: Sequence[dict[str, Any]], dry_run: bool) -> dict[str, Any]:
+    """The transaction-response or batch-response Bundle: one entry per posted entry, in order."""
+    issues = _issues_of(t, results)
+    statuses = _entry_statuses(t, results)
+    ids: dict[int, list[str]] = {}
+    for planned, result in zip(t.events, results, strict=True):
+        for index in t.entries_of(planned):
+            ids.setdefault(index, []).append(_note(planned, result))
+    entries = []
+    for index in range(t.entries):
+        status = statuses.get(index, 200)
+        response: dict[str, Any] = {"status": REASONS.get(status, str(status))}
+        if index in issues:
+            response["outcome"] = outcome(issues[index])
+        elif index in ids or index in t.context:
+            note = "; ".join(ids.get(index, ())) or t.context.get(index, "")
+            response["outcome"] = outcome(
+                [
+                    issue(
+                        "dry_run" if dry_run else "recorded",
+                        note,
+                        issue_type="informational",
+                        severity="information",
+                        expression=[f"Bundle.entry[{index}]"],
+                    )
+                ]
+            )
+        entries.append({"response": response})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": f"{t.bundle_type}-response", "entry": entries}
+    if dry_run:
+        bundle["meta"] = {
+            "tag": [
+                {
+                    "system": "https://pmtct.org/fhir/CodeSystem/intake",
+                    "code": "dry-run",
+                    "display": "Dry run: nothing was recorded",
+                }
+            ]
+        }
+    return bundle
+
+
+async def record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dict[str, Any]:
+    """Translate a posted Bundle, submit its events, and answer (see the module docstring)."""
+    t = translate(body, setup)
+    events = [p.event for p in t.events]
+    if t.bundle_type == "transaction":
+        if t.refused:
+            raise refusal(t, [{"status": "accepted"}] * len(events), dry_run)
+        rehearsed = [_result(r) for r in await submit(events, True)] if events else []
+        if any(_event_status(r) >= 400 for r in rehearsed):
+            raise refusal(t, rehearsed, dry_run)
+        if dry_run:
+            return response_bundle(t, rehearsed, dry_run)
+    results = [_result(r) for r in await submit(events, dry_run)] if events else []
+    return response_bundle(t, results, dry_run)
+
+
+__all__ = ["Planned", "Refused", "Setup", "read_body", "record", "refusal", "response_bundle"]

@@ -1,0 +1,322 @@
+"""`POST /fhir` (enrolment/fhir_door.py): bad input through the FHIR door is a 4xx OperationOutcome
+that names the entry, and a transaction is all or nothing (nothing written, nothing published);
+a batch answers entry by entry; a repost is a duplicate; a dry run writes nothing. The service runs
+in-process against the real PostgreSQL and broker, with a site's ConceptMap (its OpenMRS encounter
+types on top of the default map). Mother-only bundles: infant events go through the front door to
+follow-up, which the end-to-end test (tests/e2e/test_fhir_intake_e2e.py) runs."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from enrolment.main import build_app
+from enrolment.settings import Settings
+from pmtct_events import ENROLMENT_TOPIC
+from pmtct_tools.testing import Infra, TestIssuer, read_topic
+from servicekit import bootstrap
+from servicekit.db import asyncpg_dsn
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fhir"
+FHIR_JSON = "application/fhir+json"
+
+
+def fresh(name: str, facility: str = "FAC-ZA-002") -> dict[str, Any]:
+    """A fixture bundle with ids and record numbers of its own (so each test posts new women)."""
+    text = (FIXTURES / name).read_text()
+    bundle = json.loads(text)
+    tag = uuid.uuid4().hex[:8].upper()
+    ids = {e["resource"]["id"] for e in bundle["entry"]}
+    for rid in ids:
+        text = text.replace(rid, str(uuid.uuid5(uuid.NAMESPACE_URL, tag + rid)))
+    for ref in ("10004KM", "10005LN", "9604110000081"):
+        text = text.replace(ref, f"{ref}-{tag}")
+    return json.loads(text.replace("FAC-ZA-002", facility))
+
+
+TABLES = ("clients", "registrations", "client_events", "infants", "outbox")
+
+
+@dataclass
+class Door:
+    http: httpx.AsyncClient
+    issuer: TestIssuer
+    infra: Infra
+    database_url: str
+
+    def headers(self, facilities: list[str]) -> dict[str, str]:
+        return self.issuer.headers("events:write", facilities, "openmrs-test")
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def counts(self) -> dict[str, int]:
+        return {t: (await self.fetch(f"SELECT count(*) AS n FROM {t}"))[0]["n"] for t in TABLES}
+
+
+def _key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture(scope="module")
+async def door(migrated: Infra, issuer: TestIssuer) -> AsyncIterator[Door]:
+    settings = Settings(
+        database_url=bootstrap.service_url(migrated.admin_url, "enrolment"),
+        kafka_bootstrap_servers=migrated.bootstrap_servers,
+        kafka_idempotent_producer=not migrated.is_tansu,
+        auth_jwks_url=issuer.jwks_url,
+        auth_issuer="pmtct-dev-issuer",
+        relay_poll_interval_s=0.2,
+        hmac_key=_key(),
+        pii_key=_key(),
+        fhir_concept_map=FIXTURES / "site-conceptmap.json",
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://enrolment", timeout=60) as http:
+            yield Door(http, issuer, migrated, settings.database_url)
+
+
+async def post(
+    door: Door, body: Any, *, dry_run: bool = False, facilities: list[str] | None = None, **headers: str
+) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await door.http.post(
+        "/fhir",
+        content=content,
+        params={"dry_run": "true"} if dry_run else None,
+        headers={"content-type": FHIR_JSON, **door.headers(facilities or ["FAC-ZA-002"]), **headers},
+    )
+
+
+def statuses(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    return [e["response"]["status"] for e in bundle["entry"]]
+
+
+def issues(response: httpx.Response) -> list[tuple[str, str, list[str]]]:
+    assert response.headers["content-type"].startswith(FHIR_JSON), response.headers
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return [(i["code"], i["details"]["coding"][0]["code"], i.get("expression", [])) for i in body["issue"]]
+
+
+# --- a good transaction, its repost, its dry run --------------------------------------------------
+
+
+async def test_a_transaction_is_recorded_and_its_repost_is_a_duplicate(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    before = await door.counts()
+    rehearsed = await post(door, bundle, dry_run=True)
+    assert statuses(rehearsed) == ["200 OK"] + ["201 Created"] * 9
+    assert rehearsed.json()["meta"]["tag"][0]["code"] == "dry-run"
+    assert await door.counts() == before  # the dry run wrote nothing
+
+    first = await post(door, bundle)
+    assert first.json()["type"] == "transaction-response"
+    assert statuses(first) == ["200 OK"] + ["201 Created"] * 9
+    after = await door.counts()
+    assert (after["clients"] - before["clients"], after["client_events"] - before["client_events"]) == (1, 4)
+
+    again = await post(door, bundle)
+    assert statuses(again) == ["200 OK"] * 10
+    assert await door.counts() == after
+
+
+async def test_names_and_phone_stay_in_the_encrypted_store(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    assert statuses(await post(door, bundle)) == ["200 OK"] + ["201 Created"] * 9
+    ref = bundle["entry"][1]["resource"]["identifier"][0]["value"]
+    [client] = await door.fetch(
+        "SELECT c.* FROM clients c JOIN registrations r ON r.client_id = c.client_id WHERE r.client_ref = $1", ref
+    )
+    row = json.dumps({k: str(v) for k, v in dict(client).items()})
+    assert "Lerato" not in row and "Ndlovu" not in row and "555 0177" not in row
+    records = await read_topic(door.infra.bootstrap_servers, ENROLMENT_TOPIC, settle_s=1.0, timeout_s=20)
+    on_the_wire = b"".join(r.value or b"" for r in records)
+    for secret in (
+        ref,
+        "Lerato",
+        "Ndlovu",
+        "+27 82 555 0177",
+        bundle["entry"][1]["resource"]["identifier"][1]["value"],
+    ):
+        assert secret.encode() not in on_the_wire
+
+
+# --- all or nothing ---------------------------------------------------------------------------------
+
+
+async def test_a_transaction_with_an_entry_the_rules_refuse_writes_nothing(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    # an ART start dated before any positive test of hers: enrolment's rules refuse it
+    bundle["entry"][9]["resource"]["authoredOn"] = "2026-04-14T09:30:00+02:00"
+    before = await door.counts()
+    response = await post(door, bundle)
+    assert response.status_code == 422
+    assert issues(response) == [
+        ("business-rule", "art_before_positive_status", ["Bundle.entry[1]"]),
+        ("business-rule", "art_before_positive_status", ["Bundle.entry[8]"]),
+        ("business-rule", "art_before_positive_status", ["Bundle.entry[9]"]),
+    ]
+    assert await door.counts() == before
+
+
+async def test_as_a_batch_the_others_are_recorded(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    bundle["type"] = "batch"
+    bundle["entry"][9]["resource"]["authoredOn"] = "2026-04-14T09:30:00+02:00"
+    response = await post(door, bundle)
+    assert response.json()["type"] == "batch-response"
+    # the Patient and the Medication are part of the refused ART start too: the worst of their events
+    assert (
+        statuses(response)
+        == ["200 OK", "422 Unprocessable Entity"] + ["201 Created"] * 6 + ["422 Unprocessable Entity"] * 2
+    )
+    [issue] = response.json()["entry"][9]["response"]["outcome"]["issue"]
+    assert issue["details"]["coding"][0]["code"] == "art_before_positive_status"
+    assert issue["expression"] == ["Bundle.entry[9]"]
+
+
+# --- bad input: a 4xx OperationOutcome naming the entry ----------------------------------------------
+
+
+def _unknown_code(b: dict[str, Any]) -> None:
+    b["entry"][7]["resource"]["code"] = {"coding": [{"system": "http://loinc.org", "code": "99999-9"}]}
+
+
+def _wrong_resource_type(b: dict[str, Any]) -> None:
+    b["entry"][7]["resource"] = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "patient": {"reference": "Patient/x"},
+    }
+
+
+def _invalid_resource(b: dict[str, Any]) -> None:
+    b["entry"][5]["resource"]["valueQuantity"] = {"value": "fourteen"}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "expected"),
+    [
+        (_unknown_code, 422, [("code-invalid", "unknown_code", ["Bundle.entry[7]"])]),
+        (_wrong_resource_type, 422, [("not-supported", "unsupported_resource_type", ["Bundle.entry[7]"])]),
+        (_invalid_resource, 400, [("structure", "invalid_resource", ["Bundle.entry[5]"])]),
+    ],
+)
+async def test_a_bad_entry_refuses_the_transaction_naming_it(
+    door: Door, change: Any, status: int, expected: list[tuple[str, str, list[str]]]
+) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    change(bundle)
+    before = await door.counts()
+    response = await post(door, bundle)
+    assert response.status_code == status, response.text
+    assert issues(response) == expected
+    assert await door.counts() == before
+
+
+async def test_the_unknown_code_is_named(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    _unknown_code(bundle)
+    response = await post(door, bundle)
+    assert "http://loinc.org|99999-9" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{not json", FHIR_JSON, 400, "malformed_json"),
+        (json.dumps({"resourceType": "Patient", "id": "p"}).encode(), FHIR_JSON, 400, "not_a_bundle"),
+        (
+            json.dumps({"resourceType": "Bundle", "type": "document", "entry": [{}]}).encode(),
+            FHIR_JSON,
+            422,
+            "unsupported_bundle_type",
+        ),
+        (json.dumps({"resourceType": "Bundle", "type": "batch"}).encode(), FHIR_JSON, 422, "empty_bundle"),
+        (b"<Bundle/>", "application/fhir+xml", 415, "unsupported_media_type"),
+    ],
+)
+async def test_not_a_bundle_the_door_takes(door: Door, body: bytes, content_type: str, status: int, code: str) -> None:
+    response = await post(door, body, **{"content-type": content_type})
+    assert response.status_code == status, response.text
+    [(_, found, _)] = issues(response)
+    assert found == code
+
+
+async def test_a_10_mb_bundle_is_413_never_500(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    bundle["entry"][1]["resource"]["text"]["div"] = (
+        '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * (10 * 1024 * 1024) + "</div>"
+    )
+    before = await door.counts()
+    response = await post(door, bundle)
+    assert response.status_code == 413
+    [(issue_type, code, _)] = issues(response)
+    assert (issue_type, code) == ("too-long", "payload_too_large")
+    assert await door.counts() == before
+
+
+async def test_more_entries_than_a_batch_holds_is_413(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    location = bundle["entry"][0]
+    bundle["entry"] = [copy.deepcopy(location) for _ in range(1001)]
+    response = await post(door, bundle)
+    assert response.status_code == 413
+    assert issues(response)[0][1] == "batch_too_large"
+
+
+async def test_no_token_is_an_operation_outcome(door: Door) -> None:
+    response = await door.http.post(
+        "/fhir", content=json.dumps(fresh("anc1-enrolment.json")), headers={"content-type": FHIR_JSON}
+    )
+    assert response.status_code == 401
+    assert issues(response)[0][:2] == ("login", "unauthorized")
+
+
+async def test_a_facility_the_token_does_not_hold(door: Door) -> None:
+    response = await post(door, fresh("anc1-enrolment.json"), facilities=["FAC-ZA-001"])
+    assert response.status_code == 422
+    assert {code for _, code, _ in issues(response)} == {"facility_forbidden"}
+
+
+async def test_openapi_declares_the_fhir_door(door: Door) -> None:
+    schema = (await door.http.get("/openapi.json")).json()
+    operation = schema["paths"]["/fhir"]["post"]
+    assert FHIR_JSON in operation["requestBody"]["content"]
+    for status in ("200", "400", "401", "403", "413", "415", "422", "503"):
+        assert FHIR_JSON in operation["responses"][status]["content"], status
+    assert "dry_run" in {p["name"] for p in operation["parameters"]}
+
+
+async def test_the_docs_example_is_recorded_with_the_shipped_map(door: Door) -> None:
+    """docs/fhir-intake.md's curl example posts docs/examples/fhir-anc1-bundle.json under `make run`
+    (the shipped ConceptMap, a token for FAC-ZA-001): every entry is recorded (or, posted again, OK)."""
+    example = json.loads((Path(__file__).parents[2] / "docs" / "examples" / "fhir-anc1-bundle.json").read_text())
+    from enrolment import fhir_concepts
+    from enrolment.fhir_translate import Setup, translate
+    from servicekit.clock import zone_of
+
+    shipped = Setup(fhir_concepts.load(None), frozenset({"FAC-ZA-001"}), frozenset({"FAC-ZA-001"}), zone_of("UTC"))
+    assert translate(example, shipped).refused == {}
+    found = statuses(await post(door, example, facilities=["FAC-ZA-001"]))
+    assert found[0] == "200 OK" and set(found[1:]) <= {"201 Created", "200 OK"}
