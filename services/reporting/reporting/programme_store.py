@@ -20,16 +20,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import Event
+from pmtct_events.mentoring import EVENTS as MENTORING_EVENTS
 from pmtct_events.mentoring import (
     CaseloadAssigned,
     ContactRecorded,
     DisclosureRecorded,
     GroupSessionHeld,
-    IndexContactElicited,
     IndexContactEvent,
-    IndexContactInvited,
-    IndexContactLinked,
     IndexContactTested,
+    StaffMemberChanged,
     TracingAttemptRecorded,
 )
 from servicekit.clock import Clock
@@ -161,16 +160,8 @@ def handlers(clock: Clock) -> dict[type[Event], Handler]:
         }
         await uow.session.execute(insert(programme_assignments).values(row).on_conflict_do_nothing())
 
-    types: tuple[type[Event], ...] = (
-        ContactRecorded,
-        GroupSessionHeld,
-        TracingAttemptRecorded,
-        DisclosureRecorded,
-        IndexContactElicited,
-        IndexContactInvited,
-        IndexContactTested,
-        IndexContactLinked,
-    )
+    # every Mentor Mother's record is one row (`record_of`); the staff registry is not reported on
+    types = tuple(t for t in MENTORING_EVENTS if t not in (StaffMemberChanged, CaseloadAssigned))
     return {**dict.fromkeys(types, record), CaseloadAssigned: assigned}  # type: ignore[dict-item]
 
 
