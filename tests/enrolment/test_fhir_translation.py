@@ -411,3 +411,117 @@ def test_an_instant_keeps_the_offset_it_was_sent_with() -> None:
     bundle["entry"][6]["resource"]["effectiveDateTime"] = "2026-08-09T23:30:00Z"
     vl = events(translate(bundle, setup()))[-1]
     assert vl["occurred_at"] == "2026-08-09T23:30:00+00:00"
+
+
+# --- the other shapes of infant care -------------------------------------------------------------
+
+
+def _infant_bundle() -> dict[str, Any]:
+    """The infant-care fixture without its own entries: the Location, the mother, the infant."""
+    bundle = fixture("infant-and-mother-care.json")
+    bundle["entry"] = bundle["entry"][:3]
+    return bundle
+
+
+def _add(bundle: dict[str, Any], resource: dict[str, Any]) -> None:
+    bundle["entry"].append(
+        {"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource, "request": {"method": "POST", "url": "x"}}
+    )
+
+
+INFANT = "Patient/7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e01"
+CIEL = "https://cielterminology.org"
+
+
+def test_a_dispense_of_zidovudine_for_four_weeks() -> None:
+    bundle = _infant_bundle()
+    _add(
+        bundle,
+        {
+            "resourceType": "MedicationDispense",
+            "id": "d1",
+            "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": CIEL, "code": "86663"}]},
+            "subject": {"reference": INFANT},
+            "whenHandedOver": "2026-10-21T10:00:00+02:00",
+            "daysSupply": {"value": 28, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"},
+        },
+    )
+    [given] = events(translate(bundle, setup()))
+    assert (given["type"], given["infant_ref"], given["data"]) == (
+        "InfantProphylaxisRecorded",
+        "10005LN",
+        {"drug": "AZT", "duration_weeks": 4, "started_on": "2026-10-21"},
+    )
+
+
+def test_an_infant_postnatal_visit_and_antibody_test() -> None:
+    bundle = _infant_bundle()
+    _add(
+        bundle,
+        {
+            "resourceType": "Encounter",
+            "id": "v1",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "type": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://fhir.openmrs.org/code-system/encounter-type",
+                            "code": "af1f1b24-d2e8-4282-b308-0bf79b365584",
+                        }
+                    ]
+                }
+            ],
+            "subject": {"reference": INFANT},
+            "period": {"start": "2026-12-01T09:00:00+02:00"},
+        },
+    )
+    _add(
+        bundle,
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "code": {"coding": [{"system": CIEL, "code": "164860"}]},
+            "subject": {"reference": INFANT},
+            "encounter": {"reference": "Encounter/v1"},
+            "effectiveDateTime": "2026-12-01T09:30:00+02:00",
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]},
+        },
+    )
+    visit, test = events(translate(bundle, setup()))
+    assert (visit["type"], visit["infant_ref"], visit["data"]) == ("InfantVisitRecorded", "10005LN", {})
+    assert (test["type"], test["data"]) == (
+        "InfantTestResulted",
+        {"test": "antibody", "result": "negative", "confirmatory": False},
+    )
+
+
+def test_a_prophylaxis_without_a_duration_is_refused_and_a_renewal_is_no_event() -> None:
+    bundle = _infant_bundle()
+    nvp = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": CIEL, "code": "80586"}]},
+        "subject": {"reference": INFANT},
+        "authoredOn": "2026-10-20",
+    }
+    _add(bundle, nvp)
+    _add(bundle, {**nvp, "id": "m2", "priorPrescription": {"reference": "MedicationRequest/m1"}})
+    t = translate(bundle, setup())
+    assert {i: r.code for i, r in t.refused.items()} == {3: "missing_field"}
+    assert t.context[4] == "MedicationRequest: no event of its own"
+
+
+def test_a_stillborn_baby_and_a_delivery_with_no_infant_linked() -> None:
+    bundle = fixture("delivery.json")
+    bundle["entry"][2]["resource"]["deceasedBoolean"] = True
+    [delivery] = events(translate(bundle, setup()))
+    assert delivery["data"]["infants"][0]["outcome"] == "stillbirth"
+    del bundle["entry"][3]  # no RelatedPerson: no baby (enrolment answers live_birth_without_infants)
+    [delivery] = events(translate(bundle, setup()))
+    assert delivery["data"]["infants"] == []
