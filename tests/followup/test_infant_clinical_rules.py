@@ -888,3 +888,34 @@ def test_any_order_of_the_same_facts_gives_the_same_plan_state_and_outcome(facts
     first = settled(facts, posted)
     for order in itertools.permutations(facts):
         assert settled(list(order), posted) == first, [f[0:2] for f in order]
+
+
+@pytest.mark.parametrize(
+    "steps, because",
+    [
+        ([outcome(w(2), "transferred_out"), outcome(w(3), "transferred_in")], "transferred_in"),
+        ([discharge(m(4), "caregiver_declined"), nat(m(5))], "seen_after_discharge"),
+    ],
+    ids=["a transfer in after the transfer out", "a sample after the discharge"],
+)
+def test_an_ended_follow_up_that_resumes_is_announced_once(steps: list[tuple], because: str) -> None:
+    """Issue 13: a transfer out ends follow-up only until a transfer in (and a discharge until she
+    is seen again); InfantFollowUpResumed tells the referrals service to follow her again."""
+    from datetime import UTC, datetime
+
+    from servicekit.clock import Clock
+
+    rules = EidRules()
+    case = InfantCase(uuid4(), uuid4(), "F", InfantFacts(birth_date=B, high_risk=False, follow_up_from=B))
+    case.start_follow_up(B, [], rules)
+    clock = Clock.fixed(datetime(2030, 7, 15, 9, tzinfo=UTC))
+    for kind, on, data in steps:
+        case.record(RecordedEvent(kind, on, on, data))
+        case.conclude(case.recompute(rules), clock)
+    names = [(e.event_name, getattr(e, "outcome", None), getattr(e, "because", None)) for e in case.pull_events()]
+    ended = "discharged" if because == "seen_after_discharge" else "transferred_out"
+    assert names == [
+        ("InfantFinalOutcomeRecorded", FinalOutcome(ended), None),
+        ("InfantFollowUpResumed", None, because),
+    ]
+    assert case.final_outcome is None
