@@ -38,6 +38,7 @@ from servicekit.app import Runtime
 from servicekit.auth import Principal
 from servicekit.intake import Code, check_batch_size
 from servicekit.intake import EventResult as _Result
+from servicekit.metrics import INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS
 from servicekit.problems import PROBLEM_JSON
 
 from . import intake, repository
@@ -215,18 +216,19 @@ def _refused(events: list[Any], dry_run: bool, response: httpx.Response) -> Batc
     if response.status_code >= 500 or code is None or code.status is None:
         log.warning("front door: follow-up answered %d", response.status_code)
         return _unavailable(events, dry_run, f"Follow-up answered {response.status_code}; resend this event later.")
-    return BatchResult.of(
-        uuid4(),
-        [EventResult.rejection(i, _event_id(e), code, f"Follow-up: {detail}") for i, e in enumerate(events)],
-        dry_run=dry_run,
-    )
+    return _answered_here(events, dry_run, code, f"Follow-up: {detail}")
 
 
 def _unavailable(events: list[Any], dry_run: bool, reason: str) -> BatchResult:
+    return _answered_here(events, dry_run, Code.service_unavailable, reason)
+
+
+def _answered_here(events: list[Any], dry_run: bool, code: Code, reason: str) -> BatchResult:
+    """Every forwarded event answered by the front door itself, since follow-up did not answer
+    them; counted here (follow-up never saw them), as the front door's (`service="enrolment"`)."""
+    (INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS).labels("enrolment", "rejected", code.value).inc(len(events))
     return BatchResult.of(
-        uuid4(),
-        [EventResult.rejection(i, _event_id(e), Code.service_unavailable, reason) for i, e in enumerate(events)],
-        dry_run=dry_run,
+        uuid4(), [EventResult.rejection(i, _event_id(e), code, reason) for i, e in enumerate(events)], dry_run=dry_run
     )
 
 
