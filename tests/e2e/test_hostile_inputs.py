@@ -155,3 +155,36 @@ def test_a_dhis2_push_on_a_platform_without_dhis2_settings_is_409_not_a_server_e
     )
     assert (reply.status_code, reply.json()["code"]) == (409, "dhis2_not_configured"), reply.text
     assert "PMTCT_DHIS2_URL" in reply.json()["detail"]
+
+
+def test_16_concurrent_10_mb_bodies_without_a_token_leave_enrolments_memory_as_it_was(platform) -> None:
+    """They took enrolment from 112 to 587 MB (over the compose limit of 512 MB): no body limit."""
+    import asyncio
+
+    import psutil
+
+    process = psutil.Process(platform.processes["enrolment"].pid)
+    before = process.memory_info().rss
+    body = b'{"events": [' + b" " * (10 * 1024 * 1024) + b"]}"
+
+    async def flood() -> list[int | str]:
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def one() -> int | str:
+                try:
+                    reply = await client.post(
+                        platform.url("enrolment") + "/v1/events",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                    )
+                except httpx.TransportError as exc:  # the service may close before the body is sent
+                    return type(exc).__name__
+                return reply.status_code
+
+            return await asyncio.gather(*(one() for _ in range(16)))
+
+    answers = asyncio.run(flood())
+    assert all(a == 413 or isinstance(a, str) for a in answers), answers
+    assert answers.count(413) >= 1
+    grown_mb = (process.memory_info().rss - before) / 2**20
+    assert grown_mb < 64, f"enrolment grew {grown_mb:.0f} MB"

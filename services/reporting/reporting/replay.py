@@ -184,7 +184,9 @@ def main(data_dir: Path | None = None, bootstrap_servers: str | None = None, con
     console = console or Console()
     overrides: dict[str, str] = {}
     if data_dir is not None:
-        overrides["database_url"] = bootstrap.service_url(postgres_socket_url(data_dir), "reporting")
+        overrides["database_url"] = bootstrap.service_url(
+            postgres_socket_url(data_dir), "reporting", password=bootstrap.local_role_password(data_dir, "reporting")
+        )
         overrides["kafka_bootstrap_servers"] = "127.0.0.1:9092"
     if bootstrap_servers:
         overrides["kafka_bootstrap_servers"] = bootstrap_servers

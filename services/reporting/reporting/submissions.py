@@ -338,7 +338,9 @@ def main(period: str, data_set: str = "mer", dry_run: bool = False, data_dir=Non
 
     overrides: dict[str, Any] = {}
     if data_dir is not None:
-        overrides["database_url"] = bootstrap.service_url(postgres_socket_url(data_dir), "reporting")
+        overrides["database_url"] = bootstrap.service_url(
+            postgres_socket_url(data_dir), "reporting", password=bootstrap.local_role_password(data_dir, "reporting")
+        )
     settings = Settings(**overrides)
     try:
         wanted = parse_period(period)
