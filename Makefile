@@ -8,11 +8,12 @@ export UV_LINK_MODE := copy
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --python $(PYTHON)
 
-.PHONY: help install run test lint up down logs bench schemas screenshots clean
+.PHONY: help install run test faults lint up down logs bench schemas screenshots clean
 
 help:
 	@echo "make run      start the whole platform locally (embedded Postgres + Tansu broker)"
 	@echo "make test     run the whole test suite"
+	@echo "make faults   the longer fault suite: a programme posted under kill -9, broker and PostgreSQL restarts, poison records"
 	@echo "make lint     ruff + mypy"
 	@echo "make schemas  regenerate event JSON Schemas and the AsyncAPI document"
 	@echo "make up/down/logs   the Docker Compose stack (needs a Docker engine)"
@@ -35,6 +36,14 @@ run: install
 
 test: install
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# The fault suite (tests/e2e/test_fault_suite.py) with a bigger programme and a 20 s broker freeze;
+# its table goes to tests/artifacts/fault-suite.md.
+faults: install
+	PMTCT_FAULTS=1 PMTCT_FAULTS_CLIENTS=$${PMTCT_FAULTS_CLIENTS:-120} PMTCT_FAULTS_MONTHS=$${PMTCT_FAULTS_MONTHS:-18} \
+	PMTCT_FAULTS_FREEZE_S=$${PMTCT_FAULTS_FREEZE_S:-20} \
+	$(RUN) pytest -q -s -p no:cacheprovider --timeout 1800 $(PYTEST_ARGS) tests/e2e/test_fault_suite.py
+	@cat tests/artifacts/fault-suite.md
 
 lint: install
 	$(RUN) ruff check libs services tests tools

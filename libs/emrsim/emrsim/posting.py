@@ -142,6 +142,7 @@ class Poster:
         rate: float | None = None,
         on_answered: Callable[[EmrEvent, dict[str, Any]], None] | None = None,
         until: float | None = None,
+        attempts: int = 5,
     ) -> None:
         self.client = client
         self.endpoints = endpoints
@@ -153,6 +154,8 @@ class Poster:
         self.on_answered = on_answered or (lambda event, result: None)
         #: a `time.monotonic()` after which no new batch is sent (the rest stays unposted)
         self.until = until
+        #: tries of one request before its events are answered `failed` (waits 0.5 s, doubling up to 5 s)
+        self.attempts = attempts
         self.tally = Tally()
 
     async def post_all(self, events: Sequence[EmrEvent], window: timedelta | None = timedelta(days=30)) -> Tally:
@@ -231,7 +234,7 @@ class Poster:
         payload = orjson.dumps({"events": [self.request_body(e) for e in batch]})
         headers = self.tokens.headers(batch[0].facility_id)
         delay = 0.5
-        for attempt in range(1, 6):
+        for attempt in range(1, self.attempts + 1):
             async with self.slots:
                 self.tally.requests += 1
                 try:
@@ -249,9 +252,9 @@ class Poster:
                     failure = f"HTTP {response.status_code}: {response.text[:300]}"
                     if response.status_code < 500:
                         return [_whole_batch_refused(response) for _ in batch]
-            if attempt < 5:
+            if attempt < self.attempts:
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 5.0)
         return [{"status": "failed", "code": "request_failed", "reason": failure} for _ in batch]
 
 

@@ -34,6 +34,7 @@ async def post_programme(
     concurrency: int = 4,
     window: timedelta | None = timedelta(days=30),
     on_answered: Callable[[EmrEvent, dict], None] | None = None,
+    attempts: int = 5,
 ) -> Tally:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as client:
         poster = Poster(
@@ -44,6 +45,7 @@ async def post_programme(
             concurrency=concurrency,
             rate=rate,
             on_answered=on_answered,
+            attempts=attempts,
         )
         return await poster.post_all(events, window)
 

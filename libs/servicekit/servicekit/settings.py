@@ -53,6 +53,12 @@ class ServiceSettings(BaseSettings):
     #: and restarting): /readyz says so. Above the worst retry budget of one batch.
     consumer_stall_s: float = Field(default=120.0, gt=0)
 
+    #: the durable timers (follow-up's due / overdue / lost announcements, referrals' ART waits and
+    #: expiries) do not run while this is on: for loading a backlog of history, so that nothing is
+    #: announced overdue before the back-dated facts that meet it are in. Turn it off again (restart)
+    #: once the backlog is applied; the timers then act on every fact at once.
+    timers_paused: bool = False
+
     auth_jwks_url: str | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = "pmtct"

@@ -52,6 +52,9 @@ PASS_SECONDS = Histogram(
 async def run(rt: Runtime[Settings]) -> None:
     """The background loop (`create_app(background=...)`): a pass, then a pause unless work remains."""
     settings = rt.settings
+    if settings.timers_paused:
+        log.warning("durable timers paused (PMTCT_TIMERS_PAUSED): nothing is announced until it is off")
+        await asyncio.Event().wait()
     while True:
         handled = await fire(rt.sessions, settings)
         if handled < settings.timer_batch_size:

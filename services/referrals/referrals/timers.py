@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 async def run(rt: Runtime[Settings]) -> None:
     settings = rt.settings
     assert isinstance(settings, Settings)
+    if settings.timers_paused:
+        log.warning("referral timers paused (PMTCT_TIMERS_PAUSED): no ART wait ends, nothing expires until it is off")
+        await asyncio.Event().wait()
     while True:
         opened = await open_due_art_referrals(rt.sessions, settings)
         expired = await expire_past_due(rt.sessions, settings, settings.clock.today())
