@@ -167,7 +167,7 @@ CASES: dict[str, Case] = {
         post={"facilities": [TOKEN_FACILITY]},
     ),
     "an unknown client_ref": Case(
-        "unknown_client", "enrol her first", alone(lambda emr: emr.anc_visit(emr.ref(), emr.ago(10)))
+        "awaiting_client", "held until her enrolment", alone(lambda emr: emr.anc_visit(emr.ref(), emr.ago(10)))
     ),
     "an unknown client_id": Case(
         "unknown_client",
@@ -283,12 +283,12 @@ CASES: dict[str, Case] = {
         "art_before_positive_status", "hiv_status is negative", alone(lambda emr: emr.enrolment(on_art=True))
     ),
     "ART started for a woman who tested negative": Case(
-        "art_before_positive_status",
+        "awaiting_earlier_event",
         "no positive HIV status",
         after_enrolment(lambda emr, ref: emr.art(ref, emr.ago(100))),
     ),
     "ART started before her positive test": Case(
-        "art_before_positive_status",
+        "awaiting_earlier_event",
         "no positive HIV status is recorded on or before",
         after(
             lambda emr, ref: [emr.enrolment(ref, at=emr.ago(300)), emr.hiv_test(ref, emr.ago(100))],
@@ -296,7 +296,7 @@ CASES: dict[str, Case] = {
         ),
     ),
     "a viral load for a woman without a positive status": Case(
-        "viral_load_before_positive_status",
+        "awaiting_earlier_event",
         "no positive HIV status",
         after_enrolment(lambda emr, ref: emr.viral_load(ref, emr.ago(100))),
     ),
@@ -367,7 +367,10 @@ async def test_a_bad_event_is_rejected_with_its_code_and_reason_and_writes_nothi
 
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]
-    assert (result["status"], result["code"]) == ("rejected", case.code), result
+    # an event that waits for its woman's enrolment or an earlier fact is held, not rejected (and
+    # not recorded either: tests/enrolment/test_held_events.py)
+    status = "pending" if case.code.startswith("awaiting_") else "rejected"
+    assert (result["status"], result["code"]) == (status, case.code), result
     assert case.reason in result["reason"], result["reason"]
     assert result.get("client_id") is None
     assert await enrolment.counts() == before

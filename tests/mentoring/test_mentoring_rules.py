@@ -90,6 +90,8 @@ def test_a_facility_registry_of_its_own_without_a_staff_registry_starts_with_no_
     assert staff.at_start_up(None, own, {"FAC-XX-B01"}) == ()
     assert staff.at_start_up(None, None, {m.facility_id for m in staff.load()}) == staff.load()
     named = tmp_path / "staff.csv"
-    named.write_text("staff_id,role,facility_id,active\nMM-1,mentor_mother,FAC-XX-B01,true\nMM-2,mentor_mother,FAC-NOPE,true\n")
+    named.write_text(
+        "staff_id,role,facility_id,active\nMM-1,mentor_mother,FAC-XX-B01,true\nMM-2,mentor_mother,FAC-NOPE,true\n"
+    )
     with pytest.raises(ValueError, match=r"not in the facility registry: \['FAC-NOPE'\]"):
         staff.at_start_up(named, own, {"FAC-XX-B01"})

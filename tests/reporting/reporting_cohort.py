@@ -53,19 +53,23 @@ class Emr:
         return results
 
     async def babies(self, events: list[dict[str, Any]], timeout_s: float = 60) -> None:
-        """Follow-up knows an infant once it has consumed the delivery: retry those it does not know yet."""
-        pending = events
+        """Follow-up knows an infant once it has consumed the delivery: until then its events are
+        held (`pending`) and applied when it does; wait until every one is."""
+        reply = await self.client.post(f"{self.followup}/v1/events", json={"events": events}, headers=self.headers)
+        assert reply.status_code == 200, reply.text
+        results = reply.json()["results"]
+        wrong = [r for r in results if r["status"] not in ("accepted", "pending")]
+        assert not wrong, [(events[r["index"]], r) for r in wrong]
+        held = [r["event_id"] for r in results if r["status"] == "pending"]
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while pending:
-            reply = await self.client.post(f"{self.followup}/v1/events", json={"events": pending}, headers=self.headers)
-            assert reply.status_code == 200, reply.text
-            results = reply.json()["results"]
-            waiting = [r for r in results if r["status"] == "rejected" and r["code"] == "unknown_infant"]
-            wrong = [r for r in results if r["status"] == "rejected" and r["code"] != "unknown_infant"]
-            assert not wrong, [(pending[r["index"]], r) for r in wrong]
-            pending = [pending[r["index"]] for r in waiting]
-            if pending:
-                assert asyncio.get_running_loop().time() < deadline, f"follow-up never learnt of {pending}"
+        while held:
+            states = [
+                (await self.client.get(f"{self.followup}/v1/events/{e}", headers=self.headers)).json() for e in held
+            ]
+            assert all(s["status"] in ("accepted", "pending") for s in states), states
+            held = [s["event_id"] for s in states if s["status"] == "pending"]
+            if held:
+                assert asyncio.get_running_loop().time() < deadline, f"follow-up never learnt of {held}"
                 await asyncio.sleep(0.5)
 
     async def refer(self, subject_ref: str, due_by: str, requested_at: str) -> str:

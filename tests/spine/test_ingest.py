@@ -226,7 +226,7 @@ def test_every_code_has_a_meaning_and_an_action_and_whole_request_codes_an_http_
     for code in Code:
         assert code.meaning.endswith(".") and isinstance(code.action, Action), code
         assert code.status in (None, 400, 401, 403, 413, 415, 422, 503), code
-    assert Code.conflict.action is Action.new_event_id and Code.unknown_infant.action is Action.resend_later
+    assert Code.conflict.action is Action.new_event_id and Code.awaiting_infant.action is Action.wait
     assert Code("occurred_in_future") is Code.occurred_in_future  # a code is its own text on the wire
 
 

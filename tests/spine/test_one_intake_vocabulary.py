@@ -169,13 +169,14 @@ async def _a_delivered_infant(enrolment: Endpoint) -> str:
 
 
 async def _until_followup_knows(followup: Endpoint, timeout_s: float = 60) -> None:
-    """Post valid infant events until one is accepted: the delivery has reached follow-up."""
+    """Post valid infant events until one is accepted: the delivery has reached follow-up (until
+    then each is held, `pending`, and applied when it does)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         [result] = (await followup.post([followup.good()])).json()["results"]
         if result["status"] == "accepted":
             return
-        assert result["code"] == "unknown_infant", result
+        assert (result["status"], result["code"]) == ("pending", "awaiting_infant"), result
         assert asyncio.get_running_loop().time() < deadline, "follow-up never heard of the delivery"
         await asyncio.sleep(0.3)
 

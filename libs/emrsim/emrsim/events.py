@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 #: the services that take EMR events (`POST /v1/events`: docs/emr-intake.md)
 Service = Literal["enrolment", "followup"]
-#: the per-event answers of `POST /v1/events`
-Outcome = Literal["accepted", "duplicate", "rejected"]
-OUTCOMES: tuple[Outcome, ...] = ("accepted", "duplicate", "rejected")
+#: the per-event answers of `POST /v1/events` (`pending`: held until what it waits for is posted)
+Outcome = Literal["accepted", "duplicate", "rejected", "pending"]
+OUTCOMES: tuple[Outcome, ...] = ("accepted", "duplicate", "rejected", "pending")
 
 
 @dataclass(frozen=True, slots=True)

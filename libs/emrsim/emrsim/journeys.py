@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from .events import EmrEvent, Service
+from .events import EmrEvent, Outcome, Service
 from .rates import Rates
 
 GIVEN_NAMES = (
@@ -591,9 +591,9 @@ class Journey:
             "client_ref": target.client_ref,
             "data": data,
         }
-        self.events.append(
-            EmrEvent("enrolment", body, when, self.arrival(chart.facility_id, arrives), "rejected", kind)
-        )
+        # a record number nobody enrolled is held, as if her enrolment were still to come (it never is)
+        expect: Outcome = "pending" if kind == "unknown_client" else "rejected"
+        self.events.append(EmrEvent("enrolment", body, when, self.arrival(chart.facility_id, arrives), expect, kind))
 
 
 def _test(positive: bool, setting: str) -> dict[str, str]:

@@ -66,7 +66,7 @@ class Tally:
     def record(self, event: EmrEvent, result: dict[str, Any]) -> None:
         status = result.get("status")
         self.intended[event.expect] += 1
-        if status in ("accepted", "duplicate", "rejected"):
+        if status in ("accepted", "duplicate", "rejected", "pending"):
             self.answered[status] += 1
         if status == "rejected":
             self.codes[result.get("code") or "unknown"] += 1
@@ -157,12 +157,43 @@ class Poster:
         #: tries of one request before its events are answered `failed` (waits 0.5 s, doubling up to 5 s)
         self.attempts = attempts
         self.tally = Tally()
+        #: events answered `pending` that should be accepted: their fate is asked at the end (`settle`)
+        self.held: list[EmrEvent] = []
 
     async def post_all(self, events: Sequence[EmrEvent], window: timedelta | None = timedelta(days=30)) -> Tally:
         for chunk in windows(events, window):
             await self.post_service("enrolment", [e for e in chunk if e.service == "enrolment"])
             await self.post_service("followup", [e for e in chunk if e.service == "followup"])
+        await self.settle()
         return self.tally
+
+    async def settle(self, wait_s: float = INFANT_WAIT_S) -> None:
+        """What became of the events answered `pending` (held until their woman's enrolment or
+        their infant's delivery arrives): asked of `GET /v1/events/{event_id}`, as an EMR does,
+        until each is decided or `wait_s` has passed (then it counts as pending)."""
+        deadline = time.monotonic() + wait_s
+        pause = 0.2
+        while self.held:
+            still: list[EmrEvent] = []
+            for event in self.held:
+                url = f"{self.endpoints.events_url(event.service)}/{event.event_id}"
+                response = await self.client.get(url, headers=self.tokens.headers(event.facility_id))
+                state = response.json() if response.status_code == 200 else {"status": "pending"}
+                if state.get("status") == "pending" and time.monotonic() < deadline:
+                    still.append(event)
+                    continue
+                self.record(event, _answer_of(event, state))
+            self.held = still
+            if still:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def record(self, event: EmrEvent, result: dict[str, Any]) -> None:
+        if result.get("status") == "pending" and event.expect == "accepted" and event not in self.held:
+            self.held.append(event)
+            return
+        self.tally.record(event, result)
+        self.on_answered(event, result)
 
     async def post_service(self, service: Service, events: Sequence[EmrEvent]) -> Tally:
         """Events for one service, each facility's EMR posting its own in order, side by side."""
@@ -199,8 +230,7 @@ class Poster:
                         waiting.append(event)
                         held.add(_infant(event))
                     else:
-                        self.tally.record(event, result)
-                        self.on_answered(event, result)
+                        self.record(event, result)
             queue, waiting, held = waiting, [], set()
             if queue:
                 self.tally.retries += len(queue)
@@ -260,6 +290,17 @@ class Poster:
 
 def _infant(event: EmrEvent) -> str:
     return event.body.get("infant_ref") or ""
+
+
+def _answer_of(event: EmrEvent, state: dict[str, Any]) -> dict[str, Any]:
+    """A held event's state (`GET /v1/events/{event_id}`) as the answer it stands for."""
+    ids = state.get("ids") or {}
+    answer: dict[str, Any] = {"status": state.get("status"), "code": state.get("code"), "reason": state.get("reason")}
+    answer.update({k: v for k, v in ids.items() if k != "infant_ids"})
+    if ids.get("infant_ids"):
+        refs = [i["infant_ref"] for i in event.body["data"]["infants"]]
+        answer["infants"] = [{"infant_ref": r, "infant_id": i} for r, i in zip(refs, ids["infant_ids"], strict=True)]
+    return answer
 
 
 def _first_answer(event: EmrEvent, result: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +58,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pmtct_events.base import sane
 
+from . import pending
 from .auth import Principal
 from .facilities import FacilityRegistry
 from .metrics import INTAKE_BATCH_SECONDS, INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS, INTAKE_RETRIES
@@ -90,6 +91,7 @@ class Action(StrEnum):
     resend_batch = "resend the whole batch, unchanged"
     fix_request = "fix the request and resend the batch"
     split_batch = "split the batch and resend"
+    wait = "nothing now: it is applied when what it waits for is posted (`GET /v1/events/{event_id}` tells)"
 
 
 class Code(StrEnum):
@@ -219,8 +221,8 @@ class Code(StrEnum):
     )
     unknown_infant = (
         "unknown_infant",
-        "Follow-up knows no infant by this `infant_id` or `infant_ref` (yet: a delivery posted to enrolment"
-        " moments ago is still on its way).",
+        "Follow-up knows no infant by this `infant_id` or `infant_ref` (no longer answered to a posted event:"
+        " such an event is held, `awaiting_infant`).",
         Action.resend_later,
     )
     infant_ref_unsupported = (
@@ -248,6 +250,32 @@ class Code(StrEnum):
         "infant_not_in_follow_up",
         "The infant is not HIV-exposed as far as the platform knows, so follow-up takes no events for it.",
         Action.do_not_resend,
+    )
+
+    # --- one event held (`pending`: servicekit.pending) ------------------------------------------
+    awaiting_client = (
+        "awaiting_client",
+        "`pending`: no woman has this `client_ref` at this facility yet; the event is held and applied when her"
+        " enrolment there is posted.",
+        Action.wait,
+    )
+    awaiting_infant = (
+        "awaiting_infant",
+        "`pending`: follow-up knows no HIV-exposed infant by this `infant_ref` or `infant_id` yet; the event is"
+        " held and applied when its delivery (and the mother's positive status) reaches follow-up.",
+        Action.wait,
+    )
+    awaiting_earlier_event = (
+        "awaiting_earlier_event",
+        "`pending`: it needs an event dated before it that is not recorded yet (the positive HIV test before an"
+        " ART start or a viral load); held until her next event, then decided again.",
+        Action.wait,
+    )
+    pending_expired = (
+        "pending_expired",
+        "A held event whose subject or earlier event was not posted within `PMTCT_INTAKE_PENDING_TTL_DAYS` (30"
+        " days); it was not recorded (`GET /v1/events/{event_id}`).",
+        Action.fix_and_resend,
     )
 
     # --- one event: dates of a life ----------------------------------------------------------------
@@ -433,6 +461,8 @@ class EventStatus(StrEnum):
     accepted = "accepted"
     duplicate = "duplicate"
     rejected = "rejected"
+    #: held until what it waits for is recorded (its `code` says what: `awaiting_*`)
+    pending = "pending"
 
 
 class EventResult(BaseModel):
@@ -476,6 +506,7 @@ class BatchReply(BaseModel, Generic[ResultT]):
     accepted: int
     duplicate: int
     rejected: int
+    pending: int = Field(default=0, description="Held until what they wait for is posted (docs/emr-intake.md).")
     results: list[ResultT] = Field(description="One result per posted event, in the order posted (`index`).")
 
     @classmethod
@@ -487,6 +518,7 @@ class BatchReply(BaseModel, Generic[ResultT]):
             accepted=counts[EventStatus.accepted],
             duplicate=counts[EventStatus.duplicate],
             rejected=counts[EventStatus.rejected],
+            pending=counts[EventStatus.pending],
             results=list(results),
         )
 
@@ -534,6 +566,23 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     for status in sorted({c.status for c in Code if c.status is not None})
 }
 
+#: the `responses` of `GET /v1/events/{event_id}` (servicekit.pending.event_state)
+STATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "`unauthorized`: no bearer token, or one that is invalid or expired.",
+        "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}},
+    },
+    403: {
+        "description": "`insufficient_scope`: the token lacks the scope `events:write`.",
+        "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}},
+    },
+    404: {
+        "description": "`unknown_event`: no event with this event_id is recorded or held for a facility of the"
+        " token (an event rejected when it was posted is not kept).",
+        "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}},
+    },
+}
+
 
 def document(
     app: Any,
@@ -579,9 +628,7 @@ class Fingerprinted(Protocol):
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
-def fingerprint(
-    key: str, event: Fingerprinted, subject_fields: Sequence[str] = (), subject: UUID | None = None
-) -> str:
+def fingerprint(key: str, event: Fingerprinted, subject_fields: Sequence[str] = (), subject: UUID | None = None) -> str:
     """The content fingerprint of a posted event, kept to tell a duplicate from a conflict.
 
     Canonical form: every field of the validated event as JSON (event_id, type, facility_id, the
@@ -623,6 +670,8 @@ class Candidate(Generic[EventT]):
     #: the fingerprint as first computed, from the fields as posted, when `fingerprint` was made
     #: from the resolved subject instead (`IntakeBatch.subject_fields`): records made before match it
     as_posted: str | None = None
+    #: an event held before (servicekit.pending), decided again now that what it waited for may be known
+    held: pending.Held | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,6 +695,17 @@ class Accept:
 class Reject:
     """The service rejects the event, with a code of the vocabulary; `extra` adds reply fields."""
 
+    code: Code
+    reason: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The service holds the event (`pending`) until one of `keys` is known: strings the service
+    makes for what it waits for (`IntakeBatch.pending_keys` names the same ones when they are)."""
+
+    keys: tuple[str, ...]
     code: Code
     reason: str
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -679,11 +739,28 @@ class IntakeBatch(ABC, Generic[EventT]):
         `UnitOfWork`); return the event_ids already recorded."""
 
     def order(self, candidate: Candidate[EventT]) -> Any:
-        """The order events are decided in (by default, as posted)."""
+        """The order events are decided in (by default, as posted; events held before go first, in
+        the order they happened)."""
         return candidate.index
 
+    #: whether `decide` may answer `Hold` (the service's schema has `intake_pending`)
+    holds: bool = False
+
+    def pending_keys(self, candidates: Sequence[Candidate[EventT]]) -> set[str]:
+        """After `resolve`: the keys (`Hold.keys`) these events make known or touch, whose held
+        events are decided with them."""
+        return set()
+
+    def stored(self, candidate: Candidate[EventT]) -> dict[str, Any]:
+        """What is kept of an event held (parsed again when it is released): by default all of it."""
+        return candidate.event.model_dump(mode="json")
+
+    async def restore(self, uow: Any, held: Sequence[pending.Held]) -> list[dict[str, Any] | None]:
+        """The events to parse again from held rows (None: not now); by default as stored."""
+        return [h.body for h in held]
+
     @abstractmethod
-    def decide(self, candidate: Candidate[EventT]) -> Accept | Reject:
+    def decide(self, candidate: Candidate[EventT]) -> Accept | Reject | Hold:
         """Check the domain rules against the batch's state; an accepted event changes that state
         (in memory: later events of the batch see it), nothing is written yet."""
 
@@ -743,14 +820,8 @@ class Intake(Generic[EventT, ResultT]):
         batch_id = uuid4()
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                decided = await self._attempt(
-                    begin(Attempt(settings, registry, principal, now, batch_id)),
-                    units,
-                    batch_id,
-                    candidates,
-                    key,
-                    dry_run=dry_run,
-                )
+                this = Attempt(settings, registry, principal, now, batch_id)
+                decided = await self._attempt(begin(this), units, this, candidates, key, dry_run=dry_run)
                 break
             except DBAPIError as exc:
                 state = sqlstate(exc)
@@ -773,54 +844,178 @@ class Intake(Generic[EventT, ResultT]):
         self,
         batch: IntakeBatch[EventT],
         units: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
-        batch_id: UUID,
+        attempt: Attempt,
         candidates: Sequence[Candidate[EventT]],
         key: str = "",
         *,
         dry_run: bool = False,
     ) -> dict[int, ResultT]:
-        """One try: resolve, decide every event, write, commit — in one unit of work, here only.
-        A dry run does all of it and rolls back instead of committing (`UnitOfWork.rehearse`)."""
-        results: dict[int, ResultT] = {}
-        #: a dry run's made-up ids, by event_id (an event posted twice in the batch is answered with them)
-        assigned: dict[UUID, tuple[str, ...]] = {}
+        """One try: resolve, decide every event (with the held ones it makes known), write,
+        commit — in one unit of work, here only. A dry run does all of it and rolls back instead of
+        committing (`UnitOfWork.rehearse`): nothing is held, nothing released."""
         async with units() as uow:
-            uow.correlation_id = batch_id
+            uow.correlation_id = attempt.batch_id
             recorded = dict(await batch.resolve(uow, candidates))
-            if batch.subject_fields:
-                candidates = [self._of_subject(batch, c, key) for c in candidates]
-            for c in sorted(candidates, key=batch.order):
-                e = c.event
-                prior = recorded.get(e.event_id)
-                if prior is not None:
-                    if is_conflict(c.fingerprint, prior.fingerprint) and (
-                        c.as_posted is None or is_conflict(c.as_posted, prior.fingerprint)
-                    ):
-                        results[c.index] = self.result.conflict(c.index, e.event_id)
-                    else:
-                        fields = batch.answer(e, prior.result)
-                        if dry_run and e.event_id in assigned:
-                            fields["provisional_ids"] = list(assigned[e.event_id])
-                        results[c.index] = self._result(c, EventStatus.duplicate, fields)
-                    continue
-                verdict = batch.decide(c)
-                if isinstance(verdict, Reject):
-                    results[c.index] = self.result.rejection(
-                        c.index, e.event_id, verdict.code, verdict.reason, **verdict.extra
-                    )
-                else:
-                    recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
-                    fields = batch.answer(e, verdict.result)
-                    if dry_run and verdict.assigned:
-                        assigned[e.event_id] = verdict.assigned
-                        fields["provisional_ids"] = list(verdict.assigned)
-                    results[c.index] = self._result(c, EventStatus.accepted, fields)
+            waiting: dict[UUID, pending.Held] = {}
+            held: list[Candidate[EventT]] = []
+            book = _Book(attempt)
+            if batch.holds:
+                session = uow.session
+                posted = [c.event.event_id for c in candidates]
+                waiting = await pending.of_events(session, posted)
+                rows = await pending.waiting_for(session, batch.pending_keys(candidates), exclude=posted)
+                held = await self._held(batch, uow, rows, key, book)
+                if held:
+                    recorded.update(await batch.resolve(uow, [*candidates, *held]))
+            results = self._decide(batch, candidates, held, recorded, waiting, key, book, dry_run=dry_run)
             await batch.write(uow)
+            await book.write(uow.session)
             if dry_run:
                 await uow.rehearse()
             else:
                 await uow.commit()
         return results
+
+    async def release(self, batch: IntakeBatch[EventT], uow: UnitOfWork, keys: Iterable[str]) -> int:
+        """Decide the events held for any of `keys` in `uow` (a consumer's unit, when it learns a
+        subject), through the same decide/write path, in the order they happened; the caller
+        commits. Returns how many were decided (accepted, rejected, or held again)."""
+        attempt = getattr(batch, "attempt", None)
+        assert isinstance(attempt, Attempt), "an IntakeBatch that releases holds its Attempt as `attempt`"
+        rows = await pending.waiting_for(uow.session, keys)
+        if not rows:
+            return 0
+        key = attempt.settings.hmac_key or ""
+        book = _Book(attempt)
+        held = await self._held(batch, uow, rows, key, book)
+        recorded = dict(await batch.resolve(uow, held)) if held else {}
+        self._decide(batch, [], held, recorded, {}, key, book)
+        await batch.write(uow)
+        await book.write(uow.session)
+        return len(rows)
+
+    async def _held(
+        self, batch: IntakeBatch[EventT], uow: Any, rows: Sequence[pending.Held], key: str, book: _Book
+    ) -> list[Candidate[EventT]]:
+        """Held rows as candidates again, numbered below the batch's own (-N … -1, in the order
+        they happened)."""
+        out: list[Candidate[EventT]] = []
+        bodies = await batch.restore(uow, rows) if rows else []
+        for n, (row, body) in enumerate(zip(rows, bodies, strict=True)):
+            if body is None:
+                continue
+            parsed = self.parse(n - len(rows), body, key)
+            if isinstance(parsed, Candidate):
+                out.append(Candidate(parsed.index, parsed.event, parsed.fingerprint, held=row))
+            else:  # the event no longer parses (its contract changed while it was held)
+                book.settled.append(pending.Settled(row.event_id, pending.REJECTED, parsed.code, parsed.reason, None))
+        return out
+
+    def _decide(
+        self,
+        batch: IntakeBatch[EventT],
+        candidates: Sequence[Candidate[EventT]],
+        held: Sequence[Candidate[EventT]],
+        recorded: dict[UUID, Recorded],
+        waiting: Mapping[UUID, pending.Held],
+        key: str,
+        book: _Book,
+        *,
+        dry_run: bool = False,
+    ) -> dict[int, ResultT]:
+        """Every event in the service's order: duplicate, conflict, or the service's verdict; what
+        becomes of held events (and of held events posted again) goes to `book`."""
+        results: dict[int, ResultT] = {}
+        #: a dry run's made-up ids, by event_id (an event posted twice in the batch is answered with them)
+        assigned: dict[UUID, tuple[str, ...]] = {}
+        if batch.subject_fields:
+            candidates = [self._of_subject(batch, c, key) for c in candidates]
+            held = [self._of_subject(batch, c, key) for c in held]
+        deferred: list[tuple[Candidate[EventT], pending.Held | None, bool, Hold]] = []
+        taken = False
+        for c in sorted([*candidates, *held], key=batch.order):
+            e = c.event
+            row = c.held or waiting.get(e.event_id)
+            was_pending = row is not None and row.status == pending.PENDING
+            prior = recorded.get(e.event_id)
+            if prior is not None:
+                if c.held is not None:  # recorded meanwhile (it was posted again and taken)
+                    answer = self._result(c, EventStatus.accepted, batch.answer(e, prior.result))
+                    book.settle(e.event_id, answer)
+                elif is_conflict(c.fingerprint, prior.fingerprint) and (
+                    c.as_posted is None or is_conflict(c.as_posted, prior.fingerprint)
+                ):
+                    results[c.index] = self.result.conflict(c.index, e.event_id)
+                else:
+                    fields = batch.answer(e, prior.result)
+                    if dry_run and e.event_id in assigned:
+                        fields["provisional_ids"] = list(assigned[e.event_id])
+                    results[c.index] = self._result(c, EventStatus.duplicate, fields)
+                continue
+            if c.held is None and row is not None and was_pending:
+                if is_conflict(c.fingerprint, row.fingerprint) and (
+                    c.as_posted is None or is_conflict(c.as_posted, row.fingerprint)
+                ):
+                    results[c.index] = self.result.conflict(c.index, e.event_id)
+                    continue
+            verdict = batch.decide(c)
+            if isinstance(verdict, Hold):
+                deferred.append((c, row, was_pending, verdict))
+            else:
+                taken = taken or isinstance(verdict, Accept)
+                self._apply(batch, c, verdict, row, was_pending, recorded, results, assigned, book, dry_run)
+        # an event held for what another event of this very pass then recorded (the positive test of
+        # the same day as the ART start, decided after it) is decided once more before it is held
+        for c, row, was_pending, verdict in deferred:
+            again = batch.decide(c) if taken else verdict
+            self._apply(batch, c, again, row, was_pending, recorded, results, assigned, book, dry_run)
+        return results
+
+    def _apply(
+        self,
+        batch: IntakeBatch[EventT],
+        c: Candidate[EventT],
+        verdict: Accept | Reject | Hold,
+        row: pending.Held | None,
+        was_pending: bool,
+        recorded: dict[UUID, Recorded],
+        results: dict[int, ResultT],
+        assigned: dict[UUID, tuple[str, ...]],
+        book: _Book,
+        dry_run: bool,
+    ) -> None:
+        """What a verdict means for the answer, for the held rows and for what the batch recorded."""
+        e = c.event
+        if isinstance(verdict, Hold):
+            book.hold(c, verdict, batch.stored(c), row if was_pending else None)
+            if c.held is None:
+                # a resend of an event still held is a duplicate (same content), still held
+                status = EventStatus.duplicate if was_pending else EventStatus.pending
+                results[c.index] = self.result(
+                    index=c.index,
+                    event_id=str(e.event_id),
+                    status=status,
+                    code=verdict.code,
+                    reason=verdict.reason,
+                    **verdict.extra,
+                )
+        elif isinstance(verdict, Reject):
+            rejection = self.result.rejection(c.index, e.event_id, verdict.code, verdict.reason, **verdict.extra)
+            if c.held is not None or was_pending:
+                book.settle(e.event_id, rejection)
+            if c.held is None:
+                results[c.index] = rejection
+        else:
+            recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
+            fields = batch.answer(e, verdict.result)
+            if dry_run and verdict.assigned and c.held is None:
+                assigned[e.event_id] = verdict.assigned
+                fields["provisional_ids"] = list(verdict.assigned)
+            answer = self._result(c, EventStatus.accepted, fields)
+            if c.held is not None or was_pending:
+                book.settle(e.event_id, answer)
+            if c.held is None:
+                results[c.index] = answer
 
     @staticmethod
     def _of_subject(batch: IntakeBatch[EventT], c: Candidate[EventT], key: str) -> Candidate[EventT]:
@@ -828,7 +1023,7 @@ class Intake(Generic[EventT, ResultT]):
         if subject is None:
             return c
         canonical = fingerprint(key, c.event, batch.subject_fields, subject)
-        return Candidate(c.index, c.event, canonical, as_posted=c.fingerprint)
+        return Candidate(c.index, c.event, canonical, as_posted=c.fingerprint, held=c.held)
 
     def _result(self, c: Candidate[EventT], status: EventStatus, fields: dict[str, Any]) -> ResultT:
         return self.result(index=c.index, event_id=str(c.event.event_id), status=status, **fields)
@@ -894,6 +1089,50 @@ class Intake(Generic[EventT, ResultT]):
             code, reason = describe_invalid(exc, tag, self.event_types, self.describes)
             return self.result.rejection(index, event_id, code, reason)
         return Candidate(index, event, fingerprint(key, event))
+
+
+class _Book:
+    """What one unit of work does to held events: rows to hold (new, or again), rows settled."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.holds: list[pending.Hold] = []
+        self.settled: list[pending.Settled] = []
+
+    def hold(self, c: Candidate[Any], verdict: Hold, body: dict[str, Any], row: pending.Held | None) -> None:
+        e = c.event
+        self.holds.append(
+            pending.Hold(
+                event_id=e.event_id,
+                facility_id=e.facility_id,
+                type=str(getattr(e, "type", "")),
+                occurred_at=e.occurred_at,
+                subject_keys=verdict.keys,
+                body=body,
+                fingerprint=row.fingerprint if row is not None else (c.as_posted or c.fingerprint),
+                code=verdict.code.value,
+                reason=verdict.reason,
+                posted_by=row.posted_by if row is not None else self.attempt.principal.client_id,
+                batch_id=row.batch_id if row is not None else self.attempt.batch_id,
+            )
+        )
+
+    def settle(self, event_id: UUID, result: EventResult) -> None:
+        answer = result.model_dump(mode="json", exclude={"index", "event_id", "status", "code", "reason"})
+        self.settled.append(
+            pending.Settled(
+                event_id,
+                pending.ACCEPTED if result.status is EventStatus.accepted else pending.REJECTED,
+                result.code.value if result.code else None,
+                result.reason,
+                {k: v for k, v in answer.items() if v is not None},
+            )
+        )
+
+    async def write(self, session: Any) -> None:
+        settings = self.attempt.settings
+        await pending.hold(session, self.holds, self.attempt.now, timedelta(days=settings.intake_pending_ttl_days))
+        await pending.settle(session, self.settled, self.attempt.now)
 
 
 def check_batch_size(count: int, limit: int = MAX_BATCH) -> None:

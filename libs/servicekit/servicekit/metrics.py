@@ -44,6 +44,14 @@ INTAKE_BATCH_SECONDS = Histogram(
 INTAKE_RETRIES = Counter(
     "pmtct_intake_retries_total", "Batch transactions tried again after a race, by SQLSTATE", ["service", "sqlstate"]
 )
+INTAKE_PENDING = Gauge(
+    "pmtct_intake_pending",
+    "EMR events held (answered `pending`) until what they wait for is recorded (servicekit.pending)",
+    ["service"],
+)
+INTAKE_PENDING_EXPIRED = Counter(
+    "pmtct_intake_pending_expired_total", "Held EMR events that expired (`pending_expired`)", ["service"]
+)
 
 PUSH_DELIVERIES = Counter(
     "pmtct_push_deliveries_total", "Webhook deliveries of referral changes (referrals/push.py), by outcome", ["outcome"]

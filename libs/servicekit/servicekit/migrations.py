@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from . import outbox
+from . import outbox, pending
 from .db import sqlalchemy_url
 
 
@@ -66,4 +66,15 @@ def create_runtime_tables(op) -> None:
 
 def drop_runtime_tables(op) -> None:
     for statement in outbox.DROP_DDL:
+        op.execute(statement)
+
+
+def create_pending_table(op) -> None:
+    """The table of held EMR events (`servicekit.pending`): in each service whose intake holds events."""
+    for statement in pending.DDL:
+        op.execute(statement)
+
+
+def drop_pending_table(op) -> None:
+    for statement in pending.DROP_DDL:
         op.execute(statement)

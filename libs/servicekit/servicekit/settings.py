@@ -72,6 +72,12 @@ class ServiceSettings(BaseSettings):
     intake_future_tolerance_s: float = Field(default=300, ge=0)
     #: the most events one posted batch may hold (more: 413 `batch_too_large`)
     intake_max_batch: int = Field(default=1000, ge=1)
+    #: how long an event answered `pending` is held for what it waits for (its woman's enrolment,
+    #: its infant's delivery, an earlier fact) before it expires, `pending_expired` (servicekit.pending)
+    intake_pending_ttl_days: float = Field(default=30, gt=0)
+    #: how often held events are checked for expiry (seconds), and how many one pass expires
+    intake_pending_check_s: float = Field(default=60, gt=0)
+    intake_pending_batch: int = Field(default=500, ge=1)
 
     #: the largest request body a service reads (bytes; more: 413 `payload_too_large`). A full batch of
     #: 1000 EMR events is well under 1 MiB.

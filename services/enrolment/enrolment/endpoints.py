@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from servicekit import intake
+from servicekit import intake, pending
 from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import BearerToken, Principal, require
 from servicekit.fhir import fhir_response
@@ -75,6 +75,19 @@ async def post_events(
     dry_run: intake.DryRun = False,
 ) -> BatchResult:
     return await frontdoor.submit(runtime, principal, token, batch.events, dry_run=dry_run)
+
+
+@router.get(
+    "/events/{event_id}",
+    summary="What became of a posted mother event: accepted, pending, expired or rejected",
+    description="An event answered `pending` is held until what it waits for is posted; this says what became"
+    " of it (and of any event recorded here), with the ids the platform gave: docs/emr-intake.md.",
+    responses=intake.STATE_RESPONSES,
+)
+async def get_event(
+    event_id: UUID, session: SessionDep, principal: Annotated[Principal, require("events:write")]
+) -> pending.EventState:
+    return await pending.event_state(session, event_id, principal, queries.accepted_event)
 
 
 @router.get("/clients/{client_id}", summary="A client with her personal data (audited)")

@@ -22,7 +22,7 @@ from servicekit.auth import Principal
 from servicekit.clock import Clock
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import national_id_hash, ref_hash
-from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+from servicekit.intake import Accept, Attempt, Candidate, Code, Hold, Intake, IntakeBatch, Recorded, Reject
 from servicekit.uow import UnitOfWork
 
 from . import domain, repository
@@ -101,6 +101,31 @@ class Accepted:
     infants: list[dict] = field(default_factory=list)
 
 
+class Waits(Exception):
+    """The event waits for something not recorded yet: held (`pending`) until a key is known."""
+
+    def __init__(self, code: Code, reason: str, keys: tuple[str, ...]) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.keys = code, reason, keys
+
+
+#: rules broken only because an earlier fact is not recorded *yet* (a backlog in any order): the
+#: event is held until her next event, then decided again (servicekit.pending)
+WAITS_FOR_EARLIER = {
+    "ArtInitiated": Code.art_before_positive_status,
+    "ViralLoadRecorded": Code.viral_load_before_positive_status,
+}
+
+
+#: the order of events of one instant (`MotherBatch.order`)
+SAME_INSTANT = {"ClientEnrolled": 0, "HivTestRecorded": 1}
+
+
+def client_key(client_id: UUID) -> str:
+    """What a held event of a known woman waits for: her next event."""
+    return f"client:{client_id}"
+
+
 def policy_of(settings: Settings) -> domain.Policy:
     return domain.Policy(
         vl_suppression_threshold=settings.vl_suppression_threshold,
@@ -109,7 +134,14 @@ def policy_of(settings: Settings) -> domain.Policy:
 
 
 class MotherBatch(IntakeBatch[Any]):
-    """Decides each event of one batch against the state of the women it names, then writes."""
+    """Decides each event of one batch against the state of the women it names, then writes.
+
+    An event for a `client_ref` not enrolled at its facility yet is held (`awaiting_client`) until
+    her enrolment there; one that needs an earlier fact not recorded yet (`WAITS_FOR_EARLIER`) is
+    held (`awaiting_earlier_event`) until her next event. Held events are decided with the batch
+    that names their woman, merged with its events in the order they happened."""
+
+    holds = True
 
     #: an EMR names the woman by either: a resend naming her the other way is a duplicate
     subject_fields = ("client_id", "client_ref")
@@ -174,6 +206,24 @@ class MotherBatch(IntakeBatch[Any]):
         self.creating = self.first_enrolments(candidates)
         return {eid: Recorded(r.content_hash, r.result) for eid, r in recorded.items()}
 
+    def ref_key(self, facility_id: str, client_ref: str) -> str:
+        """What an event for a woman not enrolled yet waits for: her record number at the facility
+        (keyed hash, as everywhere a record number is a key)."""
+        return f"client_ref:{ref_hash(self.hmac_key, facility_id, client_ref)}"
+
+    def pending_keys(self, candidates: Sequence[MotherCandidate]) -> set[str]:
+        keys: set[str] = set()
+        for c in candidates:
+            e = c.event
+            if e.client_ref is not None:
+                keys.add(self.ref_key(e.facility_id, e.client_ref))
+                known = self.by_ref.get((e.facility_id, e.client_ref))
+                if known is not None:
+                    keys.add(client_key(known))
+            if e.client_id is not None and e.client_id in self.clients:
+                keys.add(client_key(e.client_id))
+        return keys
+
     def first_enrolments(self, candidates: Sequence[MotherCandidate]) -> set[int]:
         """The earliest enrolment of each record number the platform does not know yet."""
         first: dict[tuple[str, str | None], MotherCandidate] = {}
@@ -185,10 +235,11 @@ class MotherBatch(IntakeBatch[Any]):
                     first[key] = c
         return {c.index for c in first.values()}
 
-    def order(self, c: MotherCandidate) -> tuple[bool, datetime]:
+    def order(self, c: MotherCandidate) -> tuple[bool, datetime, int]:
         """By when it happened, so state follows occurred_at within a batch too; an enrolment that
-        creates a registration goes first, so a test dated just before it is not orphaned."""
-        return (c.index not in self.creating, c.event.occurred_at)
+        creates a registration goes first, so a test dated just before it is not orphaned. At one
+        instant, an enrolment, then a test, before what may depend on them (whatever the posted order)."""
+        return (c.index not in self.creating, c.event.occurred_at, SAME_INSTANT.get(c.event.type, 2))
 
     def national_id_hash(self, e: ClientEnrolledIn) -> str:
         assert e.data.national_id
@@ -197,10 +248,20 @@ class MotherBatch(IntakeBatch[Any]):
     def infant_ref_hash(self, facility_id: str, infant_ref: str) -> str:
         return ref_hash(self.hmac_key, facility_id, infant_ref)
 
-    def decide(self, c: MotherCandidate) -> Accept | Reject:
+    def decide(self, c: MotherCandidate) -> Accept | Reject | Hold:
         try:
             accepted = self.plan(c.event)
+        except Waits as waits:
+            return Hold(waits.keys, waits.code, waits.reason)
         except RuleBroken as broken:
+            e = c.event
+            if WAITS_FOR_EARLIER.get(e.type) is broken.code:  # her record was found: she is known
+                cid = e.client_id or self.by_ref[(e.facility_id, e.client_ref)]
+                return Hold(
+                    (client_key(cid),),
+                    Code.awaiting_earlier_event,
+                    f"Held until an earlier event of hers is posted: {broken.reason}",
+                )
             return Reject(broken.code, broken.reason)
         self.apply(c, accepted)
         made_up = [str(accepted.client.row.client_id)] if accepted.client.is_new else []
@@ -300,8 +361,11 @@ class MotherBatch(IntakeBatch[Any]):
             )
         cid = self.by_ref.get((e.facility_id, e.client_ref))
         if cid is None:
-            raise RuleBroken(
-                "unknown_client", f"No client has client_ref {e.client_ref!r} at {e.facility_id}; enrol her first."
+            raise Waits(
+                Code.awaiting_client,
+                f"No woman has client_ref {e.client_ref!r} at {e.facility_id} yet: held until her enrolment there is"
+                " posted.",
+                (self.ref_key(e.facility_id, e.client_ref),),
             )
         return self.clients[cid]
 
@@ -510,7 +574,7 @@ class MotherBatch(IntakeBatch[Any]):
                     "occurred_at": c.event.occurred_at,
                     "payload": a.event.model_dump(mode="json"),
                     "result": a.result,
-                    "recorded_by": self.ctx.principal.client_id,
+                    "recorded_by": c.held.posted_by if c.held is not None else self.ctx.principal.client_id,
                 }
                 for c, a in self.accepted
             ],

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
-from servicekit import intake
+from servicekit import intake, pending
 from servicekit.app import ConsumerSpec, create_app
 from servicekit.fhir import install_operation_outcomes
 
@@ -26,6 +26,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         publishes=[ENROLMENT_TOPIC],
         # the caseloads follow-up announces: what a Mentor Mother's personal-data read is limited to
         consumers=[ConsumerSpec(name="enrolment", topics=[FOLLOWUP_TOPIC], handlers=caseloads.HANDLERS)],  # type: ignore[arg-type]
+        background=[("held events' expiry", pending.run)],
     )
     runtime_lifespan = app.router.lifespan_context
 

@@ -9,6 +9,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import enrolment
+from servicekit import pending
 from servicekit.auth import Principal
 from servicekit.clock import Clock
 from servicekit.problems import Problem
@@ -107,3 +108,24 @@ async def personal_data_reads(
 ) -> list[PersonalDataRead]:
     rows = await repository.personal_data_reads_of(session, client_id, caller, limit)
     return [PersonalDataRead(**{k: r[k] for k in PersonalDataRead.model_fields}) for r in rows]
+
+
+# --- what became of a posted event (GET /v1/events/{event_id}) -------------------------------------
+
+
+async def accepted_event(session: AsyncSession, event_id: UUID) -> pending.EventState | None:
+    """A mother event recorded here, with the ids it was answered with."""
+    row = await repository.recorded_event(session, event_id)
+    if row is None:
+        return None
+    ids: dict[str, object] = {"client_id": row.result["client_id"]}
+    if row.result.get("infant_ids"):
+        ids["infant_ids"] = row.result["infant_ids"]
+    return pending.EventState(
+        event_id=row.event_id,
+        type=row.type,
+        facility_id=row.facility_id,
+        occurred_at=row.occurred_at,
+        status="accepted",
+        ids=ids,
+    )

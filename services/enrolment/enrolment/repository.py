@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import RowMapping, bindparam, func, insert, select, update
@@ -69,6 +70,20 @@ async def recorded_events(session: AsyncSession, event_ids: Collection[UUID]) ->
         )
     )
     return {r.event_id: RecordedEvent(r.event_id, r.content_hash, r.result) for r in rows}
+
+
+async def recorded_event(session: AsyncSession, event_id: UUID) -> Any | None:
+    """One recorded event: where, when, what, and what the EMR was told."""
+    rows = await session.execute(
+        select(
+            client_events.c.event_id,
+            client_events.c.facility_id,
+            client_events.c.type,
+            client_events.c.occurred_at,
+            client_events.c.result,
+        ).where(client_events.c.event_id == event_id)
+    )
+    return rows.first()
 
 
 async def clients_by_ref(session: AsyncSession, refs: Collection[tuple[str, str]]) -> dict[tuple[str, str], UUID]:

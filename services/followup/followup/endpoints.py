@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from servicekit import intake
+from servicekit import intake, pending
 from servicekit.app import Runtime, SessionDep, runtime
 from servicekit.auth import Principal, require
 from servicekit.problems import Problem
@@ -41,6 +41,19 @@ async def post_events(
     return await emr_intake.record(
         runtime.begin, runtime.settings, runtime.registry, principal, body.events, dry_run=dry_run
     )
+
+
+@router.get(
+    "/events/{event_id}",
+    summary="What became of a posted infant event: accepted, pending, expired or rejected",
+    description="An event answered `pending` is held until its infant is in follow-up; this says what became of"
+    " it (and of any event recorded here), with the infant's id: docs/emr-intake.md.",
+    responses=intake.STATE_RESPONSES,
+)
+async def get_event(
+    event_id: UUID, session: SessionDep, principal: Annotated[Principal, require("events:write")]
+) -> pending.EventState:
+    return await pending.event_state(session, event_id, principal, queries.accepted_event)
 
 
 @router.get("/infants/{infant_id}", summary="An infant's follow-up: plan, results and status")

@@ -25,10 +25,11 @@ from pmtct_events.followup import (
     InfantTestResulted,
     InfantVisitRecorded,
 )
+from servicekit import pending
 from servicekit.auth import Principal
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import ref_hash
-from servicekit.intake import Accept, Attempt, Candidate, Code, Intake, IntakeBatch, Recorded, Reject
+from servicekit.intake import Accept, Attempt, Candidate, Code, Hold, Intake, IntakeBatch, Recorded, Reject
 from servicekit.uow import UnitOfWork
 
 from . import repository as repo
@@ -75,8 +76,24 @@ async def record(
     return reply
 
 
+def infant_keys(infant_id: UUID, ref_hash: str | None) -> set[str]:
+    """What a held infant event waits for: its infant, by id or by the keyed hash of its record
+    number (servicekit.pending); the consumer releases these when the infant is in follow-up."""
+    keys = {f"infant:{infant_id}"}
+    if ref_hash:
+        keys.add(f"infant_ref:{ref_hash}")
+    return keys
+
+
 class InfantBatch(IntakeBatch[Any]):
-    """One batch of infant events against the cases of the infants it names."""
+    """One batch of infant events against the cases of the infants it names.
+
+    An event for an infant follow-up does not know yet (its delivery is on its way, or not posted
+    yet), or for one not in follow-up yet (its mother's positive status is not recorded yet), is
+    held (`awaiting_infant`); the enrolment stream releases it when the infant is followed
+    (`stream.release_held`). Events are decided in the order they happened."""
+
+    holds = True
 
     #: an EMR names the infant by either: a resend naming it the other way is a duplicate
     subject_fields = ("infant_id", "infant_ref")
@@ -93,6 +110,46 @@ class InfantBatch(IntakeBatch[Any]):
         self.cases: dict[UUID, InfantCase] = {}
         self.rows: list[dict[str, Any]] = []
         self.touched: dict[UUID, InfantCase] = {}
+
+    def order(self, c: InfantCandidate) -> tuple[datetime, int]:
+        return (c.event.occurred_at, c.index)
+
+    def pending_keys(self, candidates: Sequence[InfantCandidate]) -> set[str]:
+        keys: set[str] = set()
+        for c in candidates:
+            key = self.keys.get(c.index)
+            case = self.cases.get(key.infant_id) if key is not None else None
+            if key is not None and case is not None and case.in_follow_up:
+                keys |= infant_keys(key.infant_id, key.ref_hash)
+        return keys
+
+    def stored(self, c: InfantCandidate) -> dict[str, Any]:
+        """A held event without its record number (they stay in enrolment's schema): the keyed
+        hash in its `subject_keys` finds its infant when it is released."""
+        body = c.event.model_dump(mode="json")
+        body.pop("infant_ref", None)
+        return body
+
+    async def restore(self, uow: FollowupUnit, held: Sequence[pending.Held]) -> list[dict[str, Any] | None]:
+        hashes = {
+            h.event_id: k.removeprefix("infant_ref:")
+            for h in held
+            for k in h.subject_keys
+            if k.startswith("infant_ref:")
+        }
+        _, by_hash = await repo.resolve_infants(uow.session, (), hashes.values())
+        out: list[dict[str, Any] | None] = []
+        for h in held:
+            body = dict(h.body)
+            if body.get("infant_id") is None:
+                found = by_hash.get(hashes.get(h.event_id, ""))
+                if found is None:
+                    out.append(None)  # its infant is not known yet after all
+                    continue
+                body["infant_id"] = str(found.infant_id)
+            body.pop("infant_ref", None)
+            out.append(body)
+        return out
 
     def ref_hash(self, e: InfantEventBase) -> str | None:
         """The keyed hash of the event's infant_ref; None without one, or without the key (a
@@ -120,7 +177,7 @@ class InfantBatch(IntakeBatch[Any]):
         known = await repo.known_events(session, (c.event.event_id for c in candidates))
         return {eid: Recorded(h, {"infant_id": infant_id}) for eid, (h, infant_id) in known.items()}
 
-    def decide(self, c: InfantCandidate) -> Accept | Reject:
+    def decide(self, c: InfantCandidate) -> Accept | Reject | Hold:
         e = c.event
         if e.infant_id is None and e.infant_ref is None:
             return Reject(Code.subject_identifier_missing, "Name the infant by infant_id or infant_ref.")
@@ -132,10 +189,20 @@ class InfantBatch(IntakeBatch[Any]):
         case = self.cases.get(key.infant_id) if key is not None else None
         if case is None:
             named = f"infant_id {e.infant_id}" if e.infant_id else f"infant_ref at {e.facility_id}"
-            return Reject(
-                Code.unknown_infant,
-                f"No delivery with this {named} is known to follow-up. If its delivery was posted to "
-                "enrolment moments ago, retry shortly.",
+            keys = {f"infant:{e.infant_id}"} if e.infant_id else {f"infant_ref:{self.ref_hash(e)}"}
+            return Hold(
+                tuple(sorted(keys)),
+                Code.awaiting_infant,
+                f"No delivery with this {named} is known to follow-up yet: held until it is (and its mother's"
+                " positive status, if the infant is not followed yet).",
+            )
+        if not case.in_follow_up:
+            return Hold(
+                tuple(sorted(infant_keys(case.infant_id, key.ref_hash if key else None))),
+                Code.awaiting_infant,
+                "This infant is not HIV-exposed as far as the platform knows yet (its mother's positive status is"
+                " not recorded): held until it is.",
+                extra={"infant_id": case.infant_id},
             )
         day = self.settings.clock.local_day(e.occurred_at)
         problem = domain_problem(case, e, day)

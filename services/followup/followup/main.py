@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from pmtct_events import ENROLMENT_TOPIC, FOLLOWUP_TOPIC
-from servicekit import intake
+from servicekit import intake, pending
 from servicekit.app import ConsumerSpec, create_app
 
 from . import endpoints, stream, timers
@@ -32,7 +32,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 preload=stream.preload,  # type: ignore[arg-type]
             )
         ],
-        background=[("durable timers", timers.run)],
+        background=[("durable timers", timers.run), ("held events' expiry", pending.run)],
         unit_of_work=FollowupUnit,
         on_startup=mentoring_api.load_registry,
     )

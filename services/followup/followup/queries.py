@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events.followup import InfantTestResulted, ScheduleKind
+from servicekit import pending
 from servicekit.auth import Principal
 from servicekit.problems import Problem
 
@@ -125,4 +126,19 @@ def worklist_entry(r: Any, as_of: date, rules: EidRules) -> WorklistEntry:
         urgency=Urgency.overdue if as_of >= r.overdue_on else Urgency.due,
         days_overdue=max((as_of - r.overdue_on).days, 0),
         days_left_in_window=max((r.window_end - as_of).days, 0),
+    )
+
+
+async def accepted_event(session: AsyncSession, event_id: UUID) -> pending.EventState | None:
+    """An infant event recorded here (GET /v1/events/{event_id}), with its infant's id."""
+    row = await repo.recorded_event(session, event_id)
+    if row is None:
+        return None
+    return pending.EventState(
+        event_id=row.event_id,
+        type=row.type,
+        facility_id=row.facility_id,
+        occurred_at=row.occurred_at,
+        status="accepted",
+        ids={"infant_id": str(row.infant_id)},
     )

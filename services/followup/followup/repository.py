@@ -557,6 +557,20 @@ async def known_events(session: AsyncSession, event_ids: Iterable[UUID]) -> dict
     return {r.event_id: (r.content_hash, r.infant_id) for r in rows}
 
 
+async def recorded_event(session: AsyncSession, event_id: UUID) -> Any | None:
+    """One accepted infant event: where, when, what, and its infant."""
+    rows = await session.execute(
+        select(
+            infant_events.c.event_id,
+            infant_events.c.facility_id,
+            infant_events.c.type,
+            infant_events.c.occurred_at,
+            infant_events.c.infant_id,
+        ).where(infant_events.c.event_id == event_id)
+    )
+    return rows.first()
+
+
 async def add_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(infant_events), list(rows))

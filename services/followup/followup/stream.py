@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
+from uuid import UUID, uuid4
 
 from pmtct_events.enrolment import (
     AncVisitRecorded,
@@ -29,6 +30,9 @@ from pmtct_events.enrolment import (
     StatusAtEnrolment,
     ViralLoadRecorded,
 )
+from servicekit.auth import Principal
+from servicekit.facilities import FacilityRegistry
+from servicekit.intake import Attempt
 
 from . import repository as repo
 from .cases import (
@@ -39,6 +43,7 @@ from .cases import (
     exposure_start,
 )
 from .eid_schedule import MotherAtDelivery, breastfeeding_stopped_on, high_risk_reasons
+from .intake import INTAKE, InfantBatch, infant_keys
 from .mother_schedule import GESTATION_WEEKS
 from .settings import Settings
 
@@ -66,17 +71,38 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     newborns = apply_to_mother(mother, event, day)
     if newborns:
         await mothers.add_infants(mother.client_id, newborns)
+    followed: set[UUID] = set()
     if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id):
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
+            was_followed = infant.in_follow_up
             delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
             moved = move_with_mother(infant, mother)
             if follow_infant(infant, mother, event, delivery, diagnosed_before, settings) or moved:
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
+            if infant.in_follow_up and not was_followed:
+                followed.add(infant.infant_id)
         mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
     mother.recompute(settings.mother_viral_load)
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
+    if followed:
+        await release_held(uow, settings, followed)
+
+
+#: who "posts" the held infant events the stream releases (the intake's Attempt needs a caller; the
+#: facilities were checked when they were posted)
+RELEASER = Principal(client_id="followup:held-events", scopes=frozenset())
+NO_REGISTRY = FacilityRegistry([])
+
+
+async def release_held(uow: repo.FollowupUnit, settings: Settings, infant_ids: set[UUID]) -> int:
+    """Infant events held for infants now in follow-up (servicekit.pending), decided in this unit
+    through the intake's own decide/write path, in the order they happened."""
+    by_id, _ = await repo.resolve_infants(uow.session, infant_ids, ())
+    keys = {k for i in by_id.values() for k in infant_keys(i.infant_id, i.ref_hash)}
+    attempt = Attempt(settings, NO_REGISTRY, RELEASER, settings.clock.now(), uuid4())
+    return await INTAKE.release(InfantBatch(attempt, settings), uow, keys)
 
 
 def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[dict[str, Any]]:
