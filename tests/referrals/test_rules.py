@@ -8,7 +8,8 @@ from uuid import uuid4
 import pytest
 
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, ViralLoadRecorded
-from pmtct_events.referrals import ReferralService, ReferralStatus
+from pmtct_events.followup import WithdrawnAnnouncement
+from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus
 from referrals import rules
 from referrals.rules import Action, InvalidTransition
 
@@ -22,6 +23,10 @@ EXPECTED = {
     (S.accepted, Action.complete): S.completed,
     (S.accepted, Action.cancel): S.cancelled,
     (S.accepted, Action.expire): S.expired,
+    # the platform's withdrawal of an automatic referral its facts show was never needed (issue 19)
+    (S.requested, Action.withdraw): S.cancelled,
+    (S.accepted, Action.withdraw): S.cancelled,
+    (S.expired, Action.withdraw): S.cancelled,
 }
 
 
@@ -36,9 +41,10 @@ def test_the_lifecycle_allows_exactly_the_documented_transitions(status: Referra
         assert raised.value.current is status and status.value in str(raised.value)
 
 
-def test_closed_statuses_are_terminal() -> None:
+def test_closed_statuses_are_terminal_but_an_expired_one_may_be_withdrawn() -> None:
     for status in set(ReferralStatus) - rules.OPEN:
-        assert all((status, action) not in EXPECTED for action in Action)
+        assert all((status, action) not in EXPECTED for action in Action if action is not Action.withdraw)
+    assert [s for s in set(ReferralStatus) - rules.OPEN if (s, Action.withdraw) in EXPECTED] == [S.expired]
 
 
 def test_a_referral_is_past_due_only_after_its_due_day() -> None:
@@ -173,3 +179,76 @@ def test_adherence_support_is_met_by_a_suppressed_viral_load_who_2021_algorithm(
 def test_an_overdue_hiv_test_is_referred_for_testing_and_any_test_result_meets_it() -> None:
     assert rules.test_overdue_reason("mother_hiv_retest_third_trimester") == "mother_hiv_retest_third_trimester_overdue"
     assert rules.MET_BY_MOTHER_TEST == {ReferralService.hiv_testing}
+
+
+# --- withdrawal (issue 19, "same facts, same figures") -------------------------------------------
+
+A, W = ReferralOrigin.automatic, WithdrawnAnnouncement
+
+
+@pytest.mark.parametrize(
+    ("announcement", "kind", "need"),
+    [
+        pytest.param(
+            W.ClientHivTestOverdue,
+            "mother_hiv_test_anc1",
+            (ReferralService.hiv_testing, "mother_hiv_test_anc1_overdue"),
+            id="an overdue HIV test: its HIV-testing referral",
+        ),
+        pytest.param(
+            W.InfantTestOverdue,
+            "nat_6_weeks",
+            (ReferralService.community_tracing, "nat_6_weeks_overdue"),
+            id="an overdue infant test: its tracing",
+        ),
+        pytest.param(
+            W.ClientLostToFollowUp,
+            None,
+            (ReferralService.community_tracing, "lost_to_follow_up"),
+            id="a loss to follow-up: its tracing",
+        ),
+        pytest.param(W.ClientViralLoadOverdue, "mother_viral_load", None, id="an overdue viral load: no referral"),
+    ],
+)
+def test_a_withdrawn_announcement_names_the_automatic_referral_it_opened(
+    announcement: WithdrawnAnnouncement, kind: str | None, need: tuple[ReferralService, str] | None
+) -> None:
+    assert rules.withdrawn_need(announcement, kind) == need
+
+
+@pytest.mark.parametrize(
+    ("origin", "status", "withdrawn"),
+    [
+        pytest.param(A, S.requested, True, id="automatic, open: withdrawn"),
+        pytest.param(A, S.accepted, True, id="automatic, accepted: withdrawn"),
+        pytest.param(A, S.expired, True, id="automatic, expired before the facts arrived: withdrawn"),
+        pytest.param(A, S.completed, False, id="a completed referral stays completed"),
+        pytest.param(A, S.declined, False, id="a declined referral stays declined"),
+        pytest.param(A, S.cancelled, False, id="a cancelled referral stays as it was cancelled"),
+        pytest.param(ReferralOrigin.manual, S.requested, False, id="a manual referral is never withdrawn"),
+        pytest.param(ReferralOrigin.manual, S.expired, False, id="nor a manual expired one"),
+    ],
+)
+def test_only_the_platforms_referrals_not_closed_by_people_are_withdrawn(
+    origin: ReferralOrigin, status: ReferralStatus, withdrawn: bool
+) -> None:
+    assert rules.may_withdraw(origin, status) is withdrawn
+
+
+NEED = date(2026, 8, 24)
+
+
+@pytest.mark.parametrize(
+    ("met_on", "need_on", "closes"),
+    [
+        pytest.param(date(2026, 8, 5), NEED, False, id="a fact before the need's day: follow-up's to withdraw"),
+        pytest.param(date(2026, 8, 23), NEED, False, id="the day before"),
+        pytest.param(NEED, NEED, True, id="on the day: the need was real, the fact closes it"),
+        pytest.param(date(2026, 9, 1), NEED, True, id="after it: loop closure"),
+        pytest.param(date(2020, 1, 1), None, True, id="a referral with no need day: any fact, as before"),
+    ],
+)
+def test_a_fact_closes_a_referral_only_from_the_day_of_its_need(
+    met_on: date, need_on: date | None, closes: bool
+) -> None:
+    assert rules.closes_on(met_on, need_on) is closes

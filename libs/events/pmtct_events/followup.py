@@ -320,6 +320,50 @@ class ClientLostToFollowUp(Event):
     subject_id: UUID
     client_id: UUID
     last_seen_on: date
+    #: the clinical day she became lost (her last contact, or her first overdue item if later, plus
+    #: the lost-to-follow-up period), whatever day the platform announced it; None from producers before it
+    lost_on: date | None = None
+
+
+class WithdrawnAnnouncement(StrEnum):
+    """The announcements follow-up withdraws when later facts show they were not needed."""
+
+    ClientHivTestOverdue = "ClientHivTestOverdue"
+    ClientViralLoadOverdue = "ClientViralLoadOverdue"
+    InfantTestOverdue = "InfantTestOverdue"
+    ClientLostToFollowUp = "ClientLostToFollowUp"
+
+
+class WithdrawalReason(StrEnum):
+    #: a fact dated before the item's overdue day met it (a back-dated test, arriving after the overdue)
+    met_before_overdue = "met_before_overdue"
+    #: a contact dated before the day she would have become lost (a back-dated visit)
+    seen_before_lost = "seen_before_lost"
+
+
+class AnnouncementWithdrawn(Event):
+    """An announcement made by follow-up's timers (an overdue item, a loss to follow-up) that facts
+    posted later show was not needed: the need was met before the day it was announced for. Keyed by
+    `subject_id` (the infant, or the mother), like the announcement it withdraws. What a consumer
+    opened for the announcement (the referrals service: its automatic referral) is withdrawn with it;
+    an item met late (on or after its overdue day) or a client back in care after she was lost is
+    not withdrawn: that announcement was needed."""
+
+    service: ClassVar[str] = SERVICE
+    key_field: ClassVar[str] = "subject_id"
+    event_name: ClassVar[str] = "AnnouncementWithdrawn"
+    subject_type: SubjectType
+    subject_id: UUID
+    client_id: UUID
+    announcement: WithdrawnAnnouncement
+    reason: WithdrawalReason
+    #: the overdue item withdrawn (None for a loss to follow-up)
+    item_id: UUID | None = None
+    kind: ScheduleKind | None = None
+    #: the day the announcement was for: the item's overdue day, or the day she was to be lost
+    announced_for: date
+    #: the day of the fact that shows it was not needed
+    met_on: date
 
 
 class ClientEvent(Event):
@@ -400,4 +444,5 @@ EVENTS: tuple[type[Event], ...] = (
     ClientHivTestDue,
     ClientHivTestOverdue,
     ClientAdherenceSupportDue,
+    AnnouncementWithdrawn,
 )

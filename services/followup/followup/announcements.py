@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pmtct_events import Event
 from pmtct_events.followup import (
+    AnnouncementWithdrawn,
     ClientAdherenceSupportDue,
     ClientHivTestDue,
     ClientHivTestOverdue,
@@ -29,6 +30,8 @@ from pmtct_events.followup import (
     ScheduleItem,
     ScheduleKind,
     SubjectType,
+    WithdrawalReason,
+    WithdrawnAnnouncement,
 )
 from servicekit.clock import Clock
 
@@ -155,7 +158,7 @@ def mother_announcements(mother: MotherCase, report: TickReport, clock: Clock) -
                     copies_per_ml=load[1] if load else None,
                 )
             )
-    last_seen = mother.attendance.lost_last_seen_on or report.lost_on
+    last_seen = mother.attendance.lost_last_seen_on
     out += _lost(report, SubjectType.client, mother.client_id, mother.client_id, mother.facility_id, last_seen, now)
     return out
 
@@ -201,5 +204,73 @@ def _lost(
             subject_id=subject_id,
             client_id=client_id,
             last_seen_on=last_seen_on or report.lost_on,
+            lost_on=report.lost_on,
         )
     ]
+
+
+# --- withdrawals ---------------------------------------------------------------------------------
+
+
+def withdrawn_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnouncement | None:
+    """The overdue announcement an item of `kind` had (None: its overdue is announced by no event)."""
+    if kind in VIRAL_LOAD_KINDS:
+        return WithdrawnAnnouncement.ClientViralLoadOverdue
+    if kind in HIV_TEST_KINDS:
+        return WithdrawnAnnouncement.ClientHivTestOverdue
+    if has_test:
+        return WithdrawnAnnouncement.InfantTestOverdue
+    return None
+
+
+def item_withdrawn(
+    subject_type: SubjectType,
+    subject_id: UUID,
+    client_id: UUID,
+    facility_id: str,
+    item: Item,
+    overdue_on: date,
+    now: datetime,
+) -> list[Event]:
+    """An overdue item met before its overdue day (`schedule.withdrawn_items`): its overdue withdrawn."""
+    announcement = withdrawn_announcement(item.kind, item.test is not None)
+    if announcement is None or item.satisfied_on is None:
+        return []
+    return [
+        AnnouncementWithdrawn(
+            facility_id=facility_id,
+            occurred_at=now,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            client_id=client_id,
+            announcement=announcement,
+            reason=WithdrawalReason.met_before_overdue,
+            item_id=item.item_id,
+            kind=item.kind,
+            announced_for=overdue_on,
+            met_on=item.satisfied_on,
+        )
+    ]
+
+
+def loss_withdrawn(
+    subject_type: SubjectType,
+    subject_id: UUID,
+    client_id: UUID,
+    facility_id: str,
+    lost_on: date,
+    seen_on: date,
+    now: datetime,
+) -> Event:
+    """A contact dated before the day she became lost (`Attendance.seen`): the loss withdrawn."""
+    return AnnouncementWithdrawn(
+        facility_id=facility_id,
+        occurred_at=now,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        client_id=client_id,
+        announcement=WithdrawnAnnouncement.ClientLostToFollowUp,
+        reason=WithdrawalReason.seen_before_lost,
+        announced_for=lost_on,
+        met_on=seen_on,
+    )

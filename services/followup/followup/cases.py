@@ -32,6 +32,7 @@ from pmtct_events.followup import (
     ProphylaxisDrug,
     ProphylaxisPlan,
     ResumedBecause,
+    SubjectType,
     TestResult,
 )
 from servicekit.clock import Clock
@@ -55,7 +56,17 @@ from .eid_schedule import (
     prophylaxis_for,
 )
 from .mother_schedule import MotherFacts, MotherRules, mother_plan
-from .schedule import Attendance, Item, Transition, check_lost, next_wakeup, reconcile, tick
+from .schedule import (
+    Attendance,
+    Item,
+    Transition,
+    check_lost,
+    next_wakeup,
+    overdue_snapshot,
+    reconcile,
+    tick,
+    withdrawn_items,
+)
 
 #: an infant event that is not in the catalog: EMRs post it, follow-up turns it into a final outcome
 INFANT_OUTCOME_RECORDED = "InfantOutcomeRecorded"
@@ -147,6 +158,37 @@ _RESULT_ORDER = {TestResult.positive: 0, TestResult.indeterminate: 1, TestResult
 
 
 @dataclass(slots=True)
+class Withdrawals:
+    """What later facts showed was never needed, found as the case changes (`seen`, `recompute`)
+    and raised as AnnouncementWithdrawn by `withdraw`, where the caller has the clock. Not stored."""
+
+    #: (item, the overdue day it was announced for)
+    items: list[tuple[Item, date]] = field(default_factory=list)
+    #: (the lost day withdrawn, the day of the contact that shows she was not lost)
+    lost: tuple[date, date] | None = None
+
+    def raise_for(
+        self,
+        case: Aggregate,
+        subject_type: SubjectType,
+        subject_id: UUID,
+        client_id: UUID,
+        facility_id: str,
+        clock: Clock,
+    ) -> None:
+        now = clock.now()
+        for item, overdue_on in self.items:
+            case.raise_event(
+                *announcements.item_withdrawn(subject_type, subject_id, client_id, facility_id, item, overdue_on, now)
+            )
+        if self.lost is not None:
+            case.raise_event(
+                announcements.loss_withdrawn(subject_type, subject_id, client_id, facility_id, *self.lost, now)
+            )
+        self.items, self.lost = [], None
+
+
+@dataclass(slots=True)
 class TickReport:
     transitions: list[tuple[Item, Transition]] = field(default_factory=list)
     #: the day a lost-to-follow-up episode began, when one began now
@@ -175,6 +217,17 @@ class InfantCase(Aggregate):
     plan: InfantPlan | None = None
     #: set by `recompute` when an ended follow-up is resumed (raised by `conclude`)
     resumed: ResumedBecause | None = None
+    withdrawals: Withdrawals = field(default_factory=Withdrawals, compare=False)
+
+    def seen(self, on: date) -> None:
+        """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
+        lost = self.attendance.seen(on)
+        if lost is not None:
+            self.withdrawals.lost = (lost, on)
+
+    def withdraw(self, clock: Clock) -> None:
+        """Raise AnnouncementWithdrawn for what the facts applied since showed was not needed."""
+        self.withdrawals.raise_for(self, SubjectType.infant, self.infant_id, self.client_id, self.facility_id, clock)
 
     def follow_up_started(self, occurred_at: Any) -> None:
         """Raise InfantFollowUpStarted (after `start_follow_up`), with its plan as it now stands."""
@@ -196,7 +249,7 @@ class InfantCase(Aggregate):
     def record(self, event: RecordedEvent) -> None:
         self.events.append(event)
         self.facts = with_events(self.facts, self.events)
-        self.attendance.seen(event.on)
+        self.seen(event.on)
 
     def start_follow_up(
         self, start: date, reasons: list[HighRiskReason], rules: EidRules
@@ -206,7 +259,7 @@ class InfantCase(Aggregate):
         self.high_risk_reasons = list(reasons)
         self.prophylaxis = prophylaxis_for(bool(reasons), rules)
         self.facts = replace(self.facts, high_risk=bool(reasons), follow_up_from=start)
-        self.attendance.seen(start)
+        self.seen(start)
         return self.recompute(rules)
 
     def recompute(self, rules: EidRules) -> tuple[FinalOutcome, date] | None:
@@ -233,7 +286,9 @@ class InfantCase(Aggregate):
 
     def _replan(self, rules: EidRules) -> InfantPlan:
         self.plan = infant_plan(self.facts, rules)
+        announced = overdue_snapshot(self.items)
         self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
+        self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
         return self.plan
 
     def deadline(self, rules: EidRules) -> date | None:
@@ -322,6 +377,17 @@ class MotherCase(Aggregate):
     transferred_out_on: date | None = None
     items: list[Item] = field(default_factory=list)
     attendance: Attendance = field(default_factory=Attendance)
+    withdrawals: Withdrawals = field(default_factory=Withdrawals, compare=False)
+
+    def seen(self, on: date) -> None:
+        """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
+        lost = self.attendance.seen(on)
+        if lost is not None:
+            self.withdrawals.lost = (lost, on)
+
+    def withdraw(self, clock: Clock) -> None:
+        """Raise AnnouncementWithdrawn for what the facts applied since showed was not needed."""
+        self.withdrawals.raise_for(self, SubjectType.client, self.client_id, self.client_id, self.facility_id, clock)
 
     def current_pregnancy(self) -> Pregnancy | None:
         found = sorted(self.pregnancies.values(), key=lambda p: (p.seen_from, p.edd or date.min))
@@ -368,7 +434,9 @@ class MotherCase(Aggregate):
         current = self.current_pregnancy()
         if current is not None and current.edd is not None:
             self.edd = current.edd
+        announced = overdue_snapshot(self.items)
         self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
+        self.withdrawals.items += withdrawn_items(announced, self.items)
 
     def announce(self, report: TickReport, clock: Clock) -> None:
         """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""

@@ -234,6 +234,7 @@ class InfantBatch(IntakeBatch[Any]):
         settings = self.settings
         for case in self.touched.values():
             case.conclude(case.recompute(settings.eid), settings.clock)
+            case.withdraw(settings.clock)
             uow.infants.save(
                 case, case.next_wakeup(settings.eid, settings.lost_to_follow_up_days), settings.timer_settle_s
             )
@@ -244,6 +245,7 @@ class InfantBatch(IntakeBatch[Any]):
             if until != mother.breastfeeding_until:
                 mother.breastfeeding_until = until
                 mother.recompute(settings.mother_viral_load)
+                mother.withdraw(settings.clock)
                 uow.mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
         await repo.add_events(uow.session, self.rows)
 

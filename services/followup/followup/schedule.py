@@ -216,21 +216,54 @@ def tick(items: list[Item], today: date) -> list[tuple[Item, Transition]]:
     return out
 
 
+def overdue_snapshot(items: Iterable[Item]) -> dict[UUID, date]:
+    """The items announced overdue, with the overdue day they were announced for: what
+    `withdrawn_items` compares the items with after the facts changed them."""
+    return {i.item_id: i.overdue_on for i in items if i.status is Status.overdue}
+
+
+def withdrawn_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[tuple[Item, date]]:
+    """The withdraw rule for items: an item announced overdue (in `announced`, by
+    `overdue_snapshot`) that the facts now say was met *before* the day it was overdue for was not
+    overdue at all. A back-dated result arrived after the timer had announced it: the announcement is
+    withdrawn (with the automatic referral it opened). An item met on or after its overdue day was
+    really overdue and stays announced (its referral is completed by the result). Returns the
+    withdrawn items with the overdue day they had been announced for."""
+    out: list[tuple[Item, date]] = []
+    for i in items:
+        overdue_on = announced.get(i.item_id)
+        if overdue_on is None or i.status is not Status.satisfied or i.satisfied_on is None:
+            continue
+        if i.satisfied_on < overdue_on:
+            out.append((i, overdue_on))
+    return out
+
+
 @dataclass(slots=True)
 class Attendance:
     """Contact with the programme, and the lost-to-follow-up episode it may be in."""
 
     last_seen_on: date | None = None
-    #: the day ClientLostToFollowUp was announced; cleared by a later contact (back in care)
+    #: the clinical day the subject became lost (`lost_on`: her last contact, or her first overdue
+    #: item if later, plus the lost-to-follow-up period), set when ClientLostToFollowUp is announced,
+    #: whatever day that is; cleared by a later contact (back in care, or the loss withdrawn)
     lost_since: date | None = None
     #: the last contact known when the loss was announced
     lost_last_seen_on: date | None = None
 
-    def seen(self, on: date) -> None:
+    def seen(self, on: date) -> date | None:
+        """A contact on `on`. If she was lost, the episode ends: she is back in care when the contact
+        is on or after the day she became lost; a contact *before* that day (a back-dated visit that
+        arrived after the loss was announced) shows she was never lost, and the lost day is returned:
+        the loss is to be withdrawn (`cases`)."""
         if self.last_seen_on is None or on > self.last_seen_on:
             self.last_seen_on = on
+        withdrawn = None
         if self.lost_since is not None and (self.lost_last_seen_on is None or on > self.lost_last_seen_on):
+            if on < self.lost_since:
+                withdrawn = self.lost_since
             self.lost_since = self.lost_last_seen_on = None
+        return withdrawn
 
 
 #: items that are records the clinic keeps, not visits the child missed: they never make her lost
@@ -259,7 +292,7 @@ def check_lost(items: list[Item], attendance: Attendance, silence_days: int, tod
     when = lost_on(items, attendance, silence_days)
     if when is None or today < when:
         return None
-    attendance.lost_since = today
+    attendance.lost_since = when  # the clinical day, not the day the timer ran
     attendance.lost_last_seen_on = attendance.last_seen_on
     return when
 
@@ -354,6 +387,8 @@ __all__ = [
     "lost_on",
     "match_routine",
     "next_wakeup",
+    "overdue_snapshot",
     "reconcile",
     "tick",
+    "withdrawn_items",
 ]

@@ -79,12 +79,14 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
             delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
             moved = move_with_mother(infant, mother)
             if follow_infant(infant, mother, event, delivery, diagnosed_before, settings) or moved:
+                infant.withdraw(settings.clock)
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
             if infant.in_follow_up and not was_followed:
                 followed.add(infant.infant_id)
         mother.breastfeeding_until = breastfeeding_until(mother, list(infants.values()))
     mother.recompute(settings.mother_viral_load)
+    mother.withdraw(settings.clock)
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
     if followed:
         await release_held(uow, settings, followed)
@@ -107,7 +109,7 @@ async def release_held(uow: repo.FollowupUnit, settings: Settings, infant_ids: s
 
 def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[dict[str, Any]]:
     """Update what follow-up knows of the mother; returns the rows of newly delivered infants."""
-    mother.attendance.seen(day)
+    mother.seen(day)
     newborns: list[dict[str, Any]] = []
     match event:
         case ClientEnrolled():

@@ -42,6 +42,7 @@ from pmtct_events.referrals import ReferralStatus, Urgency
 from servicekit.facilities import Facility
 from servicekit.problems import Problem
 
+from . import rules
 from .models import Referral
 from .rules import Action
 
@@ -70,6 +71,11 @@ TASK_STATUS: dict[ReferralStatus, str] = {
     ReferralStatus.declined: "rejected",
     ReferralStatus.cancelled: "cancelled",
     ReferralStatus.expired: "cancelled",
+}
+
+#: what the platform's own reasons mean, shown with their code (a ministry reads `statusReason.text`)
+OUTCOME_DISPLAY: dict[str, str] = {
+    rules.OUTCOME_NOT_NEEDED: "Not needed: facts recorded later show the need was met before it was due",
 }
 
 #: R4 request-priority
@@ -139,7 +145,7 @@ def task(r: Referral) -> Task:
             period["end"] = r.closed_at.isoformat()
         resource["executionPeriod"] = period
     if r.outcome_code and r.status in (ReferralStatus.declined, ReferralStatus.cancelled):
-        resource["statusReason"] = _coded(OUTCOME_SYSTEM, r.outcome_code)
+        resource["statusReason"] = _coded(OUTCOME_SYSTEM, r.outcome_code, OUTCOME_DISPLAY.get(r.outcome_code))
     elif r.status is ReferralStatus.expired:
         resource["statusReason"] = {"text": "expired: the due-by date passed with the referral still open"}
     if r.outcome_code and r.status is ReferralStatus.completed:

@@ -26,6 +26,7 @@ from pmtct_events.enrolment import (
     ViralLoadRecorded,
 )
 from pmtct_events.followup import (
+    AnnouncementWithdrawn,
     ClientAdherenceSupportDue,
     ClientHivTestOverdue,
     ClientLostToFollowUp,
@@ -57,8 +58,9 @@ from .settings import Settings
 TRACING = [ReferralService.community_tracing]
 
 
-async def _back_in_care(uow: ReferralsUnit, subject_id: UUID, clock: Clock) -> None:
-    """A recorded contact: a client traced because she was lost is found."""
+async def _back_in_care(uow: ReferralsUnit, subject_id: UUID, clock: Clock, event: Event) -> None:
+    """A recorded contact: a client traced because she was lost is found (by a contact on or after
+    the day she became lost: `rules.closes_on`; an earlier one is follow-up's to judge)."""
     await stream.close_open(
         uow,
         subject_id,
@@ -67,6 +69,7 @@ async def _back_in_care(uow: ReferralsUnit, subject_id: UUID, clock: Clock) -> N
         services=TRACING,
         only=lambda r: rules.tracing_met_by_contact(r.reason_code),
         clock=clock,
+        met_on=clock.local_day(event.occurred_at),
     )
 
 
@@ -78,6 +81,7 @@ async def _refer_infant(
     due_by: date,
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
+    need_on: date | None = None,
 ) -> None:
     await stream.open_automatic(
         uow,
@@ -90,12 +94,13 @@ async def _refer_infant(
         due_by=due_by,
         urgency=urgency,
         clock=clock,
+        need_on=need_on,
     )
 
 
 def subject_of(event: Event) -> UUID:
     """Whose referrals and state the event is about."""
-    if isinstance(event, ClientLostToFollowUp):
+    if isinstance(event, ClientLostToFollowUp | AnnouncementWithdrawn):
         return event.subject_id
     mentoring_subject = mentoring.subject_of(event)
     if mentoring_subject is not None:
@@ -140,7 +145,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             await wait_for_art(uow, event, rules.REASON_KNOWN_POSITIVE_NOT_ON_ART)
 
     async def hiv_test_recorded(event: HivTestRecorded, uow: ReferralsUnit) -> None:
-        await _back_in_care(uow, event.client_id, clock)
+        await _back_in_care(uow, event.client_id, clock, event)
         await stream.close_open(
             uow,
             event.client_id,
@@ -148,19 +153,20 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             rules.OUTCOME_TEST_RESULTED,
             services=rules.MET_BY_MOTHER_TEST,
             clock=clock,
+            met_on=clock.local_day(event.occurred_at),
         )
         if rules.is_new_hiv_diagnosis(event):
             await wait_for_art(uow, event, rules.REASON_NEW_DIAGNOSIS)
 
     async def art_initiated(event: ArtInitiated, uow: ReferralsUnit) -> None:
-        await _back_in_care(uow, event.client_id, clock)
+        await _back_in_care(uow, event.client_id, clock, event)
         await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
 
     async def mother_seen(event: AncVisitRecorded | PregnancyEnded, uow: ReferralsUnit) -> None:
-        await _back_in_care(uow, event.client_id, clock)
+        await _back_in_care(uow, event.client_id, clock, event)
 
     async def viral_load_recorded(event: ViralLoadRecorded, uow: ReferralsUnit) -> None:
-        await _back_in_care(uow, event.client_id, clock)
+        await _back_in_care(uow, event.client_id, clock, event)
         if rules.adherence_support_met_by(event):
             await stream.close_open(
                 uow,
@@ -178,6 +184,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         need: ReferralService,
         reason_code: str,
         due_days: int,
+        need_on: date | None = None,
     ) -> None:
         await stream.open_automatic(
             uow,
@@ -189,12 +196,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             reason_code=reason_code,
             due_by=clock.local_day(event.occurred_at) + timedelta(days=due_days),
             clock=clock,
+            need_on=need_on,
         )
 
     async def hiv_test_overdue(event: ClientHivTestOverdue, uow: ReferralsUnit) -> None:
         """A woman not known positive missed an HIV test (re)test: refer her for testing."""
         reason = rules.test_overdue_reason(event.kind.value)
-        await _refer_mother(event, uow, ReferralService.hiv_testing, reason, settings.hiv_testing_due_days)
+        due_days = settings.hiv_testing_due_days
+        await _refer_mother(event, uow, ReferralService.hiv_testing, reason, due_days, event.overdue_on)
 
     async def adherence_support_due(event: ClientAdherenceSupportDue, uow: ReferralsUnit) -> None:
         """An unsuppressed viral load: psychosocial and adherence support by a Mentor Mother."""
@@ -206,7 +215,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         if event.maternal_outcome is MaternalOutcome.died:
             await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
         else:
-            await _back_in_care(uow, event.client_id, clock)
+            await _back_in_care(uow, event.client_id, clock, event)
 
     async def client_died(event: ClientDied, uow: ReferralsUnit) -> None:
         await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
@@ -224,7 +233,9 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
     async def infant_test_overdue(event: InfantTestOverdue, uow: ReferralsUnit) -> None:
         due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days)
         reason = rules.test_overdue_reason(event.kind.value)
-        await _refer_infant(uow, event, ReferralService.community_tracing, reason, due_by, clock)
+        await _refer_infant(
+            uow, event, ReferralService.community_tracing, reason, due_by, clock, need_on=event.overdue_on
+        )
 
     async def infant_care_overdue(event: InfantCareOverdue, uow: ReferralsUnit) -> None:
         """A missed HEI clinic visit: community tracing, completed by her next contact."""
@@ -245,7 +256,15 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             reason_code=rules.REASON_LOST_TO_FOLLOW_UP,
             due_by=clock.local_day(event.occurred_at) + timedelta(days=settings.tracing_due_days),
             clock=clock,
+            need_on=event.lost_on,
         )
+
+    async def announcement_withdrawn(event: AnnouncementWithdrawn, uow: ReferralsUnit) -> None:
+        """Follow-up took back an overdue or a loss: facts dated before its day showed the need was
+        met. The automatic referral it opened is withdrawn (cancelled, `not_needed`)."""
+        need = rules.withdrawn_need(event.announcement, event.kind.value if event.kind else None)
+        if need is not None:
+            await stream.withdraw(uow, event.subject_id, *need, rules.OUTCOME_NOT_NEEDED, clock)
 
     async def infant_test_resulted(event: InfantTestResulted, uow: ReferralsUnit) -> None:
         await stream.close_open(
@@ -255,6 +274,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             rules.OUTCOME_TEST_RESULTED,
             services=rules.MET_BY_INFANT_RESULT,
             clock=clock,
+            met_on=clock.local_day(event.occurred_at),
         )
         if rules.infant_result_needs_art(event):
             due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.infant_art_due_days)
@@ -262,14 +282,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             await _refer_infant(uow, event, ReferralService.infant_art, reason, due_by, clock)
 
     async def infant_art_initiated(event: InfantArtInitiated, uow: ReferralsUnit) -> None:
-        await _back_in_care(uow, event.infant_id, clock)
+        await _back_in_care(uow, event.infant_id, clock, event)
         await stream.art_started(uow, event.infant_id, event.occurred_at, ReferralService.infant_art, clock)
 
     async def infant_seen(
         event: InfantVisitRecorded | InfantProphylaxisRecorded | InfantFeedingRecorded | InfantCotrimoxazoleRecorded,
         uow: ReferralsUnit,
     ) -> None:
-        await _back_in_care(uow, event.infant_id, clock)
+        await _back_in_care(uow, event.infant_id, clock, event)
 
     async def infant_final_outcome(event: InfantFinalOutcomeRecorded, uow: ReferralsUnit) -> None:
         if event.outcome is FinalOutcome.died:
@@ -302,6 +322,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         InfantTestDue: infant_test_due,
         InfantTestOverdue: infant_test_overdue,
         ClientLostToFollowUp: lost_to_follow_up,
+        AnnouncementWithdrawn: announcement_withdrawn,
         InfantTestResulted: infant_test_resulted,
         InfantArtInitiated: infant_art_initiated,
         InfantVisitRecorded: infant_seen,

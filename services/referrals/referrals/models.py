@@ -95,6 +95,10 @@ class ReferralFields(ReferralBase):
     created_by: str = Field(sa_type=Text)
     cause_event_id: UUID | None = Field(sa_type=_UUID)
     updated_at: datetime = Field(sa_type=_TIME, sa_column_kwargs={"server_default": func.now()})
+    #: the clinical day of the need an automatic referral was opened for (the overdue day of the
+    #: item, the day she became lost): a fact dated before it does not complete it (`rules.closes_on`;
+    #: migration 0007)
+    need_on: date | None = Field(default=None, sa_type=Date)
 
 
 class ReferralRow(ReferralFields, _Table, table=True):
@@ -261,6 +265,7 @@ EVENT_OF: dict[Action | None, type[ReferralEvent]] = {
     Action.decline: ReferralDeclined,
     Action.cancel: ReferralCancelled,
     Action.expire: ReferralExpired,
+    Action.withdraw: ReferralCancelled,
 }
 _FIELDS = tuple(ReferralFields.model_fields)
 

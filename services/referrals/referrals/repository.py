@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import CloudEvent, Event
-from pmtct_events.referrals import ReferralEvent, ReferralService, ReferralStatus
+from pmtct_events.referrals import ReferralEvent, ReferralOrigin, ReferralService, ReferralStatus
 from servicekit.db import insert_rows
 from servicekit.uow import Repository, UnitOfWork
 
@@ -376,6 +376,24 @@ class Subjects(Repository[UUID, Subject]):
             subject.adopt([r])
             held[r.subject_id] = subject
         return list(held.values())
+
+    async def closed_of(self, subject: Subject, service: ReferralService, reason_code: str) -> list[Referral]:
+        """Her automatic expired referrals for a need (service and reason), locked (after her open
+        ones: the lock order), held by her for a change: what a withdrawal may still take back."""
+        stmt = (
+            select(referral)
+            .where(
+                referral.c.subject_id == subject.subject_id,
+                referral.c.referral_service == service.value,
+                referral.c.reason_code == reason_code,
+                referral.c.origin == ReferralOrigin.automatic.value,
+                referral.c.status == ReferralStatus.expired.value,
+            )
+            .order_by(referral.c.id)
+            .with_for_update()
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return subject.adopt_closed(Referral.from_row(row) for row in rows)
 
     async def end_art_wait(self, subject: Subject) -> None:
         """She needs no ART-initiation wait any more. A stored one is deleted at once (not at commit):

@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult, ViralLoadRecorded
-from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult
-from pmtct_events.referrals import ReferralService, ReferralStatus
+from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult, WithdrawnAnnouncement
+from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus
 
 
 class Action(StrEnum):
@@ -19,6 +19,9 @@ class Action(StrEnum):
     decline = "decline"
     cancel = "cancel"
     expire = "expire"
+    #: the platform takes back an automatic referral that later facts show was never needed (it
+    #: becomes `cancelled`, with the reason); never a person's action, never a manual referral
+    withdraw = "withdraw"
 
 
 OPEN: frozenset[ReferralStatus] = frozenset({ReferralStatus.requested, ReferralStatus.accepted})
@@ -33,10 +36,13 @@ TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
     Action.decline: (frozenset({ReferralStatus.requested}), ReferralStatus.declined),
     Action.cancel: (OPEN, ReferralStatus.cancelled),
     Action.expire: (OPEN, ReferralStatus.expired),
+    # an expired referral too: it expired because nobody closed a need that, as it turns out, was met
+    # before it was made. A completed or declined one stays as it is (its loop was closed by people).
+    Action.withdraw: (OPEN | {ReferralStatus.expired}, ReferralStatus.cancelled),
 }
 
 #: actions whose caller must give the reason as an outcome code
-NEEDS_OUTCOME: frozenset[Action] = frozenset({Action.decline, Action.cancel})
+NEEDS_OUTCOME: frozenset[Action] = frozenset({Action.decline, Action.cancel, Action.withdraw})
 
 
 class InvalidTransition(Exception):
@@ -52,6 +58,7 @@ PAST = {
     Action.decline: "declined",
     Action.cancel: "cancelled",
     Action.expire: "expired",
+    Action.withdraw: "withdrawn",
 }
 
 
@@ -142,6 +149,9 @@ OUTCOME_TRANSFERRED_OUT = "transferred_out"
 #: the facility discharged the infant from HEI follow-up
 OUTCOME_DISCHARGED = "discharged"
 OUTCOME_VIRAL_LOAD_SUPPRESSED = "viral_load_suppressed"
+#: an automatic referral withdrawn: the facts show its need was met before the day it was raised for
+#: (follow-up's AnnouncementWithdrawn). Cancelled with this reason, it is out of REFERRAL_COMPLETION.
+OUTCOME_NOT_NEEDED = "not_needed"
 
 #: what a mother's HIV test meets: the test she was referred for (any result: an inconclusive one
 #: has its own retest, planned by follow-up)
@@ -170,3 +180,38 @@ def tracing_met_by_contact(reason_code: str) -> bool:
     return reason_code == REASON_LOST_TO_FOLLOW_UP or reason_code in {
         test_overdue_reason(kind) for kind in TRACED_CARE_KINDS
     }
+
+
+# --- withdrawal ------------------------------------------------------------------------------------
+
+
+def withdrawn_need(announcement: WithdrawnAnnouncement, kind: str | None) -> tuple[ReferralService, str] | None:
+    """The automatic referral (need, reason code) that follow-up's announcement opened, which its
+    withdrawal (AnnouncementWithdrawn) cancels: an overdue HIV test's HIV-testing referral, an overdue
+    infant test's tracing, a loss to follow-up's tracing. None: the announcement opens no referral (an
+    overdue viral load is on the worklist only)."""
+    if announcement is WithdrawnAnnouncement.ClientLostToFollowUp:
+        return ReferralService.community_tracing, REASON_LOST_TO_FOLLOW_UP
+    if kind is None:
+        return None
+    if announcement is WithdrawnAnnouncement.ClientHivTestOverdue:
+        return ReferralService.hiv_testing, test_overdue_reason(kind)
+    if announcement is WithdrawnAnnouncement.InfantTestOverdue:
+        return ReferralService.community_tracing, test_overdue_reason(kind)
+    return None
+
+
+def may_withdraw(origin: ReferralOrigin, status: ReferralStatus) -> bool:
+    """Only the platform's own referrals are withdrawn, and only while their loop is not closed by
+    people: open, or expired. A completed referral stays completed (its need was met, and counted);
+    a declined one stays declined; a manual referral is never withdrawn automatically."""
+    return origin is ReferralOrigin.automatic and status in TRANSITIONS[Action.withdraw][0]
+
+
+def closes_on(met_on: date, need_on: date | None) -> bool:
+    """Whether a fact dated `met_on` closes a referral opened for a need of the day `need_on` (an item
+    overdue on that day, a loss to follow-up from that day; None for other referrals: any fact does).
+    A fact dated before it does not complete it: either it met the need in time, and follow-up
+    withdraws the announcement and with it the referral (not needed), or it did not meet it at all (a
+    test of another window, a visit before her last one), and she still needs it."""
+    return need_on is None or met_on >= need_on

@@ -41,10 +41,11 @@ async def open_automatic(
     due_by: date,
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
+    need_on: date | None = None,
 ) -> Referral | None:
     """Open a referral for a need, unless one is open already (however often the event that
     causes it is delivered) or the subject has died or left. None when nothing was opened. Its
-    cause is the unit's (`uow.causation`)."""
+    cause is the unit's (`uow.causation`); `need_on` is the clinical day of the need (`rules.closes_on`)."""
     subject = await uow.subjects.of(subject_id)
     if subject.ended is not None:
         return None
@@ -67,6 +68,7 @@ async def open_automatic(
         origin=ReferralOrigin.automatic,
         created_by=SYSTEM,
         cause_event_id=_cause_id(uow),
+        need_on=need_on,
     )
     return subject.open_referral(r, actor=SYSTEM)
 
@@ -80,15 +82,34 @@ async def close_open(
     clock: Clock,
     services: Collection[ReferralService] | None = None,
     only: Callable[[Referral], bool] | None = None,
+    met_on: date | None = None,
 ) -> list[Referral]:
     """Complete or cancel the subject's open referrals (of `services`, those `only` accepts):
-    loop closure by the event that meets the need, or by death or transfer."""
+    loop closure by the event that meets the need (dated `met_on`: it completes only the referrals
+    whose need it can close, `rules.closes_on`), or by death or transfer."""
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
     return [
         subject.act(r, action, at=moment, actor=SYSTEM, outcome_code=outcome_code)
         for r in subject.open_of(services)
-        if only is None or only(r)
+        if (only is None or only(r)) and (met_on is None or rules.closes_on(met_on, r.need_on))
+    ]
+
+
+async def withdraw(
+    uow: ReferralsUnit, subject_id: UUID, service: ReferralService, reason_code: str, outcome_code: str, clock: Clock
+) -> list[Referral]:
+    """The platform takes back its automatic referrals for a need (service and reason) that the
+    facts show was never needed: open or expired ones become cancelled with `outcome_code`
+    (`rules.may_withdraw`: completed and declined ones, and manual ones, stay as they are). The one
+    way a referral is taken back by the platform (cancelled with a reason, out of REFERRAL_COMPLETION)."""
+    subject = await uow.subjects.of(subject_id)
+    moment = clock.now()
+    held = [*subject.open_of([service]), *await uow.subjects.closed_of(subject, service, reason_code)]
+    return [
+        subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=outcome_code)
+        for r in held
+        if r.reason_code == reason_code and rules.may_withdraw(r.origin, r.status)
     ]
 
 

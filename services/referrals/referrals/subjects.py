@@ -53,6 +53,8 @@ class Subject(Aggregate):
     whole: bool = True
     #: (on_art_since, ended) as stored
     stored: tuple[datetime | None, str | None] = (None, None)
+    #: closed referrals of hers this unit locked to change them (`Subjects.closed_of`: a withdrawal)
+    closed: dict[UUID, Referral] = field(default_factory=dict)
     #: the referrals that exist in the database (loaded): the others in `changed` are new
     stored_ids: set[UUID] = field(default_factory=set)
     #: the last version of every referral this unit opened or changed, and their history rows
@@ -79,6 +81,20 @@ class Subject(Aggregate):
             if r.id not in self.stored_ids:
                 self.stored_ids.add(r.id)
                 self.open[r.referral_service] = r
+
+    def adopt_closed(self, closed_referrals: Iterable[Referral]) -> list[Referral]:
+        """Closed referrals read (and locked) from the database, for a change of one (a withdrawal);
+        those this unit already holds or changed stay as it has them. Returns them as held."""
+        held: list[Referral] = []
+        for r in closed_referrals:
+            if r.id in self.changed:
+                continue
+            if r.id not in self.stored_ids:
+                self.stored_ids.add(r.id)
+                self.closed[r.id] = r
+            if r.id in self.closed:
+                held.append(self.closed[r.id])
+        return held
 
     # --- state ---
 
@@ -124,9 +140,13 @@ class Subject(Aggregate):
     ) -> Referral:
         """Move one of her open referrals on (rules.InvalidTransition if its status forbids it):
         its next version, and the event it raises."""
-        assert self.locked and self.open.get(r.referral_service) == r, "not an open referral held by this unit"
+        was_open = self.open.get(r.referral_service) == r
+        assert self.locked and (was_open or self.closed.get(r.id) == r), "not a referral held by this unit"
         changed = r.transitioned(action, at, outcome_code)
-        if changed.is_open:
+        if not was_open:
+            del self.closed[r.id]
+            assert not changed.is_open, "a closed referral is not opened again here"
+        elif changed.is_open:
             self.open[r.referral_service] = changed
         else:
             del self.open[r.referral_service]

@@ -171,6 +171,22 @@ def _infant(ce: CloudEvent, event: fu.InfantEvent, clock: Clock, kind: str, **va
     )
 
 
+def _on(fact: Fact, day: date | None) -> Fact:
+    """The fact dated by the clinical day its event carries (when it does), not the day it was announced."""
+    if day is not None:
+        fact.row["occurred_on"] = day
+    return fact
+
+
+#: what an AnnouncementWithdrawn takes back, as the kind of the fact it adds: the announcement's fact
+#: of the same subject and day (the overdue day, the lost day) no longer counts (`repository`, `infants`)
+WITHDRAWN_KIND = {
+    fu.WithdrawnAnnouncement.ClientLostToFollowUp: "lost_withdrawn",
+    fu.WithdrawnAnnouncement.InfantTestOverdue: "overdue_withdrawn",
+    fu.WithdrawnAnnouncement.ClientViralLoadOverdue: "vl_overdue_withdrawn",
+}
+
+
 def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
     match event:
         case en.ClientEnrolled():
@@ -229,9 +245,26 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
         case en.ClientDied():
             return [_mother(ce, event, clock, "died")]
         case fu.ClientViralLoadOverdue():
-            return [_mother(ce, event, clock, "vl_overdue")]
+            return [_on(_mother(ce, event, clock, "vl_overdue"), event.overdue_on)]
         case fu.InfantTestOverdue():
-            return [_infant(ce, event, clock, "overdue")]
+            return [_on(_infant(ce, event, clock, "overdue"), event.overdue_on)]
+        case fu.AnnouncementWithdrawn() if event.announcement in WITHDRAWN_KIND:
+            kind = WITHDRAWN_KIND[event.announcement]
+            table = Table.mother_facts if event.subject_type is fu.SubjectType.client else Table.infant_facts
+            key = {"client_id": event.client_id} if table is Table.mother_facts else {"infant_id": event.subject_id}
+            extra = {} if table is Table.mother_facts else {"recorded_at": ce.time}
+            return [
+                _row(
+                    table,
+                    event_id=ce.id,
+                    kind=kind,
+                    occurred_at=event.occurred_at,
+                    occurred_on=event.announced_for,
+                    facility_id=event.facility_id,
+                    **key,
+                    **extra,
+                )
+            ]
         case en.DeliveryRecorded():
             live = sum(1 for i in event.infants if i.outcome is en.BirthOutcome.live_birth)
             delivered_on = clock.local_day(event.occurred_at)
@@ -282,7 +315,7 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     client_id=event.client_id,
                     kind="lost",
                     occurred_at=event.occurred_at,
-                    occurred_on=clock.local_day(event.occurred_at),
+                    occurred_on=event.lost_on or clock.local_day(event.occurred_at),
                     facility_id=event.facility_id,
                 )
             ]
@@ -294,7 +327,7 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     infant_id=event.subject_id,
                     kind="lost",
                     occurred_at=event.occurred_at,
-                    occurred_on=clock.local_day(event.occurred_at),
+                    occurred_on=event.lost_on or clock.local_day(event.occurred_at),
                     recorded_at=ce.time,
                     facility_id=event.facility_id,
                 )
@@ -343,5 +376,6 @@ APPLIED: tuple[type[Event], ...] = (
     fu.InfantTestOverdue,
     fu.ClientViralLoadOverdue,
     fu.ClientLostToFollowUp,
+    fu.AnnouncementWithdrawn,
     *rf.EVENTS,
 )

@@ -125,7 +125,8 @@ def fo_outcome(birth: date, facts: list[InfantFact], at_any_age: bool = False) -
         return "died"
     if any(f.kind == "outcome" and f.outcome in ("transferred_out", "discharged") for f in seen):
         return "unknown"  # transferred out, or discharged by the facility with no status the facts give
-    lost = [f.on for f in seen if f.kind == "lost"]
+    withdrawn = {f.on for f in facts if f.kind == "lost_withdrawn"}
+    lost = [f.on for f in seen if f.kind == "lost" and f.on not in withdrawn]
     if lost and not any(f.kind in CONTACTS and f.on > max(lost) for f in seen):
         return "unknown"
     return None

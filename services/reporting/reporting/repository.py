@@ -464,8 +464,9 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
 _INFANT_CONTACT = "('test', 'contact', 'feeding', 'art_start')"
 _MOTHER_CONTACT = "('enrolled', 'anc_visit', 'hiv_test', 'art_start', 'delivery', 'viral_load', 'pregnancy_ended')"
 
-#: per facility: subjects with an announced overdue item and nothing since that resolves it (an infant's
-#: test result, a mother's viral load), and subjects declared lost with no clinic contact since; infants
+#: per facility: subjects with an announced overdue item (dated by its overdue day) and nothing since that
+#: resolves it (an infant's test result, a mother's viral load), and subjects declared lost (from the day
+#: they became lost) with no clinic contact since; an announcement follow-up withdrew does not count; infants
 #: who died, were transferred out or discharged, and mothers who died, are neither
 _FOLLOWUP_STATUS = text(
     f"""
@@ -480,24 +481,32 @@ _FOLLOWUP_STATUS = text(
           AND o.infant_id NOT IN (SELECT infant_id FROM infant_closed)
           AND NOT EXISTS (SELECT 1 FROM infant_facts t WHERE t.infant_id = o.infant_id AND t.kind = 'test'
                           AND t.occurred_on >= o.occurred_on)
+          AND NOT EXISTS (SELECT 1 FROM infant_facts w WHERE w.infant_id = o.infant_id
+                          AND w.kind = 'overdue_withdrawn' AND w.occurred_on = o.occurred_on)
         UNION
         SELECT o.facility_id, 'm' || o.client_id FROM mother_facts o
         WHERE o.kind = 'vl_overdue' AND o.facility_id = ANY(:facility_ids)
           AND o.client_id NOT IN (SELECT client_id FROM mother_closed)
           AND NOT EXISTS (SELECT 1 FROM mother_facts v WHERE v.client_id = o.client_id AND v.kind = 'viral_load'
                           AND v.occurred_on >= o.occurred_on)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = o.client_id
+                          AND w.kind = 'vl_overdue_withdrawn' AND w.occurred_on = o.occurred_on)
     ), lost AS (
         SELECT l.facility_id, 'i' || l.infant_id AS subject FROM infant_facts l
         WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
           AND l.infant_id NOT IN (SELECT infant_id FROM infant_closed)
           AND NOT EXISTS (SELECT 1 FROM infant_facts c WHERE c.infant_id = l.infant_id AND c.kind IN {_INFANT_CONTACT}
                           AND c.occurred_on > l.occurred_on)
+          AND NOT EXISTS (SELECT 1 FROM infant_facts w WHERE w.infant_id = l.infant_id
+                          AND w.kind = 'lost_withdrawn' AND w.occurred_on = l.occurred_on)
         UNION
         SELECT l.facility_id, 'm' || l.client_id FROM mother_facts l
         WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
           AND l.client_id NOT IN (SELECT client_id FROM mother_closed)
           AND NOT EXISTS (SELECT 1 FROM mother_facts c WHERE c.client_id = l.client_id AND c.kind IN {_MOTHER_CONTACT}
                           AND c.occurred_on > l.occurred_on)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = l.client_id
+                          AND w.kind = 'lost_withdrawn' AND w.occurred_on = l.occurred_on)
     )
     SELECT facility_id, count(DISTINCT subject) FILTER (WHERE what = 'overdue'),
            count(DISTINCT subject) FILTER (WHERE what = 'lost')

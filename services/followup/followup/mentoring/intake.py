@@ -380,11 +380,13 @@ class RecordsBatch(IntakeBatch[Any]):
         for subject_id, on in sorted(self.back_in_care.items()):
             if subject_id in self.infants:
                 infant = self.infants[subject_id]
-                infant.attendance.seen(on)
+                infant.seen(on)
+                infant.withdraw(settings.clock)
                 wake = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wake, settings.timer_settle_s)
             else:
                 mother = self.mothers[subject_id]
-                mother.attendance.seen(on)
+                mother.seen(on)
+                mother.withdraw(settings.clock)
                 uow.mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
         uow.publish(*self.events)

@@ -1,0 +1,186 @@
+"""The withdraw rule (issue 19, "same facts, same figures"; docs/clinical-rules.md, "Withdrawn
+announcements"): an overdue or a loss that facts posted later show was not needed is withdrawn, and
+the day a subject became lost is the clinical day, not the day a timer ran. Pure: no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from followup.cases import InfantCase, MotherCase, Pregnancy, RecordedEvent
+from followup.eid_schedule import EidRules, InfantFacts
+from followup.mother_schedule import MotherRules
+from followup.schedule import Attendance, Item, Status, check_lost, overdue_snapshot, withdrawn_items
+from pmtct_events.enrolment import HivTestResult
+from pmtct_events.followup import (
+    AnnouncementWithdrawn,
+    ClientLostToFollowUp,
+    ScheduleKind,
+    SubjectType,
+    WithdrawalReason,
+    WithdrawnAnnouncement,
+)
+from servicekit.clock import Clock
+
+CLOCK = Clock.fixed(datetime(2026, 12, 1, 9, tzinfo=UTC))
+OVERDUE = date(2026, 8, 24)
+
+
+def item(status: Status, satisfied_on: date | None = None, overdue_on: date = OVERDUE) -> Item:
+    return Item(
+        uuid4(),
+        ScheduleKind.mother_hiv_test_anc1,
+        None,
+        date(2026, 8, 3),
+        date(2026, 8, 10),
+        overdue_on,
+        status,
+        satisfied_on,
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "satisfied_on", "withdrawn"),
+    [
+        pytest.param(
+            Status.overdue, Status.satisfied, date(2026, 8, 5), True, id="announced overdue, met before: withdrawn"
+        ),
+        pytest.param(Status.overdue, Status.satisfied, date(2026, 8, 23), True, id="met the day before it was overdue"),
+        pytest.param(Status.overdue, Status.satisfied, OVERDUE, False, id="met on its overdue day: it was overdue"),
+        pytest.param(Status.overdue, Status.satisfied, date(2026, 9, 1), False, id="met late: the overdue stands"),
+        pytest.param(Status.due, Status.satisfied, date(2026, 8, 5), False, id="never announced overdue: nothing"),
+        pytest.param(Status.overdue, Status.cancelled, None, False, id="cancelled (superseded, died): not met"),
+        pytest.param(Status.overdue, Status.overdue, None, False, id="still overdue"),
+    ],
+)
+def test_an_overdue_is_withdrawn_only_when_the_facts_met_it_before_its_overdue_day(
+    before: Status, after: Status, satisfied_on: date | None, withdrawn: bool
+) -> None:
+    one = item(before)
+    announced = overdue_snapshot([one])
+    one.status, one.satisfied_on = after, satisfied_on  # what the facts applied since made of it
+    assert (withdrawn_items(announced, [one]) == [(one, OVERDUE)]) is withdrawn
+
+
+LOST_DAY = date(2026, 11, 22)
+LAST_SEEN = date(2026, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("contact", "withdrawn", "still_lost"),
+    [
+        pytest.param(date(2026, 11, 20), LOST_DAY, False, id="seen before the lost day: she was never lost"),
+        pytest.param(LOST_DAY, None, False, id="seen on the lost day: back in care"),
+        pytest.param(date(2026, 11, 30), None, False, id="seen after: back in care"),
+        pytest.param(date(2026, 7, 1), None, True, id="a visit before her last one: still lost"),
+        pytest.param(LAST_SEEN, None, True, id="her last visit again: still lost"),
+    ],
+)
+def test_a_contact_ends_a_loss_and_withdraws_it_when_it_came_before_the_lost_day(
+    contact: date, withdrawn: date | None, still_lost: bool
+) -> None:
+    a = Attendance(last_seen_on=LAST_SEEN, lost_since=LOST_DAY, lost_last_seen_on=LAST_SEEN)
+    assert a.seen(contact) == withdrawn
+    assert (a.lost_since is not None) is still_lost
+
+
+def test_the_lost_day_is_the_clinical_day_whatever_day_the_timer_runs() -> None:
+    for run_on in (LOST_DAY, date(2026, 11, 23), date(2026, 11, 30)):
+        a = Attendance(last_seen_on=LAST_SEEN)
+        assert check_lost([item(Status.overdue)], a, 90, run_on) == LOST_DAY
+        assert a.lost_since == LOST_DAY, "overdue on 24 August + 90 days"
+
+
+def withdrawals(case: InfantCase | MotherCase) -> list[AnnouncementWithdrawn]:
+    case.withdraw(CLOCK)
+    return [e for e in case.pull_events() if isinstance(e, AnnouncementWithdrawn)]
+
+
+def mother_overdue_anc1_test() -> MotherCase:
+    """Enrolled on 3 August at 8 weeks, HIV status unknown: the ANC1 test is overdue on 24 August."""
+    mother = MotherCase(uuid4(), "FAC-ZA-001")
+    mother.pregnancies[""] = Pregnancy(date(2026, 8, 3), edd=date(2026, 8, 3) + timedelta(weeks=32))
+    mother.seen(date(2026, 8, 3))
+    mother.recompute(MotherRules())
+    report = mother.tick(OVERDUE, 90)
+    assert [(i.kind, t.value) for i, t in report.transitions][-1] == (ScheduleKind.mother_hiv_test_anc1, "overdue")
+    return mother
+
+
+def test_a_back_dated_test_of_a_mother_withdraws_her_overdue_test() -> None:
+    mother = mother_overdue_anc1_test()
+    mother.hiv_tests = [(date(2026, 8, 5), HivTestResult.negative)]
+    mother.recompute(MotherRules())
+    [w] = withdrawals(mother)
+    assert (w.announcement, w.reason, w.kind) == (
+        WithdrawnAnnouncement.ClientHivTestOverdue,
+        WithdrawalReason.met_before_overdue,
+        ScheduleKind.mother_hiv_test_anc1,
+    )
+    assert (w.subject_type, w.subject_id, w.announced_for, w.met_on) == (
+        SubjectType.client,
+        mother.client_id,
+        OVERDUE,
+        date(2026, 8, 5),
+    )
+    assert withdrawals(mother) == [], "withdrawn once"
+
+
+def test_a_test_on_or_after_the_overdue_day_meets_her_test_without_a_withdrawal() -> None:
+    mother = mother_overdue_anc1_test()
+    mother.hiv_tests = [(date(2026, 9, 1), HivTestResult.negative)]
+    mother.recompute(MotherRules())
+    assert withdrawals(mother) == []
+
+
+def test_a_mother_lost_and_a_back_dated_visit_before_the_lost_day_withdraws_the_loss() -> None:
+    mother = mother_overdue_anc1_test()
+    report = mother.tick(date(2026, 11, 23), 90)  # the timer runs a day late
+    mother.announce(report, CLOCK)
+    [lost] = [e for e in mother.pull_events() if isinstance(e, ClientLostToFollowUp)]
+    assert (lost.lost_on, lost.last_seen_on, mother.attendance.lost_since) == (LOST_DAY, LAST_SEEN, LOST_DAY)
+    mother.seen(date(2026, 11, 20))
+    [w] = withdrawals(mother)
+    assert (w.announcement, w.reason, w.announced_for, w.met_on) == (
+        WithdrawnAnnouncement.ClientLostToFollowUp,
+        WithdrawalReason.seen_before_lost,
+        LOST_DAY,
+        date(2026, 11, 20),
+    )
+    assert mother.attendance.lost_since is None
+
+
+BIRTH = date(2030, 1, 15)
+SIX_WEEKS_OVERDUE = BIRTH + timedelta(weeks=8, days=14)
+
+
+def infant_overdue_six_weeks() -> InfantCase:
+    infant = InfantCase(
+        uuid4(), uuid4(), "FAC-ZA-001", InfantFacts(birth_date=BIRTH, high_risk=False, follow_up_from=BIRTH)
+    )
+    infant.recompute(EidRules())
+    infant.tick(SIX_WEEKS_OVERDUE, EidRules(), 90)
+    assert next(i for i in infant.items if i.kind is ScheduleKind.nat_6_weeks).status is Status.overdue
+    return infant
+
+
+@pytest.mark.parametrize(
+    ("sampled", "withdrawn"),
+    [
+        pytest.param(BIRTH + timedelta(weeks=6), True, id="sampled at 6 weeks, posted after the overdue: withdrawn"),
+        pytest.param(SIX_WEEKS_OVERDUE + timedelta(days=3), False, id="sampled after the overdue: met late"),
+    ],
+)
+def test_a_back_dated_infant_result_withdraws_its_overdue_only_when_sampled_before_it(
+    sampled: date, withdrawn: bool
+) -> None:
+    infant = infant_overdue_six_weeks()
+    data = {"test": "NAT", "result": "negative", "confirmatory": False}
+    infant.record(RecordedEvent("InfantTestResulted", sampled, SIX_WEEKS_OVERDUE + timedelta(days=5), data))
+    infant.recompute(EidRules())
+    found = withdrawals(infant)
+    assert [(w.announcement, w.kind, w.met_on) for w in found] == (
+        [(WithdrawnAnnouncement.InfantTestOverdue, ScheduleKind.nat_6_weeks, sampled)] if withdrawn else []
+    )
