@@ -987,10 +987,12 @@ class Intake(Generic[EventT, ResultT]):
         """What a verdict means for the answer, for the held rows and for what the batch recorded."""
         e = c.event
         if isinstance(verdict, Hold):
-            book.hold(c, verdict, batch.stored(c), row if was_pending else None)
+            again = any(h.event_id == e.event_id for h in book.holds)  # posted twice in this batch
+            if not again:
+                book.hold(c, verdict, batch.stored(c), row if was_pending else None)
             if c.held is None:
                 # a resend of an event still held is a duplicate (same content), still held
-                status = EventStatus.duplicate if was_pending else EventStatus.pending
+                status = EventStatus.duplicate if was_pending or again else EventStatus.pending
                 results[c.index] = self.result(
                     index=c.index,
                     event_id=str(e.event_id),
