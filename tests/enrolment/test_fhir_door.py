@@ -166,15 +166,17 @@ async def test_names_and_phone_stay_in_the_encrypted_store(door: Door) -> None:
 
 async def test_a_transaction_with_an_entry_the_rules_refuse_writes_nothing(door: Door) -> None:
     bundle = fresh("anc1-enrolment.json")
-    # an ART start dated before any positive test of hers: enrolment's rules refuse it
-    bundle["entry"][9]["resource"]["authoredOn"] = "2026-04-14T09:30:00+02:00"
+    # a gestation of 60 weeks at enrolment: enrolment's rules refuse it
+    bundle["entry"][5]["resource"]["valueQuantity"]["value"] = 60
     before = await door.counts()
     response = await post(door, bundle)
     assert response.status_code == 422
+    # the enrolment is made of the Patient, the EpisodeOfCare and the two Observations folded into it
     assert issues(response) == [
-        ("business-rule", "art_before_positive_status", ["Bundle.entry[1]"]),
-        ("business-rule", "art_before_positive_status", ["Bundle.entry[8]"]),
-        ("business-rule", "art_before_positive_status", ["Bundle.entry[9]"]),
+        ("business-rule", "gestation_out_of_range", ["Bundle.entry[1]"]),
+        ("business-rule", "gestation_out_of_range", ["Bundle.entry[2]"]),
+        ("business-rule", "gestation_out_of_range", ["Bundle.entry[5]"]),
+        ("business-rule", "gestation_out_of_range", ["Bundle.entry[6]"]),
     ]
     assert await door.counts() == before
 
@@ -182,17 +184,16 @@ async def test_a_transaction_with_an_entry_the_rules_refuse_writes_nothing(door:
 async def test_as_a_batch_the_others_are_recorded(door: Door) -> None:
     bundle = fresh("anc1-enrolment.json")
     bundle["type"] = "batch"
-    bundle["entry"][9]["resource"]["authoredOn"] = "2026-04-14T09:30:00+02:00"
+    bundle["entry"][5]["resource"]["valueQuantity"]["value"] = 60
     response = await post(door, bundle)
     assert response.json()["type"] == "batch-response"
-    # the Patient and the Medication are part of the refused ART start too: the worst of their events
-    assert (
-        statuses(response)
-        == ["200 OK", "422 Unprocessable Entity"] + ["201 Created"] * 6 + ["422 Unprocessable Entity"] * 2
-    )
-    [issue] = response.json()["entry"][9]["response"]["outcome"]["issue"]
-    assert issue["details"]["coding"][0]["code"] == "art_before_positive_status"
-    assert issue["expression"] == ["Bundle.entry[9]"]
+    # the enrolment's resources are refused; her visit, test and ART start are held for her
+    # enrolment (pending), answered as taken
+    refused, taken = "422 Unprocessable Entity", "201 Created"
+    assert statuses(response) == ["200 OK", refused, refused, taken, taken, refused, refused, taken, taken, taken]
+    [issue] = response.json()["entry"][2]["response"]["outcome"]["issue"]
+    assert issue["details"]["coding"][0]["code"] == "gestation_out_of_range"
+    assert issue["expression"] == ["Bundle.entry[2]"]
 
 
 # --- bad input: a 4xx OperationOutcome naming the entry ----------------------------------------------

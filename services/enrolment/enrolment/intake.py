@@ -118,7 +118,8 @@ WAITS_FOR_EARLIER = {
 
 
 #: the order of events of one instant (`MotherBatch.order`)
-SAME_INSTANT = {"ClientEnrolled": 0, "HivTestRecorded": 1}
+#: at one instant: the enrolment, then the visit, then the test done at it, then what depends on them
+SAME_INSTANT = {"ClientEnrolled": 0, "AncVisitRecorded": 1, "HivTestRecorded": 2}
 
 
 def client_key(client_id: UUID) -> str:
@@ -239,7 +240,7 @@ class MotherBatch(IntakeBatch[Any]):
         """By when it happened, so state follows occurred_at within a batch too; an enrolment that
         creates a registration goes first, so a test dated just before it is not orphaned. At one
         instant, an enrolment, then a test, before what may depend on them (whatever the posted order)."""
-        return (c.index not in self.creating, c.event.occurred_at, SAME_INSTANT.get(c.event.type, 2))
+        return (c.index not in self.creating, c.event.occurred_at, SAME_INSTANT.get(c.event.type, 3))
 
     def national_id_hash(self, e: ClientEnrolledIn) -> str:
         assert e.data.national_id
