@@ -27,7 +27,9 @@ NONE: dict[str, int] = {}
 # (reporting.episodes): N5's tests are on their ANC1 day (posted late), so they are newly tested; N7 and
 # N11 enrolled with a negative known since that day, earlier in this pregnancy: recent negatives; N7's
 # positive test in November is a post-ANC1 test, so PMTCT_EID's denominator adds them; PMTCT_FO is computed
-# from the facts at 18 months (f5, with no news, has no documented outcome); MTCT_FINAL divides by the
+# from the facts at 18 months (f5, with no news since her birth, is lost to follow-up from the clinical day
+# she became lost — 90 days after her last contact, long before 18 months — so her outcome at 18 months is
+# "final status unknown"; docs/clinical-rules.md, "Withdrawn announcements"); MTCT_FINAL divides by the
 # infants of known status only.
 # fmt: off
 NATIONAL = {
@@ -61,8 +63,8 @@ NATIONAL = {
         "PMTCT_EID": (8, 10, 80.0, {"0_2m": 8}),
         # i5 positive at 42 days, on ART; the other 5 of N12 and N13's 2 negative
         "PMTCT_HEI": (8, None, 8.0, {"positive:0_2m": 1, "negative:0_2m": 7, "positive_art_started:0_2m": 1}),
-        # born Oct-Dec 2024: f1-f4 and f5 (no documented outcome)
-        "PMTCT_FO": (4, 5, 80.0, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 1}),
+        # born Oct-Dec 2024: f1-f4 and f5 (lost to follow-up at 18 months: final status unknown)
+        "PMTCT_FO": (5, 5, 100.0, {"infected": 1, "uninfected": 1, "unknown": 2, "died": 1}),
         "MTCT_EARLY": (1, 8, 12.5, NONE),
         "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (5, 8, 62.5, NONE),
@@ -80,7 +82,7 @@ NATIONAL = {
         "PMTCT_EID": (9, 20, 45.0, {"0_2m": 8, "2_12m": 1}),
         "PMTCT_HEI": (9, None, 9.0, {"positive:0_2m": 1, "negative:0_2m": 7, "negative:2_12m": 1,
                                      "positive_art_started:0_2m": 1}),
-        "PMTCT_FO": (5, 6, 83.3, {"infected": 1, "uninfected": 1, "unknown": 1, "died": 2}),
+        "PMTCT_FO": (6, 6, 100.0, {"infected": 1, "uninfected": 1, "unknown": 2, "died": 2}),
         "MTCT_EARLY": (1, 8, 12.5, NONE),
         "MTCT_FINAL": (1, 2, 50.0, NONE),
         "SKILLED_DELIVERY": (12, 15, 80.0, NONE),
