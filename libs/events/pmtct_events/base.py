@@ -8,10 +8,11 @@ Within `.v1` a contract may only gain optional fields; `tests/test_event_schemas
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 #: the years a date of the platform may fall in (a birth, a test, a delivery; the EMR intake refuses
 #: others): every later date calculation (a schedule, a period, a UTC offset) stays inside `datetime`
@@ -77,6 +78,31 @@ class Event(Contract):
     def key(self) -> str:
         value = getattr(self, self.key_field)
         return str(value)
+
+
+class VoidReason(StrEnum):
+    """Why an accepted event was voided."""
+
+    #: a data-entry error: the fact never happened as recorded (voided, or replaced by a corrected event)
+    entered_in_error = "entered_in_error"
+
+
+class Voiding(Contract):
+    """What every "event voided" catalog event carries (`enrolment.ClientEventVoided`,
+    `followup.InfantEventVoided`): the EMR's event that is voided, and the catalog events it had
+    produced. A consumer recomputes from its facts without the facts of `voided_ids`, as if that
+    event had never been posted; the history keeps both (the voided fact and this event)."""
+
+    #: the EMR's `event_id` of the voided event
+    voided_event_id: UUID
+    #: its intake type (e.g. `HivTestRecorded`)
+    voided_type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
+    #: the CloudEvent ids of the catalog events its acceptance published (what consumers hold)
+    voided_ids: tuple[UUID, ...] = Field(min_length=1, max_length=16)
+    reason: VoidReason = VoidReason.entered_in_error
+    #: the EMR's `event_id` of the corrected event that replaces it, if it was replaced (that event
+    #: is published right after this one, on the same key)
+    replaced_by_event_id: UUID | None = None
 
 
 def utc_iso(value: datetime) -> str:

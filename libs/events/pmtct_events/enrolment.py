@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .base import Contract, Event
+from .base import Contract, Event, Voiding
 
 SERVICE = "enrolment"
 
@@ -209,6 +209,15 @@ class ClientDied(ClientEvent):
     event_name: ClassVar[str] = "ClientDied"
 
 
+class ClientEventVoided(ClientEvent, Voiding):
+    """An accepted mother event voided by the EMR that posted it (`EventVoided` at the intake, or a
+    corrected event posted with `replaces`). `facility_id` and `occurred_at` are the voiding's: who
+    voided it and when; `episode_id` is the voided event's. Voiding a delivery voids the infants it
+    registered, and whatever follow-up holds for them: they were never born on the platform."""
+
+    event_name: ClassVar[str] = "ClientEventVoided"
+
+
 EVENTS: tuple[type[Event], ...] = (
     ClientEnrolled,
     AncVisitRecorded,
@@ -219,4 +228,5 @@ EVENTS: tuple[type[Event], ...] = (
     ClientTransferredOut,
     ClientDied,
     PregnancyEnded,
+    ClientEventVoided,
 )

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .base import Contract, Event
+from .base import Contract, Event, Voiding
 
 SERVICE = "followup"
 
@@ -424,6 +424,14 @@ class ClientAdherenceSupportDue(ClientEvent):
     copies_per_ml: int | None = Field(default=None, ge=0)
 
 
+class InfantEventVoided(InfantEvent, Voiding):
+    """An accepted infant event voided by the EMR that posted it (`EventVoided` at the intake, or a
+    corrected event posted with `replaces`): the infant's schedule, outcome and referrals are
+    recomputed without it. `facility_id` and `occurred_at` are the voiding's."""
+
+    event_name: ClassVar[str] = "InfantEventVoided"
+
+
 EVENTS: tuple[type[Event], ...] = (
     InfantFollowUpStarted,
     InfantProphylaxisRecorded,
@@ -445,4 +453,5 @@ EVENTS: tuple[type[Event], ...] = (
     ClientHivTestOverdue,
     ClientAdherenceSupportDue,
     AnnouncementWithdrawn,
+    InfantEventVoided,
 )

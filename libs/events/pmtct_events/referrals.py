@@ -107,6 +107,14 @@ class ReferralExpired(ReferralEvent):
     event_name: ClassVar[str] = "ReferralExpired"
 
 
+class ReferralReopened(ReferralEvent):
+    """A referral closed by a fact that was later voided (entered in error: an ART start that did
+    not happen) is open again, in the state it had before that fact closed it; `outcome_code` and
+    `closed_at` are cleared."""
+
+    event_name: ClassVar[str] = "ReferralReopened"
+
+
 EVENTS: tuple[type[Event], ...] = (
     ReferralCreated,
     ReferralAccepted,
@@ -114,4 +122,5 @@ EVENTS: tuple[type[Event], ...] = (
     ReferralDeclined,
     ReferralCancelled,
     ReferralExpired,
+    ReferralReopened,
 )
