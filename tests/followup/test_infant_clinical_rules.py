@@ -551,6 +551,18 @@ SCENARIOS: list[tuple[str, str, Journey, dict[str, Any]]] = [
         },
     ),
     (
+        # found by tests/followup/test_schedule_properties.py: the later ART record was lost as a
+        # contact once an earlier one arrived, and the 14-week visit, already announced due, was
+        # planned and announced again
+        "every ART record is a clinic contact: records at 10 and 13 weeks meet the 10- and 14-week visits",
+        HEI_VISITS,
+        Journey(steps=[tick(w(14)), art(w(13)), art(w(10)), tick(w(15))]),
+        {
+            "items": {"HEI visit at 10 weeks": "satisfied", "HEI visit at 14 weeks": "satisfied"},
+            "never": {("HEI visit at 14 weeks", Transition.overdue)},
+        },
+    ),
+    (
         "a visit at 11 weeks meets the 10-week visit and supersedes the missed 6-week one",
         HEI_VISITS,
         Journey(steps=[visit(w(11)), tick(w(12))]),

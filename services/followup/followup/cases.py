@@ -114,6 +114,9 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
             )
         elif e.type == InfantArtInitiated.event_name:
             firsts["art"] = min(firsts.get("art", e.on), e.on)
+            # every ART record is a day the child was seen at the clinic, not only the first: a
+            # second record (a restart, or the first posted late) is a contact of its own
+            visits.add(e.on)
         elif e.type == InfantVisitRecorded.event_name:
             visits.add(e.on)
         elif e.type == InfantCotrimoxazoleRecorded.event_name:

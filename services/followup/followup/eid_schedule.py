@@ -317,8 +317,9 @@ class InfantFacts:
     #: a transfer in after the transfer out: she is in care at the receiving facility
     transferred_in_on: date | None = None
     art_started_on: date | None = None
-    #: clinic visits (InfantVisitRecorded) and cotrimoxazole starts (InfantCotrimoxazoleRecorded)
+    #: the days of clinic visits (InfantVisitRecorded) and of every ART record (InfantArtInitiated)
     visits: tuple[date, ...] = ()
+    #: cotrimoxazole starts (InfantCotrimoxazoleRecorded)
     cotrimoxazole: tuple[date, ...] = ()
     #: the latest discharge the facility posted, and why
     discharged_on: date | None = None
