@@ -56,7 +56,8 @@ from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import DBAPIError
 
-from pmtct_events.base import sane
+from pmtct_events import Event
+from pmtct_events.base import VoidReason, sane
 
 from . import pending
 from .auth import Principal
@@ -84,7 +85,7 @@ class Action(StrEnum):
 
     fix_and_resend = "fix the event and resend it"
     resend_later = "resend it later, unchanged"
-    new_event_id = "send the correction with a new event_id"
+    new_event_id = "send the correction with a new event_id and `replaces` naming this one"
     fix_facility = "fix facility_id, or have the facility registered"
     fix_token = "post it with a token for that facility"
     do_not_resend = "do nothing: do not resend it; check the record in the EMR"
@@ -92,6 +93,8 @@ class Action(StrEnum):
     fix_request = "fix the request and resend the batch"
     split_batch = "split the batch and resend"
     wait = "nothing now: it is applied when what it waits for is posted (`GET /v1/events/{event_id}` tells)"
+    void_first = "void the events the reason lists first, then resend this void"
+    void_and_post = "void the event, then post the correct one as a new event"
 
 
 class Code(StrEnum):
@@ -278,6 +281,36 @@ class Code(StrEnum):
         Action.fix_and_resend,
     )
 
+    # --- one event: a correction (EventVoided, or an event posted with `replaces`: servicekit.corrections) --
+    unknown_voided_event = (
+        "unknown_voided_event",
+        "`data.voided_event_id` (or `replaces`) names no event recorded here for a facility of the token (also: an"
+        " event still held `pending`, one accepted in this same batch, or an `EventVoided`, which cannot be"
+        " voided).",
+        Action.fix_and_resend,
+    )
+    already_voided = (
+        "already_voided",
+        "The event it names is voided already (the reason says by which event, and when).",
+        Action.do_not_resend,
+    )
+    replacement_type_mismatch = (
+        "replacement_type_mismatch",
+        "A replacement (`replaces`) of another `type` than the event it replaces.",
+        Action.void_and_post,
+    )
+    replacement_subject_mismatch = (
+        "replacement_subject_mismatch",
+        "A replacement (`replaces`) that names another woman or infant than the event it replaces.",
+        Action.void_and_post,
+    )
+    void_dependents_first = (
+        "void_dependents_first",
+        "Later events of hers stand on the event to void (an enrolment, the positive test an ART start or a"
+        " viral load needs); the reason lists their event_ids.",
+        Action.void_first,
+    )
+
     # --- one event: dates of a life ----------------------------------------------------------------
     before_birth = (
         "before_birth",
@@ -410,7 +443,10 @@ def codes_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-CONFLICT_REASON = "This event_id is already recorded with different content; a correction needs a new event_id."
+CONFLICT_REASON = (
+    "This event_id is already recorded with different content; a correction needs a new event_id (and `replaces`"
+    " naming this one: docs/emr-intake.md, Corrections)."
+)
 
 
 # --- the posted events -----------------------------------------------------------------------------
@@ -447,6 +483,11 @@ class PostedEvent(Strict):
     event_id: UUID = Field(description="The EMR's own UUID for this event: the idempotency key.")
     facility_id: str = Field(min_length=1, max_length=64, description="Where it happened (the facility registry).")
     occurred_at: AwareDatetime = Field(description="When it happened (visit, test, start, sample, delivery).")
+    replaces: UUID | None = Field(
+        default=None,
+        description="A correction: the event_id of an accepted event of the same type and subject that this one"
+        " replaces (it is voided, entered in error, and this one recorded, in one step).",
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -640,6 +681,8 @@ def fingerprint(key: str, event: Fingerprinted, subject_fields: Sequence[str] = 
     """
     body = event.model_dump(mode="json")
     body["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat()
+    if body.get("replaces", 0) is None:
+        del body["replaces"]  # an event that replaces nothing: as fingerprinted before corrections existed
     if subject_fields:
         # the subject as resolved, whichever way the EMR named it (its platform id or its record
         # number): an honest resend naming it the other way is the same event, a duplicate
@@ -773,6 +816,32 @@ class IntakeBatch(ABC, Generic[EventT]):
         """Write what the batch accepted and publish its events to the unit (`uow.publish`, or
         aggregates that raise them); the pipeline commits the unit."""
 
+    # --- corrections (servicekit.corrections has the whole account) ------------------------------
+
+    #: where the service records the events it accepted; None: it takes no corrections
+    store: corrections.EventStore | None = None
+
+    @property
+    def targets(self) -> Mapping[UUID, corrections.StoredEvent]:
+        """The recorded events the batch's voids and replacements name (set before `resolve`)."""
+        return self.__dict__.get("_targets", {})
+
+    def target_subjects(self) -> set[UUID]:
+        """The subjects of `targets`: `resolve` loads and locks them too (a void names no subject)."""
+        return {t.subject_id for t in self.targets.values()}
+
+    def void(self, v: corrections.Void) -> Accept | Reject:
+        """Decide a void in memory (module servicekit.corrections); by default refused."""
+        return Reject(Code.unknown_voided_event, "This service takes no corrections.")
+
+    def unvoid(self, v: corrections.Void) -> None:
+        """Undo `void` in memory: the replacement it was made for was refused."""
+
+    def published(self, event_id: UUID, *events: Event) -> None:
+        """In `write`: accepting `event_id` publishes `events` (their CloudEvent ids are kept)."""
+        ledger = self.__dict__.setdefault("_ledger", corrections.Ledger())
+        ledger.produced(event_id, events)
+
 
 @dataclass(frozen=True)
 class Intake(Generic[EventT, ResultT]):
@@ -855,7 +924,11 @@ class Intake(Generic[EventT, ResultT]):
         committing (`UnitOfWork.rehearse`): nothing is held, nothing released."""
         async with units() as uow:
             uow.correlation_id = attempt.batch_id
-            recorded = dict(await batch.resolve(uow, candidates))
+            fixes = _Fixes(batch, attempt)
+            await fixes.load(uow.session, candidates)
+            plain = [c for c in candidates if not corrections.is_void(c.event)]
+            recorded = dict(await batch.resolve(uow, plain))
+            recorded.update(fixes.recorded(candidates))
             waiting: dict[UUID, pending.Held] = {}
             held: list[Candidate[EventT]] = []
             book = _Book(attempt)
@@ -863,12 +936,13 @@ class Intake(Generic[EventT, ResultT]):
                 session = uow.session
                 posted = [c.event.event_id for c in candidates]
                 waiting = await pending.of_events(session, posted)
-                rows = await pending.waiting_for(session, batch.pending_keys(candidates), exclude=posted)
+                rows = await pending.waiting_for(session, batch.pending_keys(plain), exclude=posted)
                 held = await self._held(batch, uow, rows, key, book)
                 if held:
-                    recorded.update(await batch.resolve(uow, [*candidates, *held]))
-            results = self._decide(batch, candidates, held, recorded, waiting, key, book, dry_run=dry_run)
+                    recorded.update(await batch.resolve(uow, [*plain, *held]))
+            results = self._decide(batch, candidates, held, recorded, waiting, key, book, fixes, dry_run=dry_run)
             await batch.write(uow)
+            await fixes.write(uow)
             await book.write(uow.session)
             if dry_run:
                 await uow.rehearse()
@@ -889,8 +963,10 @@ class Intake(Generic[EventT, ResultT]):
         book = _Book(attempt)
         held = await self._held(batch, uow, rows, key, book)
         recorded = dict(await batch.resolve(uow, held)) if held else {}
-        self._decide(batch, [], held, recorded, {}, key, book)
+        fixes = _Fixes(batch, attempt)
+        self._decide(batch, [], held, recorded, {}, key, book, fixes)
         await batch.write(uow)
+        await fixes.write(uow)
         await book.write(uow.session)
         return len(rows)
 
@@ -920,16 +996,18 @@ class Intake(Generic[EventT, ResultT]):
         waiting: Mapping[UUID, pending.Held],
         key: str,
         book: _Book,
+        fixes: _Fixes,
         *,
         dry_run: bool = False,
     ) -> dict[int, ResultT]:
-        """Every event in the service's order: duplicate, conflict, or the service's verdict; what
-        becomes of held events (and of held events posted again) goes to `book`."""
+        """Every event in the service's order: duplicate, conflict, or the service's verdict (a void
+        or a replacement through `fixes` first); what becomes of held events (and of held events
+        posted again) goes to `book`."""
         results: dict[int, ResultT] = {}
         #: a dry run's made-up ids, by event_id (an event posted twice in the batch is answered with them)
         assigned: dict[UUID, tuple[str, ...]] = {}
         if batch.subject_fields:
-            candidates = [self._of_subject(batch, c, key) for c in candidates]
+            candidates = [c if corrections.is_void(c.event) else self._of_subject(batch, c, key) for c in candidates]
             held = [self._of_subject(batch, c, key) for c in held]
         deferred: list[tuple[Candidate[EventT], pending.Held | None, bool, Hold]] = []
         taken = False
@@ -958,7 +1036,12 @@ class Intake(Generic[EventT, ResultT]):
                 ):
                     results[c.index] = self.result.conflict(c.index, e.event_id)
                     continue
-            verdict = batch.decide(c)
+            if corrections.is_void(e):
+                verdict: Accept | Reject | Hold = fixes.void(c, recorded)
+            elif e.replaces is not None:
+                verdict = fixes.replace(c, recorded)
+            else:
+                verdict = batch.decide(c)
             if isinstance(verdict, Hold):
                 deferred.append((c, row, was_pending, verdict))
             else:
@@ -1093,6 +1176,131 @@ class Intake(Generic[EventT, ResultT]):
         return Candidate(index, event, fingerprint(key, event))
 
 
+class _Fixes:
+    """What one unit of work does about corrections (servicekit.corrections): the recorded events
+    its voids and replacements name, the checks every service makes the same way, what it voids."""
+
+    def __init__(self, batch: IntakeBatch[Any], attempt: Attempt) -> None:
+        self.batch = batch
+        self.attempt = attempt
+        #: voided in this unit: voided event_id -> the event_id of the void or the replacement
+        self.voided: dict[UUID, UUID] = {}
+
+    async def load(self, session: Any, candidates: Sequence[Candidate[Any]]) -> None:
+        """The events named (and the voids' own event_ids, to answer a resend), locked."""
+        store = self.batch.store
+        named: set[UUID] = set()
+        for c in candidates:
+            e = c.event
+            if corrections.is_void(e):
+                named |= {e.data.voided_event_id, e.event_id}
+            elif e.replaces is not None:
+                named.add(e.replaces)
+        found = await store.load(session, named) if store is not None and named else {}
+        self.batch.__dict__["_targets"] = found
+
+    def recorded(self, candidates: Sequence[Candidate[Any]]) -> dict[UUID, Recorded]:
+        """The voids of the batch recorded before (a resend: duplicate or conflict)."""
+        targets = self.batch.targets
+        return {
+            c.event.event_id: Recorded(targets[c.event.event_id].fingerprint, targets[c.event.event_id].result)
+            for c in candidates
+            if corrections.is_void(c.event) and c.event.event_id in targets
+        }
+
+    def target(self, target_id: UUID, recorded: Mapping[UUID, Recorded]) -> corrections.StoredEvent | Reject:
+        t = self.batch.targets.get(target_id)
+        if t is None or not self.attempt.principal.may_act_for(t.facility_id):
+            if t is None and target_id in recorded:
+                return Reject(
+                    Code.unknown_voided_event,
+                    f"Event {target_id} is accepted in this very batch: post its correction in a later batch.",
+                )
+            return Reject(
+                Code.unknown_voided_event,
+                f"No event {target_id} is recorded here for a facility this client acts for (an event answered"
+                " pending is not recorded yet).",
+            )
+        if corrections.is_void(t):
+            return Reject(
+                Code.unknown_voided_event,
+                f"Event {target_id} is an EventVoided: a void cannot be voided; post the voided event again with a"
+                " new event_id.",
+            )
+        by = self.voided.get(t.event_id) or t.voided_by
+        if by is not None:
+            at = t.voided_at
+            when = f" at {at.astimezone(UTC).isoformat(timespec='seconds')}" if at else " in this batch"
+            return Reject(Code.already_voided, f"Event {target_id} was voided by event {by}{when}.")
+        if not t.published_ids:
+            return Reject(
+                Code.unknown_voided_event,
+                f"Event {target_id} was recorded before the platform kept what each event published; it cannot be"
+                " voided through the intake.",
+            )
+        return t
+
+    def void(self, c: Candidate[Any], recorded: Mapping[UUID, Recorded]) -> Accept | Reject:
+        e = c.event
+        if e.replaces is not None:
+            return Reject(Code.invalid_value, "replaces: an EventVoided replaces nothing; leave replaces out.")
+        t = self.target(e.data.voided_event_id, recorded)
+        if isinstance(t, Reject):
+            return t
+        verdict = self.batch.void(corrections.Void(c, t, VoidReason(e.data.reason)))
+        if isinstance(verdict, Accept):
+            self.voided[t.event_id] = e.event_id
+        return verdict
+
+    def replace(self, c: Candidate[Any], recorded: Mapping[UUID, Recorded]) -> Accept | Reject:
+        e = c.event
+        t = self.target(e.replaces, recorded)
+        if isinstance(t, Reject):
+            return t
+        if t.type != e.type:
+            return Reject(
+                Code.replacement_type_mismatch,
+                f"Event {t.event_id} is a {t.type}, this one a {e.type}: a replacement has the type of the event it"
+                " replaces.",
+            )
+        if self.batch.subject_fields and self.batch.subject_of(c) != t.subject_id:
+            return Reject(
+                Code.replacement_subject_mismatch,
+                f"Event {t.event_id} is recorded for another subject than this one names: void it and post this"
+                " one without replaces.",
+            )
+        v = corrections.Void(c, t, VoidReason.entered_in_error, replaced_by=e.event_id)
+        first = self.batch.void(v)
+        if isinstance(first, Reject):
+            return first
+        verdict = self.batch.decide(c)
+        if isinstance(verdict, Accept):
+            self.voided[t.event_id] = e.event_id
+            return verdict
+        self.batch.unvoid(v)
+        if isinstance(verdict, Hold):
+            reason = f"A replacement is decided at once, never held: {verdict.reason}"
+            return Reject(verdict.code, reason, verdict.extra)
+        return verdict
+
+    async def write(self, uow: UnitOfWork) -> None:
+        """Mark what was voided; remember, once the outbox is written, what each accepted event
+        published."""
+        store = self.batch.store
+        if store is None:
+            return
+        session = uow.session
+        await store.mark_voided(session, self.voided, self.attempt.now)
+        ledger: corrections.Ledger | None = self.batch.__dict__.get("_ledger")
+        if ledger is None:
+            return
+
+        async def remember(envelopes: list[tuple[Any, Event]]) -> None:
+            await store.remember_published(session, ledger.published(envelopes))
+
+        uow.on_finish(remember)
+
+
 class _Book:
     """What one unit of work does to held events: rows to hold (new, or again), rows settled."""
 
@@ -1207,3 +1415,6 @@ def describe_invalid(
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     code = {"extra_forbidden": Code.unknown_field, "missing": Code.missing_field}.get(kind, Code.invalid_value)
     return code, "; ".join(problems) + more + "."
+
+
+from . import corrections  # noqa: E402  (it builds on this module's models)

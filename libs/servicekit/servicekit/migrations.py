@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from . import outbox, pending
+from . import corrections, outbox, pending
 from .db import sqlalchemy_url
 
 
@@ -73,6 +73,18 @@ def create_pending_table(op) -> None:
     """The table of held EMR events (`servicekit.pending`): in each service whose intake holds events."""
     for statement in pending.DDL:
         op.execute(statement)
+
+
+def add_correction_columns(op, table: str) -> None:
+    """The correction columns (`servicekit.corrections.ADD_COLUMNS`) on a service's table of
+    accepted EMR events: what each published, and whether (when, by what) it was voided."""
+    for name, kind in corrections.ADD_COLUMNS:
+        op.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def drop_correction_columns(op, table: str) -> None:
+    for name, _ in corrections.ADD_COLUMNS:
+        op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {name}")
 
 
 def drop_pending_table(op) -> None:

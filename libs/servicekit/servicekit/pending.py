@@ -293,13 +293,14 @@ async def run(rt: Any) -> None:
 class EventState(BaseModel):
     """What became of an event an EMR posted: recorded (`accepted`, with the ids the platform gave),
     still held (`pending`), `expired` (held too long, `pending_expired`), or `rejected` when it was
-    decided after being held (an event rejected when posted is not kept: it is not found)."""
+    decided after being held (an event rejected when posted is not kept: it is not found); an
+    accepted event voided since (`EventVoided`, or replaced by a corrected one) is `voided`."""
 
     event_id: UUID
     type: str
     facility_id: str
     occurred_at: datetime
-    status: Literal["accepted", "pending", "expired", "rejected"]
+    status: Literal["accepted", "pending", "expired", "rejected", "voided"]
     code: str | None = Field(default=None, description="What it waits for, or why it expired or was rejected.")
     reason: str | None = None
     held_since: datetime | None = Field(default=None, description="When it was first held, if it was.")
@@ -308,16 +309,27 @@ class EventState(BaseModel):
     ids: dict[str, Any] = Field(
         default_factory=dict, description="The platform's ids, as in the answer to the post (client_id, infant_id…)."
     )
+    voided_at: datetime | None = Field(default=None, description="When a voided event was voided.")
+    voided_by: UUID | None = Field(
+        default=None, description="The event_id of the EventVoided, or of the corrected event, that voided it."
+    )
 
 
 #: finds an accepted event in the service's own records (None: not there)
 AcceptedLookup = Callable[[AsyncSession, UUID], Awaitable[EventState | None]]
 
 
-async def event_state(session: AsyncSession, event_id: UUID, principal: Any, accepted: AcceptedLookup) -> EventState:
+async def event_state(
+    session: AsyncSession, event_id: UUID, principal: Any, accepted: AcceptedLookup, store: Any = None
+) -> EventState:
     """The state of a posted event for a caller who may act for its facility; 404 `unknown_event`
-    otherwise (an event of another facility is not found either)."""
+    otherwise (an event of another facility is not found either). `store`: the service's
+    `corrections.EventStore`, which says whether an accepted event was voided since."""
     found = await accepted(session, event_id)
+    if found is not None and store is not None:
+        voiding = await store.voiding_of(session, event_id)
+        if voiding is not None:
+            found = found.model_copy(update={"status": "voided", "voided_at": voiding[0], "voided_by": voiding[1]})
     row = await state_of(session, event_id)
     if found is not None and row is not None:
         found = found.model_copy(update={"held_since": row.held_at, "decided_at": row.settled_at})

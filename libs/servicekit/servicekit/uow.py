@@ -16,8 +16,9 @@ timer pass. Its shape, in the order things happen:
       repositories were registered;
    b. the collected events go to the outbox, each with the correlation and causation of the message
       that caused it;
-   c. `finish(envelopes)` runs last, for writes that must follow every other one (the referral
-      feed takes its positions here, so its counter lock is held only until COMMIT);
+   c. the `on_finish` hooks, then `finish(envelopes)`, run last, for writes that must follow every
+      other one (the referral feed takes its positions here, so its counter lock is held only until
+      COMMIT);
    d. the transaction commits.
    Leaving the block without `commit()` (an exception, or a read-only use) rolls back;
    `await uow.rehearse()` does every step of `commit` but ends in ROLLBACK (a dry run).
@@ -28,7 +29,7 @@ this module and the repositories' `flush`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -138,6 +139,8 @@ class UnitOfWork:
         #: what was raised, as the outbox writes it: (event, correlation, causation, the span it was
         #: raised in, which its envelope continues)
         self._raised: list[outbox.Raised] = []
+        #: writes that need the envelopes, run just before `finish` (`on_finish`)
+        self._finishing: list[Callable[[list[tuple[CloudEvent, Event]]], Awaitable[None]]] = []
         self.committed = False
 
     def track(self, repository: R) -> R:
@@ -189,6 +192,11 @@ class UnitOfWork:
                 for aggregate in repository.take_raised():
                     self._raised.extend(self._tagged(aggregate.pull_events()))
 
+    def on_finish(self, hook: Callable[[list[tuple[CloudEvent, Event]]], Awaitable[None]]) -> None:
+        """Run `hook(envelopes)` before COMMIT, once the outbox is written, before `finish` (the
+        intake remembers there which CloudEvent ids each accepted EMR event published)."""
+        self._finishing.append(hook)
+
     async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
         """The last writes before COMMIT, with the envelopes the outbox holds (override)."""
 
@@ -217,7 +225,11 @@ class UnitOfWork:
             await repository.flush()
         self.collect_new_events()  # a flush may raise (an aggregate created as it is written)
         written = await outbox.add_each(self.session, self._raised)
-        await self.finish([(ce, r[0]) for ce, r in zip(written, self._raised, strict=True)])
+        envelopes = [(ce, r[0]) for ce, r in zip(written, self._raised, strict=True)]
+        for hook in self._finishing:
+            await hook(envelopes)
+        self._finishing = []
+        await self.finish(envelopes)
         return written
 
 

@@ -18,10 +18,10 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
-    UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -71,6 +71,11 @@ client_events = Table(
     Column("result", JSONB, nullable=False),
     Column("recorded_by", Text, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    #: corrections (servicekit.corrections): the CloudEvent ids its acceptance published; when and by
+    #: which event (an EventVoided, or the corrected event) it was voided
+    Column("published_ids", ARRAY(UUID(as_uuid=True))),
+    Column("voided_at", DateTime(timezone=True)),
+    Column("voided_by", UUID(as_uuid=True)),
     Index("client_events_history", "client_id", "occurred_at"),
 )
 
@@ -84,7 +89,9 @@ infants = Table(
     Column("delivery_event_id", UUID(as_uuid=True), ForeignKey("client_events.event_id"), nullable=False),
     Column("born_at", DateTime(timezone=True), nullable=False),
     Column("outcome", Text, nullable=False),
-    UniqueConstraint("facility_id", "ref_hash", name="infants_facility_ref"),
+    #: its delivery was voided: it was never born on the platform, and its record number is free
+    Column("voided_at", DateTime(timezone=True)),
+    Index("infants_facility_ref", "facility_id", "ref_hash", unique=True, postgresql_where=text("voided_at IS NULL")),
     Index("infants_client", "client_id"),
 )
 

@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -163,6 +163,11 @@ infant_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("data", JSONB, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    #: corrections (servicekit.corrections, migration 0008): the CloudEvent ids its acceptance
+    #: published; when and by which event it was voided
+    Column("published_ids", ARRAY(PG_UUID(as_uuid=True))),
+    Column("voided_at", DateTime(timezone=True)),
+    Column("voided_by", PG_UUID(as_uuid=True)),
 )
 
 
