@@ -211,14 +211,14 @@ CASES: dict[str, Case] = {
     "the same event_id with other content": Case("conflict", "different content", conflicting),
     # --- dates -------------------------------------------------------------------------------------
     "an event in the future": Case(
-        "occurred_in_future", "after the server time", alone(lambda emr: emr.enrolment(at="2999-01-01T00:00:00Z"))
+        "occurred_in_future", "more than 5 minutes after the server time", alone(lambda emr: emr.enrolment(at="2999-01-01T00:00:00Z"))
     ),
     "an enrolment before her birth": Case(
-        "before_birth", "before her birth_date 1996-04-11", alone(lambda emr: emr.enrolment(at="1990-01-01T00:00:00Z"))
+        "before_birth", "before her data.birth_date", alone(lambda emr: emr.enrolment(at="1990-01-01T00:00:00Z"))
     ),
     "a test before her birth": Case(
         "before_birth",
-        "before she was born on 1996-04-11",
+        "before her birth date on record",
         after_enrolment(lambda emr, ref: emr.hiv_test(ref, "1995-01-01T00:00:00Z")),
     ),
     "a status date after the enrolment": Case(
@@ -438,7 +438,35 @@ async def test_text_that_postgres_cannot_store_is_rejected_not_a_server_error(en
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [(r["status"], r["code"]) for r in results] == [("rejected", "invalid_value")] * 3
-    assert "valid UTF-8" in results[0]["reason"]
+    assert "lone surrogate" in results[0]["reason"]
     assert "client_ref: String should match pattern" in results[1]["reason"]
     assert "data.copies_per_ml: a number must be finite" in results[2]["reason"]
     assert await enrolment.counts() == before
+
+
+async def test_occurred_in_future_names_the_server_time_and_the_tolerance_apart(enrolment, emr) -> None:
+    """The reason says "more than 5 minutes after the server time T", T being the server's time
+    itself, not the server time plus the tolerance named as the server time."""
+    from datetime import UTC, datetime, timedelta
+
+    asked = datetime.now(UTC)
+    at = (asked + timedelta(minutes=10)).isoformat(timespec="seconds")
+    response = await enrolment.post([emr.enrolment(at=at)])
+    [result] = response.json()["results"]
+    assert result["code"] == "occurred_in_future"
+    head, told = result["reason"].split("is more than 5 minutes after the server time ")
+    assert head == f"occurred_at {at} "
+    server_time = datetime.fromisoformat(told.split(" ")[0])
+    assert asked - timedelta(seconds=5) <= server_time <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_a_body_that_is_not_utf8_is_malformed_json_as_the_codes_table_says(enrolment) -> None:
+    """Bytes that are not UTF-8 cannot be read into events: the whole request is `malformed_json`,
+    and the codes table (docs/emr-intake.md) says so; `invalid_value` names the lone surrogate, a
+    JSON escape that is valid UTF-8 but no character (test above)."""
+    from servicekit.intake import Code
+
+    response = await enrolment.post_raw(b'{"events": [{"type": "ClientEnrolled", "data": {"given_name": "\xe9"}}]}')
+    assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
+    assert "UTF-8" in Code.malformed_json.meaning
+    assert "not UTF-8" not in Code.invalid_value.meaning and "lone surrogate" in Code.invalid_value.meaning

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -188,9 +189,9 @@ async def test_as_a_batch_the_others_are_recorded(door: Door) -> None:
     response = await post(door, bundle)
     assert response.json()["type"] == "batch-response"
     # the enrolment's resources are refused; her visit, test and ART start are held for her
-    # enrolment (pending), answered as taken
-    refused, taken = "422 Unprocessable Entity", "201 Created"
-    assert statuses(response) == ["200 OK", refused, refused, taken, taken, refused, refused, taken, taken, taken]
+    # enrolment (pending): 202 Accepted
+    refused, held = "422 Unprocessable Entity", "202 Accepted"
+    assert statuses(response) == ["200 OK", refused, refused, held, held, refused, refused, held, held, held]
     [issue] = response.json()["entry"][2]["response"]["outcome"]["issue"]
     assert issue["details"]["coding"][0]["code"] == "gestation_out_of_range"
     assert issue["expression"] == ["Bundle.entry[2]"]
@@ -321,3 +322,129 @@ async def test_the_docs_example_is_recorded_with_the_shipped_map(door: Door) -> 
     assert translate(example, shipped).refused == {}
     found = statuses(await post(door, example, facilities=["FAC-ZA-001"]))
     assert found[0] == "200 OK" and set(found[1:]) <= {"201 Created", "200 OK"}
+
+
+# --- findings of the review (issue 17) ---------------------------------------------------------------
+
+
+def _personal(bundle: dict[str, Any]) -> list[str]:
+    patient = bundle["entry"][1]["resource"]
+    return [
+        patient["name"][0]["given"][0],
+        patient["name"][0]["family"],
+        patient["telecom"][0]["value"],
+        patient["identifier"][0]["value"],  # her OpenMRS ID
+        patient["identifier"][1]["value"],  # her national id
+        patient["birthDate"],
+    ]
+
+
+async def test_a_refused_enrolment_echoes_no_personal_value(
+    door: Door, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad Patients through the door: no name, phone number, identifier or birth date of theirs
+    comes back in an OperationOutcome or goes to the service's log, whoever wrote the reason."""
+    caplog.set_level(logging.DEBUG)
+    answers: list[str] = []
+    personal: list[str] = []
+    # on ART since before she was born: enrolment's rule compares it with her birth date
+    born_later = fresh("anc1-enrolment.json")
+    for code in ("160554", "159599"):  # CIEL: HIV diagnosis date, ART start date
+        history = copy.deepcopy(born_later["entry"][6]["resource"])
+        history["id"] = str(uuid.uuid4())
+        history["code"] = {"coding": [{"system": "https://cielterminology.org", "code": code}]}
+        del history["valueCodeableConcept"]
+        history["valueDateTime"] = "1990-01-01"
+        born_later["entry"].append(
+            {"resource": history, "request": {"method": "PUT", "url": f"Observation/{history['id']}"}}
+        )
+    # a birth date that is no day: the R4 parser refuses it
+    no_day = fresh("anc1-enrolment.json")
+    no_day["entry"][1]["resource"]["birthDate"] = "1996-02-30"
+    # her visit without her enrolment, as a batch: held, its reason names her record number
+    held = fresh("anc1-enrolment.json")
+    held["type"] = "batch"
+    del held["entry"][2]
+    for bundle, status in ((born_later, 422), (no_day, 400), (held, 200)):
+        response = await post(door, bundle)
+        assert response.status_code == status, response.text
+        answers.append(response.text)
+        personal += _personal(bundle)
+        rehearsed = await post(door, bundle, dry_run=True)
+        answers.append(rehearsed.text)
+    assert "before_birth" in answers[0] and "birthDate" in answers[2]
+    assert "awaiting_client" in answers[4] and "[withheld]" in answers[4]
+    logged = caplog.text + "".join(capsys.readouterr())
+    for value in personal:
+        for answer in answers:
+            assert value not in answer, (value, answer)
+        assert value not in logged, value
+
+
+async def test_a_bumped_version_id_with_the_same_content_is_a_duplicate(door: Door) -> None:
+    """OpenMRS bumps `meta.versionId` on every save: the same content again is `duplicate` (200 OK),
+    and changed content under a new version is refused as a correction, naming how to make one."""
+    bundle = fresh("anc1-enrolment.json")
+    assert statuses(await post(door, bundle)) == ["200 OK"] + ["201 Created"] * 9
+    after = await door.counts()
+    for entry in bundle["entry"]:
+        entry["resource"]["meta"]["versionId"] = "1713099999999"
+    assert statuses(await post(door, bundle)) == ["200 OK"] * 10
+    assert await door.counts() == after
+
+    bundle["type"] = "batch"
+    bundle["entry"][7]["resource"]["meta"]["versionId"] = "1713100000000"
+    bundle["entry"][7]["resource"]["valueCodeableConcept"] = {
+        "coding": [{"system": "https://cielterminology.org", "code": "664"}]  # negative, was positive
+    }
+    response = await post(door, bundle)
+    assert statuses(response)[7] == "409 Conflict"
+    [issue] = response.json()["entry"][7]["response"]["outcome"]["issue"]
+    assert (issue["code"], issue["details"]["coding"][0]["code"]) == ("conflict", "correction_required")
+    assert "void the recorded event" in issue["diagnostics"]
+    assert await door.counts() == after
+
+
+def _dry_runs_counted() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "pmtct_intake_dry_run_events"
+        for s in metric.samples
+        if s.name.endswith("_total") and s.labels.get("service") == "enrolment"
+    )
+
+
+async def test_the_transaction_check_is_not_counted_as_a_dry_run(door: Door) -> None:
+    """A transaction is checked by a dry run of the door's own: `pmtct_intake_dry_run_events_total`
+    counts only the dry runs a caller asked for."""
+    before = _dry_runs_counted()
+    assert statuses(await post(door, fresh("anc1-enrolment.json"))) == ["200 OK"] + ["201 Created"] * 9
+    assert _dry_runs_counted() == before
+    assert statuses(await post(door, fresh("anc1-enrolment.json"), dry_run=True)) == ["200 OK"] + ["201 Created"] * 9
+    assert _dry_runs_counted() == before + 4  # her enrolment, visit, test and ART start, once
+
+
+async def test_a_held_entry_is_202_accepted_saying_what_it_waits_for(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    bundle["type"] = "batch"
+    del bundle["entry"][2]  # her visit, test and ART start without her enrolment
+    response = await post(door, bundle)
+    found = statuses(response)
+    assert found[2] == found[6] == found[8] == "202 Accepted", found
+    [issue] = response.json()["entry"][2]["response"]["outcome"]["issue"]
+    assert (issue["severity"], issue["code"]) == ("information", "informational")
+    assert issue["details"]["coding"][0]["code"] == "awaiting_client"
+    assert "held" in issue["diagnostics"] and "GET /v1/events/" in issue["diagnostics"]
+
+
+async def test_a_value_of_the_wrong_json_type_is_named(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    bundle["entry"][5]["resource"]["valueQuantity"]["value"] = "14"
+    response = await post(door, bundle)
+    assert response.status_code == 400
+    [issue] = response.json()["issue"]
+    assert issue["expression"] == ["Bundle.entry[5]"]
+    assert "Observation.valueQuantity.value must be a number in FHIR JSON, not a string" in issue["diagnostics"]

@@ -52,7 +52,7 @@ from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
-from fastapi import Query
+from fastapi import Header, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.exc import DBAPIError
 
@@ -116,7 +116,13 @@ class Code(StrEnum):
         return member
 
     # --- the whole request (problem+json) --------------------------------------------------------
-    malformed_json = "malformed_json", "The body is not JSON.", Action.fix_request, 400
+    malformed_json = (
+        "malformed_json",
+        "The body is not JSON, or its bytes are not UTF-8 (JSON is UTF-8: a body in another encoding cannot be"
+        " read into events).",
+        Action.fix_request,
+        400,
+    )
     unsupported_media_type = (
         "unsupported_media_type",
         "The body is not sent as `Content-Type: application/json`.",
@@ -157,7 +163,8 @@ class Code(StrEnum):
     invalid_value = (
         "invalid_value",
         "A field has the wrong JSON type, format or value (the reason names it); also a non-object event,"
-        " NaN or Infinity, text that is not UTF-8, a date outside 1900–2999.",
+        " NaN or Infinity, a `\\uD800`-style escape that is no character (a lone surrogate), a date outside"
+        " 1900–2999.",
         Action.fix_and_resend,
     )
     missing_field = "missing_field", "A required field is absent (`type`, `data.hiv_status`, …).", Action.fix_and_resend
@@ -573,6 +580,12 @@ DryRun = Annotated[
     ),
 ]
 
+#: the header the platform's own doors send when a dry run is a step of their own (the FHIR door's
+#: all-or-nothing check of a transaction) rather than one the caller asked for: such a dry run is
+#: not counted in `pmtct_intake_dry_run_events_total`, which counts the callers' dry runs only
+REHEARSAL_HEADER = "X-PMTCT-Rehearsal"
+Rehearsal = Annotated[bool, Header(alias=REHEARSAL_HEADER, include_in_schema=False)]
+
 
 class EventBatch(BaseModel):
     """The body of `POST /v1/events`. Each event is validated on its own (see the service's event
@@ -869,10 +882,12 @@ class Intake(Generic[EventT, ResultT]):
         now: datetime | None = None,
         *,
         dry_run: bool = False,
+        counted: bool = True,
     ) -> BatchReply[ResultT]:
         """Take a posted batch through the pipeline (module docstring); `begin` makes the service's
         side of each try, `units` a new unit of work (`Runtime.begin`). `now` replaces the server
-        time in the future check (tests). `dry_run`: every step, then roll back."""
+        time in the future check (tests). `dry_run`: every step, then roll back. `counted=False`:
+        a dry run the platform runs for itself (`REHEARSAL_HEADER`), kept out of the metrics."""
         started = time.perf_counter()
         check_batch_size(len(raw_events), settings.intake_max_batch)
         now = now or settings.clock.now()
@@ -881,7 +896,7 @@ class Intake(Generic[EventT, ResultT]):
         results: dict[int, ResultT] = {}
         candidates: list[Candidate[EventT]] = []
         for index, raw in enumerate(raw_events):
-            checked = self.check(index, raw, key, registry, principal, now + tolerance)
+            checked = self.check(index, raw, key, registry, principal, now, tolerance)
             if isinstance(checked, Candidate):
                 candidates.append(checked)
             else:
@@ -902,9 +917,10 @@ class Intake(Generic[EventT, ResultT]):
             raise Problem(503, Code.contention, "Concurrent batches kept touching the same subjects; retry this batch.")
         results.update(decided)
         ordered = [results[i] for i in sorted(results)]
-        counted = INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS
-        for r in ordered:
-            counted.labels(self.service, r.status.value, r.code.value if r.code else "").inc()
+        if counted or not dry_run:
+            counter = INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS
+            for r in ordered:
+                counter.labels(self.service, r.status.value, r.code.value if r.code else "").inc()
         if not dry_run:
             INTAKE_BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         return self.reply.of(batch_id, ordered, dry_run=dry_run)
@@ -1120,9 +1136,11 @@ class Intake(Generic[EventT, ResultT]):
         key: str,
         registry: FacilityRegistry,
         principal: Principal,
-        latest: datetime,
+        now: datetime,
+        tolerance: timedelta = timedelta(0),
     ) -> Candidate[EventT] | ResultT:
-        """Steps 2–4 for one event: parse, facility, not in the future (no database)."""
+        """Steps 2–4 for one event: parse, facility, not in the future (after `now` + `tolerance`,
+        the clock drift allowed; no database)."""
         parsed = self.parse(index, raw, key)
         if not isinstance(parsed, Candidate):
             return parsed
@@ -1138,13 +1156,13 @@ class Intake(Generic[EventT, ResultT]):
                 Code.facility_forbidden,
                 f"This client ({principal.client_id}) may not post events for {e.facility_id}.",
             )
-        if e.occurred_at > latest:
+        if e.occurred_at > now + tolerance:
             return self.result.rejection(
                 index,
                 e.event_id,
                 Code.occurred_in_future,
-                f"occurred_at {e.occurred_at.isoformat()} is after the server time"
-                f" {latest.astimezone(UTC).isoformat(timespec='seconds')} (clock drift allowed included).",
+                f"occurred_at {e.occurred_at.isoformat()} is more than {_span(tolerance)} after the server"
+                f" time {now.astimezone(UTC).isoformat(timespec='seconds')} (the clock drift allowed).",
             )
         return parsed
 
@@ -1166,7 +1184,11 @@ class Intake(Generic[EventT, ResultT]):
             encoded = orjson.dumps(raw)
         except orjson.JSONEncodeError:
             return self.result.rejection(
-                index, event_id, Code.invalid_value, "Integers must fit 64 bits and text must be valid UTF-8."
+                index,
+                event_id,
+                Code.invalid_value,
+                "Integers must fit 64 bits, and text must be characters: a \\uD800-style escape alone (a lone"
+                " surrogate) is none.",
             )
         try:
             event = self.events.validate_json(encoded, strict=True)
@@ -1361,6 +1383,15 @@ def sqlstate(exc: DBAPIError) -> str | None:
         if state:
             return str(state)
     return None
+
+
+def _span(tolerance: timedelta) -> str:
+    """A tolerance as a reason says it: `5 minutes`, `1 minute`, `30 seconds`."""
+    seconds = int(tolerance.total_seconds())
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _not_finite(value: Any, where: str = "") -> str | None:

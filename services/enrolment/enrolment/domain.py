@@ -351,8 +351,10 @@ def anc_visit_on(history: ClientHistory, found: list[Episode], episode: Episode 
 def check_after_birth(history: ClientHistory, day: date, what: str = "occurred_at") -> None:
     earliest = earliest_birth(history)
     if earliest is not None and day < earliest:
-        born = "born on" if not history.birth_date_estimated else "born no earlier than"
-        raise RuleBroken("before_birth", f"{what} {day.isoformat()} is before she was {born} {earliest.isoformat()}.")
+        # her birth date is personal data: named, never repeated (the answer may reach a FHIR
+        # OperationOutcome, a log line or the held-events table)
+        born = "her birth date on record" if not history.birth_date_estimated else "the birth her recorded age allows"
+        raise RuleBroken("before_birth", f"{what} {day.isoformat()} is before {born}.")
 
 
 def check_alive(history: ClientHistory, day: date) -> None:
@@ -446,14 +448,13 @@ def check_birth_dates_agree(history: ClientHistory, birth_date: date | None, age
     if birth_date is not None and not history.birth_date_estimated and birth_date != history.birth_date:
         raise RuleBroken(
             "identity_conflict",
-            f"birth_date {birth_date.isoformat()} differs from the {history.birth_date.isoformat()} on record"
-            " for this woman.",
+            "data.birth_date differs from the birth date on record for this woman (neither is repeated here).",
         )
     recorded_age = age_on(history.birth_date, day)
     given_age = age_years if birth_date is None else age_on(birth_date, day)
     if given_age is not None and abs(given_age - recorded_age) > 1:
         raise RuleBroken(
-            "identity_conflict", f"Age {given_age} differs from the {recorded_age} on record for this woman."
+            "identity_conflict", "data.age_years differs by more than a year from the age on record for this woman."
         )
 
 

@@ -219,8 +219,8 @@ async def post_bundle(
         request.headers.get("content-type", ""), await request.body(), runtime.settings.intake_max_batch
     )
 
-    async def submit(events: list[dict[str, Any]], rehearse: bool) -> Sequence[Any]:
-        return (await frontdoor.submit(runtime, principal, token, events, dry_run=rehearse)).results
+    async def submit(events: list[dict[str, Any]], rehearse: bool, counted: bool) -> Sequence[Any]:
+        return (await frontdoor.submit(runtime, principal, token, events, dry_run=rehearse, counted=counted)).results
 
     try:
         answer = await fhir_door.record(body, fhir_setup(runtime, principal), submit, dry_run)

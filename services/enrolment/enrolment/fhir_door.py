@@ -11,12 +11,21 @@ module reads the request, runs it, and answers in FHIR (docs/fhir-intake.md).
   and, where refused, an OperationOutcome.
 - `?dry_run=true`: the same answer, recording nothing.
 
-Entry statuses: `201 Created` (its events recorded), `200 OK` (already recorded: a duplicate; or
-an entry with no event of its own, read with the others), `4xx` with an OperationOutcome (refused).
+Entry statuses: `201 Created` (its events recorded), `202 Accepted` (held until what it waits for
+is posted: an OperationOutcome of severity information says what), `200 OK` (already recorded: a
+duplicate; or an entry with no event of its own, read with the others), `4xx` with an
+OperationOutcome (refused). A resource posted again under a new `meta.versionId` with the same
+content is a duplicate; with other content it is a correction, refused `correction_required` (409)
+until the door maps it to a void and a replacement.
+
+**No personal value in an answer**: every diagnostics text is cleared of the personal values of the
+bundle's Patients and RelatedPersons (names, phone numbers, identifiers, birth and death dates,
+addresses: `personal_values`), whatever rule or parser wrote it, and the door logs none.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -25,12 +34,13 @@ import orjson
 from servicekit.fhir import issue, outcome
 from servicekit.problems import Problem
 
-from .fhir_translate import Planned, Refused, Setup, Translation, translate
+from .fhir_translate import BundleRefused, Planned, Refused, Setup, Translation, translate
 
 #: the reason phrases of the statuses an entry can answer
 REASONS = {
     200: "200 OK",
     201: "201 Created",
+    202: "202 Accepted",
     400: "400 Bad Request",
     409: "409 Conflict",
     422: "422 Unprocessable Entity",
@@ -41,8 +51,16 @@ MEDIA_TYPES = ("application/fhir+json", "application/json")
 CONFLICT_CODES = frozenset({"conflict", "already_enrolled", "identity_conflict", "delivery_too_soon"})
 RESEND_CODES = frozenset({"service_unavailable", "unknown_infant"})
 
-#: submits platform events through the front door: (events, dry_run) -> one result per event, in order
-Submit = Callable[[list[dict[str, Any]], bool], Awaitable[Sequence[Any]]]
+#: what stands in an answer for a personal value of the bundle
+WITHHELD = "[withheld]"
+#: a changed resource under a new version: the platform's `conflict` as the FHIR door says it
+CORRECTION_REQUIRED = "correction_required"
+#: the order of the successful statuses (an entry shows the last of its events')
+SUCCESS_RANK = {200: 0, 201: 1, 202: 2}
+
+#: submits platform events through the front door: (events, dry_run, counted) -> one result per
+#: event, in order (`counted=False`: the door's own dry run, kept out of the dry-run metric)
+Submit = Callable[[list[dict[str, Any]], bool, bool], Awaitable[Sequence[Any]]]
 
 
 def read_body(content_type: str, body: bytes, max_entries: int) -> Any:
@@ -72,8 +90,10 @@ def _result(r: Any) -> dict[str, Any]:
 
 def _event_status(result: dict[str, Any]) -> int:
     status = result.get("status")
-    if status in ("accepted", "pending"):
+    if status == "accepted":
         return 201
+    if status == "pending":
+        return 202
     if status == "duplicate":
         return 200
     code = result.get("code") or ""
@@ -92,11 +112,14 @@ def _issues_of(t: Translation, results: Sequence[dict[str, Any]]) -> dict[int, l
     for planned, result in zip(t.events, results, strict=True):
         if _event_status(result) < 400:
             continue
+        code = str(result.get("code"))
         detail = f"{planned.event['type']}: {result.get('reason') or result.get('code')}"
+        if code == "conflict":
+            code, detail = CORRECTION_REQUIRED, _correction_detail(planned)
         for index in t.entries_of(planned):
             out.setdefault(index, []).append(
                 issue(
-                    str(result.get("code")),
+                    code,
                     detail,
                     issue_type="business-rule"
                     if _event_status(result) == 422
@@ -115,8 +138,9 @@ def _entry_statuses(t: Translation, results: Sequence[dict[str, Any]]) -> dict[i
             if index in t.refused:
                 continue
             now = statuses.get(index)
-            # the worst of its events; between successes, Created wins over OK
-            statuses[index] = s if now is None or s >= 400 and s > now or (now < 400 and s == 201) else now
+            # the worst of its events; between successes, Accepted (held) over Created over OK
+            if now is None or (s >= 400 and s > now) or (now < 400 and s < 400 and SUCCESS_RANK[s] > SUCCESS_RANK[now]):
+                statuses[index] = s
     for index in t.context:
         statuses.setdefault(index, 200)
     return statuses
@@ -148,9 +172,43 @@ def _note(planned: Planned, result: dict[str, Any]) -> str:
     return note + (f" ({', '.join(given)})" if given else "")
 
 
+def _correction_detail(planned: Planned) -> str:
+    event = planned.event
+    return (
+        f"{event['type']} {event['event_id']}: this resource was recorded before with other clinical content"
+        " (an earlier version). A new version is not taken as a correction: void the recorded event"
+        f" (its event_id {event['event_id']}) and post the corrected one (docs/fhir-intake.md, Corrections)."
+    )
+
+
+def _held_issues(t: Translation, results: Sequence[dict[str, Any]], dry_run: bool) -> dict[int, list[dict[str, Any]]]:
+    """Each held (pending) entry's information: what it waits for, and where to ask what became of it."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for planned, result in zip(t.events, results, strict=True):
+        if result.get("status") != "pending":
+            continue
+        detail = (
+            f"{planned.event['type']} {planned.event['event_id']}: {'would be ' if dry_run else ''}held, not"
+            f" recorded yet ({result.get('code')}): {result.get('reason') or 'it waits for an earlier event'}"
+            f" GET /v1/events/{planned.event['event_id']} says what became of it."
+        )
+        for index in t.entries_of(planned):
+            out.setdefault(index, []).append(
+                issue(
+                    str(result.get("code") or "pending"),
+                    detail,
+                    issue_type="informational",
+                    severity="information",
+                    expression=[f"Bundle.entry[{index}]"],
+                )
+            )
+    return out
+
+
 def response_bundle(t: Translation, results: Sequence[dict[str, Any]], dry_run: bool) -> dict[str, Any]:
     """The transaction-response or batch-response Bundle: one entry per posted entry, in order."""
     issues = _issues_of(t, results)
+    held = _held_issues(t, results, dry_run)
     statuses = _entry_statuses(t, results)
     ids: dict[int, list[str]] = {}
     for planned, result in zip(t.events, results, strict=True):
@@ -162,6 +220,8 @@ def response_bundle(t: Translation, results: Sequence[dict[str, Any]], dry_run: 
         response: dict[str, Any] = {"status": REASONS.get(status, str(status))}
         if index in issues:
             response["outcome"] = outcome(issues[index])
+        elif status == 202 and index in held:
+            response["outcome"] = outcome(held[index])
         elif index in ids or index in t.context:
             note = "; ".join(ids.get(index, ())) or t.context.get(index, "")
             response["outcome"] = outcome(
@@ -190,20 +250,106 @@ def response_bundle(t: Translation, results: Sequence[dict[str, Any]], dry_run: 
     return bundle
 
 
+# --- no personal value in an answer ----------------------------------------------------------------
+
+#: the elements of a Patient or RelatedPerson that hold personal values (R4 Patient / RelatedPerson)
+_PERSONAL = ("name", "telecom", "identifier", "birthDate", "deceasedDateTime", "address", "contact", "text")
+
+
+def personal_values(body: Any) -> frozenset[str]:
+    """Every personal value of the posted bundle's Patients and RelatedPersons: the text of their
+    names, phone numbers, identifiers, birth and death dates, addresses and contacts."""
+    found: set[str] = set()
+    entries = body.get("entry") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") not in ("Patient", "RelatedPerson"):
+            continue
+        for element in _PERSONAL:
+            _strings(resource.get(element), found, element)
+    return frozenset(v for v in found if len(v) >= 2)
+
+
+def _strings(value: Any, into: set[str], element: str) -> None:
+    if isinstance(value, str):
+        into.update({value, value.strip()})
+        if element == "birthDate" or element == "deceasedDateTime":
+            into.add(value[:10])  # the day, as a rule's reason would name it
+    elif isinstance(value, int | float) and not isinstance(value, bool) and element in ("identifier", "telecom"):
+        into.add(str(value))
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, into, element)
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            # codes and systems say what a value is, not whose (`system`, `use`, `type`, `url`)
+            if key not in ("system", "use", "type", "url", "status", "period", "id", "extension", "relationship"):
+                _strings(v, into, element)
+
+
+def withhold(answer: Any, values: frozenset[str]) -> Any:
+    """`answer` (JSON) with every personal value in its text replaced by `WITHHELD`."""
+    if not values:
+        return answer
+    ordered = sorted(values, key=len, reverse=True)
+    # as whole words: a short name is not cut out of a longer word
+    pattern = re.compile("(?<![0-9A-Za-z])(?:" + "|".join(re.escape(v) for v in ordered) + ")(?![0-9A-Za-z])")
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            return pattern.sub(WITHHELD, v)
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    return clean(answer)
+
+
+def _withheld(problem: Problem, values: frozenset[str]) -> Problem:
+    extra = {k: withhold(v, values) for k, v in problem.extra.items()}
+    cleaned = Problem(problem.status, problem.code, withhold(problem.detail, values), problem.title, **extra)
+    cleaned.headers = dict(problem.headers)
+    return cleaned
+
+
 async def record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dict[str, Any]:
-    """Translate a posted Bundle, submit its events, and answer (see the module docstring)."""
+    """Translate a posted Bundle, submit its events, and answer (see the module docstring), with no
+    personal value of the bundle in the answer (`withhold`)."""
+    values = personal_values(body)
+    try:
+        return withhold(await _record(body, setup, submit, dry_run), values)
+    except Problem as problem:
+        raise _withheld(problem, values) from None
+    except BundleRefused as refused:
+        raise BundleRefused(refused.code, withhold(refused.detail, values), refused.status) from None
+
+
+async def _record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dict[str, Any]:
     t = translate(body, setup)
     events = [p.event for p in t.events]
     if t.bundle_type == "transaction":
         if t.refused:
             raise refusal(t, [{"status": "accepted"}] * len(events), dry_run)
-        rehearsed = [_result(r) for r in await submit(events, True)] if events else []
+        # the all-or-nothing check: a dry run of the door's own, counted only when the caller asked one
+        rehearsed = [_result(r) for r in await submit(events, True, dry_run)] if events else []
         if any(_event_status(r) >= 400 for r in rehearsed):
             raise refusal(t, rehearsed, dry_run)
         if dry_run:
             return response_bundle(t, rehearsed, dry_run)
-    results = [_result(r) for r in await submit(events, dry_run)] if events else []
+    results = [_result(r) for r in await submit(events, dry_run, True)] if events else []
     return response_bundle(t, results, dry_run)
 
 
-__all__ = ["Planned", "Refused", "Setup", "read_body", "record", "refusal", "response_bundle"]
+__all__ = [
+    "Planned",
+    "Refused",
+    "Setup",
+    "personal_values",
+    "read_body",
+    "record",
+    "refusal",
+    "response_bundle",
+    "withhold",
+]

@@ -32,22 +32,31 @@ as a registered facility id: the reference's `identifier` or the bundle's Locati
 with an identifier of system `FACILITY_SYSTEM`, or a reference `Location/<facility id>`; failing
 that, the token's facility when it carries exactly one.
 
-Each event's `event_id` is derived from the resource it stands for: its type, id and
-`meta.versionId` (a uuid5), so posting the same resource version again is a duplicate, and a new
-version with other content a conflict (a correction is cx's `EventVoided`, not a new version).
+Each event's `event_id` is derived from the resource it stands for: its type and id, not its
+`meta.versionId` (a uuid5), so posting the same resource again is a duplicate whatever its version
+(OpenMRS bumps the version on any save), and a new version with other clinical content is the
+platform's `conflict`, which the door answers `correction_required` (fhir_door.py).
+
+Every primitive is checked for its FHIR JSON type first (`json_type_problem`: a decimal or an
+integer is a JSON number, a boolean true or false, everything else a string), since the R4 models
+read `"12"` as the number 12: a value of the wrong type is refused naming its element.
 """
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
+from decimal import Decimal
+from functools import lru_cache
 from importlib import import_module
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .fhir_concepts import Concepts, Target, describe
 
@@ -159,13 +168,95 @@ class _Refuse(Exception):
 
 
 def event_id(resource: Mapping[str, Any], key: str, event_type: str) -> str:
-    """The platform event_id of `resource`'s event: stable for one resource version."""
-    version = (resource.get("meta") or {}).get("versionId") or ""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{key}/_history/{version}|{event_type}"))
+    """The platform event_id of `resource`'s event: the same for every version of the resource
+    (its `meta.versionId` is not part of it), so a re-save with the same content is a duplicate."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{key}|{event_type}"))
 
 
 def _model(resource_type: str) -> Any:
     return getattr(import_module(f"fhir.resources.R4B.{resource_type.lower()}"), resource_type)
+
+
+#: JSON type names, as a refusal says them
+_JSON_TYPES = {
+    str: "a string",
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    dict: "an object",
+    list: "an array",
+}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+@lru_cache(maxsize=256)
+def _fields(model: type[BaseModel]) -> dict[str, tuple[Any, bool]]:
+    """A model's fields by their JSON name: (the element's type, whether it repeats)."""
+    out: dict[str, tuple[Any, bool]] = {}
+    for name, info in model.model_fields.items():
+        kind, repeats = info.annotation, False
+        while True:
+            origin = typing.get_origin(kind)
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            if origin in (typing.Union, types.UnionType) and len(args) == 1:
+                kind = args[0]
+            elif origin in (list, typing.List) and args:  # noqa: UP006 (the R4 models say typing.List)
+                kind, repeats = args[0], True
+            elif origin is typing.Annotated:
+                kind = args[0]
+            else:
+                break
+        out[info.alias or name] = (kind, repeats)
+    return out
+
+
+def _expected(kind: Any) -> tuple[type | tuple[type, ...], str] | None:
+    """The JSON type a primitive element must have, or None for an element that is not one."""
+    if kind is bool:
+        return bool, "true or false"
+    if kind in (int, Decimal, float):
+        return (int, float), "a number"
+    if kind in (str, date, datetime, time) or (isinstance(kind, type) and issubclass(kind, str)):
+        return str, "a string"
+    return None
+
+
+def json_type_problem(model: type[BaseModel], value: Mapping[str, Any], where: str) -> str | None:
+    """The first element of `value` (a resource or element as JSON) whose JSON type is not the one
+    FHIR's JSON format gives its type (http://hl7.org/fhir/R4/json.html#primitive), or None."""
+    fields = _fields(model)
+    for key, v in value.items():
+        if key not in fields or v is None:
+            continue
+        kind, repeats = fields[key]
+        items = list(enumerate(v)) if repeats and isinstance(v, list) else [(None, v)]
+        if repeats and not isinstance(v, list):
+            return f"{where}.{key} must be an array, not {_json_type(v)}."
+        for i, item in items:
+            at = f"{where}.{key}" + (f"[{i}]" if i is not None else "")
+            expected = _expected(kind)
+            if expected is not None:
+                wanted, said = expected
+                if isinstance(item, bool) and wanted is not bool or not isinstance(item, wanted):
+                    return f"{at} must be {said} in FHIR JSON, not {_json_type(item)}."
+                continue
+            klass = getattr(kind, "get_model_klass", None)
+            sub = (
+                klass()
+                if callable(klass)
+                else (kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None)
+            )
+            if sub is None:
+                continue
+            if not isinstance(item, dict):
+                return f"{at} must be an object, not {_json_type(item)}."
+            found = json_type_problem(sub, item, at)
+            if found is not None:
+                return found
+    return None
 
 
 def _validation_detail(resource_type: str, exc: ValidationError) -> str:
@@ -306,6 +397,9 @@ def _checked_entry(index: int, raw: Any, bundle_type: str) -> _Entry:
         )
     if bundle_type == "transaction" and method is None:
         raise _Refuse("invalid_resource", "A transaction entry needs request.method (POST or PUT).", "required", 400)
+    wrong_type = json_type_problem(_model(rtype), resource, rtype)
+    if wrong_type is not None:
+        raise _Refuse("invalid_resource", f"not a valid R4 {rtype}: {wrong_type}", "structure", 400)
     try:
         _model(rtype).model_validate(resource)
     except ValidationError as exc:

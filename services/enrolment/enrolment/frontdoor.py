@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.app import Runtime
 from servicekit.auth import Principal
-from servicekit.intake import Code, check_batch_size
+from servicekit.intake import REHEARSAL_HEADER, Code, check_batch_size
 from servicekit.intake import EventResult as _Result
 from servicekit.metrics import INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS
 from servicekit.problems import PROBLEM_JSON
@@ -114,9 +114,12 @@ async def submit(
     events: Sequence[Any],
     *,
     dry_run: bool = False,
+    counted: bool = True,
 ) -> BatchResult:
     """Record (or, `dry_run`, only answer) a batch of mother and infant events posted by `principal`
-    with bearer `token`: one result per event, in the order posted (module docstring)."""
+    with bearer `token`: one result per event, in the order posted (module docstring). `counted=False`:
+    a dry run the platform runs for itself (the FHIR door's check of a transaction), kept out of
+    `pmtct_intake_dry_run_events_total` here and in follow-up (`servicekit.intake.REHEARSAL_HEADER`)."""
     settings = runtime.settings
     check_batch_size(len(events), settings.intake_max_batch)
     doors = await route(runtime, events)
@@ -135,11 +138,12 @@ async def submit(
             [events[i] for i in mother],
             dry_run=dry_run,
             intake=DOOR_INTAKE,
+            counted=counted,
         )
         batch_id = reply.batch_id
         results.update(_placed(reply.results, mother))
     if infant:
-        forwarded = await forward(settings, token, [events[i] for i in infant], dry_run)
+        forwarded = await forward(settings, token, [events[i] for i in infant], dry_run, counted=counted)
         batch_id = batch_id or forwarded.batch_id
         results.update(_placed(forwarded.results, infant))
     return BatchResult.of(batch_id or uuid4(), [results[i] for i in range(len(events))], dry_run=dry_run)
@@ -164,13 +168,19 @@ async def route(runtime: Runtime[Settings], events: Sequence[Any]) -> list[Door]
     return doors
 
 
-async def forward(settings: Settings, token: str, events: list[Any], dry_run: bool) -> BatchResult:
+async def forward(
+    settings: Settings, token: str, events: list[Any], dry_run: bool, *, counted: bool = True
+) -> BatchResult:
     """Post infant events to follow-up's intake on the caller's behalf; its answer, or each event
     `service_unavailable` when there is none to be had."""
     if settings.followup_url is None:
-        return _unavailable(events, dry_run, "This deployment does not say where follow-up is (PMTCT_FOLLOWUP_URL).")
+        return _unavailable(
+            events, dry_run, counted, "This deployment does not say where follow-up is (PMTCT_FOLLOWUP_URL)."
+        )
     url = str(settings.followup_url).rstrip("/") + "/v1/events"
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    if dry_run and not counted:
+        headers[REHEARSAL_HEADER] = "true"
     propagate.inject(headers)  # the trace goes on into follow-up
     # the events as posted (NaN included, as the standard library reads and writes it): follow-up
     # answers each exactly as if the EMR had posted it there
@@ -185,11 +195,12 @@ async def forward(settings: Settings, token: str, events: list[Any], dry_run: bo
         return _unavailable(
             events,
             dry_run,
+            counted,
             f"Follow-up did not answer within {settings.followup_timeout_s:g} s; resend this event later.",
         )
     except httpx.HTTPError as exc:
         log.warning("front door: follow-up is not reachable (%s)", type(exc).__name__)
-        return _unavailable(events, dry_run, "Follow-up is not reachable just now; resend this event later.")
+        return _unavailable(events, dry_run, counted, "Follow-up is not reachable just now; resend this event later.")
     if response.status_code == 200:
         try:
             reply = BatchResult.model_validate_json(response.content)
@@ -198,11 +209,11 @@ async def forward(settings: Settings, token: str, events: list[Any], dry_run: bo
         if reply is not None and sorted(r.index for r in reply.results) == list(range(len(events))):
             return reply
         log.warning("front door: follow-up's answer could not be read")
-        return _unavailable(events, dry_run, "Follow-up's answer could not be read; resend this event later.")
-    return _refused(events, dry_run, response)
+        return _unavailable(events, dry_run, counted, "Follow-up's answer could not be read; resend this event later.")
+    return _refused(events, dry_run, counted, response)
 
 
-def _refused(events: list[Any], dry_run: bool, response: httpx.Response) -> BatchResult:
+def _refused(events: list[Any], dry_run: bool, counted: bool, response: httpx.Response) -> BatchResult:
     """Follow-up refused the forwarded request as a whole: a server error (or anything without a
     problem code of the vocabulary) is `service_unavailable`; otherwise each event gets its code."""
     code: Code | None = None
@@ -215,18 +226,22 @@ def _refused(events: list[Any], dry_run: bool, response: httpx.Response) -> Batc
             code = None
     if response.status_code >= 500 or code is None or code.status is None:
         log.warning("front door: follow-up answered %d", response.status_code)
-        return _unavailable(events, dry_run, f"Follow-up answered {response.status_code}; resend this event later.")
-    return _answered_here(events, dry_run, code, f"Follow-up: {detail}")
+        return _unavailable(
+            events, dry_run, counted, f"Follow-up answered {response.status_code}; resend this event later."
+        )
+    return _answered_here(events, dry_run, counted, code, f"Follow-up: {detail}")
 
 
-def _unavailable(events: list[Any], dry_run: bool, reason: str) -> BatchResult:
-    return _answered_here(events, dry_run, Code.service_unavailable, reason)
+def _unavailable(events: list[Any], dry_run: bool, counted: bool, reason: str) -> BatchResult:
+    return _answered_here(events, dry_run, counted, Code.service_unavailable, reason)
 
 
-def _answered_here(events: list[Any], dry_run: bool, code: Code, reason: str) -> BatchResult:
+def _answered_here(events: list[Any], dry_run: bool, counted: bool, code: Code, reason: str) -> BatchResult:
     """Every forwarded event answered by the front door itself, since follow-up did not answer
     them; counted here (follow-up never saw them), as the front door's (`service="enrolment"`)."""
-    (INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS).labels("enrolment", "rejected", code.value).inc(len(events))
+    if counted or not dry_run:
+        counter = INTAKE_DRY_RUN_EVENTS if dry_run else INTAKE_EVENTS
+        counter.labels("enrolment", "rejected", code.value).inc(len(events))
     return BatchResult.of(
         uuid4(), [EventResult.rejection(i, _event_id(e), code, reason) for i, e in enumerate(events)], dry_run=dry_run
     )

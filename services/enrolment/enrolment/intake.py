@@ -63,6 +63,7 @@ async def record_batch(
     *,
     dry_run: bool = False,
     intake: Intake[Any, EventResult] = INTAKE,
+    counted: bool = True,
 ) -> BatchResult:
     """A posted batch of mother events, through the pipeline (`dry_run`: answered, not recorded;
     `intake`: the front door's, which names every type it takes in an `unknown_event_type`)."""
@@ -75,6 +76,7 @@ async def record_batch(
         raw_events,
         now,
         dry_run=dry_run,
+        counted=counted,
     )
     assert isinstance(reply, BatchResult)
     return reply
@@ -383,9 +385,7 @@ class MotherBatch(IntakeBatch[Any]):
         if d.birth_date is None and d.age_years is None:
             raise RuleBroken("birth_date_or_age_required", "Give data.birth_date or, if unknown, data.age_years.")
         if d.birth_date is not None and d.birth_date > day:
-            raise RuleBroken(
-                "before_birth", f"occurred_at {day.isoformat()} is before her birth_date {d.birth_date.isoformat()}."
-            )
+            raise RuleBroken("before_birth", f"occurred_at {day.isoformat()} is before her data.birth_date.")
         age = domain.age_on(d.birth_date, day) if d.birth_date is not None else d.age_years
         assert age is not None
         domain.check_age(age)

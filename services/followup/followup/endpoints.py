@@ -37,9 +37,16 @@ async def post_events(
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("events:write")],
     dry_run: intake.DryRun = False,
+    rehearsal: intake.Rehearsal = False,
 ) -> IngestReply:
     return await emr_intake.record(
-        runtime.begin, runtime.settings, runtime.registry, principal, body.events, dry_run=dry_run
+        runtime.begin,
+        runtime.settings,
+        runtime.registry,
+        principal,
+        body.events,
+        dry_run=dry_run,
+        counted=not rehearsal,
     )
 
 
