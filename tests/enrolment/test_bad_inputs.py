@@ -211,7 +211,9 @@ CASES: dict[str, Case] = {
     "the same event_id with other content": Case("conflict", "different content", conflicting),
     # --- dates -------------------------------------------------------------------------------------
     "an event in the future": Case(
-        "occurred_in_future", "more than 5 minutes after the server time", alone(lambda emr: emr.enrolment(at="2999-01-01T00:00:00Z"))
+        "occurred_in_future",
+        "more than 5 minutes after the server time",
+        alone(lambda emr: emr.enrolment(at="2999-01-01T00:00:00Z")),
     ),
     "an enrolment before her birth": Case(
         "before_birth", "before her data.birth_date", alone(lambda emr: emr.enrolment(at="1990-01-01T00:00:00Z"))
