@@ -37,6 +37,7 @@ from pmtct_events.enrolment import (
     ClientDied,
     ClientEnrolled,
     ClientEvent,
+    ClientEventVoided,
     DeliveredInfant,
     DeliveryRecorded,
     HivStatus,
@@ -124,6 +125,17 @@ class Mother:
     def died(self, on: date) -> ClientDied:
         return ClientDied(facility_id=self.facility_id, occurred_at=at(on), client_id=self.client_id)
 
+    def voided(self, on: date, voided: ClientEvent, *ids: UUID) -> ClientEventVoided:
+        """Enrolment's ClientEventVoided of `voided`, whose acceptance published `ids` (CloudEvent ids)."""
+        return ClientEventVoided(
+            facility_id=self.facility_id,
+            occurred_at=at(on, 15),
+            client_id=self.client_id,
+            voided_event_id=uuid.uuid4(),
+            voided_type=voided.event_name,
+            voided_ids=ids,
+        )
+
 
 def new_mother(facility_id: str = FACILITY) -> Mother:
     return Mother(uuid.uuid4(), facility_id)
@@ -163,13 +175,18 @@ class FollowupService:
     def headers(self, scopes: str = "events:write", facilities: list[str] | None = None) -> dict:
         return self.issuer.headers(scopes, facilities if facilities is not None else [FACILITY], "emr-followup-test")
 
-    async def apply(self, *events: ClientEvent, settings: Settings | None = None) -> None:
-        """As the consumer would: each event in its own transaction, through the real handler."""
+    async def apply(self, *events: ClientEvent, settings: Settings | None = None) -> list[UUID]:
+        """As the consumer would: each event in its own transaction, through the real handler.
+        Returns the CloudEvent ids they came in with (what a ClientEventVoided names)."""
+        ids: list[UUID] = []
         for event in events:
+            ce = CloudEvent.from_event(event)
+            ids.append(ce.id)
             async with uow.begin(self.sessions, FollowupUnit) as unit:
-                with unit.handling(CloudEvent.from_event(event)):
+                with unit.handling(ce):
                     await stream.on_enrolment_event(event, unit, settings or self.sim)
                 await unit.commit()
+        return ids
 
     async def apply_together(self, *events: ClientEvent, settings: Settings | None = None) -> None:
         """As the consumer applies one batch: one unit of work, its preload, then the handler for

@@ -21,7 +21,17 @@ from servicekit import uow
 
 B = SIM_START
 #: bookkeeping columns, not what the events established
-_STAMPS = {"client_id", "infant_id", "subject_id", "item_id", "settle_until", "updated_at", "created_at"}
+_STAMPS = {
+    "client_id",
+    "infant_id",
+    "subject_id",
+    "item_id",
+    "settle_until",
+    "updated_at",
+    "created_at",
+    # the CloudEvent id of each twin's delivery
+    "delivery_event_id",
+}
 
 
 async def test_one_batch_with_enrolment_delivery_and_later_events_gives_the_schedule_of_one_by_one(followup) -> None:

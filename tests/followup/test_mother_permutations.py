@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from followup.cases import MotherCase
+from followup.corrections import Standing, replay
+from followup.eid_schedule import EidRules
 from followup.mother_schedule import MotherRules, mother_plan
 from followup.schedule import item_id, tick
 from followup.stream import apply_to_mother
@@ -123,3 +125,30 @@ def test_the_journey_in_the_order_it_happened_ends_where_a_mentor_mother_expects
 @given(order=st.permutations(JOURNEY))
 def test_any_order_of_a_mothers_facts_gives_one_end_state(order: list[ClientEvent]) -> None:
     assert end_state(drive(list(order))) == EXPECTED
+
+
+def drive_and_void(events: list[ClientEvent], voided: set[int]) -> MotherCase:
+    """`drive`, then a ClientEventVoided of the events at `voided` (their positions in `events`):
+    her case replayed from the rest (`corrections.replay`) and taken on (`MotherCase.correct`)."""
+    mother = MotherCase(CLIENT, events[0].facility_id)
+    kept: list[Standing] = []
+    for n, event in enumerate(events):
+        apply_to_mother(mother, event, CLOCK.local_day(event.occurred_at))
+        mother.recompute(RULES)
+        if n not in voided:
+            kept.append(Standing(uuid4(), event, CLOCK.local_day(event.occurred_at)))
+    folded = replay(CLIENT, mother.facility_id, kept, [], EidRules(), RULES)
+    mother.correct(folded.mother, START + timedelta(days=400))
+    tick(mother.items, END)
+    return mother
+
+
+@settings(max_examples=150, deadline=None)
+@given(order=st.permutations(JOURNEY), voided=st.sets(st.integers(0, len(JOURNEY) - 1), max_size=4))
+def test_void_then_recompute_is_as_if_the_voided_events_were_never_posted(
+    order: list[ClientEvent], voided: set[int]
+) -> None:
+    remaining = [e for n, e in enumerate(order) if n not in voided]
+    if not remaining:
+        return
+    assert end_state(drive_and_void(list(order), voided)) == end_state(drive(remaining))

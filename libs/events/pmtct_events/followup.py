@@ -339,6 +339,9 @@ class WithdrawalReason(StrEnum):
     met_before_overdue = "met_before_overdue"
     #: a contact dated before the day she would have become lost (a back-dated visit)
     seen_before_lost = "seen_before_lost"
+    #: the fact the item stood on was voided by the EMR (ClientEventVoided / InfantEventVoided): without
+    #: it the item is not needed at all (her positive test was entered in error; the delivery was)
+    entered_in_error = "entered_in_error"
 
 
 class AnnouncementWithdrawn(Event):
@@ -347,7 +350,8 @@ class AnnouncementWithdrawn(Event):
     `subject_id` (the infant, or the mother), like the announcement it withdraws. What a consumer
     opened for the announcement (the referrals service: its automatic referral) is withdrawn with it;
     an item met late (on or after its overdue day) or a client back in care after she was lost is
-    not withdrawn: that announcement was needed."""
+    not withdrawn: that announcement was needed. `entered_in_error`: the fact the need stood on was
+    voided (a correction), so the item is not needed at all; `met_on` is then the voiding's day."""
 
     service: ClassVar[str] = SERVICE
     key_field: ClassVar[str] = "subject_id"
@@ -362,7 +366,7 @@ class AnnouncementWithdrawn(Event):
     kind: ScheduleKind | None = None
     #: the day the announcement was for: the item's overdue day, or the day she was to be lost
     announced_for: date
-    #: the day of the fact that shows it was not needed
+    #: the day of the fact that shows it was not needed (`entered_in_error`: the day it was voided)
     met_on: date
 
 

@@ -231,10 +231,19 @@ def item_withdrawn(
     item: Item,
     overdue_on: date,
     now: datetime,
+    voided_on: date | None = None,
 ) -> list[Event]:
-    """An overdue item met before its overdue day (`schedule.withdrawn_items`): its overdue withdrawn."""
+    """An overdue item met before its overdue day (`schedule.withdrawn_items`): its overdue
+    withdrawn. With `voided_on`, an overdue item the facts left after a void no longer call for
+    (`schedule.voided_items`): withdrawn `entered_in_error`, dated by the void."""
     announcement = withdrawn_announcement(item.kind, item.test is not None)
-    if announcement is None or item.satisfied_on is None:
+    if announcement is None:
+        return []
+    if voided_on is not None:
+        reason, met_on = WithdrawalReason.entered_in_error, voided_on
+    elif item.satisfied_on is not None:
+        reason, met_on = WithdrawalReason.met_before_overdue, item.satisfied_on
+    else:
         return []
     return [
         AnnouncementWithdrawn(
@@ -244,11 +253,11 @@ def item_withdrawn(
             subject_id=subject_id,
             client_id=client_id,
             announcement=announcement,
-            reason=WithdrawalReason.met_before_overdue,
+            reason=reason,
             item_id=item.item_id,
             kind=item.kind,
             announced_for=overdue_on,
-            met_on=item.satisfied_on,
+            met_on=met_on,
         )
     ]
 
@@ -261,8 +270,11 @@ def loss_withdrawn(
     lost_on: date,
     seen_on: date,
     now: datetime,
+    in_error: bool = False,
 ) -> Event:
-    """A contact dated before the day she became lost (`Attendance.seen`): the loss withdrawn."""
+    """A contact dated before the day she became lost (`Attendance.seen`): the loss withdrawn.
+    `in_error`: the follow-up she was lost from was ended by a correction (`seen_on` is then the
+    void's day)."""
     return AnnouncementWithdrawn(
         facility_id=facility_id,
         occurred_at=now,
@@ -270,7 +282,7 @@ def loss_withdrawn(
         subject_id=subject_id,
         client_id=client_id,
         announcement=WithdrawnAnnouncement.ClientLostToFollowUp,
-        reason=WithdrawalReason.seen_before_lost,
+        reason=WithdrawalReason.entered_in_error if in_error else WithdrawalReason.seen_before_lost,
         announced_for=lost_on,
         met_on=seen_on,
     )

@@ -57,14 +57,18 @@ from .eid_schedule import (
 )
 from .mother_schedule import MotherFacts, MotherRules, mother_plan
 from .schedule import (
+    ENTERED_IN_ERROR,
     Attendance,
     Item,
+    Status,
     Transition,
     check_lost,
     next_wakeup,
     overdue_snapshot,
     reconcile,
+    restate,
     tick,
+    voided_items,
     withdrawn_items,
 )
 
@@ -169,6 +173,10 @@ class Withdrawals:
     items: list[tuple[Item, date]] = field(default_factory=list)
     #: (the lost day withdrawn, the day of the contact that shows she was not lost)
     lost: tuple[date, date] | None = None
+    #: corrections: (item, the overdue day it was announced for, the day of the void) of items the
+    #: voided facts had called for; and (the lost day, the day of the void) of a loss they had made
+    in_error: list[tuple[Item, date, date]] = field(default_factory=list)
+    lost_in_error: tuple[date, date] | None = None
 
     def raise_for(
         self,
@@ -188,7 +196,20 @@ class Withdrawals:
             case.raise_event(
                 announcements.loss_withdrawn(subject_type, subject_id, client_id, facility_id, *self.lost, now)
             )
-        self.items, self.lost = [], None
+        for item, overdue_on, voided_on in self.in_error:
+            case.raise_event(
+                *announcements.item_withdrawn(
+                    subject_type, subject_id, client_id, facility_id, item, overdue_on, now, voided_on=voided_on
+                )
+            )
+        if self.lost_in_error is not None:
+            lost_on, voided_on = self.lost_in_error
+            case.raise_event(
+                announcements.loss_withdrawn(
+                    subject_type, subject_id, client_id, facility_id, lost_on, voided_on, now, in_error=True
+                )
+            )
+        self.items, self.lost, self.in_error, self.lost_in_error = [], None, [], None
 
 
 @dataclass(slots=True)
@@ -221,6 +242,13 @@ class InfantCase(Aggregate):
     #: set by `recompute` when an ended follow-up is resumed (raised by `conclude`)
     resumed: ResumedBecause | None = None
     withdrawals: Withdrawals = field(default_factory=Withdrawals, compare=False)
+    #: the DeliveryRecorded (CloudEvent id) that registered it (None: registered before corrections)
+    delivery_event_id: UUID | None = None
+    #: its delivery was voided: it was never born on the platform (`end`); its events are refused
+    voided: bool = False
+    #: the day of a void being applied (`corrections`): what the recompute no longer plans, and
+    #: had announced, is withdrawn `entered_in_error`
+    correcting: date | None = field(default=None, compare=False)
 
     def seen(self, on: date) -> None:
         """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
@@ -292,7 +320,30 @@ class InfantCase(Aggregate):
         announced = overdue_snapshot(self.items)
         self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
         self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
+        if self.correcting is not None:
+            self.withdrawals.in_error += [
+                (i, on, self.correcting) for i, on in voided_items(announced, self.items) if i.test is not None
+            ]
         return self.plan
+
+    def end(self, on: date, *, voided: bool) -> None:
+        """Her follow-up ends because the facts it stood on were voided on `on` (a correction): her
+        mother's positive status was entered in error (`voided` False: she is not HIV-exposed after
+        all), or the delivery that registered her was (`voided`: she was never born on the
+        platform). No schedule, no final outcome: her open items are cancelled `entered_in_error`
+        and what had been announced of them (an overdue, a loss) is withdrawn with that reason."""
+        announced = overdue_snapshot(self.items)
+        for item in self.items:
+            if item.open:
+                item.status, item.cancel_reason, item.changed = Status.cancelled, ENTERED_IN_ERROR, True
+        self.withdrawals.in_error += [(i, announced[i.item_id], on) for i in self.items if i.item_id in announced]
+        if self.attendance.lost_since is not None:
+            self.withdrawals.lost_in_error = (self.attendance.lost_since, on)
+            self.attendance.lost_since = self.attendance.lost_last_seen_on = None
+        self.in_follow_up, self.voided = False, voided
+        self.high_risk_reasons, self.prophylaxis, self.plan, self.resumed = [], [], None, None
+        self.final_outcome = self.final_outcome_on = None
+        self.facts = replace(self.facts, high_risk=False)
 
     def deadline(self, rules: EidRules) -> date | None:
         """The day of the age snapshot (PMTCT_FO), while no outcome was recorded."""
@@ -381,6 +432,9 @@ class MotherCase(Aggregate):
     items: list[Item] = field(default_factory=list)
     attendance: Attendance = field(default_factory=Attendance)
     withdrawals: Withdrawals = field(default_factory=Withdrawals, compare=False)
+    #: her facts are a fold of the mother events follow-up keeps (False: kept before corrections
+    #: existed, migration 0009; a void cannot take them back)
+    facts_from_events: bool = field(default=True, compare=False)
 
     def seen(self, on: date) -> None:
         """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
@@ -391,6 +445,17 @@ class MotherCase(Aggregate):
     def withdraw(self, clock: Clock) -> None:
         """Raise AnnouncementWithdrawn for what the facts applied since showed was not needed."""
         self.withdrawals.raise_for(self, SubjectType.client, self.client_id, self.client_id, self.facility_id, clock)
+
+    def take_facts(self, other: MotherCase) -> None:
+        """Her facts become `other`'s (a fold of the events that stand, `corrections.replay`); her
+        items, her loss to follow-up and what is to be withdrawn stay hers. Her open items move
+        with her if the facts now place her at another facility."""
+        if other.facility_id != self.facility_id:
+            for item in self.items:
+                item.changed = item.changed or item.open
+        for name in MOTHER_FACT_FIELDS:
+            setattr(self, name, getattr(other, name))
+        self.attendance.last_seen_on = other.attendance.last_seen_on
 
     def current_pregnancy(self) -> Pregnancy | None:
         found = sorted(self.pregnancies.values(), key=lambda p: (p.seen_from, p.edd or date.min))
@@ -441,6 +506,18 @@ class MotherCase(Aggregate):
         self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
         self.withdrawals.items += withdrawn_items(announced, self.items)
 
+    def correct(self, folded: MotherCase, on: date) -> None:
+        """A void on `on`: her facts and items become `folded`'s (her case replayed from the events
+        that stand, `corrections.replay`: as if the voided one had never been posted). Her items
+        keep how far time moved them where both are open (`schedule.restate`); an item a voided
+        result had met is open again (announced again when its time comes); one only the voided
+        facts called for is cancelled `entered_in_error`, its overdue withdrawn with that reason."""
+        announced = overdue_snapshot(self.items)
+        self.take_facts(folded)
+        self.items = restate(self.items, folded.items)
+        self.withdrawals.items += withdrawn_items(announced, self.items)
+        self.withdrawals.in_error += [(i, d, on) for i, d in voided_items(announced, self.items)]
+
     def announce(self, report: TickReport, clock: Clock) -> None:
         """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""
         self.raise_event(*announcements.mother_announcements(self, report, clock))
@@ -452,6 +529,24 @@ class MotherCase(Aggregate):
 
     def next_wakeup(self, silence_days: int) -> date | None:
         return next_wakeup(self.items, self.attendance, silence_days)
+
+
+#: the fields of a mother case that are facts (a fold of her events), as against her follow-up
+MOTHER_FACT_FIELDS = (
+    "facility_id",
+    "hiv_status",
+    "positive_since",
+    "positive_seen_on",
+    "art_start_date",
+    "edd",
+    "delivered_on",
+    "viral_loads",
+    "hiv_tests",
+    "pregnancies",
+    "died_on",
+    "enrolled_on",
+    "transferred_out_on",
+)
 
 
 def exposure_start(birth_date: date, mother: MotherCase, stopped_on: date | None, rules: EidRules) -> date | None:

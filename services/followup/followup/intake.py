@@ -199,6 +199,12 @@ class InfantBatch(IntakeBatch[Any]):
                 f"No delivery with this {named} is known to follow-up yet: held until it is (and its mother's"
                 " positive status, if the infant is not followed yet).",
             )
+        if case.voided:
+            return Reject(
+                Code.unknown_infant,
+                "This infant was registered by a delivery the EMR voided (entered in error): the platform has no"
+                " such infant. Post its events for the infant of the corrected delivery.",
+            )
         if not case.in_follow_up:
             return Hold(
                 tuple(sorted(infant_keys(case.infant_id, key.ref_hash if key else None))),
@@ -243,7 +249,7 @@ class InfantBatch(IntakeBatch[Any]):
             )
         for client_id in sorted({c.client_id for c in self.touched.values()}):
             mother = self.mothers[client_id]
-            siblings = [c for c in self.cases.values() if c.client_id == client_id]
+            siblings = [c for c in self.cases.values() if c.client_id == client_id and not c.voided]
             until = breastfeeding_until(mother, siblings)
             if until != mother.breastfeeding_until:
                 mother.breastfeeding_until = until

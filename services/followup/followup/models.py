@@ -7,10 +7,12 @@ from datetime import date, datetime
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
+    Identity,
     Integer,
     MetaData,
     Table,
@@ -63,7 +65,25 @@ mothers = Table(
     Column("died_on", Date),
     Column("enrolled_on", Date),
     Column("transferred_out_on", Date),
+    # her facts are a fold of `mother_events` (false: kept before corrections, migration 0009)
+    Column("facts_from_events", Boolean, nullable=False, server_default="true"),
     *_attendance_and_timer(),
+)
+
+# every mother event follow-up applied, with the CloudEvent id it came in with: what her case is
+# recomputed from when an event is voided (ClientEventVoided names the ids), in arrival order (`seq`)
+mother_events = Table(
+    "mother_events",
+    metadata,
+    Column("seq", BigInteger, Identity(), nullable=False, unique=True),
+    Column("event_id", PG_UUID(as_uuid=True), primary_key=True),
+    Column("client_id", PG_UUID(as_uuid=True), nullable=False),
+    Column("type", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the ClientEventVoided that voided it, and when
+    Column("voided_by", PG_UUID(as_uuid=True)),
+    Column("voided_at", DateTime(timezone=True)),
 )
 
 infants = Table(
@@ -93,6 +113,11 @@ infants = Table(
     Column("final_outcome", Text),
     Column("final_outcome_on", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the DeliveryRecorded (CloudEvent id) that registered it; set when that delivery was voided:
+    # the infant was never born on the platform (its events are refused `unknown_infant`)
+    Column("delivery_event_id", PG_UUID(as_uuid=True)),
+    Column("voided_at", DateTime(timezone=True)),
+    Column("voided_by", PG_UUID(as_uuid=True)),
     *_attendance_and_timer(),
 )
 

@@ -14,11 +14,12 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, column, select, text
+from sqlalchemy import ARRAY, column, literal_column, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pmtct_events import Event
 from pmtct_events.enrolment import HivStatus, HivTestResult
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
 from servicekit.db import any_of
@@ -40,12 +41,14 @@ _LOCK_MOTHERS = text(
     " SELECT client_id, facility_id FROM unnest(CAST(:client_ids AS uuid[]), CAST(:facility_ids AS text[]))"
     " AS seen (client_id, facility_id) ORDER BY client_id"
     " ON CONFLICT (client_id) DO UPDATE SET client_id = EXCLUDED.client_id"
-    " RETURNING *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id) AS infant_ids"
+    " RETURNING *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id"
+    " AND infants.voided_at IS NULL) AS infant_ids"
 ).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
 
 
 _SELECT_MOTHERS = text(
-    "SELECT *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id) AS infant_ids"
+    "SELECT *, ARRAY(SELECT infant_id FROM infants WHERE infants.client_id = mothers.client_id"
+    " AND infants.voided_at IS NULL) AS infant_ids"
     " FROM mothers WHERE client_id = ANY(CAST(:client_ids AS uuid[])) ORDER BY client_id FOR UPDATE"
 ).columns(*mothers.c, column("infant_ids", ARRAY(PG_UUID(as_uuid=True))))
 
@@ -69,6 +72,8 @@ class Mothers(Repository[UUID, MotherCase]):
         self.infant_ids: dict[UUID, list[UUID]] = {}
         #: the mothers an event touched: client_id -> (next_timer_on, settle_s) to write at commit
         self.touched: dict[UUID, tuple[date | None, float | None]] = {}
+        #: the mother events of this unit, to keep (`keep`), in the order they came
+        self.kept: list[dict[str, Any]] = []
 
     async def hold(self, subjects: Iterable[tuple[UUID, str]]) -> dict[UUID, MotherCase]:
         """The mothers of (client_id, facility_id) pairs, held (see the class)."""
@@ -106,14 +111,71 @@ class Mothers(Repository[UUID, MotherCase]):
         timers): her row and items are written by `flush`."""
         self.touched[case.client_id] = (next_timer_on, settle_s)
 
-    async def add_infants(self, client_id: UUID, rows: Sequence[dict[str, Any]]) -> None:
+    def keep(self, client_id: UUID, event_id: UUID, event: Event) -> None:
+        """Keep a mother event with the CloudEvent id it came in with (written by `flush`): what her
+        case is recomputed from when one of them is voided (`corrections`)."""
+        self.kept.append(
+            {
+                "event_id": event_id,
+                "client_id": client_id,
+                "type": event.event_name,
+                "data": json.dumps(event.model_dump(mode="json")),
+                "voided_by": None,
+            }
+        )
+
+    async def void_events(self, client_id: UUID, event_ids: Iterable[UUID], voided_by: UUID) -> set[UUID]:
+        """Mark her kept events of `event_ids` voided by `voided_by` (a ClientEventVoided); the
+        ones this marked (none when the void was applied already)."""
+        ids = set(event_ids)
+        marked = {
+            r[0]
+            for r in await self.session.execute(
+                _VOID_MOTHER_EVENTS, {"client_id": client_id, "ids": sorted(ids), "voided_by": voided_by}
+            )
+        }
+        for row in self.kept:
+            if row["client_id"] == client_id and row["event_id"] in ids and row["voided_by"] is None:
+                row["voided_by"] = voided_by
+                marked.add(row["event_id"])
+        return marked
+
+    async def standing_events(self, client_id: UUID) -> list[tuple[UUID, str, dict[str, Any]]]:
+        """Her kept events that are not voided, in the order they came: (event id, type, data)."""
+        rows = await self.session.execute(_STANDING_EVENTS, {"client_id": client_id})
+        out = [(r.event_id, r.type, r.data) for r in rows]
+        out += [
+            (r["event_id"], r["type"], json.loads(r["data"]))
+            for r in self.kept
+            if r["client_id"] == client_id and r["voided_by"] is None
+        ]
+        return out
+
+    async def void_infants(self, client_id: UUID, infant_ids: Sequence[UUID], voided_by: UUID) -> None:
+        """Infants a voided delivery had registered: never born on the platform. They leave her
+        list (a later event of hers does not see them) and intake refuses their events."""
+        if not infant_ids:
+            return
+        await self.session.execute(_VOID_INFANTS, {"ids": list(infant_ids), "voided_by": voided_by})
+        gone = set(infant_ids)
+        self.infant_ids[client_id] = [i for i in self.infant_ids[client_id] if i not in gone]
+
+    async def add_infants(self, client_id: UUID, rows: Sequence[dict[str, Any]], tz: str) -> None:
         """New live-born infants (not in follow-up yet) of a held mother; a redelivered delivery
-        adds nothing."""
+        adds nothing. An infant a voided delivery had registered, registered again (a corrected
+        delivery naming the same infant), is born again: with the facts of this delivery, not
+        in follow-up yet, its history and items kept (loaded under the lock its update took)."""
         added = (await self.session.execute(_ADD_INFANTS, list(rows))).all()
+        again: list[UUID] = []
         for row in added:
             self.infant_ids[client_id].append(row.infant_id)
-            # locked by its insert, with no history or items yet: no need to load it
-            self.infants.add(row.infant_id, _infant(row._mapping, [], []))
+            if row.inserted:
+                # locked by its insert, with no history or items yet: no need to load it
+                self.infants.add(row.infant_id, _infant(row._mapping, [], []))
+            else:
+                again.append(row.infant_id)
+        for key, case in (await lock_infants(self.session, again, tz)).items():
+            self.infants.remember(key, case)
 
     async def infants_of(self, client_id: UUID, tz: str) -> dict[UUID, InfantCase]:
         """A held mother's infants, locked, in id order (`Infants.lock`)."""
@@ -123,6 +185,9 @@ class Mothers(Repository[UUID, MotherCase]):
         """Write the held mothers the unit's events touched: the rows that changed in full, a
         touch of the settle delay for the others (an input restarts it even when it changed
         nothing), and every changed schedule item; a few statements per batch."""
+        if self.kept:
+            await self.session.execute(_KEEP_MOTHER_EVENTS, self.kept)
+            self.kept = []
         if not self.touched:
             return
         changed: list[dict[str, Any]] = []
@@ -194,6 +259,25 @@ class FollowupUnit(UnitOfWork):
         self.caseloads = Caseloads(session)
 
 
+_KEEP_MOTHER_EVENTS = text(
+    "INSERT INTO mother_events (event_id, client_id, type, data, voided_by, voided_at)"
+    " VALUES (:event_id, :client_id, :type, CAST(:data AS jsonb), :voided_by,"
+    " CASE WHEN CAST(:voided_by AS uuid) IS NULL THEN NULL ELSE now() END)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+_VOID_MOTHER_EVENTS = text(
+    "UPDATE mother_events SET voided_by = :voided_by, voided_at = now()"
+    " WHERE client_id = :client_id AND event_id = ANY(CAST(:ids AS uuid[])) AND voided_by IS NULL"
+    " RETURNING event_id"
+)
+_STANDING_EVENTS = text(
+    "SELECT event_id, type, data FROM mother_events WHERE client_id = :client_id AND voided_by IS NULL ORDER BY seq"
+)
+_VOID_INFANTS = text(
+    "UPDATE infants SET voided_at = now(), voided_by = :voided_by WHERE infant_id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
 _SETTLE_MOTHERS = text(
     "UPDATE mothers SET updated_at = now(), settle_until = now() + make_interval(secs => CAST(:settle_s AS float8))"
     " WHERE client_id = ANY(CAST(:ids AS uuid[]))"
@@ -219,6 +303,7 @@ def _mother(row: Any, items: list[Item]) -> MotherCase:
         transferred_out_on=row["transferred_out_on"],
         items=items,
         attendance=_attendance(row),
+        facts_from_events=row["facts_from_events"],
     )
 
 
@@ -284,7 +369,30 @@ def _mother_values(case: MotherCase, next_timer_on: date | None) -> dict[str, An
 # --- infants -------------------------------------------------------------------------------------
 
 
-_ADD_INFANTS = insert(infants).on_conflict_do_nothing().returning(*infants.c)
+_NEW_INFANT = insert(infants)
+#: a redelivered delivery adds nothing; a voided infant registered again is born again (`add_infants`)
+_ADD_INFANTS = _NEW_INFANT.on_conflict_do_update(
+    index_elements=[infants.c.infant_id],
+    set_={
+        "voided_at": None,
+        "voided_by": None,
+        "delivery_event_id": _NEW_INFANT.excluded.delivery_event_id,
+        "facility_id": _NEW_INFANT.excluded.facility_id,
+        "ref_hash": _NEW_INFANT.excluded.ref_hash,
+        "birth_date": _NEW_INFANT.excluded.birth_date,
+        "sex": _NEW_INFANT.excluded.sex,
+        "birth_weight_g": _NEW_INFANT.excluded.birth_weight_g,
+        "in_follow_up": False,
+        "follow_up_from": None,
+        "high_risk": False,
+        "high_risk_reasons": text("'[]'::jsonb"),
+        "prophylaxis": text("'[]'::jsonb"),
+        "final_outcome": None,
+        "final_outcome_on": None,
+        "next_timer_on": None,
+    },
+    where=infants.c.voided_at.is_not(None),
+).returning(*infants.c, literal_column("(xmax = 0)").label("inserted"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +400,8 @@ class InfantKey:
     infant_id: UUID
     client_id: UUID
     ref_hash: str | None
+    #: its delivery was voided: never born on the platform
+    voided: bool = False
 
 
 async def resolve_infants(
@@ -302,12 +412,14 @@ async def resolve_infants(
     if not ids and not hashes:
         return {}, {}
     rows = await session.execute(
-        select(infants.c.infant_id, infants.c.client_id, infants.c.ref_hash).where(
+        select(infants.c.infant_id, infants.c.client_id, infants.c.ref_hash, infants.c.voided_at).where(
             any_of(infants.c.infant_id, ids) | any_of(infants.c.ref_hash, hashes)
         )
     )
-    keys = [InfantKey(r.infant_id, r.client_id, r.ref_hash) for r in rows]
-    return {k.infant_id: k for k in keys}, {k.ref_hash: k for k in keys if k.ref_hash}
+    keys = [InfantKey(r.infant_id, r.client_id, r.ref_hash, r.voided_at is not None) for r in rows]
+    # a record number of a voided infant registered again (a corrected delivery) names the new one
+    by_hash = {k.ref_hash: k for k in sorted(keys, key=lambda k: not k.voided) if k.ref_hash}
+    return {k.infant_id: k for k in keys}, by_hash
 
 
 async def lock_infants(session: AsyncSession, infant_ids: Iterable[UUID], tz: str) -> dict[UUID, InfantCase]:
@@ -359,6 +471,8 @@ def _infant(row: Any, history: list[RecordedEvent], items: list[Item]) -> Infant
         attendance=_attendance(row),
         final_outcome=FinalOutcome(row["final_outcome"]) if row["final_outcome"] else None,
         final_outcome_on=row["final_outcome_on"],
+        delivery_event_id=row["delivery_event_id"],
+        voided=row["voided_at"] is not None,
     )
     if history:
         case.events = list(history)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid5
@@ -42,6 +42,8 @@ class Status(StrEnum):
 OPEN: frozenset[Status] = frozenset({Status.planned, Status.due, Status.overdue})
 #: the cancel reason of an item its subject's transfer out cancelled
 TRANSFERRED_OUT = "transferred_out"
+#: the cancel reason of an item whose subject a correction ended (`cases.InfantCase.end`)
+ENTERED_IN_ERROR = "entered_in_error"
 
 
 class Transition(StrEnum):
@@ -239,6 +241,47 @@ def withdrawn_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[
     return out
 
 
+def restate(stored: list[Item], replayed: Iterable[Item]) -> list[Item]:
+    """A correction (a void): the stored items take the state of `replayed` (the same subject's
+    items replayed from the facts that stand, as if the voided ones had never been posted), changed
+    ones marked. Where both are open the stored one keeps how far time moved it (planned, due,
+    overdue: announced once); one the replay has open but is met or cancelled here is planned
+    again (the timers announce it again); one the replay does not have was called for only by the
+    voided facts: cancelled `entered_in_error` (unless it was cancelled already)."""
+    by_id = {i.item_id: i for i in stored}
+    out: list[Item] = []
+    for r in replayed:
+        current = by_id.pop(r.item_id, None)
+        if current is None:
+            out.append(replace(r, changed=True))
+            continue
+        if (current.window_end, current.overdue_on, current.label) != (r.window_end, r.overdue_on, r.label):
+            current.window_end, current.overdue_on, current.label, current.changed = (
+                r.window_end,
+                r.overdue_on,
+                r.label,
+                True,
+            )
+        if not (current.open and r.open):
+            state = (Status.planned if r.open else r.status, r.satisfied_on, r.cancel_reason)
+            if (current.status, current.satisfied_on, current.cancel_reason) != state:
+                _set(current, state[0], satisfied_on=state[1], cancel_reason=state[2])
+        out.append(current)
+    for item in by_id.values():
+        if item.status is not Status.cancelled:
+            _set(item, Status.cancelled, cancel_reason=ENTERED_IN_ERROR, satisfied_on=None)
+        out.append(item)
+    return sorted(out, key=lambda i: (i.window_start, i.kind.value))
+
+
+def voided_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[tuple[Item, date]]:
+    """The withdraw rule of a correction: an item announced overdue (in `announced`) that the
+    facts left after a void no longer call for (cancelled) was asked for by an event entered in
+    error: its announcement is withdrawn (`entered_in_error`). One still open stays announced; one
+    met is `withdrawn_items`' to judge."""
+    return [(i, announced[i.item_id]) for i in items if i.item_id in announced and i.status is Status.cancelled]
+
+
 @dataclass(slots=True)
 class Attendance:
     """Contact with the programme, and the lost-to-follow-up episode it may be in."""
@@ -372,6 +415,7 @@ def frozen(slots: Iterable[Slot]) -> list[Requirement]:
 
 
 __all__ = [
+    "ENTERED_IN_ERROR",
     "OPEN",
     "Attendance",
     "Item",
@@ -389,6 +433,8 @@ __all__ = [
     "next_wakeup",
     "overdue_snapshot",
     "reconcile",
+    "restate",
     "tick",
+    "voided_items",
     "withdrawn_items",
 ]

@@ -20,6 +20,7 @@ from pmtct_events.enrolment import (
     ClientDied,
     ClientEnrolled,
     ClientEvent,
+    ClientEventVoided,
     ClientTransferredOut,
     DeliveryRecorded,
     HivStatus,
@@ -34,6 +35,7 @@ from servicekit.auth import Principal
 from servicekit.facilities import FacilityRegistry
 from servicekit.intake import Attempt
 
+from . import corrections
 from . import repository as repo
 from .cases import (
     InfantCase,
@@ -62,15 +64,26 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     delivery, her diagnosis, her death), start follow-up for infants it makes HIV-exposed and
     recompute theirs; then recompute her own viral-load schedule. Infants are saved here, under
     her lock; her row and items when the unit commits (`Mothers.flush`: the events of a batch
-    after this one see her case as it left it). The events raised go to the outbox then too."""
+    after this one see her case as it left it). The events raised go to the outbox then too.
+
+    Each event is kept with its CloudEvent id (`Mothers.keep`): a ClientEventVoided naming it
+    recomputes her case from the events that stand (`corrections`)."""
+    if isinstance(event, ClientEventVoided):
+        await corrections.on_client_event_voided(event, uow, settings)
+        return
     day = settings.clock.local_day(event.occurred_at)
     mothers = uow.mothers
     mother = (await mothers.hold([(event.client_id, event.facility_id)]))[event.client_id]
+    cause = uow.cause.id if uow.cause is not None else None
+    if cause is not None:
+        mothers.keep(mother.client_id, cause, event)
     diagnosed_before = mother.positive_since
     infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id)
     newborns = apply_to_mother(mother, event, day)
+    for row in newborns:
+        row["delivery_event_id"] = cause
     if newborns:
-        await mothers.add_infants(mother.client_id, newborns)
+        await mothers.add_infants(mother.client_id, newborns, settings.timezone)
     followed: set[UUID] = set()
     if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id):
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
@@ -252,7 +265,7 @@ def follow_infant(
         start = exposure_start(infant.facts.birth_date, mother, breastfeeding_stopped_on(infant.facts), rules)
         if start is None or infant.facts.died_on is not None:
             return changed
-        context = _context_at_delivery(infant, mother, delivery, diagnosed_before)
+        context = context_at_delivery(infant.facts.birth_date, mother, delivery, diagnosed_before)
         decided = infant.start_follow_up(start, high_risk_reasons(context, rules), rules)
         infant.follow_up_started(event.occurred_at)
         infant.conclude(decided, settings.clock)
@@ -262,12 +275,11 @@ def follow_infant(
     return changed
 
 
-def _context_at_delivery(
-    infant: InfantCase, mother: MotherCase, delivery: DeliveryRecorded | None, diagnosed_before: date | None
+def context_at_delivery(
+    birth: date, mother: MotherCase, delivery: DeliveryRecorded | None, diagnosed_before: date | None
 ) -> MotherAtDelivery:
     """The delivery event's account of the mother when it has one, else follow-up's own record.
     A diagnosis first known from this very delivery is dated by the delivery's own field, or unknown."""
-    birth = infant.facts.birth_date
     vl = mother.latest_viral_load(birth)
     if delivery is not None:
         if delivery.mother_latest_viral_load is not None:
