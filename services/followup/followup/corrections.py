@@ -23,7 +23,7 @@ Follow-up keeps every mother event it applies with its CloudEvent id (`mother_ev
 
 A void applied already changes nothing (no kept event is left to mark): redelivery is harmless.
 Mothers whose facts were kept before corrections existed (`facts_from_events` false, migration
-0008) cannot be recomputed from events; the void is logged and her facts stay.
+0009) cannot be recomputed from events; the void is logged and her facts stay.
 """
 
 from __future__ import annotations
