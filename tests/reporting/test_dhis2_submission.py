@@ -1,7 +1,7 @@
 """DHIS2 submission of the MER cohort (`mer_cohort.py`) to a local stand-in of the DHIS2 Web API
 (pmtct_tools.dhis2_standin, following `POST /api/dataValueSets`): dry run, push, the import
 summary kept, a 409 with conflicts, a retry after 503s, the revision after a late fact, the monthly
-schedule, and `pmtct dhis2 push`.
+schedule (and its revisions of periods accepted before), and `pmtct dhis2 push`.
 
 Expected values are the hand counts of `test_mer_cohort.py`, by facility (A = FAC-LS-001, org unit
 LsMsuFlt001) and in the mapping's codes (`reporting/data/dhis2_mer.json`).
@@ -189,9 +189,12 @@ async def test_a_late_fact_shows_in_the_history_and_the_next_push_and_the_schedu
         [],
     )
     assert served.dhis2.values[("PMTCT_STAT_N", "2025Oct", A_UNIT, "NEW_NEG_AGE_15-19_F", "MECH_PMTCT_M2M")] == "2"
-    # September changed too: the schedule sends its revision
-    (again,) = await submissions.scheduled_push(rt.sessions, rt.registry, monthly)
+    # September changed too: the schedule sends its revision, and that of FY2026Q4 (Jul-Sep 2026, accepted
+    # with its conflicts above), which M14's September results changed; FY2026 was revised by hand just now
+    # and FY2025 did not change
+    again, quarter = await submissions.scheduled_push(rt.sessions, rt.registry, monthly)
     assert (again.period, again.trigger) == ("2026-09", "scheduled")
+    assert (quarter.period, quarter.trigger) == ("FY2026Q4", "scheduled")
     september = [s for s in await history(served, "period=2026-09") if s["outcome"] == "SUCCESS"]
     assert [s["revision"] for s in september] == [2, 1]
 

@@ -1,9 +1,10 @@
 """What each event adds to the read model, as rows of coded facts (pure: no I/O).
 
 The live consumer and the rebuild both take an event's facts from here, so an event means the
-same to both. Facts are keyed by the CloudEvent id, so one stored twice is stored once. From the
-facts the repository derives one row per subject (a mother's enrolment episodes, an infant, a
-referral) with rules that do not depend on the order the facts arrived in.
+same to both. Facts are keyed by the CloudEvent id, so one stored twice is stored once, and a void
+(ClientEventVoided, InfantEventVoided: a `Table.voids` fact) names the ids whose facts it takes
+out (reporting.repository). From the facts the repository derives one row per subject (a mother's
+enrolment episodes, an infant, a referral) with rules that do not depend on the order the facts arrived in.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ class Table(StrEnum):
     deliveries = "deliveries"
     infant_facts = "infant_facts"
     referral_facts = "referral_facts"
-    #: not stored: counted into the facility-month cells at once
+    #: a clinic's record of a contact (one per event), counted into the facility-month cells at once;
+    #: kept so that a void can take it out again
     interactions = "interactions"
+    #: a correction (ClientEventVoided, InfantEventVoided): the audit of what was voided, by whom, when
+    voids = "voids"
 
 
 #: the derived table each fact table feeds, and the column naming its subject
@@ -42,7 +46,7 @@ SUBJECTS: dict[Table, tuple[str, str]] = {
 #: schedule, alert, classification and loss-to-follow-up events are not contacts with a client
 INTERACTIONS: frozenset[type[Event]] = frozenset(
     {
-        *en.EVENTS,
+        *(e for e in en.EVENTS if e is not en.ClientEventVoided),
         fu.InfantProphylaxisRecorded,
         fu.InfantFeedingRecorded,
         fu.InfantTestResulted,
@@ -108,6 +112,8 @@ DELIVERY_COLUMNS = (
     "skilled_attendant",
     "mother_hiv_status",
     "live_births",
+    #: every infant it registered (live or stillborn): a void of the delivery drops them
+    "infant_ids",
 )
 INFANT_FACT_COLUMNS = (
     "event_id",
@@ -128,13 +134,31 @@ INFANT_FACT_COLUMNS = (
     "method",
 )
 REFERRAL_FACT_COLUMNS = ("event_id", "referral_id", "version", "facility_id", "referral_service", "due_by", "status")
-INTERACTION_COLUMNS = ("event_id", "facility_id", "month")
+#: `infant_id` for an infant's event, so that a voided delivery takes its infants' contacts out too
+INTERACTION_COLUMNS = ("event_id", "facility_id", "month", "infant_id")
+VOID_COLUMNS = (
+    #: the voiding event's CloudEvent id
+    "event_id",
+    "voided_event_id",
+    "voided_type",
+    #: the CloudEvent ids whose facts it takes out
+    "voided_ids",
+    "reason",
+    "replaced_by_event_id",
+    #: the voiding facility and day
+    "facility_id",
+    "occurred_at",
+    "occurred_on",
+    "client_id",
+    "infant_id",
+)
 COLUMNS: dict[Table, tuple[str, ...]] = {
     Table.mother_facts: MOTHER_FACT_COLUMNS,
     Table.deliveries: DELIVERY_COLUMNS,
     Table.infant_facts: INFANT_FACT_COLUMNS,
     Table.referral_facts: REFERRAL_FACT_COLUMNS,
     Table.interactions: INTERACTION_COLUMNS,
+    Table.voids: VOID_COLUMNS,
 }
 
 
@@ -278,6 +302,7 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     skilled_attendant=event.skilled_attendant,
                     mother_hiv_status=event.mother_hiv_status.value,
                     live_births=live,
+                    infant_ids=[i.infant_id for i in event.infants],
                 ),
                 # the end of the pregnancy, for her episode: ART after it is postnatal ART
                 _mother(ce, event, clock, "delivery", age_years=event.age_years),
@@ -332,6 +357,23 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
                     facility_id=event.facility_id,
                 )
             ]
+        case en.ClientEventVoided() | fu.InfantEventVoided():
+            return [
+                _row(
+                    Table.voids,
+                    event_id=ce.id,
+                    voided_event_id=event.voided_event_id,
+                    voided_type=event.voided_type,
+                    voided_ids=list(event.voided_ids),
+                    reason=event.reason.value,
+                    replaced_by_event_id=event.replaced_by_event_id,
+                    facility_id=event.facility_id,
+                    occurred_at=event.occurred_at,
+                    occurred_on=clock.local_day(event.occurred_at),
+                    client_id=event.client_id,
+                    infant_id=getattr(event, "infant_id", None),
+                )
+            ]
         case rf.ReferralEvent():
             return [
                 _row(
@@ -355,7 +397,12 @@ def facts_of(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
     found = _subject_facts(ce, event, clock)
     if type(event) in INTERACTIONS:
         day = clock.local_day(event.occurred_at)
-        found.append(_row(Table.interactions, event_id=ce.id, facility_id=event.facility_id, month=month_of(day)))
+        infant = event.infant_id if isinstance(event, fu.InfantEvent) else None
+        found.append(
+            _row(
+                Table.interactions, event_id=ce.id, facility_id=event.facility_id, month=month_of(day), infant_id=infant
+            )
+        )
     return found
 
 
@@ -377,5 +424,6 @@ APPLIED: tuple[type[Event], ...] = (
     fu.ClientViralLoadOverdue,
     fu.ClientLostToFollowUp,
     fu.AnnouncementWithdrawn,
+    fu.InfantEventVoided,
     *rf.EVENTS,
 )

@@ -246,7 +246,8 @@ REFERRALS_DUE = Population(
     subject_column="referral_id",
     facility_column="facility_id",
     date_column="due_by",
-    # a cancelled referral was withdrawn (made in error, or made moot by a late result): no loop to close
+    # a cancelled referral was withdrawn (made in error, cancelled entered_in_error when the fact that opened
+    # it was voided, or made moot by a late result): no loop to close
     where="status <> 'cancelled'",
     counts=(
         Count("referrals_due", "TRUE", "Referrals due to close"),

@@ -4,12 +4,13 @@ Three layers, each a function of the one before, so the whole read model is a fu
 of events and not of the order they arrived in:
 
 1. facts, one row per event (reporting.facts), keyed by the CloudEvent id: `mother_facts`,
-   `deliveries`, `infant_facts`, `referral_facts`;
+   `deliveries`, `infant_facts`, `referral_facts`, `interactions`; less what the voids (`voids`,
+   tombstones `voided_facts`, `voided_infants`: migration 0007) took out;
 2. one row per subject derived from its facts (reporting.repository): `enrolments` (a mother's
    episodes, reporting.episodes), `infants`, `referrals`;
 3. `monthly_counts`: every count of reporting.indicators per facility and month, moved as a
    subject's row changes; client interactions are added there directly (addition commutes, and
-   the inbox makes each event count once).
+   the inbox makes each event count once) and taken out by a void.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ deliveries = sa.Table(
     sa.Column("skilled_attendant", sa.Boolean, nullable=False),
     sa.Column("mother_hiv_status", sa.Text, nullable=False),
     sa.Column("live_births", sa.Integer, nullable=False),
+    #: every infant it registered (migration 0007): a void of the delivery drops them
+    sa.Column("infant_ids", sa.ARRAY(sa.Uuid)),
 )
 
 infant_facts = sa.Table(
@@ -189,6 +192,48 @@ monthly_counts = sa.Table(
     *(sa.Column(key, sa.BigInteger, nullable=False, server_default="0") for key in COUNTS),
 )
 
+#: a clinic's contact, one per event (reporting.facts.INTERACTIONS), already counted in `monthly_counts`:
+#: kept so that a void takes it out again (migration 0007)
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("month", sa.Date, nullable=False),
+    sa.Column("infant_id", sa.Uuid),
+)
+
+#: the audit of corrections: each ClientEventVoided / InfantEventVoided, the voiding facility and day
+voids = sa.Table(
+    "voids",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("voided_event_id", sa.Uuid, nullable=False),
+    sa.Column("voided_type", sa.Text, nullable=False),
+    sa.Column("voided_ids", sa.ARRAY(sa.Uuid), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("replaced_by_event_id", sa.Uuid),
+    sa.Column("facility_id", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("occurred_on", sa.Date, nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("infant_id", sa.Uuid),
+)
+#: every CloudEvent id a void took out, and every infant a voided delivery had registered: a fact of
+#: either arriving after the void (another topic, a redelivery) is not stored
+voided_facts = sa.Table(
+    "voided_facts",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("voided_by", sa.Uuid, nullable=False),
+)
+voided_infants = sa.Table(
+    "voided_infants",
+    metadata,
+    sa.Column("infant_id", sa.Uuid, primary_key=True),
+    sa.Column("voided_by", sa.Uuid, nullable=False),
+)
+
 #: every read-model table: what a rebuild empties before it replays the topics
 READ_MODEL = (
     mother_facts,
@@ -199,6 +244,10 @@ READ_MODEL = (
     infants,
     referral_facts,
     referrals,
+    interactions,
+    voids,
+    voided_facts,
+    voided_infants,
     monthly_counts,
 )
 

@@ -36,7 +36,7 @@ from .episodes import (
     PostAnc1Test,
     PregnancyEnded,
 )
-from .facts import COLUMNS, Fact, Table
+from .facts import COLUMNS, INTERACTION_COLUMNS, Fact, Table
 from .indicators import CLIENT_INTERACTIONS_COUNT, COUNTS, POPULATIONS
 from .models import READ_MODEL
 
@@ -199,8 +199,8 @@ def _rows(records: Sequence, columns: Sequence[str]) -> list[dict]:
 
 def derive(session: Session, derived: str, subjects: Subjects) -> None:
     """Derive the rows of `derived` again for `subjects` (all of them if None) from their facts."""
-    if derived == "deliveries":
-        return  # a delivery is its own fact
+    if derived in ("deliveries", "voids"):
+        return  # a delivery, a void: its own fact
     if derived == "enrolments":
         # a mother's episodes may come and go (a same-day enrolment, a transfer), so hers are replaced
         # whole, with her post-ANC1 tests
@@ -292,14 +292,6 @@ def _add_to_cells(session: Session, delta: Cells) -> None:
     session.execute(_ADD_TO_CELLS, params)
 
 
-def _interactions(facts: Iterable[Fact]) -> Cells:
-    cells: Cells = {}
-    for f in facts:
-        if f.table is Table.interactions:
-            _add(cells, {(f.row["facility_id"], f.row["month"]): {CLIENT_INTERACTIONS_COUNT.key: 1}})
-    return cells
-
-
 class ReadModel(Repository[None, None]):
     """The facts of a unit of work's events, kept as the events arrive and applied at once by
     `flush` (`_apply_facts`): the consumer applies a batch of events per unit, so this costs a few
@@ -329,25 +321,127 @@ class ReportingUnit(UnitOfWork):
 def _apply_facts(session: Session, facts: list[Fact]) -> None:
     """Store the facts, derive the subjects they touch again, and move those subjects' counts (out
     with their old rows, in with the new). Runs in `ReadModel.flush`, on the session's synchronous
-    face (the derivations are written against it)."""
+    face (the derivations are written against it).
+
+    A void (a fact of `Table.voids`) takes out the facts of its `voided_ids` in every table (and, for a
+    voided delivery, every fact of the infants it registered); it is kept as a tombstone, so that such
+    a fact arriving later (another topic, a redelivery, the same batch) is not stored either: the end
+    state is that of the events less the voided ones, in any order."""
     if not facts:
         return
+    voids = [f.row for f in facts if f.table is Table.voids]
+    voided_ids = sorted({i for v in voids for i in v["voided_ids"]})
     touched: dict[str, set[UUID]] = defaultdict(set)
     for f in facts:
         if f.subject is not None:
             touched[f.subject[0]].add(f.subject[1])
+    dropped: dict[UUID, UUID] = {}
+    if voids:
+        voided_by = {i: v["event_id"] for v in voids for i in v["voided_ids"]}
+        for derived, subject in _voided_subjects(session, voided_ids):
+            touched[derived].add(subject)
+        # the infants of a voided delivery, stored or in this batch
+        for delivery_id, infant_ids in _delivery_infants(session, voided_ids):
+            dropped.update(dict.fromkeys(infant_ids or (), voided_by[delivery_id]))
+        for f in facts:
+            if f.table is Table.deliveries and f.row["event_id"] in voided_by:
+                dropped.update(dict.fromkeys(f.row["infant_ids"] or (), voided_by[f.row["event_id"]]))
+        touched["infants"].update(dropped)
+        touched["voids"].update(v["event_id"] for v in voids)
     subjects: dict[str, Subjects] = {derived: list(ids) for derived, ids in touched.items()}
     delta: Cells = {}
     _add(delta, _cells_of(session, subjects), -1)
+    if voids:
+        session.execute(_INSERT_VOID, [{c: v[c] for c in COLUMNS[Table.voids]} for v in voids])
+        session.execute(_INSERT_VOIDED_FACT, [{"event_id": i, "voided_by": b} for i, b in voided_by.items()])
+        if dropped:
+            session.execute(_INSERT_VOIDED_INFANT, [{"infant_id": i, "voided_by": b} for i, b in dropped.items()])
     for table in _STORED:
         rows = [f.row for f in facts if f.table is table]
         if rows:
             session.execute(_INSERT_FACT[table], rows)
-    for derived, ids in subjects.items():
-        derive(session, derived, ids)
+    contacts = [f.row for f in facts if f.table is Table.interactions]
+    if contacts:
+        params = {f"{c}s": [row[c] for row in contacts] for c in INTERACTION_COLUMNS}
+        added = session.execute(_INSERT_INTERACTION, params).all()
+        _add(delta, _contact_cells(added))
+    # take out what any void names, among this batch's facts and what the voids of this batch name
+    ids = sorted({*voided_ids, *(f.row["event_id"] for f in facts if f.table is not Table.voids)})
+    infants = sorted({*touched.get("infants", ()), *(c["infant_id"] for c in contacts if c["infant_id"])})
+    removed = session.execute(_TAKE_OUT_VOIDED, {"ids": ids, "infants": infants}).all()
+    _add(delta, _contact_cells(removed), -1)
+    for derived, subject_ids in subjects.items():
+        derive(session, derived, subject_ids)
     _add(delta, _cells_of(session, subjects))
-    _add(delta, _interactions(facts))
     _add_to_cells(session, delta)
+
+
+_FACT_SUBJECTS = {
+    Table.mother_facts: ("enrolments", "client_id"),
+    Table.deliveries: ("deliveries", "client_id"),
+    Table.infant_facts: ("infants", "infant_id"),
+    Table.referral_facts: ("referrals", "referral_id"),
+}
+_VOIDED_SUBJECTS = text(
+    "\nUNION ALL\n".join(
+        f"SELECT '{derived}' AS derived, {column} AS subject FROM {table.value} WHERE event_id = ANY(:ids)"
+        for table, (derived, column) in _FACT_SUBJECTS.items()
+    )
+)
+
+
+def _voided_subjects(session: Session, ids: Sequence[UUID]) -> list[tuple[str, UUID]]:
+    """The subjects whose stored facts `ids` name (the ones a void changes)."""
+    return [(r[0], r[1]) for r in session.execute(_VOIDED_SUBJECTS, {"ids": list(ids)})]
+
+
+def _delivery_infants(session: Session, ids: Sequence[UUID]) -> list[tuple[UUID, list[UUID] | None]]:
+    rows = session.execute(text("SELECT event_id, infant_ids FROM deliveries WHERE event_id = ANY(:ids)"), {"ids": ids})
+    return [(r[0], r[1]) for r in rows]
+
+
+def _contact_cells(rows: Iterable) -> Cells:
+    cells: Cells = {}
+    for facility_id, month in rows:
+        _add(cells, {(facility_id, month): {CLIENT_INTERACTIONS_COUNT.key: 1}})
+    return cells
+
+
+_INSERT_VOID = text(
+    f"INSERT INTO voids ({', '.join(COLUMNS[Table.voids])}) VALUES ({', '.join(':' + c for c in COLUMNS[Table.voids])})"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+# the first void of a fact is the one that took it out (a second one is refused at the intake anyway)
+_INSERT_VOIDED_FACT = text(
+    "INSERT INTO voided_facts (event_id, voided_by) VALUES (:event_id, :voided_by) ON CONFLICT (event_id) DO NOTHING"
+)
+_INSERT_VOIDED_INFANT = text(
+    "INSERT INTO voided_infants (infant_id, voided_by) VALUES (:infant_id, :voided_by)"
+    " ON CONFLICT (infant_id) DO NOTHING"
+)
+#: a contact is counted when it is first stored (so a redelivered event counts once)
+_INSERT_INTERACTION = text(
+    f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)})"
+    " SELECT * FROM unnest(CAST(:event_ids AS uuid[]), CAST(:facility_ids AS text[]), CAST(:months AS date[]),"
+    " CAST(:infant_ids AS uuid[]))"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING facility_id, month"
+)
+#: one statement: the facts among `ids` that a void names, every fact and contact of the `infants` a
+#: voided delivery registered; answers the contacts taken out (their cells move down)
+_TAKE_OUT_VOIDED = text(
+    "WITH "
+    + ", ".join(
+        f"d_{t.value} AS (DELETE FROM {t.value} f USING voided_facts v"
+        " WHERE f.event_id = v.event_id AND f.event_id = ANY(:ids))"
+        for t in _STORED
+    )
+    + ", d_infants AS (DELETE FROM infant_facts f USING voided_infants v"
+    " WHERE f.infant_id = v.infant_id AND f.infant_id = ANY(:infants))"
+    " DELETE FROM interactions i"
+    " WHERE (i.event_id = ANY(:ids) AND i.event_id IN (SELECT event_id FROM voided_facts))"
+    " OR (i.infant_id = ANY(:infants) AND i.infant_id IN (SELECT infant_id FROM voided_infants))"
+    " RETURNING i.facility_id, i.month"
+)
 
 
 _READ_CELLS = text(
@@ -400,13 +494,26 @@ async def create_staging(session: AsyncSession) -> None:
     Their sorts (an event read twice counts once; the inbox in key order) are of every event on the
     topics: the transaction may sort them in memory, not in temporary files."""
     await session.execute(text("SET LOCAL work_mem = '256MB'"))
-    for t in _STORED:
+    for t in _REBUILT:
         await session.execute(text(f"CREATE TEMPORARY TABLE stage_{t.value} (LIKE {t.value}) ON COMMIT DROP"))
-    await session.execute(
-        text("CREATE TEMPORARY TABLE stage_interactions (event_id uuid, facility_id text, month date) ON COMMIT DROP")
-    )
     await session.execute(text("CREATE TEMPORARY TABLE stage_applied (event_id uuid) ON COMMIT DROP"))
 
+
+#: what a rebuild stages and copies in: the stored facts, the contacts and the voids
+_REBUILT = (*_STORED, Table.interactions, Table.voids)
+#: the tombstones of every void (a fact named twice: the earliest void's), the infants of voided
+#: deliveries, then every fact and contact they take out
+_REBUILD_VOIDED = (
+    "INSERT INTO voided_facts (event_id, voided_by) SELECT DISTINCT ON (voided) voided, event_id"
+    " FROM voids, unnest(voided_ids) AS voided ORDER BY voided, occurred_at, event_id",
+    "INSERT INTO voided_infants (infant_id, voided_by) SELECT DISTINCT ON (infant) infant, v.voided_by"
+    " FROM deliveries d JOIN voided_facts v ON v.event_id = d.event_id, unnest(d.infant_ids) AS infant"
+    " ORDER BY infant, v.voided_by",
+    *(f"DELETE FROM {t.value} f USING voided_facts v WHERE f.event_id = v.event_id" for t in _STORED),
+    "DELETE FROM infant_facts f USING voided_infants v WHERE f.infant_id = v.infant_id",
+    "DELETE FROM interactions i USING voided_facts v WHERE i.event_id = v.event_id",
+    "DELETE FROM interactions i USING voided_infants v WHERE i.infant_id = v.infant_id",
+)
 
 #: a fact's row as a record in its table's column order (every table has more than one column, so a tuple)
 _RECORD = {t: itemgetter(*columns) for t, columns in COLUMNS.items()}
@@ -423,12 +530,15 @@ async def stage(session: AsyncSession, facts: list[Fact], applied: list[UUID]) -
 
 async def load_staged(session: AsyncSession, consumer: str) -> None:
     """Move the staged facts in (an event read twice counts once, as the inbox would have it), claim
-    every applied event in `consumer`'s inbox, derive every subject and count every cell."""
-    for t in _STORED:
+    every applied event in `consumer`'s inbox, take out what the voids name (as the live consumer
+    does, `_apply_facts`), derive every subject and count every cell."""
+    for t in _REBUILT:
         columns = ", ".join(COLUMNS[t])
         await session.execute(
             text(f"INSERT INTO {t.value} ({columns}) SELECT DISTINCT ON (event_id) {columns} FROM stage_{t.value}")
         )
+    for statement in _REBUILD_VOIDED:
+        await session.execute(text(statement))
     # in key order: each index page is visited once, not once per random id (a third of this statement)
     await session.execute(
         text(
@@ -451,9 +561,7 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
     )
     await session.run_sync(derive, "referrals", None)
     cells = await cells_from_facts(session)
-    rows = await session.execute(
-        text("SELECT facility_id, month, count(DISTINCT event_id) FROM stage_interactions GROUP BY 1, 2")
-    )
+    rows = await session.execute(text("SELECT facility_id, month, count(*) FROM interactions GROUP BY 1, 2"))
     _add(cells, {(r[0], r[1]): {CLIENT_INTERACTIONS_COUNT.key: r[2]} for r in rows})
     records = [(f, m, *(counts.get(k, 0) for k in COUNTS)) for (f, m), counts in cells.items()]
     await _copy(session, "monthly_counts", ("facility_id", "month", *COUNTS), records)

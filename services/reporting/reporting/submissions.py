@@ -11,7 +11,9 @@ updated, ignored, deleted, each conflict's object and reason) or the failure.
 Revisions: the history compares what the last accepted (not dry-run) push sent with what the same
 push would send now; when late facts changed a submitted period, it lists each changed value, and
 the next push (by hand, or the scheduled one) sends the revision. The scheduled push, on
-`dhis2_push_day` of each month, pushes the month before, and again whenever it changed since.
+`dhis2_push_day` of each month, pushes the month before, and again whenever it changed since; and
+the revision of any period DHIS2 accepted before whose values changed since (a correction voided a
+fact of it, or late facts landed in it), so a correction reaches DHIS2 without anyone asking.
 """
 
 from __future__ import annotations
@@ -284,11 +286,13 @@ async def scheduled_push(
     sessions: async_sessionmaker[AsyncSession], registry: FacilityRegistry, settings: Settings
 ) -> list[SubmissionRow]:
     """One pass of the monthly schedule: from `dhis2_push_day`, the last complete month of each
-    scheduled data set, unless it was accepted already and nothing changed since."""
+    scheduled data set, unless it was accepted already and nothing changed since; then every other
+    period of that data set DHIS2 accepted before (a month, a quarter, a fiscal year, pushed by hand
+    or by the schedule) whose values changed since (a correction, a late fact): its revision."""
     today = settings.clock.today()
     if not settings.dhis2_url or settings.dhis2_push_day == 0 or today.day < settings.dhis2_push_day:
         return []
-    period = last_complete(today)
+    latest = last_complete(today)
     done = []
     for name in settings.dhis2_push_data_sets:
         data_set = DataSet(name)
@@ -297,10 +301,14 @@ async def scheduled_push(
             async with session.begin():
                 if not await repository.try_push_lock(session):
                     return done
-                last, changed = await changed_since(session, registry, settings, data_set, period)
-                if last is not None and not changed:
-                    continue
-                done.append(await push(sessions, registry, settings, data_set, period, trigger="scheduled"))
+                submitted = {
+                    pe for _, ds, pe in await repository.accepted_submissions(session, ACCEPTED) if ds == data_set.value
+                }
+                for period in (latest, *(parse_period(pe) for pe in sorted(submitted - {latest.id}))):
+                    last, changed = await changed_since(session, registry, settings, data_set, period)
+                    if (last is not None or period is not latest) and not changed:
+                        continue
+                    done.append(await push(sessions, registry, settings, data_set, period, trigger="scheduled"))
     return done
 
 
