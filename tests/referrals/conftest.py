@@ -11,8 +11,10 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from pmtct_events import CloudEvent, Event
 from pmtct_tools.testing import Infra, TestIssuer
 from referrals import repository, timers
 from referrals.main import build_app
@@ -143,3 +145,25 @@ async def api(referrals_settings: Settings, issuer: TestIssuer) -> AsyncIterator
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
             yield Api(app, http, issuer, referrals_settings)
+
+
+class Emr:
+    """Writes platform events straight into their topics, as enrolment and follow-up would."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def send(self, event: Event, event_id: UUID | None = None) -> CloudEvent:
+        ce = CloudEvent.from_event(event, event_id=event_id)
+        await self.producer.send_and_wait(event.topic(), ce.value(), key=ce.key, headers=ce.headers())
+        return ce
+
+
+@pytest.fixture(scope="module")
+async def emr(api: Api) -> AsyncIterator[Emr]:
+    producer = AIOKafkaProducer(bootstrap_servers=api.settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        yield Emr(producer)
+    finally:
+        await producer.stop()

@@ -3,11 +3,14 @@ referrals that follow, for the tests of automatic referrals (as events arrive, a
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from conftest import FACILITY, Api
+from sqlalchemy import text
 
 from pmtct_events import CloudEvent, Event
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded
@@ -116,3 +119,32 @@ def lost(mother: UUID) -> ClientLostToFollowUp:
         client_id=mother,
         last_seen_on=date.today() - timedelta(days=90),
     )
+
+
+async def processed(api: Api, *sent: CloudEvent, timeout_s: float = 30) -> None:
+    """Wait until the referrals consumer has applied these events (their ids are in its inbox)."""
+    ids = [ce.id for ce in sent]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        async with api.sessions() as session:
+            done = (
+                await session.execute(
+                    text("SELECT count(*) FROM inbox WHERE consumer = 'referrals' AND event_id = ANY(:ids)"),
+                    {"ids": ids},
+                )
+            ).scalar_one()
+        if done == len(ids):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the referrals consumer did not apply {len(ids)} event(s) in {timeout_s}s")
+
+
+async def until(
+    api: Api, subject_id: UUID, done: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30
+) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        found = await referrals_of(api, subject_id)
+        if done(found) or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.2)

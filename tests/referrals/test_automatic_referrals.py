@@ -4,14 +4,11 @@ the real broker and consumed by the in-process referrals service."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from conftest import FACILITY, Api, feed_types
+from conftest import FACILITY, Api, Emr, feed_types
 from referral_events import (
     ago,
     apply,
@@ -22,12 +19,13 @@ from referral_events import (
     lost,
     overdue,
     positive_test,
+    processed,
     referrals_of,
     result,
+    until,
 )
 from sqlalchemy import text
 
-from pmtct_events import CloudEvent, Event
 from pmtct_events.enrolment import (
     AncVisitRecorded,
     ArtInitiated,
@@ -44,57 +42,6 @@ from pmtct_events.followup import (
     InfantVisitRecorded,
 )
 from referrals import timers
-
-
-class Emr:
-    """Writes platform events straight into their topics, as enrolment and follow-up would."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-
-    async def send(self, event: Event, event_id: UUID | None = None) -> CloudEvent:
-        ce = CloudEvent.from_event(event, event_id=event_id)
-        await self.producer.send_and_wait(event.topic(), ce.value(), key=ce.key, headers=ce.headers())
-        return ce
-
-
-@pytest.fixture(scope="module")
-async def emr(api: Api) -> AsyncIterator[Emr]:
-    producer = AIOKafkaProducer(bootstrap_servers=api.settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        yield Emr(producer)
-    finally:
-        await producer.stop()
-
-
-async def processed(api: Api, *sent: CloudEvent, timeout_s: float = 30) -> None:
-    """Wait until the referrals consumer has applied these events (their ids are in its inbox)."""
-    ids = [ce.id for ce in sent]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        async with api.sessions() as session:
-            done = (
-                await session.execute(
-                    text("SELECT count(*) FROM inbox WHERE consumer = 'referrals' AND event_id = ANY(:ids)"),
-                    {"ids": ids},
-                )
-            ).scalar_one()
-        if done == len(ids):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the referrals consumer did not apply {len(ids)} event(s) in {timeout_s}s")
-
-
-async def until(
-    api: Api, subject_id: UUID, done: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30
-) -> list[dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        found = await referrals_of(api, subject_id)
-        if done(found) or asyncio.get_running_loop().time() > deadline:
-            return found
-        await asyncio.sleep(0.2)
 
 
 async def test_a_due_infant_test_opens_one_eid_referral_however_often_it_is_delivered(api: Api, emr: Emr) -> None:

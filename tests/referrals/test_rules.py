@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, ViralLoadRecorded
-from pmtct_events.followup import WithdrawnAnnouncement
+from pmtct_events.followup import WithdrawalReason, WithdrawnAnnouncement
 from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus
 from referrals import rules
 from referrals.rules import Action, InvalidTransition
@@ -27,7 +27,13 @@ EXPECTED = {
     (S.requested, Action.withdraw): S.cancelled,
     (S.accepted, Action.withdraw): S.cancelled,
     (S.expired, Action.withdraw): S.cancelled,
+    # a referral a voided fact (entered in error) had closed, open again (issue 17); requested, or
+    # accepted if it had been accepted (rules.reopened_status)
+    (S.completed, Action.reopen): S.requested,
+    (S.cancelled, Action.reopen): S.requested,
 }
+#: the platform's own corrections, which may start from a closed status
+PLATFORM_CORRECTIONS = (Action.withdraw, Action.reopen)
 
 
 @pytest.mark.parametrize("status", list(ReferralStatus))
@@ -41,10 +47,12 @@ def test_the_lifecycle_allows_exactly_the_documented_transitions(status: Referra
         assert raised.value.current is status and status.value in str(raised.value)
 
 
-def test_closed_statuses_are_terminal_but_an_expired_one_may_be_withdrawn() -> None:
+def test_closed_statuses_are_terminal_but_for_the_platform_s_corrections() -> None:
     for status in set(ReferralStatus) - rules.OPEN:
-        assert all((status, action) not in EXPECTED for action in Action if action is not Action.withdraw)
+        assert all((status, action) not in EXPECTED for action in Action if action not in PLATFORM_CORRECTIONS)
     assert [s for s in set(ReferralStatus) - rules.OPEN if (s, Action.withdraw) in EXPECTED] == [S.expired]
+    # declined and expired ones were closed by people, or by nobody: no fact to void reopens them
+    assert {s for s in ReferralStatus if (s, Action.reopen) in EXPECTED} == {S.completed, S.cancelled}
 
 
 def test_a_referral_is_past_due_only_after_its_due_day() -> None:
@@ -252,3 +260,75 @@ def test_a_fact_closes_a_referral_only_from_the_day_of_its_need(
     met_on: date, need_on: date | None, closes: bool
 ) -> None:
     assert rules.closes_on(met_on, need_on) is closes
+
+
+# --- corrections (issue 17: a fact voided, entered in error) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "accepted", "reopened"),
+    [
+        pytest.param(S.completed, False, S.requested, id="met before anyone accepted it: requested again"),
+        pytest.param(S.completed, True, S.accepted, id="accepted, then met: accepted again"),
+        pytest.param(S.cancelled, False, S.requested, id="cancelled by a death entered in error: requested"),
+        pytest.param(S.cancelled, True, S.accepted, id="accepted, then cancelled by it: accepted"),
+    ],
+)
+def test_a_referral_reopens_to_the_status_it_had_before_the_voided_fact_closed_it(
+    status: ReferralStatus, accepted: bool, reopened: ReferralStatus
+) -> None:
+    assert rules.reopened_status(status, accepted) is reopened
+
+
+@pytest.mark.parametrize("status", [S.requested, S.accepted, S.declined, S.expired])
+def test_only_a_completed_or_cancelled_referral_reopens(status: ReferralStatus) -> None:
+    assert not rules.may_reopen(status)
+    with pytest.raises(InvalidTransition):
+        rules.reopened_status(status, accepted=False)
+
+
+@pytest.mark.parametrize(
+    ("origin", "status", "cancelled"),
+    [
+        pytest.param(A, S.requested, True, id="automatic, open: cancelled entered_in_error"),
+        pytest.param(A, S.accepted, True, id="automatic, accepted: cancelled"),
+        pytest.param(A, S.expired, True, id="automatic, expired for a need that never was: cancelled"),
+        pytest.param(A, S.completed, False, id="a completed referral stays completed"),
+        pytest.param(A, S.declined, False, id="a declined referral stays declined"),
+        pytest.param(ReferralOrigin.manual, S.requested, False, id="a manual referral is never touched"),
+    ],
+)
+def test_a_void_cancels_only_the_platform_s_referrals_not_closed_by_people(
+    origin: ReferralOrigin, status: ReferralStatus, cancelled: bool
+) -> None:
+    assert rules.may_cancel_in_error(origin, status) is cancelled
+
+
+@pytest.mark.parametrize(
+    ("ended", "voided_type", "after"),
+    [
+        pytest.param("died", "ClientDied", None, id="a death entered in error: followed again"),
+        pytest.param("transferred_out", "ClientTransferredOut", None, id="a transfer entered in error"),
+        pytest.param("died", "DeliveryRecorded", None, id="a maternal death at a voided delivery"),
+        pytest.param("discharged", "InfantFinalOutcomeRecorded", None, id="an infant's discharge"),
+        pytest.param("died", "ClientTransferredOut", "died", id="another end stays"),
+        pytest.param("died", "HivTestRecorded", "died", id="a test voided: she is still dead"),
+        pytest.param(None, "ClientDied", None, id="not ended: nothing to undo"),
+    ],
+)
+def test_a_voided_death_or_transfer_no_longer_ends_her(ended: str | None, voided_type: str, after: str | None) -> None:
+    assert rules.ended_after_void(ended, voided_type) == after
+
+
+def test_a_voided_art_start_no_longer_puts_her_on_art() -> None:
+    since = datetime(2026, 5, 1, tzinfo=UTC)
+    assert rules.on_art_after_void(since, "ArtInitiated") is None
+    assert rules.on_art_after_void(since, "InfantArtInitiated") is None
+    assert rules.on_art_after_void(since, "HivTestRecorded") == since
+    assert rules.on_art_after_void(None, "ArtInitiated") is None
+
+
+def test_an_announcement_withdrawn_as_entered_in_error_cancels_its_referral_so() -> None:
+    assert rules.withdrawal_outcome(WithdrawalReason.entered_in_error) == "entered_in_error"
+    assert rules.withdrawal_outcome(WithdrawalReason.met_before_overdue) == "not_needed"
+    assert rules.withdrawal_outcome(WithdrawalReason.seen_before_lost) == "not_needed"

@@ -73,10 +73,27 @@ TASK_STATUS: dict[ReferralStatus, str] = {
     ReferralStatus.expired: "cancelled",
 }
 
+#: a referral cancelled because the fact it was opened for was voided never had a reason to exist:
+#: its ServiceRequest is `entered-in-error` (R4 request-status), not `revoked`; its Task stays
+#: `cancelled`, with the reason (Task.status is what the receiving side acts on)
+IN_ERROR = "entered-in-error"
+
 #: what the platform's own reasons mean, shown with their code (a ministry reads `statusReason.text`)
 OUTCOME_DISPLAY: dict[str, str] = {
     rules.OUTCOME_NOT_NEEDED: "Not needed: facts recorded later show the need was met before it was due",
+    rules.OUTCOME_ENTERED_IN_ERROR: "Entered in error: the fact it was made for was voided by the EMR",
 }
+
+
+def is_in_error(r: Referral) -> bool:
+    """Cancelled because the fact (or announcement) it was opened for was voided, entered in error."""
+    return r.status is ReferralStatus.cancelled and r.outcome_code == rules.OUTCOME_ENTERED_IN_ERROR
+
+
+def request_status(r: Referral) -> str:
+    """Its ServiceRequest.status: by its status (`REQUEST_STATUS`), `entered-in-error` if it is."""
+    return IN_ERROR if is_in_error(r) else REQUEST_STATUS[r.status]
+
 
 #: R4 request-priority
 PRIORITY: dict[Urgency, str] = {Urgency.routine: "routine", Urgency.urgent: "urgent", Urgency.emergency: "stat"}
@@ -113,7 +130,7 @@ def service_request(r: Referral) -> ServiceRequest:
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         **_common(r),
-        "status": REQUEST_STATUS[r.status],
+        "status": request_status(r),
         "category": [_coded("http://snomed.info/sct", "3457005", "Patient referral")],
         "code": _coded(SERVICE_SYSTEM, r.referral_service.value, _display(r.referral_service.value)),
         "subject": {"reference": f"Patient/{r.subject_id}"},
@@ -424,6 +441,9 @@ class ReferralQuery:
     requester: frozenset[str] | None = None
     receiver: frozenset[str] | None = None
     statuses: frozenset[ReferralStatus] | None = None
+    #: ServiceRequest `entered-in-error` / `revoked` (both cancelled): True, a cancelled referral is
+    #: found only if it is in error; False, only if it is not; None, either
+    cancelled_in_error: bool | None = None
     subject_id: UUID | None = None
     updated: tuple[Bound, ...] = ()
 
@@ -494,11 +514,17 @@ def referral_query(resource_type: str, params: dict[str, list[str]]) -> Referral
     if (v := one("focus")) is not None:
         ids = _both(ids, _reference_ids(v, "ServiceRequest", "focus"))
     statuses = None
+    cancelled_in_error = None
     if (v := one("status")) is not None:
         if resource_type == "Task":
             statuses = _statuses(v, TASK_STATUS, "task-status")
         else:
             statuses = _statuses(v, REQUEST_STATUS, "request-status")
+            in_error, revoked = IN_ERROR in v.split(","), REQUEST_STATUS[ReferralStatus.cancelled] in v.split(",")
+            if in_error:
+                statuses = statuses | {ReferralStatus.cancelled}
+            if in_error != revoked:
+                cancelled_in_error = in_error
     if (v := one("business-status")) is not None:
         try:
             wanted = frozenset(ReferralStatus(code) for code in v.split(","))
@@ -516,6 +542,7 @@ def referral_query(resource_type: str, params: dict[str, list[str]]) -> Referral
         requester=_organizations(requester) if requester else None,
         receiver=_organizations(receiver) if receiver else None,
         statuses=statuses,
+        cancelled_in_error=cancelled_in_error,
         subject_id=next(iter(subjects)) if subjects else None,
         updated=tuple(last_updated(params.get("_lastUpdated", []))),
     )

@@ -18,6 +18,7 @@ from pmtct_events.enrolment import (
     ArtInitiated,
     ClientDied,
     ClientEnrolled,
+    ClientEventVoided,
     ClientTransferredOut,
     DeliveryRecorded,
     HivTestRecorded,
@@ -35,6 +36,7 @@ from pmtct_events.followup import (
     InfantCareOverdue,
     InfantCotrimoxazoleRecorded,
     InfantEvent,
+    InfantEventVoided,
     InfantFeedingRecorded,
     InfantFinalOutcomeRecorded,
     InfantFollowUpResumed,
@@ -113,8 +115,11 @@ def subject_of(event: Event) -> UUID:
 async def preload(uow: ReferralsUnit, events: Sequence[Event]) -> None:
     """The consumer's batch preload: every subject of the batch, loaded (and her open referrals
     locked) in one go; the handlers then find them in the unit's identity map. Each subject is
-    known at the event's facility from now on (a referral by hand needs that: api.create_referral)."""
-    await uow.subjects.get_many(subject_of(e) for e in events)
+    known at the event's facility from now on (a referral by hand needs that: api.create_referral).
+    A voided delivery's infants are loaded with her (their referrals are cancelled with it)."""
+    voided = [i for e in events if isinstance(e, ClientEventVoided) for i in e.voided_ids]
+    infants = await repository.infants_of(uow.session, voided)
+    await uow.subjects.get_many([*(subject_of(e) for e in events), *infants])
     await repository.learn_subjects(uow.session, ((subject_of(e), e.facility_id) for e in events))
 
 
@@ -212,6 +217,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         await _refer_mother(event, uow, need, reason, settings.adherence_support_due_days)
 
     async def delivery_recorded(event: DeliveryRecorded, uow: ReferralsUnit) -> None:
+        if uow.causation is not None:  # its infants, should it be voided
+            await repository.remember_delivered(uow.session, uow.causation[0], (i.infant_id for i in event.infants))
         if event.maternal_outcome is MaternalOutcome.died:
             await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
         else:
@@ -261,10 +268,19 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def announcement_withdrawn(event: AnnouncementWithdrawn, uow: ReferralsUnit) -> None:
         """Follow-up took back an overdue or a loss: facts dated before its day showed the need was
-        met. The automatic referral it opened is withdrawn (cancelled, `not_needed`)."""
+        met, or the fact it rested on was voided. The automatic referral it opened is withdrawn
+        (cancelled, `not_needed`, or `entered_in_error`: `rules.withdrawal_outcome`)."""
         need = rules.withdrawn_need(event.announcement, event.kind.value if event.kind else None)
         if need is not None:
-            await stream.withdraw(uow, event.subject_id, *need, rules.OUTCOME_NOT_NEEDED, clock)
+            await stream.withdraw(uow, event.subject_id, *need, rules.withdrawal_outcome(event.reason), clock)
+
+    async def client_event_voided(event: ClientEventVoided, uow: ReferralsUnit) -> None:
+        """A mother's fact entered in error: her referrals as if it had never been posted."""
+        await stream.voided(uow, event.client_id, event.voided_ids, event.voided_type, clock)
+
+    async def infant_event_voided(event: InfantEventVoided, uow: ReferralsUnit) -> None:
+        """An infant's fact entered in error: her referrals as if it had never been posted."""
+        await stream.voided(uow, event.infant_id, event.voided_ids, event.voided_type, clock)
 
     async def infant_test_resulted(event: InfantTestResulted, uow: ReferralsUnit) -> None:
         await stream.close_open(
@@ -323,6 +339,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         InfantTestOverdue: infant_test_overdue,
         ClientLostToFollowUp: lost_to_follow_up,
         AnnouncementWithdrawn: announcement_withdrawn,
+        ClientEventVoided: client_event_voided,
+        InfantEventVoided: infant_event_voided,
         InfantTestResulted: infant_test_resulted,
         InfantArtInitiated: infant_art_initiated,
         InfantVisitRecorded: infant_seen,

@@ -38,6 +38,7 @@ from pmtct_events.referrals import (
     ReferralEvent,
     ReferralExpired,
     ReferralOrigin,
+    ReferralReopened,
     ReferralService,
     ReferralStatus,
     Urgency,
@@ -99,6 +100,9 @@ class ReferralFields(ReferralBase):
     #: item, the day she became lost): a fact dated before it does not complete it (`rules.closes_on`;
     #: migration 0007)
     need_on: date | None = Field(default=None, sa_type=Date)
+    #: the CloudEvent that closed it, when an event did (an ART start completing it, a death
+    #: cancelling it): a void naming it reopens the referral (migration 0008)
+    closed_by_event_id: UUID | None = Field(default=None, sa_type=_UUID)
 
 
 class ReferralRow(ReferralFields, _Table, table=True):
@@ -169,6 +173,15 @@ known_subject = Table(
     Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+#: the infants each delivery registered (its DeliveryRecorded CloudEvent id): a void of the delivery
+#: reaches their referrals (migrations/versions/0008_corrections.py)
+delivered_infant = Table(
+    "delivered_infant",
+    metadata,
+    Column("infant_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("delivery_event_id", PgUUID(as_uuid=True), nullable=False),
+)
+
 subject_state = Table(
     "subject_state",
     metadata,
@@ -226,12 +239,27 @@ class Referral(ReferralFields):
     def is_open(self) -> bool:
         return self.status in rules.OPEN
 
-    def transitioned(self, action: Action, at: datetime, outcome_code: str | None) -> Referral:
-        """Its next version after `action` at `at`; rules.InvalidTransition if its status forbids it."""
+    def transitioned(
+        self, action: Action, at: datetime, outcome_code: str | None, closed_by: UUID | None = None
+    ) -> Referral:
+        """Its next version after `action` at `at`; rules.InvalidTransition if its status forbids it.
+        `closed_by`: the CloudEvent that closes it (kept, for a void of it: `reopened`)."""
+        if action is Action.reopen:
+            return self.reopened()
         status = rules.next_status(self.status, action)
         if status is ReferralStatus.accepted:
             return self.changed(status=status, accepted_at=at, outcome_code=outcome_code)
-        return self.changed(status=status, closed_at=at, outcome_code=outcome_code or self.outcome_code)
+        return self.changed(
+            status=status,
+            closed_at=at,
+            outcome_code=outcome_code or self.outcome_code,
+            closed_by_event_id=closed_by,
+        )
+
+    def reopened(self) -> Referral:
+        """Its next version open again, as it was before it was closed: outcome and closure cleared."""
+        status = rules.reopened_status(self.status, accepted=self.accepted_at is not None)
+        return self.changed(status=status, outcome_code=None, closed_at=None, closed_by_event_id=None)
 
     def event(self, action: Action | None, at: datetime) -> ReferralEvent:
         """The event this version raises (`action` None: it was requested), carrying its whole state."""
@@ -266,6 +294,7 @@ EVENT_OF: dict[Action | None, type[ReferralEvent]] = {
     Action.cancel: ReferralCancelled,
     Action.expire: ReferralExpired,
     Action.withdraw: ReferralCancelled,
+    Action.reopen: ReferralReopened,
 }
 _FIELDS = tuple(ReferralFields.model_fields)
 

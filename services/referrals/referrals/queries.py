@@ -84,6 +84,7 @@ async def search_referrals(
         requesters=query.requester,
         receivers=query.receiver,
         statuses=query.statuses,
+        cancelled_in_error=query.cancelled_in_error,
         subject_id=query.subject_id,
         referral_ids=query.referral_ids,
         updated=[(b.op, b.at) for b in query.updated],

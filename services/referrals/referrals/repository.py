@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, and_, or_, select, text, tuple_
+from sqlalchemy import Boolean, Column, and_, func, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,8 +24,17 @@ from pmtct_events.referrals import ReferralEvent, ReferralOrigin, ReferralServic
 from servicekit.db import insert_rows
 from servicekit.uow import Repository, UnitOfWork
 
-from .models import ArtWait, Referral, art_wait, feed_counter, feed_entry, referral, referral_action, subject_state
-from .rules import OPEN
+from .models import (
+    ArtWait,
+    Referral,
+    art_wait,
+    feed_counter,
+    feed_entry,
+    referral,
+    referral_action,
+    subject_state,
+)
+from .rules import OPEN, OUTCOME_ENTERED_IN_ERROR
 from .subjects import Subject
 
 _OPEN_CODES = sorted(s.value for s in OPEN)
@@ -102,10 +111,13 @@ _INSERT_REFERRALS = text(
     f" ON CONFLICT (subject_id, referral_service) WHERE {_OPEN_PREDICATE} DO NOTHING RETURNING id"
 )
 #: what a transition changes, for many referrals in one statement
-_CHANGING = [referral.c[n] for n in ("id", "status", "outcome_code", "version", "accepted_at", "closed_at")]
+_CHANGING = [
+    referral.c[n] for n in ("id", "status", "outcome_code", "version", "accepted_at", "closed_at", "closed_by_event_id")
+]
 _UPDATE_REFERRALS = text(
     "UPDATE referral SET status = u.status, outcome_code = u.outcome_code, version = u.version,"
-    " accepted_at = u.accepted_at, closed_at = u.closed_at, updated_at = now()"
+    " accepted_at = u.accepted_at, closed_at = u.closed_at, closed_by_event_id = u.closed_by_event_id,"
+    " updated_at = now()"
     f" FROM unnest({_unnest_columns(_CHANGING)}) AS u({', '.join(c.name for c in _CHANGING)})"
     " WHERE referral.id = u.id"
 )
@@ -136,6 +148,7 @@ async def search(
     facility_id: str | None = None,
     receiving_facility_id: str | None = None,
     statuses: Collection[ReferralStatus] | None = None,
+    cancelled_in_error: bool | None = None,
     subject_id: UUID | None = None,
     referral_ids: Collection[UUID] | None = None,
     requesters: Collection[str] | None = None,
@@ -175,6 +188,11 @@ async def search(
         stmt = stmt.where(tuple_(referral.c.requested_at, referral.c.id) < tuple_(*after))
     if statuses is not None:
         stmt = stmt.where(referral.c.status.in_([s.value for s in statuses]))
+    if cancelled_in_error is not None:
+        in_error = func.coalesce(referral.c.outcome_code, "") == OUTCOME_ENTERED_IN_ERROR
+        stmt = stmt.where(
+            or_(referral.c.status != ReferralStatus.cancelled.value, in_error if cancelled_in_error else ~in_error)
+        )
     if subject_id is not None:
         stmt = stmt.where(referral.c.subject_id == subject_id)
     if referral_ids is not None:
@@ -258,6 +276,30 @@ async def is_known(session: AsyncSession, subject_id: UUID, facility_id: str) ->
     ).first() is not None
 
 
+# --- the infants of a delivery (a voided delivery reaches them) ----------------------------------------
+
+_REMEMBER_INFANTS = text(
+    "INSERT INTO delivered_infant (infant_id, delivery_event_id)"
+    " SELECT * FROM unnest(CAST(:infants AS uuid[]), CAST(:deliveries AS uuid[])) ON CONFLICT DO NOTHING"
+)
+_INFANTS_OF = text(
+    "SELECT infant_id FROM delivered_infant WHERE delivery_event_id = ANY(CAST(:events AS uuid[])) ORDER BY infant_id"
+)
+
+
+async def remember_delivered(session: AsyncSession, delivery_event_id: UUID, infant_ids: Iterable[UUID]) -> None:
+    """The infants the delivery (its DeliveryRecorded CloudEvent) registered."""
+    infants = sorted(set(infant_ids))
+    if infants:
+        await session.execute(_REMEMBER_INFANTS, {"infants": infants, "deliveries": [delivery_event_id] * len(infants)})
+
+
+async def infants_of(session: AsyncSession, event_ids: Iterable[UUID]) -> list[UUID]:
+    """The infants registered by the deliveries among `event_ids` (CloudEvent ids)."""
+    ids = list(event_ids)
+    return [row[0] for row in (await session.execute(_INFANTS_OF, {"events": ids})).all()] if ids else []
+
+
 # --- ART-initiation waits --------------------------------------------------------------------------
 
 
@@ -272,6 +314,10 @@ _SCHEDULE_ART_WAITS = text(
 )
 _DROP_ART_WAITS = text("DELETE FROM art_wait WHERE client_id = ANY(CAST(:clients AS uuid[]))")
 _DROP_ART_WAIT = text("DELETE FROM art_wait WHERE client_id = :client_id RETURNING client_id")
+_DROP_ART_WAIT_CAUSED_BY = text(
+    "DELETE FROM art_wait WHERE client_id = :client_id AND cause_event_id = ANY(CAST(:events AS uuid[]))"
+    " RETURNING client_id"
+)
 
 
 async def drop_art_wait(session: AsyncSession, client_id: UUID) -> bool:
@@ -394,6 +440,40 @@ class Subjects(Repository[UUID, Subject]):
         )
         rows = (await self.session.execute(stmt)).all()
         return subject.adopt_closed(Referral.from_row(row) for row in rows)
+
+    async def touched_by(self, subject: Subject, event_ids: Collection[UUID]) -> list[Referral]:
+        """Her closed referrals that one of `event_ids` (CloudEvent ids) opened or closed, locked
+        (after her open ones: the lock order) and held by her for a change: what a void takes back."""
+        ids = list(event_ids)
+        stmt = (
+            select(referral)
+            .where(
+                referral.c.subject_id == subject.subject_id,
+                referral.c.status.not_in(_OPEN_CODES),
+                or_(referral.c.cause_event_id.in_(ids), referral.c.closed_by_event_id.in_(ids)),
+            )
+            .order_by(referral.c.id)
+            .with_for_update()
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return subject.adopt_closed(Referral.from_row(row) for row in rows)
+
+    async def end_art_wait_caused_by(self, subject: Subject, event_ids: Collection[UUID]) -> None:
+        """Her ART-initiation wait, if one of `event_ids` (a diagnosis now voided) started it, is over
+        with nothing opened. When the timer took it meanwhile, the referral it opened is held by her
+        from now on (the void cancels it)."""
+        ids = set(event_ids)
+        if subject.new_wait is not None and subject.new_wait.cause_event_id in ids:
+            subject.new_wait = None
+        if not subject.waiting_for_art:
+            return
+        params = {"client_id": subject.subject_id, "events": list(ids)}
+        if (await self.session.execute(_DROP_ART_WAIT_CAUSED_BY, params)).first() is not None:
+            subject.waiting_for_art = False
+        else:
+            # another diagnosis's wait (it stays), or the timer took this one and opened a referral
+            # since she was loaded (committed: the delete waited for its lock)
+            subject.adopt(await lock_open_for_subject(self.session, subject.subject_id))
 
     async def end_art_wait(self, subject: Subject) -> None:
         """She needs no ART-initiation wait any more. A stored one is deleted at once (not at commit):

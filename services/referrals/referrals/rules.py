@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pmtct_events.enrolment import ClientEnrolled, HivStatus, HivTestRecorded, HivTestResult, ViralLoadRecorded
-from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult, WithdrawnAnnouncement
+from pmtct_events.followup import InfantTest, InfantTestResulted, TestResult, WithdrawalReason, WithdrawnAnnouncement
 from pmtct_events.referrals import ReferralOrigin, ReferralService, ReferralStatus
 
 
@@ -22,6 +22,9 @@ class Action(StrEnum):
     #: the platform takes back an automatic referral that later facts show was never needed (it
     #: becomes `cancelled`, with the reason); never a person's action, never a manual referral
     withdraw = "withdraw"
+    #: the platform takes back the closure of an automatic referral by a fact that was voided
+    #: (entered in error): it is open again as before (`reopened_status`); never a person's action
+    reopen = "reopen"
 
 
 OPEN: frozenset[ReferralStatus] = frozenset({ReferralStatus.requested, ReferralStatus.accepted})
@@ -39,6 +42,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[ReferralStatus], ReferralStatus]] = {
     # an expired referral too: it expired because nobody closed a need that, as it turns out, was met
     # before it was made. A completed or declined one stays as it is (its loop was closed by people).
     Action.withdraw: (OPEN | {ReferralStatus.expired}, ReferralStatus.cancelled),
+    # a referral a voided fact closed: met (an ART start entered in error) or cancelled (a death, a
+    # transfer entered in error). Requested again, or accepted if it had been (`reopened_status`).
+    Action.reopen: (frozenset({ReferralStatus.completed, ReferralStatus.cancelled}), ReferralStatus.requested),
 }
 
 #: actions whose caller must give the reason as an outcome code
@@ -59,6 +65,7 @@ PAST = {
     Action.cancel: "cancelled",
     Action.expire: "expired",
     Action.withdraw: "withdrawn",
+    Action.reopen: "reopened",
 }
 
 
@@ -68,6 +75,13 @@ def next_status(current: ReferralStatus, action: Action) -> ReferralStatus:
     if current not in allowed_from:
         raise InvalidTransition(action, current)
     return to
+
+
+def reopened_status(current: ReferralStatus, accepted: bool) -> ReferralStatus:
+    """The status a referral reopens to: the one it had before the voided fact closed it. A referral
+    is closed by a fact only from an open status, and `accepted` is known by its `accepted_at`."""
+    to = next_status(current, Action.reopen)
+    return ReferralStatus.accepted if accepted else to
 
 
 def is_past_due(due_by: date, today: date) -> bool:
@@ -215,3 +229,55 @@ def closes_on(met_on: date, need_on: date | None) -> bool:
     withdraws the announcement and with it the referral (not needed), or it did not meet it at all (a
     test of another window, a visit before her last one), and she still needs it."""
     return need_on is None or met_on >= need_on
+
+
+# --- corrections (issue 17) ------------------------------------------------------------------------
+
+#: a referral cancelled because the fact it was opened for was voided, entered in error (or the
+#: announcement it was opened for was withdrawn as such); out of REFERRAL_COMPLETION, like not_needed
+OUTCOME_ENTERED_IN_ERROR = "entered_in_error"
+
+#: the subject's end (`Subject.ended`) each voided intake type may have set: voided, she is followed
+#: again (a referral it cancelled is reopened by its `closed_by_event_id`)
+_ENDED_BY: dict[str, frozenset[str]] = {
+    "ClientDied": frozenset({OUTCOME_DIED}),
+    "ClientTransferredOut": frozenset({OUTCOME_TRANSFERRED_OUT}),
+    "DeliveryRecorded": frozenset({OUTCOME_DIED}),  # a maternal death at delivery
+    "InfantFinalOutcomeRecorded": frozenset({OUTCOME_DIED, OUTCOME_TRANSFERRED_OUT, OUTCOME_DISCHARGED}),
+}
+
+#: the intake types whose acceptance put the subject on ART (`Subject.on_art_since`)
+_ART_STARTED_BY: frozenset[str] = frozenset({"ArtInitiated", "InfantArtInitiated", "ClientEnrolled"})
+
+
+def ended_after_void(ended: str | None, voided_type: str) -> str | None:
+    """Her end once the voided event of `voided_type` is taken away: a death or transfer entered in
+    error no longer ends her follow-up; any other end stays."""
+    return None if ended in _ENDED_BY.get(voided_type, frozenset()) else ended
+
+
+def on_art_after_void(on_art_since: datetime | None, voided_type: str) -> datetime | None:
+    """An ART start entered in error: she is not on ART because of it (the ART referral it met is
+    reopened). The platform keeps one ART start per subject: the voided one is taken as it."""
+    return None if voided_type in _ART_STARTED_BY else on_art_since
+
+
+def may_cancel_in_error(origin: ReferralOrigin, status: ReferralStatus) -> bool:
+    """An automatic referral opened for a voided fact is taken back while its loop is not closed by
+    people, like a withdrawal (`may_withdraw`): open, or expired (it expired for a need that never
+    was). A completed or declined one stays; a manual referral is never touched automatically."""
+    return may_withdraw(origin, status)
+
+
+def may_reopen(status: ReferralStatus) -> bool:
+    """A referral closed by a voided fact (completed by it, or cancelled by a death or transfer it
+    recorded: the platform's own closure, remembered as `closed_by_event_id`) is reopened, manual or
+    automatic: the platform takes back what it did. A referral closed by a person is never reopened."""
+    return status in TRANSITIONS[Action.reopen][0]
+
+
+def withdrawal_outcome(reason: WithdrawalReason) -> str:
+    """The outcome code of a referral withdrawn with follow-up's announcement: `entered_in_error`
+    when the fact the announcement rested on was voided, `not_needed` when later facts show its
+    need was met in time."""
+    return OUTCOME_ENTERED_IN_ERROR if reason is WithdrawalReason.entered_in_error else OUTCOME_NOT_NEEDED

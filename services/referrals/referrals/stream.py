@@ -17,7 +17,7 @@ from servicekit.clock import Clock
 
 from . import rules
 from .models import ArtWait, Referral
-from .repository import ReferralsUnit
+from .repository import ReferralsUnit, infants_of
 from .rules import Action
 
 SYSTEM = "referrals-service"
@@ -89,8 +89,9 @@ async def close_open(
     whose need it can close, `rules.closes_on`), or by death or transfer."""
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
+    cause = _cause_id(uow)
     return [
-        subject.act(r, action, at=moment, actor=SYSTEM, outcome_code=outcome_code)
+        subject.act(r, action, at=moment, actor=SYSTEM, outcome_code=outcome_code, cause=cause)
         for r in subject.open_of(services)
         if (only is None or only(r)) and (met_on is None or rules.closes_on(met_on, r.need_on))
     ]
@@ -106,8 +107,9 @@ async def withdraw(
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
     held = [*subject.open_of([service]), *await uow.subjects.closed_of(subject, service, reason_code)]
+    cause = _cause_id(uow)
     return [
-        subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=outcome_code)
+        subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=outcome_code, cause=cause)
         for r in held
         if r.reason_code == reason_code and rules.may_withdraw(r.origin, r.status)
     ]
@@ -161,3 +163,41 @@ async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock:
     await uow.subjects.end_art_wait(subject)
     subject.set_state(ended=ended)
     await close_open(uow, subject_id, Action.cancel, ended, clock=clock)
+
+
+async def voided(
+    uow: ReferralsUnit, subject_id: UUID, voided_ids: Collection[UUID], voided_type: str, clock: Clock
+) -> None:
+    """A fact voided, entered in error (ClientEventVoided / InfantEventVoided: `voided_ids` are the
+    CloudEvents its acceptance had published): her referrals are as if it had never been posted.
+    The ART wait its diagnosis started ends; the automatic referrals it opened are cancelled
+    `entered_in_error` (open or expired: `rules.may_cancel_in_error`); those it closed are reopened
+    as they were (`rules.may_reopen`; unless her need has another referral open now); a death or an
+    ART start it recorded no longer stands. A voided delivery's infants were never born on the
+    platform: their automatic referrals are cancelled `entered_in_error`, and nothing more opens for
+    them. A second delivery of the same void finds nothing left to change."""
+    ids = frozenset(voided_ids)
+    subject = await uow.subjects.of(subject_id)
+    moment = clock.now()
+    await uow.subjects.end_art_wait_caused_by(subject, ids)
+    closed = await uow.subjects.touched_by(subject, ids)
+    for r in [*subject.open_of(), *closed]:
+        if r.cause_event_id in ids and rules.may_cancel_in_error(r.origin, r.status):
+            subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ENTERED_IN_ERROR)
+    for r in closed:
+        held = subject.closed.get(r.id)
+        if held is None or held.closed_by_event_id not in ids or not rules.may_reopen(held.status):
+            continue
+        if held.referral_service in subject.open:
+            continue  # her need has a referral open now: that one stands
+        subject.act(held, Action.reopen, at=moment, actor=SYSTEM)
+    subject.set_state(
+        ended=rules.ended_after_void(subject.ended, voided_type),
+        on_art_since=rules.on_art_after_void(subject.on_art_since, voided_type),
+    )
+    for infant_id in await infants_of(uow.session, ids):
+        infant = await uow.subjects.of(infant_id)
+        infant.set_state(ended=rules.OUTCOME_ENTERED_IN_ERROR)
+        for r in infant.open_of():
+            if rules.may_cancel_in_error(r.origin, r.status):
+                infant.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ENTERED_IN_ERROR)

@@ -137,15 +137,19 @@ class Subject(Aggregate):
         actor: str,
         outcome_code: str | None = None,
         note: str | None = None,
+        cause: UUID | None = None,
     ) -> Referral:
-        """Move one of her open referrals on (rules.InvalidTransition if its status forbids it):
-        its next version, and the event it raises."""
+        """Move one of her referrals on (rules.InvalidTransition if its status forbids it): its next
+        version, and the event it raises. `cause`: the CloudEvent that closes it, if an event does.
+        A closed one held by this unit (`closed`) may be withdrawn, or reopened if its need is free."""
         was_open = self.open.get(r.referral_service) == r
         assert self.locked and (was_open or self.closed.get(r.id) == r), "not a referral held by this unit"
-        changed = r.transitioned(action, at, outcome_code)
+        changed = r.transitioned(action, at, outcome_code, closed_by=cause)
         if not was_open:
             del self.closed[r.id]
-            assert not changed.is_open, "a closed referral is not opened again here"
+            if changed.is_open:
+                assert changed.referral_service not in self.open, "its need has one open already"
+                self.open[changed.referral_service] = changed
         elif changed.is_open:
             self.open[r.referral_service] = changed
         else:
