@@ -29,7 +29,7 @@ def outcomes(reply: dict) -> list[tuple[str, str | None]]:
 
 
 async def test_the_pages_examples_answer_what_it_says(platform: Platform, issuer: TestIssuer) -> None:
-    [(batch_path, batch), (dry_path, dry)] = examples()
+    [(batch_path, batch), (dry_path, dry), (_, posted), (_, corrections)] = examples()
     assert (batch_path, dry_path) == ("/v1/events", "/v1/events?dry_run=true")
     headers = issuer.headers("events:write", ["FAC-ZA-001"], "emr-gugulethu")
     async with httpx.AsyncClient(base_url=platform.url("enrolment"), timeout=60) as http:
@@ -56,3 +56,19 @@ async def test_the_pages_examples_answer_what_it_says(platform: Platform, issuer
         taken = await post(dry_path, fixed)
         assert outcomes(taken) == [("accepted", None)]
         assert taken["results"][0]["provisional_ids"] == [taken["results"][0]["client_id"]]
+
+        # Corrections: her visit and a test entered as positive, then the test replaced and the visit voided
+        recorded = await post(batch_path, posted)
+        assert outcomes(recorded) == [("accepted", None)] * 3
+        her = recorded["results"][0]["client_id"]
+        fixed = await post(batch_path, corrections)
+        assert outcomes(fixed) == [("accepted", None)] * 2
+        assert {r["client_id"] for r in fixed["results"]} == {her}
+        [wrong_test, replacement] = [posted["events"][2], corrections["events"][0]]
+        told = await http.get(f"/v1/events/{wrong_test['event_id']}", headers=headers)
+        assert told.status_code == 200, told.text
+        assert (told.json()["status"], told.json()["voided_by"]) == ("voided", replacement["event_id"])
+        assert outcomes(await post(batch_path, corrections)) == [("duplicate", None)] * 2
+        visit_void = corrections["events"][1]
+        again = {**visit_void, "event_id": "3d5e7f90-1a2b-4c3d-8e4f-5a6b7c8d9e06"}
+        assert outcomes(await post(batch_path, {"events": [again]})) == [("rejected", "already_voided")]

@@ -336,5 +336,9 @@ async def test_the_openapi_document_describes_each_emr_event_for_integrators(enr
         "PregnancyEnded",
         "ClientTransferredOut",
         "ClientDied",
+        "EventVoided",
     }
     assert "national_id" in components["ClientEnrolledData"]["properties"]
+    # a correction: the void names the event it voids, and every event may name the one it replaces
+    assert set(components["EventVoidedData"]["required"]) == {"voided_event_id"}
+    assert "replaces" in components["HivTestRecordedIn"]["properties"]

@@ -643,3 +643,47 @@ def check_transfer(facility_id: str, to_facility_id: str | None, known_facility:
         raise RuleBroken("transfer_to_same_facility", f"to_facility_id is the facility she leaves ({facility_id}).")
     if not known_facility:
         raise RuleBroken("unknown_facility", f"to_facility_id {to_facility_id!r} is not in the facility registry.")
+
+
+# --- corrections (servicekit.corrections) ------------------------------------------------------------
+
+
+def without(history: ClientHistory, voided: Event) -> ClientHistory:
+    """Her history as if `voided` had never been posted (her state is derived from it afresh)."""
+    return ClientHistory(
+        history.birth_date,
+        history.birth_date_estimated,
+        [e for e in history.events if e is not voided],
+        clock=history.clock,
+    )
+
+
+def dependents(history: ClientHistory, voided: Event) -> list[Event]:
+    """Her standing events that could not stand without `voided` (they are voided first, or the void
+    is refused `void_dependents_first`):
+
+    - an enrolment: every event of hers after it, or, if it is her only enrolment, every other
+      event of hers (none was recorded but because she was enrolled: `check_enrolled_here`);
+    - a fact of her positive status (a test, an enrolment's status): an ART start or a viral load
+      that no other positive status on or before its day allows (`check_art_start`,
+      `check_viral_load`: WHO 2021 consolidated HIV guidelines, ART and viral load follow a diagnosis).
+
+    Anything else (a visit, a delivery, a transfer, a death) is voided alone: what follows it is
+    decided again from the facts that remain (a delivery's infants are voided with it)."""
+    rest = without(history, voided)
+    if isinstance(voided, ClientEnrolled):
+        if not rest.of(ClientEnrolled):
+            return list(rest.events)
+        return [e for e in rest.events if e.occurred_at >= voided.occurred_at]
+    return unsupported(rest)
+
+
+def unsupported(history: ClientHistory) -> list[Event]:
+    """Her ART starts and viral loads that no positive status on or before their day allows (what
+    a void or a replacement of her positive test would leave standing on nothing)."""
+    return [
+        e
+        for e in history.events
+        if isinstance(e, ArtInitiated | ViralLoadRecorded)
+        and not known_positive_on(history, history.day_of(e.occurred_at))
+    ]

@@ -16,6 +16,7 @@ from servicekit.problems import FHIR_JSON, Problem
 
 from . import caseloads, fhir_concepts, fhir_door, frontdoor, queries
 from .fhir_translate import BundleRefused, Setup
+from .intake import STORE as EVENT_STORE
 from .personal_data import PersonalDataCipher, cipher_of
 from .schemas import (
     REF_PATTERN,
@@ -87,7 +88,7 @@ async def post_events(
 async def get_event(
     event_id: UUID, session: SessionDep, principal: Annotated[Principal, require("events:write")]
 ) -> pending.EventState:
-    return await pending.event_state(session, event_id, principal, queries.accepted_event)
+    return await pending.event_state(session, event_id, principal, queries.accepted_event, store=EVENT_STORE)
 
 
 @router.get("/clients/{client_id}", summary="A client with her personal data (audited)")

@@ -43,7 +43,7 @@ from servicekit.problems import PROBLEM_JSON
 
 from . import intake, repository
 from .personal_data import cipher_of
-from .schemas import EVENT_TYPES, BatchResult, EventResult
+from .schemas import EVENT_TYPES, EVENT_VOIDED, BatchResult, EventResult
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ def recorded_here(field: str) -> Resolver:
 ROUTES: dict[str, Door | Resolver] = {
     **dict.fromkeys(EVENT_TYPES, Door.enrolment),
     **dict.fromkeys(INFANT_TYPES, Door.followup),
+    # a void goes to the service that recorded the event it names; an event posted with `replaces`
+    # goes where its type goes (a replacement has the type of what it replaces)
+    EVENT_VOIDED: recorded_here("voided_event_id"),
 }
 
 #: enrolment's pipeline as the front door runs it: an unknown type's reason lists every routed type

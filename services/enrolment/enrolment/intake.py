@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 from pmtct_events import Event, enrolment
 from servicekit.auth import Principal
 from servicekit.clock import Clock
+from servicekit.corrections import EventStore, Void
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import national_id_hash, ref_hash
 from servicekit.intake import Accept, Attempt, Candidate, Code, Hold, Intake, IntakeBatch, Recorded, Reject
@@ -31,7 +32,7 @@ from .personal_data import PersonalDataCipher
 from .repository import ClientRow
 from .schemas import (
     EMR_EVENT,
-    EVENT_TYPES,
+    INTAKE_TYPES,
     BatchResult,
     ClientEnrolledIn,
     DeliveryRecordedIn,
@@ -43,13 +44,16 @@ from .settings import Settings
 INTAKE = Intake(
     service="enrolment",
     events=EMR_EVENT,
-    event_types=EVENT_TYPES,
+    event_types=INTAKE_TYPES,
     describes="an enrolment event",
     result=EventResult,
     reply=BatchResult,
 )
 
 MotherCandidate: TypeAlias = Candidate[Any]  # the event is one of schemas.EmrEvent
+
+#: where enrolment records the mother events it accepted (servicekit.corrections)
+STORE = EventStore("client_events", subject="client_id")
 
 
 async def record_batch(
@@ -90,6 +94,11 @@ class ClientRecord:
     history: ClientHistory
     is_new: bool = False
     changed: bool = False
+    #: her standing events by the EMR's event_id (what a void names)
+    posted: dict[UUID, Event] = field(default_factory=dict)
+
+    def event_id_of(self, event: Event) -> UUID | None:
+        return next((k for k, v in self.posted.items() if v is event), None)
 
 
 @dataclass
@@ -101,6 +110,8 @@ class Accepted:
     result: dict
     registration: tuple[str, str] | None = None
     infants: list[dict] = field(default_factory=list)
+    #: recorded in client_events (False: the void a replacement makes, only published)
+    stored: bool = True
 
 
 class Waits(Exception):
@@ -145,6 +156,7 @@ class MotherBatch(IntakeBatch[Any]):
     that names their woman, merged with its events in the order they happened."""
 
     holds = True
+    store = STORE
 
     #: an EMR names the woman by either: a resend naming her the other way is a duplicate
     subject_fields = ("client_id", "client_ref")
@@ -172,6 +184,12 @@ class MotherBatch(IntakeBatch[Any]):
         self.taken_infants: set[tuple[str, str]] = set()
         self.accepted: list[tuple[MotherCandidate, Accepted]] = []
         self.creating: set[int] = set()
+        #: the deliveries voided by this batch, whose infants are voided with them
+        self.freed: list[UUID] = []
+        #: a replacement's event_id -> the event it replaces (taken out of her history by `void`)
+        self.replacing: dict[UUID, Event] = {}
+        #: what `forget_identity` cleared, by the voided enrolment's event_id (for `unvoid`)
+        self.forgotten: dict[UUID, tuple[str | None, Any, bool, datetime | None]] = {}
 
     @property
     def clock(self) -> Clock:
@@ -194,11 +212,13 @@ class MotherBatch(IntakeBatch[Any]):
         self.by_national_id = await repository.clients_by_national_id(session, nids)
         ids = set(self.by_ref.values()) | set(self.by_national_id.values())
         ids |= {e.client_id for e in events if e.client_id is not None}
+        ids |= self.target_subjects()  # the women whose events the batch's voids name
         rows = await repository.lock_clients(session, ids)
         stored = await repository.histories(session, list(rows))
         for cid, row in rows.items():
-            history = ClientHistory(row.birth_date, row.birth_date_estimated, stored.get(cid, []), clock=self.clock)
-            self.clients[cid] = ClientRecord(row, history)
+            pairs = stored.get(cid, [])
+            history = ClientHistory(row.birth_date, row.birth_date_estimated, [e for _, e in pairs], clock=self.clock)
+            self.clients[cid] = ClientRecord(row, history, posted=dict(pairs))
         infant_refs = {
             (e.facility_id, self.infant_ref_hash(e.facility_id, i.infant_ref))
             for e in events
@@ -254,6 +274,8 @@ class MotherBatch(IntakeBatch[Any]):
     def decide(self, c: MotherCandidate) -> Accept | Reject | Hold:
         try:
             accepted = self.plan(c.event)
+            if c.event.event_id in self.replacing:
+                self.check_replacement(accepted)
         except Waits as waits:
             return Hold(waits.keys, waits.code, waits.reason)
         except RuleBroken as broken:
@@ -273,6 +295,98 @@ class MotherBatch(IntakeBatch[Any]):
 
     def answer(self, event: EmrEventBase, result: Mapping[str, Any]) -> dict[str, Any]:
         return _public(event, result)
+
+    # --- corrections (servicekit.corrections) -------------------------------------------------
+
+    def void(self, v: Void) -> Accept | Reject:
+        """Take the voided fact out of her history (later events of this batch are decided without
+        it), refusing while events of hers stand on it; publish ClientEventVoided. A delivery's
+        infants are voided with it (their record numbers free for the corrected delivery)."""
+        client = self.clients.get(v.target.subject_id)
+        voided = client.posted.get(v.target.event_id) if client is not None else None
+        if client is None or voided is None:
+            return Reject(Code.unknown_voided_event, f"Event {v.target.event_id} is not among her standing events.")
+        history = client.history
+        if v.replaced_by is None:
+            standing = [client.event_id_of(e) for e in domain.dependents(history, voided)]
+            if standing:
+                listed = ", ".join(str(i) for i in standing)
+                return Reject(
+                    Code.void_dependents_first,
+                    f"Events of hers stand on {v.target.type} {v.target.event_id}; void them first (latest first):"
+                    f" {listed}.",
+                )
+        history.events = [e for e in history.events if e is not voided]
+        del client.posted[v.target.event_id]
+        if isinstance(voided, enrolment.DeliveryRecorded):
+            self.freed.append(v.target.event_id)
+            self.taken_infants -= {(voided.facility_id, i.ref_hash) for i in voided.infants}
+        if isinstance(voided, enrolment.ClientEnrolled) and not history.of(enrolment.ClientEnrolled):
+            self.forget_identity(client, v.target.event_id)
+        e = v.event
+        event = enrolment.ClientEventVoided(
+            client_id=client.row.client_id,
+            episode_id=getattr(voided, "episode_id", None),
+            pregnancy_number=getattr(voided, "pregnancy_number", None),
+            facility_id=e.facility_id,
+            # when it was voided: the EventVoided's time, or the correction's arrival
+            occurred_at=e.occurred_at if v.replaced_by is None else self.ctx.now,
+            **v.voiding(),
+        )
+        result = {"client_id": str(client.row.client_id)}
+        if v.replaced_by is not None:
+            self.replacing[v.replaced_by] = voided
+        self.accepted.append((v.candidate, Accepted(client, event, result, stored=v.replaced_by is None)))
+        return Accept(result)
+
+    def unvoid(self, v: Void) -> None:
+        """The replacement was refused: she has the voided event again, and nothing is published."""
+        voided = self.replacing.pop(v.event.event_id)
+        client = self.clients[v.target.subject_id]
+        client.history.events.append(voided)
+        client.posted[v.target.event_id] = voided
+        if isinstance(voided, enrolment.DeliveryRecorded):
+            self.freed.remove(v.target.event_id)
+            self.taken_infants |= {(voided.facility_id, i.ref_hash) for i in voided.infants}
+        if v.target.event_id in self.forgotten:
+            row = client.row
+            row.national_id_hash, row.birth_date, row.birth_date_estimated, row.personal_as_of = self.forgotten.pop(
+                v.target.event_id
+            )
+            client.history.birth_date, client.history.birth_date_estimated = row.birth_date, row.birth_date_estimated
+            if row.national_id_hash:
+                self.by_national_id[row.national_id_hash] = row.client_id
+        self.accepted = [(c, a) for c, a in self.accepted if c is not v.candidate]
+
+    def forget_identity(self, client: ClientRecord, event_id: UUID) -> None:
+        """Her only enrolment is voided: what it said of who she is (national id, birth date) was
+        entered in error too, and the corrected enrolment says it afresh (its personal data win)."""
+        row = client.row
+        self.forgotten[event_id] = (row.national_id_hash, row.birth_date, row.birth_date_estimated, row.personal_as_of)
+        if row.national_id_hash:
+            self.by_national_id.pop(row.national_id_hash, None)
+        row.national_id_hash, row.birth_date, row.birth_date_estimated, row.personal_as_of = None, None, False, None
+        client.history.birth_date, client.history.birth_date_estimated = None, False
+        client.changed = True
+
+    def check_replacement(self, accepted: Accepted) -> None:
+        """A replacement may not leave events of hers standing on nothing (a negative test that
+        replaces the positive one her ART start follows)."""
+        client = accepted.client
+        after = ClientHistory(
+            client.history.birth_date,
+            client.history.birth_date_estimated,
+            [*client.history.events, accepted.event],
+            clock=self.clock,
+        )
+        standing = [client.event_id_of(e) for e in domain.unsupported(after)]
+        if standing:
+            raise RuleBroken(
+                Code.void_dependents_first,
+                "Events of hers would stand on nothing once it is replaced; void them first: "
+                + ", ".join(str(i) for i in standing)
+                + ".",
+            )
 
     # --- one method per event type: check every rule, change nothing -------------------------
 
@@ -447,6 +561,11 @@ class MotherBatch(IntakeBatch[Any]):
                 # known to the platform (national id), new to this facility: a transfer in, unless
                 # it opens a new pregnancy
                 transfer_in = mine is None or mine.opener is not event
+            replaced = self.replacing.get(e.event_id)
+            if isinstance(replaced, enrolment.ClientEnrolled) and replaced.facility_id == e.facility_id:
+                transfer_in = replaced.transfer_in  # the corrected enrolment is the one it corrects
+            elif not history.events:
+                transfer_in = False  # all she had here was voided: she enrols afresh
             event = event.model_copy(update={"transfer_in": transfer_in})
         event = self.in_episode(client.history, event)
         new_ref = (e.facility_id, e.client_ref) if registered is None else None
@@ -514,6 +633,7 @@ class MotherBatch(IntakeBatch[Any]):
         cid = client.row.client_id
         self.clients[cid] = client
         client.history.events.append(a.event)
+        client.posted[c.event.event_id] = a.event
         if isinstance(c.event, ClientEnrolledIn):
             self.apply_enrolment(c.event, client)
         if a.registration is not None:
@@ -528,6 +648,11 @@ class MotherBatch(IntakeBatch[Any]):
         if d.birth_date is not None and (row.birth_date_estimated or row.birth_date is None):
             row.birth_date, row.birth_date_estimated = d.birth_date, False
             client.history.birth_date, client.history.birth_date_estimated = d.birth_date, False
+            client.changed = True
+        elif row.birth_date is None and d.age_years is not None:  # her enrolment was voided (forget_identity)
+            estimated = domain.estimated_birth_date(d.age_years, self.clock.local_day(e.occurred_at))
+            row.birth_date, row.birth_date_estimated = estimated, True
+            client.history.birth_date, client.history.birth_date_estimated = estimated, True
             client.changed = True
         if d.national_id and row.national_id_hash is None:
             row.national_id_hash = self.national_id_hash(e)
@@ -562,6 +687,8 @@ class MotherBatch(IntakeBatch[Any]):
             if a.registration is not None
         ]
         await repository.insert_registrations(session, registrations)
+        # a voided delivery's infants first: a corrected delivery may give their record numbers again
+        await repository.void_infants(session, self.freed, self.ctx.now)
         await repository.insert_events(
             session,
             [
@@ -578,9 +705,13 @@ class MotherBatch(IntakeBatch[Any]):
                     "recorded_by": c.held.posted_by if c.held is not None else self.ctx.principal.client_id,
                 }
                 for c, a in self.accepted
+                if a.stored
             ],
         )
         await repository.insert_infants(session, [row for _, a in self.accepted for row in a.infants])
+        for c, a in self.accepted:
+            if a.stored:
+                self.published(c.event.event_id, a.event)
         uow.publish(*(a.event for _, a in self.accepted))
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pmtct_events import BY_NAME, Event
+from servicekit.corrections import EVENT_VOIDED
 from servicekit.db import any_of, insert_rows, pairs_in
 
 from .models import client_events, clients, infants, personal_data_reads, registrations
@@ -117,18 +118,23 @@ async def lock_clients(session: AsyncSession, client_ids: Collection[UUID]) -> d
     return {r["client_id"]: ClientRow.from_row(r) for r in rows.mappings()}
 
 
-async def histories(session: AsyncSession, client_ids: Collection[UUID]) -> dict[UUID, list[Event]]:
-    """Every recorded catalog event of these women (the facts their state is derived from)."""
-    out: dict[UUID, list[Event]] = defaultdict(list)
+async def histories(session: AsyncSession, client_ids: Collection[UUID]) -> dict[UUID, list[tuple[UUID, Event]]]:
+    """Every recorded catalog event of these women that stands (the facts their state is derived
+    from: not voided, and not a void), with the EMR's event_id of each."""
+    out: dict[UUID, list[tuple[UUID, Event]]] = defaultdict(list)
     if not client_ids:
         return out
     rows = await session.execute(
-        select(client_events.c.client_id, client_events.c.type, client_events.c.payload)
-        .where(any_of(client_events.c.client_id, client_ids))
+        select(client_events.c.client_id, client_events.c.event_id, client_events.c.type, client_events.c.payload)
+        .where(
+            any_of(client_events.c.client_id, client_ids),
+            client_events.c.voided_at.is_(None),
+            client_events.c.type != EVENT_VOIDED,
+        )
         .order_by(client_events.c.occurred_at)
     )
     for r in rows:
-        out[r.client_id].append(BY_NAME[r.type].model_validate(r.payload))
+        out[r.client_id].append((r.event_id, BY_NAME[r.type].model_validate(r.payload)))
     return out
 
 
@@ -138,7 +144,7 @@ async def taken_infant_refs(session: AsyncSession, refs: Collection[tuple[str, s
         return set()
     rows = await session.execute(
         select(infants.c.facility_id, infants.c.ref_hash).where(
-            pairs_in((infants.c.facility_id, infants.c.ref_hash), refs)
+            pairs_in((infants.c.facility_id, infants.c.ref_hash), refs), infants.c.voided_at.is_(None)
         )
     )
     return {(r.facility_id, r.ref_hash) for r in rows}
@@ -172,6 +178,17 @@ async def insert_infants(session: AsyncSession, rows: list[dict]) -> None:
     await insert_rows(session, infants, rows)
 
 
+async def void_infants(session: AsyncSession, delivery_event_ids: Collection[UUID], at: datetime) -> None:
+    """The infants of voided deliveries: kept, marked voided; their record numbers are free again."""
+    if not delivery_event_ids:
+        return
+    await session.execute(
+        update(infants)
+        .where(any_of(infants.c.delivery_event_id, delivery_event_ids), infants.c.voided_at.is_(None))
+        .values(voided_at=at)
+    )
+
+
 # --- reads of one client ------------------------------------------------------------------------
 
 
@@ -198,7 +215,7 @@ async def registrations_of(session: AsyncSession, client_id: UUID) -> list[RowMa
 
 
 async def history(session: AsyncSession, client_id: UUID) -> list[Event]:
-    return (await histories(session, [client_id])).get(client_id, [])
+    return [e for _, e in (await histories(session, [client_id])).get(client_id, [])]
 
 
 # --- the personal-data audit ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pmtct_events.enrolment import (
     TestSetting,
 )
 from servicekit import intake
+from servicekit.corrections import EVENT_VOIDED, EventVoidedIn
 from servicekit.intake import PostedEvent, Strict
 
 #: an EMR record number: printable ASCII, no leading or trailing blanks
@@ -158,7 +159,8 @@ EmrEvent = Annotated[
     | DeliveryRecordedIn
     | PregnancyEndedIn
     | ClientTransferredOutIn
-    | ClientDiedIn,
+    | ClientDiedIn
+    | EventVoidedIn,
     Field(discriminator="type"),
 ]
 EMR_EVENT = TypeAdapter(EmrEvent)
@@ -173,6 +175,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "ClientTransferredOut",
     "ClientDied",
 )
+#: what enrolment's intake takes: her facts, and the void of one (servicekit.corrections)
+INTAKE_TYPES: tuple[str, ...] = (*EVENT_TYPES, EVENT_VOIDED)
 
 
 class EventBatch(intake.EventBatch):
