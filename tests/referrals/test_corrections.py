@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from conftest import FACILITY, Api, Emr, feed_types
 from referral_events import (
     ago,
@@ -156,6 +157,43 @@ async def test_a_voided_art_start_reopens_the_referral_it_completed_as_it_was(ap
     await emr.send(art_started(mother))
     [again] = await until(api, mother, lambda f: f[0]["status"] == "completed")
     assert (again["outcome_code"], again["version"]) == ("art_initiated", 5)
+
+
+async def wait_is_over(api: Api, mother: UUID) -> None:
+    """Time passes: her ART wait's 7 days are over (its due moment moved into the past)."""
+    async with api.sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE art_wait SET due_at = now() - interval '1 minute' WHERE client_id = :c"), {"c": mother}
+        )
+
+
+@pytest.mark.parametrize("ending", ["ArtInitiated", "ClientDied"])
+async def test_an_art_start_or_death_voided_within_the_wait_lets_the_wait_run_again(
+    api: Api, emr: Emr, ending: str
+) -> None:
+    """Diagnosed 3 days ago; an ART start (or a death) recorded the next day ended her wait with no
+    referral. Voided, it never happened: she is referred for ART once her 7 days are over."""
+    mother = uuid4()
+    await emr.send(enrolled(mother, ago(10)))
+    await emr.send(positive_test(mother, ago(3)))
+    if ending == "ArtInitiated":
+        fact = await emr.send(ArtInitiated(facility_id=FACILITY, occurred_at=ago(2), client_id=mother))
+    else:
+        fact = await emr.send(ClientDied(facility_id=FACILITY, occurred_at=ago(2), client_id=mother))
+    await processed(api, fact)
+    await wait_is_over(api, mother)
+    await timers.open_due_art_referrals(api.sessions, api.settings)
+    assert await referrals_of(api, mother) == []  # the wait had ended
+
+    await processed(api, await emr.send(mother_void(mother, [fact], ending)))
+    await wait_is_over(api, mother)
+    await timers.open_due_art_referrals(api.sessions, api.settings)
+    [referral] = await until(api, mother, lambda f: len(f) == 1)
+    assert (referral["referral_service"], referral["status"], referral["reason_code"]) == (
+        "art_initiation",
+        "requested",
+        "new_hiv_diagnosis",
+    )
 
 
 async def test_a_referral_completed_by_a_person_is_not_reopened(api: Api, emr: Emr) -> None:

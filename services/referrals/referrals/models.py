@@ -162,6 +162,10 @@ art_wait = Table(
     Column("reason_code", Text, nullable=False),
     Column("cause_event_id", PgUUID(as_uuid=True)),
     Column("correlation_id", Text),
+    #: a wait ended by an event (an ART start, a death) is kept, so that a void of that event lets it
+    #: run again (migration 0009); running while `ended_at` is null
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_by_event_id", PgUUID(as_uuid=True)),
 )
 
 #: the subjects the platform has heard of, by facility (migrations/versions/0003_known_subjects.py)
@@ -302,7 +306,8 @@ _FIELDS = tuple(ReferralFields.model_fields)
 @dataclass(frozen=True, slots=True)
 class ArtWait:
     """A positive mother not on ART: an ART-initiation referral opens at `due_at` unless ART starts
-    first. Keeps the event that started it, as the cause of the referral the timer opens."""
+    first. Keeps the event that started it, as the cause of the referral the timer opens, and the
+    one that ended it."""
 
     client_id: UUID
     facility_id: str
@@ -311,3 +316,7 @@ class ArtWait:
     reason_code: str
     cause_event_id: UUID | None
     correlation_id: str | None
+    #: when, and by which event, it ended without a referral (ART started, she died or left): kept,
+    #: should that event be voided (`repository.Subjects.resume_art_wait`)
+    ended_at: datetime | None = None
+    ended_by_event_id: UUID | None = None

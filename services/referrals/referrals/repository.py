@@ -11,6 +11,7 @@ locking them, because it only opens referrals; the expiry timer holds only the r
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -305,24 +306,39 @@ async def infants_of(session: AsyncSession, event_ids: Iterable[UUID]) -> list[U
 
 _ART_WAIT_FIELDS = ArtWait.__slots__
 _SCHEDULE_ART_WAITS = text(
-    "INSERT INTO art_wait (client_id, facility_id, diagnosed_at, due_at, reason_code, cause_event_id, correlation_id)"
+    "INSERT INTO art_wait (client_id, facility_id, diagnosed_at, due_at, reason_code, cause_event_id,"
+    " correlation_id, ended_at, ended_by_event_id)"
     " SELECT * FROM unnest(CAST(:client_id AS uuid[]), CAST(:facility_id AS text[]),"
     " CAST(:diagnosed_at AS timestamptz[]), CAST(:due_at AS timestamptz[]), CAST(:reason_code AS text[]),"
-    " CAST(:cause_event_id AS uuid[]), CAST(:correlation_id AS text[]))"
-    # keep the first diagnosis: a repeat positive test does not push the referral further out
-    " ON CONFLICT (client_id) DO NOTHING"
+    " CAST(:cause_event_id AS uuid[]), CAST(:correlation_id AS text[]), CAST(:ended_at AS timestamptz[]),"
+    " CAST(:ended_by_event_id AS uuid[]))"
+    # keep the first diagnosis: a repeat positive test does not push the referral further out; a
+    # wait that ended (she died, left, started ART) gives way to a new one
+    " ON CONFLICT (client_id) DO UPDATE SET facility_id = excluded.facility_id,"
+    " diagnosed_at = excluded.diagnosed_at, due_at = excluded.due_at, reason_code = excluded.reason_code,"
+    " cause_event_id = excluded.cause_event_id, correlation_id = excluded.correlation_id,"
+    " ended_at = excluded.ended_at, ended_by_event_id = excluded.ended_by_event_id"
+    " WHERE art_wait.ended_at IS NOT NULL"
 )
 _DROP_ART_WAITS = text("DELETE FROM art_wait WHERE client_id = ANY(CAST(:clients AS uuid[]))")
-_DROP_ART_WAIT = text("DELETE FROM art_wait WHERE client_id = :client_id RETURNING client_id")
+_END_ART_WAIT = text(
+    "UPDATE art_wait SET ended_at = :at, ended_by_event_id = :by"
+    " WHERE client_id = :client_id AND ended_at IS NULL RETURNING client_id"
+)
 _DROP_ART_WAIT_CAUSED_BY = text(
     "DELETE FROM art_wait WHERE client_id = :client_id AND cause_event_id = ANY(CAST(:events AS uuid[]))"
-    " RETURNING client_id"
+    " RETURNING ended_at IS NULL"
+)
+_RESUME_ART_WAIT = text(
+    "UPDATE art_wait SET ended_at = NULL, ended_by_event_id = NULL"
+    " WHERE client_id = :client_id AND ended_by_event_id = ANY(CAST(:events AS uuid[])) RETURNING client_id"
 )
 
 
-async def drop_art_wait(session: AsyncSession, client_id: UUID) -> bool:
-    """False when there was no wait (or the timer took it while we waited for its row)."""
-    return (await session.execute(_DROP_ART_WAIT, {"client_id": client_id})).first() is not None
+async def end_stored_art_wait(session: AsyncSession, client_id: UUID, at: datetime, by: UUID | None) -> bool:
+    """False when there was no running wait (or the timer took it while we waited for its row)."""
+    params = {"client_id": client_id, "at": at, "by": by}
+    return (await session.execute(_END_ART_WAIT, params)).first() is not None
 
 
 async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -> list[ArtWait]:
@@ -330,7 +346,7 @@ async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -
     recorded for one of them right now wins."""
     stmt = (
         select(art_wait)
-        .where(art_wait.c.due_at <= now)
+        .where(art_wait.c.due_at <= now, art_wait.c.ended_at.is_(None))
         .order_by(art_wait.c.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -345,7 +361,7 @@ _SUBJECT_FACTS = text(
     "SELECT need.subject_id, s.on_art_since, s.ended, w.client_id IS NOT NULL AS waiting_for_art"
     " FROM unnest(CAST(:subjects AS uuid[])) AS need(subject_id)"
     " LEFT JOIN subject_state s ON s.subject_id = need.subject_id"
-    " LEFT JOIN art_wait w ON w.client_id = need.subject_id"
+    " LEFT JOIN art_wait w ON w.client_id = need.subject_id AND w.ended_at IS NULL"
 ).columns(
     subject_state.c.subject_id,
     subject_state.c.on_art_since,
@@ -459,32 +475,44 @@ class Subjects(Repository[UUID, Subject]):
         return subject.adopt_closed(Referral.from_row(row) for row in rows)
 
     async def end_art_wait_caused_by(self, subject: Subject, event_ids: Collection[UUID]) -> None:
-        """Her ART-initiation wait, if one of `event_ids` (a diagnosis now voided) started it, is over
-        with nothing opened. When the timer took it meanwhile, the referral it opened is held by her
-        from now on (the void cancels it)."""
+        """Her ART-initiation wait, if one of `event_ids` (a diagnosis now voided) started it, is gone,
+        running or ended: nothing opens for it, now or after a later void. When the timer took it
+        meanwhile, the referral it opened is held by her from now on (the void cancels it)."""
         ids = set(event_ids)
         if subject.new_wait is not None and subject.new_wait.cause_event_id in ids:
             subject.new_wait = None
-        if not subject.waiting_for_art:
-            return
         params = {"client_id": subject.subject_id, "events": list(ids)}
-        if (await self.session.execute(_DROP_ART_WAIT_CAUSED_BY, params)).first() is not None:
+        dropped = (await self.session.execute(_DROP_ART_WAIT_CAUSED_BY, params)).first()
+        if dropped is not None and dropped[0]:
             subject.waiting_for_art = False
-        else:
+        elif subject.waiting_for_art and dropped is None:
             # another diagnosis's wait (it stays), or the timer took this one and opened a referral
             # since she was loaded (committed: the delete waited for its lock)
             subject.adopt(await lock_open_for_subject(self.session, subject.subject_id))
 
-    async def end_art_wait(self, subject: Subject) -> None:
-        """She needs no ART-initiation wait any more. A stored one is deleted at once (not at commit):
-        the timer must find it locked, or gone, from now on."""
-        subject.new_wait = None
+    async def resume_art_wait(self, subject: Subject, event_ids: Collection[UUID]) -> None:
+        """Her ART-initiation wait that one of `event_ids` (an ART start, a death now voided) had
+        ended runs again, from its diagnosis: the timer opens her referral when it is over (at
+        once, if it is over already)."""
+        ids = set(event_ids)
+        if subject.new_wait is not None and subject.new_wait.ended_by_event_id in ids:
+            subject.new_wait = replace(subject.new_wait, ended_at=None, ended_by_event_id=None)
+        params = {"client_id": subject.subject_id, "events": list(ids)}
+        if (await self.session.execute(_RESUME_ART_WAIT, params)).first() is not None:
+            subject.waiting_for_art = True
+
+    async def end_art_wait(self, subject: Subject, at: datetime, by: UUID | None) -> None:
+        """She needs no ART-initiation wait any more (`by` the event that says so, at `at`). A stored
+        one is ended at once (not at commit): the timer must find it locked, or ended, from now on.
+        It is kept, ended, for a void of `by`; a wait this unit started is written ended."""
+        if subject.new_wait is not None and subject.new_wait.ended_at is None:
+            subject.new_wait = replace(subject.new_wait, ended_at=at, ended_by_event_id=by)
         if not subject.waiting_for_art:
             return  # only her own events start a wait, and none did since she was loaded
         subject.waiting_for_art = False
-        if not await drop_art_wait(self.session, subject.subject_id):
+        if not await end_stored_art_wait(self.session, subject.subject_id, at, by):
             # The timer took the wait after she was loaded, and opened an ART referral that her
-            # loaded open referrals lack (it has committed: the delete waited for its lock).
+            # loaded open referrals lack (it has committed: the update waited for its lock).
             subject.adopt(await lock_open_for_subject(self.session, subject.subject_id))
 
     async def flush(self) -> None:

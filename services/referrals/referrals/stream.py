@@ -147,7 +147,7 @@ async def art_started(
 ) -> None:
     """ART started: no ART referral is needed any more, and an open one is met."""
     subject = await uow.subjects.of(subject_id)
-    await uow.subjects.end_art_wait(subject)
+    await uow.subjects.end_art_wait(subject, clock.now(), _cause_id(uow))
     subject.set_state(on_art_since=started_at)
     await close_open(uow, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock)
 
@@ -160,7 +160,7 @@ async def set_subject_active(uow: ReferralsUnit, subject_id: UUID) -> None:
 async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock: Clock) -> None:
     """Died or transferred out: cancel what is open, with the reason, and open nothing more."""
     subject = await uow.subjects.of(subject_id)
-    await uow.subjects.end_art_wait(subject)
+    await uow.subjects.end_art_wait(subject, clock.now(), _cause_id(uow))
     subject.set_state(ended=ended)
     await close_open(uow, subject_id, Action.cancel, ended, clock=clock)
 
@@ -173,7 +173,8 @@ async def voided(
     The ART wait its diagnosis started ends; the automatic referrals it opened are cancelled
     `entered_in_error` (open or expired: `rules.may_cancel_in_error`); those it closed are reopened
     as they were (`rules.may_reopen`; unless her need has another referral open now); a death or an
-    ART start it recorded no longer stands. A voided delivery's infants were never born on the
+    ART start it recorded no longer stands, and an ART wait it had ended runs again (she is referred
+    when it is over, as if it had never been posted). A voided delivery's infants were never born on the
     platform: their automatic referrals are cancelled `entered_in_error`, and nothing more opens for
     them. A second delivery of the same void finds nothing left to change."""
     ids = frozenset(voided_ids)
@@ -195,6 +196,8 @@ async def voided(
         ended=rules.ended_after_void(subject.ended, voided_type),
         on_art_since=rules.on_art_after_void(subject.on_art_since, voided_type),
     )
+    if subject.ended is None and subject.on_art_since is None:
+        await uow.subjects.resume_art_wait(subject, ids)
     for infant_id in await infants_of(uow.session, ids):
         infant = await uow.subjects.of(infant_id)
         infant.set_state(ended=rules.OUTCOME_ENTERED_IN_ERROR)

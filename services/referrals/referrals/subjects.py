@@ -110,7 +110,7 @@ class Subject(Aggregate):
 
     def start_art_wait(self, wait: ArtWait) -> None:
         """Written as the unit commits, unless a wait is stored for her then (the first one stays)."""
-        if self.new_wait is None:
+        if self.new_wait is None or self.new_wait.ended_at is not None:
             self.new_wait = wait
 
     # --- referrals ---
