@@ -198,9 +198,12 @@ class FollowupService:
                     await stream.on_enrolment_event(event, unit, settings or self.sim)
             await unit.commit()
 
-    async def record(self, infant_id: UUID, type: str, on: date, data: dict | None = None) -> dict:
+    async def record(
+        self, infant_id: UUID, type: str, on: date, data: dict | None = None, replaces: UUID | str | None = None
+    ) -> dict:
         """An infant event posted through the intake pipeline as of the day after it (simulated-
-        calendar dates are in the real future), with the simulation's settings."""
+        calendar dates are in the real future), with the simulation's settings; `replaces`: a
+        corrected event, replacing that accepted one."""
         raw = {
             "event_id": str(uuid.uuid4()),
             "type": type,
@@ -209,6 +212,22 @@ class FollowupService:
             "infant_id": str(infant_id),
             "data": data or {},
         }
+        if replaces is not None:
+            raw["replaces"] = str(replaces)
+        return await self.post_raw(raw, on)
+
+    async def void(self, event_id: UUID | str, on: date) -> dict:
+        """An EventVoided of an accepted infant event, posted through the intake pipeline."""
+        raw = {
+            "event_id": str(uuid.uuid4()),
+            "type": "EventVoided",
+            "facility_id": FACILITY,
+            "occurred_at": at(on, 15).isoformat(),
+            "data": {"voided_event_id": str(event_id), "reason": "entered_in_error"},
+        }
+        return await self.post_raw(raw, on)
+
+    async def post_raw(self, raw: dict, on: date) -> dict:
         poster = Principal("emr-followup-test", frozenset({"events:write"}), frozenset({"*"}))
         registry = facilities.load(self.sim.facilities_path)
         now = at(on) + timedelta(days=1)

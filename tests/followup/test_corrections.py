@@ -185,3 +185,116 @@ async def test_an_event_held_for_an_infant_of_a_voided_delivery_is_refused_unkno
 
     [row] = await rows(followup, "SELECT status, code FROM intake_pending WHERE event_id = :e", e=held["event_id"])
     assert row == {"status": "rejected", "code": "unknown_infant"}
+
+
+# --- infant events voided or replaced at follow-up's own intake (servicekit.corrections) ----------
+
+POSITIVE_NAT = {"test": "NAT", "result": "positive", "confirmatory": False}
+NEGATIVE_NAT = {"test": "NAT", "result": "negative", "confirmatory": False}
+
+
+async def followed_infant(followup):
+    mother, baby = new_mother(), live_infant()
+    await followup.apply(mother.enrolled(B - timedelta(days=200)), mother.delivered(B, [baby], **well_treated(B)))
+    return mother, baby
+
+
+async def outbox(followup, subject_id) -> list[dict]:
+    return await rows(
+        followup,
+        "SELECT event_id, event_type, payload FROM outbox WHERE aggregate_id = :s ORDER BY id",
+        s=str(subject_id),
+    )
+
+
+def named(found: list[dict], name: str) -> list[dict]:
+    return [r for r in found if r["event_type"].split(".")[-2] == name]
+
+
+async def test_a_voided_positive_nat_takes_back_her_art_referral_need_and_publishes_what_it_had_published(
+    followup,
+) -> None:
+    _, baby = await followed_infant(followup)
+    nat = await followup.record(baby.infant_id, "InfantTestResulted", B + timedelta(weeks=6), POSITIVE_NAT)
+    assert {"infant_art_start", "confirmatory_nat"} <= set(await open_items(followup, baby.infant_id))
+    [resulted] = named(await outbox(followup, baby.infant_id), "InfantTestResulted")
+
+    void = await followup.void(nat["event_id"], B + timedelta(weeks=7))
+
+    assert (void["status"], void["infant_id"]) == ("accepted", str(baby.infant_id))
+    [voided] = named(await outbox(followup, baby.infant_id), "InfantEventVoided")
+    assert voided["payload"]["voided_event_id"] == nat["event_id"]
+    assert voided["payload"]["voided_type"] == "InfantTestResulted"
+    assert voided["payload"]["voided_ids"] == [str(resulted["event_id"])]
+    row = await infant_row(followup, baby.infant_id)
+    assert (row["art_needed"], row["final_outcome"]) == (False, None)
+    still = await open_items(followup, baby.infant_id)
+    assert "infant_art_start" not in still and "confirmatory_nat" not in still
+    assert "nat_6_weeks" in still, "the 6-week NAT is to be done again"
+
+    state = await followup.http.get(f"/v1/events/{nat['event_id']}", headers=followup.headers())
+    assert state.status_code == 200, state.text
+    assert (state.json()["status"], state.json()["voided_by"]) == ("voided", void["event_id"])
+    again = await followup.void(nat["event_id"], B + timedelta(weeks=7))
+    assert (again["status"], again["code"]) == ("rejected", "already_voided")
+
+
+async def test_a_voided_negative_nat_is_due_again_and_announced_overdue_once_its_time_has_passed(followup) -> None:
+    _, baby = await followed_infant(followup)
+    nat = await followup.record(baby.infant_id, "InfantTestResulted", B + timedelta(weeks=6), NEGATIVE_NAT)
+    [item] = await rows(
+        followup, "SELECT * FROM schedule_items WHERE subject_id = :s AND kind = 'nat_6_weeks'", s=baby.infant_id
+    )
+    assert item["status"] == "satisfied"
+
+    await followup.void(nat["event_id"], B + timedelta(weeks=7))
+    [again] = await rows(followup, "SELECT * FROM schedule_items WHERE item_id = :i", i=item["item_id"])
+    assert (again["status"], again["satisfied_on"]) == ("planned", None)
+    await followup.fire(again["overdue_on"], [baby.infant_id])
+    overdue = [r["payload"]["item_id"] for r in named(await outbox(followup, baby.infant_id), "InfantTestOverdue")]
+    assert overdue == [str(item["item_id"])]
+
+
+async def test_a_replaced_result_is_voided_then_the_corrected_one_recorded_in_that_order(followup) -> None:
+    _, baby = await followed_infant(followup)
+    wrong = await followup.record(baby.infant_id, "InfantTestResulted", B + timedelta(weeks=6), POSITIVE_NAT)
+
+    right = await followup.record(
+        baby.infant_id, "InfantTestResulted", B + timedelta(weeks=6), NEGATIVE_NAT, replaces=wrong["event_id"]
+    )
+
+    assert right["status"] == "accepted", right
+    names = [r["event_type"].split(".")[-2] for r in await outbox(followup, baby.infant_id)]
+    assert names[-2:] == ["InfantEventVoided", "InfantTestResulted"]
+    [voided] = named(await outbox(followup, baby.infant_id), "InfantEventVoided")
+    assert voided["payload"]["replaced_by_event_id"] == right["event_id"]
+    [item] = await rows(
+        followup, "SELECT * FROM schedule_items WHERE subject_id = :s AND kind = 'nat_6_weeks'", s=baby.infant_id
+    )
+    assert (item["status"], item["satisfied_on"]) == ("satisfied", B + timedelta(weeks=6))
+    assert "infant_art_start" not in await open_items(followup, baby.infant_id)
+
+
+async def test_voiding_the_confirmatory_nat_takes_back_the_infected_outcome_and_she_is_followed_again(
+    followup,
+) -> None:
+    _, baby = await followed_infant(followup)
+    await followup.record(baby.infant_id, "InfantTestResulted", B + timedelta(weeks=6), POSITIVE_NAT)
+    confirmatory = await followup.record(
+        baby.infant_id, "InfantTestResulted", B + timedelta(weeks=7), {**POSITIVE_NAT, "confirmatory": True}
+    )
+    assert (await infant_row(followup, baby.infant_id))["final_outcome"] == "infected"
+    found = await outbox(followup, baby.infant_id)
+    [outcome] = named(found, "InfantFinalOutcomeRecorded")
+    confirmed = named(found, "InfantTestResulted")[-1]
+
+    await followup.void(confirmatory["event_id"], B + timedelta(weeks=8))
+
+    found = await outbox(followup, baby.infant_id)
+    [voided] = named(found, "InfantEventVoided")
+    assert sorted(voided["payload"]["voided_ids"]) == sorted([str(confirmed["event_id"]), str(outcome["event_id"])])
+    [resumed] = named(found, "InfantFollowUpResumed")
+    assert resumed["payload"]["because"] == "entered_in_error"
+    row = await infant_row(followup, baby.infant_id)
+    assert (row["final_outcome"], row["art_needed"]) == (None, True), "one positive NAT: ART at once, confirm it"
+    assert "confirmatory_nat" in await open_items(followup, baby.infant_id)

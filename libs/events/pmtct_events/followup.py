@@ -143,6 +143,9 @@ class ResumedBecause(StrEnum):
     transferred_in = "transferred_in"
     #: seen again (a visit, a sample, a record) after the facility discharged her
     seen_after_discharge = "seen_after_discharge"
+    #: the event that had ended her follow-up (a positive NAT, a death, a transfer out) was voided
+    #: by the EMR (InfantEventVoided): she is followed as if it had never been posted
+    entered_in_error = "entered_in_error"
 
 
 class SubjectType(StrEnum):

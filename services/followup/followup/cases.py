@@ -84,6 +84,8 @@ class RecordedEvent:
     on: date
     reported_on: date
     data: Mapping[str, Any]
+    #: the EMR's event_id (what a void names)
+    event_id: UUID | None = None
 
 
 def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFacts:
@@ -282,6 +284,21 @@ class InfantCase(Aggregate):
         self.facts = with_events(self.facts, self.events)
         self.seen(event.on)
 
+    def take_back(self, event_id: UUID, on: date) -> list[RecordedEvent]:
+        """An event of hers voided on `on` (InfantEventVoided): her facts without it; the next
+        recompute withdraws, `entered_in_error`, what it no longer plans and had announced. Returns
+        what was taken out (`put_back` undoes it)."""
+        removed = [e for e in self.events if e.event_id == event_id]
+        self.events = [e for e in self.events if e.event_id != event_id]
+        self.facts = with_events(self.facts, self.events)
+        self.correcting = on
+        return removed
+
+    def put_back(self, removed: Sequence[RecordedEvent]) -> None:
+        self.events = [*self.events, *removed]
+        self.facts = with_events(self.facts, self.events)
+        self.correcting = None
+
     def start_follow_up(
         self, start: date, reasons: list[HighRiskReason], rules: EidRules
     ) -> tuple[FinalOutcome, date] | None:
@@ -305,7 +322,9 @@ class InfantCase(Aggregate):
             # again, with no outcome yet; the consumers hear it (InfantFollowUpResumed: referrals
             # follow her again at the facility that has her; the age snapshot may be next)
             self.resumed = (
-                ResumedBecause.seen_after_discharge
+                ResumedBecause.entered_in_error
+                if self.correcting is not None
+                else ResumedBecause.seen_after_discharge
                 if self.final_outcome is FinalOutcome.discharged
                 else ResumedBecause.transferred_in
             )

@@ -60,7 +60,7 @@ async def post_events(
 async def get_event(
     event_id: UUID, session: SessionDep, principal: Annotated[Principal, require("events:write")]
 ) -> pending.EventState:
-    return await pending.event_state(session, event_id, principal, queries.accepted_event)
+    return await pending.event_state(session, event_id, principal, queries.accepted_event, store=emr_intake.STORE)
 
 
 @router.get("/infants/{infant_id}", summary="An infant's follow-up: plan, results and status")

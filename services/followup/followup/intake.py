@@ -19,6 +19,7 @@ from pmtct_events import Event
 from pmtct_events.followup import (
     InfantArtInitiated,
     InfantCotrimoxazoleRecorded,
+    InfantEventVoided,
     InfantFeedingRecorded,
     InfantProphylaxisRecorded,
     InfantTest,
@@ -27,6 +28,7 @@ from pmtct_events.followup import (
 )
 from servicekit import pending
 from servicekit.auth import Principal
+from servicekit.corrections import EVENT_VOIDED, EventStore, Void
 from servicekit.facilities import FacilityRegistry
 from servicekit.identifiers import ref_hash
 from servicekit.intake import Accept, Attempt, Candidate, Code, Hold, Intake, IntakeBatch, Recorded, Reject
@@ -36,13 +38,16 @@ from . import repository as repo
 from .cases import INFANT_OUTCOME_RECORDED, InfantCase, MotherCase, RecordedEvent, breastfeeding_until
 from .eid_schedule import EidRules, TestFact, is_diagnostic
 from .repository import FollowupUnit, InfantKey
-from .schemas import INFANT_EVENT, INFANT_EVENT_TYPES, EventResult, InfantEventBase, IngestReply
+from .schemas import INFANT_EVENT, POSTED_TYPES, EventResult, InfantEventBase, IngestReply
 from .settings import Settings
+
+#: where follow-up records the infant events it accepted (and the voids of them): what a void names
+STORE = EventStore("infant_events", subject="infant_id", result=None)
 
 INTAKE = Intake(
     service="followup",
     events=INFANT_EVENT,
-    event_types=INFANT_EVENT_TYPES,
+    event_types=POSTED_TYPES,
     describes="an infant event",
     result=EventResult,
     reply=IngestReply,
@@ -94,9 +99,16 @@ class InfantBatch(IntakeBatch[Any]):
     An event for an infant follow-up does not know yet (its delivery is on its way, or not posted
     yet), or for one not in follow-up yet (its mother's positive status is not recorded yet), is
     held (`awaiting_infant`); the enrolment stream releases it when the infant is followed
-    (`stream.release_held`). Events are decided in the order they happened."""
+    (`stream.release_held`). Events are decided in the order they happened.
+
+    Corrections (servicekit.corrections): an EventVoided naming an infant event recorded here, or a
+    corrected event with `replaces`, takes the voided event out of the infant's facts (`void`);
+    the case is recomputed without it in `write` (what it no longer plans and had announced is
+    withdrawn `entered_in_error`), and InfantEventVoided is published with the CloudEvent ids the
+    voided event's acceptance published (its catalog event and the outcome its recompute raised)."""
 
     holds = True
+    store = STORE
 
     #: an EMR names the infant by either: a resend naming it the other way is a duplicate
     subject_fields = ("infant_id", "infant_ref")
@@ -113,6 +125,12 @@ class InfantBatch(IntakeBatch[Any]):
         self.cases: dict[UUID, InfantCase] = {}
         self.rows: list[dict[str, Any]] = []
         self.touched: dict[UUID, InfantCase] = {}
+        #: what each accepted event publishes (its catalog event; then the outcome its recompute raises)
+        self.produced: dict[UUID, list[Event]] = {}
+        #: the last event accepted for each touched infant (what its recompute's outcome is part of)
+        self.last: dict[UUID, UUID] = {}
+        #: voids decided in memory: voided event_id -> (its case, what was taken out, the catalog event)
+        self.voids: dict[UUID, tuple[InfantCase, list[RecordedEvent], InfantEventVoided]] = {}
 
     def order(self, c: InfantCandidate) -> tuple[datetime, int]:
         return (c.event.occurred_at, c.index)
@@ -167,13 +185,14 @@ class InfantBatch(IntakeBatch[Any]):
         hashes = {c.index: self.ref_hash(c.event) for c in named}
         by_id, by_hash = await repo.resolve_infants(
             session,
-            (c.event.infant_id for c in named if c.event.infant_id is not None),
+            [*(c.event.infant_id for c in named if c.event.infant_id is not None), *self.target_subjects()],
             (h for h in hashes.values() if h is not None),
         )
         for c in named:
             e = c.event
             self.keys[c.index] = by_id.get(e.infant_id) if e.infant_id else by_hash.get(hashes[c.index] or "")
         found = [k for k in self.keys.values() if k is not None]
+        found += [by_id[i] for i in self.target_subjects() if i in by_id]
         self.mothers = await uow.mothers.get_many(sorted({k.client_id for k in found}))
         self.cases = await uow.infants.lock((k.infant_id for k in found), self.settings.timezone)
         # read under the locks: a concurrent post of the same events has committed or not started
@@ -220,7 +239,9 @@ class InfantBatch(IntakeBatch[Any]):
         catalog = catalog_event(case, e, day, self.settings.eid)
         if catalog is not None:
             case.raise_event(catalog)
-        case.record(RecordedEvent(e.type, day, self.settings.clock.today(), e.data.model_dump(mode="json")))
+        self.produced[e.event_id] = [catalog] if catalog is not None else []
+        self.last[case.infant_id] = e.event_id
+        case.record(RecordedEvent(e.type, day, self.settings.clock.today(), e.data.model_dump(mode="json"), e.event_id))
         if e.type == INFANT_OUTCOME_RECORDED and e.data.outcome == "transferred_in":
             case.facility_id = e.facility_id  # the receiving facility's worklist has her from now on
         self.touched[case.infant_id] = case
@@ -237,13 +258,60 @@ class InfantBatch(IntakeBatch[Any]):
         )
         return Accept({"infant_id": case.infant_id})
 
+    def void(self, v: Void) -> Accept | Reject:
+        """Take the voided event out of its infant's facts (recomputed in `write`) and plan
+        InfantEventVoided; a plain void is recorded like an accepted event."""
+        case = self.cases.get(v.target.subject_id)
+        if case is None or case.voided:
+            return Reject(
+                Code.unknown_infant,
+                "The infant of this event was registered by a delivery the EMR voided: there is nothing to void.",
+            )
+        e = v.event
+        removed = case.take_back(v.target.event_id, self.settings.clock.local_day(e.occurred_at))
+        voided = InfantEventVoided(
+            facility_id=e.facility_id,
+            occurred_at=e.occurred_at,
+            infant_id=case.infant_id,
+            client_id=case.client_id,
+            **v.voiding(),
+        )
+        case.raise_event(voided)
+        self.voids[v.target.event_id] = (case, removed, voided)
+        self.touched[case.infant_id] = case
+        if v.replaced_by is None:
+            self.produced[e.event_id] = [voided]
+            self.rows.append(
+                {
+                    "event_id": e.event_id,
+                    "content_hash": v.candidate.fingerprint,
+                    "infant_id": case.infant_id,
+                    "facility_id": e.facility_id,
+                    "type": EVENT_VOIDED,
+                    "occurred_at": e.occurred_at,
+                    "data": e.data.model_dump(mode="json"),
+                }
+            )
+        return Accept({"infant_id": case.infant_id})
+
+    def unvoid(self, v: Void) -> None:
+        case, removed, voided = self.voids.pop(v.target.event_id)
+        case.put_back(removed)
+        case.new_events = [x for x in case.new_events if x is not voided]
+
     async def write(self, uow: FollowupUnit) -> None:
-        """Recompute the touched infants (a final outcome they now have is raised), save them and
-        their mothers' breastfeeding end through the unit, record the posted events."""
+        """Recompute the touched infants (a final outcome they now have is raised, as part of what
+        the last event accepted for it published), save them and their mothers' breastfeeding end
+        through the unit, record the posted events and what each published."""
         settings = self.settings
         for case in self.touched.values():
+            before = len(case.new_events)
             case.conclude(case.recompute(settings.eid), settings.clock)
+            last = self.last.get(case.infant_id)
+            if last is not None:
+                self.produced[last] += case.new_events[before:]
             case.withdraw(settings.clock)
+            case.correcting = None
             uow.infants.save(
                 case, case.next_wakeup(settings.eid, settings.lost_to_follow_up_days), settings.timer_settle_s
             )
@@ -257,6 +325,9 @@ class InfantBatch(IntakeBatch[Any]):
                 mother.withdraw(settings.clock)
                 uow.mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), None)
         await repo.add_events(uow.session, self.rows)
+        for event_id, events in self.produced.items():
+            if events:
+                self.published(event_id, *events)
 
 
 def domain_problem(case: InfantCase, e: InfantEventBase, day: date) -> tuple[Code, str] | None:

@@ -440,15 +440,16 @@ async def lock_infants(session: AsyncSession, infant_ids: Iterable[UUID], tz: st
 async def _histories(session: AsyncSession, ids: list[UUID], tz: str) -> dict[UUID, list[RecordedEvent]]:
     rows = await session.execute(
         text(
-            "SELECT infant_id, type, data, (occurred_at AT TIME ZONE :tz)::date AS occurred_on,"
+            "SELECT event_id, infant_id, type, data, (occurred_at AT TIME ZONE :tz)::date AS occurred_on,"
             " (received_at AT TIME ZONE :tz)::date AS reported_on FROM infant_events"
-            " WHERE infant_id = ANY(:ids) ORDER BY occurred_at, received_at, event_id"
+            " WHERE infant_id = ANY(:ids) AND voided_at IS NULL AND type <> 'EventVoided'"
+            " ORDER BY occurred_at, received_at, event_id"
         ),
         {"ids": ids, "tz": tz},
     )
     out: dict[UUID, list[RecordedEvent]] = {}
     for r in rows:
-        out.setdefault(r.infant_id, []).append(RecordedEvent(r.type, r.occurred_on, r.reported_on, r.data))
+        out.setdefault(r.infant_id, []).append(RecordedEvent(r.type, r.occurred_on, r.reported_on, r.data, r.event_id))
     return out
 
 
@@ -708,7 +709,11 @@ async def infant_record(session: AsyncSession, infant_id: UUID) -> tuple[Any, li
     events = (
         await session.execute(
             select(infant_events)
-            .where(infant_events.c.infant_id == infant_id)
+            .where(
+                (infant_events.c.infant_id == infant_id)
+                & infant_events.c.voided_at.is_(None)
+                & (infant_events.c.type != "EventVoided")
+            )
             .order_by(infant_events.c.occurred_at, infant_events.c.received_at)
         )
     ).all()

@@ -22,6 +22,7 @@ from pmtct_events.followup import (
     TestResult,
 )
 from servicekit import intake
+from servicekit.corrections import EVENT_VOIDED, EventVoidedIn
 from servicekit.intake import PostedEvent, Strict
 
 from .models import ScheduleItemBase
@@ -135,7 +136,7 @@ class OutcomeIn(InfantEventBase):
 
 
 InfantEventIn = Annotated[
-    ProphylaxisIn | FeedingIn | TestResultIn | ArtInitiatedIn | VisitIn | CotrimoxazoleIn | OutcomeIn,
+    ProphylaxisIn | FeedingIn | TestResultIn | ArtInitiatedIn | VisitIn | CotrimoxazoleIn | OutcomeIn | EventVoidedIn,
     Field(discriminator="type"),
 ]
 INFANT_EVENT = TypeAdapter(InfantEventIn)
@@ -148,6 +149,9 @@ INFANT_EVENT_TYPES: tuple[str, ...] = (
     "InfantCotrimoxazoleRecorded",
     "InfantOutcomeRecorded",
 )
+#: what follow-up's intake takes: the infant events and the void of one (servicekit.corrections;
+#: the front door routes a void by where the event it names is recorded)
+POSTED_TYPES: tuple[str, ...] = (*INFANT_EVENT_TYPES, EVENT_VOIDED)
 
 
 class EventBatch(intake.EventBatch):
