@@ -163,3 +163,55 @@ async def test_a_positive_mother_without_art_gets_an_art_referral_closed_when_ar
         platform, issuer, client_id, lambda f: of(f, "art_initiation")[0]["status"] == "completed"
     )
     assert [(r["status"], r["outcome_code"]) for r in of(closed, "art_initiation")] == [("completed", "art_initiated")]
+
+
+def voiding(event_id: str) -> dict[str, Any]:
+    """The EMR voids an event it posted, entered in error (docs/emr-intake.md, Corrections)."""
+    return emr_event("EventVoided", ago(0.01), {"voided_event_id": event_id, "reason": "entered_in_error"})
+
+
+async def test_a_voided_positive_test_cancels_her_art_referral_and_a_voided_art_start_reopens_it(
+    platform, issuer: testing.TestIssuer
+) -> None:
+    """Issue 17 through the real services: enrolment publishes ClientEventVoided with the CloudEvent
+    ids the voided event had published, and referrals takes back what those did."""
+    diagnosed = []
+    for _ in range(2):
+        mother = {"client_ref": unique("ANC")}
+        [enrolled, test] = await post_events(
+            platform,
+            issuer,
+            "enrolment",
+            emr_event(
+                "ClientEnrolled",
+                ago(8.5),
+                {"age_years": 22, "status_at_enrolment": "pregnant", "hiv_status": "unknown", "on_art": False},
+                **mother,
+            ),
+            emr_event("HivTestRecorded", ago(8), {"result": "positive", "setting": "anc"}, **mother),
+        )
+        diagnosed.append((enrolled["client_id"], test["event_id"]))
+    (mistyped, test_id), (treated, _) = diagnosed
+    for client_id, _ in diagnosed:
+        await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "art_initiation")) == 1)
+
+    # her positive test was entered in error: her ART referral is cancelled so
+    await post_events(platform, issuer, "enrolment", voiding(test_id))
+    found = await referrals_until(
+        platform, issuer, mistyped, lambda f: of(f, "art_initiation")[0]["status"] == "cancelled"
+    )
+    assert [(r["status"], r["outcome_code"]) for r in of(found, "art_initiation")] == [
+        ("cancelled", "entered_in_error")
+    ]
+
+    # the other's ART start was entered in error: her ART referral, completed by it, is open again
+    [art] = await post_events(
+        platform, issuer, "enrolment", emr_event("ArtInitiated", ago(0.02), {}, client_id=treated)
+    )
+    await referrals_until(platform, issuer, treated, lambda f: of(f, "art_initiation")[0]["status"] == "completed")
+    await post_events(platform, issuer, "enrolment", voiding(art["event_id"]))
+    found = await referrals_until(
+        platform, issuer, treated, lambda f: of(f, "art_initiation")[0]["status"] == "requested"
+    )
+    [reopened] = of(found, "art_initiation")
+    assert (reopened["outcome_code"], reopened["closed_at"], reopened["version"]) == (None, None, 3)
