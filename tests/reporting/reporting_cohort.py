@@ -1,10 +1,11 @@
-"""A hand-built cohort of 53 mothers and their infants, posted as partner EMRs post: mothers to the
+"""A hand-built cohort of 56 mothers and their infants, posted as partner EMRs post: mothers to the
 enrolment service, infants to the follow-up service, referrals to the referrals service.
 
 It has late results (posted after later events), a transfer between facilities, deaths of mothers
-and infants, duplicates (a batch posted twice, an event twice in one batch) and out-of-order arrival
-(an infant's 9-month test posted before its 3-month one). The numbers each indicator should show
-are written down by hand in `test_cohort.py`, from the group comments below.
+and infants, duplicates (a batch posted twice, an event twice in one batch), out-of-order arrival
+(an infant's 9-month test posted before its 3-month one) and corrections (a positive test voided,
+another replaced by a negative one, a delivery voided after its baby's first test). The numbers each
+indicator should show are written down by hand in `test_cohort.py`, from the group comments below.
 
 Facilities: A = FAC-ZA-001 and B = FAC-ZA-002 (Cape Town Metro, Western Cape, ZA), C = FAC-ZA-004
 (Umgungundlovu, KwaZulu-Natal, ZA), K = FAC-KE-001 (Kisumu, KE). Every time is 09:00 UTC unless
@@ -161,9 +162,10 @@ def refs(group: str, count: int) -> list[str]:
 N1, N2, N3, N4, N5 = refs("N1", 8), refs("N2", 4), refs("N3", 3), refs("N4", 3), refs("N5", 3)
 N6, N7, N8, N9, N10 = refs("N6", 2), refs("N7", 2), refs("N8", 1), refs("N9", 5), refs("N10", 1)
 N11, N12, N13, N14, N16 = refs("N11", 4), refs("N12", 6), refs("N13", 4), refs("N14", 6), refs("N16", 1)
+N17, N18 = refs("N17", 2), refs("N18", 1)
 #: the N6 women's national ids: how enrolment recognises them at B (unique to this run)
 NATIONAL_IDS = {r: f"NID-{r}-{uuid.uuid4().hex[:8]}" for r in N6}
-MOTHERS = N1 + N2 + N3 + N4 + N5 + N6 + N7 + N8 + N9 + N10 + N11 + N12 + N13 + N14 + N16
+MOTHERS = N1 + N2 + N3 + N4 + N5 + N6 + N7 + N8 + N9 + N10 + N11 + N12 + N13 + N14 + N16 + N17 + N18
 
 
 def enrolments() -> list[dict]:
@@ -200,6 +202,12 @@ def enrolments() -> list[dict]:
         enrol(N14[5], A, "2023-10-02", "positive"),
         # N16, C: 1 known positive (2025-06-02), delivered 2026-01-05; her baby's tests arrive out of order
         *(enrol(r, C, "2025-06-02", "positive") for r in N16),
+        # N17, C: 2 of unknown status (2026-11-11) whose ANC1 test was entered as positive by mistake: N17-1's is
+        # voided, N17-2's replaced by the negative result she had (`corrections`)
+        *(enrol(r, C, "2026-11-11") for r in N17),
+        # N18, C: 1 known positive on ART (2026-11-02); a delivery on 2026-11-12 entered for her by mistake, with
+        # her "baby's" NAT at birth, voided on 2026-11-14 (`corrections`)
+        *(enrol(r, C, "2026-11-02", "positive") for r in N18),
     ]
 
 
@@ -227,6 +235,9 @@ def mother_events(emr: Emr) -> list[dict]:
         delivery(emr, N14[4], A, "2024-10-07"),
         delivery(emr, N14[5], A, "2024-03-04"),
         *(delivery(emr, r, C, "2026-01-05") for r in N16),
+        # N17's ANC1 tests entered as positive, N18's delivery entered by mistake (corrected in `corrections`)
+        *(hiv_test(emr, r, C, at("2026-11-11", 10), "positive") for r in N17),
+        delivery(emr, N18[0], C, "2026-11-12"),
     ]
 
 
@@ -274,6 +285,8 @@ def infant_events(emr: Emr) -> list[dict]:
         event("InfantOutcomeRecorded", A, at("2024-05-01"), {"outcome": "died"}, **infant(emr, f6)),
         # N16's baby (born 2026-01-05): its 9-month NAT arrives first
         nat(emr, baby(N16[0]), C, "2026-10-05", "negative"),
+        # N18's "baby" (the delivery voided later): a NAT at birth
+        nat(emr, baby(N18[0]), C, "2026-11-13", "negative"),
     ]
 
 
@@ -287,6 +300,25 @@ def late_mother_events(emr: Emr) -> list[dict]:
 def late_infant_events(emr: Emr) -> list[dict]:
     """i6's 6-week NAT, and N16's baby's 3-month NAT (91 days): its first virologic test after all."""
     return [nat(emr, baby(N12[5]), A, "2026-10-13", "negative"), nat(emr, baby(N16[0]), C, "2026-04-06", "negative")]
+
+
+def voided(event_id: str, facility: str, when: str) -> dict:
+    return event("EventVoided", facility, when, {"voided_event_id": event_id, "reason": "entered_in_error"})
+
+
+async def corrections(emr: Emr, on_time: list[dict]) -> None:
+    """The clinic (C) corrects N17's positive ANC1 tests and N18's delivery, posted on time (`mother_events`;
+    N18's baby's NAT at birth with the infant events)."""
+    wrong = [e for e in on_time if e["type"] == "HivTestRecorded" and e["client_id"] in {emr.clients[r] for r in N17}]
+    (delivered,) = [e for e in on_time if e["type"] == "DeliveryRecorded" and e["client_id"] == emr.clients[N18[0]]]
+    replacement = {**hiv_test(emr, N17[1], C, at("2026-11-11", 10), "negative"), "replaces": wrong[1]["event_id"]}
+    await emr.mothers(
+        [
+            voided(wrong[0]["event_id"], C, at("2026-11-12")),
+            replacement,
+            voided(delivered["event_id"], C, at("2026-11-14")),
+        ]
+    )
 
 
 async def post(emr: Emr) -> None:
@@ -305,6 +337,7 @@ async def post(emr: Emr) -> None:
     reply = await emr.client.post(f"{emr.enrolment}/v1/events", json={"events": [late[-1]]}, headers=emr.headers)
     assert reply.json()["results"][0]["status"] == "duplicate"
     await emr.babies(late_infant_events(emr))
+    await corrections(emr, on_time)
     await referrals(emr)
 
 
