@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from datetime import date, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,7 +58,8 @@ typical = st.sampled_from(
         ("InfantArtInitiated", 70, {}),
     ]
 )
-step = st.one_of(
+#: an infant event an EMR posts
+fact = st.one_of(
     typical,
     st.tuples(st.just("InfantTestResulted"), days, result),
     st.tuples(st.just("InfantFeedingRecorded"), days, feeding),
@@ -69,6 +70,9 @@ step = st.one_of(
         days,
         st.fixed_dictionaries({"outcome": st.sampled_from(["died", "transferred_out"])}),
     ),
+)
+step = st.one_of(
+    fact,
     st.tuples(st.just("mother_died"), days, st.just({})),
     st.tuples(st.just("tick"), days, st.just({})),
 )
@@ -209,3 +213,55 @@ def test_any_sequence_of_mother_facts_ends_every_viral_load_item_satisfied_overd
         announced[(item.item_id, transition)] += 1
     assert all(i.status in ENDED for i in mother.items)
     assert all(n == 1 for n in announced.values())
+
+
+def end_state(case: InfantCase) -> tuple:
+    """The items the final plan requires, as they stand, and the outcome."""
+    assert case.plan is not None
+    required = {id_of(case.infant_id, r.kind, r.window_start) for r in case.plan.requirements}
+    items = sorted(
+        (i.kind.value, i.window_start, i.window_end, i.overdue_on, i.status.value, i.satisfied_on, i.cancel_reason)
+        for i in case.items
+        if i.item_id in required
+    )
+    return tuple(items), case.final_outcome, case.final_outcome_on, case.plan.art_needed
+
+
+def facts_only(steps: list) -> list:
+    """Facts of the infant's own events (no ticks, no mother's death), none after a recorded death
+    (the POST refuses them), each with an event id."""
+    died = min((B + timedelta(days=o) for k, o, d in steps if d.get("outcome") == "died"), default=None)
+    return [
+        (uuid4(), kind, offset, data)
+        for kind, offset, data in steps
+        if kind not in ("tick", "mother_died") and (died is None or B + timedelta(days=offset) <= died)
+    ]
+
+
+def drive_infant(high_risk: bool, events: list, voided: set | frozenset = frozenset()) -> InfantCase:
+    """Record `events` (in their order) as the POST does, then void those in `voided` (an
+    InfantEventVoided each, as follow-up's intake does), then time to the end."""
+    case = InfantCase(uuid4(), uuid4(), "FAC-ZA-001", InfantFacts(birth_date=B, high_risk=high_risk, follow_up_from=B))
+    case.infant_id = UUID(int=1)  # one id for both runs: item ids are derived from it
+    case.start_follow_up(B, [HighRiskReason.no_viral_load] if high_risk else [], RULES)
+    for event_id, kind, offset, data in events:
+        on = B + timedelta(days=offset)
+        case.record(RecordedEvent(kind, on, on, data, event_id))
+        case.recompute(RULES)
+    for event_id in voided:
+        case.take_back(event_id, END)
+        case.recompute(RULES)
+        case.correcting = None
+    case.tick(END, RULES, SILENCE)
+    return case
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(high_risk=st.booleans(), steps=st.lists(fact, max_size=20), data=st.data())
+def test_void_then_recompute_is_as_if_the_voided_infant_events_were_never_posted(
+    high_risk: bool, steps: list, data: st.DataObject
+) -> None:
+    events = facts_only(steps)
+    voided = data.draw(st.sets(st.sampled_from([e[0] for e in events]), max_size=4)) if events else set()
+    remaining = data.draw(st.permutations([e for e in events if e[0] not in voided]))
+    assert end_state(drive_infant(high_risk, events, voided)) == end_state(drive_infant(high_risk, remaining))
