@@ -448,3 +448,66 @@ async def test_a_value_of_the_wrong_json_type_is_named(door: Door) -> None:
     [issue] = response.json()["issue"]
     assert issue["expression"] == ["Bundle.entry[5]"]
     assert "Observation.valueQuantity.value must be a number in FHIR JSON, not a string" in issue["diagnostics"]
+
+
+async def _enrolled_through_fhir(door: Door) -> tuple[dict[str, Any], Any]:
+    """A woman enrolled through the door, and a maker of later transaction bundles about her."""
+    bundle = fresh("anc1-enrolment.json")
+    assert statuses(await post(door, bundle)) == ["200 OK"] + ["201 Created"] * 9
+    location, her = bundle["entry"][0], bundle["entry"][1]
+
+    def later(*resources: dict[str, Any]) -> dict[str, Any]:
+        entries = [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
+        ]
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [location, her, *entries]}
+
+    return her, later
+
+
+async def _her_events(door: Door, her: dict[str, Any]) -> list[str]:
+    rows = await door.fetch(
+        "SELECT e.type FROM client_events e JOIN registrations r ON r.client_id = e.client_id"
+        " WHERE r.client_ref = $1 ORDER BY e.occurred_at",
+        her["resource"]["identifier"][0]["value"],
+    )
+    return [r["type"] for r in rows]
+
+
+async def test_a_lost_pregnancy_and_her_death_come_through_fhir(door: Door) -> None:
+    """PregnancyEnded (a Condition) and ClientDied (Patient.deceasedDateTime) as an OpenMRS FHIR2 EMR
+    sends them, recorded by the platform's rules like the same JSON events."""
+    her, later = await _enrolled_through_fhir(door)
+    lost = {
+        "resourceType": "Condition",
+        "id": str(uuid.uuid4()),
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "57797005"}]},
+        "subject": {"reference": f"Patient/{her['resource']['id']}"},
+        "onsetDateTime": "2026-05-20",
+    }
+    answer = await post(door, later(lost))
+    assert statuses(answer) == ["200 OK", "201 Created", "201 Created"]
+    assert "PregnancyEnded" in answer.json()["entry"][2]["response"]["outcome"]["issue"][0]["diagnostics"]
+    her["resource"] = {**her["resource"], "deceasedDateTime": "2026-06-10T06:00:00+02:00"}
+    del her["resource"]["deceasedBoolean"]
+    assert statuses(await post(door, later())) == ["200 OK", "201 Created"]
+    assert (await _her_events(door, her))[-2:] == ["PregnancyEnded", "ClientDied"]
+
+
+async def test_her_transfer_out_comes_through_fhir(door: Door) -> None:
+    """ClientTransferredOut: an Encounter discharging her, disposition CIEL 159492 'transferred out'."""
+    her, later = await _enrolled_through_fhir(door)
+    left = {
+        "resourceType": "Encounter",
+        "id": str(uuid.uuid4()),
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{her['resource']['id']}"},
+        "period": {"start": "2026-06-01T09:00:00+02:00", "end": "2026-06-01T10:00:00+02:00"},
+        "hospitalization": {
+            "dischargeDisposition": {"coding": [{"code": "159492AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]},
+            "destination": {"reference": "Location/FAC-ZA-003"},
+        },
+    }
+    assert statuses(await post(door, later(left))) == ["200 OK", "201 Created", "201 Created"]
+    assert (await _her_events(door, her))[-1] == "ClientTransferredOut"

@@ -292,8 +292,8 @@ def _invalid_observation(b: dict[str, Any]) -> None:
     _entry(b, 7)["status"] = 7
 
 
-def _condition(b: dict[str, Any]) -> None:
-    b["entry"][7]["resource"] = {"resourceType": "Condition", "id": "c1", "subject": {"reference": MOTHER}}
+def _allergy(b: dict[str, Any]) -> None:
+    b["entry"][7]["resource"] = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": MOTHER}}
 
 
 def _delete(b: dict[str, Any]) -> None:
@@ -323,7 +323,7 @@ def _no_id(b: dict[str, Any]) -> None:
         (_unknown_observation_code, 7, "unknown_code", "code-invalid", 422),
         (_unknown_answer, 7, "unknown_code", "code-invalid", 422),
         (_invalid_observation, 7, "invalid_resource", "structure", 400),
-        (_condition, 7, "unsupported_resource_type", "not-supported", 422),
+        (_allergy, 7, "unsupported_resource_type", "not-supported", 422),
         (_delete, 7, "unsupported_method", "not-supported", 422),
         (_no_patient, 7, "subject_not_in_bundle", "required", 422),
         (_no_visit_number, 3, "missing_field", "required", 422),
@@ -533,3 +533,177 @@ def test_a_stillborn_baby_and_a_delivery_with_no_infant_linked() -> None:
     del bundle["entry"][3]  # no RelatedPerson: no baby (enrolment answers live_birth_without_infants)
     [delivery] = events(translate(bundle, setup()))
     assert delivery["data"]["infants"] == []
+
+
+# --- her death, her transfer out, a pregnancy lost: as an OpenMRS FHIR2 EMR sends them -------------
+
+SNOMED = "http://snomed.info/sct"
+LOCATION = "Location/8d6c993e-c2cc-11de-8d13-0010c6dffd0f"
+
+
+def _her_bundle() -> dict[str, Any]:
+    """The ANC1 fixture's Location and Patient only (she is enrolled already)."""
+    bundle = fixture("anc1-enrolment.json")
+    bundle["entry"] = bundle["entry"][:2]
+    return bundle
+
+
+def _of(t: Translation, event_type: str) -> list[dict[str, Any]]:
+    return [e for e in events(t) if e["type"] == event_type]
+
+
+def test_her_death_comes_through_fhir_as_client_died() -> None:
+    bundle = _her_bundle()
+    her = bundle["entry"][1]["resource"]
+    del her["deceasedBoolean"]
+    her["deceasedDateTime"] = "2026-09-03T04:10:00+02:00"
+    t = translate(bundle, setup())
+    assert t.refused == {}
+    assert events(t) == [
+        {
+            "event_id": event_id(her, f"Patient/{her['id']}", "ClientDied"),
+            "type": "ClientDied",
+            "facility_id": "FAC-ZA-002",
+            "occurred_at": "2026-09-03T04:10:00+02:00",
+            "client_ref": "10004KM",
+            "data": {},
+        }
+    ]
+    # deceasedBoolean without a date: when the EMR recorded it (meta.lastUpdated)
+    del her["deceasedDateTime"]
+    her["deceasedBoolean"] = True
+    her["meta"]["lastUpdated"] = "2026-09-04T08:00:00.000+02:00"
+    [died] = events(translate(bundle, setup()))
+    assert (died["type"], died["occurred_at"]) == ("ClientDied", "2026-09-04T08:00:00+02:00")
+    # alive: no event
+    her["deceasedBoolean"] = False
+    assert events(translate(bundle, setup())) == []
+
+
+def test_a_finished_programme_with_a_transfer_out_reason_is_client_transferred_out() -> None:
+    """KenyaEMR's discontinuation: the PMTCT EpisodeOfCare finished, and an Observation 'reason for
+    program discontinuation' (CIEL 161555) answered 'transferred out' (CIEL 159492)."""
+    bundle = fixture("anc1-enrolment.json")
+    episode = bundle["entry"][2]["resource"]
+    episode["status"] = "finished"
+    episode["period"]["end"] = "2026-07-01T10:00:00+02:00"
+    reason = copy.deepcopy(bundle["entry"][6]["resource"])
+    reason["id"] = "obs-discontinued"
+    reason["code"] = {"coding": [{"code": "161555AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, {"system": CIEL, "code": "161555"}]}
+    reason["valueCodeableConcept"] = {"coding": [{"code": "159492AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}
+    reason["effectiveDateTime"] = "2026-07-01T10:00:00+02:00"
+    del reason["encounter"]
+    _add(bundle, reason)
+    t = translate(bundle, setup())
+    assert t.refused == {}
+    [left] = _of(t, "ClientTransferredOut")
+    assert left == {
+        "event_id": event_id(episode, f"EpisodeOfCare/{episode['id']}", "ClientTransferredOut"),
+        "type": "ClientTransferredOut",
+        "facility_id": "FAC-ZA-002",
+        "occurred_at": "2026-07-01T10:00:00+02:00",
+        "client_ref": "10004KM",
+        "data": {},
+    }
+    assert [e["type"] for e in events(t)] == [
+        "ClientEnrolled",
+        "ClientTransferredOut",
+        "AncVisitRecorded",
+        "HivTestRecorded",
+        "ArtInitiated",
+    ]
+    # the same Observation without the finished programme: the transfer out is the Observation's
+    episode["status"] = "active"
+    [alone] = _of(translate(bundle, setup()), "ClientTransferredOut")
+    assert alone["event_id"] == event_id(reason, "Observation/obs-discontinued", "ClientTransferredOut")
+    # another reason (CIEL 160034 died: her death is her Patient's): no event, nothing refused
+    reason["valueCodeableConcept"] = {"coding": [{"system": CIEL, "code": "160034"}]}
+    t = translate(bundle, setup())
+    assert _of(t, "ClientTransferredOut") == [] and t.refused == {}
+
+
+def test_an_encounter_discharging_her_to_another_facility_is_client_transferred_out() -> None:
+    bundle = _her_bundle()
+    _add(
+        bundle,
+        {
+            "resourceType": "Encounter",
+            "id": "enc-discharge",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": MOTHER},
+            "period": {"start": "2026-08-01T09:00:00+02:00", "end": "2026-08-01T11:00:00+02:00"},
+            "location": [{"location": {"reference": LOCATION}}],
+            "hospitalization": {
+                "dischargeDisposition": {"coding": [{"system": CIEL, "code": "159492"}], "text": "Transferred out"},
+                "destination": {"reference": "Location/FAC-ZA-001"},
+            },
+        },
+    )
+    t = translate(bundle, setup())
+    assert t.refused == {}
+    [left] = events(t)
+    assert (left["type"], left["occurred_at"], left["facility_id"], left["data"]) == (
+        "ClientTransferredOut",
+        "2026-08-01T11:00:00+02:00",
+        "FAC-ZA-002",
+        {"to_facility_id": "FAC-ZA-001"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("coding", "outcome"),
+    [
+        ({"system": SNOMED, "code": "17369002"}, "miscarriage"),
+        ({"system": CIEL, "code": "48"}, "miscarriage"),
+        ({"system": SNOMED, "code": "57797005"}, "abortion"),
+        ({"system": SNOMED, "code": "34801009"}, "ectopic"),
+    ],
+)
+def test_a_lost_pregnancy_condition_is_pregnancy_ended(coding: dict[str, str], outcome: str) -> None:
+    bundle = _her_bundle()
+    _add(
+        bundle,
+        {
+            "resourceType": "Condition",
+            "id": "cond-loss",
+            "clinicalStatus": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]
+            },
+            "verificationStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}
+                ]
+            },
+            "code": {"coding": [coding]},
+            "subject": {"reference": MOTHER},
+            "onsetDateTime": "2026-05-20",
+            "recordedDate": "2026-05-21T09:00:00+02:00",
+        },
+    )
+    t = translate(bundle, setup())
+    assert t.refused == {}
+    [ended] = events(t)
+    assert (ended["type"], ended["occurred_at"], ended["client_ref"], ended["data"]) == (
+        "PregnancyEnded",
+        "2026-05-20T12:00:00+02:00",
+        "10004KM",
+        {"outcome": outcome},
+    )
+    # refuted: not what happened
+    bundle["entry"][-1]["resource"]["verificationStatus"]["coding"][0]["code"] = "refuted"
+    assert events(translate(bundle, setup())) == []
+
+
+def test_an_observation_of_miscarriage_answered_yes_is_pregnancy_ended() -> None:
+    """As OpenMRS's examination form records it: CIEL 48 'Pregnancy, miscarriage', answers 1065 Yes / 1066 No."""
+    bundle = _her_bundle()
+    seen = copy.deepcopy(fixture("anc1-enrolment.json")["entry"][6]["resource"])
+    seen["id"] = "obs-miscarriage"
+    seen["code"] = {"coding": [{"code": "48AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "display": "Pregnancy, miscarriage"}]}
+    del seen["encounter"]
+    _add(bundle, seen)  # answered 1065 Yes, as the fixture's pregnancy status was
+    [ended] = events(translate(bundle, setup()))
+    assert (ended["type"], ended["data"]) == ("PregnancyEnded", {"outcome": "miscarriage"})
+    seen["valueCodeableConcept"] = {"coding": [{"code": "1066AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}
+    assert events(translate(bundle, setup())) == []

@@ -68,6 +68,13 @@ class Target(StrEnum):
     lamivudine = "3TC"
     # a RelatedPerson's relationship to the patient it names
     mother = "mother"
+    # how a pregnancy ended without a delivery (a Condition's or an Observation's code)
+    miscarriage = "miscarriage"
+    abortion = "abortion"
+    ectopic = "ectopic"
+    # why she left the programme (an Observation's code and its answer; an Encounter's discharge disposition)
+    discontinuation_reason = "discontinuation-reason"
+    transferred_out = "transferred-out"
 
 
 class ConceptMapError(ValueError):

@@ -22,7 +22,17 @@ What each resource becomes (docs/fhir-intake.md says the same for integrators):
   `InfantArtInitiated`; `NVP` / `AZT` / `3TC`: an infant's `InfantProphylaxisRecorded`
   (`duration_weeks` from the supply or dosage duration).
 - Patient, RelatedPerson, Location, Organization, Medication, Practitioner: read with the entries
-  that name them, no event of their own.
+  that name them, no event of their own, but for a woman's death: a woman's Patient with
+  `deceasedDateTime` (or `deceasedBoolean` true: then at its `meta.lastUpdated`, when the EMR
+  recorded it) is `ClientDied`, unless her delivery in the bundle that day says she died at it.
+- Her leaving to another facility, `ClientTransferredOut`: an EpisodeOfCare `finished` whose
+  reason is a `discontinuation-reason` Observation of hers answered `transferred-out` (at
+  `period.end`; KenyaEMR's discontinuation form, CIEL 161555 = 159492), such an Observation alone
+  (at its time), or an Encounter whose `hospitalization.dischargeDisposition` is `transferred-out`
+  (at `period.end`, `to_facility_id` from `hospitalization.destination`).
+- A pregnancy ended without a delivery, `PregnancyEnded`: a Condition coded `miscarriage`,
+  `abortion` or `ectopic` (at `onsetDateTime`, else `recordedDate`), or an Observation so coded
+  answered `yes` (or with no answer: the finding itself; at its time).
 
 A Patient is an infant when it is linked to a mother in the bundle or was born less than five
 years before what is recorded; her identifiers give `client_ref` (the EMR's record number) and
@@ -70,7 +80,9 @@ OPENMRS_IDENTIFIER_LOCATION = "http://fhir.openmrs.org/ext/patient/identifier#lo
 INFANT_AGE_YEARS = 5
 
 #: resources that become events
-EVENT_RESOURCES = frozenset({"EpisodeOfCare", "Encounter", "Observation", "MedicationRequest", "MedicationDispense"})
+EVENT_RESOURCES = frozenset(
+    {"EpisodeOfCare", "Encounter", "Observation", "MedicationRequest", "MedicationDispense", "Condition"}
+)
 #: resources read as context for others
 CONTEXT_RESOURCES = frozenset({"Patient", "RelatedPerson", "Location", "Organization", "Medication", "Practitioner"})
 SUPPORTED = EVENT_RESOURCES | CONTEXT_RESOURCES
@@ -91,7 +103,13 @@ OBSERVATION_CODES = (
     Target.hiv_diagnosis_date,
     Target.anc_visit_number,
     Target.birth_weight,
+    Target.discontinuation_reason,
+    Target.miscarriage,
+    Target.abortion,
+    Target.ectopic,
 )
+#: how a pregnancy ended without a delivery: ConceptMap target -> PregnancyEnded.outcome
+LOSSES = {Target.miscarriage: "miscarriage", Target.abortion: "abortion", Target.ectopic: "ectopic"}
 PROPHYLAXIS = {Target.nevirapine: "NVP", Target.zidovudine: "AZT", Target.lamivudine: "3TC"}
 WEEKS = {"wk": 1.0, "week": 1.0, "weeks": 1.0, "d": 1 / 7, "day": 1 / 7, "days": 1 / 7, "mo": 30.4375 / 7}
 
@@ -443,10 +461,10 @@ class _Translator:
             if e.type in CONTEXT_RESOURCES:
                 self.out.context[e.index] = f"{e.type}: read with the entries that name it"
         for e in self.b.entries:
-            if e.type not in EVENT_RESOURCES:
+            if e.type not in EVENT_RESOURCES and e.type != "Patient":
                 continue
             try:
-                planned = self._event_of(e)
+                planned = self._events_of(e)
             except _Refuse as r:
                 self.out.refused[e.index] = Refused(e.index, r.code, r.detail, r.issue_type, r.status)
                 continue
@@ -456,8 +474,7 @@ class _Translator:
                     e.index, "invalid_resource", f"{e.type} could not be read ({type(exc).__name__}).", "structure", 400
                 )
                 continue
-            if planned is not None:
-                self.out.events.append(planned)
+            self.out.events.extend(planned)
         for p in self.out.events:
             for part in p.parts:
                 self.out.context.pop(part, None)
@@ -508,14 +525,135 @@ class _Translator:
 
     # one entry ----------------------------------------------------------------------------------
 
-    def _event_of(self, e: _Entry) -> Planned | None:
-        if e.type == "EpisodeOfCare":
-            return self._enrolment(e)
-        if e.type == "Encounter":
-            return self._encounter(e)
-        if e.type == "Observation":
-            return self._observation(e)
-        return self._medication(e)
+    def _events_of(self, e: _Entry) -> list[Planned]:
+        found: list[Planned | None]
+        if e.type == "Patient":
+            found = [self._death(e)]
+        elif e.type == "EpisodeOfCare":
+            found = [self._enrolment(e), self._programme_left(e)]
+        elif e.type == "Encounter":
+            found = self._encounter_events(e)
+        elif e.type == "Observation":
+            found = [self._observation(e)]
+        elif e.type == "Condition":
+            found = [self._condition(e)]
+        else:
+            found = [self._medication(e)]
+        return [p for p in found if p is not None]
+
+    # her death, her transfer out, a pregnancy lost ----------------------------------------------
+
+    def _death(self, patient: _Entry) -> Planned | None:
+        """A woman's Patient marked deceased: `ClientDied` (an infant's death is follow-up's, not read here)."""
+        p = patient.resource
+        when = p.get("deceasedDateTime")
+        if not isinstance(when, str):
+            if p.get("deceasedBoolean") is not True:
+                return None
+            when = (p.get("meta") or {}).get("lastUpdated")
+            if not isinstance(when, str):
+                raise _Refuse(
+                    "missing_field",
+                    "Her death needs a date: Patient.deceasedDateTime (or, with deceasedBoolean, meta.lastUpdated).",
+                    "required",
+                )
+        at = _instant(when, self.zone, "Patient.deceasedDateTime")
+        day = at.astimezone(self.zone).date()
+        if self._is_infant(patient, day):
+            return None
+        for encounter in self.b.of_type("Encounter"):
+            kind = self.s.concepts.lookup(_merged(encounter.resource.get("type")))
+            subject = self.b.resolve(encounter.resource.get("subject"))
+            start = (encounter.resource.get("period") or {}).get("start")
+            if kind == Target.delivery and subject is not None and subject.index == patient.index:
+                if isinstance(start, str) and _day(start, self.zone, "Encounter.period.start") == day:
+                    return None  # her delivery that day says she died (maternal_outcome died)
+        event = self._base(patient, "ClientDied", at, self._facility(patient, patient)) | {
+            "client_ref": self._ref_of(patient),
+            "data": {},
+        }
+        return Planned(event, patient.index)
+
+    def _left_for_transfer(self, patient: _Entry) -> list[_Entry]:
+        """Her `discontinuation-reason` Observations answered `transferred-out`, in bundle order."""
+        found = []
+        for o, _ in self._observations_of(patient, Target.discontinuation_reason):
+            answer = self.s.concepts.lookup(o.resource.get("valueCodeableConcept"))
+            if answer == Target.transferred_out:
+                found.append(o)
+        return found
+
+    def _programme_left(self, e: _Entry) -> Planned | None:
+        """A finished EpisodeOfCare whose reason (an Observation of hers) is a transfer out."""
+        r = e.resource
+        if r.get("status") != "finished":
+            return None
+        mother = self._patient(e, "patient")
+        reasons = self._left_for_transfer(mother)
+        if not reasons:
+            return None  # finished for another reason (her death is her Patient's)
+        end = (r.get("period") or {}).get("end") or self._observed_value(reasons[0])
+        at = _instant(end, self.zone, "EpisodeOfCare.period.end")
+        for o in reasons:
+            self.folded.add(o.index)
+        event = self._base(e, "ClientTransferredOut", at, self._facility(e, mother)) | {
+            "client_ref": self._ref_of(mother),
+            "data": {},
+        }
+        return Planned(event, e.index, (mother.index, *(o.index for o in reasons)))
+
+    def _observed_value(self, o: _Entry) -> Any:
+        r = o.resource
+        return r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start") or r.get("issued")
+
+    def _transfer_observation(self, e: _Entry) -> Planned | None:
+        """A `discontinuation-reason` Observation answered `transferred-out`, with no finished
+        EpisodeOfCare of hers in the bundle to carry it."""
+        if e.index in self.folded:
+            return None
+        if self.s.concepts.lookup(e.resource.get("valueCodeableConcept")) != Target.transferred_out:
+            return None  # another reason to leave (her death is her Patient's): not an event here
+        patient = self._patient(e)
+        for episode in self.b.of_type("EpisodeOfCare"):
+            subject = self.b.resolve(episode.resource.get("patient"))
+            if episode.resource.get("status") == "finished" and subject is not None and subject.index == patient.index:
+                return None  # the EpisodeOfCare's event (_programme_left)
+        at = _instant(self._observed_value(e), self.zone, "Observation.effectiveDateTime")
+        if self._is_infant(patient, at.astimezone(self.zone).date()):
+            raise _Refuse("wrong_subject", "A transfer out read here is a woman's.", "business-rule")
+        event = self._base(e, "ClientTransferredOut", at, self._facility(e, patient)) | {
+            "client_ref": self._ref_of(patient),
+            "data": {},
+        }
+        return Planned(event, e.index, (patient.index,))
+
+    def _pregnancy_lost(self, e: _Entry, loss: Target, value: Any, what: str) -> Planned:
+        patient = self._patient(e)
+        at = _instant(value, self.zone, what)
+        if self._is_infant(patient, at.astimezone(self.zone).date()):
+            raise _Refuse(
+                "wrong_subject", "A pregnancy outcome is a woman's; this Patient is an infant.", "business-rule"
+            )
+        event = self._base(e, "PregnancyEnded", at, self._facility(e, patient)) | {
+            "client_ref": self._ref_of(patient),
+            "data": {"outcome": LOSSES[loss]},
+        }
+        return Planned(event, e.index, (patient.index,))
+
+    def _condition(self, e: _Entry) -> Planned | None:
+        r = e.resource
+        loss = self._coded(e, r.get("code"), "code", list(LOSSES))
+        verification = {c.get("code") for c in (r.get("verificationStatus") or {}).get("coding") or ()}
+        if "entered-in-error" in verification:
+            raise _Refuse(
+                "entered_in_error",
+                "A Condition entered in error is voided through its event (EventVoided), not posted.",
+                "not-supported",
+            )
+        if verification & {"refuted", "unconfirmed", "provisional", "differential"}:
+            return None  # not (yet) what happened
+        value = r.get("onsetDateTime") or r.get("recordedDate")
+        return self._pregnancy_lost(e, loss, value, "Condition.onsetDateTime")
 
     def _coded(self, e: _Entry, concept: Any, what: str, allowed: Sequence[Target]) -> Target:
         target = self.s.concepts.lookup(concept)
@@ -747,6 +885,29 @@ class _Translator:
         event = self._base(e, "ClientEnrolled", at, facility) | {"client_ref": self._ref_of(mother), "data": data}
         return Planned(event, e.index, tuple(parts))
 
+    def _encounter_events(self, e: _Entry) -> list[Planned | None]:
+        """An Encounter's event, and her transfer out when it discharged her to another facility."""
+        r = e.resource
+        disposition = (r.get("hospitalization") or {}).get("dischargeDisposition")
+        if disposition is None or self.s.concepts.lookup(disposition) != Target.transferred_out:
+            return [self._encounter(e)]
+        patient = self._patient(e)
+        period = r.get("period") or {}
+        at = _instant(period.get("end") or period.get("start"), self.zone, "Encounter.period.end")
+        if self._is_infant(patient, at.astimezone(self.zone).date()):
+            raise _Refuse("wrong_subject", "A transfer out read here is a woman's.", "business-rule")
+        data: dict[str, Any] = {}
+        to = self._facility_of_reference((r.get("hospitalization") or {}).get("destination"))
+        if to is not None:
+            data["to_facility_id"] = to
+        left = self._base(e, "ClientTransferredOut", at, self._facility(e, patient)) | {
+            "client_ref": self._ref_of(patient),
+            "data": data,
+        }
+        kind = self.s.concepts.lookup(_merged(r.get("type")))
+        visit = self._encounter(e) if kind in (Target.anc_visit, Target.delivery, Target.postnatal_visit) else None
+        return [visit, Planned(left, e.index, (patient.index,))]
+
     def _encounter(self, e: _Entry) -> Planned | None:
         r = e.resource
         kind = self._coded(
@@ -873,6 +1034,18 @@ class _Translator:
             )
         if status not in RESULT_STATUSES:
             return None  # registered, preliminary, cancelled: no result yet
+        if kind == Target.discontinuation_reason:
+            return self._transfer_observation(e)
+        if kind in LOSSES:
+            answer = r.get("valueCodeableConcept")
+            if (
+                answer is not None
+                and self._coded(e, answer, "valueCodeableConcept", [Target.yes, Target.no]) == Target.no
+            ):
+                return None  # asked, and it was not
+            if r.get("valueBoolean") is False:
+                return None
+            return self._pregnancy_lost(e, kind, self._observed_value(e), "Observation.effectiveDateTime")
         if kind not in (Target.hiv_test, Target.infant_nat, Target.infant_antibody, Target.viral_load):
             return None  # read with her enrolment, a visit or a delivery
         patient = self._patient(e)
