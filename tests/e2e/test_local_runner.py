@@ -111,6 +111,9 @@ def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp
         ready_line = next(line for line in lines if line.startswith("ready in"))
         assert float(ready_line.split()[2].rstrip("s")) < 60
         token = next(lines[i + 1].strip() for i, line in enumerate(lines) if line.startswith("Dev token"))
+        # the dashboard's address is printed without the token (it would end in logs and history)
+        [dashboard] = [line for line in lines if line.strip().startswith("dashboard")]
+        assert "token" not in dashboard.split("(")[0] and token not in dashboard
         for service in SERVICES:
             base = f"http://127.0.0.1:{PORTS[service] + offset}"
             assert base in "".join(lines)

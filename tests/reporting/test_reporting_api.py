@@ -58,6 +58,37 @@ async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(ap
     assert "Kisumu County Referral Hospital" in page.text and "Gugulethu" not in page.text
 
 
+async def test_the_dashboard_signs_in_by_a_form_so_no_token_is_in_an_address(api, issuer) -> None:
+    """`make run` prints the dashboard's address without a token (a token in an address ends in
+    logs and browser history): the sign-in page posts it in a form and the cookie keeps it."""
+    page = await api.get("/")
+    assert '<form method="post" action="/sign-in">' in page.text and 'type="password"' in page.text
+    token = issuer.token("reports:read", ["FAC-KE-001"], client_id="kisumu-clinic")
+    signed_in = await api.post(
+        "/sign-in",
+        content=f"token={token}&next=/?period=2026Q4",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/?period=2026Q4"
+    assert token not in signed_in.headers["location"]
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert (await api.get("/?period=2026Q4", cookies={"pmtct_reports_token": token})).status_code == 200
+    elsewhere = await api.post(
+        "/sign-in",
+        content=f"token={token}&next=//evil.example",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert elsewhere.headers["location"] == "/"  # only a path of this site
+    wrong = await api.post(
+        "/sign-in",
+        content=f"token={issuer.token('events:write', ['*'])}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert wrong.status_code == 403 and "reports:read" in wrong.text
+
+
 async def test_a_token_without_the_reports_scope_does_not_open_the_dashboard(api, issuer) -> None:
     reply = await api.get(f"/?token={issuer.token('events:write', ['*'])}")
     assert reply.status_code == 403

@@ -357,8 +357,9 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
         token = platform.issuer.mint("dev-console", DEV_SCOPES, ["*"])
         for service in SERVICES:
             print(f"  {service:<10} {platform.url(service)}   docs: {platform.url(service)}/docs", flush=True)
-        # the dashboard moves a ?token= into an HttpOnly cookie and drops it from the address
-        print(f"  dashboard  {platform.url('reporting')}/?token={token}", flush=True)
+        # no token in an address (it would end in logs and browser history): the dashboard's
+        # sign-in form takes the dev token below and keeps it in an HttpOnly cookie
+        print(f"  dashboard  {platform.url('reporting')}/   (sign in with the dev token below)", flush=True)
         print("\nDev token (all scopes, all facilities, 12 h):\n" + token, flush=True)
         print("Mint others with: pmtct token --client-id ID --scope '...' --facility F\n", flush=True)
         if demo:

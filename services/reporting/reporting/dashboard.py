@@ -1,11 +1,12 @@
 """The dashboard at `GET /`: server-rendered HTML with inline SVG charts, no scripts.
 
 How a browser gets in: the dashboard needs a `reports:read` token like the API. A browser cannot
-add an `Authorization` header by itself, so the page also takes the token once as `?token=` (from
-`pmtct token --scope reports:read ...`, or handed over by a login portal), verifies it, stores it
-in an HttpOnly, SameSite=Strict cookie and redirects to the same address without it, so the token
-does not linger in the address bar or history. Later requests use the cookie until the token
-expires; then the page asks for a new one. A reverse proxy that adds the header works as well.
+add an `Authorization` header by itself, so the sign-in page has a form that posts the token
+(`POST /sign-in`, in the body: a token in an address ends in server logs and browser history);
+the service verifies it, stores it in an HttpOnly, SameSite=Strict cookie and redirects to the
+dashboard. Later requests use the cookie until the token expires; then the page asks for a new one.
+A login portal may also hand a token over once as `?token=` (verified, kept in the cookie, and the
+address redirected without it). A reverse proxy that adds the header works as well.
 
 What it shows, for a period (the last complete month unless one is chosen) and a place (a facility,
 district, province or country; the narrowest chosen applies): the MER tiles, the cascade, the
@@ -18,7 +19,7 @@ phone too: at 390 px every table row becomes a card, nothing scrolls sideways.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -67,16 +68,33 @@ async def browser_principal(request: Request) -> Principal:
     return principal
 
 
+async def sign_in_form(request: Request, secure: bool) -> RedirectResponse:
+    """`POST /sign-in`: the token typed or pasted into the sign-in form (never in an address), kept
+    in the cookie; then the dashboard (`next`, a path of this site, or `/`)."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    token = (form.get("token") or [""])[0].strip()
+    if not token:
+        raise Problem(401, "unauthorized", "Paste a reports:read token into the form.")
+    target = (form.get("next") or ["/"])[0]
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    return await _keep(request, token, secure, target)
+
+
 async def sign_in(request: Request, token: str, secure: bool) -> RedirectResponse:
-    """Check a token handed over in the address, keep it in a cookie, and drop it from the address."""
+    """Check a token handed over in the address (by a login portal), keep it in a cookie, and drop
+    it from the address."""
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return await _keep(request, token, secure, request.url.path + (f"?{urlencode(rest)}" if rest else ""))
+
+
+async def _keep(request: Request, token: str, secure: bool, target: str) -> RedirectResponse:
     verifier = getattr(request.app.state, "token_verifier", None)
     if verifier is None:
         raise Problem(503, "auth_not_configured", "This service has no token issuer configured.")
     principal = await verifier.principal(token)
     if SCOPE not in principal.scopes and "admin" not in principal.scopes:
         raise Problem(403, "insufficient_scope", f"The dashboard needs scope {SCOPE!r}.")
-    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")
     return response

@@ -226,6 +226,35 @@ async def dashboard_page(
 
 
 @pages.post(
+    "/sign-in",
+    summary="The dashboard's sign-in form: a reports:read token in the body, kept in a cookie, then the dashboard",
+    response_class=RedirectResponse,
+    status_code=303,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"token": {"type": "string"}, "next": {"type": "string"}},
+                        "required": ["token"],
+                    }
+                }
+            },
+        }
+    },
+)
+async def dashboard_sign_in(request: Request, rt: RuntimeDep) -> Response:
+    try:
+        return await dashboard.sign_in_form(request, rt.settings.dashboard_cookie_secure)
+    except Problem as problem:
+        if problem.status in (401, 403):
+            return dashboard.signed_out_page(problem.detail, problem.status)
+        raise
+
+
+@pages.post(
     "/push",
     summary="The dashboard's DHIS2 push (a form: period, data_set, dry_run), then back to the dashboard",
     response_class=RedirectResponse,
