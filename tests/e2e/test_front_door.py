@@ -349,6 +349,11 @@ async def test_follow_up_stopped_the_mother_events_are_recorded_and_the_infant_e
     stop_process(platform.processes["followup"], 15)
     try:
         reply = await door.post(batch)
+        # an event enrolment does not hold, follow-up not there to be asked: 503, ask again later
+        async with httpx.AsyncClient(base_url=platform.url("enrolment"), timeout=60) as http:
+            lookup = await http.get(f"/v1/events/{uuid.uuid4()}", headers=door.headers())
+        assert (lookup.status_code, lookup.json()["code"]) == (503, "service_unavailable")
+        assert lookup.headers["retry-after"]
     finally:
         platform.start_service("followup")
         platform.wait_ready(("followup",))
@@ -364,6 +369,58 @@ async def test_follow_up_stopped_the_mother_events_are_recorded_and_the_infant_e
     # what the code says to do: resend later, unchanged
     again = await door.post(batch)
     assert [outcome(r) for r in again["results"]] == [("accepted", None), ("duplicate", None), ("accepted", None)]
+
+
+async def test_the_front_door_answers_get_event_for_infant_events_too(door: Door, family: Family) -> None:
+    """One address for the EMR: enrolment's `GET /v1/events/{event_id}` answers for a mother event
+    (its own records) and for an infant event (asked of follow-up with the caller's token)."""
+    mother = enrolled(ref("ANC"), 50)
+    given = prophylaxis(6, infant_id=family.infant_id)
+    held = feeding(5, infant_ref=ref("HEI"))  # an infant follow-up does not know yet: held there
+    reply = await door.post([mother, given, held])
+    assert [r["status"] for r in reply["results"]] == ["accepted", "accepted", "pending"], reply
+
+    async def state(event_id: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=door.platform.url("enrolment"), timeout=60) as http:
+            return await http.get(f"/v1/events/{event_id}", headers=headers or door.headers())
+
+    answers = [(await state(e["event_id"])).json() for e in (mother, given, held)]
+    assert [(a["type"], a["status"]) for a in answers] == [
+        ("ClientEnrolled", "accepted"),
+        ("InfantProphylaxisRecorded", "accepted"),
+        ("InfantFeedingRecorded", "pending"),
+    ]
+    assert answers[1]["ids"]["infant_id"] == family.infant_id
+    assert answers[2]["code"] == "awaiting_infant"
+    unknown = await state(str(uuid.uuid4()))
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_event")
+    # follow-up checks the caller's own token: another facility's client finds nothing
+    other = await state(given["event_id"], door.issuer.headers("events:write", [OTHER_FACILITY], "emr-other"))
+    assert (other.status_code, other.json()["code"]) == (404, "unknown_event")
+
+
+async def test_follow_up_counts_no_dry_run_the_front_door_rehearses(door: Door, family: Family) -> None:
+    """A FHIR transaction's all-or-nothing check is a dry run of the door's own
+    (`X-PMTCT-Rehearsal`): follow-up's `pmtct_intake_dry_run_events_total` counts only asked ones."""
+    name = "pmtct_intake_dry_run_events_total"
+    before = await door.metric("followup", name)
+    async with httpx.AsyncClient(base_url=door.platform.url("followup"), timeout=60) as http:
+        rehearsed = await http.post(
+            "/v1/events",
+            json={"events": [feeding(4, infant_id=family.infant_id)]},
+            params={"dry_run": "true"},
+            headers={**door.headers(), "X-PMTCT-Rehearsal": "true"},
+        )
+        assert rehearsed.status_code == 200, rehearsed.text
+        assert await door.metric("followup", name) == before
+        asked = await http.post(
+            "/v1/events",
+            json={"events": [feeding(4, infant_id=family.infant_id)]},
+            params={"dry_run": "true"},
+            headers=door.headers(),
+        )
+        assert asked.status_code == 200, asked.text
+    assert await door.metric("followup", name) == before + 1
 
 
 async def test_both_doors_declare_the_dry_run_every_status_and_every_code(door: Door) -> None:

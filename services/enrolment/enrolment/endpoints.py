@@ -16,7 +16,6 @@ from servicekit.problems import FHIR_JSON, Problem
 
 from . import caseloads, fhir_concepts, fhir_door, frontdoor, queries
 from .fhir_translate import BundleRefused, Setup
-from .intake import STORE as EVENT_STORE
 from .personal_data import PersonalDataCipher, cipher_of
 from .schemas import (
     REF_PATTERN,
@@ -80,15 +79,26 @@ async def post_events(
 
 @router.get(
     "/events/{event_id}",
-    summary="What became of a posted mother event: accepted, pending, expired or rejected",
+    summary="What became of a posted event, mother or infant: accepted, pending, expired or rejected",
     description="An event answered `pending` is held until what it waits for is posted; this says what became"
-    " of it (and of any event recorded here), with the ids the platform gave: docs/emr-intake.md.",
-    responses=intake.STATE_RESPONSES,
+    " of it (and of any event recorded), with the ids the platform gave: docs/emr-intake.md. The front door's"
+    " one address: an infant event is asked of follow-up, with the caller's token.",
+    responses={
+        **intake.STATE_RESPONSES,
+        503: {
+            "description": "`service_unavailable`: the event is not a mother event recorded here and follow-up did"
+            " not answer; ask again later (`Retry-After`).",
+        },
+    },
 )
 async def get_event(
-    event_id: UUID, session: SessionDep, principal: Annotated[Principal, require("events:write")]
+    event_id: UUID,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("events:write")],
+    token: BearerToken,
 ) -> pending.EventState:
-    return await pending.event_state(session, event_id, principal, queries.accepted_event, store=EVENT_STORE)
+    return await frontdoor.event_state(runtime, session, principal, token, event_id)
 
 
 @router.get("/clients/{client_id}", summary="A client with her personal data (audited)")

@@ -34,14 +34,15 @@ from opentelemetry import propagate
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit import pending
 from servicekit.app import Runtime
 from servicekit.auth import Principal
 from servicekit.intake import REHEARSAL_HEADER, Code, check_batch_size
 from servicekit.intake import EventResult as _Result
 from servicekit.metrics import INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS
-from servicekit.problems import PROBLEM_JSON
+from servicekit.problems import PROBLEM_JSON, Problem
 
-from . import intake, repository
+from . import intake, queries, repository
 from .personal_data import cipher_of
 from .schemas import EVENT_TYPES, EVENT_VOIDED, BatchResult, EventResult
 from .settings import Settings
@@ -214,6 +215,51 @@ async def forward(
         log.warning("front door: follow-up's answer could not be read")
         return _unavailable(events, dry_run, counted, "Follow-up's answer could not be read; resend this event later.")
     return _refused(events, dry_run, counted, response)
+
+
+async def event_state(
+    runtime: Runtime[Settings], session: AsyncSession, principal: Principal, token: str, event_id: UUID
+) -> pending.EventState:
+    """`GET /v1/events/{event_id}` at the front door: what became of a mother event (enrolment's
+    own records), else of an infant event (follow-up's `GET /v1/events/{event_id}`, asked with the
+    caller's own token), so the EMR asks one address for every event it posted. 404
+    `unknown_event` when neither holds it for a facility of the caller; 503 `service_unavailable`
+    when enrolment does not hold it and follow-up cannot be asked."""
+    try:
+        return await pending.event_state(session, event_id, principal, queries.accepted_event, store=intake.STORE)
+    except Problem as problem:
+        if problem.status != 404:
+            raise
+        not_here = problem
+    settings = runtime.settings
+    if settings.followup_url is None:
+        raise not_here
+    url = f"{str(settings.followup_url).rstrip('/')}/v1/events/{event_id}"
+    headers = {"authorization": f"Bearer {token}"}
+    propagate.inject(headers)
+    try:
+        async with httpx.AsyncClient(timeout=settings.followup_timeout_s) as http:
+            response = await http.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        log.warning("front door: follow-up is not reachable for an event lookup (%s)", type(exc).__name__)
+        response = None
+    if response is not None and response.status_code == 200:
+        try:
+            return pending.EventState.model_validate_json(response.content)
+        except ValidationError:
+            log.warning("front door: follow-up's event state could not be read")
+    elif response is not None and response.status_code == 404:
+        raise not_here
+    elif response is not None:
+        log.warning("front door: follow-up answered %d to an event lookup", response.status_code)
+    unavailable = Problem(
+        503,
+        Code.service_unavailable,
+        f"Event {event_id} is not a mother event recorded here, and follow-up (which keeps infant events) did not"
+        " answer; ask again later.",
+    )
+    unavailable.headers["Retry-After"] = "5"
+    raise unavailable
 
 
 def _refused(events: list[Any], dry_run: bool, counted: bool, response: httpx.Response) -> BatchResult:
