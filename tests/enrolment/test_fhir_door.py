@@ -382,8 +382,9 @@ async def test_a_refused_enrolment_echoes_no_personal_value(
 
 
 async def test_a_bumped_version_id_with_the_same_content_is_a_duplicate(door: Door) -> None:
-    """OpenMRS bumps `meta.versionId` on every save: the same content again is `duplicate` (200 OK),
-    and changed content under a new version is refused as a correction, naming how to make one."""
+    """OpenMRS bumps `meta.versionId` on every save: the same content again is `duplicate` (200 OK);
+    changed content under a new version replaces the event recorded from the earlier one
+    (`replaces`, servicekit.corrections), and that correction posted again is a duplicate too."""
     bundle = fresh("anc1-enrolment.json")
     assert statuses(await post(door, bundle)) == ["200 OK"] + ["201 Created"] * 9
     after = await door.counts()
@@ -392,17 +393,34 @@ async def test_a_bumped_version_id_with_the_same_content_is_a_duplicate(door: Do
     assert statuses(await post(door, bundle)) == ["200 OK"] * 10
     assert await door.counts() == after
 
-    bundle["type"] = "batch"
-    bundle["entry"][7]["resource"]["meta"]["versionId"] = "1713100000000"
-    bundle["entry"][7]["resource"]["valueCodeableConcept"] = {
-        "coding": [{"system": "https://cielterminology.org", "code": "664"}]  # negative, was positive
-    }
-    response = await post(door, bundle)
-    assert statuses(response)[7] == "409 Conflict"
-    [issue] = response.json()["entry"][7]["response"]["outcome"]["issue"]
-    assert (issue["code"], issue["details"]["coding"][0]["code"]) == ("conflict", "correction_required")
-    assert "void the recorded event" in issue["diagnostics"]
-    assert await door.counts() == after
+    # the visit's time corrected in the EMR: a new version of the Encounter
+    encounter = bundle["entry"][3]["resource"]
+    encounter["meta"]["versionId"] = "1713100000000"
+    encounter["period"]["start"] = "2026-04-14T09:50:00+02:00"
+    corrected = await post(door, bundle)
+    assert statuses(corrected)[3] == "201 Created", corrected.text
+    ref = bundle["entry"][1]["resource"]["identifier"][0]["value"]
+    visits = await door.fetch(
+        "SELECT e.event_id, e.occurred_at, e.voided_by FROM client_events e JOIN registrations r"
+        " ON r.client_id = e.client_id WHERE r.client_ref = $1 AND e.type = 'AncVisitRecorded'"
+        " ORDER BY e.voided_by NULLS LAST",
+        ref,
+    )
+    assert len(visits) == 2 and visits[0]["voided_by"] == visits[1]["event_id"] and visits[1]["voided_by"] is None
+    assert visits[1]["occurred_at"].isoformat() == "2026-04-14T07:50:00+00:00"
+    # the same correction again (another save, same content): a duplicate
+    encounter["meta"]["versionId"] = "1713100000001"
+    assert statuses(await post(door, bundle))[3] == "200 OK"
+    assert (
+        len(
+            await door.fetch(
+                "SELECT 1 FROM client_events e JOIN registrations r ON r.client_id = e.client_id"
+                " WHERE r.client_ref = $1 AND e.type = 'AncVisitRecorded'",
+                ref,
+            )
+        )
+        == 2
+    )
 
 
 def _dry_runs_counted() -> float:

@@ -233,8 +233,24 @@ async def post_bundle(
     async def submit(events: list[dict[str, Any]], rehearse: bool, counted: bool) -> Sequence[Any]:
         return (await frontdoor.submit(runtime, principal, token, events, dry_run=rehearse, counted=counted)).results
 
+    async def chain(event_id: str) -> list[str]:
+        """The event and those that replaced it, oldest first, as `GET /v1/events/{event_id}` says."""
+        found: list[str] = []
+        current: str | None = event_id
+        async with runtime.sessions() as session:
+            while current is not None and current not in found and len(found) < 20:
+                try:
+                    state = await frontdoor.event_state(runtime, session, principal, token, UUID(current))
+                except Problem:
+                    break
+                if state.status not in ("accepted", "voided"):
+                    break
+                found.append(current)
+                current = str(state.voided_by) if state.status == "voided" and state.voided_by else None
+        return found
+
     try:
-        answer = await fhir_door.record(body, fhir_setup(runtime, principal), submit, dry_run)
+        answer = await fhir_door.record(body, fhir_setup(runtime, principal), submit, dry_run, chain)
     except BundleRefused as exc:
         raise Problem(exc.status, exc.code, exc.detail) from None
     return fhir_response(answer)

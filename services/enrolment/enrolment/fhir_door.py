@@ -15,8 +15,10 @@ Entry statuses: `201 Created` (its events recorded), `202 Accepted` (held until 
 is posted: an OperationOutcome of severity information says what), `200 OK` (already recorded: a
 duplicate; or an entry with no event of its own, read with the others), `4xx` with an
 OperationOutcome (refused). A resource posted again under a new `meta.versionId` with the same
-content is a duplicate; with other content it is a correction, refused `correction_required` (409)
-until the door maps it to a void and a replacement.
+content is a duplicate; with other content it is a correction: its event replaces (`replaces`,
+servicekit.corrections) the one that stands now for the resource, with an event_id of its content
+(`replacement_id`), so the same correction posted again is a duplicate too. A changed resource
+whose earlier event is only held, not recorded, is refused `correction_required` (409).
 
 **No personal value in an answer**: every diagnostics text is cleared of the personal values of the
 bundle's Patients and RelatedPersons (names, phone numbers, identifiers, birth and death dates,
@@ -25,8 +27,10 @@ addresses: `personal_values`), whatever rule or parser wrote it, and the door lo
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -34,7 +38,7 @@ import orjson
 from servicekit.fhir import issue, outcome
 from servicekit.problems import Problem
 
-from .fhir_translate import BundleRefused, Planned, Refused, Setup, Translation, translate
+from .fhir_translate import EVENT_NAMESPACE, BundleRefused, Planned, Refused, Setup, Translation, translate
 
 #: the reason phrases of the statuses an entry can answer
 REASONS = {
@@ -175,9 +179,9 @@ def _note(planned: Planned, result: dict[str, Any]) -> str:
 def _correction_detail(planned: Planned) -> str:
     event = planned.event
     return (
-        f"{event['type']} {event['event_id']}: this resource was recorded before with other clinical content"
-        " (an earlier version). A new version is not taken as a correction: void the recorded event"
-        f" (its event_id {event['event_id']}) and post the corrected one (docs/fhir-intake.md, Corrections)."
+        f"{event['type']} {event['event_id']}: an earlier version of this resource with other clinical content is"
+        " held, not recorded yet, so there is nothing to replace: post the changed resource again once the held"
+        f" event is decided (GET /v1/events/{event['event_id']})."
     )
 
 
@@ -314,19 +318,20 @@ def _withheld(problem: Problem, values: frozenset[str]) -> Problem:
     return cleaned
 
 
-async def record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dict[str, Any]:
+async def record(body: Any, setup: Setup, submit: Submit, dry_run: bool, chain: Chain | None = None) -> dict[str, Any]:
     """Translate a posted Bundle, submit its events, and answer (see the module docstring), with no
-    personal value of the bundle in the answer (`withhold`)."""
+    personal value of the bundle in the answer (`withhold`). `chain`: how to find what stands now
+    for a recorded event (None: a changed resource is refused `correction_required`)."""
     values = personal_values(body)
     try:
-        return withhold(await _record(body, setup, submit, dry_run), values)
+        return withhold(await _record(body, setup, submit, dry_run, chain), values)
     except Problem as problem:
         raise _withheld(problem, values) from None
     except BundleRefused as refused:
         raise BundleRefused(refused.code, withhold(refused.detail, values), refused.status) from None
 
 
-async def _record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dict[str, Any]:
+async def _record(body: Any, setup: Setup, submit: Submit, dry_run: bool, chain: Chain | None) -> dict[str, Any]:
     t = translate(body, setup)
     events = [p.event for p in t.events]
     if t.bundle_type == "transaction":
@@ -334,12 +339,56 @@ async def _record(body: Any, setup: Setup, submit: Submit, dry_run: bool) -> dic
             raise refusal(t, [{"status": "accepted"}] * len(events), dry_run)
         # the all-or-nothing check: a dry run of the door's own, counted only when the caller asked one
         rehearsed = [_result(r) for r in await submit(events, True, dry_run)] if events else []
+        if chain is not None and await _as_replacements(t, rehearsed, chain):
+            rehearsed = [_result(r) for r in await submit([p.event for p in t.events], True, False)]
         if any(_event_status(r) >= 400 for r in rehearsed):
             raise refusal(t, rehearsed, dry_run)
         if dry_run:
             return response_bundle(t, rehearsed, dry_run)
+        events = [p.event for p in t.events]
     results = [_result(r) for r in await submit(events, dry_run, True)] if events else []
+    if t.bundle_type == "batch" and chain is not None:
+        before = [p.event["event_id"] for p in t.events]
+        if await _as_replacements(t, results, chain):
+            again = [i for i, p in enumerate(t.events) if p.event["event_id"] != before[i]]
+            answered = await submit([t.events[i].event for i in again], dry_run, not dry_run)
+            for i, r in zip(again, answered, strict=True):
+                results[i] = {**_result(r), "index": i}
     return response_bundle(t, results, dry_run)
+
+
+# --- a resource changed under a new version: a replacement ------------------------------------------
+
+#: what stands now for a recorded event: its event_id and those that replaced it, oldest first
+#: (the `voided_by` of each, as `GET /v1/events/{event_id}` says); empty when it is not recorded
+Chain = Callable[[str], Awaitable[list[str]]]
+
+
+def replacement_id(event: Mapping[str, Any]) -> str:
+    """The event_id of a replacement: its first event_id and its content, so the same corrected
+    content posted again (under any version) is the same replacement, a duplicate."""
+    content = {k: v for k, v in event.items() if k not in ("event_id", "replaces")}
+    digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{event['event_id']}|{digest}"))
+
+
+async def _as_replacements(t: Translation, results: Sequence[dict[str, Any]], chain: Chain) -> bool:
+    """Each event the platform answered `conflict` (its resource recorded before with other content)
+    becomes the replacement (`replaces`) of the event that stands now for that resource. True when
+    any did."""
+    changed = False
+    for planned, result in zip(t.events, results, strict=True):
+        if result.get("code") != "conflict" or "replaces" in planned.event:
+            continue
+        recorded = await chain(planned.event["event_id"])
+        if not recorded:
+            continue  # held, not recorded: answered correction_required
+        new_id = replacement_id(planned.event)
+        # posted before as this same replacement: post it as it was (a duplicate)
+        replaces = recorded[recorded.index(new_id) - 1] if new_id in recorded[1:] else recorded[-1]
+        planned.event = {**planned.event, "event_id": new_id, "replaces": replaces}
+        changed = True
+    return changed
 
 
 __all__ = [
