@@ -154,8 +154,10 @@ def live_infant(
 
 
 def well_treated(on: date) -> dict[str, Any]:
-    """A mother on ART for a year with a suppressed viral load two weeks before delivery: standard risk."""
-    return {"art_start_date": on - timedelta(days=365), "viral_load": (on - timedelta(days=14), 40)}
+    """A mother diagnosed and on ART for a year with a suppressed viral load two weeks before
+    delivery: standard risk."""
+    year_ago = on - timedelta(days=365)
+    return {"diagnosed_on": year_ago, "art_start_date": year_ago, "viral_load": (on - timedelta(days=14), 40)}
 
 
 @dataclass

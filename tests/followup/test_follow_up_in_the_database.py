@@ -50,7 +50,9 @@ async def test_a_positive_mothers_delivery_starts_follow_up_with_its_prophylaxis
 
 async def test_a_high_risk_infant_gets_enhanced_prophylaxis_a_birth_nat_and_its_reasons(followup) -> None:
     mother, baby = new_mother(), live_infant()
-    await followup.apply(mother.delivered(B, [baby], art_start_date=B - timedelta(days=10)))
+    # diagnosed and started on ART ten days before the birth (enrolment dates every positive status)
+    started_on = B - timedelta(days=10)
+    await followup.apply(mother.delivered(B, [baby], diagnosed_on=started_on, art_start_date=started_on))
 
     [(_, started)] = await followup.emitted([baby.infant_id])
     assert started["high_risk"] is True

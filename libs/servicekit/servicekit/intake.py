@@ -807,6 +807,13 @@ class IntakeBatch(ABC, Generic[EventT]):
         events are decided with them."""
         return set()
 
+    def hold_keys(self, candidates: Sequence[Candidate[EventT]]) -> set[str]:
+        """Before `resolve`: every key (`Hold.keys`) these events could be held for, from the events
+        alone. They are locked (`pending.lock_keys`) before the subjects are looked up, as `release`
+        locks the keys it makes known: an event is never held by a look-up that missed a subject
+        made known by a unit committing at the same time."""
+        return set()
+
     def stored(self, candidate: Candidate[EventT]) -> dict[str, Any]:
         """What is kept of an event held (parsed again when it is released): by default all of it."""
         return candidate.event.model_dump(mode="json")
@@ -940,9 +947,11 @@ class Intake(Generic[EventT, ResultT]):
         committing (`UnitOfWork.rehearse`): nothing is held, nothing released."""
         async with units() as uow:
             uow.correlation_id = attempt.batch_id
+            plain = [c for c in candidates if not corrections.is_void(c.event)]
+            if batch.holds and not dry_run:
+                await pending.lock_keys(uow.session, batch.hold_keys(plain))
             fixes = _Fixes(batch, attempt)
             await fixes.load(uow.session, candidates)
-            plain = [c for c in candidates if not corrections.is_void(c.event)]
             recorded = dict(await batch.resolve(uow, plain))
             recorded.update(fixes.recorded(candidates))
             waiting: dict[UUID, pending.Held] = {}
@@ -972,6 +981,8 @@ class Intake(Generic[EventT, ResultT]):
         commits. Returns how many were decided (accepted, rejected, or held again)."""
         attempt = getattr(batch, "attempt", None)
         assert isinstance(attempt, Attempt), "an IntakeBatch that releases holds its Attempt as `attempt`"
+        keys = sorted(set(keys))
+        await pending.lock_keys(uow.session, keys)
         rows = await pending.waiting_for(uow.session, keys)
         if not rows:
             return 0

@@ -97,6 +97,19 @@ def _held(row: Any) -> Held:
     return Held(**{**m, "subject_keys": tuple(m["subject_keys"])})
 
 
+async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Take the transaction's lock on each of `keys` (a PostgreSQL advisory lock per key, in one
+    order): the intake takes them before it looks its subjects up, and a unit that makes a key
+    known takes them before it looks for the rows waiting for it. So an event is never held after
+    the look-up that would release it: one of the two waits for the other's commit, and reads it."""
+    wanted = sorted(set(keys))
+    if wanted:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"),
+            {"keys": wanted},
+        )
+
+
 async def waiting_for(session: AsyncSession, keys: Iterable[str], exclude: Iterable[UUID] = ()) -> list[Held]:
     """The pending rows that wait for any of `keys`, locked, in the order they happened."""
     wanted = sorted(set(keys))

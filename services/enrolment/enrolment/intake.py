@@ -247,6 +247,11 @@ class MotherBatch(IntakeBatch[Any]):
                 keys.add(client_key(e.client_id))
         return keys
 
+    def hold_keys(self, candidates: Sequence[MotherCandidate]) -> set[str]:
+        """Her record number at the facility, for every event naming her by it: locked before the
+        look-up, so a batch enrolling her and one holding an event for her do not miss each other."""
+        return {self.ref_key(c.event.facility_id, c.event.client_ref) for c in candidates if c.event.client_ref}
+
     def first_enrolments(self, candidates: Sequence[MotherCandidate]) -> set[int]:
         """The earliest enrolment of each record number the platform does not know yet."""
         first: dict[tuple[str, str | None], MotherCandidate] = {}

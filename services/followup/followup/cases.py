@@ -310,6 +310,13 @@ class InfantCase(Aggregate):
         self.seen(start)
         return self.recompute(rules)
 
+    def revise_risk(self, reasons: list[HighRiskReason], rules: EidRules) -> None:
+        """Her mother's facts, as they now stand, make the infant high risk or not (its regimen and
+        test points follow: `recompute`)."""
+        self.high_risk_reasons = list(reasons)
+        self.prophylaxis = prophylaxis_for(bool(reasons), rules)
+        self.facts = replace(self.facts, high_risk=bool(reasons))
+
     def recompute(self, rules: EidRules) -> tuple[FinalOutcome, date] | None:
         """Apply the facts to the schedule; returns the clinical outcome when the facts just
         established or revised it (a later fact revises an earlier outcome or the age snapshot)."""

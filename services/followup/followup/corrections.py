@@ -36,7 +36,7 @@ from typing import Any
 from uuid import UUID
 
 from pmtct_events.enrolment import EVENTS as ENROLMENT_EVENTS
-from pmtct_events.enrolment import ClientEvent, ClientEventVoided, DeliveryRecorded
+from pmtct_events.enrolment import ClientEvent, ClientEventVoided
 from pmtct_events.followup import HighRiskReason
 
 from . import repository as repo
@@ -95,14 +95,13 @@ def replay(
     """Her case as the events that stand make it, replayed in the order they came as the stream
     applies them (her facts folded and her plan recomputed after each), and each infant's exposure
     as the stream would have decided it: from the event that first made it HIV-exposed after its
-    delivery was known, with that event's account of her. `breastfeeding_until`: what her infants'
+    delivery was known, high risk or not by all her facts. `breastfeeding_until`: what her infants'
     facts say of it (the stream learns it from them, not from her events). Pure."""
     mother = MotherCase(client_id, events[0].event.facility_id if events else facility_id)
     mother.breastfeeding_until = breastfeeding_until
     exposure: dict[UUID, Exposure] = {i.infant_id: None for i in infants}
     born = {i.infant_id for i in infants if i.delivery_event_id is None}
     for s in events:
-        diagnosed_before = mother.positive_since
         stream.apply_to_mother(mother, s.event, s.day)
         mother.recompute(mother_rules)
         born |= {i.infant_id for i in infants if i.delivery_event_id == s.event_id}
@@ -112,9 +111,14 @@ def replay(
             start = exposure_start(infant.birth_date, mother, infant.breastfeeding_stopped_on, rules)
             if start is None:
                 continue
-            delivery = s.event if isinstance(s.event, DeliveryRecorded) and infant.birth_date == s.day else None
-            context = stream.context_at_delivery(infant.birth_date, mother, delivery, diagnosed_before)
-            exposure[infant.infant_id] = (start, high_risk_reasons(context, rules))
+            exposure[infant.infant_id] = (start, [])
+    # whether an exposed infant is high risk follows all her facts, as the stream decides it again
+    # with each of them (stream.follow_infant)
+    for infant in infants:
+        found = exposure[infant.infant_id]
+        if found is not None:
+            context = stream.mother_at_delivery(infant.birth_date, mother)
+            exposure[infant.infant_id] = (found[0], high_risk_reasons(context, rules))
     return Replay(mother, exposure)
 
 

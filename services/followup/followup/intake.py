@@ -144,6 +144,18 @@ class InfantBatch(IntakeBatch[Any]):
                 keys |= infant_keys(key.infant_id, key.ref_hash)
         return keys
 
+    def hold_keys(self, candidates: Sequence[InfantCandidate]) -> set[str]:
+        """What each event names its infant by: locked before the look-up, as the enrolment stream
+        locks an infant's keys when it starts her follow-up (servicekit.pending.lock_keys)."""
+        keys: set[str] = set()
+        for c in candidates:
+            e = c.event
+            if e.infant_id is not None:
+                keys.add(f"infant:{e.infant_id}")
+            elif (hashed := self.ref_hash(e)) is not None:
+                keys.add(f"infant_ref:{hashed}")
+        return keys
+
     def stored(self, c: InfantCandidate) -> dict[str, Any]:
         """A held event without its record number (they stay in enrolment's schema): the keyed
         hash in its `subject_keys` finds its infant when it is released."""

@@ -77,21 +77,19 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     cause = uow.cause.id if uow.cause is not None else None
     if cause is not None:
         mothers.keep(mother.client_id, cause, event)
-    diagnosed_before = mother.positive_since
-    infant_inputs = (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id)
+    infant_inputs = infant_inputs_of(mother)
     newborns = apply_to_mother(mother, event, day)
     for row in newborns:
         row["delivery_event_id"] = cause
     if newborns:
         await mothers.add_infants(mother.client_id, newborns, settings.timezone)
     followed: set[UUID] = set()
-    if newborns or infant_inputs != (mother.positive_since, mother.died_on, mother.delivered_on, mother.facility_id):
+    if newborns or infant_inputs != infant_inputs_of(mother):
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
             was_followed = infant.in_follow_up
-            delivery = event if isinstance(event, DeliveryRecorded) and infant.facts.birth_date == day else None
             moved = move_with_mother(infant, mother)
-            if follow_infant(infant, mother, event, delivery, diagnosed_before, settings) or moved:
+            if follow_infant(infant, mother, event, settings) or moved:
                 infant.withdraw(settings.clock)
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
@@ -103,6 +101,21 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
     if followed:
         await release_held(uow, settings, followed)
+
+
+def infant_inputs_of(mother: MotherCase) -> tuple[Any, ...]:
+    """What her infants' follow-up depends on: when one of these changes, theirs is recomputed
+    (her diagnosis, death, delivery and facility; her ART, viral loads and tests, which decide
+    whether an infant is high risk)."""
+    return (
+        mother.positive_since,
+        mother.died_on,
+        mother.delivered_on,
+        mother.facility_id,
+        mother.art_start_date,
+        tuple(mother.viral_loads),
+        tuple(mother.hiv_tests),
+    )
 
 
 #: who "posts" the held infant events the stream releases (the intake's Attempt needs a caller; the
@@ -248,8 +261,6 @@ def follow_infant(
     infant: InfantCase,
     mother: MotherCase,
     event: ClientEvent,
-    delivery: DeliveryRecorded | None,
-    diagnosed_before: date | None,
     settings: Settings,
 ) -> bool:
     """What a mother event means for one of her infants: a mother's death ends breastfeeding; a
@@ -265,34 +276,29 @@ def follow_infant(
         start = exposure_start(infant.facts.birth_date, mother, breastfeeding_stopped_on(infant.facts), rules)
         if start is None or infant.facts.died_on is not None:
             return changed
-        context = context_at_delivery(infant.facts.birth_date, mother, delivery, diagnosed_before)
-        decided = infant.start_follow_up(start, high_risk_reasons(context, rules), rules)
+        decided = infant.start_follow_up(
+            start, high_risk_reasons(mother_at_delivery(infant.facts.birth_date, mother), rules), rules
+        )
         infant.follow_up_started(event.occurred_at)
         infant.conclude(decided, settings.clock)
         return True
+    # a fact of hers dated before the birth may arrive after it (a backlog in any order): whether the
+    # infant is high risk follows her facts, whenever they arrive
+    reasons = high_risk_reasons(mother_at_delivery(infant.facts.birth_date, mother), rules)
+    if infant.final_outcome is None and reasons != infant.high_risk_reasons:
+        infant.revise_risk(reasons, rules)
+        changed = True
     if changed:
         infant.conclude(infant.recompute(rules), settings.clock)
     return changed
 
 
-def context_at_delivery(
-    birth: date, mother: MotherCase, delivery: DeliveryRecorded | None, diagnosed_before: date | None
-) -> MotherAtDelivery:
-    """The delivery event's account of the mother when it has one, else follow-up's own record.
-    A diagnosis first known from this very delivery is dated by the delivery's own field, or unknown."""
+def mother_at_delivery(birth: date, mother: MotherCase) -> MotherAtDelivery:
+    """The mother at her infant's birth, from what follow-up holds of her facts (the delivery's own
+    account of her included: `apply_to_mother` records it first). Each is kept so that the same
+    facts in any order give the same record (`MotherCase`), so the infant's risk does not depend
+    on the order they arrived in."""
     vl = mother.latest_viral_load(birth)
-    if delivery is not None:
-        if delivery.mother_latest_viral_load is not None:
-            vl = (delivery.mother_latest_viral_load.on, delivery.mother_latest_viral_load.copies_per_ml)
-        diagnosed = delivery.mother_diagnosed_on or diagnosed_before
-        return MotherAtDelivery(
-            delivered_on=birth,
-            diagnosed_on=diagnosed,
-            art_start_date=delivery.mother_art_start_date or mother.art_start_date,
-            viral_load_copies=vl[1] if vl else None,
-            viral_load_on=vl[0] if vl else None,
-            last_negative_test_on=mother.last_negative_before(diagnosed),
-        )
     return MotherAtDelivery(
         delivered_on=birth,
         diagnosed_on=mother.positive_since,
