@@ -55,13 +55,18 @@ async def test_a_voided_positive_test_ends_her_infants_follow_up_and_withdraws_i
     after = (await followup.emitted([baby.infant_id, mother.client_id]))[before:]
     voided_on = (B + timedelta(days=121)).isoformat()
     withdrawn = [p for n, p in after if n == "AnnouncementWithdrawn"]
-    tests = [p for p in withdrawn if p["item_id"]]
+    tests = [p for p in withdrawn if p["announcement"] == "InfantTestOverdue"]
     assert sorted((p["item_id"], p["announcement"], p["reason"], p["met_on"]) for p in tests) == sorted(
         (p["item_id"], "InfantTestOverdue", "entered_in_error", voided_on) for p in overdue
     )
     assert [(p["announcement"], p["reason"], p["announced_for"]) for p in withdrawn if not p["item_id"]] == [
         ("ClientLostToFollowUp", "entered_in_error", lost["lost_on"])
     ], "she was lost from a follow-up she never needed"
+    care = [p for n, p in announced if n == "InfantCareOverdue"]
+    assert care, "the HEI visits she missed were announced (referrals traces them)"
+    assert sorted((p["item_id"], p["reason"]) for p in withdrawn if p["announcement"] == "InfantCareOverdue") == sorted(
+        (p["item_id"], "entered_in_error") for p in care
+    )
     assert [n for n, _ in after if n != "AnnouncementWithdrawn"] == [], "no outcome, nothing due"
     row = await infant_row(followup, baby.infant_id)
     assert (row["in_follow_up"], row["high_risk_reasons"], row["final_outcome"], row["next_timer_on"]) == (

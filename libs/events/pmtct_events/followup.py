@@ -335,6 +335,9 @@ class WithdrawnAnnouncement(StrEnum):
     ClientViralLoadOverdue = "ClientViralLoadOverdue"
     InfantTestOverdue = "InfantTestOverdue"
     ClientLostToFollowUp = "ClientLostToFollowUp"
+    #: a missed HEI visit or cotrimoxazole start (withdrawn `entered_in_error` only: the follow-up it
+    #: was part of stood on a voided fact)
+    InfantCareOverdue = "InfantCareOverdue"
 
 
 class WithdrawalReason(StrEnum):

@@ -214,6 +214,8 @@ def _lost(
 
 def withdrawn_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnouncement | None:
     """The overdue announcement an item of `kind` had (None: its overdue is announced by no event)."""
+    if kind in CARE_KINDS:
+        return WithdrawnAnnouncement.InfantCareOverdue
     if kind in VIRAL_LOAD_KINDS:
         return WithdrawnAnnouncement.ClientViralLoadOverdue
     if kind in HIV_TEST_KINDS:
@@ -241,7 +243,7 @@ def item_withdrawn(
         return []
     if voided_on is not None:
         reason, met_on = WithdrawalReason.entered_in_error, voided_on
-    elif item.satisfied_on is not None:
+    elif item.satisfied_on is not None and announcement is not WithdrawnAnnouncement.InfantCareOverdue:
         reason, met_on = WithdrawalReason.met_before_overdue, item.satisfied_on
     else:
         return []

@@ -347,9 +347,7 @@ class InfantCase(Aggregate):
         self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
         self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
         if self.correcting is not None:
-            self.withdrawals.in_error += [
-                (i, on, self.correcting) for i, on in voided_items(announced, self.items) if i.test is not None
-            ]
+            self.withdrawals.in_error += [(i, on, self.correcting) for i, on in voided_items(announced, self.items)]
         return self.plan
 
     def end(self, on: date, *, voided: bool) -> None:
