@@ -529,3 +529,43 @@ async def test_her_transfer_out_comes_through_fhir(door: Door) -> None:
     }
     assert statuses(await post(door, later(left))) == ["200 OK", "201 Created", "201 Created"]
     assert (await _her_events(door, her))[-1] == "ClientTransferredOut"
+
+
+async def test_a_result_or_an_art_start_reposted_entered_in_error_voids_the_event_it_produced(door: Door) -> None:
+    bundle = fresh("anc1-enrolment.json")
+    assert set(statuses(await post(door, bundle))) <= {"200 OK", "201 Created"}
+    [ref] = [i["value"] for i in bundle["entry"][1]["resource"]["identifier"] if i["value"].startswith("10004KM")]
+    [(client_id,)] = await door.fetch("SELECT client_id FROM registrations WHERE client_ref = $1", ref)
+
+    def reposted(*indices: int) -> dict[str, Any]:
+        """The Location, her Patient and these entries, marked entered in error, under a new version."""
+        again = copy.deepcopy(bundle)
+        entries = [again["entry"][i] for i in (0, 1, *indices)]
+        for e in entries[2:]:
+            if e["resource"]["resourceType"] != "Medication":
+                e["resource"]["status"] = "entered-in-error"
+                e["resource"]["meta"] = {"versionId": "2", "lastUpdated": "2026-11-20T10:00:00+02:00"}
+        return {**again, "entry": entries}
+
+    async def standing() -> list[tuple[str, bool]]:
+        rows = await door.fetch(
+            "SELECT type, voided_at IS NOT NULL AS voided FROM client_events WHERE client_id = $1 ORDER BY occurred_at",
+            client_id,
+        )
+        return [(r["type"], r["voided"]) for r in rows]
+
+    before = await standing()
+    assert ("HivTestRecorded", False) in before and ("ArtInitiated", False) in before
+    # the HIV test first: her ART start stands on it, so the platform says to void that first
+    first = await post(door, reposted(7))
+    assert first.status_code == 422 and ("conflict", "void_dependents_first", ["Bundle.entry[2]"]) in issues(first)
+
+    voided_art = await post(door, reposted(8, 9))  # the ART start, then the test
+    assert statuses(voided_art)[-1] == "201 Created", voided_art.text
+    voided_test = await post(door, reposted(7))
+    assert statuses(voided_test)[-1] == "201 Created", voided_test.text
+
+    after = dict(await standing())
+    assert (after["HivTestRecorded"], after["ArtInitiated"], after["EventVoided"]) == (True, True, False)
+    # posted again, the same voids are duplicates
+    assert statuses(await post(door, reposted(7)))[-1] == "200 OK"

@@ -52,7 +52,16 @@ REASONS = {
 }
 MEDIA_TYPES = ("application/fhir+json", "application/json")
 #: platform codes that mean "a conflict with what is recorded" rather than "this entry is wrong"
-CONFLICT_CODES = frozenset({"conflict", "already_enrolled", "identity_conflict", "delivery_too_soon"})
+CONFLICT_CODES = frozenset(
+    {
+        "conflict",
+        "already_enrolled",
+        "identity_conflict",
+        "delivery_too_soon",
+        "already_voided",
+        "void_dependents_first",
+    }
+)
 RESEND_CODES = frozenset({"service_unavailable", "unknown_infant"})
 
 #: what stands in an answer for a personal value of the bundle
@@ -333,6 +342,8 @@ async def record(body: Any, setup: Setup, submit: Submit, dry_run: bool, chain: 
 
 async def _record(body: Any, setup: Setup, submit: Submit, dry_run: bool, chain: Chain | None) -> dict[str, Any]:
     t = translate(body, setup)
+    if chain is not None:
+        await _voids_what_stands(t, chain)
     events = [p.event for p in t.events]
     if t.bundle_type == "transaction":
         if t.refused:
@@ -370,6 +381,19 @@ def replacement_id(event: Mapping[str, Any]) -> str:
     content = {k: v for k, v in event.items() if k not in ("event_id", "replaces")}
     digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{event['event_id']}|{digest}"))
+
+
+async def _voids_what_stands(t: Translation, chain: Chain) -> None:
+    """A resource re-posted entered-in-error voids what stands now for it: the replacement of its
+    event, if a changed version replaced it (the void itself, posted again, stays a duplicate)."""
+    for planned in t.events:
+        event = planned.event
+        if event["type"] != "EventVoided":
+            continue
+        named = event["data"]["voided_event_id"]
+        standing = [i for i in await chain(named) if i != event["event_id"]]
+        if standing and standing[-1] != named:
+            planned.event = {**event, "data": {**event["data"], "voided_event_id": standing[-1]}}
 
 
 async def _as_replacements(t: Translation, results: Sequence[dict[str, Any]], chain: Chain) -> bool:

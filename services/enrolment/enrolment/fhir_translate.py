@@ -45,7 +45,11 @@ that, the token's facility when it carries exactly one.
 Each event's `event_id` is derived from the resource it stands for: its type and id, not its
 `meta.versionId` (a uuid5), so posting the same resource again is a duplicate whatever its version
 (OpenMRS bumps the version on any save), and a new version with other clinical content is the
-platform's `conflict`, which the door answers `correction_required` (fhir_door.py).
+platform's `conflict`, which the door answers `correction_required` (fhir_door.py). A result
+Observation, a MedicationRequest or a MedicationDispense posted again with status `entered-in-error`
+voids the event it produced: an `EventVoided` (its own event_id derived the same way) naming that
+event's event_id (servicekit.corrections); an Observation read into another event (the gestation of
+an enrolment or a visit) entered in error is refused `entered_in_error`, as is an Encounter.
 
 Every primitive is checked for its FHIR JSON type first (`json_type_problem`: a decimal or an
 integer is a JSON number, a boolean true or false, everything else a string), since the R4 models
@@ -781,6 +785,14 @@ class _Translator:
             "occurred_at": at.isoformat(),
         }
 
+    def _void(self, e: _Entry, voided_type: str, at: datetime, facility: str, parts: tuple[int, ...]) -> Planned:
+        """The void of the event `e` produced as `voided_type` (it is re-posted `entered-in-error`),
+        dated when it was marked so (`meta.lastUpdated`), else when the voided fact happened."""
+        updated = (e.resource.get("meta") or {}).get("lastUpdated")
+        when = _instant(updated, self.zone, "meta.lastUpdated") if updated else at
+        data = {"voided_event_id": event_id(e.resource, e.key, voided_type), "reason": "entered_in_error"}
+        return Planned(self._base(e, "EventVoided", when, facility) | {"data": data}, e.index, parts)
+
     def _observations_of(self, patient: _Entry, *targets: Target) -> list[tuple[_Entry, Target]]:
         """The patient's result Observations of these kinds in the bundle, in bundle order."""
         found = []
@@ -1026,13 +1038,16 @@ class _Translator:
         r = e.resource
         kind = self._coded(e, r.get("code"), "code", OBSERVATION_CODES)
         status = r.get("status")
-        if status == "entered-in-error":
+        voiding = status == "entered-in-error"
+        results = (Target.hiv_test, Target.infant_nat, Target.infant_antibody, Target.viral_load)
+        if voiding and kind not in results:
             raise _Refuse(
                 "entered_in_error",
-                "An Observation entered in error is voided through its event (EventVoided), not posted as a result.",
+                "This Observation is read into her enrolment, a visit or a delivery: void that event (EventVoided)"
+                " or post the corrected one with replaces.",
                 "not-supported",
             )
-        if status not in RESULT_STATUSES:
+        if status not in RESULT_STATUSES and not voiding:
             return None  # registered, preliminary, cancelled: no result yet
         if kind == Target.discontinuation_reason:
             return self._transfer_observation(e)
@@ -1046,7 +1061,7 @@ class _Translator:
             if r.get("valueBoolean") is False:
                 return None
             return self._pregnancy_lost(e, kind, self._observed_value(e), "Observation.effectiveDateTime")
-        if kind not in (Target.hiv_test, Target.infant_nat, Target.infant_antibody, Target.viral_load):
+        if kind not in results:
             return None  # read with her enrolment, a visit or a delivery
         patient = self._patient(e)
         value = r.get("effectiveDateTime") or (r.get("effectivePeriod") or {}).get("start")
@@ -1054,6 +1069,12 @@ class _Translator:
         day = at.astimezone(self.zone).date()
         facility = self._facility(e, patient)
         infant = self._is_infant(patient, day)
+        if voiding:  # the event it produced: the same type as when it was posted
+            if kind == Target.viral_load:
+                voided = "ViralLoadRecorded"
+            else:
+                voided = "InfantTestResulted" if infant else "HivTestRecorded"
+            return self._void(e, voided, at, facility, (patient.index,))
         if kind == Target.viral_load:
             if infant:
                 raise _Refuse("wrong_subject", "The platform takes viral loads of women only.", "business-rule")
@@ -1092,13 +1113,14 @@ class _Translator:
 
     def _medication(self, e: _Entry) -> Planned | None:
         r = e.resource
+        voiding = r.get("status") == "entered-in-error"
         if e.type == "MedicationRequest":
-            if r.get("priorPrescription") is not None or r.get("status") in ("cancelled", "entered-in-error", "draft"):
+            if r.get("priorPrescription") is not None or r.get("status") in ("cancelled", "draft"):
                 return None  # a renewal, or not given: only a start is an event
             value = r.get("authoredOn")
             what = "MedicationRequest.authoredOn"
         else:
-            if r.get("status") not in (None, "completed"):
+            if r.get("status") not in (None, "completed") and not voiding:
                 return None
             value = r.get("whenHandedOver") or r.get("whenPrepared")
             what = "MedicationDispense.whenHandedOver"
@@ -1120,6 +1142,12 @@ class _Translator:
         at = _instant(value, self.zone, what)
         day = at.astimezone(self.zone).date()
         facility = self._facility(e, patient)
+        if voiding:  # the start it recorded, voided
+            if self._is_infant(patient, day):
+                voided = "InfantArtInitiated" if drug == Target.art else "InfantProphylaxisRecorded"
+            else:
+                voided = "ArtInitiated"
+            return self._void(e, voided, at, facility, tuple(parts))
         if self._is_infant(patient, day):
             if drug == Target.art:
                 event = self._base(e, "InfantArtInitiated", at, facility) | {
