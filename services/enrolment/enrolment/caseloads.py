@@ -34,8 +34,15 @@ ACCESS = "caseload"
 async def caseload_assigned(event: CaseloadAssigned, uow: UnitOfWork) -> None:
     values = {"facility_id": event.facility_id, "staff_id": event.staff_id, "assigned_at": event.occurred_at}
     statement = insert(caseload).values(client_id=event.client_id, **values)
-    # per client, events arrive in the order follow-up committed them; the latest assignment stands
-    await uow.session.execute(statement.on_conflict_do_update(index_elements=["client_id"], set_=values))
+    # per client, events arrive in the order follow-up committed them and the latest assignment
+    # stands, but for her leaving a facility's caseload dated before she joined another's (a
+    # transfer out that came after her enrolment elsewhere: followup.mentoring.caseloads): history
+    history = (caseload.c.facility_id != statement.excluded.facility_id) & (
+        caseload.c.assigned_at > statement.excluded.assigned_at
+    )
+    await uow.session.execute(
+        statement.on_conflict_do_update(index_elements=["client_id"], set_=values, where=~history)
+    )
 
 
 async def staff_member_changed(event: StaffMemberChanged, uow: UnitOfWork) -> None:

@@ -28,12 +28,14 @@ async def assign(
     staff_id: str | None,
     reason: AssignmentReason,
     at: datetime,
+    moved_from: tuple[str | None, str | None] | None = None,
 ) -> bool:
-    """Put the mother in `staff_id`'s caseload (None: in nobody's); False if she is there already."""
+    """Put the mother in `staff_id`'s caseload (None: in nobody's); False if she is there already.
+    `moved_from`: see `Caseloads.set`."""
     current = await uow.caseloads.get(client_id)
     if current is not None and current.staff_id == staff_id and current.facility_id == facility_id:
         return False
-    await uow.caseloads.set(client_id, facility_id, staff_id, reason.value, at)
+    await uow.caseloads.set(client_id, facility_id, staff_id, reason.value, at, moved_from)
     uow.publish(
         CaseloadAssigned(
             facility_id=facility_id,
@@ -65,7 +67,13 @@ async def enrolled(
     Mother by the rule; one already in them (a new pregnancy, a repeat) keeps hers. When the rule
     gives nobody, nothing changes for a mother who was in nobody's caseload here or anywhere (no
     `CaseloadAssigned` saying "still nobody's" for every enrolment of a facility without Mentor
-    Mothers); one who moved here leaves her old facility's caseload."""
+    Mothers); one who moved here leaves her old facility's caseload.
+
+    One who moved here from a Mentor Mother's caseload elsewhere before her transfer out from
+    there is known (the two facilities' EMRs post on their own, so the transfer out may come
+    after her enrolment here) keeps that caseload as `moved_from`: the transfer out announces her
+    leaving it when it comes (`transferred_out`), so that the same facts in either order announce
+    the same assignments, each dated by its fact."""
     current = await uow.caseloads.get(client_id)
     if current is not None and current.facility_id == facility_id and current.staff_id is not None:
         return
@@ -74,15 +82,34 @@ async def enrolled(
     if staff_id is None and not moved_here:
         return
     reason = AssignmentReason.transferred if moved_here else AssignmentReason.rule
-    await assign(uow, client_id, facility_id, staff_id, reason, at)
+    moved_from = None
+    if current is not None and moved_here:
+        moved_from = (current.facility_id, current.staff_id) if current.staff_id is not None else (None, None)
+    await assign(uow, client_id, facility_id, staff_id, reason, at, moved_from)
 
 
 async def transferred_out(uow: FollowupUnit, client_id: UUID, facility_id: str, at: datetime) -> None:
-    """She left the facility: she is in none of its caseloads any more."""
+    """She left the facility: she is in none of its caseloads any more. If she has enrolled at
+    another facility since, still in a Mentor Mother's caseload here (her transfer out came after
+    her enrolment there), her leaving it is announced now, dated by the transfer out, as it would
+    have been had the transfer come first; where she is now does not change."""
     current = await uow.caseloads.get(client_id)
-    if current is None or current.facility_id != facility_id:
+    if current is None:
         return
-    await assign(uow, client_id, facility_id, None, AssignmentReason.transferred, at)
+    if current.facility_id == facility_id:
+        await assign(uow, client_id, facility_id, None, AssignmentReason.transferred, at)
+    elif current.moved_from_facility_id == facility_id:
+        await uow.caseloads.left_announced(client_id)
+        uow.publish(
+            CaseloadAssigned(
+                facility_id=facility_id,
+                occurred_at=at,
+                client_id=client_id,
+                staff_id=None,
+                previous_staff_id=current.moved_from_staff_id,
+                reason=AssignmentReason.transferred,
+            )
+        )
 
 
 async def staff_left(uow: FollowupUnit, staff_id: str, facility_id: str, at: datetime, settings: MentoringRules) -> int:

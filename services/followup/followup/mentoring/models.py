@@ -29,6 +29,10 @@ caseload = Table(
     Column("staff_id", Text),
     Column("reason", Text, nullable=False),
     Column("assigned_at", DateTime(timezone=True), nullable=False),
+    #: she enrolled elsewhere while in this Mentor Mother's caseload at this facility, and the
+    #: transfer out from it is not known yet: it announces her leaving when it comes (migration 0010)
+    Column("moved_from_facility_id", Text),
+    Column("moved_from_staff_id", Text),
 )
 
 #: every record a Mentor Mother's app posted and the platform accepted: the idempotency record of

@@ -105,19 +105,36 @@ async def assignments(session: AsyncSession, client_ids: Iterable[UUID]) -> dict
 
 
 async def set_assignment(
-    session: AsyncSession, client_id: UUID, facility_id: str, staff_id: str | None, reason: str, at: datetime
+    session: AsyncSession,
+    client_id: UUID,
+    facility_id: str,
+    staff_id: str | None,
+    reason: str,
+    at: datetime,
+    moved_from: tuple[str | None, str | None],
 ) -> None:
-    values = {"facility_id": facility_id, "staff_id": staff_id, "reason": reason, "assigned_at": at}
+    values = {
+        "facility_id": facility_id,
+        "staff_id": staff_id,
+        "reason": reason,
+        "assigned_at": at,
+        "moved_from_facility_id": moved_from[0],
+        "moved_from_staff_id": moved_from[1],
+    }
     statement = insert(caseload).values(client_id=client_id, **values)
     await session.execute(statement.on_conflict_do_update(index_elements=["client_id"], set_=values))
 
 
 @dataclass(frozen=True)
 class Assignment:
-    """Whose caseload a mother is in, at which facility (`staff_id` None: nobody's)."""
+    """Whose caseload a mother is in, at which facility (`staff_id` None: nobody's); and the
+    Mentor Mother's caseload at another facility she enrolled here from, her transfer out from
+    it not known yet (`moved_from_*`, None when there is none)."""
 
     facility_id: str
     staff_id: str | None
+    moved_from_facility_id: str | None = None
+    moved_from_staff_id: str | None = None
 
 
 class Caseloads(Repository[UUID, "Assignment | None"]):
@@ -133,7 +150,14 @@ class Caseloads(Repository[UUID, "Assignment | None"]):
 
     async def _load(self, keys: list[UUID]) -> dict[UUID, Assignment | None]:
         rows = await assignments(self.session, keys)
-        return {k: Assignment(rows[k].facility_id, rows[k].staff_id) if k in rows else None for k in keys}
+        return {
+            k: Assignment(
+                rows[k].facility_id, rows[k].staff_id, rows[k].moved_from_facility_id, rows[k].moved_from_staff_id
+            )
+            if k in rows
+            else None
+            for k in keys
+        }
 
     async def loads(self, facility_id: str) -> dict[str, int]:
         """Every active Mentor Mother of the facility and her caseload's size, taking the
@@ -144,18 +168,38 @@ class Caseloads(Repository[UUID, "Assignment | None"]):
         return dict(self._loads[facility_id])
 
     async def set(
-        self, client_id: UUID, facility_id: str, staff_id: str | None, reason: str, at: datetime
+        self,
+        client_id: UUID,
+        facility_id: str,
+        staff_id: str | None,
+        reason: str,
+        at: datetime,
+        moved_from: tuple[str | None, str | None] | None = None,
     ) -> Assignment | None:
-        """Put her in `staff_id`'s caseload at `facility_id`; the assignment she had."""
+        """Put her in `staff_id`'s caseload at `facility_id`; the assignment she had. `moved_from`:
+        the caseload elsewhere she left unannounced ((None, None): none any more); None keeps it."""
         before = (await self.get_many([client_id])).get(client_id)
-        await set_assignment(self.session, client_id, facility_id, staff_id, reason, at)
+        if moved_from is None:
+            moved_from = (before.moved_from_facility_id, before.moved_from_staff_id) if before else (None, None)
+        await set_assignment(self.session, client_id, facility_id, staff_id, reason, at, moved_from)
         for loads in self._loads.values():
             if before is not None and before.staff_id in loads:
                 loads[before.staff_id] -= 1
         if staff_id is not None and staff_id in self._loads.get(facility_id, {}):
             self._loads[facility_id][staff_id] += 1
-        self.remember(client_id, Assignment(facility_id, staff_id))
+        self.remember(client_id, Assignment(facility_id, staff_id, *moved_from))
         return before
+
+    async def left_announced(self, client_id: UUID) -> None:
+        """Her leaving the caseload she moved from is announced: nothing is pending any more."""
+        current = await self.get(client_id)
+        assert current is not None
+        await self.session.execute(
+            caseload.update()
+            .where(caseload.c.client_id == client_id)
+            .values(moved_from_facility_id=None, moved_from_staff_id=None)
+        )
+        self.remember(client_id, Assignment(current.facility_id, current.staff_id))
 
 
 async def clients_of(session: AsyncSession, staff_id: str) -> list[UUID]:
