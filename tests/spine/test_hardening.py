@@ -89,6 +89,46 @@ async def test_a_record_too_large_is_dead_lettered_before_it_is_parsed(spine) ->
     assert "too large" in str(decoded.error)
 
 
+def test_a_record_its_contract_refuses_is_a_dead_letter_of_every_consumer_not_only_of_those_that_apply_it(
+    spine,
+) -> None:
+    """Consumers used to skip a type they do not apply without validating it: a ClientEnrolled its
+    contract refuses was a dead letter of follow-up, referrals and reporting but passed by a
+    consumer that does not apply it. Every consumer of a topic now validates every record of a type
+    the contract knows, so they all treat the same record the same way; a valid one it does not
+    apply, and a type no contract of this version knows (a newer producer's), are passed."""
+    from aiokafka import ConsumerRecord
+
+    from pmtct_events.enrolment import ClientEnrolled, HivStatus, StatusAtEnrolment
+
+    consumer = EventConsumer(
+        spine.settings, unique("spine-contract"), [spine.topic], {spine.Event: record_application}, spine.sessions, None
+    )  # type: ignore[arg-type]
+    enrolled = ClientEnrolled(
+        facility_id="FAC-ZA-001",
+        occurred_at="2026-01-05T09:00:00Z",
+        client_id="8d0a4c6e-1f2b-4c3d-9e8f-7a6b5c4d3e2f",
+        status_at_enrolment=StatusAtEnrolment.pregnant,
+        age_years=25,
+        hiv_status=HivStatus.negative,
+        on_art=False,
+    )
+    ce = CloudEvent.from_event(enrolled)
+
+    def record(value: bytes, headers=None) -> ConsumerRecord:
+        headers = headers or ce.headers()
+        return ConsumerRecord(spine.topic, 0, 0, 0, 0, b"k", value, None, 1, len(value), headers)
+
+    refused = consumer.decode(record(b"{}"))
+    valid = consumer.decode(record(CloudEvent.from_event(enrolled).value()))
+    newer = [(k, b"org.pmtct.enrolment.SomethingNew.v1" if k == "ce_type" else v) for k, v in ce.headers()]
+    unknown = consumer.decode(record(b"{}", newer))
+
+    assert refused.event is None and "contract" in str(refused.error)
+    assert (valid.error, valid.event, valid.handler) == (None, None, None)
+    assert (unknown.error, unknown.event, unknown.handler) == (None, None, None)
+
+
 # --- a scratch service built by the same factory as the services ----------------------------------
 
 

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pmtct_events import CloudEvent, EnvelopeError, Event, dlq_topic
+from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
 from .kafka import consumer as kafka_consumer
@@ -147,14 +147,20 @@ class EventConsumer:
             ce = CloudEvent.from_kafka(record.key, record.value, record.headers or [])
         except EnvelopeError as exc:
             return Decoded(record, None, None, None, PoisonMessage(f"envelope: {exc}"))
-        handler = self.handlers.get(ce.type)
-        if handler is None:
-            # Another consumer's event, or a newer type this version does not know: not ours to apply.
+        model = self.models.get(ce.type) or BY_CE_TYPE.get(ce.type)
+        if model is None:
+            # a newer type this version does not know: not ours to judge, nor to apply
             return Decoded(record, ce, None, None)
+        # Every record of a type the contract knows is validated by it, whether this consumer
+        # applies the type or not: every consumer of a topic treats the same record the same way
+        # (a record its contract refuses is a dead letter of each of them, with the same reason).
         try:
-            event = self.models[ce.type].model_validate(ce.data)
+            event = model.model_validate(ce.data)
         except ValidationError as exc:
             return Decoded(record, ce, None, None, PoisonMessage(f"contract: {exc.errors(include_url=False)}"))
+        handler = self.handlers.get(ce.type)
+        if handler is None:
+            return Decoded(record, ce, None, None)  # another consumer's event: valid, not ours to apply
         return Decoded(record, ce, event, handler)
 
     async def claim(self, session: AsyncSession, items: Sequence[Decoded]) -> set[UUID]:
