@@ -143,7 +143,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def client_enrolled(event: ClientEnrolled, uow: ReferralsUnit) -> None:
         # Enrolling (again, after a transfer in) makes her a current client.
-        await stream.set_subject_active(uow, event.client_id)
+        await stream.set_subject_active(uow, event.client_id, event.occurred_at)
         if event.on_art:
             await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
         elif rules.enrolled_positive_without_art(event):
@@ -228,6 +228,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
 
     async def client_transferred_out(event: ClientTransferredOut, uow: ReferralsUnit) -> None:
+        if stream.transfer_followed_by_enrolment(await uow.subjects.of(event.client_id), event.occurred_at):
+            return
         await stream.subject_ended(uow, event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
 
     # --- infants and lost clients (pmtct.followup.v1) ---

@@ -193,6 +193,8 @@ subject_state = Table(
     Column("on_art_since", DateTime(timezone=True)),
     Column("ended", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    #: when her latest enrolment happened: a transfer out dated before it was followed by it (migration 0010)
+    Column("enrolled_at", DateTime(timezone=True)),
 )
 
 

@@ -358,7 +358,7 @@ async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -
 
 
 _SUBJECT_FACTS = text(
-    "SELECT need.subject_id, s.on_art_since, s.ended, w.client_id IS NOT NULL AS waiting_for_art"
+    "SELECT need.subject_id, s.on_art_since, s.ended, s.enrolled_at, w.client_id IS NOT NULL AS waiting_for_art"
     " FROM unnest(CAST(:subjects AS uuid[])) AS need(subject_id)"
     " LEFT JOIN subject_state s ON s.subject_id = need.subject_id"
     " LEFT JOIN art_wait w ON w.client_id = need.subject_id AND w.ended_at IS NULL"
@@ -366,16 +366,19 @@ _SUBJECT_FACTS = text(
     subject_state.c.subject_id,
     subject_state.c.on_art_since,
     subject_state.c.ended,
+    subject_state.c.enrolled_at,
     Column("waiting_for_art", Boolean),
 )
 
 _SAVE_SUBJECT_STATES = text(
-    "INSERT INTO subject_state (subject_id, on_art_since, ended, updated_at)"
-    " SELECT s.subject_id, s.on_art_since, s.ended, now()"
-    " FROM unnest(CAST(:subjects AS uuid[]), CAST(:on_art_since AS timestamptz[]), CAST(:ended AS text[]))"
-    " AS s(subject_id, on_art_since, ended)"
+    "INSERT INTO subject_state (subject_id, on_art_since, ended, enrolled_at, updated_at)"
+    " SELECT s.subject_id, s.on_art_since, s.ended, s.enrolled_at, now()"
+    " FROM unnest(CAST(:subjects AS uuid[]), CAST(:on_art_since AS timestamptz[]), CAST(:ended AS text[]),"
+    " CAST(:enrolled_at AS timestamptz[]))"
+    " AS s(subject_id, on_art_since, ended, enrolled_at)"
     " ON CONFLICT (subject_id) DO UPDATE"
-    " SET on_art_since = excluded.on_art_since, ended = excluded.ended, updated_at = excluded.updated_at"
+    " SET on_art_since = excluded.on_art_since, ended = excluded.ended, enrolled_at = excluded.enrolled_at,"
+    " updated_at = excluded.updated_at"
 )
 
 
@@ -407,6 +410,7 @@ class Subjects(Repository[UUID, Subject]):
                 row.ended,
                 row.waiting_for_art,
                 open_by_subject[row.subject_id],
+                enrolled_at=row.enrolled_at,
                 locked=lock,
             )
             for row in facts
@@ -558,6 +562,7 @@ class Subjects(Repository[UUID, Subject]):
                     "subjects": [s.subject_id for s in states],
                     "on_art_since": [s.on_art_since for s in states],
                     "ended": [s.ended for s in states],
+                    "enrolled_at": [s.enrolled_at for s in states],
                 },
             )
         waits = [s.new_wait for s in subjects if s.new_wait is not None]

@@ -19,6 +19,7 @@ from . import rules
 from .models import ArtWait, Referral
 from .repository import ReferralsUnit, infants_of
 from .rules import Action
+from .subjects import Subject
 
 SYSTEM = "referrals-service"
 ART_NEEDS = (ReferralService.art_initiation, ReferralService.infant_art)
@@ -152,9 +153,20 @@ async def art_started(
     await close_open(uow, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock)
 
 
-async def set_subject_active(uow: ReferralsUnit, subject_id: UUID) -> None:
-    """Enrolled (again, e.g. transferred back in): automatic referrals apply to her once more."""
-    (await uow.subjects.of(subject_id)).set_state(ended=None)
+async def set_subject_active(uow: ReferralsUnit, subject_id: UUID, enrolled_at: datetime | None = None) -> None:
+    """Enrolled (again, e.g. transferred in; `enrolled_at`: when) or followed again (an infant):
+    automatic referrals apply to her once more."""
+    subject = await uow.subjects.of(subject_id)
+    subject.set_state(ended=None)
+    if enrolled_at is not None:
+        subject.set_state(enrolled_at=max(subject.enrolled_at or enrolled_at, enrolled_at))
+
+
+def transfer_followed_by_enrolment(subject: Subject, transferred_at: datetime) -> bool:
+    """A transfer out dated before her latest enrolment (elsewhere: the two EMRs post on their own,
+    so it may come after it) was followed by it: she is back in care, as follow-up decides too
+    (`followup.stream.apply_to_mother`), in whichever order the two came."""
+    return subject.enrolled_at is not None and transferred_at < subject.enrolled_at
 
 
 async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock: Clock) -> None:

@@ -41,6 +41,8 @@ class Subject(Aggregate):
     subject_id: UUID
     on_art_since: datetime | None = None
     ended: str | None = None
+    #: when her latest enrolment happened (a transfer out dated before it was followed by it)
+    enrolled_at: datetime | None = None
     #: an ART-initiation wait is stored for her (as loaded, less what this unit ended)
     waiting_for_art: bool = False
     #: the wait this unit starts (the first diagnosis wins, as the insert keeps the stored one)
@@ -51,8 +53,8 @@ class Subject(Aggregate):
     open: dict[ReferralService, Referral] = field(default_factory=dict)
     locked: bool = True
     whole: bool = True
-    #: (on_art_since, ended) as stored
-    stored: tuple[datetime | None, str | None] = (None, None)
+    #: (on_art_since, ended, enrolled_at) as stored
+    stored: tuple[datetime | None, str | None, datetime | None] = (None, None, None)
     #: closed referrals of hers this unit locked to change them (`Subjects.closed_of`: a withdrawal)
     closed: dict[UUID, Referral] = field(default_factory=dict)
     #: the referrals that exist in the database (loaded): the others in `changed` are new
@@ -69,9 +71,18 @@ class Subject(Aggregate):
         ended: str | None,
         waiting_for_art: bool,
         open_referrals: Iterable[Referral],
+        enrolled_at: datetime | None = None,
         **flags: Any,
     ) -> Subject:
-        s = cls(subject_id, on_art_since, ended, waiting_for_art, stored=(on_art_since, ended), **flags)
+        s = cls(
+            subject_id,
+            on_art_since,
+            ended,
+            enrolled_at,
+            waiting_for_art,
+            stored=(on_art_since, ended, enrolled_at),
+            **flags,
+        )
         s.adopt(open_referrals)
         return s
 
@@ -99,14 +110,14 @@ class Subject(Aggregate):
     # --- state ---
 
     def set_state(self, **values: Any) -> None:
-        """`on_art_since` and/or `ended` (None: active again); written as the unit commits if changed."""
+        """`on_art_since`, `ended` (None: active again), `enrolled_at`; written as the unit commits if changed."""
         assert self.whole, "her state is not loaded"
         for name, value in values.items():
             setattr(self, name, value)
 
     @property
     def state_changed(self) -> bool:
-        return self.whole and (self.on_art_since, self.ended) != self.stored
+        return self.whole and (self.on_art_since, self.ended, self.enrolled_at) != self.stored
 
     def start_art_wait(self, wait: ArtWait) -> None:
         """Written as the unit commits, unless a wait is stored for her then (the first one stays)."""
