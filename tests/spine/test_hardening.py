@@ -129,6 +129,39 @@ def test_a_record_its_contract_refuses_is_a_dead_letter_of_every_consumer_not_on
     assert (unknown.error, unknown.event, unknown.handler) == (None, None, None)
 
 
+async def test_a_database_restart_while_a_record_is_applied_costs_it_no_attempt_and_no_dead_letter(spine) -> None:
+    """The fault suite's PostgreSQL restart dead-lettered records that were fine: their five
+    attempts ran out while the database was "not yet accepting connections". A database or broker
+    that cannot be reached is not the record's fault: the consumer waits for it; a handler error of
+    the record's own still ends in the DLQ after its attempts."""
+    import asyncpg
+    from aiokafka import ConsumerRecord
+
+    failures = {"left": 2 * spine.settings.consumer_max_attempts}
+
+    async def applied_once_the_database_is_back(event, uow) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise asyncpg.CannotConnectNowError("the database system is not yet accepting connections")
+        await record_application(event, uow)
+
+    settings = spine.settings.model_copy(update={"consumer_backoff_initial_s": 0.01, "consumer_backoff_max_s": 0.02})
+    consumer = EventConsumer(
+        settings,
+        unique("spine-restart"),
+        [spine.topic],
+        {spine.Event: applied_once_the_database_is_back},
+        spine.sessions,
+        None,  # type: ignore[arg-type]  (a dead letter would need a producer: there must be none)
+    )
+    ce = CloudEvent.from_event(spine.event("restart", 0))
+    value = ce.value()
+    record = ConsumerRecord(spine.topic, 0, 0, 0, 0, b"restart", value, None, 7, len(value), ce.headers())
+    await consumer.process_one(consumer.decode(record))
+    assert failures["left"] == 0
+    assert [(key, seq) for _, key, seq in await spine.applied() if key == "restart"] == [("restart", 0)]
+
+
 # --- a scratch service built by the same factory as the services ----------------------------------
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
+from .guard import is_unavailable
 from .kafka import consumer as kafka_consumer
 from .settings import ServiceSettings
 from .telemetry import context_from, tracer
@@ -249,8 +250,15 @@ class EventConsumer:
             await self.process_one(item)
 
     async def process_one(self, item: Decoded) -> None:
+        """Apply one message, retried with backoff; dead-lettered after `consumer_max_attempts`
+        failures of its own. A database or broker that cannot be reached (restarting, down: the
+        record is not at fault) costs no attempt: the consumer waits for it, and reads as stalled
+        (not ready) if that lasts. (The fault suite's PostgreSQL restart dead-lettered records that
+        were fine.)"""
         delay = self.settings.consumer_backoff_initial_s
-        for attempt in range(1, self.settings.consumer_max_attempts + 1):
+        attempt = 0
+        r = item.record
+        while True:
             try:
                 async with self._unit() as uow:
                     await self.apply(uow, item)
@@ -260,20 +268,30 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "failed").inc()  # type: ignore[union-attr]
-                if attempt == self.settings.consumer_max_attempts:
-                    await self.dead_letter(item, exc, attempts=attempt)
-                    return
-                r = item.record
-                log.warning(
-                    "%s: attempt %d/%d on %s[%d]@%d failed: %r",
-                    self.name,
-                    attempt,
-                    self.settings.consumer_max_attempts,
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    exc,
-                )
+                if is_unavailable(exc):
+                    log.warning(
+                        "%s: %s[%d]@%d waits for its database or broker: %r",
+                        self.name,
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        exc,
+                    )
+                else:
+                    attempt += 1
+                    if attempt >= self.settings.consumer_max_attempts:
+                        await self.dead_letter(item, exc, attempts=attempt)
+                        return
+                    log.warning(
+                        "%s: attempt %d/%d on %s[%d]@%d failed: %r",
+                        self.name,
+                        attempt,
+                        self.settings.consumer_max_attempts,
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        exc,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.consumer_backoff_max_s)
 
