@@ -159,6 +159,23 @@ async def test_a_voided_art_start_reopens_the_referral_it_completed_as_it_was(ap
     assert (again["outcome_code"], again["version"]) == ("art_initiated", 5)
 
 
+async def test_a_voided_art_start_leaves_her_on_art_while_another_stands(api: Api, emr: Emr) -> None:
+    """Two ART records (a second one posted for the same start): voiding the one that completed her
+    ART referral leaves it met; voiding the other too reopens it."""
+    mother = uuid4()
+    _, referral = await diagnosed_and_referred(api, emr, mother)
+    first = await emr.send(art_started(mother))
+    await until(api, mother, lambda f: f[0]["status"] == "completed")
+    second = await emr.send(art_started(mother))
+    await processed(api, second, await emr.send(mother_void(mother, [first], "ArtInitiated")))
+    met = await detail(api, referral["id"])
+    assert (met["status"], met["outcome_code"], met["version"]) == ("completed", "art_initiated", 2)
+
+    await emr.send(mother_void(mother, [second], "ArtInitiated"))
+    [reopened] = await until(api, mother, lambda f: f[0]["status"] == "requested")
+    assert (reopened["outcome_code"], reopened["version"]) == (None, 3)
+
+
 async def wait_is_over(api: Api, mother: UUID) -> None:
     """Time passes: her ART wait's 7 days are over (its due moment moved into the past)."""
     async with api.sessions() as session, session.begin():

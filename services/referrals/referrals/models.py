@@ -177,6 +177,17 @@ known_subject = Table(
     Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+#: every ART start the service heard of, by the CloudEvent that recorded it (an ArtInitiated, an
+#: InfantArtInitiated, an enrolment on ART): a void of one leaves her on ART since the earliest that
+#: stands (migrations/versions/0010_art_starts.py)
+art_start = Table(
+    "art_start",
+    metadata,
+    Column("subject_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("event_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
 #: the infants each delivery registered (its DeliveryRecorded CloudEvent id): a void of the delivery
 #: reaches their referrals (migrations/versions/0008_corrections.py)
 delivered_infant = Table(

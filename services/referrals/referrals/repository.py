@@ -301,6 +301,36 @@ async def infants_of(session: AsyncSession, event_ids: Iterable[UUID]) -> list[U
     return [row[0] for row in (await session.execute(_INFANTS_OF, {"events": ids})).all()] if ids else []
 
 
+# --- ART starts (a void of one leaves the others) -------------------------------------------------
+
+_RECORD_ART_START = text(
+    "INSERT INTO art_start (subject_id, event_id, started_at) VALUES (:subject_id, :event_id, :started_at)"
+    " ON CONFLICT DO NOTHING"
+)
+_VOID_ART_STARTS = text(
+    "DELETE FROM art_start WHERE subject_id = :subject_id AND event_id = ANY(CAST(:events AS uuid[]))"
+    " RETURNING event_id"
+)
+_EARLIEST_ART_START = text(
+    "SELECT started_at, event_id FROM art_start WHERE subject_id = :subject_id ORDER BY started_at, event_id LIMIT 1"
+)
+
+
+async def record_art_start(session: AsyncSession, subject_id: UUID, event_id: UUID, started_at: datetime) -> None:
+    await session.execute(_RECORD_ART_START, {"subject_id": subject_id, "event_id": event_id, "started_at": started_at})
+
+
+async def void_art_starts(
+    session: AsyncSession, subject_id: UUID, event_ids: Collection[UUID]
+) -> tuple[bool, tuple[datetime, UUID] | None]:
+    """Forget her ART starts recorded by `event_ids`: whether one was, and the earliest that stands
+    (when, and its CloudEvent id), if any."""
+    params = {"subject_id": subject_id, "events": list(event_ids)}
+    removed = (await session.execute(_VOID_ART_STARTS, params)).first() is not None
+    earliest = (await session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
+    return removed, (earliest[0], earliest[1]) if earliest is not None else None
+
+
 # --- ART-initiation waits --------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from servicekit.clock import Clock
 
 from . import rules
 from .models import ArtWait, Referral
-from .repository import ReferralsUnit, infants_of
+from .repository import ReferralsUnit, infants_of, record_art_start, void_art_starts
 from .rules import Action
 from .subjects import Subject
 
@@ -150,6 +150,8 @@ async def art_started(
     subject = await uow.subjects.of(subject_id)
     await uow.subjects.end_art_wait(subject, clock.now(), _cause_id(uow))
     subject.set_state(on_art_since=started_at)
+    if (cause := _cause_id(uow)) is not None:  # for a void of it (`voided`)
+        await record_art_start(uow.session, subject_id, cause, started_at)
     await close_open(uow, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock)
 
 
@@ -185,7 +187,8 @@ async def voided(
     The ART wait its diagnosis started ends; the automatic referrals it opened are cancelled
     `entered_in_error` (open or expired: `rules.may_cancel_in_error`); those it closed are reopened
     as they were (`rules.may_reopen`; unless her need has another referral open now); a death or an
-    ART start it recorded no longer stands, and an ART wait it had ended runs again (she is referred
+    ART start it recorded no longer stands (another ART start of hers may: she stays on ART since
+    the earliest, and her ART referral stays met), and an ART wait it had ended runs again (she is referred
     when it is over, as if it had never been posted). A voided delivery's infants were never born on the
     platform: their automatic referrals are cancelled `entered_in_error`, and nothing more opens for
     them. A second delivery of the same void finds nothing left to change."""
@@ -197,17 +200,24 @@ async def voided(
     for r in [*subject.open_of(), *closed]:
         if r.cause_event_id in ids and rules.may_cancel_in_error(r.origin, r.status):
             subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ENTERED_IN_ERROR)
+    was_art_start, standing = await void_art_starts(uow.session, subject_id, ids)
+    if was_art_start:
+        on_art_since = standing[0] if standing is not None else None
+    else:
+        on_art_since = rules.on_art_after_void(subject.on_art_since, voided_type)
     for r in closed:
         held = subject.closed.get(r.id)
         if held is None or held.closed_by_event_id not in ids or not rules.may_reopen(held.status):
             continue
         if held.referral_service in subject.open:
             continue  # her need has a referral open now: that one stands
+        if held.referral_service in ART_NEEDS and on_art_since is not None:
+            # another ART start of hers stands: the need was met all the same, by that one now
+            if standing is not None:
+                subject.reattribute(held, closed_by=standing[1])
+            continue
         subject.act(held, Action.reopen, at=moment, actor=SYSTEM)
-    subject.set_state(
-        ended=rules.ended_after_void(subject.ended, voided_type),
-        on_art_since=rules.on_art_after_void(subject.on_art_since, voided_type),
-    )
+    subject.set_state(ended=rules.ended_after_void(subject.ended, voided_type), on_art_since=on_art_since)
     if subject.ended is None and subject.on_art_since is None:
         await uow.subjects.resume_art_wait(subject, ids)
     for infant_id in await infants_of(uow.session, ids):

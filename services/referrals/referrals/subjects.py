@@ -168,6 +168,16 @@ class Subject(Aggregate):
         self._record(changed, action, at, actor, note)
         return changed
 
+    def reattribute(self, r: Referral, *, closed_by: UUID) -> Referral:
+        """One of her closed referrals held by this unit is closed by another event than it was (the
+        one that closed it was voided, another fact that meets its need stands): no new version, no
+        event (`closed_by_event_id` is the service's own), written as the unit commits."""
+        assert self.locked and self.closed.get(r.id) == r, "not a closed referral held by this unit"
+        changed = r.model_copy(update={"closed_by_event_id": closed_by})
+        self.closed[r.id] = changed
+        self.changed[r.id] = changed
+        return changed
+
     def _record(self, r: Referral, action: Action | None, at: datetime, actor: str, note: str | None) -> None:
         self.changed[r.id] = r
         self.history.append(HistoryEntry(r, action.value if action else "request", at, actor, note))
