@@ -179,7 +179,7 @@ known_subject = Table(
 
 #: every ART start the service heard of, by the CloudEvent that recorded it (an ArtInitiated, an
 #: InfantArtInitiated, an enrolment on ART): a void of one leaves her on ART since the earliest that
-#: stands (migrations/versions/0010_art_starts.py)
+#: stands (migrations/versions/0011_art_starts.py)
 art_start = Table(
     "art_start",
     metadata,

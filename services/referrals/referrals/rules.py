@@ -258,7 +258,7 @@ def ended_after_void(ended: str | None, voided_type: str) -> str | None:
 
 def on_art_after_void(on_art_since: datetime | None, voided_type: str) -> datetime | None:
     """An ART start entered in error, for a subject whose ART starts were not recorded one by one
-    (before migration 0010; otherwise the earliest start that stands counts, `stream.voided`): she
+    (before migration 0011; otherwise the earliest start that stands counts, `stream.voided`): she
     is not on ART because of it (the ART referral it met is reopened)."""
     return None if voided_type in _ART_STARTED_BY else on_art_since
 

@@ -4,16 +4,16 @@ in error) leaves her on ART since the earliest that stands; only when none stand
 the ART referral it completed reopened and her ART wait resumed. Subjects put on ART before this
 revision have no rows: a void of their ART start takes her off ART, as before.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
