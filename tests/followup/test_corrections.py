@@ -303,3 +303,23 @@ async def test_voiding_the_confirmatory_nat_takes_back_the_infected_outcome_and_
     row = await infant_row(followup, baby.infant_id)
     assert (row["final_outcome"], row["art_needed"]) == (None, True), "one positive NAT: ART at once, confirm it"
     assert "confirmatory_nat" in await open_items(followup, baby.infant_id)
+
+
+async def test_an_infant_of_a_voided_delivery_registered_again_by_the_corrected_delivery_is_followed_again(
+    followup,
+) -> None:
+    mother, baby = new_mother(), live_infant()
+    wrong = mother.delivered(B - timedelta(days=1), [baby], **well_treated(B))
+    _, delivery_id = await followup.apply(mother.enrolled(B - timedelta(days=200)), wrong)
+    await followup.apply(mother.voided(B + timedelta(days=2), wrong, delivery_id))
+    assert (await infant_row(followup, baby.infant_id))["voided_at"] is not None
+
+    await followup.apply(mother.delivered(B, [baby], **well_treated(B)))
+
+    row = await infant_row(followup, baby.infant_id)
+    assert (row["voided_at"], row["in_follow_up"], row["birth_date"]) == (None, True, B)
+    assert "nat_6_weeks" in await open_items(followup, baby.infant_id)
+    fed = await followup.record(
+        baby.infant_id, "InfantFeedingRecorded", B + timedelta(days=3), {"method": "mixed_feeding"}
+    )
+    assert fed["status"] == "accepted"
