@@ -569,3 +569,36 @@ async def test_a_result_or_an_art_start_reposted_entered_in_error_voids_the_even
     assert (after["HivTestRecorded"], after["ArtInitiated"], after["EventVoided"]) == (True, True, False)
     # posted again, the same voids are duplicates
     assert statuses(await post(door, reposted(7)))[-1] == "200 OK"
+
+
+def test_a_delivery_names_its_infants_by_their_patients_not_their_record_numbers() -> None:
+    """The answer gives each baby's infant_id beside its Patient, so twins can be told apart, and
+    never repeats an infant's record number (an EMR identifier)."""
+    from enrolment import fhir_concepts, fhir_door
+    from enrolment.fhir_translate import Setup, translate
+    from servicekit.clock import zone_of
+
+    bundle = fresh("delivery.json")
+    t = translate(
+        bundle,
+        Setup(
+            fhir_concepts.load(FIXTURES / "site-conceptmap.json"),
+            frozenset({"FAC-ZA-002"}),
+            frozenset({"FAC-ZA-002"}),
+            zone_of("Africa/Johannesburg"),
+        ),
+    )
+    [delivery] = [p for p in t.events if p.event["type"] == "DeliveryRecorded"]
+    [baby] = delivery.event["data"]["infants"]
+    result = {
+        "status": "accepted",
+        "client_id": "c1",
+        "infants": [{"infant_ref": baby["infant_ref"], "infant_id": "i1"}],
+    }
+    answer = fhir_door.withhold(
+        fhir_door.response_bundle(t, [result if p is delivery else {"status": "accepted"} for p in t.events], False),
+        fhir_door.personal_values(bundle),
+    )
+    text = json.dumps(answer)
+    assert f"{t.infant_patients[baby['infant_ref']]} infant_id i1" in text
+    assert baby["infant_ref"] not in text

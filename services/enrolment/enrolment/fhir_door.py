@@ -174,12 +174,15 @@ def refusal(t: Translation, results: Sequence[dict[str, Any]], dry_run: bool) ->
     )
 
 
-def _note(planned: Planned, result: dict[str, Any]) -> str:
+def _note(t: Translation, planned: Planned, result: dict[str, Any]) -> str:
     """What an entry's informational issue says of one of its events: its type, id, status and the
     platform ids it was given (her client_id, a delivery's infant ids, an infant's id)."""
     note = f"{planned.event['type']} {planned.event['event_id']}: {result.get('status')}"
     given = [f"client_id {result['client_id']}"] if result.get("client_id") else []
-    given += [f"infant {i['infant_ref']} infant_id {i['infant_id']}" for i in result.get("infants") or ()]
+    given += [
+        f"{t.infant_patients.get(i['infant_ref'], 'infant')} infant_id {i['infant_id']}"
+        for i in result.get("infants") or ()
+    ]
     if result.get("infant_id") and not result.get("infants"):
         given.append(f"infant_id {result['infant_id']}")
     return note + (f" ({', '.join(given)})" if given else "")
@@ -226,7 +229,7 @@ def response_bundle(t: Translation, results: Sequence[dict[str, Any]], dry_run: 
     ids: dict[int, list[str]] = {}
     for planned, result in zip(t.events, results, strict=True):
         for index in t.entries_of(planned):
-            ids.setdefault(index, []).append(_note(planned, result))
+            ids.setdefault(index, []).append(_note(t, planned, result))
     entries = []
     for index in range(t.entries):
         status = statuses.get(index, 200)

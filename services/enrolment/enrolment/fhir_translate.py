@@ -168,6 +168,9 @@ class Translation:
     refused: dict[int, Refused] = field(default_factory=dict)
     #: entries with no event of their own that nothing refused: why
     context: dict[int, str] = field(default_factory=dict)
+    #: a baby's record number -> its Patient (`Patient/<id>`): the answer names a delivery's
+    #: infants by their resources, never by a record number (fhir_door.withhold)
+    infant_patients: dict[str, str] = field(default_factory=dict)
 
     def entries_of(self, planned: Planned) -> tuple[int, ...]:
         return (planned.owner, *planned.parts)
@@ -1004,8 +1007,10 @@ class _Translator:
         stillborn = c.get("deceasedBoolean") is True or (
             isinstance(deceased, str) and _day(deceased, self.zone, "Patient.deceasedDateTime") == day
         )
+        ref = self._ref_of(child)
+        self.out.infant_patients[ref] = f"Patient/{c.get('id') or child.key}"
         baby: dict[str, Any] = {
-            "infant_ref": self._ref_of(child),
+            "infant_ref": ref,
             "sex": sex,
             "outcome": "stillbirth" if stillborn else "live_birth",
         }
