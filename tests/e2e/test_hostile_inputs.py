@@ -23,7 +23,11 @@ ALL_SCOPES = "events:write clients:read worklist:read referrals:write referrals:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_schemathesis_finds_no_server_error_and_no_undeclared_status(platform, issuer, service, tmp_path) -> None:
+@pytest.mark.timeout(300 + 40 * SCHEMATHESIS_EXAMPLES)
+def test_schemathesis_finds_no_server_error_and_no_undeclared_status(
+    platform, issuer, service, tmp_path, artifacts
+) -> None:
+    """Its summary (cases generated, passed, failures) goes to tests/artifacts/schemathesis-<service>.txt."""
     token = issuer.token(ALL_SCOPES, ["*"], client_id="schemathesis")
     run = subprocess.run(
         [
@@ -44,9 +48,10 @@ def test_schemathesis_finds_no_server_error_and_no_undeclared_status(platform, i
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=280 + 40 * SCHEMATHESIS_EXAMPLES,
         cwd=tmp_path,
     )
+    (artifacts / f"schemathesis-{service}.txt").write_text(run.stdout)
     summary = [line for line in run.stdout.splitlines() if "generated" in line]
     assert run.returncode == 0, run.stdout[-6000:]
     assert summary and "passed" in summary[-1], run.stdout[-2000:]
