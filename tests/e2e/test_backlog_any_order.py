@@ -171,16 +171,25 @@ def platform_paused(
 
 
 def post(platform: Platform, issuer: TestIssuer, copy: Copy) -> None:
+    """Batches of `BATCH`, as the EMR queue holds them; what is answered `service_unavailable` (the
+    front door could not reach follow-up in time, on a busy machine) is posted again, as the codes
+    table says an EMR does."""
     headers = issuer.headers("events:write", list(copy.facilities), client_id="district-emr")
     with httpx.Client(timeout=120) as client:
         for start in range(0, len(copy.events), BATCH):
             batch = copy.events[start : start + BATCH]
-            reply = client.post(
-                platform.url("enrolment") + "/v1/events", json={"events": [e.body for e in batch]}, headers=headers
-            )
-            assert reply.status_code == 200, reply.text
-            for e, result in zip(batch, reply.json()["results"], strict=True):
-                copy.answers[e.body["event_id"]] = result
+            for _ in range(10):
+                reply = client.post(
+                    platform.url("enrolment") + "/v1/events", json={"events": [e.body for e in batch]}, headers=headers
+                )
+                assert reply.status_code == 200, reply.text
+                for e, result in zip(batch, reply.json()["results"], strict=True):
+                    if result["status"] != "duplicate" or e.body["event_id"] not in copy.answers:
+                        copy.answers[e.body["event_id"]] = result
+                batch = [e for e in batch if copy.answers[e.body["event_id"]].get("code") == "service_unavailable"]
+                if not batch:
+                    break
+                time.sleep(1)
 
 
 async def _query(platform: Platform, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -345,16 +354,14 @@ def held(platform: Platform, copy: Copy) -> dict[str, int]:
 #: what still ends differently by arrival order (found by this test; each xfail is strict, so the
 #: fix that makes one equal makes its test pass and must remove it from here)
 NOT_YET = {
-    "schedules": "follow-up keys a mother's pregnancies by the episode_id enrolment derived when each event"
-    " arrived (a transfer-in enrolment posted before her first enrolment names an episode of its own, so her"
-    " ANC1 test window is dated from the transfer), and a mother item's state depends on arrival (a viral load"
-    " dated after her delivery meets the late-pregnancy viral load item when it arrives before the delivery,"
-    " which cancels it otherwise)",
-    "referrals": "posted shuffled, about 20 more automatic referrals are opened than in order (follows the"
-    " schedules' differences: overdue mother and infant items, losses to follow-up)",
-    "indicators": "reporting takes transfer_in, opens_episode, status_before and anc_visit_number from"
-    " enrolment's derivation at arrival (PMTCT_STAT, SEROCONVERSION, ENROLLED_10_24 at the facility she"
-    " transferred to), and REFERRAL_COMPLETION follows the referrals",
+    "schedules": "a follow-up item keeps the state an earlier view of the facts gave it: a viral load dated"
+    " after her delivery meets the late-pregnancy viral load item when it arrives before the delivery (which"
+    " cancels it otherwise); the items a transfer-in enrolment posted before her first enrolment planned stay"
+    " satisfied beside the pregnancy's own; posted shuffled, some delivery tests and infant items are cancelled"
+    " rather than satisfied or open",
+    "referrals": "posted shuffled, about 24 more automatic referrals are requested when the timers run (tracing,"
+    " overdue tests, psychosocial support for an unsuppressed viral load) than in order: not explained yet",
+    "indicators": "REFERRAL_COMPLETION follows the referrals (every other figure is equal)",
 }
 
 

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from followup.cases import MotherCase
+from followup.cases import MotherCase, Pregnancy
 from followup.corrections import Standing, replay
 from followup.eid_schedule import EidRules
 from followup.mother_schedule import MotherRules, mother_plan
@@ -152,3 +152,24 @@ def test_void_then_recompute_is_as_if_the_voided_events_were_never_posted(
     if not remaining:
         return
     assert end_state(drive_and_void(list(order), voided)) == end_state(drive(remaining))
+
+
+def test_two_records_of_one_pregnancy_are_one_pregnancy_first_seen_when_the_earlier_was() -> None:
+    """Enrolment names an event's episode by the events it had when it arrived: a transfer-in posted
+    before her first enrolment names one of its own. Records whose EDDs agree within 28 days, with no
+    loss between, are one pregnancy (`MotherCase.current_pregnancy`); farther apart, or after a
+    loss, the latest stands alone."""
+    edd = date(2031, 6, 1)
+    for later_edd, lost_on, seen_from in (
+        (edd + timedelta(days=10), None, START),  # the same pregnancy, dated a little differently
+        (edd + timedelta(days=60), None, START + timedelta(days=70)),  # another pregnancy
+        (edd + timedelta(days=10), START + timedelta(days=20), START + timedelta(days=70)),  # after a loss
+    ):
+        mother = MotherCase(CLIENT, "FAC-A")
+        mother.pregnancies = {
+            "first": Pregnancy(START, edd, START, lost_on),
+            "transfer": Pregnancy(START + timedelta(days=70), later_edd, START + timedelta(days=70)),
+        }
+        current = mother.current_pregnancy()
+        assert current is not None and current.seen_from == seen_from, (later_edd, lost_on)
+        assert current.edd == (edd if seen_from == START else later_edd)

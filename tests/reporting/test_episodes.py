@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from pmtct_events import CloudEvent
 from pmtct_events.enrolment import ClientEnrolled
-from reporting.episodes import ArtStart, Enrolled, HivTest, episodes
+from reporting.episodes import ArtStart, Delivered, Enrolled, HivTest, PregnancyEnded, episodes
 from reporting.facts import facts_of
 from servicekit.clock import Clock
 
@@ -60,6 +60,22 @@ def test_a_transfer_in_opens_no_episode_and_her_later_facts_stay_with_her_pregna
     ]
     (only,) = episodes(CLIENT, facts)
     assert (only.facility_id, only.first_test_result, only.art_started_on) == ("FAC-A", "positive", date(2026, 10, 3))
+
+
+def test_a_transfer_in_posted_before_her_first_enrolment_is_a_transfer_in_by_the_facts() -> None:
+    """Posted first, enrolment could not know it was a transfer (transfer_in false): her enrolments,
+    deliveries and losses say so (`transfers_in`), so she has one episode, where she first enrolled."""
+    for later_status, between, episodes_expected in (
+        ("pregnant", [], [("FAC-A", date(2026, 9, 1))]),
+        ("postnatal", [Delivered(*when("2026-12-20"))], [("FAC-A", date(2026, 9, 1))]),
+        # a loss ended that pregnancy: a pregnant enrolment elsewhere after it is a new pregnancy
+        ("pregnant", [PregnancyEnded(*when("2026-09-20"))], [("FAC-A", date(2026, 9, 1)), ("FAC-B", date(2027, 1, 5))]),
+    ):
+        facts = [enrolled("2026-09-01", "FAC-A"), *between, enrolled("2027-01-05", "FAC-B", later_status)]
+        found = [(e.facility_id, e.enrolled_on) for e in episodes(CLIENT, facts)]
+        assert found == episodes_expected, (later_status, between)
+    # the same facility again is not a transfer by this rule (enrolment decides a return there)
+    assert len(episodes(CLIENT, [enrolled("2026-09-01"), enrolled("2027-01-05")])) == 2
 
 
 def test_the_first_conclusive_test_decides_whatever_order_the_facts_came_in() -> None:

@@ -391,6 +391,19 @@ class InfantCase(Aggregate):
         return next_wakeup(self.items, self.attendance, silence_days, self.deadline(rules))
 
 
+#: two records of hers whose expected delivery dates are this close are one pregnancy: dating by LMP
+#: or ultrasound is off by up to about two weeks each way (enrolment's PREGNANCY_DATING_TOLERANCE_DAYS)
+SAME_PREGNANCY_EDD_DAYS = 28
+
+
+def _same_pregnancy(earlier: Pregnancy, later: Pregnancy) -> bool:
+    if earlier.lost_on is not None and earlier.lost_on <= later.seen_from:
+        return False
+    if earlier.edd is None or later.edd is None:
+        return False
+    return abs((later.edd - earlier.edd).days) <= SAME_PREGNANCY_EDD_DAYS
+
+
 @dataclass(slots=True)
 class Pregnancy:
     """One pregnancy of hers as follow-up knows it, from the events of its episode (enrolment names
@@ -482,8 +495,27 @@ class MotherCase(Aggregate):
         self.attendance.last_seen_on = other.attendance.last_seen_on
 
     def current_pregnancy(self) -> Pregnancy | None:
+        """Her latest pregnancy, with the earlier records of the same pregnancy merged into it.
+
+        Records are kept by the episode id enrolment named on each event, and enrolment names an
+        episode by the events it had when each arrived: a transfer-in enrolment posted before her
+        first enrolment names an episode of its own. Two records whose expected dates agree within
+        `SAME_PREGNANCY_EDD_DAYS`, with no loss between them, are one pregnancy, first seen when the
+        earlier was: so her plan is dated by the facts, whatever order they came in."""
         found = sorted(self.pregnancies.values(), key=lambda p: (p.seen_from, p.edd or date.min))
-        return found[-1] if found else None
+        if not found:
+            return None
+        latest = found[-1]
+        merged = Pregnancy(latest.seen_from, latest.edd, latest.edd_from, latest.lost_on)
+        for earlier in reversed(found[:-1]):
+            if not _same_pregnancy(earlier, merged):
+                break
+            merged.seen_from = min(merged.seen_from, earlier.seen_from)
+            if earlier.edd is not None:
+                merged.saw(earlier.edd_from or earlier.seen_from, earlier.edd)
+            if earlier.lost_on is not None:
+                merged.lost_on = min(merged.lost_on or earlier.lost_on, earlier.lost_on)
+        return merged
 
     def facts(self) -> MotherFacts:
         current = self.current_pregnancy()

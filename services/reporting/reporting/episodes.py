@@ -263,13 +263,39 @@ def _opened_by_anc1(visit: AncVisit, earlier: list[MotherFact]) -> Enrolled:
     )
 
 
+def transfers_in(facts: list[MotherFact]) -> set[int]:
+    """The enrolments that are transfers in by the facts, whatever enrolment said when each arrived
+    (`transfer_in` is decided against the events recorded then: a transfer-in enrolment posted before
+    her first enrolment opened an episode of its own). An enrolment at another facility than an
+    earlier one of hers is a transfer in when that earlier pregnancy was still ongoing on its day (no
+    delivery or loss between them, within `PREGNANCY_MAX_WEEKS`), or, for a postnatal enrolment, when
+    it follows that pregnancy's delivery. Returns the `id()` of each."""
+    enrolments = sorted((f for f in facts if isinstance(f, Enrolled)), key=lambda f: (f.on, f.occurred_at))
+    ends = sorted((f.on, isinstance(f, Delivered)) for f in facts if isinstance(f, Delivered | PregnancyEnded))
+    out: set[int] = set()
+    for n, later in enumerate(enrolments):
+        for earlier in enrolments[:n]:
+            if earlier.facility_id == later.facility_id or earlier.status_at_enrolment != "pregnant":
+                continue
+            if later.on > earlier.on + timedelta(weeks=PREGNANCY_MAX_WEEKS):
+                continue
+            between = [delivered for on, delivered in ends if earlier.on <= on <= later.on]
+            ongoing = later.status_at_enrolment == "pregnant" and not between
+            after_its_delivery = later.status_at_enrolment == "postnatal" and between[:1] == [True]
+            if ongoing or after_its_delivery:
+                out.add(id(later))
+                break
+    return out
+
+
 def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode], list[PostAnc1Test]]:
     """One episode per enrolment that is not a transfer in, in date order, and the post-ANC1 tests."""
     facts = list(facts)
+    moved = transfers_in(facts)
     # same-day enrolments: the earliest in the day opens the episode (ties by facility, deterministic);
     # an ANC1 visit that opened a new pregnancy opens one too
     starts = sorted(
-        (f for f in facts if isinstance(f, Enrolled) and not f.transfer_in),
+        (f for f in facts if isinstance(f, Enrolled) and not f.transfer_in and id(f) not in moved),
         key=lambda f: (f.on, f.occurred_at, f.facility_id),
     )
     opened: dict[date, Enrolled] = {}
