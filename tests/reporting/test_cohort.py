@@ -38,7 +38,9 @@ NONE: dict[str, int] = {}
 # delivery and no baby: the voided delivery and its baby's NAT at birth count nowhere (SKILLED_DELIVERY,
 # PMTCT_EID's numerator and PMTCT_HEI unchanged). So in November, Q4 and 2026: STAT +2/+3 (known_positive
 # +1, new_negative +1), STAT_POS +1/+2, ART +1/+1 (already), EID +0/+1, SEROCONVERSION +0/+1, and CLINIC_EVENTS
-# +4 (the three enrolments and N17-2's corrected test: voided events and the voids themselves are not).
+# +4 (the three enrolments and N17-2's corrected test: voided events and the voids themselves are not);
+# CORRECTIONS in November 2 (N17-1's void of 11-12, N18's of 11-14, at C); N17-2's replacement is dated when
+# it arrived (enrolment dates a replacement's void by its arrival), the month the test runs: not written here.
 # fmt: off
 NATIONAL = {
     "2026-11": {
@@ -58,6 +60,7 @@ NATIONAL = {
         "SKILLED_DELIVERY": (2, 4, 50.0, NONE),
         "SEROCONVERSION": (0, 18, 0.0, NONE),
         "CLINIC_EVENTS": (71, None, 71.0, NONE),
+        "CORRECTIONS": (2, None, 2.0, NONE),
     },
     "2026Q4": {
         "PMTCT_STAT": (30, 34, 88.2, {"known_positive": 6, "known_positive:25_29": 6, "newly_positive": 3,

@@ -140,8 +140,8 @@ async def test_a_503_is_retried_with_backoff_and_a_dhis2_that_never_answers_is_r
     assert reply.status_code == 201, reply.text
     assert (reply.json()["outcome"], reply.json()["attempts"]) == ("SUCCESS", 3)
     sent = served.dhis2.requests[-1].body
-    # the programme data set: its counts and the Mentor Mothers' figures, 16 values at each of 4 facilities
-    assert sent["dataSet"] == "M2M_PROGRAMME" and len(sent["dataValues"]) == 16 * 4
+    # the programme data set: its counts and the Mentor Mothers' figures, 17 values at each of 4 facilities
+    assert sent["dataSet"] == "M2M_PROGRAMME" and len(sent["dataValues"]) == 17 * 4
     # FY2026 deliveries at A: M2 6 + M3 4 (one at home); no Mentor Mother contacts recorded
     assert sent_value(sent, "M2M_DELIVERIES", "default") == "10"
     assert sent_value(sent, "M2M_SKILLED_DELIVERIES", "default") == "9"

@@ -217,6 +217,7 @@ def default_mapping(data_set: DataSet) -> dict:
         "referrals_due",
         "referrals_completed",
         "client_interactions",
+        "corrections",
         *MENTOR_FIGURES,
     ):
         add(key, f"M2M_{key.upper()}")

@@ -258,6 +258,17 @@ REFERRALS_DUE = Population(
     ),
 )
 
+#: the corrections (reporting.facts, Table.voids): each void by the facility that voided and the day it did
+VOIDS = Population(
+    name="corrections",
+    table="voids",
+    subject_column="event_id",
+    facility_column="facility_id",
+    date_column="occurred_on",
+    where="TRUE",
+    counts=(Count("corrections", "TRUE", "Events voided or replaced as entered in error"),),
+)
+
 #: counted per (facility, month) as events arrive, not from subjects: an interaction has no state
 CLIENT_INTERACTIONS_COUNT = Count("client_interactions", "TRUE", "Events recorded for clients")
 
@@ -271,6 +282,7 @@ POPULATIONS: tuple[Population, ...] = (
     FIRST_POSITIVE_NAT,
     FO_COHORT,
     REFERRALS_DUE,
+    VOIDS,
 )
 COUNTS: dict[str, Count] = {
     **{c.key: c for p in POPULATIONS for c in p.counts},
@@ -544,6 +556,17 @@ CLINIC_EVENTS = Indicator(
     "and visits), at the facility that recorded them. Platform-generated events (schedules, due/overdue "
     "alerts, outcome classification, loss to follow-up) are not interactions.",
 )
+CORRECTIONS = Indicator(
+    "CORRECTIONS",
+    "Corrections by clinics",
+    DataSet.programme,
+    numerator=("corrections",),
+    denominator=None,
+    guideline="Programme data quality (EMR corrections: issue 17, docs/indicators.md#corrections-voided-events)",
+    definition="Events a clinic voided or replaced as entered in error in the period (ClientEventVoided, "
+    "InfantEventVoided), at the facility that corrected them, in the month of the correction. Every other figure "
+    "is counted without the voided events; this one says how many there were.",
+)
 
 INDICATORS: tuple[Indicator, ...] = (
     PMTCT_STAT,
@@ -561,6 +584,7 @@ INDICATORS: tuple[Indicator, ...] = (
     ENROLLED_YOUNG_WOMEN,
     REFERRAL_COMPLETION,
     CLINIC_EVENTS,
+    CORRECTIONS,
 )
 BY_CODE: dict[str, Indicator] = {i.code: i for i in INDICATORS}
 
