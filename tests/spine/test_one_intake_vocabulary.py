@@ -218,7 +218,24 @@ PER_EVENT: dict[str, tuple[Callable[[Endpoint], Any], Code]] = {
         lambda ep: {**ep.good(), "facility_id": "FAC-XX-999"},
         Code.unknown_facility,
     ),
+    # corrections (servicekit.corrections): the same checks, in the same words, for both
+    "a replacement of an event never recorded": (
+        lambda ep: {**ep.good(), "replaces": str(uuid.uuid4())},
+        Code.unknown_voided_event,
+    ),
+    "a void that names no event": (
+        lambda ep: {**_void(), "data": {"reason": "entered_in_error"}},
+        Code.missing_field,
+    ),
+    "a void naming an event_id that is not a UUID": (
+        lambda ep: {**_void(), "data": {"voided_event_id": "emr-17", "reason": "entered_in_error"}},
+        Code.invalid_value,
+    ),
 }
+
+
+def _void() -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "type": "EventVoided", "facility_id": FACILITY, "occurred_at": ago(1)}
 
 
 @pytest.mark.parametrize("name", list(PER_EVENT))
