@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Self
 
@@ -111,14 +112,17 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}: give an IANA name such as Africa/Johannesburg") from exc
         return value
 
-    @property
+    @cached_property
     def clock(self) -> Clock:
-        """The one clock of this service: the programme's zone, UTC wall time unless a test injected one."""
+        """The one clock of this service: the programme's zone, UTC wall time unless a test injected one.
+        Made once and kept (the intake, the consumers and the timers ask for it per event: reading a
+        pydantic private attribute and building a Clock cost tens of microseconds each time)."""
         return Clock(self.timezone) if self._now is None else Clock(self.timezone, self._now)
 
     def use_clock(self, clock: Clock) -> Self:
         """Read "now" from `clock` (tests: `Clock.fixed(...)`, `Clock.shifted(...)`); the zone stays `timezone`."""
         self._now = clock.now
+        self.__dict__.pop("clock", None)  # made again, from the injected "now", when next asked for
         return self
 
     @property
