@@ -144,7 +144,7 @@ def pairs_in(columns: Sequence[ColumnElement[Any]], rows: Collection[tuple[Any, 
 
 
 @cache
-def _unnest_insert(table: Table, columns: tuple[str, ...]) -> tuple[TextClause, frozenset[str]]:
+def _unnest_insert(table: Table, columns: tuple[str, ...], on_conflict: str = "") -> tuple[TextClause, frozenset[str]]:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     arrays, selected, as_json = [], [], set()
     for name in columns:
@@ -161,16 +161,28 @@ def _unnest_insert(table: Table, columns: tuple[str, ...]) -> tuple[TextClause, 
     statement = text(
         f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(selected)}"
         f" FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY n"
+        + (f" {on_conflict}" if on_conflict else "")
     )
     return statement, frozenset(as_json)
 
 
-async def insert_rows(session: AsyncSession | AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_rows(
+    session: AsyncSession | AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], on_conflict: str = ""
+) -> None:
     """Insert rows (dicts with the same keys) in one statement that takes one array per column: a
-    statement per row (executemany) costs PostgreSQL a statement per row. Rows keep their order."""
+    statement per row (executemany) costs PostgreSQL a statement per row. Rows keep their order.
+    `on_conflict`: an `ON CONFLICT ...` clause (an upsert; `EXCLUDED` names the row offered), which
+    no two rows may hit with the same key."""
     if not rows:
         return
+    await session.execute(*rows_insert(table, rows, on_conflict))
+
+
+def rows_insert(
+    table: Table, rows: Sequence[dict[str, Any]], on_conflict: str = ""
+) -> tuple[TextClause, dict[str, list[Any]]]:
+    """The statement of `insert_rows` and its parameters, for a synchronous session to execute (a
+    read model written on the session's synchronous face, inside `run_sync`); `rows` not empty."""
     columns = tuple(rows[0])
-    statement, as_json = _unnest_insert(table, columns)
-    params = {c: [_json_text(r[c]) if c in as_json else r[c] for r in rows] for c in columns}
-    await session.execute(statement, params)
+    statement, as_json = _unnest_insert(table, columns, on_conflict)
+    return statement, {c: [_json_text(r[c]) if c in as_json else r[c] for r in rows] for c in columns}

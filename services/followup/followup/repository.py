@@ -14,7 +14,8 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, column, literal_column, select, text
+from sqlalchemy import ARRAY, Table, TextClause, column, literal_column, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pmtct_events import Event
 from pmtct_events.enrolment import HivStatus, HivTestResult
 from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, ProphylaxisPlan, ScheduleKind
-from servicekit.db import any_of
+from servicekit.db import any_of, insert_rows
 from servicekit.uow import Repository, UnitOfWork
 
 from .cases import InfantCase, MotherCase, Pregnancy, RecordedEvent, with_events
@@ -202,11 +203,11 @@ class Mothers(Repository[UUID, MotherCase]):
                 settled.setdefault(settle_s, []).append(client_id)
             item_rows += _item_rows("client", client_id, client_id, case.facility_id, case.items)
         if changed:
-            await self.session.execute(_SAVE_MOTHER, changed)
+            await self.session.execute(_SAVE_MOTHER, _by_column(changed))
         for settle_s, ids in settled.items():
             await self.session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
         if item_rows:
-            await self.session.execute(_SAVE_ITEMS, item_rows)
+            await save_items(self.session, item_rows)
         self.touched.clear()
 
 
@@ -237,12 +238,14 @@ class Infants(Repository[UUID, InfantCase]):
         if not self.saved:
             return
         cases = [(self.seen[i], wake, settle) for i, (wake, settle) in sorted(self.saved.items())]
-        await self.session.execute(_SAVE_INFANT, [_infant_values(c, wake, settle) for c, wake, settle in cases])
+        await self.session.execute(
+            _SAVE_INFANT, _by_column([_infant_values(c, wake, settle) for c, wake, settle in cases])
+        )
         item_rows = [
             row for c, _, _ in cases for row in _item_rows("infant", c.infant_id, c.client_id, c.facility_id, c.items)
         ]
         if item_rows:
-            await self.session.execute(_SAVE_ITEMS, item_rows)
+            await save_items(self.session, item_rows)
         self.saved.clear()
 
 
@@ -307,16 +310,30 @@ def _mother(row: Any, items: list[Item]) -> MotherCase:
     )
 
 
-def _update(table: str, key: str, columns: Sequence[str], jsonb: Sequence[str] = ()) -> Any:
-    """UPDATE of a case row, built once (the hot path of the consumer and the timers). A
-    `settle_s` parameter restarts the settle delay; None (from the timers) leaves it alone."""
-    sets = [f"{c} = CAST(:{c} AS jsonb)" if c in jsonb else f"{c} = :{c}" for c in columns]
+def _update(table: Table, key: str, columns: Sequence[str], jsonb: Sequence[str] = ()) -> TextClause:
+    """UPDATE of case rows, built once (the hot path of the consumer and the timers): every row of a
+    flush in one statement, one array per column (`_by_column`). A `settle_s` restarts the row's
+    settle delay; None (from the timers) leaves it alone."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    sets = [f"{c} = CAST(v.{c} AS jsonb)" if c in jsonb else f"{c} = v.{c}" for c in columns]
     sets += [
         "updated_at = now()",
-        "settle_until = CASE WHEN CAST(:settle_s AS float8) IS NULL THEN settle_until"
-        " ELSE now() + make_interval(secs => CAST(:settle_s AS float8)) END",
+        "settle_until = CASE WHEN v.settle_s IS NULL THEN t.settle_until"
+        " ELSE now() + make_interval(secs => v.settle_s) END",
     ]
-    return text(f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = :key")
+    kinds = ["text" if c in jsonb else table.c[c].type.compile(dialect=dialect) for c in columns]
+    kinds += ["float8", table.c[key].type.compile(dialect=dialect)]
+    names = [*columns, "settle_s", "key"]
+    arrays = ", ".join(f"CAST(:{n} AS {k}[])" for n, k in zip(names, kinds, strict=True))
+    return text(
+        f"UPDATE {table.name} AS t SET {', '.join(sets)}"
+        f" FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key} = v.key"
+    )
+
+
+def _by_column(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows with the same keys as one list per key: the parameters of an `_update`."""
+    return {k: [r[k] for r in rows] for k in rows[0]}
 
 
 _ATTENDANCE = ("last_seen_on", "lost_since", "lost_last_seen_on", "next_timer_on")
@@ -337,7 +354,7 @@ _MOTHER_FACTS = (
     "transferred_out_on",
 )
 _SAVE_MOTHER = _update(
-    "mothers", "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads", "hiv_tests", "pregnancies")
+    mothers, "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads", "hiv_tests", "pregnancies")
 )
 
 
@@ -499,7 +516,7 @@ _INFANT_FACTS = (
     "final_outcome",
     "final_outcome_on",
 )
-_SAVE_INFANT = _update("infants", "infant_id", _INFANT_FACTS + _ATTENDANCE, jsonb=("high_risk_reasons", "prophylaxis"))
+_SAVE_INFANT = _update(infants, "infant_id", _INFANT_FACTS + _ATTENDANCE, jsonb=("high_risk_reasons", "prophylaxis"))
 
 
 def _infant_values(case: InfantCase, next_timer_on: date | None, settle_s: float | None) -> dict[str, Any]:
@@ -556,12 +573,9 @@ async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict
     return out
 
 
-_SAVE_ITEMS = text(
-    """
-    INSERT INTO schedule_items (item_id, subject_type, subject_id, client_id, facility_id, kind, test,
-                                window_start, window_end, overdue_on, status, satisfied_on, cancel_reason, label)
-    VALUES (:item_id, :subject_type, :subject_id, :client_id, :facility_id, :kind, :test,
-            :window_start, :window_end, :overdue_on, :status, :satisfied_on, :cancel_reason, :label)
+#: a changed item is written whole (`_item_rows`), once it exists only its state moves: all the
+#: changed items of a flush in one statement (`insert_rows`), not one per item
+_UPSERT_ITEMS = """
     ON CONFLICT (item_id) DO UPDATE SET
         facility_id = EXCLUDED.facility_id,
         window_end = EXCLUDED.window_end,
@@ -575,8 +589,12 @@ _SAVE_ITEMS = text(
         overdue_announced_at = coalesce(
             schedule_items.overdue_announced_at, CASE WHEN EXCLUDED.status = 'overdue' THEN now() END),
         updated_at = now()
-    """
-)
+"""
+
+
+async def save_items(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write changed schedule items (rows of `_item_rows`, of distinct items) in one statement."""
+    await insert_rows(session, schedule_items, rows, on_conflict=" ".join(_UPSERT_ITEMS.split()))
 
 
 def _item_rows(
@@ -726,6 +744,7 @@ WORKLIST_SQL = text(
         SELECT {_SHOWN} FROM schedule_items
         WHERE facility_id = :facility_id AND status IN ('planned', 'due', 'overdue') AND {_URGENT}
           AND window_start <= :as_of
+        ORDER BY overdue_on <= :as_of DESC, overdue_on, window_end, item_id LIMIT :limit
     ), overdue AS (
         SELECT {_SHOWN} FROM schedule_items
         WHERE facility_id = :facility_id AND status IN ('planned', 'due', 'overdue') AND NOT {_URGENT}
@@ -758,8 +777,9 @@ async def worklist(session: AsyncSession, facility_id: str, as_of: date, limit: 
     then the longest overdue / the soonest closing window.
 
     Four parts, each a bounded scan of its own partial index (migration 0003): the at-once actions
-    (few), the overdue items in overdue order (stops at `limit`), the items still planned or due
-    whose window is open, and items the timers marked overdue after `as_of` (asking about a past
-    day). Callable directly by the benchmark."""
+    (the mothers' too since migration 0006: at most `limit` of them, in the worklist's order), the
+    overdue items in overdue order (stops at `limit`), the items still planned or due whose window
+    is open, and items the timers marked overdue after `as_of` (asking about a past day). Callable
+    directly by the benchmark."""
     rows = await session.execute(WORKLIST_SQL, {"facility_id": facility_id, "as_of": as_of, "limit": limit})
     return list(rows)
