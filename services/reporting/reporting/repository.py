@@ -16,10 +16,11 @@ from itertools import groupby
 from operator import itemgetter
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import ARRAY, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from servicekit.db import rows_insert
 from servicekit.uow import Repository, UnitOfWork
 
 from . import episodes as mothers
@@ -47,13 +48,28 @@ Subjects = Sequence[UUID] | None
 # -- facts ---------------------------------------------------------------------------------------
 
 _STORED = (Table.mother_facts, Table.deliveries, Table.infant_facts, Table.referral_facts)
-_INSERT_FACT = {
-    t: text(
-        f"INSERT INTO {t.value} ({', '.join(COLUMNS[t])}) VALUES ({', '.join(':' + c for c in COLUMNS[t])})"
-        " ON CONFLICT (event_id) DO NOTHING"
-    )
-    for t in _STORED
-}
+_TABLES = {t.name: t for t in READ_MODEL}
+#: a fact is stored once (an event read twice counts once)
+_ONCE = "ON CONFLICT (event_id) DO NOTHING"
+
+
+def _insert_rows(session: Session, table: str, rows: Sequence[dict]) -> None:
+    """Rows of a read-model table in one statement (`servicekit.db.rows_insert`): a batch's facts and
+    derived rows cost PostgreSQL a statement per table, not one per row. A table with an array
+    column (a delivery's infant ids), which one array per column cannot carry, a statement per row."""
+    if not rows:
+        return
+    once = _ONCE if table in _FACT_TABLES else ""
+    if table in _WITH_ARRAYS:
+        columns = list(rows[0])
+        values = ", ".join(":" + c for c in columns)
+        session.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) {once}"), rows)
+    else:
+        session.execute(*rows_insert(_TABLES[table], rows, once))
+
+
+_WITH_ARRAYS = frozenset(name for name, t in _TABLES.items() if any(isinstance(c.type, ARRAY) for c in t.c))
+_FACT_TABLES = frozenset(t.value for t in _STORED)
 
 
 def _where(column: str, subjects: Subjects) -> str:
@@ -95,15 +111,6 @@ def _replace_changed(derived: str, key: str) -> str:
 _EPISODE_COLUMNS = tuple(f.name for f in fields(Episode))
 _TEST_COLUMNS = tuple(f.name for f in fields(PostAnc1Test))
 _INFANT_COLUMNS = tuple(f.name for f in fields(babies.Infant))
-
-
-def _insert(table: str, columns: Sequence[str]):
-    return text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
-
-
-_INSERT_EPISODE = _insert("enrolments", _EPISODE_COLUMNS)
-_INSERT_TEST = _insert("mother_tests", _TEST_COLUMNS)
-_INSERT_INFANT = _insert("infants", _INFANT_COLUMNS)
 
 
 def _mother_fact(row) -> MotherFact | None:
@@ -207,16 +214,12 @@ def derive(session: Session, derived: str, subjects: Subjects) -> None:
         for table in ("enrolments", "mother_tests"):
             session.execute(text(f"DELETE FROM {table} WHERE {_where('client_id', subjects)}"), _params(subjects))
         episodes, tests = _mothers_of(session, subjects)
-        if episodes:
-            session.execute(_INSERT_EPISODE, _rows(episodes, _EPISODE_COLUMNS))
-        if tests:
-            session.execute(_INSERT_TEST, _rows(tests, _TEST_COLUMNS))
+        _insert_rows(session, "enrolments", _rows(episodes, _EPISODE_COLUMNS))
+        _insert_rows(session, "mother_tests", _rows(tests, _TEST_COLUMNS))
         return
     if derived == "infants":
         session.execute(text(f"DELETE FROM infants WHERE {_where('infant_id', subjects)}"), _params(subjects))
-        infants = _infants_of(session, subjects)
-        if infants:
-            session.execute(_INSERT_INFANT, _rows(infants, _INFANT_COLUMNS))
+        _insert_rows(session, "infants", _rows(_infants_of(session, subjects), _INFANT_COLUMNS))
         return
     sql, column = _DERIVED_SQL[derived]
     if subjects is None:
@@ -357,9 +360,8 @@ def _apply_facts(session: Session, facts: list[Fact]) -> None:
         if dropped:
             session.execute(_INSERT_VOIDED_INFANT, [{"infant_id": i, "voided_by": b} for i, b in dropped.items()])
     for table in _STORED:
-        rows = [f.row for f in facts if f.table is table]
-        if rows:
-            session.execute(_INSERT_FACT[table], rows)
+        columns = COLUMNS[table]
+        _insert_rows(session, table.value, [{c: f.row[c] for c in columns} for f in facts if f.table is table])
     contacts = [f.row for f in facts if f.table is Table.interactions]
     if contacts:
         params = {f"{c}s": [row[c] for row in contacts] for c in INTERACTION_COLUMNS}
