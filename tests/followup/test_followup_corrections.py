@@ -67,6 +67,14 @@ async def test_a_voided_positive_test_ends_her_infants_follow_up_and_withdraws_i
     assert sorted((p["item_id"], p["reason"]) for p in withdrawn if p["announcement"] == "InfantCareOverdue") == sorted(
         (p["item_id"], "entered_in_error") for p in care
     )
+    # every announcement of them, due as well as overdue (referrals took a sample collection's
+    # referral from the due test, and cancels it with the withdrawal)
+    for name in ("InfantTestDue", "InfantCareDue"):
+        announced_due = [p for n, p in announced if n == name]
+        assert announced_due, f"the timers announced {name}"
+        assert sorted(
+            (p["item_id"], p["reason"], p["announced_for"], p["met_on"]) for p in withdrawn if p["announcement"] == name
+        ) == sorted((p["item_id"], "entered_in_error", p["window_start"], voided_on) for p in announced_due)
     assert [n for n, _ in after if n != "AnnouncementWithdrawn"] == [], "no outcome, nothing due"
     row = await infant_row(followup, baby.infant_id)
     assert (row["in_follow_up"], row["high_risk_reasons"], row["final_outcome"], row["next_timer_on"]) == (
@@ -148,6 +156,35 @@ async def test_a_voided_viral_load_is_due_again_and_announced_overdue_when_its_t
     await followup.fire(again["overdue_on"], [mother.client_id])
     names = [(n, p.get("item_id")) for n, p in await followup.emitted([mother.client_id])]
     assert ("ClientViralLoadOverdue", str(vl["item_id"])) in names
+
+
+async def test_a_voided_unsuppressed_viral_load_withdraws_her_adherence_support_due(followup) -> None:
+    """Her adherence support was announced due (referrals opened psychosocial support from it):
+    the viral load it stood on was entered in error, so the announcement is withdrawn so."""
+    mother = new_mother()
+    load = mother.viral_load(B + timedelta(weeks=20, days=3), 2400)
+    _, load_id = await followup.apply(mother.enrolled(B, gestation_weeks=14), load)
+    await followup.fire(B + timedelta(weeks=21), [mother.client_id])
+    [support] = [p for n, p in await followup.emitted([mother.client_id]) if n == "ClientAdherenceSupportDue"]
+    before = len(await followup.emitted([mother.client_id]))
+
+    await followup.apply(mother.voided(B + timedelta(weeks=22), load, load_id))
+
+    after = (await followup.emitted([mother.client_id]))[before:]
+    withdrawn = [
+        (p["announcement"], p["item_id"], p["reason"], p["announced_for"], p["met_on"])
+        for n, p in after
+        if n == "AnnouncementWithdrawn"
+    ]
+    voided_on = (B + timedelta(weeks=22)).isoformat()
+    assert (
+        "ClientAdherenceSupportDue",
+        support["item_id"],
+        "entered_in_error",
+        support["window_start"],
+        voided_on,
+    ) in withdrawn
+    assert "mother_adherence_support" not in await open_items(followup, mother.client_id)
 
 
 async def test_a_voided_delivery_ends_its_infants_and_their_events_are_refused_unknown_infant(followup) -> None:

@@ -8,7 +8,7 @@ referrals service; the feed, FHIR and webhook views are read as a ministry reads
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -40,7 +40,9 @@ from pmtct_events.enrolment import (
 )
 from pmtct_events.followup import (
     AnnouncementWithdrawn,
+    ClientAdherenceSupportDue,
     ClientLostToFollowUp,
+    InfantCareOverdue,
     InfantEventVoided,
     WithdrawalReason,
     WithdrawnAnnouncement,
@@ -326,6 +328,77 @@ async def test_an_announcement_withdrawn_as_entered_in_error_cancels_its_referra
     )
     found = await until(api, infant, lambda f: f[0]["status"] == "cancelled")
     assert by_service(found) == {"community_tracing": [("cancelled", "entered_in_error")]}
+
+
+def withdrawn_in_error(
+    subject: UUID, mother: UUID, announcement: WithdrawnAnnouncement, alert: Any
+) -> AnnouncementWithdrawn:
+    """Follow-up takes back an announcement of an item a void cancelled (entered in error)."""
+    return AnnouncementWithdrawn(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        subject_type="client" if subject == mother else "infant",
+        subject_id=subject,
+        client_id=mother,
+        announcement=announcement,
+        reason=WithdrawalReason.entered_in_error,
+        item_id=alert.item_id,
+        kind=alert.kind,
+        announced_for=getattr(alert, "overdue_on", None) or alert.window_start,
+        met_on=date.today(),
+    )
+
+
+async def test_every_announcement_withdrawn_in_error_cancels_what_it_opened(api: Api, emr: Emr) -> None:
+    """An infant's test due (sample collection), its missed HEI visit (tracing) and her adherence
+    support due (psychosocial support): each withdrawn `entered_in_error`, each referral it opened is
+    cancelled so, and nothing of theirs stays open."""
+    infant, mother = uuid4(), uuid4()
+    test_due = due(infant, mother)
+    visit_missed = InfantCareOverdue(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        infant_id=infant,
+        client_id=mother,
+        item_id=uuid4(),
+        kind="hei_visit",
+        window_end=date.today() - timedelta(days=14),
+        overdue_on=date.today(),
+        label="HEI visit at 6 weeks",
+    )
+    support_due = ClientAdherenceSupportDue(
+        facility_id=FACILITY,
+        occurred_at=ago(),
+        client_id=mother,
+        item_id=uuid4(),
+        kind="mother_adherence_support",
+        window_start=date.today(),
+        window_end=date.today() + timedelta(days=90),
+        copies_per_ml=2400,
+    )
+    await processed(api, *[await emr.send(e) for e in (test_due, visit_missed, support_due)])
+    assert by_service(await referrals_of(api, infant)) == {
+        "eid_sample_collection": [("requested", None)],
+        "community_tracing": [("requested", None)],
+    }
+    assert by_service(await referrals_of(api, mother)) == {"psychosocial_support": [("requested", None)]}
+
+    withdrawals = [
+        withdrawn_in_error(infant, mother, WithdrawnAnnouncement.InfantTestDue, test_due),
+        withdrawn_in_error(infant, mother, WithdrawnAnnouncement.InfantCareOverdue, visit_missed),
+        withdrawn_in_error(mother, mother, WithdrawnAnnouncement.ClientAdherenceSupportDue, support_due),
+    ]
+    sent = [await emr.send(w) for w in withdrawals]
+    await processed(api, *sent)
+    assert by_service(await referrals_of(api, infant)) == {
+        "eid_sample_collection": [("cancelled", "entered_in_error")],
+        "community_tracing": [("cancelled", "entered_in_error")],
+    }
+    assert by_service(await referrals_of(api, mother)) == {"psychosocial_support": [("cancelled", "entered_in_error")]}
+    # redelivered: nothing more changes
+    await processed(api, *[await emr.send(w, event_id=ce.id) for w, ce in zip(withdrawals, sent, strict=True)])
+    for found in (await referrals_of(api, infant), await referrals_of(api, mother)):
+        assert [r["version"] for r in found] == [2] * len(found)
 
 
 async def test_the_ministry_sees_the_cancellation_in_error_and_the_reopening_in_feed_fhir_and_webhooks(

@@ -216,6 +216,30 @@ A, W = ReferralOrigin.automatic, WithdrawnAnnouncement
             id="a loss to follow-up: its tracing",
         ),
         pytest.param(W.ClientViralLoadOverdue, "mother_viral_load", None, id="an overdue viral load: no referral"),
+        pytest.param(
+            W.InfantCareOverdue,
+            "hei_visit",
+            (ReferralService.community_tracing, "hei_visit_overdue"),
+            id="a missed HEI visit: its tracing",
+        ),
+        pytest.param(
+            W.InfantCareOverdue, "infant_cotrimoxazole", None, id="a cotrimoxazole start not recorded: not traced"
+        ),
+        pytest.param(
+            W.InfantTestDue,
+            "nat_6_weeks",
+            (ReferralService.eid_sample_collection, "nat_6_weeks_due"),
+            id="an infant test due: its sample collection",
+        ),
+        pytest.param(
+            W.ClientAdherenceSupportDue,
+            "mother_adherence_support",
+            (ReferralService.psychosocial_support, "unsuppressed_viral_load"),
+            id="adherence support due: its psychosocial support",
+        ),
+        pytest.param(W.InfantCareDue, "hei_visit", None, id="an HEI visit due: no referral"),
+        pytest.param(W.ClientHivTestDue, "mother_hiv_test_anc1", None, id="an HIV test due: no referral"),
+        pytest.param(W.ClientViralLoadDue, "mother_viral_load", None, id="a viral load due: no referral"),
     ],
 )
 def test_a_withdrawn_announcement_names_the_automatic_referral_it_opened(

@@ -338,6 +338,13 @@ class WithdrawnAnnouncement(StrEnum):
     #: a missed HEI visit or cotrimoxazole start (withdrawn `entered_in_error` only: the follow-up it
     #: was part of stood on a voided fact)
     InfantCareOverdue = "InfantCareOverdue"
+    #: the due announcements of items a correction cancels (withdrawn `entered_in_error` only: an
+    #: item is announced due once, and met or not it was due, unless the fact it stood on was voided)
+    InfantTestDue = "InfantTestDue"
+    InfantCareDue = "InfantCareDue"
+    ClientHivTestDue = "ClientHivTestDue"
+    ClientViralLoadDue = "ClientViralLoadDue"
+    ClientAdherenceSupportDue = "ClientAdherenceSupportDue"
 
 
 class WithdrawalReason(StrEnum):
@@ -357,7 +364,8 @@ class AnnouncementWithdrawn(Event):
     opened for the announcement (the referrals service: its automatic referral) is withdrawn with it;
     an item met late (on or after its overdue day) or a client back in care after she was lost is
     not withdrawn: that announcement was needed. `entered_in_error`: the fact the need stood on was
-    voided (a correction), so the item is not needed at all; `met_on` is then the voiding's day."""
+    voided (a correction), so the item is not needed at all: every announcement of it is withdrawn,
+    due (`InfantTestDue`, ...) as well as overdue, and `met_on` is the voiding's day."""
 
     service: ClassVar[str] = SERVICE
     key_field: ClassVar[str] = "subject_id"
@@ -370,7 +378,8 @@ class AnnouncementWithdrawn(Event):
     #: the overdue item withdrawn (None for a loss to follow-up)
     item_id: UUID | None = None
     kind: ScheduleKind | None = None
-    #: the day the announcement was for: the item's overdue day, or the day she was to be lost
+    #: the day the announcement was for: the item's overdue day (its window's first day for a due
+    #: announcement), or the day she was to be lost
     announced_for: date
     #: the day of the fact that shows it was not needed (`entered_in_error`: the day it was voided)
     met_on: date

@@ -225,6 +225,55 @@ def withdrawn_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnou
     return None
 
 
+def withdrawn_due_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnouncement | None:
+    """The due announcement an item of `kind` had (None: it is announced due by no event)."""
+    if kind in CARE_KINDS:
+        return WithdrawnAnnouncement.InfantCareDue
+    if kind in VIRAL_LOAD_KINDS:
+        return WithdrawnAnnouncement.ClientViralLoadDue
+    if kind in HIV_TEST_KINDS:
+        return WithdrawnAnnouncement.ClientHivTestDue
+    if kind is ScheduleKind.mother_adherence_support:
+        return WithdrawnAnnouncement.ClientAdherenceSupportDue
+    if has_test:
+        return WithdrawnAnnouncement.InfantTestDue
+    return None
+
+
+def due_withdrawn(
+    subject_type: SubjectType,
+    subject_id: UUID,
+    client_id: UUID,
+    facility_id: str,
+    item: Item,
+    due_on: date,
+    voided_on: date,
+    now: datetime,
+) -> list[Event]:
+    """An item announced due that the facts left after a void no longer call for
+    (`schedule.voided_items` of `schedule.due_snapshot`): its due announcement withdrawn
+    `entered_in_error`, dated by the void (what it opened, a sample collection, adherence
+    support, is taken back with it). `due_on`: the first day of the window it was announced for."""
+    announcement = withdrawn_due_announcement(item.kind, item.test is not None)
+    if announcement is None:
+        return []
+    return [
+        AnnouncementWithdrawn(
+            facility_id=facility_id,
+            occurred_at=now,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            client_id=client_id,
+            announcement=announcement,
+            reason=WithdrawalReason.entered_in_error,
+            item_id=item.item_id,
+            kind=item.kind,
+            announced_for=due_on,
+            met_on=voided_on,
+        )
+    ]
+
+
 def item_withdrawn(
     subject_type: SubjectType,
     subject_id: UUID,

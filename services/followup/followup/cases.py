@@ -63,6 +63,7 @@ from .schedule import (
     Status,
     Transition,
     check_lost,
+    due_snapshot,
     next_wakeup,
     overdue_snapshot,
     reconcile,
@@ -179,6 +180,9 @@ class Withdrawals:
     #: voided facts had called for; and (the lost day, the day of the void) of a loss they had made
     in_error: list[tuple[Item, date, date]] = field(default_factory=list)
     lost_in_error: tuple[date, date] | None = None
+    #: corrections: (item, the window's first day it was announced due for, the day of the void) of
+    #: items the voided facts had called for and that had been announced due (or overdue since)
+    due_in_error: list[tuple[Item, date, date]] = field(default_factory=list)
 
     def raise_for(
         self,
@@ -204,6 +208,12 @@ class Withdrawals:
                     subject_type, subject_id, client_id, facility_id, item, overdue_on, now, voided_on=voided_on
                 )
             )
+        for item, due_on, voided_on in self.due_in_error:
+            case.raise_event(
+                *announcements.due_withdrawn(
+                    subject_type, subject_id, client_id, facility_id, item, due_on, voided_on, now
+                )
+            )
         if self.lost_in_error is not None:
             lost_on, voided_on = self.lost_in_error
             case.raise_event(
@@ -212,6 +222,7 @@ class Withdrawals:
                 )
             )
         self.items, self.lost, self.in_error, self.lost_in_error = [], None, [], None
+        self.due_in_error = []
 
 
 @dataclass(slots=True)
@@ -343,11 +354,12 @@ class InfantCase(Aggregate):
 
     def _replan(self, rules: EidRules) -> InfantPlan:
         self.plan = infant_plan(self.facts, rules)
-        announced = overdue_snapshot(self.items)
+        announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
         self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
         self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
         if self.correcting is not None:
             self.withdrawals.in_error += [(i, on, self.correcting) for i, on in voided_items(announced, self.items)]
+            self.withdrawals.due_in_error += [(i, on, self.correcting) for i, on in voided_items(due, self.items)]
         return self.plan
 
     def end(self, on: date, *, voided: bool) -> None:
@@ -355,12 +367,13 @@ class InfantCase(Aggregate):
         mother's positive status was entered in error (`voided` False: she is not HIV-exposed after
         all), or the delivery that registered her was (`voided`: she was never born on the
         platform). No schedule, no final outcome: her open items are cancelled `entered_in_error`
-        and what had been announced of them (an overdue, a loss) is withdrawn with that reason."""
-        announced = overdue_snapshot(self.items)
+        and what had been announced of them (due, overdue, a loss) is withdrawn with that reason."""
+        announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
         for item in self.items:
             if item.open:
                 item.status, item.cancel_reason, item.changed = Status.cancelled, ENTERED_IN_ERROR, True
         self.withdrawals.in_error += [(i, announced[i.item_id], on) for i in self.items if i.item_id in announced]
+        self.withdrawals.due_in_error += [(i, due[i.item_id], on) for i in self.items if i.item_id in due]
         if self.attendance.lost_since is not None:
             self.withdrawals.lost_in_error = (self.attendance.lost_since, on)
             self.attendance.lost_since = self.attendance.lost_last_seen_on = None
@@ -567,12 +580,13 @@ class MotherCase(Aggregate):
         that stand, `corrections.replay`: as if the voided one had never been posted). Her items
         keep how far time moved them where both are open (`schedule.restate`); an item a voided
         result had met is open again (announced again when its time comes); one only the voided
-        facts called for is cancelled `entered_in_error`, its overdue withdrawn with that reason."""
-        announced = overdue_snapshot(self.items)
+        facts called for is cancelled `entered_in_error`, its due and overdue withdrawn with that reason."""
+        announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
         self.take_facts(folded)
         self.items = restate(self.items, folded.items)
         self.withdrawals.items += withdrawn_items(announced, self.items)
         self.withdrawals.in_error += [(i, d, on) for i, d in voided_items(announced, self.items)]
+        self.withdrawals.due_in_error += [(i, d, on) for i, d in voided_items(due, self.items)]
 
     def announce(self, report: TickReport, clock: Clock) -> None:
         """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""

@@ -224,6 +224,13 @@ def overdue_snapshot(items: Iterable[Item]) -> dict[UUID, date]:
     return {i.item_id: i.overdue_on for i in items if i.status is Status.overdue}
 
 
+def due_snapshot(items: Iterable[Item]) -> dict[UUID, date]:
+    """The items announced due (due, or overdue since: every overdue item was announced due first,
+    `tick`), with the first day of the window they were announced for: what `voided_items` compares
+    the items with after a correction, so that the due announcement is withdrawn too."""
+    return {i.item_id: i.window_start for i in items if i.status in (Status.due, Status.overdue)}
+
+
 def withdrawn_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[tuple[Item, date]]:
     """The withdraw rule for items: an item announced overdue (in `announced`, by
     `overdue_snapshot`) that the facts now say was met *before* the day it was overdue for was not
@@ -275,10 +282,11 @@ def restate(stored: list[Item], replayed: Iterable[Item]) -> list[Item]:
 
 
 def voided_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[tuple[Item, date]]:
-    """The withdraw rule of a correction: an item announced overdue (in `announced`) that the
-    facts left after a void no longer call for (cancelled) was asked for by an event entered in
-    error: its announcement is withdrawn (`entered_in_error`). One still open stays announced; one
-    met is `withdrawn_items`' to judge."""
+    """The withdraw rule of a correction: an item announced overdue (in `announced`, by
+    `overdue_snapshot`; or due, by `due_snapshot`) that the facts left after a void no longer call
+    for (cancelled) was asked for by an event entered in error: its announcement is withdrawn
+    (`entered_in_error`), due as well as overdue. One still open stays announced; one met is
+    `withdrawn_items`' to judge."""
     return [(i, announced[i.item_id]) for i in items if i.item_id in announced and i.status is Status.cancelled]
 
 
@@ -435,6 +443,7 @@ __all__ = [
     "reconcile",
     "restate",
     "tick",
+    "due_snapshot",
     "voided_items",
     "withdrawn_items",
 ]

@@ -201,17 +201,26 @@ def tracing_met_by_contact(reason_code: str) -> bool:
 
 def withdrawn_need(announcement: WithdrawnAnnouncement, kind: str | None) -> tuple[ReferralService, str] | None:
     """The automatic referral (need, reason code) that follow-up's announcement opened, which its
-    withdrawal (AnnouncementWithdrawn) cancels: an overdue HIV test's HIV-testing referral, an overdue
-    infant test's tracing, a loss to follow-up's tracing. None: the announcement opens no referral (an
-    overdue viral load is on the worklist only)."""
+    withdrawal (AnnouncementWithdrawn) cancels: each announcement the handlers refer on, by the same
+    reason code they open it with. An overdue HIV test's HIV-testing referral; an infant test due,
+    its sample collection; an overdue infant test's tracing, and a missed HEI visit's
+    (`care_overdue_is_traced`); a loss to follow-up's tracing; adherence support due after an
+    unsuppressed viral load, its psychosocial support. None: the announcement opens no referral
+    (viral loads due or overdue, HIV tests and care due, an untraced care item: the worklist's)."""
     if announcement is WithdrawnAnnouncement.ClientLostToFollowUp:
         return ReferralService.community_tracing, REASON_LOST_TO_FOLLOW_UP
+    if announcement is WithdrawnAnnouncement.ClientAdherenceSupportDue:
+        return ReferralService.psychosocial_support, REASON_UNSUPPRESSED_VIRAL_LOAD
     if kind is None:
         return None
     if announcement is WithdrawnAnnouncement.ClientHivTestOverdue:
         return ReferralService.hiv_testing, test_overdue_reason(kind)
     if announcement is WithdrawnAnnouncement.InfantTestOverdue:
         return ReferralService.community_tracing, test_overdue_reason(kind)
+    if announcement is WithdrawnAnnouncement.InfantCareOverdue and care_overdue_is_traced(kind):
+        return ReferralService.community_tracing, test_overdue_reason(kind)
+    if announcement is WithdrawnAnnouncement.InfantTestDue:
+        return ReferralService.eid_sample_collection, test_due_reason(kind)
     return None
 
 
