@@ -110,7 +110,7 @@ class Platforms:
         return {i["code"]: (i["numerator"], i["denominator"], i["disaggregations"]) for i in reply["indicators"]}
 
     async def infant(self, infant_id: str) -> dict[str, Any]:
-        headers = self.issuer.headers("worklist:read", [ALONE], client_id="clinic-app")
+        headers = self.issuer.headers("worklist:read", [ALONE, CLINIC], client_id="clinic-app")
         async with httpx.AsyncClient(base_url=self.platform.url("followup"), timeout=60) as http:
             response = await http.get(f"/v1/infants/{infant_id}", headers=headers)
         assert response.status_code in (200, 404), response.text
@@ -250,3 +250,50 @@ async def test_voiding_the_art_start_that_completed_her_referral_opens_it_again(
         lambda seen: [(s, st) for s, st, _ in seen if s == ART] == [(ART, "requested")],
     )
     assert [r for r in referrals if r[0] == ART] == [(ART, "requested", None)]
+
+
+async def test_a_corrected_delivery_keeps_the_babys_infant_id_and_follows_her_from_the_corrected_facts(
+    services: Platforms,
+) -> None:
+    emr = Emr(CLINIC)
+    ref, baby = f"GUG-{uuid.uuid4().hex[:8].upper()}", f"HEI-{uuid.uuid4().hex[:8].upper()}"
+    mother = emr.enrolled(ref, days=200, gestation_weeks=12)
+    mother["data"] |= {
+        "hiv_status": "positive",
+        "hiv_status_known_since": ago(900)[:10],
+        "on_art": True,
+        "art_start_date": ago(880)[:10],
+    }
+
+    def delivery(sex: str, **extra: Any) -> dict[str, Any]:
+        data = {
+            "place": "facility",
+            "skilled_attendant": True,
+            "maternal_outcome": "alive",
+            "infants": [{"infant_ref": baby, "sex": sex, "outcome": "live_birth"}],
+        }
+        return emr.event("DeliveryRecorded", data, 20, client_ref=ref, **extra)
+
+    wrong = delivery("male")
+    [_, delivered] = await services.post([mother, wrong])
+    first = delivered["infants"][0]["infant_id"]
+    await until(
+        "follow-up following her HIV-exposed baby",
+        lambda: services.infant(first),
+        lambda body: body.get("in_follow_up") is True,
+    )
+
+    # the baby is a girl: the corrected delivery replaces the wrong one, with the same record number
+    [corrected] = await services.post([delivery("female", replaces=wrong["event_id"])])
+
+    # the same baby: the infant_id the EMR was given stands, followed from the corrected facts
+    assert corrected["infants"][0] == {"infant_ref": baby, "infant_id": first}
+    followed = await until(
+        "the corrected baby followed",
+        lambda: services.infant(first),
+        lambda body: body.get("in_follow_up") is True and body.get("sex") == "female",
+    )
+    assert followed["status"] == "active"
+    # the EMR names her by her record number: it is the corrected baby's now
+    [visit] = await services.post([emr.event("InfantVisitRecorded", {}, 10, infant_ref=baby)])
+    assert visit["infant_id"] == first

@@ -182,6 +182,9 @@ class MotherBatch(IntakeBatch[Any]):
         self.by_national_id: dict[str, UUID] = {}
         self.clients: dict[UUID, ClientRecord] = {}
         self.taken_infants: set[tuple[str, str]] = set()
+        #: (facility_id, ref_hash) -> (client_id, infant_id) of an infant of a voided delivery: the
+        #: corrected delivery that names the same baby gives her the same infant_id again
+        self.voided_infants: dict[tuple[str, str], tuple[UUID, UUID]] = {}
         self.accepted: list[tuple[MotherCandidate, Accepted]] = []
         self.creating: set[int] = set()
         #: the deliveries voided by this batch, whose infants are voided with them
@@ -226,6 +229,7 @@ class MotherBatch(IntakeBatch[Any]):
             for i in e.data.infants
         }
         self.taken_infants = await repository.taken_infant_refs(session, infant_refs)
+        self.voided_infants = await repository.voided_infant_refs(session, infant_refs)
         self.creating = self.first_enrolments(candidates)
         return {eid: Recorded(r.content_hash, r.result) for eid, r in recorded.items()}
 
@@ -326,6 +330,8 @@ class MotherBatch(IntakeBatch[Any]):
         if isinstance(voided, enrolment.DeliveryRecorded):
             self.freed.append(v.target.event_id)
             self.taken_infants -= {(voided.facility_id, i.ref_hash) for i in voided.infants}
+            for i in voided.infants:
+                self.voided_infants[(voided.facility_id, i.ref_hash)] = (client.row.client_id, i.infant_id)
         if isinstance(voided, enrolment.ClientEnrolled) and not history.of(enrolment.ClientEnrolled):
             self.forget_identity(client, v.target.event_id)
         e = v.event
@@ -353,6 +359,8 @@ class MotherBatch(IntakeBatch[Any]):
         if isinstance(voided, enrolment.DeliveryRecorded):
             self.freed.remove(v.target.event_id)
             self.taken_infants |= {(voided.facility_id, i.ref_hash) for i in voided.infants}
+            for i in voided.infants:
+                self.voided_infants.pop((voided.facility_id, i.ref_hash), None)
         if v.target.event_id in self.forgotten:
             row = client.row
             row.national_id_hash, row.birth_date, row.birth_date_estimated, row.personal_as_of = self.forgotten.pop(
@@ -591,7 +599,11 @@ class MotherBatch(IntakeBatch[Any]):
         domain.check_delivery(history, e.occurred_at, outcomes, [i.birth_weight_g for i in d.infants], self.policy)
         born = [
             enrolment.DeliveredInfant(
-                infant_id=uuid4(), ref_hash=h, sex=i.sex, birth_weight_g=i.birth_weight_g, outcome=i.outcome
+                infant_id=self.infant_id_for(e.facility_id, h, client.row.client_id),
+                ref_hash=h,
+                sex=i.sex,
+                birth_weight_g=i.birth_weight_g,
+                outcome=i.outcome,
             )
             for i, h in zip(d.infants, hashes, strict=True)
         ]
@@ -630,6 +642,12 @@ class MotherBatch(IntakeBatch[Any]):
             for b in born
         ]
         return Accepted(client, event, result, infants=rows)
+
+    def infant_id_for(self, facility_id: str, ref_hash: str, client_id: UUID) -> UUID:
+        """A new infant_id; or, for a baby of hers whose delivery was voided (a corrected delivery
+        naming the same record number), the one the EMR was given for her then."""
+        again = self.voided_infants.get((facility_id, ref_hash))
+        return again[1] if again is not None and again[0] == client_id else uuid4()
 
     # --- apply an accepted event to the batch's in-memory state -------------------------------
 
@@ -713,7 +731,10 @@ class MotherBatch(IntakeBatch[Any]):
                 if a.stored
             ],
         )
-        await repository.insert_infants(session, [row for _, a in self.accepted for row in a.infants])
+        infants = [row for _, a in self.accepted for row in a.infants]
+        again = {i for _, i in self.voided_infants.values()}
+        await repository.insert_infants(session, [row for row in infants if row["infant_id"] not in again])
+        await repository.register_again(session, [row for row in infants if row["infant_id"] in again])
         for c, a in self.accepted:
             if a.stored:
                 self.published(c.event.event_id, a.event)

@@ -178,6 +178,38 @@ async def insert_infants(session: AsyncSession, rows: list[dict]) -> None:
     await insert_rows(session, infants, rows)
 
 
+async def voided_infant_refs(
+    session: AsyncSession, refs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[UUID, UUID]]:
+    """Of these (facility_id, infant ref_hash) pairs, those whose infant's delivery was voided and
+    no standing infant holds: (client_id, infant_id) of that infant."""
+    if not refs:
+        return {}
+    rows = await session.execute(
+        select(infants.c.facility_id, infants.c.ref_hash, infants.c.client_id, infants.c.infant_id)
+        .where(pairs_in((infants.c.facility_id, infants.c.ref_hash), refs), infants.c.voided_at.is_not(None))
+        .order_by(infants.c.voided_at)
+    )
+    return {(r.facility_id, r.ref_hash): (r.client_id, r.infant_id) for r in rows}
+
+
+async def register_again(session: AsyncSession, rows: list[dict]) -> None:
+    """Infants of a voided delivery that its corrected delivery names again: theirs once more."""
+    for row in rows:
+        await session.execute(
+            update(infants)
+            .where(infants.c.infant_id == row["infant_id"])
+            .values(
+                voided_at=None,
+                delivery_event_id=row["delivery_event_id"],
+                born_at=row["born_at"],
+                outcome=row["outcome"],
+                facility_id=row["facility_id"],
+                ref_hash=row["ref_hash"],
+            )
+        )
+
+
 async def void_infants(session: AsyncSession, delivery_event_ids: Collection[UUID], at: datetime) -> None:
     """The infants of voided deliveries: kept, marked voided; their record numbers are free again."""
     if not delivery_event_ids:
