@@ -147,3 +147,44 @@ def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp
     finally:
         stop(proc)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_make_runs_job_stops_each_child_once_without_a_traceback(tmp_path: Path, signum: int) -> None:
+    """A newcomer's Ctrl-C (or SIGTERM to `make run`'s job) reaches the whole process group: the
+    services stopped on their own while the runner stopped them again, the guardian stopped
+    PostgreSQL under them (referrals' push worker printed a traceback when its database went) and
+    the runner stopped it a second time. Now only the runner hears it, and stops each child once."""
+    data_dir = tmp_path / "pmtct"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
+    command = [sys.executable, "-m", "pmtct_tools.cli", "dev", "--no-demo", "--data-dir", str(data_dir)]
+    command += ["--port-offset", str(pick_offset())]
+    # its own session and process group, as a terminal runs a job
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (lines and lines[-1].startswith("Ctrl-C stops everything")):
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    pg_log = data_dir / "postgres" / "log"
+    pg_log_before = pg_log.stat().st_size
+    os.killpg(proc.pid, signum)
+    out, _ = proc.communicate(timeout=90)
+    assert lines and lines[-1].startswith("Ctrl-C stops everything"), "".join(lines)
+
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "Failed to stop server" not in out, out
+    for service in SERVICES:
+        assert "Traceback" not in (data_dir / f"{service}.log").read_text(), service
+    with pg_log.open() as f:
+        f.seek(pg_log_before)
+        assert f.read().count("shutdown request") == 1, "PostgreSQL is stopped once"
+    time.sleep(1)
+    alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left behind: {alive}"

@@ -329,3 +329,32 @@ def test_outside_development_a_webhook_is_https_to_a_public_host(url: str, code:
         with pytest.raises(Problem) as refused:
             check_url(url, allow_http=False)
         assert refused.value.code == code
+
+
+async def test_the_push_worker_waits_for_a_database_that_is_gone_without_a_traceback(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At the end of `make run` the database went before referrals did and the push worker printed
+    a traceback on every pass. A database that cannot be reached is now one warning line a pass,
+    and the worker keeps going until it is stopped."""
+    import logging
+
+    from pmtct_tools.localinfra import free_port
+    from referrals import push
+    from servicekit import db
+    from servicekit.app import Runtime
+    from servicekit.facilities import FacilityRegistry
+
+    gone = db.create_engine(f"postgresql://pmtct_referrals:x@127.0.0.1:{free_port()}/pmtct", "referrals", pool_size=1)
+    settings = api.settings.model_copy(update={"push_poll_interval_s": 0.05})
+    rt = Runtime(settings, gone, db.sessionmaker(gone), None, FacilityRegistry([]))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="referrals.push"):
+        worker = asyncio.create_task(push.run(rt))
+        await asyncio.sleep(1.0)
+        assert not worker.done(), worker
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    await gone.dispose()
+    mine = [r for r in caplog.records if r.name == "referrals.push"]
+    assert mine and all("not reachable" in r.getMessage() for r in mine)
+    assert not any(r.exc_info for r in mine)

@@ -75,7 +75,12 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30) -> None:
 
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM if the process that started it dies (Linux), so a
-    killed runner or test session leaves no orphan behind."""
+    killed runner or test session leaves no orphan behind; and it is in a process group of its
+    own, so that a signal to the runner's group (Ctrl-C in a terminal, SIGTERM to `make run`'s
+    job) reaches the runner only: it stops each child once, services before the broker and
+    PostgreSQL. (Signalled with the runner, the services stopped on their own while the runner
+    stopped them again, and the guardian stopped PostgreSQL under the services still using it.)"""
+    os.setpgid(0, 0)
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 

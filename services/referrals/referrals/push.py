@@ -37,6 +37,7 @@ from standardwebhooks import Webhook
 
 from servicekit import metrics
 from servicekit.app import Runtime
+from servicekit.guard import is_unavailable
 
 from . import feed, subscriptions
 from .schemas import FeedEntry
@@ -93,15 +94,24 @@ async def run(rt: Runtime[Settings]) -> None:
     async with httpx.AsyncClient(timeout=settings.push_timeout_s, limits=limits, follow_redirects=False) as client:
         try:
             while True:
-                for state, n in (await subscriptions.count_by_state(rt.sessions)).items():
-                    metrics.PUSH_SUBSCRIPTIONS.labels(state).set(n)
-                for sid in [sid for sid, task in running.items() if task.done()]:
-                    del running[sid]
-                room = settings.push_concurrency - len(running)
-                if room > 0:
-                    claimed = await subscriptions.claim_due(rt.sessions, owner, _lease_s(settings), room, list(running))
-                    for sub in claimed:
-                        running[sub.id] = asyncio.create_task(_deliver_logged(rt, client, sub, owner))
+                try:
+                    for state, n in (await subscriptions.count_by_state(rt.sessions)).items():
+                        metrics.PUSH_SUBSCRIPTIONS.labels(state).set(n)
+                    for sid in [sid for sid, task in running.items() if task.done()]:
+                        del running[sid]
+                    room = settings.push_concurrency - len(running)
+                    if room > 0:
+                        claimed = await subscriptions.claim_due(
+                            rt.sessions, owner, _lease_s(settings), room, list(running)
+                        )
+                        for sub in claimed:
+                            running[sub.id] = asyncio.create_task(_deliver_logged(rt, client, sub, owner))
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    # the database restarting or stopping (as at the end of `make run`): no traceback,
+                    # the next pass tries again
+                    log.warning("push: the database is not reachable (%s); trying again", type(exc).__name__)
                 await asyncio.sleep(settings.push_poll_interval_s)
         finally:
             for task in running.values():
@@ -114,9 +124,12 @@ async def _deliver_logged(rt: Runtime[Settings], client: httpx.AsyncClient, sub:
         await deliver(rt, client, sub, owner)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
         # its lease runs out and the next pass takes it again
-        log.exception("push: delivering subscription %s failed", sub.id)
+        if is_unavailable(exc):
+            log.warning("push: delivering subscription %s waits for the database (%s)", sub.id, type(exc).__name__)
+        else:
+            log.exception("push: delivering subscription %s failed", sub.id)
 
 
 async def deliver(rt: Runtime[Settings], client: httpx.AsyncClient, sub: Subscription, owner: str) -> None:
