@@ -71,7 +71,10 @@ async def browser_principal(request: Request) -> Principal:
 async def sign_in_form(request: Request, secure: bool) -> RedirectResponse:
     """`POST /sign-in`: the token typed or pasted into the sign-in form (never in an address), kept
     in the cookie; then the dashboard (`next`, a path of this site, or `/`)."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError as exc:  # more fields than the form has: not a sign-in (it was a 500)
+        raise Problem(400, "malformed_form", "The sign-in form has two fields: token and next.") from exc
     token = (form.get("token") or [""])[0].strip()
     if not token:
         raise Problem(401, "unauthorized", "Paste a reports:read token into the form.")

@@ -225,11 +225,22 @@ async def dashboard_page(
     return HTMLResponse(html)
 
 
+#: a browser's page is answered a page, not problem+json: the sign-in page again, saying why
+SIGNED_OUT = {
+    401: {
+        "description": "No token, or one the platform does not accept: the sign-in page",
+        "content": {"text/html": {}},
+    },
+    403: {"description": "A token without reports:read: the sign-in page", "content": {"text/html": {}}},
+}
+
+
 @pages.post(
     "/sign-in",
     summary="The dashboard's sign-in form: a reports:read token in the body, kept in a cookie, then the dashboard",
     response_class=RedirectResponse,
     status_code=303,
+    responses=SIGNED_OUT,  # type: ignore[arg-type]
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -258,6 +269,7 @@ async def dashboard_sign_in(request: Request, rt: RuntimeDep) -> Response:
     "/push",
     summary="The dashboard's DHIS2 push (a form: period, data_set, dry_run), then back to the dashboard",
     response_class=RedirectResponse,
+    responses=SIGNED_OUT,  # type: ignore[arg-type]
     status_code=303,
 )
 async def dashboard_push(request: Request, rt: RuntimeDep) -> Response:
