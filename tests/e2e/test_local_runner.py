@@ -171,20 +171,21 @@ def test_a_signal_to_make_runs_job_stops_each_child_once_without_a_traceback(tmp
         if not line and proc.poll() is not None:
             break
         lines.append(line)
+    if not (lines and lines[-1].startswith("Ctrl-C stops everything")):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("pmtct dev did not come up:\n" + "".join(lines) + proc.communicate(timeout=30)[0])
     children = psutil.Process(proc.pid).children(recursive=True)
-    pg_log = data_dir / "postgres" / "log"
-    pg_log_before = pg_log.stat().st_size
+    pg = postmaster_pid(data_dir)
     os.killpg(proc.pid, signum)
     out, _ = proc.communicate(timeout=90)
-    assert lines and lines[-1].startswith("Ctrl-C stops everything"), "".join(lines)
 
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "Failed to stop server" not in out, out
     for service in SERVICES:
         assert "Traceback" not in (data_dir / f"{service}.log").read_text(), service
-    with pg_log.open() as f:
-        f.seek(pg_log_before)
-        assert f.read().count("shutdown request") == 1, "PostgreSQL is stopped once"
+    # stopped by the runner after the services, once: a second stop of a stopped server is the
+    # library's "Failed to stop server" (above)
+    assert not psutil.pid_exists(pg) or psutil.Process(pg).status() == psutil.STATUS_ZOMBIE
     time.sleep(1)
     alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left behind: {alive}"
