@@ -175,6 +175,8 @@ def test_a_signal_to_make_runs_job_stops_each_child_once_without_a_traceback(tmp
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("pmtct dev did not come up:\n" + "".join(lines) + proc.communicate(timeout=30)[0])
     children = psutil.Process(proc.pid).children(recursive=True)
+    # the terminal's signal reaches the job's process group: the runner only, none of its children
+    assert [c.pid for c in children if os.getpgid(c.pid) == proc.pid] == []
     pg = postmaster_pid(data_dir)
     os.killpg(proc.pid, signum)
     out, _ = proc.communicate(timeout=90)
