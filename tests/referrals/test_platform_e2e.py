@@ -215,3 +215,69 @@ async def test_a_voided_positive_test_cancels_her_art_referral_and_a_voided_art_
     )
     [reopened] = of(found, "art_initiation")
     assert (reopened["outcome_code"], reopened["closed_at"], reopened["version"]) == (None, None, 3)
+
+
+async def test_a_voided_positive_test_cancels_her_infants_sample_collection_and_tracing_and_nothing_stays_open(
+    platform, issuer: testing.TestIssuer
+) -> None:
+    """Issue 17, between follow-up and referrals: her baby, 100 days old, became HIV-exposed when she
+    tested positive while breastfeeding 20 days ago (at 80 days); its entry NAT is due (window
+    80-94 days, overdue at 108: referrals collects the sample) and its 10-week HEI visit overdue
+    (window 70-84 days, grace 14: traced). Her only positive test was entered in error: the baby is
+    not HIV-exposed, follow-up ends its follow-up and withdraws the announcements (entered_in_error),
+    and referrals cancels what they opened, and her ART referral, so: nothing stays open."""
+    mother = {"client_ref": unique("ANC")}
+    [enrolled, _, delivered, positive] = await post_events(
+        platform,
+        issuer,
+        "enrolment",
+        emr_event(
+            "ClientEnrolled",
+            ago(290),
+            {
+                "age_years": 24,
+                "status_at_enrolment": "pregnant",
+                "hiv_status": "unknown",
+                "on_art": False,
+                "gestation_weeks": 12,
+            },
+            **mother,
+        ),
+        emr_event("HivTestRecorded", ago(289), {"result": "negative", "setting": "anc"}, **mother),
+        emr_event(
+            "DeliveryRecorded",
+            ago(100),
+            {
+                "place": "facility",
+                "skilled_attendant": True,
+                "maternal_outcome": "alive",
+                "infants": [{"infant_ref": unique("HEI"), "sex": "male", "outcome": "live_birth"}],
+            },
+            **mother,
+        ),
+        emr_event("HivTestRecorded", ago(20), {"result": "positive", "setting": "postnatal"}, **mother),
+    )
+    client_id, infant_id = enrolled["client_id"], delivered["infants"][0]["infant_id"]
+
+    def announced(found: list[dict]) -> bool:
+        return len(of(found, "eid_sample_collection")) == 1 and len(of(found, "community_tracing")) == 1
+
+    found = await referrals_until(platform, issuer, infant_id, announced)
+    [sample], [tracing] = of(found, "eid_sample_collection"), of(found, "community_tracing")
+    assert (sample["status"], sample["reason_code"]) == ("requested", "entry_nat_due")
+    assert (tracing["status"], tracing["reason_code"]) == ("requested", "hei_visit_overdue")
+    await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "art_initiation")) == 1)
+
+    await post_events(platform, issuer, "enrolment", voiding(positive["event_id"]))
+
+    found = await referrals_until(
+        platform, issuer, infant_id, lambda f: all(r["status"] == "cancelled" for r in f), timeout_s=120
+    )
+    assert sorted((r["referral_service"], r["status"], r["outcome_code"]) for r in found) == [
+        ("community_tracing", "cancelled", "entered_in_error"),
+        ("eid_sample_collection", "cancelled", "entered_in_error"),
+    ]
+    hers = await referrals_until(
+        platform, issuer, client_id, lambda f: of(f, "art_initiation")[0]["status"] == "cancelled"
+    )
+    assert [(r["status"], r["outcome_code"]) for r in of(hers, "art_initiation")] == [("cancelled", "entered_in_error")]
