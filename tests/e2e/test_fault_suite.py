@@ -13,10 +13,10 @@ The timers are paused while the programme is posted and started once it is in (P
 the backfill setting), in both runs: what they announce then depends on the facts only, not on how
 fast the facts came (issue 19's "same facts, same figures" is another test's business).
 
-`make test` runs it at CI size (16 mothers over 9 months, a 3 s freeze: about 4 minutes on two
-cores); `make faults` runs a bigger programme with a 20 s freeze (`PMTCT_FAULTS_CLIENTS`,
-`PMTCT_FAULTS_MONTHS`, `PMTCT_FAULTS_FREEZE_S`). Both runs use one embedded PostgreSQL, each its
-own database. The table of faults is written to tests/artifacts/fault-suite.md.
+`make test` runs it at CI size (16 mothers over 9 months, a 3 s freeze: about 2 minutes of CPU,
+8 minutes on two cores shared with other heavy jobs); `make faults` runs a bigger programme with a
+20 s freeze (`PMTCT_FAULTS_CLIENTS`, `PMTCT_FAULTS_MONTHS`, `PMTCT_FAULTS_FREEZE_S`). Both runs
+use one embedded PostgreSQL, each its own database. The table of faults is written to tests/artifacts/fault-suite.md.
 """
 
 from __future__ import annotations
