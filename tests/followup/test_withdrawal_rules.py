@@ -9,14 +9,25 @@ from uuid import uuid4
 
 import pytest
 
+from followup import announcements
 from followup.cases import InfantCase, MotherCase, Pregnancy, RecordedEvent
 from followup.eid_schedule import EidRules, InfantFacts
 from followup.mother_schedule import MotherRules
-from followup.schedule import Attendance, Item, Status, check_lost, overdue_snapshot, withdrawn_items
+from followup.schedule import (
+    Attendance,
+    Item,
+    Status,
+    check_lost,
+    due_snapshot,
+    overdue_snapshot,
+    voided_items,
+    withdrawn_items,
+)
 from pmtct_events.enrolment import HivTestResult
 from pmtct_events.followup import (
     AnnouncementWithdrawn,
     ClientLostToFollowUp,
+    InfantTest,
     ScheduleKind,
     SubjectType,
     WithdrawalReason,
@@ -26,6 +37,7 @@ from servicekit.clock import Clock
 
 CLOCK = Clock.fixed(datetime(2026, 12, 1, 9, tzinfo=UTC))
 OVERDUE = date(2026, 8, 24)
+W = WithdrawnAnnouncement
 
 
 def item(status: Status, satisfied_on: date | None = None, overdue_on: date = OVERDUE) -> Item:
@@ -62,6 +74,60 @@ def test_an_overdue_is_withdrawn_only_when_the_facts_met_it_before_its_overdue_d
     announced = overdue_snapshot([one])
     one.status, one.satisfied_on = after, satisfied_on  # what the facts applied since made of it
     assert (withdrawn_items(announced, [one]) == [(one, OVERDUE)]) is withdrawn
+
+
+VOIDED = date(2026, 9, 2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "withdrawn"),
+    [
+        pytest.param(Status.overdue, Status.cancelled, ["due", "overdue"], id="announced due, then overdue: both"),
+        pytest.param(Status.due, Status.cancelled, ["due"], id="announced due only: its due"),
+        pytest.param(Status.planned, Status.cancelled, [], id="never announced: nothing"),
+        pytest.param(Status.due, Status.due, [], id="the facts that stand still call for it: it stays announced"),
+        pytest.param(Status.due, Status.satisfied, [], id="met: nothing to take back in error"),
+    ],
+)
+def test_a_correction_withdraws_every_announcement_of_an_item_it_cancels(
+    before: Status, after: Status, withdrawn: list[str]
+) -> None:
+    one = item(before)
+    due, overdue = due_snapshot([one]), overdue_snapshot([one])
+    one.status = after  # what the replay of the facts that stand made of it
+    found = [("due", d) for _, d in voided_items(due, [one])] + [
+        ("overdue", d) for _, d in voided_items(overdue, [one])
+    ]
+    assert found == [(w, {"due": one.window_start, "overdue": OVERDUE}[w]) for w in withdrawn]
+
+
+@pytest.mark.parametrize(
+    ("kind", "test", "announcement"),
+    [
+        pytest.param(ScheduleKind.nat_6_weeks, InfantTest.NAT, W.InfantTestDue, id="an infant test"),
+        pytest.param(ScheduleKind.hei_visit, None, W.InfantCareDue, id="an HEI visit"),
+        pytest.param(ScheduleKind.infant_cotrimoxazole, None, W.InfantCareDue, id="the cotrimoxazole start"),
+        pytest.param(ScheduleKind.mother_hiv_test_anc1, None, W.ClientHivTestDue, id="her HIV test"),
+        pytest.param(ScheduleKind.mother_viral_load, None, W.ClientViralLoadDue, id="her viral load"),
+        pytest.param(
+            ScheduleKind.mother_adherence_support, None, W.ClientAdherenceSupportDue, id="her adherence support"
+        ),
+        pytest.param(ScheduleKind.infant_prophylaxis, None, None, id="prophylaxis: announced by no event"),
+    ],
+)
+def test_a_due_withdrawn_in_error_names_the_announcement_it_takes_back(
+    kind: ScheduleKind, test: InfantTest | None, announcement: WithdrawnAnnouncement | None
+) -> None:
+    one = Item(uuid4(), kind, test, date(2026, 8, 3), date(2026, 8, 10), OVERDUE, Status.cancelled)
+    subject = uuid4()
+    events = announcements.due_withdrawn(
+        SubjectType.infant, subject, subject, "FAC-1", one, one.window_start, VOIDED, CLOCK.now()
+    )
+    assert [(e.announcement, e.reason, e.announced_for, e.met_on, e.item_id) for e in events] == (
+        [(announcement, WithdrawalReason.entered_in_error, one.window_start, VOIDED, one.item_id)]
+        if announcement is not None
+        else []
+    )
 
 
 LOST_DAY = date(2026, 11, 22)
