@@ -92,7 +92,7 @@ async def unpublished(admin_url: str) -> dict[str, int]:
 _TIMER_WORK = {
     "followup: infants": "SELECT count(*) FROM followup.infants WHERE next_timer_on <= $1",
     "followup: mothers": "SELECT count(*) FROM followup.mothers WHERE next_timer_on <= $1",
-    "referrals: ART waits": "SELECT count(*) FROM referrals.art_wait WHERE due_at <= now()",
+    "referrals: ART waits": "SELECT count(*) FROM referrals.art_wait WHERE due_at <= now() AND ended_at IS NULL",
     "referrals: past due": (
         "SELECT count(*) FROM referrals.referral WHERE due_by < $1 AND status IN ('requested', 'accepted')"
     ),
