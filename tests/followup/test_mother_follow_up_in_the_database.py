@@ -155,3 +155,40 @@ async def test_her_infants_follow_up_moves_with_her(followup) -> None:
     there = [i["action"] for i in await worklist(followup, as_of, elsewhere) if i["subject_id"] == str(baby.infant_id)]
     assert "nat_6_weeks" in there, there
     assert not [i for i in await worklist(followup, as_of) if i["subject_id"] == str(baby.infant_id)]
+
+
+async def _her_items(followup, client_id: uuid.UUID) -> list[tuple]:
+    async with followup.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT kind, window_start, window_end, status, satisfied_on, cancel_reason FROM schedule_items"
+                " WHERE subject_id = :s ORDER BY window_start, kind"
+            ),
+            {"s": client_id},
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_a_viral_load_after_her_delivery_posted_before_it_ends_as_in_the_order_they_happened(followup) -> None:
+    """Issue 17, "any order": a viral load taken ten days after her delivery, posted before the
+    delivery (in its own unit or in the delivery's batch): she is rebuilt from her events in the
+    order they happened, every row as in that order (her late-pregnancy viral load met late, on
+    the day it was taken)."""
+    edd = B + timedelta(weeks=20)
+    ends: list[list[tuple]] = []
+    for order in ("happened", "viral load first", "viral load first, one batch"):
+        mother = new_mother()
+        enrolled = mother.enrolled(B, gestation_weeks=20, art_start_date=B - timedelta(days=200))
+        birth = mother.delivered(edd, [live_infant()], diagnosed_on=B - timedelta(days=200))
+        after = mother.viral_load(edd + timedelta(days=10), 40)
+        if order == "happened":
+            await followup.apply(enrolled, birth, after)
+        elif order == "viral load first":
+            await followup.apply(enrolled, after, birth)
+        else:
+            await followup.apply(enrolled)
+            await followup.apply_together(after, birth)
+        ends.append(await _her_items(followup, mother.client_id))
+    assert ends[1] == ends[0] and ends[2] == ends[0], ends
+    late = [r for r in ends[0] if r[0] == "mother_viral_load" and r[1] < edd]
+    assert [(r[3], r[4]) for r in late] == [("satisfied", edd + timedelta(days=10))], ends[0]

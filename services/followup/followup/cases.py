@@ -588,6 +588,21 @@ class MotherCase(Aggregate):
         self.withdrawals.in_error += [(i, d, on) for i, d in voided_items(announced, self.items)]
         self.withdrawals.due_in_error += [(i, d, on) for i, d in voided_items(due, self.items)]
 
+    def rebuild(self, folded: MotherCase, announced: set[UUID]) -> list[UUID]:
+        """A fact dated before facts applied to her arrived (a back-dated or out-of-order fact):
+        her facts and items become `folded`'s (her case replayed from the events that stand in
+        the order they happened, `corrections.replay`), so they depend on the facts, not on the
+        order they came in. Her items keep how far time moved them where both are open
+        (`schedule.restate`); one only an earlier view of the facts called for is dropped, unless
+        it is in `announced` (it stays, cancelled if open). An announced overdue item the facts
+        now say was met in time is withdrawn (`withdrawn_items`). Returns the dropped items' ids
+        (the repository deletes them)."""
+        before, stored = overdue_snapshot(self.items), {i.item_id for i in self.items}
+        self.take_facts(folded)
+        self.items = restate(self.items, folded.items, announced)
+        self.withdrawals.items += withdrawn_items(before, self.items)
+        return sorted(stored - {i.item_id for i in self.items})
+
     def announce(self, report: TickReport, clock: Clock) -> None:
         """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""
         self.raise_event(*announcements.mother_announcements(self, report, clock))

@@ -5,8 +5,8 @@ case, and her infants', from the events that stand, as if the voided one had nev
 Follow-up keeps every mother event it applies with its CloudEvent id (`mother_events`, written by
 `repository.Mothers.keep`). A void marks the events it names voided, then:
 
-- `replay` (pure) folds the events that stand, in the order they came, through the stream's own
-  fold (`stream.apply_to_mother`), and decides for each of her infants what the stream would have
+- `replay` (pure) folds the events that stand, in the order they happened (`happened`), through
+  the stream's own fold (`stream.apply_to_mother`), and decides for each of her infants what the stream would have
   decided: whether and from when it is HIV-exposed, and its high-risk reasons (with the delivery's
   account of her when its delivery made it exposed, as `stream.follow_infant` does);
 - her case takes the replayed facts and items (`MotherCase.correct`, `schedule.restate`): an item
@@ -73,6 +73,39 @@ class Newborn:
     breastfeeding_stopped_on: date | None = None
 
 
+#: the order of her events that happened at the same instant (then their ids): her enrolment
+#: first, then what was seen in care, her delivery, and what ends her follow-up
+SAME_INSTANT_ORDER: Mapping[str, int] = {
+    name: n
+    for n, name in enumerate(
+        (
+            "ClientEnrolled",
+            "AncVisitRecorded",
+            "HivTestRecorded",
+            "ArtInitiated",
+            "ViralLoadRecorded",
+            "PregnancyEnded",
+            "DeliveryRecorded",
+            "ClientTransferredOut",
+            "ClientDied",
+        )
+    )
+}
+
+
+def happened(events: Sequence[Standing]) -> list[Standing]:
+    """Her events in the order they happened: by occurred_at, then `SAME_INSTANT_ORDER`, then event
+    id; the same set of events in any arrival order gives one order. Pure."""
+    return sorted(
+        events,
+        key=lambda s: (
+            s.event.occurred_at,
+            SAME_INSTANT_ORDER.get(s.event.event_name, len(SAME_INSTANT_ORDER)),
+            str(s.event_id),
+        ),
+    )
+
+
 #: an infant's exposure as the events say: (follow-up start, high-risk reasons); None = not exposed
 Exposure = tuple[date, list[HighRiskReason]] | None
 
@@ -92,11 +125,13 @@ def replay(
     mother_rules: MotherRules,
     breastfeeding_until: date | None = None,
 ) -> Replay:
-    """Her case as the events that stand make it, replayed in the order they came as the stream
-    applies them (her facts folded and her plan recomputed after each), and each infant's exposure
-    as the stream would have decided it: from the event that first made it HIV-exposed after its
-    delivery was known, high risk or not by all her facts. `breastfeeding_until`: what her infants'
-    facts say of it (the stream learns it from them, not from her events). Pure."""
+    """Her case as the events that stand make it, replayed in the order they happened (`happened`)
+    as the stream applies them (her facts folded and her plan recomputed after each), and each
+    infant's exposure as the stream would have decided it: from the event that first made it
+    HIV-exposed after its delivery was known, high risk or not by all her facts.
+    `breastfeeding_until`: what her infants' facts say of it (the stream learns it from them, not
+    from her events). Pure."""
+    events = happened(events)
     mother = MotherCase(client_id, events[0].event.facility_id if events else facility_id)
     mother.breastfeeding_until = breastfeeding_until
     exposure: dict[UUID, Exposure] = {i.infant_id: None for i in infants}
@@ -131,6 +166,43 @@ def standing(
         event = _MODELS[type_].model_validate(data)
         out.append(Standing(event_id, event, local_day(event.occurred_at)))
     return out
+
+
+def out_of_order(last_seen_on: date | None, day: date) -> bool:
+    """A fact of hers on `day` may have happened before facts applied to her already (seen last
+    on `last_seen_on`): on or before that day (the same day's may be earlier in it). Pure."""
+    return last_seen_on is not None and day <= last_seen_on
+
+
+async def rebuild(mother: MotherCase, uow: repo.FollowupUnit, settings: Settings) -> None:
+    """After a fact of hers that is `out_of_order`: her case replayed from her events that stand in
+    the order they happened (`replay`, as a void does) and taken on (`MotherCase.rebuild`), so it
+    ends as if they had come in that order; items only the earlier view called for and never
+    announced are deleted. Her infants follow from her facts as the stream decides them."""
+    mothers = uow.mothers
+    kept = standing(await mothers.standing_events(mother.client_id), settings.clock.local_day)
+    folded = replay(
+        mother.client_id,
+        mother.facility_id,
+        kept,
+        [],
+        settings.eid,
+        settings.mother_viral_load,
+        mother.breastfeeding_until,
+    ).mother
+    stale = {i.item_id for i in mother.items} - {i.item_id for i in folded.items}
+    announced = await mothers.announced_items(stale)
+    await mothers.drop_items(mother.rebuild(folded, announced))
+
+
+async def drop_stale(infant: InfantCase, stale: set[UUID], uow: repo.FollowupUnit) -> None:
+    """Items of hers that a `rebuild` of her mother showed only an earlier view of the facts called
+    for: the ones never announced are deleted (the others stay, cancelled)."""
+    if not stale:
+        return
+    dropped = stale - await uow.mothers.announced_items(stale)
+    infant.items = [i for i in infant.items if i.item_id not in dropped]
+    await uow.mothers.drop_items(sorted(dropped))
 
 
 def correct_infant(infant: InfantCase, mother: MotherCase, exposure: Exposure, on: date, settings: Settings) -> bool:

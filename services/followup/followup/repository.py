@@ -152,6 +152,19 @@ class Mothers(Repository[UUID, MotherCase]):
         ]
         return out
 
+    async def announced_items(self, item_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these schedule items had their due or overdue announced."""
+        ids = sorted(set(item_ids))
+        if not ids:
+            return set()
+        return {r[0] for r in await self.session.execute(_ANNOUNCED_ITEMS, {"ids": ids})}
+
+    async def drop_items(self, item_ids: Sequence[UUID]) -> None:
+        """Delete schedule items only an earlier view of her facts called for, never announced
+        (`MotherCase.rebuild`); one not written yet is simply not there."""
+        if item_ids:
+            await self.session.execute(_DROP_ITEMS, {"ids": sorted(item_ids)})
+
     async def void_infants(self, client_id: UUID, infant_ids: Sequence[UUID], voided_by: UUID) -> None:
         """Infants a voided delivery had registered: never born on the platform. They leave her
         list (a later event of hers does not see them) and intake refuses their events."""
@@ -275,6 +288,14 @@ _VOID_MOTHER_EVENTS = text(
 )
 _STANDING_EVENTS = text(
     "SELECT event_id, type, data FROM mother_events WHERE client_id = :client_id AND voided_by IS NULL ORDER BY seq"
+)
+_ANNOUNCED_ITEMS = text(
+    "SELECT item_id FROM schedule_items WHERE item_id = ANY(CAST(:ids AS uuid[]))"
+    " AND (due_announced_at IS NOT NULL OR overdue_announced_at IS NOT NULL)"
+)
+_DROP_ITEMS = text(
+    "DELETE FROM schedule_items WHERE item_id = ANY(CAST(:ids AS uuid[]))"
+    " AND due_announced_at IS NULL AND overdue_announced_at IS NULL"
 )
 _VOID_INFANTS = text(
     "UPDATE infants SET voided_at = now(), voided_by = :voided_by WHERE infant_id = ANY(CAST(:ids AS uuid[]))"

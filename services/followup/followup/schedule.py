@@ -44,6 +44,8 @@ OPEN: frozenset[Status] = frozenset({Status.planned, Status.due, Status.overdue}
 TRANSFERRED_OUT = "transferred_out"
 #: the cancel reason of an item whose subject a correction ended (`cases.InfantCase.end`)
 ENTERED_IN_ERROR = "entered_in_error"
+#: the cancel reason of an open item the facts no longer call for
+NO_LONGER_REQUIRED = "no_longer_required"
 
 
 class Transition(StrEnum):
@@ -141,7 +143,7 @@ def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requiremen
             current.window_end, current.overdue_on, current.changed = r.window_end, r.overdue_on, True
     for iid, item in by_id.items():
         if iid not in wanted and item.open:
-            _set(item, Status.cancelled, cancel_reason="no_longer_required")
+            _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED)
     return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
 
 
@@ -174,8 +176,8 @@ def _as_the_facts_say(subject_id: UUID, items: list[Item], required: Iterable[Re
         elif not current.open:
             _set(current, Status.planned, cancel_reason=None, satisfied_on=None)
     for iid, item in by_id.items():
-        if iid not in wanted and (item.status, item.cancel_reason) != (Status.cancelled, "no_longer_required"):
-            _set(item, Status.cancelled, cancel_reason="no_longer_required", satisfied_on=None)
+        if iid not in wanted and (item.status, item.cancel_reason) != (Status.cancelled, NO_LONGER_REQUIRED):
+            _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED, satisfied_on=None)
     return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
 
 
@@ -248,13 +250,18 @@ def withdrawn_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[
     return out
 
 
-def restate(stored: list[Item], replayed: Iterable[Item]) -> list[Item]:
+def restate(stored: list[Item], replayed: Iterable[Item], announced: set[UUID] | None = None) -> list[Item]:
     """A correction (a void): the stored items take the state of `replayed` (the same subject's
     items replayed from the facts that stand, as if the voided ones had never been posted), changed
     ones marked. Where both are open the stored one keeps how far time moved it (planned, due,
     overdue: announced once); one the replay has open but is met or cancelled here is planned
     again (the timers announce it again); one the replay does not have was called for only by the
-    voided facts: cancelled `entered_in_error` (unless it was cancelled already)."""
+    voided facts: cancelled `entered_in_error` (unless it was cancelled already).
+
+    With `announced` (a rebuild after an out-of-order fact, not a void) one the replay does not
+    have was called for only by an earlier view of the facts: it is dropped (left out of the
+    list: the caller deletes it) unless it is in `announced` (its due or overdue was announced),
+    then it stays, cancelled `no_longer_required` if it was open."""
     by_id = {i.item_id: i for i in stored}
     out: list[Item] = []
     for r in replayed:
@@ -275,7 +282,12 @@ def restate(stored: list[Item], replayed: Iterable[Item]) -> list[Item]:
                 _set(current, state[0], satisfied_on=state[1], cancel_reason=state[2])
         out.append(current)
     for item in by_id.values():
-        if item.status is not Status.cancelled:
+        if announced is not None:
+            if item.item_id not in announced:
+                continue
+            if item.open:
+                _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED)
+        elif item.status is not Status.cancelled:
             _set(item, Status.cancelled, cancel_reason=ENTERED_IN_ERROR, satisfied_on=None)
         out.append(item)
     return sorted(out, key=lambda i: (i.window_start, i.kind.value))
@@ -424,6 +436,7 @@ def frozen(slots: Iterable[Slot]) -> list[Requirement]:
 
 __all__ = [
     "ENTERED_IN_ERROR",
+    "NO_LONGER_REQUIRED",
     "OPEN",
     "Attendance",
     "Item",

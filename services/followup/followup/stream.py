@@ -47,6 +47,7 @@ from .cases import (
 from .eid_schedule import MotherAtDelivery, breastfeeding_stopped_on, high_risk_reasons
 from .intake import INTAKE, InfantBatch, infant_keys
 from .mother_schedule import GESTATION_WEEKS
+from .schedule import NO_LONGER_REQUIRED, Status
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     after this one see her case as it left it). The events raised go to the outbox then too.
 
     Each event is kept with its CloudEvent id (`Mothers.keep`): a ClientEventVoided naming it
-    recomputes her case from the events that stand (`corrections`)."""
+    recomputes her case from the events that stand (`corrections`), and so does an event dated on
+    or before her latest (`corrections.rebuild`): her case does not depend on the order her facts
+    arrived in."""
     if isinstance(event, ClientEventVoided):
         await corrections.on_client_event_voided(event, uow, settings)
         return
@@ -78,7 +81,12 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     if cause is not None:
         mothers.keep(mother.client_id, cause, event)
     infant_inputs = infant_inputs_of(mother)
+    last_seen_on = mother.attendance.last_seen_on
     newborns = apply_to_mother(mother, event, day)
+    rebuilt = cause is not None and mother.facts_from_events and corrections.out_of_order(last_seen_on, day)
+    if rebuilt:
+        # dated before what she had: her case as if her facts had come in the order they happened
+        await corrections.rebuild(mother, uow, settings)
     for row in newborns:
         row["delivery_event_id"] = cause
     if newborns:
@@ -88,8 +96,13 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
             was_followed = infant.in_follow_up
+            before = no_longer_required(infant)
             moved = move_with_mother(infant, mother)
             if follow_infant(infant, mother, event, settings) or moved:
+                if rebuilt and was_followed:
+                    # what only an earlier view of her facts called for (a high risk her earlier
+                    # facts, arrived late, rule out): never announced, it is not kept
+                    await corrections.drop_stale(infant, no_longer_required(infant) - before, uow)
                 infant.withdraw(settings.clock)
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
@@ -101,6 +114,11 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
     if followed:
         await release_held(uow, settings, followed)
+
+
+def no_longer_required(infant: InfantCase) -> set[UUID]:
+    """Its items cancelled because its plan no longer calls for them."""
+    return {i.item_id for i in infant.items if (i.status, i.cancel_reason) == (Status.cancelled, NO_LONGER_REQUIRED)}
 
 
 def infant_inputs_of(mother: MotherCase) -> tuple[Any, ...]:
