@@ -79,6 +79,18 @@ def test_every_service_reads_one_zone_and_can_be_given_a_clock(monkeypatch: pyte
     assert (settings.clock.now(), settings.clock.today()) == (at, date(2026, 3, 3))
 
 
+def test_a_copy_of_the_settings_in_another_zone_reads_its_days_there() -> None:
+    """The clock is made once and kept; a copy with another `timezone` (a test, a per-country
+    settings object) must not keep the clock made for the original's zone."""
+    at = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)
+    settings = ServiceSettings().use_clock(Clock.fixed(at))
+    assert settings.clock.today() == date(2026, 3, 2), "made (and kept) in UTC"
+    local = settings.model_copy(update={"timezone": JOHANNESBURG})
+    assert str(local.clock.zone) == JOHANNESBURG
+    assert (local.clock.now(), local.clock.today()) == (at, date(2026, 3, 3)), "the injected now, its own zone"
+    assert settings.clock.today() == date(2026, 3, 2), "the original keeps its own"
+
+
 def test_an_unknown_time_zone_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PMTCT_TIMEZONE", "Africa/Atlantis")
     with pytest.raises(ValueError, match="unknown time zone"):

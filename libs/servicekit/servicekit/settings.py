@@ -5,11 +5,11 @@ A service subclasses `ServiceSettings`, adds its own fields and sets `service_na
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,6 +118,13 @@ class ServiceSettings(BaseSettings):
         Made once and kept (the intake, the consumers and the timers ask for it per event: reading a
         pydantic private attribute and building a Clock cost tens of microseconds each time)."""
         return Clock(self.timezone) if self._now is None else Clock(self.timezone, self._now)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose clock is made again from its own fields (a copy with another `timezone` must
+        not keep the clock made for this one: `clock` is cached in the instance's `__dict__`)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("clock", None)
+        return copy
 
     def use_clock(self, clock: Clock) -> Self:
         """Read "now" from `clock` (tests: `Clock.fixed(...)`, `Clock.shifted(...)`); the zone stays `timezone`."""
