@@ -330,6 +330,10 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C too, explicitly: Python installs its own SIGINT handler only when SIGINT was not
+    # ignored at start, and a job started in the background of a shell (`nohup make run &`, a CI
+    # runner) inherits it ignored, so Ctrl-C / SIGINT to its group stopped nothing
+    signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
     try:
         platform.check_ports()
