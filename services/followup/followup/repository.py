@@ -26,7 +26,7 @@ from pmtct_events.followup import FinalOutcome, HighRiskReason, InfantTest, Prop
 from servicekit.db import any_of, insert_rows
 from servicekit.uow import Repository, UnitOfWork
 
-from .cases import InfantCase, MotherCase, Pregnancy, RecordedEvent, with_events
+from .cases import MOTHER_FACT_FIELDS, InfantCase, MotherCase, Pregnancy, RecordedEvent, with_events
 from .eid_schedule import InfantFacts
 from .mentoring.repository import Caseloads
 from .models import SHOWN_ITEM_COLUMNS as _SHOWN
@@ -358,22 +358,8 @@ def _by_column(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 _ATTENDANCE = ("last_seen_on", "lost_since", "lost_last_seen_on", "next_timer_on")
-_MOTHER_FACTS = (
-    "facility_id",
-    "hiv_status",
-    "positive_since",
-    "positive_seen_on",
-    "art_start_date",
-    "edd",
-    "delivered_on",
-    "breastfeeding_until",
-    "viral_loads",
-    "hiv_tests",
-    "pregnancies",
-    "died_on",
-    "enrolled_on",
-    "transferred_out_on",
-)
+#: what is saved of a mother: the fold of her events, and how long she breastfeeds (from her infants)
+_MOTHER_FACTS = (*MOTHER_FACT_FIELDS, "breastfeeding_until")
 _SAVE_MOTHER = _update(
     mothers, "client_id", _MOTHER_FACTS + _ATTENDANCE, jsonb=("viral_loads", "hiv_tests", "pregnancies")
 )
