@@ -20,11 +20,12 @@ import pytest
 
 from enrolment import frontdoor
 from enrolment.schemas import EVENT_TYPES
+from enrolment.settings import Settings as EnrolmentSettings
 from followup.schemas import INFANT_EVENT_TYPES
 from pmtct_tools.devrunner import Platform, dev_key
 from pmtct_tools.localinfra import stop_process
 from pmtct_tools.testing import Infra, TestIssuer
-from servicekit import bootstrap
+from servicekit import bootstrap, intake
 from servicekit.db import asyncpg_dsn, create_engine, sessionmaker
 from servicekit.intake import Code, EventStatus
 
@@ -400,27 +401,44 @@ async def test_the_front_door_answers_get_event_for_infant_events_too(door: Door
 
 
 async def test_follow_up_counts_no_dry_run_the_front_door_rehearses(door: Door, family: Family) -> None:
-    """A FHIR transaction's all-or-nothing check is a dry run of the door's own
-    (`X-PMTCT-Rehearsal`): follow-up's `pmtct_intake_dry_run_events_total` counts only asked ones."""
+    """A FHIR transaction's all-or-nothing check is a dry run of the door's own (`X-PMTCT-Rehearsal`,
+    its value a keyed hash of the token under the platform's HMAC key): follow-up's
+    `pmtct_intake_dry_run_events_total` counts every other dry run, one whose EMR sends the header
+    itself (`true`, or any value it can make without the key) included."""
     name = "pmtct_intake_dry_run_events_total"
+    headers = door.headers()
+    token = headers["Authorization"].partition(" ")[2]
+    key = door.platform.service_env("followup")["PMTCT_HMAC_KEY"]  # the key follow-up runs with
+    proof = intake.rehearsal_proof(key, token)
+    other_token = door.issuer.headers("events:write", [FACILITY], "emr-other")["Authorization"].partition(" ")[2]
     before = await door.metric("followup", name)
-    async with httpx.AsyncClient(base_url=door.platform.url("followup"), timeout=60) as http:
-        rehearsed = await http.post(
-            "/v1/events",
-            json={"events": [feeding(4, infant_id=family.infant_id)]},
-            params={"dry_run": "true"},
-            headers={**door.headers(), "X-PMTCT-Rehearsal": "true"},
-        )
-        assert rehearsed.status_code == 200, rehearsed.text
-        assert await door.metric("followup", name) == before
-        asked = await http.post(
-            "/v1/events",
-            json={"events": [feeding(4, infant_id=family.infant_id)]},
-            params={"dry_run": "true"},
-            headers=door.headers(),
-        )
-        assert asked.status_code == 200, asked.text
-    assert await door.metric("followup", name) == before + 1
+
+    async def dry_run(extra: dict[str, str]) -> None:
+        async with httpx.AsyncClient(base_url=door.platform.url("followup"), timeout=60) as http:
+            reply = await http.post(
+                "/v1/events",
+                json={"events": [feeding(4, infant_id=family.infant_id)]},
+                params={"dry_run": "true"},
+                headers={**headers, **extra},
+            )
+        assert reply.status_code == 200, reply.text
+
+    await dry_run({"X-PMTCT-Rehearsal": str(proof)})
+    assert await door.metric("followup", name) == before
+    # the front door's own rehearsal, as the FHIR door forwards it
+    settings = EnrolmentSettings.model_construct(
+        followup_url=door.platform.url("followup"), followup_timeout_s=60.0, hmac_key=key
+    )
+    forwarded = await frontdoor.forward(
+        settings, token, [feeding(4, infant_id=family.infant_id)], dry_run=True, counted=False
+    )
+    assert forwarded.results[0].status != EventStatus.rejected, forwarded
+    assert await door.metric("followup", name) == before
+    await dry_run({})
+    await dry_run({"X-PMTCT-Rehearsal": "true"})
+    # another token's proof is not this token's
+    await dry_run({"X-PMTCT-Rehearsal": str(intake.rehearsal_proof(key, other_token))})
+    assert await door.metric("followup", name) == before + 3
 
 
 async def test_both_doors_declare_the_dry_run_every_status_and_every_code(door: Door) -> None:

@@ -582,9 +582,26 @@ DryRun = Annotated[
 
 #: the header the platform's own doors send when a dry run is a step of their own (the FHIR door's
 #: all-or-nothing check of a transaction) rather than one the caller asked for: such a dry run is
-#: not counted in `pmtct_intake_dry_run_events_total`, which counts the callers' dry runs only
+#: not counted in `pmtct_intake_dry_run_events_total`, which counts the callers' dry runs only.
+#: Its value is `rehearsal_proof` (a keyed hash of the request's bearer token under the platform's
+#: `PMTCT_HMAC_KEY`, which no EMR holds), so a caller cannot keep its own dry runs out of the count:
+#: any other value, `true` included, is ignored and the dry run is counted
 REHEARSAL_HEADER = "X-PMTCT-Rehearsal"
-Rehearsal = Annotated[bool, Header(alias=REHEARSAL_HEADER, include_in_schema=False)]
+Rehearsal = Annotated[str | None, Header(alias=REHEARSAL_HEADER, include_in_schema=False)]
+
+
+def rehearsal_proof(hmac_key: str | None, token: str) -> str | None:
+    """The `REHEARSAL_HEADER` value of a rehearsal made with bearer `token` (`settings.hmac_key`);
+    None without a key: then there is no rehearsal, every dry run is counted."""
+    if not hmac_key:
+        return None
+    return hmac.new(hmac_key.encode(), b"pmtct-rehearsal\n" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def is_rehearsal(hmac_key: str | None, token: str, header: str | None) -> bool:
+    """Whether `header` (the request's `REHEARSAL_HEADER`) proves a rehearsal of the platform's own."""
+    proof = rehearsal_proof(hmac_key, token)
+    return proof is not None and header is not None and hmac.compare_digest(proof, header)
 
 
 class EventBatch(BaseModel):

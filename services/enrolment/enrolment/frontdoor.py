@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit import pending
 from servicekit.app import Runtime
 from servicekit.auth import Principal
-from servicekit.intake import REHEARSAL_HEADER, Code, check_batch_size
+from servicekit.intake import REHEARSAL_HEADER, Code, check_batch_size, rehearsal_proof
 from servicekit.intake import EventResult as _Result
 from servicekit.metrics import INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS
 from servicekit.problems import PROBLEM_JSON, Problem
@@ -184,7 +184,9 @@ async def forward(
     url = str(settings.followup_url).rstrip("/") + "/v1/events"
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     if dry_run and not counted:
-        headers[REHEARSAL_HEADER] = "true"
+        proof = rehearsal_proof(settings.hmac_key, token)
+        if proof is not None:
+            headers[REHEARSAL_HEADER] = proof
     propagate.inject(headers)  # the trace goes on into follow-up
     # the events as posted (NaN included, as the standard library reads and writes it): follow-up
     # answers each exactly as if the EMR had posted it there

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from servicekit import intake, pending
 from servicekit.app import Runtime, SessionDep, runtime
-from servicekit.auth import Principal, require
+from servicekit.auth import BearerToken, Principal, require
 from servicekit.problems import Problem
 
 from . import intake as emr_intake
@@ -36,8 +36,9 @@ async def post_events(
     body: EventBatch,
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("events:write")],
+    token: BearerToken,
     dry_run: intake.DryRun = False,
-    rehearsal: intake.Rehearsal = False,
+    rehearsal: intake.Rehearsal = None,
 ) -> IngestReply:
     return await emr_intake.record(
         runtime.begin,
@@ -46,7 +47,7 @@ async def post_events(
         principal,
         body.events,
         dry_run=dry_run,
-        counted=not rehearsal,
+        counted=not intake.is_rehearsal(runtime.settings.hmac_key, token, rehearsal),
     )
 
 
