@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import FACILITY, OTHER_FACILITY, Api
+from sqlalchemy import text as sa_text
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from pmtct_tools.localinfra import free_port
@@ -91,11 +92,39 @@ async def subscribe(api: Api, receiver: Receiver, headers: dict[str, str], **bod
     return created
 
 
-async def until(check: Callable[[], Any], what: str, timeout_s: float = 120) -> None:
+async def until(
+    check: Callable[[], Any], what: str, timeout_s: float = 120, explain: Callable[[], Any] | None = None
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError(f"never: {what}" + (f"\n{await explain()}" if explain is not None else ""))
         await asyncio.sleep(0.05)
+
+
+async def push_state(api: Api, subscription_id: str) -> str:
+    """What the deliverer and the database were doing (for a failure message)."""
+    tasks = {name: ("done" if t.done() else "running") for name, t in api.app.state.runtime.tasks.items()}
+    async with api.sessions() as session:
+        row = (
+            await session.execute(
+                sa_text(
+                    "SELECT status, failures, next_attempt_at, leased_until, lease_owner, now() AS now"
+                    " FROM subscription WHERE id = :id"
+                ),
+                {"id": subscription_id},
+            )
+        ).first()
+        busy = (
+            await session.execute(
+                sa_text(
+                    "SELECT state, wait_event_type, wait_event, now() - xact_start AS age, left(query, 160)"
+                    " FROM pg_stat_activity WHERE datname = current_database() AND state <> 'idle'"
+                    " AND pid <> pg_backend_pid()"
+                )
+            )
+        ).all()
+    return f"tasks: {tasks}\nsubscription: {row and dict(row._mapping)}\nbusy sessions: {[tuple(b) for b in busy]}"
 
 
 async def deliveries(api: Api, subscription: dict, headers: dict[str, str]) -> list[dict]:
@@ -227,7 +256,7 @@ async def test_repeated_failure_pauses_and_resume_and_resend_deliver_again(api: 
             found = (await api.http.get(f"/v1/subscriptions/{sub['id']}", headers=headers)).json()
             return found["status"] == "paused"
 
-        await until(paused, "paused after repeated failure")
+        await until(paused, "paused after repeated failure", explain=lambda: push_state(api, sub["id"]))
         state = (await api.http.get(f"/v1/subscriptions/{sub['id']}", headers=headers)).json()
         assert state["failures"] == 8 and "8 failed attempts" in state["paused_reason"]
         assert state["cursor"] == sub["cursor"]  # nothing acknowledged

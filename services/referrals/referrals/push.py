@@ -95,17 +95,26 @@ async def run(rt: Runtime[Settings]) -> None:
         try:
             while True:
                 try:
-                    for state, n in (await subscriptions.count_by_state(rt.sessions)).items():
-                        metrics.PUSH_SUBSCRIPTIONS.labels(state).set(n)
-                    for sid in [sid for sid, task in running.items() if task.done()]:
-                        del running[sid]
-                    room = settings.push_concurrency - len(running)
-                    if room > 0:
-                        claimed = await subscriptions.claim_due(
-                            rt.sessions, owner, _lease_s(settings), room, list(running)
-                        )
-                        for sub in claimed:
-                            running[sub.id] = asyncio.create_task(_deliver_logged(rt, client, sub, owner))
+                    # bounded: a pass that waits (a lock, a pool) longer than an attempt may is
+                    # abandoned, said in the log, and tried again, rather than stopping every delivery
+                    async with asyncio.timeout(settings.push_timeout_s):
+                        for state, n in (await subscriptions.count_by_state(rt.sessions)).items():
+                            metrics.PUSH_SUBSCRIPTIONS.labels(state).set(n)
+                        for sid in [sid for sid, task in running.items() if task.done()]:
+                            del running[sid]
+                        room = settings.push_concurrency - len(running)
+                        if room > 0:
+                            claimed = await subscriptions.claim_due(
+                                rt.sessions, owner, _lease_s(settings), room, list(running)
+                            )
+                            for sub in claimed:
+                                running[sub.id] = asyncio.create_task(_deliver_logged(rt, client, sub, owner))
+                except TimeoutError:
+                    log.warning(
+                        "push: a pass over the subscriptions took over %.0f s (%d deliveries running); trying again",
+                        settings.push_timeout_s,
+                        len(running),
+                    )
                 except Exception as exc:
                     if not is_unavailable(exc):
                         raise
