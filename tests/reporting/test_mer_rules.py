@@ -49,11 +49,18 @@ CASES = [
         [("pregnancy", "negative")],
     ),
     (
-        "PMTCT_STAT: enrolment named the test's ANC visit: number 1 is at ANC1",
-        [enrolled("2026-03-02"), hiv_test("2026-03-02", "positive", anc_visit_number=1)],
+        "PMTCT_STAT: the ANC visit of the test's day is number 1: at ANC1",
+        [enrolled("2026-03-02"), AncVisit(*at("2026-03-02"), 1), hiv_test("2026-03-02", "positive", "other")],
         "newly_positive",
         None,
         [],
+    ),
+    (
+        "PMTCT_STAT: the ANC visit of the test's day is number 2: a post-ANC1 test, whatever its setting",
+        [enrolled("2026-03-02"), AncVisit(*at("2026-04-06"), 2), hiv_test("2026-04-06", "negative", "anc")],
+        None,
+        None,
+        [("pregnancy", "negative")],
     ),
     (
         "PMTCT_STAT: a negative known from before this pregnancy is not a known status without a retest",
@@ -98,10 +105,24 @@ CASES = [
         [],
     ),
     (
-        "PMTCT_ART: enrolment's period of care decides when it knew it",
-        [enrolled("2026-03-02", "positive"), ArtStart(*at("2026-03-09"), "postnatal")],
+        "PMTCT_ART: ART started on the delivery day after the delivery is postnatal; before it, new",
+        [enrolled("2026-03-02", "positive"), Delivered(*at("2026-08-03", 9)), ArtStart(*at("2026-08-03", 15))],
         "known_positive",
         "postnatal",
+        [],
+    ),
+    (
+        "PMTCT_ART: ART started in the pregnancy is new, the delivery recorded or not",
+        [enrolled("2026-03-02", "positive"), ArtStart(*at("2026-03-09")), Delivered(*at("2026-08-03"))],
+        "known_positive",
+        "new",
+        [],
+    ),
+    (
+        "PMTCT_ART: ART started after a pregnancy loss is neither new nor postnatal",
+        [enrolled("2026-03-02", "positive"), PregnancyEnded(*at("2026-04-01")), ArtStart(*at("2026-04-20"))],
+        "known_positive",
+        None,
         [],
     ),
     (
@@ -130,7 +151,7 @@ CASES = [
             enrolled("2026-03-02"),
             hiv_test("2026-03-02", "negative"),
             PregnancyEnded(*at("2026-04-01")),
-            hiv_test("2026-05-04", "negative", "other", period="not_pregnant"),
+            hiv_test("2026-05-04", "negative", "other"),
         ],
         "new_negative",
         None,
@@ -139,6 +160,19 @@ CASES = [
     (
         "HTS_TST Post ANC1: no tests of a woman once she is known positive",
         [enrolled("2026-03-02"), hiv_test("2026-04-06", "positive"), hiv_test("2026-05-04", "positive")],
+        None,
+        None,
+        [("pregnancy", "positive")],
+    ),
+    (
+        "HTS_TST Post ANC1: known positive from an earlier pregnancy, her tests in this one are not counted",
+        [
+            enrolled("2025-01-06"),
+            hiv_test("2025-02-03", "positive"),
+            Delivered(*at("2025-07-07")),
+            enrolled("2026-03-02"),
+            hiv_test("2026-04-06", "positive"),
+        ],
         None,
         None,
         [("pregnancy", "positive")],
@@ -157,7 +191,7 @@ def test_a_new_pregnancy_opened_by_its_anc1_visit_is_a_new_anc1_client_known_pos
     facts = [
         enrolled("2025-01-06", "positive", on_art=True, art_start_date=date(2024, 6, 3), age_years=23),
         Delivered(*at("2025-07-07")),
-        AncVisit(*at("2026-03-16"), 1, opens_episode=True, facility_id="FAC-B", age_years=24),
+        AncVisit(*at("2026-03-16"), 1, facility_id="FAC-B", age_years=24),
     ]
     results = {tuple(derive(CLIENT, order)[0]) for order in itertools.permutations(facts)}
     assert len(results) == 1

@@ -20,13 +20,19 @@ What MER asks of an episode, from the facts alone:
   before this pregnancy is not a known status for it (MER: she is retested at ANC1), so without a
   retest she is outside the numerator.
 - **ART** (PMTCT_ART): *already on ART* when she started before the beginning of this pregnancy;
-  *new on ART* when she started in it (before ANC1 or after, up to and including the delivery day);
-  a start after the delivery is *postnatal ART*, outside PMTCT_ART and counted separately.
+  *new on ART* when she started in it (before ANC1 or after, up to the delivery); a start after
+  the delivery is *postnatal ART*, outside PMTCT_ART and counted separately (after a pregnancy
+  loss, neither).
 - **Post-ANC1 tests**: each conclusive test after the ANC1 day (or any test of an episode without
   ANC1) of a woman not known positive, in its modality: pregnancy (a later ANC visit), labour and
   delivery, breastfeeding (after the delivery).
 
 The result is a pure function of the set of facts, so it never depends on the order they arrived in.
+What enrolment publishes "as known at arrival" (a test's `status_before`, `anc_visit_number` and
+`period`, an ART start's `period`, an ANC visit's `opens_episode`: decided against the events
+enrolment had recorded when each arrived, so a backlog posted in another order publishes other
+values) is not read here: each is derived again from her facts in the order they happened
+(`known_positive_before`, `anc_visit_on`, `Period.at`, `anc1_openers`).
 """
 
 from __future__ import annotations
@@ -70,8 +76,6 @@ class AncVisit:
     on: date
     visit_number: int
     gestation_weeks: int | None = None
-    #: this ANC1 opened a new pregnancy without a new enrolment (enrolment's pregnancy episodes)
-    opens_episode: bool = False
     facility_id: str | None = None
     age_years: int | None = None
 
@@ -87,18 +91,12 @@ class HivTest:
     event_id: UUID | None = None
     facility_id: str | None = None
     age_years: int | None = None
-    status_before: str | None = None
-    #: the ANC visit of that day (1 = at ANC1) and the period of care, as enrolment knew them
-    anc_visit_number: int | None = None
-    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ArtStart:
     occurred_at: datetime
     on: date
-    #: pregnancy, postnatal or not_pregnant, as enrolment knew it when ART started
-    period: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,22 +187,31 @@ def _anc1(start: Enrolled, visits: list[AncVisit]) -> date | None:
     return start.on
 
 
-def _at_anc1(test: HivTest, anc1: date | None) -> bool:
-    """A test at ANC1: enrolment says so (the ANC visit of that day is number 1), or, when it named no
-    visit, a test at ANC (or unspecified) on the ANC1 day."""
+def anc_visit_on(visits: list[AncVisit], day: date) -> int | None:
+    """The number of the ANC visit of `day` among her visits of the episode (the highest, if
+    several): whether a test of that day was at ANC1 or at a later visit. None: no visit that day."""
+    return max((v.visit_number for v in visits if v.on == day), default=None)
+
+
+def _at_anc1(test: HivTest, anc1: date | None, visits: list[AncVisit]) -> bool:
+    """A test at ANC1: the ANC visit of its day is number 1, or, with no visit recorded that day, a
+    test at ANC (or unspecified) on the ANC1 day."""
     if anc1 is None:
         return False
-    if test.anc_visit_number is not None:
-        return test.anc_visit_number == 1 and test.on >= anc1
+    number = anc_visit_on(visits, test.on)
+    if number is not None:
+        return number == 1 and test.on >= anc1
     return test.on == anc1 and test.setting in ("anc", "other")
 
 
-def _stat_status(start: Enrolled, anc1: date | None, tests: list[HivTest], pregnancy_start: date) -> str | None:
+def _stat_status(
+    start: Enrolled, anc1: date | None, tests: list[HivTest], visits: list[AncVisit], pregnancy_start: date
+) -> str | None:
     if anc1 is None:
         return None
     if start.hiv_status == "positive":
         return "known_positive"
-    at_anc1 = sorted((t for t in tests if _at_anc1(t, anc1)), key=lambda t: (t.occurred_at, t.result))
+    at_anc1 = sorted((t for t in tests if _at_anc1(t, anc1, visits)), key=lambda t: (t.occurred_at, t.result))
     if at_anc1:
         return "newly_positive" if at_anc1[0].result == "positive" else "new_negative"
     if start.hiv_status == "negative" and start.known_since is not None and start.known_since >= pregnancy_start:
@@ -212,32 +219,113 @@ def _stat_status(start: Enrolled, anc1: date | None, tests: list[HivTest], pregn
     return None
 
 
+def known_positive_before(facts: Iterable[MotherFact], moment: datetime, day: date) -> bool:
+    """Whether she was known HIV-positive just before `moment` (of the programme-local `day`), from
+    her facts whatever order they arrived in (what enrolment publishes as a test's `status_before`,
+    as known at arrival): a positive test before it, or an enrolment as known positive, since the
+    day her status was known (`known_since`) or else since the enrolment. Positive is for life."""
+    for f in facts:
+        if isinstance(f, HivTest) and f.result == "positive" and f.occurred_at < moment:
+            return True
+        if isinstance(f, Enrolled) and f.hiv_status == "positive":
+            if (f.known_since <= day) if f.known_since is not None else f.occurred_at < moment:
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Where in an episode a moment falls, from the episode's facts (enrolment's CarePeriod, which it
+    publishes as known at arrival): in the pregnancy; after its delivery (postnatal); after a
+    pregnancy loss (not_pregnant). An episode entered postnatally is postnatal throughout."""
+
+    pregnant_at_entry: bool
+    #: the first delivery or pregnancy loss of the episode, and whether it was a delivery
+    ended_at: datetime | None = None
+    by_delivery: bool = False
+
+    @classmethod
+    def of(cls, start: Enrolled, inside: Iterable[MotherFact]) -> Period:
+        ends = sorted((f for f in inside if isinstance(f, Delivered | PregnancyEnded)), key=lambda f: f.occurred_at)
+        first = ends[0] if ends else None
+        return cls(
+            start.status_at_enrolment == "pregnant",
+            first.occurred_at if first is not None else None,
+            isinstance(first, Delivered),
+        )
+
+    def at(self, moment: datetime) -> str:
+        if self.ended_at is not None and moment >= self.ended_at:
+            return "postnatal" if self.by_delivery else "not_pregnant"
+        return "pregnancy" if self.pregnant_at_entry or self.ended_at is not None else "postnatal"
+
+
 _ART_PERIOD = {"pregnancy": "new", "postnatal": "postnatal", "not_pregnant": None}
 
 
-def _art_status(start: Enrolled, first_art: ArtStart | None, pregnancy_start: date, ends: date) -> str | None:
+def _art_status(start: Enrolled, first_art: ArtStart | None, pregnancy_start: date, period: Period) -> str | None:
+    """Already on ART (started before this pregnancy began), new (started in it, up to its delivery),
+    postnatal (after it); None: no ART, or ART after a pregnancy loss."""
     if start.on_art:
         if start.art_start_date is None or start.art_start_date < pregnancy_start:
             return "already"
         return "new"
     if first_art is None:
         return None
-    if first_art.period is not None:  # enrolment knew where in her care it was
-        return _ART_PERIOD.get(first_art.period)
-    return "new" if first_art.on <= ends else "postnatal"
+    return _ART_PERIOD[period.at(first_art.occurred_at)]
 
 
-def _modality(test: HivTest, delivered_on: date | None, postnatal: bool) -> str | None:
+def _modality(test: HivTest, delivered_on: date | None, postnatal: bool, period: Period) -> str | None:
     """Pregnancy, labour_delivery or breastfeeding; None for a test outside both (after a pregnancy loss)."""
     if test.setting == "labour_delivery" or (delivered_on is not None and test.on == delivered_on):
         return "labour_delivery"
-    if test.period == "not_pregnant":
+    where = period.at(test.occurred_at)
+    if where == "not_pregnant":
         return None
-    if test.period == "postnatal" or postnatal or test.setting == "postnatal":
-        return "breastfeeding"
-    if test.period is None and delivered_on is not None and test.on > delivered_on:
+    if where == "postnatal" or postnatal or test.setting == "postnatal":
         return "breastfeeding"
     return "pregnancy"
+
+
+#: facts of one instant in the order enrolment decides them (an enrolment, then the visit)
+_SAME_INSTANT = {Enrolled: 0, AncVisit: 1}
+
+
+def anc1_openers(facts: Iterable[MotherFact]) -> set[int]:
+    """The ANC1 visits that opened a new pregnancy without a new enrolment (enrolment's pregnancy
+    episodes, `enrolment.domain.episodes`, which it publishes as an AncVisitRecorded's
+    `opens_episode`, as known at arrival), from her facts in the order they happened: an ANC1 visit
+    (`visit_number` 1) when no pregnancy of hers is ongoing (the last one ended in a delivery or a
+    loss), her first episode apart. Returns the `id()` of each."""
+    ordered = sorted(
+        (f for f in facts if isinstance(f, Enrolled | AncVisit | Delivered | PregnancyEnded)),
+        key=lambda f: (f.occurred_at, _SAME_INSTANT.get(type(f), 2)),
+    )
+    out: set[int] = set()
+    opened = 0
+    pregnant_at_entry, ended_by = False, None  # the current episode's entry and end
+    for f in ordered:
+        ongoing = opened > 0 and ended_by is None and pregnant_at_entry
+        if isinstance(f, Enrolled) and f.status_at_enrolment == "pregnant":
+            if not ongoing:
+                opened, pregnant_at_entry, ended_by = opened + 1, True, None
+        elif isinstance(f, Enrolled):
+            if ongoing:
+                ended_by = "delivery"  # a postnatal enrolment: she delivered (a delivery nobody posted)
+            elif opened == 0 or ended_by == "loss":
+                opened, pregnant_at_entry, ended_by = opened + 1, False, None
+        elif isinstance(f, AncVisit):
+            if opened == 0 or (f.visit_number == 1 and not ongoing):
+                if opened > 0:
+                    out.add(id(f))
+                opened, pregnant_at_entry, ended_by = opened + 1, True, None
+        elif isinstance(f, Delivered):
+            if not ongoing:
+                opened, pregnant_at_entry = opened + 1, False
+            ended_by = "delivery"
+        elif ongoing:  # a pregnancy loss
+            ended_by = "loss"
+    return out
 
 
 def _opened_by_anc1(visit: AncVisit, earlier: list[MotherFact]) -> Enrolled:
@@ -303,7 +391,8 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
     for start in starts:
         opened.setdefault(start.on, start)
         opened_by.setdefault(start.on, "enrolment")
-    for visit in sorted((f for f in facts if isinstance(f, AncVisit) and f.opens_episode), key=lambda f: f.on):
+    openers = anc1_openers(facts)
+    for visit in sorted((f for f in facts if isinstance(f, AncVisit) and id(f) in openers), key=lambda f: f.on):
         if visit.on not in opened:
             opened[visit.on] = _opened_by_anc1(visit, [f for f in facts if f.on < visit.on])
             opened_by[visit.on] = "anc1"
@@ -318,20 +407,19 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
         )
         visits = [f for f in inside if isinstance(f, AncVisit)]
         deliveries = sorted(f.on for f in inside if isinstance(f, Delivered))
-        losses = sorted(f.on for f in inside if isinstance(f, PregnancyEnded))
         arts = sorted((f for f in inside if isinstance(f, ArtStart)), key=lambda f: (f.on, f.occurred_at))
         start = opened[day]
         anc1 = start.on if opened_by[day] == "anc1" else _anc1(start, visits)
         pregnancy_start = _pregnancy_start(start, visits, anc1)
         delivered_on = deliveries[0] if deliveries else None
-        ends = min([*deliveries[:1], *losses[:1]] or [pregnancy_start + timedelta(weeks=PREGNANCY_MAX_WEEKS)])
-        stat = _stat_status(start, anc1, tests, pregnancy_start)
+        period = Period.of(start, inside)
+        stat = _stat_status(start, anc1, tests, visits, pregnancy_start)
         first_art = arts[0] if arts else None
         art_started = (start.art_start_date or start.on) if start.on_art else (first_art.on if first_art else None)
         positives = [t for t in tests if t.result == "positive"]
         positive_before = start.hiv_status == "positive"
         # ART of a woman never found HIV-positive in the episode is not PMTCT ART
-        art = _art_status(start, first_art, pregnancy_start, ends) if positive_before or positives else None
+        art = _art_status(start, first_art, pregnancy_start, period) if positive_before or positives else None
         band = age_band(start.age_years)
         episodes.append(
             Episode(
@@ -358,10 +446,10 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
         # tests after ANC1 (every test of an episode without one) while she is not known positive
         known_positive = positive_before
         for test in tests:
-            if known_positive or test.status_before == "positive":
+            if known_positive or known_positive_before(facts, test.occurred_at, test.on):
                 break
-            modality = _modality(test, delivered_on, start.status_at_enrolment == "postnatal")
-            after_anc1 = not _at_anc1(test, anc1) and (anc1 is None or test.on >= anc1)
+            modality = _modality(test, delivered_on, start.status_at_enrolment == "postnatal", period)
+            after_anc1 = not _at_anc1(test, anc1, visits) and (anc1 is None or test.on >= anc1)
             if after_anc1 and modality is not None and test.event_id is not None:
                 post_anc1.append(
                     PostAnc1Test(

@@ -95,6 +95,9 @@ MOTHER_FACT_COLUMNS = (
     "edd",
     #: AncVisitRecorded: the visit number (1 = ANC1)
     "visit_number",
+    #: the four below are kept as enrolment published them, as known when each event arrived (so
+    #: they depend on the order a backlog was posted in); the episodes do not read them, they derive
+    #: each from her facts (reporting.episodes: known_positive_before, anc1_openers, anc_visit_on, Period)
     #: HivTestRecorded: her status as enrolment knew it just before the test
     "status_before",
     #: AncVisitRecorded: this ANC1 opened a new pregnancy without a new enrolment

@@ -136,7 +136,6 @@ def _mother_fact(row) -> MotherFact | None:
             row.occurred_on,
             row.visit_number,
             row.gestation_weeks,
-            opens_episode=bool(row.opens_episode),
             facility_id=row.facility_id,
             age_years=row.age_years,
         )
@@ -149,16 +148,13 @@ def _mother_fact(row) -> MotherFact | None:
             event_id=row.event_id,
             facility_id=row.facility_id,
             age_years=row.age_years,
-            status_before=row.status_before,
-            anc_visit_number=row.anc_visit_number,
-            period=row.period,
         )
     if row.kind == "delivery":
         return Delivered(row.occurred_at, row.occurred_on)
     if row.kind == "pregnancy_ended":
         return PregnancyEnded(row.occurred_at, row.occurred_on)
     if row.kind == "art_start":
-        return ArtStart(row.occurred_at, row.occurred_on, row.period)
+        return ArtStart(row.occurred_at, row.occurred_on)
     return None
 
 
