@@ -4,12 +4,18 @@ Debian's chromium (`/usr/bin/chromium`), started with `--remote-debugging-port`;
 WebSocket is spoken here with the standard library (RFC 6455: a masked text frame out, frames in),
 so the tests need no browser driver package. Enough of the protocol for a dashboard test: open an
 address at a window width, evaluate an expression, take a screenshot of the whole page.
+
+`sign_in_page` is the way without the protocol (the README's "Screenshots of the dashboard"): a page
+on another port of 127.0.0.1 that posts a token to the dashboard's sign-in form, so that one
+`chromium --headless --screenshot` (or `--dump-dom`) of it ends on the signed-in dashboard.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import html
+import http.server
 import itertools
 import json
 import os
@@ -19,6 +25,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -182,3 +189,36 @@ def headless(profile: Path) -> Iterator[Browser]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def sign_in_page(dashboard: str, token: str, next_path: str = "/") -> Iterator[str]:
+    """The address of a page that posts `token` to `dashboard`'s sign-in form at once, served on a
+    free port of 127.0.0.1 while the block runs. Another port of the same host is the same site, so
+    the SameSite=Strict cookie the sign-in sets is sent on its redirect (from a `file://` page it is
+    not, and the redirect ends on the sign-in page)."""
+    body = (
+        f'<form method="post" action="{html.escape(dashboard.rstrip("/"))}/sign-in">'
+        f'<input name="token" value="{html.escape(token)}"><input name="next" value="{html.escape(next_path)}">'
+        "</form><script>document.forms[0].submit()</script>"
+    ).encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sign-in.html"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,7 +15,7 @@ D (FAC-SZ-001): ANC1 M13 4, known 4: gap 0; lost: an M12 mother
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import quote
+import json
 
 import mer_cohort as cohort
 import pytest
@@ -48,7 +48,10 @@ def _browse(served, profile, artifacts) -> dict:
     token = served.issuer.token("reports:read reports:submit", ["*"], client_id="programme-manager")
     seen: dict = {}
     with headless(profile) as browser:
-        browser.open(f"{served.url}/?token={quote(token)}", 1400)
+        # signed in as a person does: the sign-in page, the token pasted into its form
+        browser.open(f"{served.url}/", 1400)
+        seen["sign_in"] = browser.evaluate("document.querySelector('h2').textContent")
+        browser.submit(f"document.querySelector('#token').value = {json.dumps(token)}; document.forms[0].submit()")
         seen["opened"] = browser.evaluate("document.querySelector('#showing').textContent")
         seen["url"] = browser.evaluate("location.pathname + location.search")
         browser.open(f"{served.url}/?period=FY2026", 1400)
@@ -88,6 +91,7 @@ async def browsed(mer_served, tmp_path_factory, artifacts):
 
 
 def test_it_opens_on_the_last_complete_month_without_the_token_in_the_address(browsed) -> None:
+    assert browsed["sign_in"] == "A reports token is needed"
     # the service's today is 2026-10-15
     assert "2026-09 (2026-09-01 to 2026-09-30, the last complete month)" in browsed["opened"]
     assert browsed["url"] == "/"

@@ -46,16 +46,46 @@ async def test_the_dashboard_without_a_token_explains_how_to_get_one(api) -> Non
     assert "reports:read" in reply.text and "pmtct token" in reply.text
 
 
-async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(api, issuer) -> None:
+async def test_a_token_in_the_address_is_not_read(api, issuer) -> None:
+    """`/?token=` once signed a browser in; a token in an address ends in logs and browser history,
+    so the address is not read: the sign-in page, and no cookie."""
     token = issuer.token("reports:read", ["FAC-KE-001"], client_id="kisumu-clinic")
-    signed_in = await api.get(f"/?period=2026Q4&token={token}")
-    assert signed_in.status_code == 303
-    assert signed_in.headers["location"] == "/?period=2026Q4"
-    cookie = signed_in.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    reply = await api.get(f"/?period=2026Q4&token={token}")
+    assert reply.status_code == 401
+    assert reply.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/sign-in">' in reply.text
+    assert "set-cookie" not in reply.headers
+    assert token not in reply.text
     page = await api.get("/?period=2026Q4", cookies={"pmtct_reports_token": token})
     assert page.status_code == 200
     assert "Kisumu County Referral Hospital" in page.text and "Gugulethu" not in page.text
+
+
+async def test_the_dashboards_pages_declare_their_sign_in_page_and_the_api_its_problems(api, issuer) -> None:
+    """What a browser page answers without a usable token is the sign-in page (text/html), and the
+    OpenAPI document says so; the API's 401 / 403 stay problem+json, as the API answers them."""
+    spec = (await api.get("/openapi.json")).json()
+    for path, method in (("/", "get"), ("/sign-in", "post"), ("/push", "post")):
+        responses = spec["paths"][path][method]["responses"]
+        for status in ("401", "403"):
+            assert set(responses[status]["content"]) == {"text/html"}, (path, status)
+        assert "token" not in [p["name"] for p in spec["paths"][path][method].get("parameters", [])], path
+    indicators = spec["paths"]["/v1/indicators"]["get"]
+    for status in ("401", "403"):
+        assert set(indicators["responses"][status]["content"]) == {"application/problem+json"}, status
+    pushed = await api.post(
+        "/push", content=b"period=2026-01", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert pushed.status_code == 401 and pushed.headers["content-type"].startswith("text/html")
+    reader = issuer.token("reports:read", ["*"], client_id="programme-manager")
+    not_a_submitter = await api.post(
+        "/push",
+        content=b"period=2026-01",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        cookies={"pmtct_reports_token": reader},
+    )
+    assert not_a_submitter.status_code == 403 and not_a_submitter.headers["content-type"].startswith("text/html")
+    assert "reports:submit" in not_a_submitter.text
 
 
 async def test_the_dashboard_signs_in_by_a_form_so_no_token_is_in_an_address(api, issuer) -> None:
@@ -90,6 +120,7 @@ async def test_the_dashboard_signs_in_by_a_form_so_no_token_is_in_an_address(api
 
 
 async def test_a_token_without_the_reports_scope_does_not_open_the_dashboard(api, issuer) -> None:
-    reply = await api.get(f"/?token={issuer.token('events:write', ['*'])}")
+    reply = await api.get("/", cookies={"pmtct_reports_token": issuer.token("events:write", ["*"])})
     assert reply.status_code == 403
+    assert reply.headers["content-type"].startswith("text/html")
     assert "reports:read" in reply.text

@@ -139,9 +139,11 @@ def _unauthorized(detail: str) -> Problem:
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="A JWT from the programme's issuer.")
 
 
-async def current_principal(
-    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None
-) -> Principal:
+#: a dependency that only declares the bearer token (what a route reading the token itself takes)
+DeclaredBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+async def current_principal(request: Request, _declared: DeclaredBearer = None) -> Principal:
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -191,8 +191,10 @@ def declare(app: FastAPI) -> None:
                         continue
                     content = declared.get("content") or {}
                     media = FHIR_JSON if fhir else PROBLEM_JSON
-                    if media not in content:
-                        # FastAPI's own 422 (HTTPValidationError, application/json) or a bare description
+                    if media not in content and set(content) <= {"application/json"}:
+                        # FastAPI's own 422 (HTTPValidationError, application/json) or a bare description;
+                        # an answer the operation declares in a media type of its own (the dashboard's
+                        # sign-in page, text/html) stays as declared
                         declared["content"] = outcome if fhir else problem
                     if declared.get("description") in (None, "", "Validation Error"):
                         declared["description"] = _GENERIC.get(int(key), "See `code`.")

@@ -5,8 +5,8 @@ add an `Authorization` header by itself, so the sign-in page has a form that pos
 (`POST /sign-in`, in the body: a token in an address ends in server logs and browser history);
 the service verifies it, stores it in an HttpOnly, SameSite=Strict cookie and redirects to the
 dashboard. Later requests use the cookie until the token expires; then the page asks for a new one.
-A login portal may also hand a token over once as `?token=` (verified, kept in the cookie, and the
-address redirected without it). A reverse proxy that adds the header works as well.
+An address never carries a token (`/?token=` is not read: a login portal posts the form too). A
+reverse proxy that adds the header works as well.
 
 What it shows, for a period (the last complete month unless one is chosen) and a place (a facility,
 district, province or country; the narrowest chosen applies): the MER tiles, the cascade, the
@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.auth import Principal, current_principal
+from servicekit.auth import DeclaredBearer, Principal, current_principal
 from servicekit.facilities import Facility, FacilityRegistry
 from servicekit.problems import Problem
 
@@ -53,8 +53,9 @@ SCOPE = "reports:read"
 templates = Environment(loader=PackageLoader("reporting", "templates"), autoescape=select_autoescape())
 
 
-async def browser_principal(request: Request) -> Principal:
-    """The caller of a dashboard page: from the Authorization header, else the dashboard cookie."""
+async def browser_principal(request: Request, _declared: DeclaredBearer = None) -> Principal:
+    """The caller of a dashboard page: from the Authorization header, else the dashboard cookie.
+    (`_declared`: the bearer token in /openapi.json, as `servicekit.auth.current_principal` has it.)"""
     token = request.cookies.get(COOKIE)
     if "authorization" not in request.headers and token:
         verifier = getattr(request.app.state, "token_verifier", None)
@@ -82,13 +83,6 @@ async def sign_in_form(request: Request, secure: bool) -> RedirectResponse:
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
     return await _keep(request, token, secure, target)
-
-
-async def sign_in(request: Request, token: str, secure: bool) -> RedirectResponse:
-    """Check a token handed over in the address (by a login portal), keep it in a cookie, and drop
-    it from the address."""
-    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    return await _keep(request, token, secure, request.url.path + (f"?{urlencode(rest)}" if rest else ""))
 
 
 async def _keep(request: Request, token: str, secure: bool, target: str) -> RedirectResponse:

@@ -193,12 +193,30 @@ async def indicators_csv(session: SessionDep, w: WhereDep, data_set: DataSetQuer
     return Response(body, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@pages.get("/", summary="The dashboard", response_class=HTMLResponse)
+#: a browser's page is answered a page, not problem+json: the sign-in page again, saying why
+SIGNED_OUT = {
+    401: {
+        "description": "No token, or one the platform does not accept: the sign-in page",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
+    403: {
+        "description": "A token without reports:read (on /push: without reports:submit, or not national): the"
+        " sign-in page",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
+}
+
+
+@pages.get(
+    "/",
+    summary="The dashboard (the sign-in page without a reports:read token; a token is never read from the address)",
+    response_class=HTMLResponse,
+    responses=SIGNED_OUT,  # type: ignore[arg-type]
+)
 async def dashboard_page(
     request: Request,
     rt: RuntimeDep,
     session: SessionDep,
-    token: Annotated[str | None, Query(description="A reports:read token, kept in a cookie")] = None,
     period: PeriodQuery = None,
     facility_id: FacilityQuery = None,
     district: DistrictQuery = None,
@@ -206,8 +224,6 @@ async def dashboard_page(
     country: CountryQuery = None,
 ) -> Response:
     try:
-        if token:
-            return await dashboard.sign_in(request, token, rt.settings.dashboard_cookie_secure)
         principal = await dashboard.browser_principal(request)
     except Problem as problem:
         if problem.status in (401, 403):
@@ -223,16 +239,6 @@ async def dashboard_page(
     )
     html = await dashboard.page(session, principal, rt.registry, filters, rt.settings)
     return HTMLResponse(html)
-
-
-#: a browser's page is answered a page, not problem+json: the sign-in page again, saying why
-SIGNED_OUT = {
-    401: {
-        "description": "No token, or one the platform does not accept: the sign-in page",
-        "content": {"text/html": {}},
-    },
-    403: {"description": "A token without reports:read: the sign-in page", "content": {"text/html": {}}},
-}
 
 
 @pages.post(
@@ -274,12 +280,11 @@ async def dashboard_sign_in(request: Request, rt: RuntimeDep) -> Response:
 )
 async def dashboard_push(request: Request, rt: RuntimeDep) -> Response:
     try:
-        principal = await dashboard.browser_principal(request)
+        _submitter(await dashboard.browser_principal(request))
     except Problem as problem:
         if problem.status in (401, 403):
             return dashboard.signed_out_page(problem.detail, problem.status)
         raise
-    _submitter(principal)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     wanted = queries.period_from((form.get("period") or [None])[0], rt.settings.clock.today())
     try:
