@@ -120,13 +120,57 @@ def test_a_due_withdrawn_in_error_names_the_announcement_it_takes_back(
 ) -> None:
     one = Item(uuid4(), kind, test, date(2026, 8, 3), date(2026, 8, 10), OVERDUE, Status.cancelled)
     subject = uuid4()
-    events = announcements.due_withdrawn(
-        SubjectType.infant, subject, subject, "FAC-1", one, one.window_start, VOIDED, CLOCK.now()
+    events = announcements.item_withdrawn(
+        SubjectType.infant,
+        subject,
+        subject,
+        "FAC-1",
+        one,
+        CLOCK.now(),
+        reason=WithdrawalReason.entered_in_error,
+        announced_for=one.window_start,
+        met_on=VOIDED,
+        due=True,
     )
     assert [(e.announcement, e.reason, e.announced_for, e.met_on, e.item_id) for e in events] == (
         [(announcement, WithdrawalReason.entered_in_error, one.window_start, VOIDED, one.item_id)]
         if announcement is not None
         else []
+    )
+
+
+MET = date(2026, 8, 20)
+
+
+@pytest.mark.parametrize(
+    ("kind", "test", "satisfied_on", "announcement"),
+    [
+        pytest.param(ScheduleKind.nat_6_weeks, InfantTest.NAT, MET, W.InfantTestOverdue, id="an infant test"),
+        pytest.param(ScheduleKind.mother_viral_load, None, MET, W.ClientViralLoadOverdue, id="her viral load"),
+        pytest.param(ScheduleKind.mother_hiv_test_anc1, None, MET, W.ClientHivTestOverdue, id="her HIV test"),
+        pytest.param(ScheduleKind.hei_visit, None, MET, None, id="an HEI visit: a missed visit's overdue stays"),
+        pytest.param(ScheduleKind.nat_6_weeks, InfantTest.NAT, None, None, id="not met: nothing withdrawn"),
+        pytest.param(ScheduleKind.infant_prophylaxis, None, MET, None, id="prophylaxis: announced by no event"),
+    ],
+)
+def test_an_overdue_met_before_its_overdue_day_names_the_announcement_it_takes_back(
+    kind: ScheduleKind, test: InfantTest | None, satisfied_on: date | None, announcement: WithdrawnAnnouncement | None
+) -> None:
+    one = Item(uuid4(), kind, test, date(2026, 8, 3), date(2026, 8, 10), OVERDUE, Status.satisfied, satisfied_on)
+    subject = uuid4()
+    events = announcements.item_withdrawn(
+        SubjectType.client,
+        subject,
+        subject,
+        "FAC-1",
+        one,
+        CLOCK.now(),
+        reason=WithdrawalReason.met_before_overdue,
+        announced_for=OVERDUE,
+        met_on=one.satisfied_on,
+    )
+    assert [(e.announcement, e.reason, e.announced_for, e.met_on, e.kind) for e in events] == (
+        [(announcement, WithdrawalReason.met_before_overdue, OVERDUE, MET, kind)] if announcement is not None else []
     )
 
 

@@ -240,61 +240,33 @@ def withdrawn_due_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnA
     return None
 
 
-def due_withdrawn(
-    subject_type: SubjectType,
-    subject_id: UUID,
-    client_id: UUID,
-    facility_id: str,
-    item: Item,
-    due_on: date,
-    voided_on: date,
-    now: datetime,
-) -> list[Event]:
-    """An item announced due that the facts left after a void no longer call for
-    (`schedule.voided_items` of `schedule.due_snapshot`): its due announcement withdrawn
-    `entered_in_error`, dated by the void (what it opened, a sample collection, adherence
-    support, is taken back with it). `due_on`: the first day of the window it was announced for."""
-    announcement = withdrawn_due_announcement(item.kind, item.test is not None)
-    if announcement is None:
-        return []
-    return [
-        AnnouncementWithdrawn(
-            facility_id=facility_id,
-            occurred_at=now,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            client_id=client_id,
-            announcement=announcement,
-            reason=WithdrawalReason.entered_in_error,
-            item_id=item.item_id,
-            kind=item.kind,
-            announced_for=due_on,
-            met_on=voided_on,
-        )
-    ]
-
-
 def item_withdrawn(
     subject_type: SubjectType,
     subject_id: UUID,
     client_id: UUID,
     facility_id: str,
     item: Item,
-    overdue_on: date,
     now: datetime,
-    voided_on: date | None = None,
+    *,
+    reason: WithdrawalReason,
+    announced_for: date,
+    met_on: date | None,
+    due: bool = False,
 ) -> list[Event]:
-    """An overdue item met before its overdue day (`schedule.withdrawn_items`): its overdue
-    withdrawn. With `voided_on`, an overdue item the facts left after a void no longer call for
-    (`schedule.voided_items`): withdrawn `entered_in_error`, dated by the void."""
-    announcement = withdrawn_announcement(item.kind, item.test is not None)
-    if announcement is None:
+    """An announcement of `item` withdrawn for `reason`: its due one (`due`, announced for the
+    window's first day) or its overdue one (announced for its overdue day), `met_on` the day it was
+    met, or the day of the void (`entered_in_error`). Nothing where no event announced it, where it
+    was not met (`met_on` None), or for a missed HEI visit met late (`met_before_overdue` withdraws
+    no care overdue). The three uses: an overdue item met before its overdue day
+    (`schedule.withdrawn_items`, `met_before_overdue`, `item.satisfied_on`); an overdue item, or one
+    announced due (`due`, `schedule.due_snapshot`), that the facts left after a void no longer call
+    for (`schedule.voided_items`, `entered_in_error`, the void's day: what it opened, a sample
+    collection, adherence support, a tracing, is taken back with it)."""
+    which = withdrawn_due_announcement if due else withdrawn_announcement
+    announcement = which(item.kind, item.test is not None)
+    if announcement is None or met_on is None:
         return []
-    if voided_on is not None:
-        reason, met_on = WithdrawalReason.entered_in_error, voided_on
-    elif item.satisfied_on is not None and announcement is not WithdrawnAnnouncement.InfantCareOverdue:
-        reason, met_on = WithdrawalReason.met_before_overdue, item.satisfied_on
-    else:
+    if reason is WithdrawalReason.met_before_overdue and announcement is WithdrawnAnnouncement.InfantCareOverdue:
         return []
     return [
         AnnouncementWithdrawn(
@@ -307,7 +279,7 @@ def item_withdrawn(
             reason=reason,
             item_id=item.item_id,
             kind=item.kind,
-            announced_for=overdue_on,
+            announced_for=announced_for,
             met_on=met_on,
         )
     ]

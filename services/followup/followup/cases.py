@@ -34,6 +34,7 @@ from pmtct_events.followup import (
     ResumedBecause,
     SubjectType,
     TestResult,
+    WithdrawalReason,
 )
 from servicekit.clock import Clock
 from servicekit.uow import Aggregate
@@ -194,24 +195,26 @@ class Withdrawals:
         clock: Clock,
     ) -> None:
         now = clock.now()
+        subject = (subject_type, subject_id, client_id, facility_id)
+        met, in_error = WithdrawalReason.met_before_overdue, WithdrawalReason.entered_in_error
         for item, overdue_on in self.items:
             case.raise_event(
-                *announcements.item_withdrawn(subject_type, subject_id, client_id, facility_id, item, overdue_on, now)
+                *announcements.item_withdrawn(
+                    *subject, item, now, reason=met, announced_for=overdue_on, met_on=item.satisfied_on
+                )
             )
         if self.lost is not None:
-            case.raise_event(
-                announcements.loss_withdrawn(subject_type, subject_id, client_id, facility_id, *self.lost, now)
-            )
+            case.raise_event(announcements.loss_withdrawn(*subject, *self.lost, now))
         for item, overdue_on, voided_on in self.in_error:
             case.raise_event(
                 *announcements.item_withdrawn(
-                    subject_type, subject_id, client_id, facility_id, item, overdue_on, now, voided_on=voided_on
+                    *subject, item, now, reason=in_error, announced_for=overdue_on, met_on=voided_on
                 )
             )
         for item, due_on, voided_on in self.due_in_error:
             case.raise_event(
-                *announcements.due_withdrawn(
-                    subject_type, subject_id, client_id, facility_id, item, due_on, voided_on, now
+                *announcements.item_withdrawn(
+                    *subject, item, now, reason=in_error, announced_for=due_on, met_on=voided_on, due=True
                 )
             )
         if self.lost_in_error is not None:
