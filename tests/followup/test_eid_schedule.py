@@ -438,15 +438,28 @@ def test_a_contact_after_a_loss_brings_the_infant_back_into_care_and_a_new_silen
     assert case.tick(d(overdue_on, 190), RULES, silence_days=90).lost_on == d(overdue_on, 190)
 
 
-def test_feeding_stopped_moves_the_final_test_so_the_old_item_is_cancelled_and_a_new_one_planned() -> None:
+@pytest.mark.parametrize("announced", [False, True], ids=["never announced", "announced"])
+def test_feeding_stopped_moves_the_final_test_the_old_item_goes_unless_announced_and_a_new_one_is_planned(
+    announced: bool,
+) -> None:
+    """The old final test, never announced, is dropped (every order of the same facts ends without
+    it); announced (someone was told it was due), it stays, cancelled `no_longer_required`."""
     case = InfantCase(uuid4(), uuid4(), "FAC-ZA-001", facts())
     case.recompute(RULES)
     old = next(i for i in case.items if i.kind.value == "final_test")
+    old.announced = announced
     case.facts = replace(case.facts, feeding=(stopped(m(17)),))
     case.recompute(RULES)
     finals = {i.window_start: i for i in case.items if i.kind.value == "final_test"}
-    assert finals[old.window_start].status is Status.cancelled
-    assert finals[old.window_start].cancel_reason == "no_longer_required"
+    if announced:
+        assert (finals[old.window_start].status, finals[old.window_start].cancel_reason) == (
+            Status.cancelled,
+            "no_longer_required",
+        )
+        assert case.dropped == set()
+    else:
+        assert old.window_start not in finals
+        assert case.dropped == {old.item_id}, "the repository deletes it"
     assert finals[m(20)].status is Status.planned and finals[m(20)].item_id != old.item_id
 
 

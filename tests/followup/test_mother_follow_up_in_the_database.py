@@ -64,7 +64,7 @@ async def test_a_known_positive_woman_not_on_art_has_an_urgent_art_start_on_the_
     }
 
 
-async def test_a_miscarriage_cancels_that_pregnancys_viral_load_and_the_next_pregnancy_gets_its_own(followup) -> None:
+async def test_a_miscarriage_ends_that_pregnancys_viral_load_and_the_next_pregnancy_gets_its_own(followup) -> None:
     mother = new_mother()
     first, second = uuid.uuid4(), uuid.uuid4()
     enrolled = mother.enrolled(B, gestation_weeks=10).model_copy(update={"episode_id": first})
@@ -77,25 +77,29 @@ async def test_a_miscarriage_cancels_that_pregnancys_viral_load_and_the_next_pre
         gestation_weeks=14,
     )
     again = mother.enrolled(B + timedelta(weeks=30), gestation_weeks=8).model_copy(update={"episode_id": second})
-    await followup.apply(enrolled, lost, again)
 
-    items = await followup.items(mother.client_id)
-    async with followup.sessions() as session:
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT window_start, status, cancel_reason FROM schedule_items WHERE subject_id = :s"
-                    " AND kind = 'mother_viral_load' ORDER BY window_start"
-                ),
-                {"s": mother.client_id},
-            )
-        ).all()
+    async def viral_loads() -> list[tuple]:
+        async with followup.sessions() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT window_start, status, cancel_reason FROM schedule_items WHERE subject_id = :s"
+                        " AND kind = 'mother_viral_load' ORDER BY window_start"
+                    ),
+                    {"s": mother.client_id},
+                )
+            ).all()
+        return [(r.window_start, r.status, r.cancel_reason) for r in rows]
+
     first_edd = B + timedelta(weeks=30)
     second_edd = B + timedelta(weeks=30 + 32)
-    assert [(r.window_start, r.status, r.cancel_reason) for r in rows] == [
-        (first_edd - timedelta(weeks=6), "cancelled", "pregnancy_ended"),
-        (second_edd - timedelta(weeks=6), "planned", None),
-    ]
+    await followup.apply(enrolled, lost)
+    assert await viral_loads() == [(first_edd - timedelta(weeks=6), "cancelled", "pregnancy_ended")]
+    await followup.apply(again)
+    # the lost pregnancy's viral load, never announced, is not kept once the next pregnancy is her
+    # current one (schedule.reconcile): posted the other way round it would never have been planned
+    assert await viral_loads() == [(second_edd - timedelta(weeks=6), "planned", None)]
+    items = await followup.items(mother.client_id)
     assert items["mother_viral_load"]["window_start"] == second_edd - timedelta(weeks=6)
 
 
@@ -192,3 +196,33 @@ async def test_a_viral_load_after_her_delivery_posted_before_it_ends_as_in_the_o
     assert ends[1] == ends[0] and ends[2] == ends[0], ends
     late = [r for r in ends[0] if r[0] == "mother_viral_load" and r[1] < edd]
     assert [(r[3], r[4]) for r in late] == [("satisfied", edd + timedelta(days=10))], ends[0]
+
+
+async def test_her_met_anc1_test_is_at_the_facility_that_follows_her_whichever_enrolment_arrived_first(
+    followup,
+) -> None:
+    """Her items are her record, read where she is followed: a met item moves with her like an open
+    one (issue 17, any order). Posted in order, the ANC1 test was met at her first facility before
+    she transferred; posted the other way round, it was met after the transfer-in had placed her at
+    the second: both end at the second facility, met on the day of her test."""
+    elsewhere = "FAC-MW-002"
+    ends = []
+    for transfer_in_first in (False, True):
+        mother = new_mother()
+        first = mother.enrolled(B, HivStatus.unknown, gestation_weeks=12)
+        test = mother.tested(B, "negative", "anc")
+        moved = mother.enrolled(B + timedelta(days=20), HivStatus.unknown, gestation_weeks=15)
+        moved = moved.model_copy(update={"facility_id": elsewhere})
+        await followup.apply(*((moved, first, test) if transfer_in_first else (first, test, moved)))
+        async with followup.sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT kind, window_start, facility_id, status, satisfied_on FROM schedule_items"
+                    " WHERE subject_id = :s ORDER BY window_start, kind"
+                ),
+                {"s": mother.client_id},
+            )
+            ends.append([tuple(r) for r in rows])
+    assert ends[0] == ends[1]
+    assert ("mother_hiv_test_anc1", B, elsewhere, "satisfied", B) in ends[0]
+    assert {r[2] for r in ends[0]} == {elsewhere}

@@ -168,6 +168,16 @@ def with_events(facts: InfantFacts, events: Sequence[RecordedEvent]) -> InfantFa
 _RESULT_ORDER = {TestResult.positive: 0, TestResult.indeterminate: 1, TestResult.negative: 2}
 
 
+def kept_items(items: list[Item], dropped: set[UUID], new: list[Item]) -> list[Item]:
+    """A case's items become `new` (`reconcile`, `restate`): the ids of the items it left out are
+    added to `dropped` (the repository deletes them as it writes the case), those it has taken
+    out of it (an item planned again in the same unit). Returns `new`."""
+    ids = {i.item_id for i in new}
+    dropped |= {i.item_id for i in items} - ids
+    dropped -= ids
+    return new
+
+
 @dataclass(slots=True)
 class Withdrawals:
     """What later facts showed was never needed, found as the case changes (`seen`, `recompute`)
@@ -265,6 +275,8 @@ class InfantCase(Aggregate):
     #: the day of a void being applied (`corrections`): what the recompute no longer plans, and
     #: had announced, is withdrawn `entered_in_error`
     correcting: date | None = field(default=None, compare=False)
+    #: ids of stored items its plan no longer calls for and nothing announced (deleted on save)
+    dropped: set[UUID] = field(default_factory=set, compare=False)
 
     def seen(self, on: date) -> None:
         """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
@@ -358,7 +370,7 @@ class InfantCase(Aggregate):
     def _replan(self, rules: EidRules) -> InfantPlan:
         self.plan = infant_plan(self.facts, rules)
         announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
-        self.items = reconcile(self.infant_id, self.items, self.plan.requirements, reopen=True)
+        self.items = kept_items(self.items, self.dropped, reconcile(self.infant_id, self.items, self.plan.requirements))
         self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
         if self.correcting is not None:
             self.withdrawals.in_error += [(i, on, self.correcting) for i, on in voided_items(announced, self.items)]
@@ -488,6 +500,8 @@ class MotherCase(Aggregate):
     #: her facts are a fold of the mother events follow-up keeps (False: kept before corrections
     #: existed, migration 0009; a void cannot take them back)
     facts_from_events: bool = field(default=True, compare=False)
+    #: ids of stored items her plan no longer calls for and nothing announced (deleted on save)
+    dropped: set[UUID] = field(default_factory=set, compare=False)
 
     def seen(self, on: date) -> None:
         """A contact on `on` (`Attendance.seen`): a loss it shows was never real is to be withdrawn."""
@@ -504,8 +518,7 @@ class MotherCase(Aggregate):
         items, her loss to follow-up and what is to be withdrawn stay hers. Her open items move
         with her if the facts now place her at another facility."""
         if other.facility_id != self.facility_id:
-            for item in self.items:
-                item.changed = item.changed or item.open
+            move_items(self.items)
         for name in MOTHER_FACT_FIELDS:
             setattr(self, name, getattr(other, name))
         self.attendance.last_seen_on = other.attendance.last_seen_on
@@ -575,7 +588,9 @@ class MotherCase(Aggregate):
         if current is not None and current.edd is not None:
             self.edd = current.edd
         announced = overdue_snapshot(self.items)
-        self.items = reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
+        self.items = kept_items(
+            self.items, self.dropped, reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
+        )
         self.withdrawals.items += withdrawn_items(announced, self.items)
 
     def correct(self, folded: MotherCase, on: date) -> None:
@@ -591,20 +606,18 @@ class MotherCase(Aggregate):
         self.withdrawals.in_error += [(i, d, on) for i, d in voided_items(announced, self.items)]
         self.withdrawals.due_in_error += [(i, d, on) for i, d in voided_items(due, self.items)]
 
-    def rebuild(self, folded: MotherCase, announced: set[UUID]) -> list[UUID]:
+    def rebuild(self, folded: MotherCase) -> None:
         """A fact dated before facts applied to her arrived (a back-dated or out-of-order fact):
         her facts and items become `folded`'s (her case replayed from the events that stand in
         the order they happened, `corrections.replay`), so they depend on the facts, not on the
         order they came in. Her items keep how far time moved them where both are open
-        (`schedule.restate`); one only an earlier view of the facts called for is dropped, unless
-        it is in `announced` (it stays, cancelled if open). An announced overdue item the facts
-        now say was met in time is withdrawn (`withdrawn_items`). Returns the dropped items' ids
-        (the repository deletes them)."""
-        before, stored = overdue_snapshot(self.items), {i.item_id for i in self.items}
+        (`schedule.restate`); one only an earlier view of the facts called for is dropped (noted in
+        `dropped`), unless it was announced (it stays, cancelled `no_longer_required`). An
+        announced overdue item the facts now say was met in time is withdrawn (`withdrawn_items`)."""
+        before = overdue_snapshot(self.items)
         self.take_facts(folded)
-        self.items = restate(self.items, folded.items, announced)
+        self.items = kept_items(self.items, self.dropped, restate(self.items, folded.items, rebuild=True))
         self.withdrawals.items += withdrawn_items(before, self.items)
-        return sorted(stored - {i.item_id for i in self.items})
 
     def announce(self, report: TickReport, clock: Clock) -> None:
         """Raise what a `tick` found: tests, viral loads and adherence support due or overdue, lost."""
@@ -617,6 +630,16 @@ class MotherCase(Aggregate):
 
     def next_wakeup(self, silence_days: int) -> date | None:
         return next_wakeup(self.items, self.attendance, silence_days)
+
+
+def move_items(items: Sequence[Item]) -> None:
+    """Her (or her infant's) follow-up moved to another facility (an enrolment there, a transfer
+    in): every item is written again at the facility that follows her now, met and cancelled ones
+    too. The items are her record, read where she is followed (`queries`: a case is read by the
+    facility that has it), so a met ANC1 test is at the facility of her latest enrolment whichever
+    of her enrolments arrived first (issue 17, any order)."""
+    for item in items:
+        item.changed = True
 
 
 #: the fields of a mother case that are facts (a fold of her events), as against her follow-up

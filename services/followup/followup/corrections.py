@@ -178,7 +178,7 @@ async def rebuild(mother: MotherCase, uow: repo.FollowupUnit, settings: Settings
     """After a fact of hers that is `out_of_order`: her case replayed from her events that stand in
     the order they happened (`replay`, as a void does) and taken on (`MotherCase.rebuild`), so it
     ends as if they had come in that order; items only the earlier view called for and never
-    announced are deleted. Her infants follow from her facts as the stream decides them."""
+    announced are dropped (deleted as she is written). Her infants follow from her facts as the stream decides them."""
     mothers = uow.mothers
     kept = standing(await mothers.standing_events(mother.client_id), settings.clock.local_day)
     folded = replay(
@@ -190,19 +190,7 @@ async def rebuild(mother: MotherCase, uow: repo.FollowupUnit, settings: Settings
         settings.mother_viral_load,
         mother.breastfeeding_until,
     ).mother
-    stale = {i.item_id for i in mother.items} - {i.item_id for i in folded.items}
-    announced = await mothers.announced_items(stale)
-    await mothers.drop_items(mother.rebuild(folded, announced))
-
-
-async def drop_stale(infant: InfantCase, stale: set[UUID], uow: repo.FollowupUnit) -> None:
-    """Items of hers that a `rebuild` of her mother showed only an earlier view of the facts called
-    for: the ones never announced are deleted (the others stay, cancelled)."""
-    if not stale:
-        return
-    dropped = stale - await uow.mothers.announced_items(stale)
-    infant.items = [i for i in infant.items if i.item_id not in dropped]
-    await uow.mothers.drop_items(sorted(dropped))
+    mother.rebuild(folded)
 
 
 def correct_infant(infant: InfantCase, mother: MotherCase, exposure: Exposure, on: date, settings: Settings) -> bool:

@@ -152,19 +152,6 @@ class Mothers(Repository[UUID, MotherCase]):
         ]
         return out
 
-    async def announced_items(self, item_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these schedule items had their due or overdue announced."""
-        ids = sorted(set(item_ids))
-        if not ids:
-            return set()
-        return {r[0] for r in await self.session.execute(_ANNOUNCED_ITEMS, {"ids": ids})}
-
-    async def drop_items(self, item_ids: Sequence[UUID]) -> None:
-        """Delete schedule items only an earlier view of her facts called for, never announced
-        (`MotherCase.rebuild`); one not written yet is simply not there."""
-        if item_ids:
-            await self.session.execute(_DROP_ITEMS, {"ids": sorted(item_ids)})
-
     async def void_infants(self, client_id: UUID, infant_ids: Sequence[UUID], voided_by: UUID) -> None:
         """Infants a voided delivery had registered: never born on the platform. They leave her
         list (a later event of hers does not see them) and intake refuses their events."""
@@ -207,6 +194,7 @@ class Mothers(Repository[UUID, MotherCase]):
         changed: list[dict[str, Any]] = []
         settled: dict[float, list[UUID]] = {}
         item_rows: list[dict[str, Any]] = []
+        dropped: list[UUID] = []
         for client_id, (next_timer_on, settle_s) in self.touched.items():
             case = self.seen[client_id]
             values = _mother_values(case, next_timer_on)
@@ -215,10 +203,12 @@ class Mothers(Repository[UUID, MotherCase]):
             elif settle_s is not None:
                 settled.setdefault(settle_s, []).append(client_id)
             item_rows += _item_rows("client", client_id, client_id, case.facility_id, case.items)
+            dropped += _dropped(case.dropped, case.items)
         if changed:
             await self.session.execute(_SAVE_MOTHER, _by_column(changed))
         for settle_s, ids in settled.items():
             await self.session.execute(_SETTLE_MOTHERS, {"ids": ids, "settle_s": settle_s})
+        await drop_items(self.session, dropped)
         if item_rows:
             await save_items(self.session, item_rows)
         self.touched.clear()
@@ -257,6 +247,7 @@ class Infants(Repository[UUID, InfantCase]):
         item_rows = [
             row for c, _, _ in cases for row in _item_rows("infant", c.infant_id, c.client_id, c.facility_id, c.items)
         ]
+        await drop_items(self.session, [i for c, _, _ in cases for i in _dropped(c.dropped, c.items)])
         if item_rows:
             await save_items(self.session, item_rows)
         self.saved.clear()
@@ -288,10 +279,6 @@ _VOID_MOTHER_EVENTS = text(
 )
 _STANDING_EVENTS = text(
     "SELECT event_id, type, data FROM mother_events WHERE client_id = :client_id AND voided_by IS NULL ORDER BY seq"
-)
-_ANNOUNCED_ITEMS = text(
-    "SELECT item_id FROM schedule_items WHERE item_id = ANY(CAST(:ids AS uuid[]))"
-    " AND (due_announced_at IS NOT NULL OR overdue_announced_at IS NOT NULL)"
 )
 _DROP_ITEMS = text(
     "DELETE FROM schedule_items WHERE item_id = ANY(CAST(:ids AS uuid[]))"
@@ -575,8 +562,23 @@ async def load_items(session: AsyncSession, subject_ids: Sequence[UUID]) -> dict
                 satisfied_on=r.satisfied_on,
                 cancel_reason=r.cancel_reason,
                 label=r.label,
+                announced=r.due_announced_at is not None or r.overdue_announced_at is not None,
             )
         )
+    return out
+
+
+async def drop_items(session: AsyncSession, item_ids: Sequence[UUID]) -> None:
+    """Delete schedule items a recompute left out (`schedule.reconcile`: no longer called for, and
+    never announced); the statement keeps any whose announcement was committed meanwhile."""
+    if item_ids:
+        await session.execute(_DROP_ITEMS, {"ids": sorted(item_ids)})
+
+
+def _dropped(dropped: set[UUID], items: list[Item]) -> list[UUID]:
+    """A case's dropped item ids, less any it has again (noted as written from then on)."""
+    out = sorted(dropped - {i.item_id for i in items})
+    dropped.clear()
     return out
 
 

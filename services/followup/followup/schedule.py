@@ -10,8 +10,15 @@ Pure: no I/O, no clock. Two forces move an item, and they are kept apart on purp
   because it is a change of the stored status, committed with its event in one transaction.
 
 An item's identity is its subject, kind and window start. A fact that moves a window (breastfeeding
-stopped moves the final test) therefore cancels the old item and plans a new one: an item id is
-never announced twice, even when the plan changes after its due date was announced.
+stopped moves the final test) therefore retires the old item (deleted if never announced, else
+cancelled) and plans a new one: an item id is never announced twice, even when the plan changes
+after its due date was announced.
+
+The items of a subject are a function of the set of facts known, not of the order they arrived in
+(issue 17): `reconcile` gives every item the plan calls for the state the plan says, and an item
+the plan no longer calls for is dropped if nothing was ever announced of it (no one saw it: it is
+as if the facts had come in the order that never planned it), or cancelled `no_longer_required`
+if it was (`Item.announced`), whatever it was before.
 """
 
 from __future__ import annotations
@@ -97,63 +104,31 @@ class Item:
     label: str | None = None
     #: set when this object differs from what was loaded (the repository writes only these)
     changed: bool = field(default=False, compare=False)
+    #: its due (or overdue) was announced (`tick`; the repository loads it from the announcement
+    #: stamps): someone was told of it, so it is never dropped, only cancelled (`reconcile`)
+    announced: bool = field(default=False, compare=False)
 
     @property
     def open(self) -> bool:
         return self.status in OPEN
 
 
-def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requirement], reopen: bool = False) -> list[Item]:
-    """Bring stored items in line with the requirements; returns the full list, changed ones marked.
+def reconcile(subject_id: UUID, items: list[Item], required: Iterable[Requirement]) -> list[Item]:
+    """Bring stored items in line with the requirements: the items stand exactly as the facts now
+    say, whatever order the facts arrived in. Returns the full list, changed ones marked; an item
+    left out of it is to be deleted (the caller notes it: `dropped`).
 
-    - a requirement not stored yet becomes an item (already satisfied or cancelled if the facts say so);
-    - an open item the facts meet becomes satisfied; one the facts make pointless becomes cancelled;
-    - a cancelled item a (backfilled) result meets becomes satisfied: the record is corrected;
-    - a satisfied item stays satisfied: results are never taken back (a backfilled result the
-      facts now say met it instead dates it);
-    - an item cancelled because the subject transferred out is planned again when the facts no
-      longer cancel it (she enrolled at another facility: her follow-up moves with her);
-    - an open item no longer required (its window moved, the plan changed) is cancelled.
-
-    With `reopen` (the infant schedule) the items stand exactly as the facts now say, whatever order
-    the facts arrived in (`_as_the_facts_say`).
+    - every required item takes the state its requirement says: satisfied (on the day the facts
+      say), cancelled (for the reason they say), or open, keeping how far time has moved it
+      (planned, due, overdue). A cancelled or met item required open again (a transfer in after a
+      transfer out, a positive result not confirmed, a result the facts now say met another
+      item) is planned again, and announced again when its time comes;
+    - an item no longer required at all (the facts moved its window, changed which result
+      triggered it, ended breastfeeding before it) is dropped if it was never announced (nothing
+      was said of it: every order of the same facts ends without it), and cancelled
+      `no_longer_required` if it was (`Item.announced`), even if it was met: what met it meets the
+      item that stands, and a met-then-unneeded item and an unneeded-then-met one end alike.
     """
-    if reopen:
-        return _as_the_facts_say(subject_id, items, required)
-    by_id = {i.item_id: i for i in items}
-    wanted: set[UUID] = set()
-    for r in required:
-        iid = item_id(subject_id, r.kind, r.window_start)
-        wanted.add(iid)
-        current = by_id.get(iid)
-        if current is None:
-            by_id[iid] = _new(iid, r)
-            continue
-        if current.status is Status.satisfied:
-            if r.satisfied_on is not None and r.satisfied_on != current.satisfied_on:
-                _set(current, Status.satisfied, satisfied_on=r.satisfied_on)  # an earlier result, backfilled
-            continue
-        if r.satisfied_on is not None:
-            _set(current, Status.satisfied, satisfied_on=r.satisfied_on, cancel_reason=None)
-        elif current.open and r.cancel_reason is not None:
-            _set(current, Status.cancelled, cancel_reason=r.cancel_reason)
-        elif current.cancel_reason == TRANSFERRED_OUT and r.cancel_reason is None:
-            _set(current, Status.planned, cancel_reason=None, window_end=r.window_end, overdue_on=r.overdue_on)
-        elif current.open and (current.window_end, current.overdue_on) != (r.window_end, r.overdue_on):
-            current.window_end, current.overdue_on, current.changed = r.window_end, r.overdue_on, True
-    for iid, item in by_id.items():
-        if iid not in wanted and item.open:
-            _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED)
-    return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
-
-
-def _as_the_facts_say(subject_id: UUID, items: list[Item], required: Iterable[Requirement]) -> list[Item]:
-    """Every required item takes the state its requirement says: satisfied (on the day the facts
-    say), cancelled (for the reason they say), or open, keeping how far time has moved it (planned,
-    due, overdue). A cancelled item required again (a transfer in after a transfer out, a positive
-    result not confirmed) is planned again, and announced again when its time comes. An item no
-    longer required at all (the facts moved its window or changed which result triggered it) is
-    cancelled as `no_longer_required`, even if it was met: what met it meets the item that stands."""
     by_id = {i.item_id: i for i in items}
     wanted: set[UUID] = set()
     for r in required:
@@ -175,10 +150,22 @@ def _as_the_facts_say(subject_id: UUID, items: list[Item], required: Iterable[Re
                 _set(current, Status.cancelled, cancel_reason=r.cancel_reason, satisfied_on=None)
         elif not current.open:
             _set(current, Status.planned, cancel_reason=None, satisfied_on=None)
+    out: list[Item] = []
     for iid, item in by_id.items():
-        if iid not in wanted and (item.status, item.cancel_reason) != (Status.cancelled, NO_LONGER_REQUIRED):
-            _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED, satisfied_on=None)
-    return sorted(by_id.values(), key=lambda i: (i.window_start, i.kind.value))
+        if iid not in wanted:
+            if not item.announced:
+                continue
+            no_longer_required(item)
+        out.append(item)
+    return sorted(out, key=lambda i: (i.window_start, i.kind.value))
+
+
+def no_longer_required(item: Item) -> None:
+    """An announced item the facts no longer call for: cancelled `no_longer_required`, whatever
+    it was (met or not), so it ends the same whichever came first, its result or the fact that
+    made it pointless."""
+    if (item.status, item.cancel_reason, item.satisfied_on) != (Status.cancelled, NO_LONGER_REQUIRED, None):
+        _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED, satisfied_on=None)
 
 
 def _new(iid: UUID, r: Requirement) -> Item:
@@ -213,9 +200,11 @@ def tick(items: list[Item], today: date) -> list[tuple[Item, Transition]]:
     for item in items:
         if item.status is Status.planned and today >= item.window_start:
             _set(item, Status.due)
+            item.announced = True
             out.append((item, Transition.due))
         if item.status is Status.due and today >= item.overdue_on:
             _set(item, Status.overdue)
+            item.announced = True
             out.append((item, Transition.overdue))
     return out
 
@@ -250,7 +239,7 @@ def withdrawn_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[
     return out
 
 
-def restate(stored: list[Item], replayed: Iterable[Item], announced: set[UUID] | None = None) -> list[Item]:
+def restate(stored: list[Item], replayed: Iterable[Item], rebuild: bool = False) -> list[Item]:
     """A correction (a void): the stored items take the state of `replayed` (the same subject's
     items replayed from the facts that stand, as if the voided ones had never been posted), changed
     ones marked. Where both are open the stored one keeps how far time moved it (planned, due,
@@ -258,10 +247,10 @@ def restate(stored: list[Item], replayed: Iterable[Item], announced: set[UUID] |
     again (the timers announce it again); one the replay does not have was called for only by the
     voided facts: cancelled `entered_in_error` (unless it was cancelled already).
 
-    With `announced` (a rebuild after an out-of-order fact, not a void) one the replay does not
-    have was called for only by an earlier view of the facts: it is dropped (left out of the
-    list: the caller deletes it) unless it is in `announced` (its due or overdue was announced),
-    then it stays, cancelled `no_longer_required` if it was open."""
+    With `rebuild` (after an out-of-order fact, not a void) one the replay does not have was called
+    for only by an earlier view of the facts: as `reconcile` says of an item no longer required,
+    it is dropped (left out of the list: the caller deletes it) unless it was announced, then it
+    stays, cancelled `no_longer_required`."""
     by_id = {i.item_id: i for i in stored}
     out: list[Item] = []
     for r in replayed:
@@ -282,11 +271,10 @@ def restate(stored: list[Item], replayed: Iterable[Item], announced: set[UUID] |
                 _set(current, state[0], satisfied_on=state[1], cancel_reason=state[2])
         out.append(current)
     for item in by_id.values():
-        if announced is not None:
-            if item.item_id not in announced:
+        if rebuild:
+            if not item.announced:
                 continue
-            if item.open:
-                _set(item, Status.cancelled, cancel_reason=NO_LONGER_REQUIRED)
+            no_longer_required(item)
         elif item.status is not Status.cancelled:
             _set(item, Status.cancelled, cancel_reason=ENTERED_IN_ERROR, satisfied_on=None)
         out.append(item)
@@ -452,6 +440,7 @@ __all__ = [
     "lost_on",
     "match_routine",
     "next_wakeup",
+    "no_longer_required",
     "overdue_snapshot",
     "reconcile",
     "restate",

@@ -43,11 +43,11 @@ from .cases import (
     Pregnancy,
     breastfeeding_until,
     exposure_start,
+    move_items,
 )
 from .eid_schedule import MotherAtDelivery, breastfeeding_stopped_on, high_risk_reasons
 from .intake import INTAKE, InfantBatch, infant_keys
 from .mother_schedule import GESTATION_WEEKS
-from .schedule import NO_LONGER_REQUIRED, Status
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,10 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
         infants = await mothers.infants_of(mother.client_id, settings.timezone)
         for infant in infants.values():
             was_followed = infant.in_follow_up
-            before = no_longer_required(infant)
             moved = move_with_mother(infant, mother)
             if follow_infant(infant, mother, event, settings) or moved:
-                if rebuilt and was_followed:
-                    # what only an earlier view of her facts called for (a high risk her earlier
-                    # facts, arrived late, rule out): never announced, it is not kept
-                    await corrections.drop_stale(infant, no_longer_required(infant) - before, uow)
+                # what only an earlier view of her facts called for (a high risk her earlier facts,
+                # arrived late, rule out) is dropped by its recompute if never announced
                 infant.withdraw(settings.clock)
                 wakeup = infant.next_wakeup(settings.eid, settings.lost_to_follow_up_days)
                 uow.infants.save(infant, wakeup, settings.timer_settle_s)
@@ -114,11 +111,6 @@ async def on_enrolment_event(event: ClientEvent, uow: repo.FollowupUnit, setting
     mothers.touch(mother, mother.next_wakeup(settings.lost_to_follow_up_days), settings.timer_settle_s)
     if followed:
         await release_held(uow, settings, followed)
-
-
-def no_longer_required(infant: InfantCase) -> set[UUID]:
-    """Its items cancelled because its plan no longer calls for them."""
-    return {i.item_id for i in infant.items if (i.status, i.cancel_reason) == (Status.cancelled, NO_LONGER_REQUIRED)}
 
 
 def infant_inputs_of(mother: MotherCase) -> tuple[Any, ...]:
@@ -161,8 +153,7 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
                 mother.enrolled_on = day  # her latest enrolment is where she is followed
                 if mother.facility_id != event.facility_id:
                     mother.facility_id = event.facility_id
-                    for item in mother.items:  # her open follow-ups move to the facility she enrolled at
-                        item.changed = item.changed or item.open
+                    move_items(mother.items)  # her follow-up moves to the facility she enrolled at
             if mother.transferred_out_on is not None and day >= mother.transferred_out_on:
                 mother.transferred_out_on = None  # enrolled again (transfer in): back in care
             if event.hiv_status is HivStatus.positive:
@@ -266,12 +257,11 @@ def _edd(day: date, gestation_weeks: int | None) -> date | None:
 
 def move_with_mother(infant: InfantCase, mother: MotherCase) -> bool:
     """An infant still in follow-up moves with its mother to the facility she enrolled at (a
-    transfer): its open items go to that facility's worklist. True when it moved."""
+    transfer): its items go to that facility (its open ones to its worklist). True when it moved."""
     if infant.facility_id == mother.facility_id or infant.final_outcome is not None or not infant.in_follow_up:
         return False
     infant.facility_id = mother.facility_id
-    for item in infant.items:
-        item.changed = item.changed or item.open
+    move_items(infant.items)
     return True
 
 
