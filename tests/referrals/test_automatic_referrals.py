@@ -122,15 +122,24 @@ async def test_a_mother_who_starts_art_within_the_wait_is_never_referred(api: Ap
 
 
 async def test_a_known_positive_on_art_or_a_retest_of_a_known_positive_is_not_referred(api: Api, emr: Emr) -> None:
+    """Known positive by her facts, whatever a test's `status_before` said on arrival: on ART since
+    her enrolment, she is not referred; retested after a positive test, she is referred once (her
+    retest posted first, then the first test; tests/referrals/test_referrals_in_any_order.py shows
+    her wait counting from the first in every order)."""
     on_art, known = uuid4(), uuid4()
     sent = [
         await emr.send(enrolled(on_art, ago(30), hiv_status="positive", on_art=True)),
         await emr.send(positive_test(on_art, ago(20), before=HivStatus.unknown)),
-        await emr.send(positive_test(known, ago(20), before=HivStatus.positive)),
+        await emr.send(enrolled(known, ago(40))),
+        await emr.send(positive_test(known, ago(10), before=HivStatus.unknown)),
+        await emr.send(positive_test(known, ago(30), before=HivStatus.unknown)),
     ]
     await processed(api, *sent)
     await timers.open_due_art_referrals(api.sessions, api.settings)
-    assert await referrals_of(api, on_art) == [] and await referrals_of(api, known) == []
+    assert await referrals_of(api, on_art) == []
+    assert [(r["referral_service"], r["reason_code"]) for r in await referrals_of(api, known)] == [
+        ("art_initiation", "new_hiv_diagnosis")
+    ]
 
 
 @pytest.mark.parametrize("ending", ["died", "transferred_out"])

@@ -72,10 +72,13 @@ def test_the_art_wait_counts_from_the_diagnosis() -> None:
     assert rules.art_wait_due_at(diagnosed, 0) == diagnosed
 
 
-def hiv_test(result: str, before: HivStatus) -> HivTestRecorded:
+TESTED = datetime(2026, 5, 10, 9, tzinfo=UTC)
+
+
+def hiv_test(result: str, before: HivStatus = HivStatus.unknown) -> HivTestRecorded:
     return HivTestRecorded(
         facility_id="F",
-        occurred_at=datetime.now(UTC),
+        occurred_at=TESTED,
         client_id=uuid4(),
         result=result,
         setting="anc",
@@ -84,19 +87,70 @@ def hiv_test(result: str, before: HivStatus) -> HivTestRecorded:
 
 
 @pytest.mark.parametrize(
-    "result, before, new",
+    "result, known_since, before, new",
     [
-        ("positive", HivStatus.unknown, True),
-        ("positive", HivStatus.negative, True),  # a seroconversion
-        ("positive", HivStatus.positive, False),  # a retest of a known positive
-        ("negative", HivStatus.unknown, False),
-        ("indeterminate", HivStatus.unknown, False),
+        ("positive", None, HivStatus.unknown, True),
+        ("positive", None, HivStatus.negative, True),  # a seroconversion
+        ("positive", TESTED - timedelta(days=30), HivStatus.positive, False),  # a retest of a known positive
+        # a retest whose earlier positive arrived after it: enrolment said unknown, the facts say known
+        ("positive", TESTED - timedelta(days=30), HivStatus.unknown, False),
+        # enrolment said positive, but that fact was voided since: none stands before it
+        ("positive", None, HivStatus.positive, True),
+        ("positive", TESTED + timedelta(days=30), HivStatus.positive, True),  # the other positive is later
+        ("positive", TESTED, HivStatus.unknown, True),  # one of the same instant is not before it
+        ("negative", None, HivStatus.unknown, False),
+        ("indeterminate", None, HivStatus.unknown, False),
     ],
 )
-def test_only_a_positive_test_of_a_woman_not_known_positive_is_a_new_diagnosis(
-    result: str, before: HivStatus, new: bool
+def test_a_positive_test_is_a_new_diagnosis_when_no_fact_of_her_positive_status_stands_before_it(
+    result: str, known_since: datetime | None, before: HivStatus, new: bool
 ) -> None:
-    assert rules.is_new_hiv_diagnosis(hiv_test(result, before)) is new
+    """From the facts referrals holds (`known_since`: the earliest other standing one), not from the
+    `status_before` enrolment published as it knew it on arrival."""
+    assert rules.is_new_hiv_diagnosis(hiv_test(result, before), known_since) is new
+
+
+def enrolment(hiv_status: str, on_art: bool) -> ClientEnrolled:
+    return ClientEnrolled(
+        facility_id="F",
+        occurred_at=TESTED,
+        client_id=uuid4(),
+        status_at_enrolment="pregnant",
+        age_years=25,
+        hiv_status=hiv_status,
+        on_art=on_art,
+    )
+
+
+@pytest.mark.parametrize(
+    "event, shows",
+    [
+        (hiv_test("positive"), rules.REASON_NEW_DIAGNOSIS),
+        (hiv_test("negative"), None),
+        (hiv_test("indeterminate"), None),
+        (enrolment("positive", False), rules.REASON_KNOWN_POSITIVE_NOT_ON_ART),
+        (enrolment("positive", True), ""),  # a fact of her status that starts no wait: she is on ART
+        (enrolment("unknown", False), None),
+        (enrolment("negative", False), None),
+    ],
+)
+def test_which_events_are_facts_of_her_positive_status_and_the_wait_each_starts(event, shows) -> None:
+    assert rules.positive_status_of(event) == shows
+
+
+@pytest.mark.parametrize(
+    "a, b, earlier",
+    [
+        ((TESTED, "new_hiv_diagnosis"), (TESTED + timedelta(days=1), "new_hiv_diagnosis"), True),
+        ((TESTED + timedelta(days=1), "new_hiv_diagnosis"), (TESTED, "new_hiv_diagnosis"), False),
+        # one instant: the same one wins in any arrival order
+        ((TESTED, "known_positive_not_on_art"), (TESTED, "new_hiv_diagnosis"), True),
+        ((TESTED, "new_hiv_diagnosis"), (TESTED, "known_positive_not_on_art"), False),
+        ((TESTED, "new_hiv_diagnosis"), (TESTED, "new_hiv_diagnosis"), False),
+    ],
+)
+def test_the_art_wait_counts_from_her_earliest_diagnosis(a, b, earlier) -> None:
+    assert rules.earlier_diagnosis(a, b) is earlier
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
     """The handlers, bound to the service's settings: `handler(event, uow)`, `uow.cause` being the
     consumed envelope (the cause of what the handler raises)."""
     clock = settings.clock
+    wait_days = settings.art_initiation_wait_days
 
     # --- mothers (pmtct.enrolment.v1) ---
 
@@ -144,6 +145,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
     async def client_enrolled(event: ClientEnrolled, uow: ReferralsUnit) -> None:
         # Enrolling (again, after a transfer in) makes her a current client.
         await stream.set_subject_active(uow, event.client_id, event.occurred_at)
+        await stream.positive_status_known(uow, event)
         if event.on_art:
             await stream.art_started(uow, event.client_id, event.occurred_at, ReferralService.art_initiation, clock)
         elif rules.enrolled_positive_without_art(event):
@@ -160,7 +162,8 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             clock=clock,
             met_on=clock.local_day(event.occurred_at),
         )
-        if rules.is_new_hiv_diagnosis(event):
+        known_since = await stream.positive_status_known(uow, event)
+        if rules.is_new_hiv_diagnosis(event, known_since):
             await wait_for_art(uow, event, rules.REASON_NEW_DIAGNOSIS)
 
     async def art_initiated(event: ArtInitiated, uow: ReferralsUnit) -> None:
@@ -278,11 +281,11 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def client_event_voided(event: ClientEventVoided, uow: ReferralsUnit) -> None:
         """A mother's fact entered in error: her referrals as if it had never been posted."""
-        await stream.voided(uow, event.client_id, event.voided_ids, event.voided_type, clock)
+        await stream.voided(uow, event.client_id, event.voided_ids, event.voided_type, clock, wait_days)
 
     async def infant_event_voided(event: InfantEventVoided, uow: ReferralsUnit) -> None:
         """An infant's fact entered in error: her referrals as if it had never been posted."""
-        await stream.voided(uow, event.infant_id, event.voided_ids, event.voided_type, clock)
+        await stream.voided(uow, event.infant_id, event.voided_ids, event.voided_type, clock, wait_days)
 
     async def infant_test_resulted(event: InfantTestResulted, uow: ReferralsUnit) -> None:
         await stream.close_open(

@@ -188,6 +188,22 @@ art_start = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
 )
 
+#: every fact of a subject's positive HIV status the service heard of (a positive test, an enrolment
+#: as known positive), by the CloudEvent that recorded it: whether a test is a new diagnosis, and
+#: the earliest diagnosis her ART wait counts from, follow from the ones that stand, whatever order
+#: they arrived in (migrations/versions/0012_positive_status.py)
+positive_status = Table(
+    "positive_status",
+    metadata,
+    Column("subject_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("event_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("diagnosed_at", DateTime(timezone=True), nullable=False),
+    Column("facility_id", Text, nullable=False),
+    #: the ART wait's reason it starts (None: she was on ART by it, it starts none)
+    Column("reason_code", Text),
+    Column("correlation_id", Text),
+)
+
 #: the infants each delivery registered (its DeliveryRecorded CloudEvent id): a void of the delivery
 #: reaches their referrals (migrations/versions/0008_corrections.py)
 delivered_infant = Table(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Boolean, Column, and_, func, or_, select, text, tuple_
@@ -331,6 +331,70 @@ async def void_art_starts(
     return removed, (earliest[0], earliest[1]) if earliest is not None else None
 
 
+# --- facts of a positive HIV status (a void of one leaves the others) -------------------------------
+
+_RECORD_POSITIVE = text(
+    "INSERT INTO positive_status (subject_id, event_id, diagnosed_at, facility_id, reason_code, correlation_id)"
+    " VALUES (:subject_id, :event_id, :diagnosed_at, :facility_id, :reason_code, :correlation_id)"
+    " ON CONFLICT DO NOTHING"
+)
+_EARLIEST_OTHER_POSITIVE = text(
+    "SELECT min(diagnosed_at) FROM positive_status WHERE subject_id = :subject_id AND event_id <> :event_id"
+)
+_VOID_POSITIVE = text(
+    "DELETE FROM positive_status WHERE subject_id = :subject_id AND event_id = ANY(CAST(:events AS uuid[]))"
+)
+_FIRST_DIAGNOSIS = text(
+    "SELECT event_id, diagnosed_at, facility_id, reason_code, correlation_id FROM positive_status"
+    " WHERE subject_id = :subject_id ORDER BY diagnosed_at, coalesce(reason_code, ''), event_id LIMIT 1"
+)
+
+
+async def record_positive_status(
+    session: AsyncSession,
+    subject_id: UUID,
+    event_id: UUID,
+    diagnosed_at: datetime,
+    facility_id: str,
+    reason_code: str | None,
+    correlation_id: str | None,
+) -> datetime | None:
+    """Keep a fact of her positive status (its CloudEvent id, when it happened, the ART wait's reason
+    it starts, if any); returns when the earliest other standing one happened (None: none)."""
+    params = {
+        "subject_id": subject_id,
+        "event_id": event_id,
+        "diagnosed_at": diagnosed_at,
+        "facility_id": facility_id,
+        "reason_code": reason_code,
+        "correlation_id": correlation_id,
+    }
+    await session.execute(_RECORD_POSITIVE, params)
+    return (await session.execute(_EARLIEST_OTHER_POSITIVE, params)).scalar_one_or_none()
+
+
+class PositiveStatus(NamedTuple):
+    """A fact of her positive status, as `positive_status` keeps it."""
+
+    event_id: UUID
+    diagnosed_at: datetime
+    facility_id: str
+    #: the ART wait's reason it starts; None: none (she was on ART by it)
+    reason_code: str | None
+    correlation_id: str | None
+
+
+async def void_positive_status(
+    session: AsyncSession, subject_id: UUID, event_ids: Collection[UUID]
+) -> tuple[bool, PositiveStatus | None]:
+    """Forget her facts of positive status recorded by `event_ids`: whether her earliest was one of
+    them, and her earliest that stands."""
+    before = (await session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
+    await session.execute(_VOID_POSITIVE, {"subject_id": subject_id, "events": list(event_ids)})
+    after = (await session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
+    return before is not None and before[0] in event_ids, PositiveStatus(*after) if after is not None else None
+
+
 # --- ART-initiation waits --------------------------------------------------------------------------
 
 
@@ -342,13 +406,15 @@ _SCHEDULE_ART_WAITS = text(
     " CAST(:diagnosed_at AS timestamptz[]), CAST(:due_at AS timestamptz[]), CAST(:reason_code AS text[]),"
     " CAST(:cause_event_id AS uuid[]), CAST(:correlation_id AS text[]), CAST(:ended_at AS timestamptz[]),"
     " CAST(:ended_by_event_id AS uuid[]))"
-    # keep the first diagnosis: a repeat positive test does not push the referral further out; a
-    # wait that ended (she died, left, started ART) gives way to a new one
+    # keep the earliest diagnosis, whichever arrived first (rules.earlier_diagnosis): a later
+    # positive test does not push the referral further out, an earlier one posted later brings it
+    # forward; a wait that ended (she died, left, started ART) gives way to a new one
     " ON CONFLICT (client_id) DO UPDATE SET facility_id = excluded.facility_id,"
     " diagnosed_at = excluded.diagnosed_at, due_at = excluded.due_at, reason_code = excluded.reason_code,"
     " cause_event_id = excluded.cause_event_id, correlation_id = excluded.correlation_id,"
     " ended_at = excluded.ended_at, ended_by_event_id = excluded.ended_by_event_id"
     " WHERE art_wait.ended_at IS NOT NULL"
+    " OR (excluded.diagnosed_at, excluded.reason_code) < (art_wait.diagnosed_at, art_wait.reason_code)"
 )
 _DROP_ART_WAITS = text("DELETE FROM art_wait WHERE client_id = ANY(CAST(:clients AS uuid[]))")
 _END_ART_WAIT = text(

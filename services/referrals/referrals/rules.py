@@ -98,10 +98,33 @@ def automatic_due_by(target: date, today: date) -> date:
 # --- automatic referrals -------------------------------------------------------------------------
 
 
-def is_new_hiv_diagnosis(event: HivTestRecorded) -> bool:
-    """A positive test of a woman not known positive before: she needs ART (WHO: start ART as soon
-    as possible after diagnosis, ideally the same day)."""
-    return event.result == HivTestResult.positive and event.status_before != HivStatus.positive
+def is_new_hiv_diagnosis(event: HivTestRecorded, known_positive_since: datetime | None) -> bool:
+    """A positive test of a woman not known positive before it: she needs ART (WHO: start ART as
+    soon as possible after diagnosis, ideally the same day). `known_positive_since`: when the
+    earliest other standing fact of her positive status happened (a positive test, an enrolment as
+    known positive: `positive_status_of`), whatever order they arrived in; the event's own
+    `status_before` is what enrolment knew when it arrived, and is not read."""
+    if event.result != HivTestResult.positive:
+        return False
+    return known_positive_since is None or known_positive_since >= event.occurred_at
+
+
+def positive_status_of(event: ClientEnrolled | HivTestRecorded) -> str | None:
+    """Whether the event is a fact of her positive status, and the ART wait it starts if it is her
+    earliest (its reason code; "" for a fact that starts none, an enrolment on ART): a positive
+    test, a new diagnosis; an enrolment as known positive, not on ART. None: no such fact."""
+    if isinstance(event, HivTestRecorded):
+        return REASON_NEW_DIAGNOSIS if event.result == HivTestResult.positive else None
+    if event.hiv_status != HivStatus.positive:
+        return None
+    return "" if event.on_art else REASON_KNOWN_POSITIVE_NOT_ON_ART
+
+
+def earlier_diagnosis(a: tuple[datetime, str], b: tuple[datetime, str]) -> bool:
+    """Whether diagnosis `a` (when it happened, its reason code) comes before `b`: the ART wait
+    counts from her earliest, whichever arrived first (at one instant, by reason code, so that the
+    same facts give the same wait in any order; `repository._SCHEDULE_ART_WAITS` keeps the same)."""
+    return a < b
 
 
 def enrolled_positive_without_art(event: ClientEnrolled) -> bool:

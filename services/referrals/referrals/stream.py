@@ -11,13 +11,21 @@ from collections.abc import Callable, Collection
 from datetime import date, datetime
 from uuid import UUID
 
+from pmtct_events.enrolment import ClientEnrolled, HivTestRecorded
 from pmtct_events.followup import SubjectType
 from pmtct_events.referrals import ReferralOrigin, ReferralService, Urgency
 from servicekit.clock import Clock
 
 from . import rules
 from .models import ArtWait, Referral
-from .repository import ReferralsUnit, infants_of, record_art_start, void_art_starts
+from .repository import (
+    ReferralsUnit,
+    infants_of,
+    record_art_start,
+    record_positive_status,
+    void_art_starts,
+    void_positive_status,
+)
 from .rules import Action
 from .subjects import Subject
 
@@ -116,6 +124,25 @@ async def withdraw(
     ]
 
 
+async def positive_status_known(uow: ReferralsUnit, event: ClientEnrolled | HivTestRecorded) -> datetime | None:
+    """Keep the event if it is a fact of her positive status (`rules.positive_status_of`), by the
+    consumed CloudEvent; returns when the earliest other standing fact of it happened (for
+    `rules.is_new_hiv_diagnosis`), from the facts, not from the order they arrived in."""
+    reason = rules.positive_status_of(event)
+    if reason is None or uow.causation is None:
+        return None
+    cause, correlation = uow.causation
+    return await record_positive_status(
+        uow.session,
+        event.client_id,
+        cause,
+        event.occurred_at,
+        event.facility_id,
+        reason or None,
+        str(correlation) if correlation is not None else None,
+    )
+
+
 async def schedule_art_initiation(
     uow: ReferralsUnit,
     *,
@@ -180,7 +207,12 @@ async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock:
 
 
 async def voided(
-    uow: ReferralsUnit, subject_id: UUID, voided_ids: Collection[UUID], voided_type: str, clock: Clock
+    uow: ReferralsUnit,
+    subject_id: UUID,
+    voided_ids: Collection[UUID],
+    voided_type: str,
+    clock: Clock,
+    wait_days: float,
 ) -> None:
     """A fact voided, entered in error (ClientEventVoided / InfantEventVoided: `voided_ids` are the
     CloudEvents its acceptance had published): her referrals are as if it had never been posted.
@@ -191,11 +223,15 @@ async def voided(
     the earliest, and her ART referral stays met), and an ART wait it had ended runs again (she is referred
     when it is over, as if it had never been posted). A voided delivery's infants were never born on the
     platform: their automatic referrals are cancelled `entered_in_error`, and nothing more opens for
-    them. A second delivery of the same void finds nothing left to change."""
+    them. The ART wait a voided diagnosis started runs again from her earliest diagnosis that stands
+    (a later positive test of hers: as if the voided one had never been posted, it is the diagnosis;
+    `wait_days`, as `schedule_art_initiation`). A second delivery of the same void finds nothing left
+    to change."""
     ids = frozenset(voided_ids)
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
     await uow.subjects.end_art_wait_caused_by(subject, ids)
+    first_voided, first = await void_positive_status(uow.session, subject_id, ids)
     closed = await uow.subjects.touched_by(subject, ids)
     for r in [*subject.open_of(), *closed]:
         if r.cause_event_id in ids and rules.may_cancel_in_error(r.origin, r.status):
@@ -220,6 +256,18 @@ async def voided(
     subject.set_state(ended=rules.ended_after_void(subject.ended, voided_type), on_art_since=on_art_since)
     if subject.ended is None and subject.on_art_since is None:
         await uow.subjects.resume_art_wait(subject, ids)
+        if first_voided and first is not None and first.reason_code is not None:
+            subject.start_art_wait(
+                ArtWait(
+                    client_id=subject_id,
+                    facility_id=first.facility_id,
+                    diagnosed_at=first.diagnosed_at,
+                    due_at=rules.art_wait_due_at(first.diagnosed_at, wait_days),
+                    reason_code=first.reason_code,
+                    cause_event_id=first.event_id,
+                    correlation_id=first.correlation_id,
+                )
+            )
     for infant_id in await infants_of(uow.session, ids):
         infant = await uow.subjects.of(infant_id)
         infant.set_state(ended=rules.OUTCOME_ENTERED_IN_ERROR)

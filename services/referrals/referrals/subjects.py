@@ -15,6 +15,7 @@ from uuid import UUID
 from pmtct_events.referrals import ReferralService
 from servicekit.uow import Aggregate
 
+from . import rules
 from .models import ArtWait, Referral
 from .rules import Action
 
@@ -45,7 +46,8 @@ class Subject(Aggregate):
     enrolled_at: datetime | None = None
     #: an ART-initiation wait is stored for her (as loaded, less what this unit ended)
     waiting_for_art: bool = False
-    #: the wait this unit starts (the first diagnosis wins, as the insert keeps the stored one)
+    #: the wait this unit starts (the earliest diagnosis wins, as the insert keeps the stored one
+    #: unless this one is earlier: rules.earlier_diagnosis)
     new_wait: ArtWait | None = None
     #: the ART timer took her stored wait: written as a delete
     wait_over: bool = False
@@ -120,8 +122,14 @@ class Subject(Aggregate):
         return self.whole and (self.on_art_since, self.ended, self.enrolled_at) != self.stored
 
     def start_art_wait(self, wait: ArtWait) -> None:
-        """Written as the unit commits, unless a wait is stored for her then (the first one stays)."""
-        if self.new_wait is None or self.new_wait.ended_at is not None:
+        """Written as the unit commits, unless a wait from an earlier diagnosis is stored for her then
+        (rules.earlier_diagnosis: the earliest stays, whichever arrived first)."""
+        held = self.new_wait
+        if (
+            held is None
+            or held.ended_at is not None
+            or rules.earlier_diagnosis((wait.diagnosed_at, wait.reason_code), (held.diagnosed_at, held.reason_code))
+        ):
             self.new_wait = wait
 
     # --- referrals ---
