@@ -120,7 +120,7 @@ class Mothers(Repository[UUID, MotherCase]):
                 "event_id": event_id,
                 "client_id": client_id,
                 "type": event.event_name,
-                "data": json.dumps(event.model_dump(mode="json")),
+                "data": event.model_dump_json(),
                 "voided_by": None,
             }
         )
@@ -187,7 +187,7 @@ class Mothers(Repository[UUID, MotherCase]):
         touch of the settle delay for the others (an input restarts it even when it changed
         nothing), and every changed schedule item; a few statements per batch."""
         if self.kept:
-            await self.session.execute(_KEEP_MOTHER_EVENTS, self.kept)
+            await self.session.execute(_KEEP_MOTHER_EVENTS, _by_column(self.kept))
             self.kept = []
         if not self.touched:
             return
@@ -266,10 +266,15 @@ class FollowupUnit(UnitOfWork):
         self.caseloads = Caseloads(session)
 
 
+#: a batch's kept events in one statement (one per event was a statement per consumed event), in
+#: the order given (`seq` is drawn in the arrays' order)
 _KEEP_MOTHER_EVENTS = text(
     "INSERT INTO mother_events (event_id, client_id, type, data, voided_by, voided_at)"
-    " VALUES (:event_id, :client_id, :type, CAST(:data AS jsonb), :voided_by,"
-    " CASE WHEN CAST(:voided_by AS uuid) IS NULL THEN NULL ELSE now() END)"
+    " SELECT event_id, client_id, type, CAST(data AS jsonb), voided_by,"
+    " CASE WHEN voided_by IS NULL THEN NULL ELSE now() END"
+    " FROM unnest(CAST(:event_id AS uuid[]), CAST(:client_id AS uuid[]), CAST(:type AS text[]),"
+    " CAST(:data AS text[]), CAST(:voided_by AS uuid[])) WITH ORDINALITY"
+    " AS e(event_id, client_id, type, data, voided_by, n) ORDER BY n"
     " ON CONFLICT (event_id) DO NOTHING"
 )
 _VOID_MOTHER_EVENTS = text(
