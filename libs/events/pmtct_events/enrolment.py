@@ -111,7 +111,7 @@ class ClientEnrolled(ClientEvent):
 
 class AncVisitRecorded(ClientEvent):
     """An antenatal visit. `opens_episode`: this ANC1 (`visit_number` 1) opened a new pregnancy
-    episode, after a delivery or a pregnancy loss, without a new enrolment."""
+    episode, after a delivery or a pregnancy loss, without a new enrolment, as known at arrival."""
 
     event_name: ClassVar[str] = "AncVisitRecorded"
     visit_number: int = Field(ge=1, le=20)
@@ -119,41 +119,73 @@ class AncVisitRecorded(ClientEvent):
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
-    opens_episode: bool = False
+    opens_episode: bool = Field(
+        default=False,
+        description="This ANC1 opened a new pregnancy episode without a new enrolment, "
+        + "as known at arrival: decided against the events enrolment had recorded when this one arrived"
+        + " (a delivery posted after it is not counted), so a backlog posted in another order carries"
+        + " another value; the platform's own consumers do not rely on it and derive it from her facts"
+        + " in the order they happened.",
+    )
 
 
 class HivTestRecorded(ClientEvent):
-    """An HIV test of the mother. `status_before` is her status as the platform knew it just
-    before this test, so consumers can tell a new diagnosis or a seroconversion without state."""
+    """An HIV test of the mother. `status_before`, `anc_visit_number` and `period` are hints as
+    known at arrival (decided against the events enrolment had recorded when the test arrived): a
+    consumer that must end the same whatever order a backlog arrived in derives them from the facts,
+    as the platform's own consumers do."""
 
     event_name: ClassVar[str] = "HivTestRecorded"
     result: HivTestResult
     setting: TestSetting
-    status_before: HivStatus = HivStatus.unknown
+    status_before: HivStatus = Field(
+        default=HivStatus.unknown,
+        description="Her HIV status from the facts dated before this test, as known at arrival: an"
+        + " earlier positive test posted after this one is not counted, so a backlog posted in another"
+        + " order carries another value; the platform's own consumers do not rely on it (referrals and"
+        + " reporting keep her facts and derive it).",
+    )
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
-    #: the ANC visit of that day in this pregnancy, if one is recorded (1 = a test at ANC1)
-    anc_visit_number: int | None = Field(default=None, ge=1, le=20)
-    period: CarePeriod | None = None
+    anc_visit_number: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="The ANC visit of that day in this pregnancy (1 = a test at ANC1), as known at arrival:"
+        + " a visit posted after the test is not counted; the platform's own consumers do not rely on it.",
+    )
+    period: CarePeriod | None = Field(
+        default=None,
+        description="Where in her care the test was, as known at arrival (a delivery or loss posted after"
+        + " it is not counted); the platform's own consumers do not rely on it.",
+    )
 
 
 class ArtInitiated(ClientEvent):
-    """ART started. `period` tells ART started in pregnancy from postnatal ART."""
+    """ART started. `period` tells ART started in pregnancy from postnatal ART, as known at arrival."""
 
     event_name: ClassVar[str] = "ArtInitiated"
     regimen: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9/+\-]+$")
     #: her age in whole years on the day it happened (computed by enrolment from the birth date it
     #: keeps; the birth date itself never travels). Optional: events recorded before it was added lack it.
     age_years: int | None = Field(default=None, ge=0, le=120)
-    period: CarePeriod | None = None
+    period: CarePeriod | None = Field(
+        default=None,
+        description="Where in her care ART started (pregnancy, postnatal, not_pregnant), as known at arrival:"
+        + " a delivery posted after it is not counted, so a backlog posted in another order carries another"
+        + " value; the platform's own consumers do not rely on it (reporting derives it from her facts).",
+    )
 
 
 class ViralLoadRecorded(ClientEvent):
     event_name: ClassVar[str] = "ViralLoadRecorded"
     copies_per_ml: int = Field(ge=0)
     suppressed: bool
-    period: CarePeriod | None = None
+    period: CarePeriod | None = Field(
+        default=None,
+        description="Where in her care it was, as known at arrival; the platform's own consumers do not rely on it.",
+    )
 
 
 class DeliveredInfant(Contract):
@@ -174,7 +206,9 @@ class ViralLoadResult(Contract):
 
 class DeliveryRecorded(ClientEvent):
     """A delivery with its infants (each with a new platform `infant_id`). It carries the mother's
-    HIV context at delivery so that follow-up can classify the infants without a lookup."""
+    HIV context at delivery so that follow-up can classify the infants without a lookup: the
+    `mother_*` fields are as known at arrival (a positive test dated before the delivery and posted
+    after it is not in them)."""
 
     event_name: ClassVar[str] = "DeliveryRecorded"
     place: DeliveryPlace
