@@ -79,12 +79,22 @@ def envelope(
     traceparent: str | None = None,
 ) -> CloudEvent:
     """The envelope of an event; its trace is the caller's span unless `traceparent` names one."""
+    return _envelope(event, event_id, correlation_id, causation_id, traceparent or current_traceparent())
+
+
+def _envelope(
+    event: Event,
+    event_id: UUID | None,
+    correlation_id: str | UUID | None,
+    causation_id: str | UUID | None,
+    traceparent: str | None,
+) -> CloudEvent:
     return CloudEvent.from_event(
         event,
         event_id=event_id,
         correlation_id=str(correlation_id) if correlation_id else None,
         causation_id=str(causation_id) if causation_id else None,
-        traceparent=traceparent or current_traceparent(),
+        traceparent=traceparent,
     )
 
 
@@ -122,7 +132,10 @@ async def add_each(session: AsyncSession, items: Sequence[Raised]) -> list[Cloud
     order; returns their envelopes (a unit of work's `commit` writes the events it collected so)."""
     if not items:
         return []
-    envelopes = [envelope(e, correlation_id=corr, causation_id=cause, traceparent=tp) for e, corr, cause, tp in items]
+    # what `envelope` falls back to for an event raised outside any span: the caller's span, the same
+    # for the whole call, so asked once (asked per event: an eighth of the outbox's time, profiled)
+    here = current_traceparent() if any(tp is None for *_, tp in items) else None
+    envelopes = [_envelope(e, None, corr, cause, tp or here) for e, corr, cause, tp in items]
     rows = [_row(ce, e.topic(), e.key_field.removesuffix("_id")) for ce, (e, *_) in zip(envelopes, items, strict=True)]
     await session.execute(_INSERT, {c: [r[c] for r in rows] for c in _COLUMNS})
     return envelopes
