@@ -26,8 +26,16 @@ from pmtct_events.enrolment import (
     ArtInitiated,
     ClientEnrolled,
     ClientEventVoided,
+    ClientTransferredOut,
     HivStatus,
     HivTestRecorded,
+)
+from pmtct_events.followup import (
+    InfantArtInitiated,
+    InfantEvent,
+    InfantEventVoided,
+    InfantFinalOutcomeRecorded,
+    InfantTestResulted,
 )
 from pmtct_tools import testing
 from referrals import timers
@@ -58,6 +66,7 @@ class Her:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.mother = uuid4()
+        self.infant = uuid4()
         #: by name: the CloudEvent each fact was published as, and the fact
         self.sent: dict[str, tuple[CloudEvent, Event]] = {}
 
@@ -83,21 +92,20 @@ class Her:
     async def post(self, name: str, event: Event | None) -> None:
         if event is None:  # the void of the fact named after "void "
             ce, voided = self.sent[name[len("void ") :]]
-            event = ClientEventVoided(
-                facility_id=FACILITY,
-                occurred_at=ago(),
-                client_id=self.mother,
-                voided_event_id=uuid4(),
-                voided_type=voided.event_name,
-                voided_ids=[ce.id],
-            )
+            void = {"voided_event_id": uuid4(), "voided_type": voided.event_name, "voided_ids": [ce.id]}
+            if isinstance(voided, InfantEvent):
+                event = InfantEventVoided(
+                    facility_id=FACILITY, occurred_at=ago(), infant_id=self.infant, client_id=self.mother, **void
+                )
+            else:
+                event = ClientEventVoided(facility_id=FACILITY, occurred_at=ago(), client_id=self.mother, **void)
         published = self.as_published(event)
         self.sent[name] = (await apply(self.api, published), published)
 
     async def referrals(self) -> list[tuple]:
         """Her referrals once the ART timer has run."""
         await timers.open_due_art_referrals(self.api.sessions, self.api.settings)
-        found = await referrals_of(self.api, self.mother)
+        found = [*await referrals_of(self.api, self.mother), *await referrals_of(self.api, self.infant)]
         return sorted((r["referral_service"], r["reason_code"], r["status"], r["outcome_code"]) for r in found)
 
     async def wait_cause(self) -> str | None:
@@ -112,9 +120,16 @@ class Her:
         return next((n for n, (ce, _) in self.sent.items() if ce.id == cause), None)
 
 
-def stories(mother: UUID) -> dict[str, dict[str, Event | None]]:
-    """Facts by name (None: a void of the fact it names), and an order constraint: a void comes
-    after what it voids."""
+def infant(cls: type[InfantEvent], her: tuple[UUID, UUID], days_ago: float, **data) -> InfantEvent:
+    mother, baby = her
+    return cls(facility_id=FACILITY, occurred_at=ago(days_ago), infant_id=baby, client_id=mother, **data)
+
+
+def stories(mother: UUID, baby: UUID) -> dict[str, dict[str, Event | None]]:
+    """Facts by name (None: a void of the fact it names; a void comes after what it voids)."""
+    her = (mother, baby)
+    positive = {"test": "NAT", "result": "positive", "confirmatory": False, "age_days": 42}
+    left = {"outcome": "transferred_out", "birth_date": ago(90).date(), "age_days": 80}
     return {
         "two positive tests": {
             "enrolled": enrolled(mother, ago(60)),
@@ -137,6 +152,22 @@ def stories(mother: UUID) -> dict[str, dict[str, Event | None]]:
             "retest": hiv_test(mother, ago(20)),
             "art": ArtInitiated(facility_id=FACILITY, occurred_at=ago(19), client_id=mother),
         },
+        # a transfer out posted before the facts it follows: they do what they did before it
+        "a positive test, her transfer out, the transfer voided": {
+            "enrolled": enrolled(mother, ago(60)),
+            "first positive": hiv_test(mother, ago(40)),
+            "transfer": ClientTransferredOut(facility_id=FACILITY, occurred_at=ago(35), client_id=mother),
+            "void transfer": None,
+        },
+        "an infant's positive NAT, her ART start, her transfer out": {
+            "positive NAT": infant(InfantTestResulted, her, 50, **positive),
+            "art": infant(InfantArtInitiated, her, 48),
+            "transfer": infant(InfantFinalOutcomeRecorded, her, 10, **left),
+        },
+        "an infant's positive NAT, her transfer out before any ART": {
+            "positive NAT": infant(InfantTestResulted, her, 50, **positive),
+            "transfer": infant(InfantFinalOutcomeRecorded, her, 10, **left),
+        },
     }
 
 
@@ -150,6 +181,19 @@ EXPECTED = {
         "first positive",
     ),
     "two positive tests and ART after both": ([], None),
+    # the wait her transfer ended runs again, from her diagnosis
+    "a positive test, her transfer out, the transfer voided": (
+        [("art_initiation", "new_hiv_diagnosis", "requested", None)],
+        "first positive",
+    ),
+    "an infant's positive NAT, her ART start, her transfer out": (
+        [("infant_art", "positive_infant_test", "completed", "art_initiated")],
+        None,
+    ),
+    "an infant's positive NAT, her transfer out before any ART": (
+        [("infant_art", "positive_infant_test", "cancelled", "transferred_out")],
+        None,
+    ),
 }
 
 
@@ -165,9 +209,9 @@ def orders(facts: dict[str, Event | None]) -> list[tuple[str, ...]]:
 @pytest.mark.parametrize("story", list(EXPECTED))
 async def test_every_arrival_order_of_her_facts_ends_in_the_same_referrals(api: Api, story: str) -> None:
     ended = set()
-    for order in orders(stories(uuid4())[story]):
+    for order in orders(stories(uuid4(), uuid4())[story]):
         her = Her(api)
-        facts = stories(her.mother)[story]
+        facts = stories(her.mother, her.infant)[story]
         for name in order:
             await her.post(name, facts[name])
         cause = await her.wait_cause()

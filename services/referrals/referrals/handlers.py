@@ -9,7 +9,7 @@ commits (inbox rows, subjects, outbox and feed in one transaction).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from pmtct_events import Event
@@ -72,6 +72,7 @@ async def _back_in_care(uow: ReferralsUnit, subject_id: UUID, clock: Clock, even
         only=lambda r: rules.tracing_met_by_contact(r.reason_code),
         clock=clock,
         met_on=clock.local_day(event.occurred_at),
+        met_at=event.occurred_at,
     )
 
 
@@ -84,6 +85,7 @@ async def _refer_infant(
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
     need_on: date | None = None,
+    happened_at: datetime | None = None,
 ) -> None:
     await stream.open_automatic(
         uow,
@@ -97,6 +99,7 @@ async def _refer_infant(
         urgency=urgency,
         clock=clock,
         need_on=need_on,
+        happened_at=happened_at,
     )
 
 
@@ -161,6 +164,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             services=rules.MET_BY_MOTHER_TEST,
             clock=clock,
             met_on=clock.local_day(event.occurred_at),
+            met_at=event.occurred_at,
         )
         known_since = await stream.positive_status_known(uow, event)
         if rules.is_new_hiv_diagnosis(event, known_since):
@@ -184,6 +188,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
                 services=[ReferralService.psychosocial_support],
                 only=lambda r: r.reason_code == rules.REASON_UNSUPPRESSED_VIRAL_LOAD,
                 clock=clock,
+                met_at=event.occurred_at,
             )
 
     async def _refer_mother(
@@ -223,17 +228,17 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
         if uow.causation is not None:  # its infants, should it be voided
             await repository.remember_delivered(uow.session, uow.causation[0], (i.infant_id for i in event.infants))
         if event.maternal_outcome is MaternalOutcome.died:
-            await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
+            await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock, event.occurred_at)
         else:
             await _back_in_care(uow, event.client_id, clock, event)
 
     async def client_died(event: ClientDied, uow: ReferralsUnit) -> None:
-        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock)
+        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock, event.occurred_at)
 
     async def client_transferred_out(event: ClientTransferredOut, uow: ReferralsUnit) -> None:
         if stream.transfer_followed_by_enrolment(await uow.subjects.of(event.client_id), event.occurred_at):
             return
-        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
+        await stream.subject_ended(uow, event.client_id, rules.OUTCOME_TRANSFERRED_OUT, clock, event.occurred_at)
 
     # --- infants and lost clients (pmtct.followup.v1) ---
 
@@ -296,11 +301,14 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
             services=rules.MET_BY_INFANT_RESULT,
             clock=clock,
             met_on=clock.local_day(event.occurred_at),
+            met_at=event.occurred_at,
         )
         if rules.infant_result_needs_art(event):
             due_by = clock.local_day(event.occurred_at) + timedelta(days=settings.infant_art_due_days)
             reason = rules.REASON_POSITIVE_INFANT_TEST
-            await _refer_infant(uow, event, ReferralService.infant_art, reason, due_by, clock)
+            await _refer_infant(
+                uow, event, ReferralService.infant_art, reason, due_by, clock, happened_at=event.occurred_at
+            )
 
     async def infant_art_initiated(event: InfantArtInitiated, uow: ReferralsUnit) -> None:
         await _back_in_care(uow, event.infant_id, clock, event)
@@ -314,11 +322,11 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def infant_final_outcome(event: InfantFinalOutcomeRecorded, uow: ReferralsUnit) -> None:
         if event.outcome is FinalOutcome.died:
-            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DIED, clock)
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DIED, clock, event.occurred_at)
         elif event.outcome is FinalOutcome.transferred_out:
-            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock)
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_TRANSFERRED_OUT, clock, event.occurred_at)
         elif event.outcome is FinalOutcome.discharged:
-            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DISCHARGED, clock)
+            await stream.subject_ended(uow, event.infant_id, rules.OUTCOME_DISCHARGED, clock, event.occurred_at)
 
     async def infant_resumed(event: InfantFollowUpResumed, uow: ReferralsUnit) -> None:
         """Transferred in, or seen after a discharge: she is followed again, at the facility that

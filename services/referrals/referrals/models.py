@@ -222,6 +222,9 @@ subject_state = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     #: when her latest enrolment happened: a transfer out dated before it was followed by it (migration 0010)
     Column("enrolled_at", DateTime(timezone=True)),
+    #: when the fact that ended her follow-up (`ended`) happened, and its CloudEvent (migration 0013)
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_by_event_id", PgUUID(as_uuid=True)),
 )
 
 

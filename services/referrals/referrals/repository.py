@@ -320,6 +320,12 @@ async def record_art_start(session: AsyncSession, subject_id: UUID, event_id: UU
     await session.execute(_RECORD_ART_START, {"subject_id": subject_id, "event_id": event_id, "started_at": started_at})
 
 
+async def earliest_art_start(session: AsyncSession, subject_id: UUID) -> UUID | None:
+    """The CloudEvent of her earliest ART start that stands (None: none recorded one by one)."""
+    row = (await session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
+    return row[1] if row is not None else None
+
+
 async def void_art_starts(
     session: AsyncSession, subject_id: UUID, event_ids: Collection[UUID]
 ) -> tuple[bool, tuple[datetime, UUID] | None]:
@@ -454,7 +460,8 @@ async def lock_due_art_waits(session: AsyncSession, now: datetime, limit: int) -
 
 
 _SUBJECT_FACTS = text(
-    "SELECT need.subject_id, s.on_art_since, s.ended, s.enrolled_at, w.client_id IS NOT NULL AS waiting_for_art"
+    "SELECT need.subject_id, s.on_art_since, s.ended, s.enrolled_at, s.ended_at, s.ended_by_event_id,"
+    " w.client_id IS NOT NULL AS waiting_for_art"
     " FROM unnest(CAST(:subjects AS uuid[])) AS need(subject_id)"
     " LEFT JOIN subject_state s ON s.subject_id = need.subject_id"
     " LEFT JOIN art_wait w ON w.client_id = need.subject_id AND w.ended_at IS NULL"
@@ -463,18 +470,21 @@ _SUBJECT_FACTS = text(
     subject_state.c.on_art_since,
     subject_state.c.ended,
     subject_state.c.enrolled_at,
+    subject_state.c.ended_at,
+    subject_state.c.ended_by_event_id,
     Column("waiting_for_art", Boolean),
 )
 
 _SAVE_SUBJECT_STATES = text(
-    "INSERT INTO subject_state (subject_id, on_art_since, ended, enrolled_at, updated_at)"
-    " SELECT s.subject_id, s.on_art_since, s.ended, s.enrolled_at, now()"
+    "INSERT INTO subject_state"
+    " (subject_id, on_art_since, ended, enrolled_at, ended_at, ended_by_event_id, updated_at)"
+    " SELECT s.subject_id, s.on_art_since, s.ended, s.enrolled_at, s.ended_at, s.ended_by, now()"
     " FROM unnest(CAST(:subjects AS uuid[]), CAST(:on_art_since AS timestamptz[]), CAST(:ended AS text[]),"
-    " CAST(:enrolled_at AS timestamptz[]))"
-    " AS s(subject_id, on_art_since, ended, enrolled_at)"
+    " CAST(:enrolled_at AS timestamptz[]), CAST(:ended_at AS timestamptz[]), CAST(:ended_by AS uuid[]))"
+    " AS s(subject_id, on_art_since, ended, enrolled_at, ended_at, ended_by)"
     " ON CONFLICT (subject_id) DO UPDATE"
     " SET on_art_since = excluded.on_art_since, ended = excluded.ended, enrolled_at = excluded.enrolled_at,"
-    " updated_at = excluded.updated_at"
+    " ended_at = excluded.ended_at, ended_by_event_id = excluded.ended_by_event_id, updated_at = excluded.updated_at"
 )
 
 
@@ -507,6 +517,8 @@ class Subjects(Repository[UUID, Subject]):
                 row.waiting_for_art,
                 open_by_subject[row.subject_id],
                 enrolled_at=row.enrolled_at,
+                ended_at=row.ended_at,
+                ended_by=row.ended_by_event_id,
                 locked=lock,
             )
             for row in facts
@@ -659,6 +671,8 @@ class Subjects(Repository[UUID, Subject]):
                     "on_art_since": [s.on_art_since for s in states],
                     "ended": [s.ended for s in states],
                     "enrolled_at": [s.enrolled_at for s in states],
+                    "ended_at": [s.ended_at for s in states],
+                    "ended_by": [s.ended_by for s in states],
                 },
             )
         waits = [s.new_wait for s in subjects if s.new_wait is not None]

@@ -20,6 +20,7 @@ from . import rules
 from .models import ArtWait, Referral
 from .repository import (
     ReferralsUnit,
+    earliest_art_start,
     infants_of,
     record_art_start,
     record_positive_status,
@@ -51,14 +52,21 @@ async def open_automatic(
     clock: Clock,
     urgency: Urgency = Urgency.urgent,
     need_on: date | None = None,
+    happened_at: datetime | None = None,
 ) -> Referral | None:
     """Open a referral for a need, unless one is open already (however often the event that
     causes it is delivered) or the subject has died or left. None when nothing was opened. Its
-    cause is the unit's (`uow.causation`); `need_on` is the clinical day of the need (`rules.closes_on`)."""
+    cause is the unit's (`uow.causation`); `need_on` is the clinical day of the need (`rules.closes_on`).
+    A need that arose (`happened_at`) before the fact that ended her, posted after it, is opened and
+    cancelled by that end at once, as it was posted in order (`Subject.ended_after`); an ART need that
+    arose before the ART start that met it, posted after it, is opened and completed by it at once."""
     subject = await uow.subjects.of(subject_id)
-    if subject.ended is not None:
+    ended_since = subject.ended is not None and happened_at is not None and subject.ended_after(happened_at)
+    if subject.ended is not None and not ended_since:
         return None
-    if service in ART_NEEDS and subject.on_art_since is not None:
+    art_since = subject.on_art_since if service in ART_NEEDS else None
+    met_since = art_since is not None and happened_at is not None and happened_at < art_since
+    if art_since is not None and not met_since:
         return None
     if service in subject.open:
         return None  # open, and locked by us (or opened by this unit)
@@ -79,7 +87,17 @@ async def open_automatic(
         cause_event_id=_cause_id(uow),
         need_on=need_on,
     )
-    return subject.open_referral(r, actor=SYSTEM)
+    opened = subject.open_referral(r, actor=SYSTEM)
+    if met_since:
+        by = await earliest_art_start(uow.session, subject_id)
+        return subject.act(
+            opened, Action.complete, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ART_INITIATED, cause=by
+        )
+    if ended_since:
+        return subject.act(
+            opened, Action.cancel, at=moment, actor=SYSTEM, outcome_code=subject.ended, cause=subject.ended_by
+        )
+    return opened
 
 
 async def close_open(
@@ -92,18 +110,39 @@ async def close_open(
     services: Collection[ReferralService] | None = None,
     only: Callable[[Referral], bool] | None = None,
     met_on: date | None = None,
+    met_at: datetime | None = None,
 ) -> list[Referral]:
     """Complete or cancel the subject's open referrals (of `services`, those `only` accepts):
     loop closure by the event that meets the need (dated `met_on`: it completes only the referrals
-    whose need it can close, `rules.closes_on`), or by death or transfer."""
+    whose need it can close, `rules.closes_on`), or by death or transfer. A fact that meets a need
+    (`met_at`) before the fact that ended her, posted after it, completes the referrals that end had
+    cancelled, as it did posted in order: reopened and completed (unless her need has one open)."""
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
     cause = _cause_id(uow)
-    return [
+
+    def meets(r: Referral) -> bool:
+        return (
+            (services is None or r.referral_service in services)
+            and (only is None or only(r))
+            and (met_on is None or rules.closes_on(met_on, r.need_on))
+        )
+
+    done = [
         subject.act(r, action, at=moment, actor=SYSTEM, outcome_code=outcome_code, cause=cause)
         for r in subject.open_of(services)
-        if (only is None or only(r)) and (met_on is None or rules.closes_on(met_on, r.need_on))
+        if meets(r)
     ]
+    if action is Action.complete and met_at is not None and subject.ended_after(met_at) and subject.ended_by:
+        for r in await uow.subjects.touched_by(subject, [subject.ended_by]):
+            held = subject.closed.get(r.id)
+            if held is None or held.closed_by_event_id != subject.ended_by or held.outcome_code != subject.ended:
+                continue
+            if held.referral_service in subject.open or not meets(held):
+                continue
+            again = subject.act(held, Action.reopen, at=moment, actor=SYSTEM)
+            done.append(subject.act(again, action, at=moment, actor=SYSTEM, outcome_code=outcome_code, cause=cause))
+    return done
 
 
 async def withdraw(
@@ -154,7 +193,10 @@ async def schedule_art_initiation(
 ) -> None:
     """A positive mother not on ART: refer her for ART initiation unless ART starts in time."""
     subject = await uow.subjects.of(client_id)
-    if subject.ended is not None or subject.on_art_since is not None:
+    if subject.on_art_since is not None:
+        return
+    ended_since = subject.ended is not None and subject.ended_after(diagnosed_at)
+    if subject.ended is not None and not ended_since:
         return
     cause = uow.causation
     subject.start_art_wait(
@@ -166,6 +208,10 @@ async def schedule_art_initiation(
             reason_code=reason_code,
             cause_event_id=cause[0] if cause is not None else None,
             correlation_id=str(cause[1]) if cause is not None else None,
+            # a diagnosis before the fact that ended her, posted after it: her wait, ended by that
+            # fact as it was posted in order (a void of it lets the wait run again)
+            ended_at=subject.ended_at if ended_since else None,
+            ended_by_event_id=subject.ended_by if ended_since else None,
         )
     )
 
@@ -179,14 +225,22 @@ async def art_started(
     subject.set_state(on_art_since=started_at)
     if (cause := _cause_id(uow)) is not None:  # for a void of it (`voided`)
         await record_art_start(uow.session, subject_id, cause, started_at)
-    await close_open(uow, subject_id, Action.complete, rules.OUTCOME_ART_INITIATED, services=[service], clock=clock)
+    await close_open(
+        uow,
+        subject_id,
+        Action.complete,
+        rules.OUTCOME_ART_INITIATED,
+        services=[service],
+        clock=clock,
+        met_at=started_at,
+    )
 
 
 async def set_subject_active(uow: ReferralsUnit, subject_id: UUID, enrolled_at: datetime | None = None) -> None:
     """Enrolled (again, e.g. transferred in; `enrolled_at`: when) or followed again (an infant):
     automatic referrals apply to her once more."""
     subject = await uow.subjects.of(subject_id)
-    subject.set_state(ended=None)
+    subject.set_state(ended=None, ended_at=None, ended_by=None)
     if enrolled_at is not None:
         subject.set_state(enrolled_at=max(subject.enrolled_at or enrolled_at, enrolled_at))
 
@@ -198,11 +252,15 @@ def transfer_followed_by_enrolment(subject: Subject, transferred_at: datetime) -
     return subject.enrolled_at is not None and transferred_at < subject.enrolled_at
 
 
-async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock: Clock) -> None:
-    """Died or transferred out: cancel what is open, with the reason, and open nothing more."""
+async def subject_ended(uow: ReferralsUnit, subject_id: UUID, ended: str, clock: Clock, at: datetime) -> None:
+    """Died or transferred out (the fact dated `at`): cancel what is open, with the reason, and open
+    nothing more (but what facts dated before `at`, posted later, did before it: `Subject.ended_after`).
+    An end dated before the one she has already stays behind it (in order, the later one ended her)."""
     subject = await uow.subjects.of(subject_id)
     await uow.subjects.end_art_wait(subject, clock.now(), _cause_id(uow))
-    subject.set_state(ended=ended)
+    if subject.ended_after(at):
+        return
+    subject.set_state(ended=ended, ended_at=at, ended_by=_cause_id(uow))
     await close_open(uow, subject_id, Action.cancel, ended, clock=clock)
 
 
@@ -253,7 +311,9 @@ async def voided(
                 subject.reattribute(held, closed_by=standing[1])
             continue
         subject.act(held, Action.reopen, at=moment, actor=SYSTEM)
-    subject.set_state(ended=rules.ended_after_void(subject.ended, voided_type), on_art_since=on_art_since)
+    ended = rules.ended_after_void(subject.ended, voided_type)
+    ending = {"ended_at": None, "ended_by": None} if ended is None else {}
+    subject.set_state(ended=ended, on_art_since=on_art_since, **ending)
     if subject.ended is None and subject.on_art_since is None:
         await uow.subjects.resume_art_wait(subject, ids)
         if first_voided and first is not None and first.reason_code is not None:

@@ -55,8 +55,12 @@ class Subject(Aggregate):
     open: dict[ReferralService, Referral] = field(default_factory=dict)
     locked: bool = True
     whole: bool = True
-    #: (on_art_since, ended, enrolled_at) as stored
-    stored: tuple[datetime | None, str | None, datetime | None] = (None, None, None)
+    #: when the fact that ended her (`ended`) happened, and its CloudEvent: a fact dated before it
+    #: and posted after it does what it did in order (`stream.close_open`, `open_automatic`)
+    ended_at: datetime | None = None
+    ended_by: UUID | None = None
+    #: (on_art_since, ended, enrolled_at, ended_at, ended_by) as stored
+    stored: tuple[Any, ...] = (None, None, None, None, None)
     #: closed referrals of hers this unit locked to change them (`Subjects.closed_of`: a withdrawal)
     closed: dict[UUID, Referral] = field(default_factory=dict)
     #: the referrals that exist in the database (loaded): the others in `changed` are new
@@ -74,6 +78,8 @@ class Subject(Aggregate):
         waiting_for_art: bool,
         open_referrals: Iterable[Referral],
         enrolled_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        ended_by: UUID | None = None,
         **flags: Any,
     ) -> Subject:
         s = cls(
@@ -82,7 +88,9 @@ class Subject(Aggregate):
             ended,
             enrolled_at,
             waiting_for_art,
-            stored=(on_art_since, ended, enrolled_at),
+            ended_at=ended_at,
+            ended_by=ended_by,
+            stored=(on_art_since, ended, enrolled_at, ended_at, ended_by),
             **flags,
         )
         s.adopt(open_referrals)
@@ -112,14 +120,24 @@ class Subject(Aggregate):
     # --- state ---
 
     def set_state(self, **values: Any) -> None:
-        """`on_art_since`, `ended` (None: active again), `enrolled_at`; written as the unit commits if changed."""
+        """`on_art_since`, `ended` (None: active again) with `ended_at` and `ended_by`, `enrolled_at`;
+        written as the unit commits if changed."""
         assert self.whole, "her state is not loaded"
         for name, value in values.items():
             setattr(self, name, value)
 
     @property
     def state_changed(self) -> bool:
-        return self.whole and (self.on_art_since, self.ended, self.enrolled_at) != self.stored
+        return self.whole and self.state != self.stored
+
+    @property
+    def state(self) -> tuple[Any, ...]:
+        return (self.on_art_since, self.ended, self.enrolled_at, self.ended_at, self.ended_by)
+
+    def ended_after(self, moment: datetime) -> bool:
+        """Her follow-up ended (died, left), by a fact dated after `moment`: a fact of `moment`
+        posted now does what it did before that end, and the end then closes what it opens."""
+        return self.ended is not None and self.ended_at is not None and moment < self.ended_at
 
     def start_art_wait(self, wait: ArtWait) -> None:
         """Written as the unit commits, unless a wait from an earlier diagnosis is stored for her then
