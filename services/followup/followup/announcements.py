@@ -212,32 +212,23 @@ def _lost(
 # --- withdrawals ---------------------------------------------------------------------------------
 
 
-def withdrawn_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnouncement | None:
-    """The overdue announcement an item of `kind` had (None: its overdue is announced by no event)."""
+def withdrawn_announcement(kind: ScheduleKind, has_test: bool, due: bool = False) -> WithdrawnAnnouncement | None:
+    """The announcement an item of `kind` had: its due one (`due`) or its overdue one. None: no
+    event announces it (prophylaxis; adherence support is announced due, never overdue)."""
+    w = WithdrawnAnnouncement
     if kind in CARE_KINDS:
-        return WithdrawnAnnouncement.InfantCareOverdue
-    if kind in VIRAL_LOAD_KINDS:
-        return WithdrawnAnnouncement.ClientViralLoadOverdue
-    if kind in HIV_TEST_KINDS:
-        return WithdrawnAnnouncement.ClientHivTestOverdue
-    if has_test:
-        return WithdrawnAnnouncement.InfantTestOverdue
-    return None
-
-
-def withdrawn_due_announcement(kind: ScheduleKind, has_test: bool) -> WithdrawnAnnouncement | None:
-    """The due announcement an item of `kind` had (None: it is announced due by no event)."""
-    if kind in CARE_KINDS:
-        return WithdrawnAnnouncement.InfantCareDue
-    if kind in VIRAL_LOAD_KINDS:
-        return WithdrawnAnnouncement.ClientViralLoadDue
-    if kind in HIV_TEST_KINDS:
-        return WithdrawnAnnouncement.ClientHivTestDue
-    if kind is ScheduleKind.mother_adherence_support:
-        return WithdrawnAnnouncement.ClientAdherenceSupportDue
-    if has_test:
-        return WithdrawnAnnouncement.InfantTestDue
-    return None
+        due_one, overdue_one = w.InfantCareDue, w.InfantCareOverdue
+    elif kind in VIRAL_LOAD_KINDS:
+        due_one, overdue_one = w.ClientViralLoadDue, w.ClientViralLoadOverdue
+    elif kind in HIV_TEST_KINDS:
+        due_one, overdue_one = w.ClientHivTestDue, w.ClientHivTestOverdue
+    elif kind is ScheduleKind.mother_adherence_support:
+        return w.ClientAdherenceSupportDue if due else None
+    elif has_test:
+        due_one, overdue_one = w.InfantTestDue, w.InfantTestOverdue
+    else:
+        return None
+    return due_one if due else overdue_one
 
 
 def item_withdrawn(
@@ -262,8 +253,7 @@ def item_withdrawn(
     announced due (`due`, `schedule.due_snapshot`), that the facts left after a void no longer call
     for (`schedule.voided_items`, `entered_in_error`, the void's day: what it opened, a sample
     collection, adherence support, a tracing, is taken back with it)."""
-    which = withdrawn_due_announcement if due else withdrawn_announcement
-    announcement = which(item.kind, item.test is not None)
+    announcement = withdrawn_announcement(item.kind, item.test is not None, due)
     if announcement is None or met_on is None:
         return []
     if reason is WithdrawalReason.met_before_overdue and announcement is WithdrawnAnnouncement.InfantCareOverdue:
