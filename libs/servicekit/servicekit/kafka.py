@@ -6,6 +6,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from pmtct_events import dlq_topic
 
@@ -14,9 +15,30 @@ from .settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+class KeyPartitioner:
+    """aiokafka's default partitioner (a key's murmur2 hash, as the Java client, so a key goes to
+    the same partition), with each key's hash remembered: aiokafka's murmur2 is pure Python, and a
+    service publishes the same aggregates' keys again and again (it was 2 % of follow-up's CPU)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)
+        found = self._hashes.get(key)
+        if found is None:
+            if len(self._hashes) >= self.size:
+                self._hashes.clear()
+            found = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[found % len(all_partitions)]
+
+
 def producer(settings: ServiceSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        partitioner=KeyPartitioner(),
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         linger_ms=5,
