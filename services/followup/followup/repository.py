@@ -75,6 +75,9 @@ class Mothers(Repository[UUID, MotherCase]):
         self.touched: dict[UUID, tuple[date | None, float | None]] = {}
         #: the mother events of this unit, to keep (`keep`), in the order they came
         self.kept: list[dict[str, Any]] = []
+        #: the stored events that stand of held mothers, as `standing_events` read them: (event id,
+        #: type, data as JSON text), in the order they came; read for every held mother at once
+        self.stored_events: dict[UUID, list[tuple[UUID, str, str]]] = {}
 
     async def hold(self, subjects: Iterable[tuple[UUID, str]]) -> dict[UUID, MotherCase]:
         """The mothers of (client_id, facility_id) pairs, held (see the class)."""
@@ -135,6 +138,8 @@ class Mothers(Repository[UUID, MotherCase]):
                 _VOID_MOTHER_EVENTS, {"client_id": client_id, "ids": sorted(ids), "voided_by": voided_by}
             )
         }
+        if client_id in self.stored_events:
+            self.stored_events[client_id] = [e for e in self.stored_events[client_id] if e[0] not in marked]
         for row in self.kept:
             if row["client_id"] == client_id and row["event_id"] in ids and row["voided_by"] is None:
                 row["voided_by"] = voided_by
@@ -142,9 +147,19 @@ class Mothers(Repository[UUID, MotherCase]):
         return marked
 
     async def standing_events(self, client_id: UUID) -> list[tuple[UUID, str, dict[str, Any]]]:
-        """Her kept events that are not voided, in the order they came: (event id, type, data)."""
-        rows = await self.session.execute(_STANDING_EVENTS, {"client_id": client_id})
-        out = [(r.event_id, r.type, r.data) for r in rows]
+        """Her kept events that are not voided, in the order they came: (event id, type, data).
+
+        The first ask reads the stored ones of every mother held and not read yet, in one statement
+        (a rebuild per out-of-order event was a statement each), as text, parsed only when asked."""
+        if client_id not in self.stored_events:
+            wanted = [c for c in self.seen if c not in self.stored_events]
+            if client_id not in wanted:
+                wanted.append(client_id)
+            for c in wanted:
+                self.stored_events[c] = []
+            for r in await self.session.execute(_STANDING_EVENTS, {"client_ids": wanted}):
+                self.stored_events[r.client_id].append((r.event_id, r.type, r.data))
+        out = [(event_id, type_, json.loads(data)) for event_id, type_, data in self.stored_events[client_id]]
         out += [
             (r["event_id"], r["type"], json.loads(r["data"]))
             for r in self.kept
@@ -283,7 +298,8 @@ _VOID_MOTHER_EVENTS = text(
     " RETURNING event_id"
 )
 _STANDING_EVENTS = text(
-    "SELECT event_id, type, data FROM mother_events WHERE client_id = :client_id AND voided_by IS NULL ORDER BY seq"
+    "SELECT client_id, event_id, type, CAST(data AS text) AS data FROM mother_events"
+    " WHERE client_id = ANY(CAST(:client_ids AS uuid[])) AND voided_by IS NULL ORDER BY seq"
 )
 _DROP_ITEMS = text(
     "DELETE FROM schedule_items WHERE item_id = ANY(CAST(:ids AS uuid[]))"
