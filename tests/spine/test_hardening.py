@@ -418,8 +418,9 @@ async def test_metrics_behind_a_token_answer_only_with_it(probe_settings) -> Non
 
 def test_no_request_line_is_logged_so_no_query_string_reaches_the_logs() -> None:
     """A request line carries its query string: an EMR record number in an audited client lookup
-    (`GET /v1/clients?client_ref=…`), a dashboard sign-in token (`/?token=…`, which the dashboard no longer reads). uvicorn writes access
-    lines only while its access logger has a handler, its own or the root's through propagation."""
+    (`GET /v1/clients?client_ref=…`), a dashboard sign-in token (`/?token=…`, which the dashboard no
+    longer reads). uvicorn writes access lines only while its access logger has a handler, its own or
+    the root's through propagation."""
     import logging
 
     from servicekit.telemetry import setup_logging
