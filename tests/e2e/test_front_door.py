@@ -400,6 +400,64 @@ async def test_the_front_door_answers_get_event_for_infant_events_too(door: Door
     assert (other.status_code, other.json()["code"]) == (404, "unknown_event")
 
 
+async def test_a_void_of_a_held_event_voids_it_where_it_is_held(door: Door, family: Family) -> None:
+    """An infant event posted before its delivery is held by follow-up, a mother event before her
+    enrolment by enrolment: a void of either, through the front door, goes where it is held and
+    voids it there; neither is applied when what it waited for arrives."""
+    client_ref, infant_ref = ref("ANC"), ref("HEI")
+    held_infant = feeding(5, infant_ref=infant_ref)
+    held_mother = event("AncVisitRecorded", {"visit_number": 2}, 60, client_ref=client_ref)
+    reply = await door.post([held_mother, held_infant])
+    assert [outcome(r) for r in reply["results"]] == [("pending", "awaiting_client"), ("pending", "awaiting_infant")]
+    voids = [
+        event("EventVoided", {"voided_event_id": e["event_id"], "reason": "entered_in_error"}, 0.01)
+        for e in (held_mother, held_infant)
+    ]
+    reply = await door.post(voids)
+    assert [r["status"] for r in reply["results"]] == ["accepted", "accepted"], reply
+    assert all("never applied" in r["reason"] for r in reply["results"])
+
+    mother = enrolled(
+        client_ref, 100, "positive", hiv_status_known_since=ago(400)[:10], on_art=True, art_start_date=ago(390)[:10]
+    )
+    delivery = event(
+        "DeliveryRecorded",
+        {
+            "place": "facility",
+            "skilled_attendant": True,
+            "maternal_outcome": "alive",
+            "infants": [{"infant_ref": infant_ref, "sex": "female", "outcome": "live_birth"}],
+        },
+        10,
+        client_ref=client_ref,
+    )
+    reply = await door.post([mother, delivery])
+    assert [r["status"] for r in reply["results"]] == ["accepted", "accepted"], reply
+    infant_id = reply["results"][1]["infants"][0]["infant_id"]
+    # follow-up has heard of the baby once an event of hers is taken
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        [result] = (await door.post([event("InfantVisitRecorded", {}, 4, infant_id=infant_id)]))["results"]
+        if result["status"] == "accepted":
+            break
+        assert asyncio.get_running_loop().time() < deadline, "follow-up never heard of the delivery"
+        await asyncio.sleep(0.3)
+
+    async with httpx.AsyncClient(base_url=door.platform.url("enrolment"), timeout=60) as http:
+        states = [
+            (await http.get(f"/v1/events/{e['event_id']}", headers=door.headers())).json()
+            for e in (held_mother, held_infant)
+        ]
+    assert [(s["status"], s["voided_by"]) for s in states] == [("voided", v["event_id"]) for v in voids]
+    visits = await door.fetch(
+        "enrolment", "SELECT count(*) AS n FROM client_events WHERE event_id = $1::uuid", held_mother["event_id"]
+    )
+    feedings = await door.fetch(
+        "followup", "SELECT count(*) AS n FROM infant_events WHERE event_id = $1::uuid", held_infant["event_id"]
+    )
+    assert (visits[0]["n"], feedings[0]["n"]) == (0, 0), "a voided held event is never applied"
+
+
 async def test_follow_up_counts_no_dry_run_the_front_door_rehearses(door: Door, family: Family) -> None:
     """A FHIR transaction's all-or-nothing check is a dry run of the door's own (`X-PMTCT-Rehearsal`,
     its value a keyed hash of the token under the platform's HMAC key): follow-up's

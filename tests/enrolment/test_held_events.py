@@ -112,3 +112,54 @@ async def test_what_became_of_an_event_is_told_only_for_the_callers_facilities(e
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["code"] == "unknown_event"
+
+
+def void(emr, event_id: str) -> dict:
+    return emr.event("EventVoided", {"voided_event_id": event_id, "reason": "entered_in_error"}, occurred_at=emr.ago(1))
+
+
+async def test_a_void_of_a_held_event_voids_it_where_it_is_held_and_it_is_never_applied(enrolment, emr) -> None:
+    """A positive test entered in error for a woman whose enrolment is not posted yet: voided while
+    held, it is never applied when her enrolment arrives (before, the void was refused
+    `unknown_voided_event` and the EMR had to wait for the test to be applied, then void it)."""
+    ref = emr.ref()
+    test = emr.hiv_test(ref, emr.ago(90))
+    visit = emr.anc_visit(ref, emr.ago(80), visit_number=2)
+    held = (await enrolment.post([test, visit])).json()["results"]
+    assert [r["status"] for r in held] == ["pending", "pending"]
+    voiding = void(emr, test["event_id"])
+
+    [answer] = (await enrolment.post([voiding])).json()["results"]
+
+    assert answer["status"] == "accepted", answer
+    assert "was held (awaiting_client), never applied" in answer["reason"]
+    voided = await state(enrolment, test["event_id"])
+    assert (voided["status"], voided["voided_by"], voided["ids"]) == ("voided", voiding["event_id"], {})
+    assert voided["held_since"] is not None and voided["voided_at"] is not None
+    # the same void again is a duplicate with the same answer; another void of it is refused
+    [again] = (await enrolment.post([voiding])).json()["results"]
+    assert (again["status"], again["reason"]) == ("duplicate", answer["reason"])
+    [other] = (await enrolment.post([void(emr, test["event_id"])])).json()["results"]
+    assert (other["status"], other["code"]) == ("rejected", "already_voided")
+    assert voiding["event_id"] in other["reason"]
+
+    [enrolled] = await enrolment.accept([emr.enrolment(ref, at=emr.ago(100))])
+
+    client_id = enrolled["client_id"]
+    assert (await state(enrolment, visit["event_id"]))["status"] == "accepted"
+    assert (await state(enrolment, test["event_id"]))["status"] == "voided"
+    rows = await enrolment.fetch("SELECT type FROM client_events WHERE client_id = $1", uuid.UUID(client_id))
+    assert sorted(r["type"] for r in rows) == ["AncVisitRecorded", "ClientEnrolled"]
+    events = await enrolment.catalog_events({client_id}, expected=2, settle_s=1.0)
+    assert [e.event_name for e in events] == ["ClientEnrolled", "AncVisitRecorded"], "nothing of the voided test"
+
+
+async def test_a_dry_run_of_a_void_of_a_held_event_voids_nothing(enrolment, emr) -> None:
+    ref = emr.ref()
+    test = emr.hiv_test(ref, emr.ago(90))
+    assert (await enrolment.post([test])).json()["results"][0]["status"] == "pending"
+    response = await enrolment.http.post(
+        "/v1/events?dry_run=true", json={"events": [void(emr, test["event_id"])]}, headers=enrolment.headers()
+    )
+    assert response.json()["results"][0]["status"] == "accepted"
+    assert (await state(enrolment, test["event_id"]))["status"] == "pending"

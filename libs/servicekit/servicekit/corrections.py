@@ -30,7 +30,10 @@ for every service that records EMR events (enrolment's mother events, follow-up'
   which a later void publishes as `voided_ids`.
 
 **What the pipeline does** (`Intake._attempt`, in the batch's order of decision), before the
-service is asked: the voided event must be recorded in `store` for a facility the caller acts for
+service is asked: a void of an event still held (`servicekit.pending`, for a facility the caller
+acts for) voids it there, without the service: its row is `voided` (by the void, whose answer it
+keeps for a resend), it is never applied and nothing is published. Otherwise the voided event must
+be recorded in `store` for a facility the caller acts for
 (else `unknown_voided_event`; also for a void of a void, and for one recorded by this very batch),
 must not be voided already (`already_voided`, naming by what and when); a replacement must have the
 type (`replacement_type_mismatch`) and the subject (`replacement_subject_mismatch`) of what it

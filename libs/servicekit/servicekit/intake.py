@@ -45,7 +45,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
@@ -291,9 +291,9 @@ class Code(StrEnum):
     # --- one event: a correction (EventVoided, or an event posted with `replaces`: servicekit.corrections) --
     unknown_voided_event = (
         "unknown_voided_event",
-        "`data.voided_event_id` (or `replaces`) names no event recorded here for a facility of the token (also: an"
-        " event still held `pending`, one accepted in this same batch, or an `EventVoided`, which cannot be"
-        " voided).",
+        "`data.voided_event_id` (or `replaces`) names no event recorded here for a facility of the token (also: one"
+        " accepted in this same batch, a held `pending` event named by `replaces`, or an `EventVoided`, which"
+        " cannot be voided).",
         Action.fix_and_resend,
     )
     already_voided = (
@@ -969,6 +969,8 @@ class Intake(Generic[EventT, ResultT]):
                 await pending.lock_keys(uow.session, batch.hold_keys(plain))
             fixes = _Fixes(batch, attempt)
             await fixes.load(uow.session, candidates)
+            if batch.holds:
+                await fixes.load_held(uow.session, candidates)
             recorded = dict(await batch.resolve(uow, plain))
             recorded.update(fixes.recorded(candidates))
             waiting: dict[UUID, pending.Held] = {}
@@ -978,10 +980,13 @@ class Intake(Generic[EventT, ResultT]):
                 session = uow.session
                 posted = [c.event.event_id for c in candidates]
                 waiting = await pending.of_events(session, posted)
-                rows = await pending.waiting_for(session, batch.pending_keys(plain), exclude=posted)
+                # a held event this batch voids is not decided: the void settles it (`_Fixes.void`)
+                exclude = [*posted, *fixes.held]
+                rows = await pending.waiting_for(session, batch.pending_keys(plain), exclude=exclude)
                 held = await self._held(batch, uow, rows, key, book)
                 if held:
                     recorded.update(await batch.resolve(uow, [*plain, *held]))
+            fixes.book = book
             results = self._decide(batch, candidates, held, recorded, waiting, key, book, fixes, dry_run=dry_run)
             await batch.write(uow)
             await fixes.write(uow)
@@ -1069,7 +1074,7 @@ class Intake(Generic[EventT, ResultT]):
                 ):
                     results[c.index] = self.result.conflict(c.index, e.event_id)
                 else:
-                    fields = batch.answer(e, prior.result)
+                    fields = _answer(batch, e, prior.result)
                     if dry_run and e.event_id in assigned:
                         fields["provisional_ids"] = list(assigned[e.event_id])
                     results[c.index] = self._result(c, EventStatus.duplicate, fields)
@@ -1136,7 +1141,7 @@ class Intake(Generic[EventT, ResultT]):
                 results[c.index] = rejection
         else:
             recorded[e.event_id] = Recorded(c.fingerprint, verdict.result)
-            fields = batch.answer(e, verdict.result)
+            fields = _answer(batch, e, verdict.result)
             if dry_run and verdict.assigned and c.held is None:
                 assigned[e.event_id] = verdict.assigned
                 fields["provisional_ids"] = list(verdict.assigned)
@@ -1226,6 +1231,17 @@ class Intake(Generic[EventT, ResultT]):
         return Candidate(index, event, fingerprint(key, event))
 
 
+def _answer(batch: IntakeBatch[Any], e: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The service's fields of an accepted event's answer; a void of a held event says so (`reason`)."""
+    if HELD_VOID in result:
+        return {"reason": result[HELD_VOID]}
+    return batch.answer(e, result)
+
+
+#: the key of a void's kept answer when it voided a held event (`_Fixes.void_held`): its reason
+HELD_VOID = "voided_held"
+
+
 class _Fixes:
     """What one unit of work does about corrections (servicekit.corrections): the recorded events
     its voids and replacements name, the checks every service makes the same way, what it voids."""
@@ -1235,6 +1251,25 @@ class _Fixes:
         self.attempt = attempt
         #: voided in this unit: voided event_id -> the event_id of the void or the replacement
         self.voided: dict[UUID, UUID] = {}
+        #: the held rows the batch's voids name (any status), locked; and where held events go
+        self.held: dict[UUID, pending.Held] = {}
+        self.book: _Book | None = None
+
+    async def load_held(self, session: Any, candidates: Sequence[Candidate[Any]]) -> None:
+        """The held events the batch's voids name and the store does not hold (servicekit.pending),
+        each row locked, and the keys it waits for (a release of it waits for this batch, or this
+        batch for the release, and reads what it did)."""
+        named = {
+            c.event.data.voided_event_id
+            for c in candidates
+            if corrections.is_void(c.event) and c.event.data.voided_event_id not in self.batch.targets
+        }
+        rows = await pending.of_events(session, named)
+        keys = {k for row in rows.values() if row.status == pending.PENDING for k in row.subject_keys}
+        if keys:
+            await pending.lock_keys(session, keys)
+            rows = await pending.of_events(session, named)
+        self.held = {i: row for i, row in rows.items() if self.attempt.principal.may_act_for(row.facility_id)}
 
     async def load(self, session: Any, candidates: Sequence[Candidate[Any]]) -> None:
         """The events named (and the voids' own event_ids, to answer a resend), locked."""
@@ -1250,13 +1285,20 @@ class _Fixes:
         self.batch.__dict__["_targets"] = found
 
     def recorded(self, candidates: Sequence[Candidate[Any]]) -> dict[UUID, Recorded]:
-        """The voids of the batch recorded before (a resend: duplicate or conflict)."""
+        """The voids of the batch recorded before (a resend: duplicate or conflict), and those that
+        voided a held event (kept in its row)."""
         targets = self.batch.targets
-        return {
+        found = {
             c.event.event_id: Recorded(targets[c.event.event_id].fingerprint, targets[c.event.event_id].result)
             for c in candidates
             if corrections.is_void(c.event) and c.event.event_id in targets
         }
+        for c in candidates:
+            row = self.held.get(c.event.data.voided_event_id) if corrections.is_void(c.event) else None
+            kept = (row.result or {}) if row is not None and row.status == pending.VOIDED else {}
+            if kept.get("voided_by") == str(c.event.event_id):
+                found[c.event.event_id] = Recorded(kept["void_fingerprint"], {HELD_VOID: kept[HELD_VOID]})
+        return found
 
     def target(self, target_id: UUID, recorded: Mapping[UUID, Recorded]) -> corrections.StoredEvent | Reject:
         t = self.batch.targets.get(target_id)
@@ -1294,6 +1336,13 @@ class _Fixes:
         e = c.event
         if e.replaces is not None:
             return Reject(Code.invalid_value, "replaces: an EventVoided replaces nothing; leave replaces out.")
+        row = self.held.get(e.data.voided_event_id)
+        if e.data.voided_event_id not in self.batch.targets and row is not None:
+            if row.status == pending.PENDING:
+                return self.void_held(c, row)
+            if row.status == pending.VOIDED:
+                by = (row.result or {}).get("voided_by")
+                return Reject(Code.already_voided, f"Event {row.event_id} was voided by event {by} while it was held.")
         t = self.target(e.data.voided_event_id, recorded)
         if isinstance(t, Reject):
             return t
@@ -1301,6 +1350,28 @@ class _Fixes:
         if isinstance(verdict, Accept):
             self.voided[t.event_id] = e.event_id
         return verdict
+
+    def void_held(self, c: Candidate[Any], row: pending.Held) -> Accept:
+        """A void of an event still held (`pending`: its subject, or an earlier fact, not known yet):
+        the held event is voided and never applied; nothing was published for it, so nothing is
+        published now. Its row says so (`voided`, by this void), and keeps the void's answer."""
+        e = c.event
+        reason = (
+            f"Event {row.event_id} ({row.type}) was held ({row.code}), never applied: it is voided and will not be"
+            " applied when what it waited for is posted."
+        )
+        assert self.book is not None
+        self.book.settled.append(
+            pending.Settled(
+                row.event_id,
+                pending.VOIDED,
+                row.code,
+                f"Voided by event {e.event_id} while it was held: {row.reason}",
+                {"voided_by": str(e.event_id), "void_fingerprint": c.fingerprint, HELD_VOID: reason},
+            )
+        )
+        self.held[row.event_id] = replace(row, status=pending.VOIDED)
+        return Accept({HELD_VOID: reason})
 
     def replace(self, c: Candidate[Any], recorded: Mapping[UUID, Recorded]) -> Accept | Reject:
         e = c.event

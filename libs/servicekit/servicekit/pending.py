@@ -10,7 +10,8 @@ unit of work makes one of them known, the pipeline loads the rows that wait for 
 through the service's ordinary decide/write path, in the order they happened (`occurred_at`).
 
 Each row keeps what became of the event: `pending` while held; `accepted` (with the ids answered),
-`rejected` (with its code) once decided; `expired` (`pending_expired`) when it was held longer than
+`rejected` (with its code) once decided; `voided` when the EMR voided it while it was held (it is
+never applied; `result` names the void, `servicekit.intake`); `expired` (`pending_expired`) when it was held longer than
 `PMTCT_INTAKE_PENDING_TTL_DAYS`. `expires_at` is the row's durable timer: `run` claims due rows with
 `FOR UPDATE SKIP LOCKED` (any number of replicas), so an expiry happens once, in its own commit.
 `GET /v1/events/{event_id}` reads this table (`state_of`).
@@ -61,7 +62,7 @@ DDL: tuple[str, ...] = (
 DROP_DDL: tuple[str, ...] = ("DROP TABLE IF EXISTS intake_pending",)
 
 #: the statuses a row can have (`status`)
-PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
+PENDING, ACCEPTED, REJECTED, EXPIRED, VOIDED = "pending", "accepted", "rejected", "expired", "voided"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,17 @@ async def waiting_for(session: AsyncSession, keys: Iterable[str], exclude: Itera
         {"keys": wanted, "exclude": sorted(set(exclude))},
     )
     return [_held(r) for r in rows]
+
+
+async def held_here(session: AsyncSession, event_ids: Iterable[UUID]) -> set[UUID]:
+    """Which of these event_ids this service holds or held (any status; not locked)."""
+    ids = sorted(set(event_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        text("SELECT event_id FROM intake_pending WHERE event_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}
+    )
+    return {row[0] for row in rows}
 
 
 async def of_events(session: AsyncSession, event_ids: Iterable[UUID]) -> dict[UUID, Held]:
@@ -199,7 +211,8 @@ async def hold(session: AsyncSession, rows: Sequence[Hold], now: datetime, ttl: 
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """What became of a held event once decided: accepted (with its answer) or rejected."""
+    """What became of a held event once decided: accepted (with its answer), rejected, or voided
+    while held (its `result` names the void: `voided_by`, and the void's fingerprint)."""
 
     event_id: UUID
     status: str
@@ -307,7 +320,8 @@ class EventState(BaseModel):
     """What became of an event an EMR posted: recorded (`accepted`, with the ids the platform gave),
     still held (`pending`), `expired` (held too long, `pending_expired`), or `rejected` when it was
     decided after being held (an event rejected when posted is not kept: it is not found); an
-    accepted event voided since (`EventVoided`, or replaced by a corrected one) is `voided`."""
+    accepted event voided since (`EventVoided`, or replaced by a corrected one) is `voided`, and so
+    is a held event voided while it was held (it was never applied: `held_since`, no `ids`)."""
 
     event_id: UUID
     type: str
@@ -346,6 +360,21 @@ async def event_state(
     row = await state_of(session, event_id)
     if found is not None and row is not None:
         found = found.model_copy(update={"held_since": row.held_at, "decided_at": row.settled_at})
+    elif found is None and row is not None and row.status == VOIDED:
+        voided_by = (row.result or {}).get("voided_by")
+        found = EventState(
+            event_id=row.event_id,
+            type=row.type,
+            facility_id=row.facility_id,
+            occurred_at=row.occurred_at,
+            status="voided",
+            code=row.code,
+            reason=row.reason,
+            held_since=row.held_at,
+            decided_at=row.settled_at,
+            voided_at=row.settled_at,
+            voided_by=UUID(voided_by) if voided_by else None,
+        )
     elif found is None and row is not None:
         found = EventState(
             event_id=row.event_id,

@@ -86,13 +86,15 @@ INFANT_EVENT_SCHEMA: dict[str, Any] = {
 
 def recorded_here(field: str) -> Resolver:
     """The resolver of a type that names another event by its event_id in `data.<field>` (a
-    correction): enrolment if enrolment's store holds that event, else follow-up. An event whose
+    correction): enrolment if enrolment's store holds that event, or holds it `pending`
+    (servicekit.pending: a void of a held event voids it there), else follow-up. An event whose
     field is missing or not a UUID goes to enrolment, whose pipeline rejects its shape."""
 
     async def resolve(session: AsyncSession, events: Sequence[dict[str, Any]]) -> list[Door]:
         named = [_uuid(e.get("data", {}).get(field) if isinstance(e.get("data"), dict) else None) for e in events]
-        held = await repository.recorded_events(session, {n for n in named if n is not None})
-        return [Door.enrolment if n is None or n in held else Door.followup for n in named]
+        wanted = {n for n in named if n is not None}
+        here = set(await repository.recorded_events(session, wanted)) | await pending.held_here(session, wanted)
+        return [Door.enrolment if n is None or n in here else Door.followup for n in named]
 
     return resolve
 
