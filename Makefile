@@ -40,7 +40,7 @@ test: install
 # The fault suite (tests/e2e/test_fault_suite.py; `make test` runs it at CI size) with a bigger
 # programme and a 20 s broker freeze; its table goes to tests/artifacts/fault-suite.md.
 faults: install
-	PMTCT_FAULTS=1 PMTCT_FAULTS_CLIENTS=$${PMTCT_FAULTS_CLIENTS:-120} PMTCT_FAULTS_MONTHS=$${PMTCT_FAULTS_MONTHS:-18} \
+	PMTCT_FAULTS_CLIENTS=$${PMTCT_FAULTS_CLIENTS:-120} PMTCT_FAULTS_MONTHS=$${PMTCT_FAULTS_MONTHS:-18} \
 	PMTCT_FAULTS_FREEZE_S=$${PMTCT_FAULTS_FREEZE_S:-20} \
 	$(RUN) pytest -q -s -p no:cacheprovider --timeout 1800 $(PYTEST_ARGS) tests/e2e/test_fault_suite.py
 	@cat tests/artifacts/fault-suite.md
