@@ -39,3 +39,17 @@ def test_every_kafka_consumer_example_is_a_script_that_runs_outside_the_compose_
         assert any(c.func.attr == "run" and getattr(c.func.value, "id", "") == "asyncio" for c in calls), doc
         servers = re.findall(r'bootstrap_servers="([^"]+)"', block)
         assert servers and all(not s.startswith("kafka:") for s in servers), (doc, servers)
+
+
+def test_every_code_block_of_every_document_is_closed_on_a_line_of_its_own() -> None:
+    # indicators.md had "``` Authentication: ..." as a closing fence: Markdown read it as no fence at
+    # all, and the rest of the page rendered as code
+    for doc in DOCS:
+        fences = [
+            (number, line.strip())
+            for number, line in enumerate(doc.read_text().splitlines(), 1)
+            if line.lstrip().startswith("```")
+        ]
+        assert len(fences) % 2 == 0, f"{doc.name}: a code block is never closed"
+        closing = [(number, line) for number, line in fences[1::2] if line != "```"]
+        assert not closing, f"{doc.name}: a closing fence with text after it: {closing}"
