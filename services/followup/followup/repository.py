@@ -735,8 +735,8 @@ async def recorded_event(session: AsyncSession, event_id: UUID) -> Any | None:
 
 
 async def add_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(infant_events), list(rows))
+    """A batch's accepted infant events, in one statement (an executemany was one per event)."""
+    await insert_rows(session, infant_events, rows)
 
 
 # --- reads ---------------------------------------------------------------------------------------
