@@ -55,6 +55,7 @@ class Door:
     issuer: TestIssuer
     infra: Infra
     database_url: str
+    pii_key: str = ""
 
     def headers(self, facilities: list[str]) -> dict[str, str]:
         return self.issuer.headers("events:write", facilities, "openmrs-test")
@@ -91,7 +92,8 @@ async def door(migrated: Infra, issuer: TestIssuer) -> AsyncIterator[Door]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://enrolment", timeout=60) as http:
-            yield Door(http, issuer, migrated, settings.database_url)
+            key = settings.pii_key.get_secret_value() if settings.pii_key else ""
+            yield Door(http, issuer, migrated, settings.database_url, key)
 
 
 async def post(
@@ -569,6 +571,41 @@ async def test_a_result_or_an_art_start_reposted_entered_in_error_voids_the_even
     assert (after["HivTestRecorded"], after["ArtInitiated"], after["EventVoided"]) == (True, True, False)
     # posted again, the same voids are duplicates
     assert statuses(await post(door, reposted(7)))[-1] == "200 OK"
+
+
+async def test_her_patient_saved_again_with_a_new_name_and_phone_updates_her_personal_data_only(door: Door) -> None:
+    """The same Patient under a new `meta.versionId`, her name and phone changed in the EMR: her
+    encrypted personal data is updated and her enrolment is a duplicate (200 OK), not replaced (before,
+    the enrolment's new content was a correction: a replacement that voided her enrolment, or was
+    refused `void_dependents_first` for her later events). A change of the fact itself (her status
+    at enrolment) is still a correction of it."""
+    from enrolment.personal_data import PersonalDataCipher
+
+    bundle = fresh("anc1-enrolment.json")
+    assert statuses(await post(door, bundle)) == ["200 OK"] + ["201 Created"] * 9
+    ref = bundle["entry"][1]["resource"]["identifier"][0]["value"]
+    [(client_id,)] = await door.fetch("SELECT client_id FROM registrations WHERE client_ref = $1", ref)
+    after = await door.counts()
+
+    patient = bundle["entry"][1]["resource"]
+    patient["meta"]["versionId"] = "1713190000000"
+    patient["name"] = [{"family": "Mokoena", "given": ["Lerato", "Grace"]}]
+    patient["telecom"] = [{"value": "+27 83 555 0199"}]
+    episode = bundle["entry"][2]["resource"]
+    episode["meta"]["versionId"] = "1713190000000"  # OpenMRS saves it again with her
+    reply = await post(door, bundle)
+
+    assert statuses(reply) == ["200 OK"] * 10, reply.text
+    assert await door.counts() == after, "nothing recorded, nothing voided"
+    [row] = await door.fetch("SELECT given_name, family_name, phone FROM clients WHERE client_id = $1", client_id)
+    cipher = PersonalDataCipher(door.pii_key)
+    assert [cipher.decrypt(client_id, c, row[c]) for c in ("given_name", "family_name", "phone")] == [
+        "Lerato Grace",
+        "Mokoena",
+        "+27 83 555 0199",
+    ]
+    # saved again as it is now: a duplicate still
+    assert statuses(await post(door, bundle)) == ["200 OK"] * 10
 
 
 def test_a_delivery_names_its_infants_by_their_patients_not_their_record_numbers() -> None:

@@ -848,6 +848,13 @@ class IntakeBatch(ABC, Generic[EventT]):
         """The service's fields of the reply to an accepted event or its duplicate."""
         return dict(result)
 
+    def amend(self, c: Candidate[EventT]) -> bool:
+        """A recorded event posted again with other content: whether the difference is only in what
+        the service keeps apart from the fact (enrolment: her names and phone, encrypted), which it
+        then updates in memory and writes with the batch; the event is then a duplicate, not a
+        conflict. By default nothing is (a conflict)."""
+        return False
+
     @abstractmethod
     async def write(self, uow: Any) -> None:
         """Write what the batch accepted and publish its events to the unit (`uow.publish`, or
@@ -1069,8 +1076,10 @@ class Intake(Generic[EventT, ResultT]):
                 if c.held is not None:  # recorded meanwhile (it was posted again and taken)
                     answer = self._result(c, EventStatus.accepted, batch.answer(e, prior.result))
                     book.settle(e.event_id, answer)
-                elif is_conflict(c.fingerprint, prior.fingerprint) and (
-                    c.as_posted is None or is_conflict(c.as_posted, prior.fingerprint)
+                elif (
+                    is_conflict(c.fingerprint, prior.fingerprint)
+                    and (c.as_posted is None or is_conflict(c.as_posted, prior.fingerprint))
+                    and not batch.amend(c)
                 ):
                     results[c.index] = self.result.conflict(c.index, e.event_id)
                 else:

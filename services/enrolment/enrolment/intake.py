@@ -193,6 +193,10 @@ class MotherBatch(IntakeBatch[Any]):
         self.replacing: dict[UUID, Event] = {}
         #: what `forget_identity` cleared, by the voided enrolment's event_id (for `unvoid`)
         self.forgotten: dict[UUID, tuple[str | None, Any, bool, datetime | None]] = {}
+        #: the batch's event_ids recorded before, as recorded (`amend` compares an enrolment with it)
+        self.enrolments_recorded: dict[UUID, repository.RecordedEvent] = {}
+        #: women whose personal data a resent enrolment updated (`amend`): written with the batch
+        self.amended: list[ClientRecord] = []
 
     @property
     def clock(self) -> Clock:
@@ -209,6 +213,7 @@ class MotherBatch(IntakeBatch[Any]):
         session = uow.session
         events: list[Any] = [c.event for c in candidates]
         recorded = await repository.recorded_events(session, {e.event_id for e in events})
+        self.enrolments_recorded = dict(recorded)
         refs = {(e.facility_id, e.client_ref) for e in events if e.client_ref is not None}
         self.by_ref = await repository.clients_by_ref(session, refs)
         nids = {self.national_id_hash(e) for e in events if isinstance(e, ClientEnrolledIn) and e.data.national_id}
@@ -304,6 +309,48 @@ class MotherBatch(IntakeBatch[Any]):
 
     def answer(self, event: EmrEventBase, result: Mapping[str, Any]) -> dict[str, Any]:
         return _public(event, result)
+
+    def amend(self, c: MotherCandidate) -> bool:
+        """An enrolment posted again under its event_id with other names or phone and the same fact
+        (a FHIR Patient saved again with a new name or number: a new `meta.versionId` of the same
+        EpisodeOfCare's enrolment): her personal data is updated, encrypted, and the enrolment is a
+        duplicate. Any other difference (the facility, the time, her status, ART, pregnancy, birth
+        date or age, national id) is still a conflict: a correction of the fact itself."""
+        e = c.event
+        recorded = self.enrolments_recorded.get(e.event_id)
+        if not isinstance(e, ClientEnrolledIn) or recorded is None or recorded.voided or recorded.payload is None:
+            return False
+        client = self.clients.get(UUID(str(recorded.result.get("client_id"))))
+        if client is None or client.row.client_id != self.subject_of(c):
+            return False
+        d, stored, row = e.data, recorded.payload, client.row
+        day = self.clock.local_day(e.occurred_at)
+        age = domain.age_on(d.birth_date, day) if d.birth_date is not None else d.age_years
+        fact = {
+            "facility_id": e.facility_id,
+            "status_at_enrolment": d.status_at_enrolment.value,
+            "age_years": age,
+            "hiv_status": d.hiv_status.value,
+            "hiv_status_known_since": d.hiv_status_known_since.isoformat() if d.hiv_status_known_since else None,
+            "on_art": d.on_art,
+            "art_start_date": d.art_start_date.isoformat() if d.art_start_date else None,
+            "gestation_weeks": d.gestation_weeks,
+            "edd": d.edd.isoformat() if d.edd else None,
+        }
+        if any(stored.get(k) != v for k, v in fact.items()):
+            return False
+        if datetime.fromisoformat(stored["occurred_at"]) != e.occurred_at:
+            return False
+        if d.birth_date is not None and row.birth_date != d.birth_date:
+            return False
+        if (self.national_id_hash(e) if d.national_id else None) != row.national_id_hash:
+            return False
+        for column in ("given_name", "family_name", "phone"):
+            value = getattr(d, column)
+            row.personal[column] = self.cipher.encrypt(row.client_id, column, value) if value is not None else None
+        client.changed = True
+        self.amended.append(client)
+        return True
 
     # --- corrections (servicekit.corrections) -------------------------------------------------
 
@@ -692,9 +739,11 @@ class MotherBatch(IntakeBatch[Any]):
     async def write(self, uow: UnitOfWork) -> None:
         """Write the women, registrations, events and infants the batch accepted, and publish the
         events its decisions raised (each `Accepted` carries the catalog event it decided on)."""
-        if not self.accepted:
-            return
         session = uow.session
+        if not self.accepted:
+            # nothing recorded; a resent enrolment may have updated her personal data (`amend`)
+            await repository.update_clients(session, [r.row for r in self.amended])
+            return
         new = [r.row for r in self.clients.values() if r.is_new]
         changed = [r.row for r in self.clients.values() if r.changed and not r.is_new]
         await repository.insert_clients(session, new)

@@ -26,6 +26,9 @@ class RecordedEvent:
     event_id: UUID
     content_hash: str
     result: dict
+    #: what it published (its catalog event), and whether it was voided since
+    payload: dict | None = None
+    voided: bool = False
 
 
 @dataclass(slots=True)
@@ -66,11 +69,18 @@ async def recorded_events(session: AsyncSession, event_ids: Collection[UUID]) ->
     if not event_ids:
         return {}
     rows = await session.execute(
-        select(client_events.c.event_id, client_events.c.content_hash, client_events.c.result).where(
-            any_of(client_events.c.event_id, event_ids)
-        )
+        select(
+            client_events.c.event_id,
+            client_events.c.content_hash,
+            client_events.c.result,
+            client_events.c.payload,
+            client_events.c.voided_at,
+        ).where(any_of(client_events.c.event_id, event_ids))
     )
-    return {r.event_id: RecordedEvent(r.event_id, r.content_hash, r.result) for r in rows}
+    return {
+        r.event_id: RecordedEvent(r.event_id, r.content_hash, r.result, r.payload, r.voided_at is not None)
+        for r in rows
+    }
 
 
 async def recorded_event(session: AsyncSession, event_id: UUID) -> Any | None:
