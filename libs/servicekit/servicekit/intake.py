@@ -231,9 +231,10 @@ class Code(StrEnum):
     )
     unknown_infant = (
         "unknown_infant",
-        "Follow-up knows no infant by this `infant_id` or `infant_ref` (no longer answered to a posted event:"
-        " such an event is held, `awaiting_infant`).",
-        Action.resend_later,
+        "The infant was registered by a delivery the EMR voided (entered in error): the platform has no such"
+        " infant; post the event for the infant of the corrected delivery. An event for an infant not known"
+        " yet is not refused: it is held (`pending`, `awaiting_infant`).",
+        Action.fix_and_resend,
     )
     infant_ref_unsupported = (
         "infant_ref_unsupported",

@@ -62,7 +62,7 @@ CONFLICT_CODES = frozenset(
         "void_dependents_first",
     }
 )
-RESEND_CODES = frozenset({"service_unavailable", "unknown_infant"})
+RESEND_CODES = frozenset({"service_unavailable"})
 
 #: what stands in an answer for a personal value of the bundle
 WITHHELD = "[withheld]"
