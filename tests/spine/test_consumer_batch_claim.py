@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from spine_support import publish, record_application, started_producer
+from sqlalchemy import text
 
 from pmtct_events import dlq_topic
 from pmtct_tools.testing import read_topic, unique
@@ -102,3 +105,39 @@ async def test_one_polls_records_of_several_partitions_apply_in_one_transaction_
     assert transactions == [expected], "the readable records apply together, not one by one"
     assert sorted((k, s) for _, k, s in await spine.applied()) == expected
     assert [dict(r.headers)["ce_id"] for r in dead] == [b"unreadable"]
+
+
+async def test_a_failed_batch_is_logged_with_its_reason_at_warning_and_without_the_records_values(
+    spine, caplog
+) -> None:
+    """The line said "batch of 3 failed; applying one by one" at INFO, with no reason. It says the
+    exception's type and SQLSTATE now, never its message: PostgreSQL's repeats the value it refused,
+    and SQLAlchemy's adds the statement's parameters (personal data, in a real handler)."""
+    await kafka.ensure_topics(spine.settings, [spine.topic])
+    failed: list[int] = []
+
+    async def handler(event, uow) -> None:
+        if event.seq == 1 and not failed:  # fails in the batch, applies on its own
+            failed.append(event.seq)
+            await uow.session.execute(text("SELECT CAST(CAST(:v AS text) AS int)"), {"v": "Nomsa Dlamini"})
+        await record_application(event, uow)
+
+    async with started_producer(spine.settings) as producer:
+        await publish(spine, producer, [spine.event("k", i) for i in range(3)])
+        records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 3)
+        consumer = EventConsumer(
+            spine.settings, unique("spine-group"), [spine.topic], {spine.Event: handler}, spine.sessions, producer
+        )
+        with caplog.at_level(logging.INFO, logger="servicekit.consumer"):
+            await consumer.process_batch(records)
+
+    assert sorted(seq for _, _, seq in await spine.applied()) == [0, 1, 2]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "one by one" in r.getMessage()]
+    assert lines == [
+        (
+            "WARNING",
+            f"{consumer.name}: batch of 3 failed (DBAPIError (SQLSTATE 22P02 InvalidTextRepresentationError));"
+            " applying one by one",
+        )
+    ]
+    assert "Nomsa" not in caplog.text

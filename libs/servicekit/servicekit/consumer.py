@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
-from .guard import is_unavailable
+from .guard import failure_kind, is_unavailable
 from .kafka import consumer as kafka_consumer
 from .settings import ServiceSettings
 from .telemetry import context_from, tracer
@@ -244,8 +244,9 @@ class EventConsumer:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.info("batch of %d failed; applying one by one", len(work))
+            except Exception as exc:
+                # the reason without the error's message: a database error's carries the records' values
+                log.warning("%s: batch of %d failed (%s); applying one by one", self.name, len(work), failure_kind(exc))
         for item in work:
             await self.process_one(item)
 

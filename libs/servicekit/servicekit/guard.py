@@ -50,6 +50,18 @@ def _sqlstate(exc: BaseException) -> str | None:
     return state if isinstance(state, str) else None
 
 
+def failure_kind(exc: BaseException) -> str:
+    """What went wrong, fit for a log line: the exception's type and, for a database error, the
+    SQLSTATE and the driver's error type (`IntegrityError (SQLSTATE 23505 UniqueViolationError)`).
+    Never its message: a database error's carries the statement's parameters, personal data."""
+    # the driver's own error is the deepest of the chain that carries a SQLSTATE
+    database = [(state, e) for e in _chain(exc) if (state := _sqlstate(e)) is not None]
+    if database:
+        state, driver = database[-1]
+        return f"{type(exc).__name__} (SQLSTATE {state} {type(driver).__name__})"
+    return type(exc).__name__
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """A dependency that cannot be reached (database down or restarting, a dropped connection, a
     pool or broker timeout): the request itself may well be fine, so it is worth sending again."""
