@@ -191,3 +191,36 @@ def test_a_signal_to_make_runs_job_stops_each_child_once_without_a_traceback(tmp
     time.sleep(1)
     alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left behind: {alive}"
+
+
+def test_the_demo_is_fed_once_per_data_directory(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A restart of `make run` with its data kept posted the demo again (every event a duplicate,
+    the referral desk's hand-made referrals made twice): it is fed once, and a later start says so.
+    (The platform is faked: what is checked is the runner's decision; the resend itself is
+    tests/emrsim/test_simulate_against_the_platform.py.)"""
+    from collections import Counter
+    from datetime import date
+    from types import SimpleNamespace
+
+    import emrsim.runner
+    from emrsim.posting import Tally
+    from pmtct_tools import devrunner
+
+    fed: list[date | None] = []
+
+    def simulate_demo(endpoints, referrals_url, mint, today=None) -> Tally:
+        fed.append(today)
+        return Tally(intended=Counter(accepted=700, rejected=95), answered=Counter(accepted=700, rejected=95))
+
+    monkeypatch.setattr(emrsim.runner, "simulate_demo", simulate_demo)
+    platform = SimpleNamespace(
+        data_dir=tmp_path, url=lambda service: f"http://localhost/{service}", issuer=SimpleNamespace(mint=None)
+    )
+
+    devrunner.feed_demo(platform)
+    devrunner.feed_demo(platform)
+
+    assert fed == [date.today()]
+    said = capsys.readouterr().out
+    assert f"demo already loaded (795 EMR events on {date.today().isoformat()}," in said
+    assert "--no-demo to skip this message" in said

@@ -8,13 +8,15 @@ import uuid
 from collections import Counter
 from datetime import date
 
+import httpx
 import pytest
+from rich.console import Console
 
 from emrsim.desk import DeskRates
-from emrsim.posting import Endpoints
+from emrsim.posting import Endpoints, Tally
 from emrsim.programme import ProgrammeParams, generate, intended
 from emrsim.rates import Rates
-from emrsim.runner import post_programme, registry_facilities, work_referrals
+from emrsim.runner import post_programme, registry_facilities, simulate, work_referrals
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +73,57 @@ def test_mentor_mothers_refer_by_hand_and_work_the_open_referrals_through_the_re
         "complete: 409",
         "decline: 409",
     }, done
+
+
+def test_a_programme_simulated_again_is_all_duplicates_posted_before_and_the_desk_refers_no_one_twice(
+    platform,
+) -> None:
+    """A restart of `make run` with its data kept posted the demo again: the summary printed
+    "unexpected … 795 × duplicate" and the desk referred its mothers by hand a second time (57
+    referrals instead of 39)."""
+    seed = uuid.uuid4().int % 10**6
+    params = ProgrammeParams(registry_facilities(3), clients=40, months=12, seed=seed, anchor=date.today())
+    endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
+    mint = platform.issuer.mint
+
+    def run() -> tuple[Tally, str]:
+        console = Console(record=True, width=200)
+        tally = simulate(
+            params,
+            endpoints,
+            mint,
+            window=None,
+            referrals_url=platform.url("referrals"),
+            console=console,
+            desk_rates=DeskRates(manual_referral=0.5),
+        )
+        return tally, console.export_text()
+
+    def by_hand(client_ids: set[str]) -> list[str]:
+        found = []
+        for facility_id in params.facilities:
+            token = mint("test", "referrals:read", [facility_id])
+            response = httpx.get(
+                f"{platform.url('referrals')}/v1/referrals",
+                params={"facility_id": facility_id, "limit": 1000},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 200, response.text
+            found += [
+                r["id"]
+                for r in response.json()["items"]
+                if r["reason_code"] == "mentor_mother_assessment" and r["subject_id"] in client_ids
+            ]
+        return sorted(found)
+
+    first, first_log = run()
+    assert first.matches, first.surprises
+    referred = by_hand(set(first.client_ids.values()))
+    assert "referred by hand" in first_log and referred, first_log
+
+    again, again_log = run()
+    assert again.nothing_new
+    assert again.answered["accepted"] == 0
+    assert "unexpected" not in again_log, again_log
+    assert "posted before" in again_log and "Referral desk: nothing to do" in again_log, again_log
+    assert by_hand(set(first.client_ids.values())) == referred

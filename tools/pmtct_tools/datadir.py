@@ -2,7 +2,8 @@
 
 `pmtct dev` keeps PostgreSQL's data, the dev issuer's key and each service's log in a data
 directory, and while it runs it writes `runner.json` there: the broker's address and the services'
-URLs. `pmtct token`, `simulate`, `replay` and `dlq` find it, in this order:
+URLs; once it has fed the demo programme, `demo.json` (it is not fed again). `pmtct token`,
+`simulate`, `replay` and `dlq` find it, in this order:
 
 1. `--data-dir DIR`;
 2. `PMTCT_DATA_DIR`;
@@ -24,6 +25,8 @@ from pathlib import Path
 
 NAME = ".pmtct"
 RUNNER_FILE = "runner.json"
+#: written when `pmtct dev` has fed the demo programme into this data directory's platform
+DEMO_FILE = "demo.json"
 
 
 class DataDirNotFound(RuntimeError):
@@ -130,3 +133,19 @@ def find_running(explicit: Path | None = None, cwd: Path | None = None) -> Runne
         if runner is not None:
             return runner
     return None
+
+
+def demo_loaded(data_dir: Path) -> dict | None:
+    """What `mark_demo_loaded` wrote, if the demo was fed into this data directory's platform."""
+    try:
+        body = json.loads((data_dir / DEMO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def mark_demo_loaded(data_dir: Path, loaded_on: str, seed: int, events: int) -> Path:
+    path = data_dir / DEMO_FILE
+    body = {"loaded_on": loaded_on, "seed": seed, "events": events}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path

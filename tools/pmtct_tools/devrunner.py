@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import asyncpg
@@ -385,13 +386,28 @@ def run(data_dir: Path, demo: bool = True, port_offset: int = 0) -> int:
 
 
 def feed_demo(platform: Platform) -> None:
-    """Demo EMR traffic through the public APIs: a small synthetic programme (pmtct-emrsim)."""
+    """Demo EMR traffic through the public APIs: a small synthetic programme (pmtct-emrsim), once
+    per data directory. A restart with the data kept does not post it again (every event would be
+    a duplicate, and the referral desk would refer its mothers by hand a second time)."""
+    loaded = datadir.demo_loaded(platform.data_dir)
+    if loaded is not None:
+        print(
+            f"demo already loaded ({loaded.get('events')} EMR events on {loaded.get('loaded_on')},"
+            f" {platform.data_dir / datadir.DEMO_FILE}); --no-demo to skip this message",
+            flush=True,
+        )
+        return
     try:
         from emrsim.posting import Endpoints
-        from emrsim.runner import simulate_demo
+        from emrsim.runner import demo_seed, simulate_demo
     except ImportError:
         print("(no demo data: the EMR simulator, pmtct-emrsim, is not installed)", flush=True)
         return
     assert platform.issuer is not None
     endpoints = Endpoints(platform.url("enrolment"), platform.url("followup"))
-    simulate_demo(endpoints, platform.url("referrals"), platform.issuer.mint)
+    today = date.today()
+    tally = simulate_demo(endpoints, platform.url("referrals"), platform.issuer.mint, today)
+    if sum(tally.answered.values()) < sum(tally.intended.values()):
+        print("demo: some events got no answer; the next start posts the demo again", flush=True)
+        return
+    datadir.mark_demo_loaded(platform.data_dir, today.isoformat(), demo_seed(today), sum(tally.intended.values()))

@@ -63,6 +63,17 @@ class Tally:
     def matches(self) -> bool:
         return not self.surprises and self.answered == self.intended
 
+    def posted_before(self) -> list[tuple[EmrEvent, str, str | None, str | None]]:
+        """The surprises that are no surprise on a resend: answered `duplicate` where a first post
+        intended the event recorded (`accepted`) or held (`pending`): the platform had it already,
+        from an earlier post of this programme."""
+        return [s for s in self.surprises if s[1] == "duplicate" and s[0].expect in ("accepted", "pending")]
+
+    @property
+    def nothing_new(self) -> bool:
+        """Everything of the programme was recorded before: a resend of a programme posted already."""
+        return bool(self.posted_before()) and self.answered["accepted"] == 0 and self.answered["pending"] == 0
+
     def record(self, event: EmrEvent, result: dict[str, Any]) -> None:
         status = result.get("status")
         self.intended[event.expect] += 1

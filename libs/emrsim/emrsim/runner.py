@@ -59,6 +59,7 @@ def simulate(
     window: timedelta | None = timedelta(days=30),
     referrals_url: str | None = None,
     console: Console | None = None,
+    desk_rates: DeskRates = DeskRates(),
 ) -> Tally:
     """Generate the programme, post it with a progress bar, print the summary. `window`: see
     `emrsim.posting` (None: every mother event, then every infant event). With `referrals_url`,
@@ -85,8 +86,12 @@ def simulate(
             )
         )
     console.print(summary(tally))
-    if referrals_url:
-        done = asyncio.run(work_referrals(params, tally, referrals_url, mint))
+    if referrals_url and tally.nothing_new:
+        # the desk worked this programme when it was first posted: referring its mothers by hand
+        # again would make each of those referrals twice
+        console.print("Referral desk: nothing to do (the programme was posted before)")
+    elif referrals_url:
+        done = asyncio.run(work_referrals(params, tally, referrals_url, mint, desk_rates))
         console.print(
             "Referral desk: " + (", ".join(f"{n} {what}" for what, n in sorted(done.items())) or "nothing to do")
         )
@@ -117,7 +122,15 @@ def summary(tally: Tally) -> Table:
         table.add_row("[red]no answer / refused[/red]", "0", str(other))
     for code, n in tally.codes.most_common():
         table.add_row(f"  rejected: {code}", "", str(n))
-    unexpected = Counter((e.type, e.why, e.expect, answer, code) for e, answer, code, _ in tally.surprises)
+    before = tally.posted_before()
+    if before:
+        table.add_row("  duplicate: posted before", "", str(len(before)))
+    # a resend of a programme posted before is all duplicates: that is what it should answer
+    expected = {id(s) for s in before}
+    unexpected = Counter(
+        (e.type, e.why, e.expect, answer, code)
+        for e, answer, code, _ in (s for s in tally.surprises if id(s) not in expected)
+    )
     for (event_type, why, expect, answer, code), n in unexpected.most_common(12):
         table.add_row(f"[yellow]unexpected[/yellow] {event_type} ({why})", expect, f"{n} × {answer} {code or ''}")
     return table
@@ -130,11 +143,16 @@ def registry_facilities(count: int | None = None) -> tuple[str, ...]:
     return ids[:count] if count else ids
 
 
-def simulate_demo(endpoints: Endpoints, referrals_url: str, mint: Mint) -> Tally:
-    """The demo feed of `pmtct dev`: a small programme over the last two years. Its seed is
-    today's date, so running again the same day answers `duplicate` and a new day adds a cohort.
+def demo_seed(today: date) -> int:
+    return int(f"{today:%Y%m%d}")
+
+
+def simulate_demo(endpoints: Endpoints, referrals_url: str, mint: Mint, today: date | None = None) -> Tally:
+    """The demo feed of `pmtct dev`: a small programme over the two years up to `today`, its seed
+    `today`'s date (`pmtct dev` feeds it once per data directory). Posted again the same day, it is
+    answered `duplicate` (the summary says "posted before", and the referral desk does nothing).
     Mother events first, then infant events: one wait for follow-up to have the births, instead
     of one per month of the programme, so the platform is ready sooner."""
-    today = date.today()
-    params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=int(f"{today:%Y%m%d}"), anchor=today)
+    today = today or date.today()
+    params = ProgrammeParams(registry_facilities(), clients=300, months=24, seed=demo_seed(today), anchor=today)
     return simulate(params, endpoints, mint, window=None, referrals_url=referrals_url)
