@@ -58,6 +58,10 @@ def _browse(served, profile, artifacts) -> dict:
         seen["all"] = (tile(browser, "PMTCT_STAT"), tile(browser, "PMTCT_ART"), tile(browser, "PMTCT_EID"))
         seen["eid_note"] = browser.evaluate("document.querySelector('#note-PMTCT_EID')?.textContent ?? ''")
         seen["rows"] = rows(browser)
+        seen["comparison_head"] = browser.evaluate(
+            "[...document.querySelectorAll('#comparison thead th')].map(th => th.textContent.trim())"
+        )
+        seen["overdue_note"] = browser.evaluate("document.querySelector('#overdue-note').textContent")
         seen["mentor"] = browser.evaluate(
             "['#mm-interactions', '#mm-reached'].map(id => document.querySelector(id).textContent)"
         )
@@ -116,6 +120,14 @@ def test_facilities_are_sorted_by_gap_with_todays_overdue_and_lost(browsed) -> N
         [cohort.A, "2", "22", "20 (90.9%)", "10", "10 (100.0%)", "1", "1"],
         [cohort.D, "0", "4", "4 (100.0%)", "0", "0", "0", "1"],
     ]
+
+
+def test_the_overdue_column_says_it_counts_overdue_tests_not_a_worklists_items(browsed) -> None:
+    # the newcomer read "Overdue 3" for FAC-ZA-001 beside a worklist of 47 overdue items for 20 clients
+    assert browsed["comparison_head"][6] == "Overdue tests*"
+    note = " ".join(browsed["overdue_note"].split())
+    assert note.startswith("* Overdue tests: infants with an infant HIV test (NAT, antibody test) and mothers with a")
+    assert "each counted once" in note and "A Mentor Mother's worklist counts items, and more kinds of them" in note
 
 
 def test_a_coverage_above_100_percent_is_explained(browsed) -> None:
