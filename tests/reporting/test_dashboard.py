@@ -35,6 +35,18 @@ def rows(browser) -> list[list[str]]:
     )
 
 
+#: the words of the tables' headers that the browser broke over two lines ("Numerat" / "or")
+BROKEN_HEADER_WORDS = """
+[...document.querySelectorAll('thead th')].flatMap(th => [...th.childNodes]
+  .filter(n => n.nodeType === Node.TEXT_NODE)
+  .flatMap(n => [...n.textContent.matchAll(/\\S+/g)].map(m => {
+    const r = document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+    return [m[0], r.getClientRects().length];
+  })))
+  .filter(([, lines]) => lines > 1).map(([word]) => word)
+"""
+
+
 def choose(browser, name: str, value: str) -> None:
     """Pick a value in one select of the filter form, clear the others, and submit it as a user would."""
     browser.submit(
@@ -62,6 +74,7 @@ def _browse(served, profile, artifacts) -> dict:
             "[...document.querySelectorAll('#comparison thead th')].map(th => th.textContent.trim())"
         )
         seen["overdue_note"] = browser.evaluate("document.querySelector('#overdue-note').textContent")
+        seen["broken_words"] = browser.evaluate(BROKEN_HEADER_WORDS)
         seen["mentor"] = browser.evaluate(
             "['#mm-interactions', '#mm-reached'].map(id => document.querySelector(id).textContent)"
         )
@@ -128,6 +141,10 @@ def test_the_overdue_column_says_it_counts_overdue_tests_not_a_worklists_items(b
     note = " ".join(browsed["overdue_note"].split())
     assert note.startswith("* Overdue tests: infants with an infant HIV test (NAT, antibody test) and mothers with a")
     assert "each counted once" in note and "A Mentor Mother's worklist counts items, and more kinds of them" in note
+
+
+def test_no_table_header_breaks_a_word_at_1400_px(browsed) -> None:
+    assert browsed["broken_words"] == []
 
 
 def test_a_coverage_above_100_percent_is_explained(browsed) -> None:
