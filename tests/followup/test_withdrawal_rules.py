@@ -20,6 +20,7 @@ from followup.schedule import (
     check_lost,
     due_snapshot,
     overdue_snapshot,
+    unneeded_items,
     voided_items,
     withdrawn_items,
 )
@@ -294,3 +295,45 @@ def test_a_back_dated_infant_result_withdraws_its_overdue_only_when_sampled_befo
     assert [(w.announcement, w.kind, w.met_on) for w in found] == (
         [(WithdrawnAnnouncement.InfantTestOverdue, ScheduleKind.nat_6_weeks, sampled)] if withdrawn else []
     )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "withdrawn"),
+    [
+        pytest.param(Status.overdue, Status.cancelled, [True, False], id="overdue, then never called for: both"),
+        pytest.param(Status.due, Status.cancelled, [True], id="due, then never called for: the due one"),
+        pytest.param(Status.planned, Status.cancelled, [], id="never announced: nothing to withdraw"),
+        pytest.param(Status.satisfied, Status.cancelled, [], id="met before it became unneeded: it stood"),
+        pytest.param(Status.overdue, Status.overdue, [], id="still called for"),
+    ],
+)
+def test_announcements_of_an_open_item_the_facts_no_longer_call_for_are_withdrawn(
+    before: Status, after: Status, withdrawn: list[bool]
+) -> None:
+    one = item(before, satisfied_on=date(2026, 8, 5) if before is Status.satisfied else None)
+    due, overdue = due_snapshot([one]), overdue_snapshot([one])
+    one.status = after
+    if after is Status.cancelled:
+        one.cancel_reason, one.satisfied_on = "no_longer_required", None
+    found = unneeded_items(due, overdue, [one])
+    assert [flag for _, _, flag in found] == withdrawn
+    assert [on for _, on, _ in found] == [date(2026, 8, 3) if flag else OVERDUE for flag in withdrawn]
+
+
+def test_a_positive_status_known_from_before_withdraws_her_overdue_anc_test_as_never_needed() -> None:
+    """Her ANC1 test was announced due and overdue (an HIV-testing referral followed); then a positive
+    test from before this pregnancy is posted: a woman known positive is not tested, so the test was
+    never called for (WHO 2019 HIV testing services guidelines: retesting is for HIV-negative women;
+    docs/clinical-rules.md): both announcements withdrawn `no_longer_required` on the day it was learnt."""
+    mother = mother_overdue_anc1_test()
+    mother.hiv_tests = [(date(2025, 1, 1), HivTestResult.positive)]
+    mother.recompute(MotherRules())
+    assert [(i.kind, i.status, i.cancel_reason) for i in mother.items] == [
+        (ScheduleKind.mother_hiv_test_anc1, Status.cancelled, "no_longer_required")
+    ]
+    found = withdrawals(mother)
+    assert [(w.announcement, w.reason, w.announced_for, w.met_on) for w in found] == [
+        (W.ClientHivTestDue, WithdrawalReason.no_longer_required, date(2026, 8, 3), CLOCK.today()),
+        (W.ClientHivTestOverdue, WithdrawalReason.no_longer_required, OVERDUE, CLOCK.today()),
+    ]
+    assert withdrawals(mother) == [], "withdrawn once"

@@ -150,3 +150,47 @@ async def test_a_viral_load_of_2400_at_30_weeks_gets_an_adherence_referral_and_a
     repeat_on = add_months(TODAY - timedelta(days=28), 3)  # after three months of adherence support
     later = actions(await worklist(platform, issuer, as_of=repeat_on + timedelta(days=7)), client_id)
     assert later.get("mother_repeat_viral_load") == "due"
+
+
+async def test_a_positive_status_known_from_before_her_retest_fell_due_withdraws_the_testing_referral(
+    platform, issuer: testing.TestIssuer
+) -> None:
+    """The retest overdue (as above) opened an HIV-testing referral; then the EMR posts a positive
+    test from 150 days ago, before her third-trimester retest was due (74 days ago): a woman known
+    positive is not retested, so the retest was never called for. It is cancelled
+    `no_longer_required`, its announcements withdrawn (`no_longer_required`), and the testing
+    referral cancelled `not_needed` (out of REFERRAL_COMPLETION), whatever order the facts came in."""
+    mother = {"client_ref": unique("ANC")}
+    [enrolled] = await post_events(
+        platform,
+        issuer,
+        "enrolment",
+        emr_event(
+            "ClientEnrolled",
+            ago(200),
+            {
+                "age_years": 27,
+                "status_at_enrolment": "pregnant",
+                "hiv_status": "negative",
+                "on_art": False,
+                "gestation_weeks": 10,
+            },
+            **mother,
+        ),
+    )
+    client_id = enrolled["client_id"]
+    referred = await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "hiv_testing")) == 1)
+    assert of(referred, "hiv_testing")[0]["status"] == "requested"
+
+    await post_events(
+        platform,
+        issuer,
+        "enrolment",
+        emr_event("HivTestRecorded", ago(150), {"result": "positive", "setting": "anc"}, **mother),
+    )
+    after = await referrals_until(
+        platform, issuer, client_id, lambda f: of(f, "hiv_testing")[0]["status"] == "cancelled"
+    )
+    [testing_referral] = of(after, "hiv_testing")
+    assert (testing_referral["status"], testing_referral["outcome_code"]) == ("cancelled", "not_needed")
+    assert "mother_hiv_retest" not in " ".join(actions(await worklist(platform, issuer), client_id))

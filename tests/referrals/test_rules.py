@@ -410,3 +410,4 @@ def test_an_announcement_withdrawn_as_entered_in_error_cancels_its_referral_so()
     assert rules.withdrawal_outcome(WithdrawalReason.entered_in_error) == "entered_in_error"
     assert rules.withdrawal_outcome(WithdrawalReason.met_before_overdue) == "not_needed"
     assert rules.withdrawal_outcome(WithdrawalReason.seen_before_lost) == "not_needed"
+    assert rules.withdrawal_outcome(WithdrawalReason.no_longer_required) == "not_needed"

@@ -335,11 +335,13 @@ class WithdrawnAnnouncement(StrEnum):
     ClientViralLoadOverdue = "ClientViralLoadOverdue"
     InfantTestOverdue = "InfantTestOverdue"
     ClientLostToFollowUp = "ClientLostToFollowUp"
-    #: a missed HEI visit or cotrimoxazole start (withdrawn `entered_in_error` only: the follow-up it
-    #: was part of stood on a voided fact)
+    #: a missed HEI visit or cotrimoxazole start (withdrawn `entered_in_error` or
+    #: `no_longer_required` only: the follow-up it was part of stood on a voided fact, or the facts
+    #: no longer call for it)
     InfantCareOverdue = "InfantCareOverdue"
-    #: the due announcements of items a correction cancels (withdrawn `entered_in_error` only: an
-    #: item is announced due once, and met or not it was due, unless the fact it stood on was voided)
+    #: the due announcements of items a correction cancels, or that the facts no longer call for
+    #: while open (withdrawn `entered_in_error` or `no_longer_required` only: an item is announced due
+    #: once, and met or not it was due, unless the fact it stood on was voided or never called for it)
     InfantTestDue = "InfantTestDue"
     InfantCareDue = "InfantCareDue"
     ClientHivTestDue = "ClientHivTestDue"
@@ -355,6 +357,11 @@ class WithdrawalReason(StrEnum):
     #: the fact the item stood on was voided by the EMR (ClientEventVoided / InfantEventVoided): without
     #: it the item is not needed at all (her positive test was entered in error; the delivery was)
     entered_in_error = "entered_in_error"
+    #: facts posted later show the item was never called for while it was still open (her positive
+    #: status known before the ANC test fell due; her infant never breastfed, so no breastfeeding
+    #: viral load): the item is cancelled `no_longer_required` and what was announced of it, due and
+    #: overdue, is withdrawn; `met_on` is the day follow-up learnt it
+    no_longer_required = "no_longer_required"
 
 
 class AnnouncementWithdrawn(Event):
@@ -365,7 +372,10 @@ class AnnouncementWithdrawn(Event):
     an item met late (on or after its overdue day) or a client back in care after she was lost is
     not withdrawn: that announcement was needed. `entered_in_error`: the fact the need stood on was
     voided (a correction), so the item is not needed at all: every announcement of it is withdrawn,
-    due (`InfantTestDue`, ...) as well as overdue, and `met_on` is the voiding's day."""
+    due (`InfantTestDue`, ...) as well as overdue, and `met_on` is the voiding's day.
+    `no_longer_required`: facts posted later show an item still open was never called for (her
+    positive status known from before): every announcement of it is withdrawn, due and overdue, and
+    `met_on` is the day follow-up learnt it."""
 
     service: ClassVar[str] = SERVICE
     key_field: ClassVar[str] = "subject_id"

@@ -248,11 +248,13 @@ def item_withdrawn(
     window's first day) or its overdue one (announced for its overdue day), `met_on` the day it was
     met, or the day of the void (`entered_in_error`). Nothing where no event announced it, where it
     was not met (`met_on` None), or for a missed HEI visit met late (`met_before_overdue` withdraws
-    no care overdue). The three uses: an overdue item met before its overdue day
+    no care overdue). The four uses: an overdue item met before its overdue day
     (`schedule.withdrawn_items`, `met_before_overdue`, `item.satisfied_on`); an overdue item, or one
     announced due (`due`, `schedule.due_snapshot`), that the facts left after a void no longer call
     for (`schedule.voided_items`, `entered_in_error`, the void's day: what it opened, a sample
-    collection, adherence support, a tracing, is taken back with it)."""
+    collection, adherence support, a tracing, is taken back with it); an open item announced due
+    or overdue that the facts no longer call for (`schedule.unneeded_items`, `no_longer_required`,
+    the day it was learnt)."""
     announcement = withdrawn_announcement(item.kind, item.test is not None, due)
     if announcement is None or met_on is None:
         return []

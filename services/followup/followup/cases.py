@@ -70,6 +70,7 @@ from .schedule import (
     reconcile,
     restate,
     tick,
+    unneeded_items,
     voided_items,
     withdrawn_items,
 )
@@ -194,6 +195,9 @@ class Withdrawals:
     #: corrections: (item, the window's first day it was announced due for, the day of the void) of
     #: items the voided facts had called for and that had been announced due (or overdue since)
     due_in_error: list[tuple[Item, date, date]] = field(default_factory=list)
+    #: (item, the day it was announced for, whether the due announcement) of open items the facts
+    #: no longer call for (`schedule.unneeded_items`)
+    unneeded: list[tuple[Item, date, bool]] = field(default_factory=list)
 
     def raise_for(
         self,
@@ -211,6 +215,19 @@ class Withdrawals:
             case.raise_event(
                 *announcements.item_withdrawn(
                     *subject, item, now, reason=met, announced_for=overdue_on, met_on=item.satisfied_on
+                )
+            )
+        today = clock.today()
+        for item, announced_for, due in self.unneeded:
+            case.raise_event(
+                *announcements.item_withdrawn(
+                    *subject,
+                    item,
+                    now,
+                    reason=WithdrawalReason.no_longer_required,
+                    announced_for=announced_for,
+                    met_on=today,
+                    due=due,
                 )
             )
         if self.lost is not None:
@@ -235,7 +252,7 @@ class Withdrawals:
                 )
             )
         self.items, self.lost, self.in_error, self.lost_in_error = [], None, [], None
-        self.due_in_error = []
+        self.due_in_error, self.unneeded = [], []
 
 
 @dataclass(slots=True)
@@ -372,6 +389,7 @@ class InfantCase(Aggregate):
         announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
         self.items = kept_items(self.items, self.dropped, reconcile(self.infant_id, self.items, self.plan.requirements))
         self.withdrawals.items += [(i, on) for i, on in withdrawn_items(announced, self.items) if i.test is not None]
+        self.withdrawals.unneeded += unneeded_items(due, announced, self.items)
         if self.correcting is not None:
             self.withdrawals.in_error += [(i, on, self.correcting) for i, on in voided_items(announced, self.items)]
             self.withdrawals.due_in_error += [(i, on, self.correcting) for i, on in voided_items(due, self.items)]
@@ -587,11 +605,12 @@ class MotherCase(Aggregate):
         current = self.current_pregnancy()
         if current is not None and current.edd is not None:
             self.edd = current.edd
-        announced = overdue_snapshot(self.items)
+        announced, due = overdue_snapshot(self.items), due_snapshot(self.items)
         self.items = kept_items(
             self.items, self.dropped, reconcile(self.client_id, self.items, mother_plan(self.facts(), rules))
         )
         self.withdrawals.items += withdrawn_items(announced, self.items)
+        self.withdrawals.unneeded += unneeded_items(due, announced, self.items)
 
     def correct(self, folded: MotherCase, on: date) -> None:
         """A void on `on`: her facts and items become `folded`'s (her case replayed from the events

@@ -281,6 +281,26 @@ def restate(stored: list[Item], replayed: Iterable[Item], rebuild: bool = False)
     return sorted(out, key=lambda i: (i.window_start, i.kind.value))
 
 
+def unneeded_items(
+    due: dict[UUID, date], overdue: dict[UUID, date], items: Iterable[Item]
+) -> list[tuple[Item, date, bool]]:
+    """The withdraw rule of an item the facts no longer call for: one announced (due, by
+    `due_snapshot`; overdue, by `overdue_snapshot`) and still open when it was taken, that the facts
+    since cancel `no_longer_required` (`reconcile`: her positive status was known before the test
+    fell due) was never needed: each of its announcements is withdrawn (what it opened, a
+    sample collection, an HIV-testing or tracing referral, is not needed either). One met before
+    it became unneeded is not in `due` (met is not open): its announcements stood and were answered.
+    Returns (item, the day the announcement was for, whether it is the due one)."""
+    out: list[tuple[Item, date, bool]] = []
+    for i in items:
+        if i.item_id not in due or (i.status, i.cancel_reason) != (Status.cancelled, NO_LONGER_REQUIRED):
+            continue
+        out.append((i, due[i.item_id], True))
+        if i.item_id in overdue:
+            out.append((i, overdue[i.item_id], False))
+    return out
+
+
 def voided_items(announced: dict[UUID, date], items: Iterable[Item]) -> list[tuple[Item, date]]:
     """The withdraw rule of a correction: an item announced overdue (in `announced`, by
     `overdue_snapshot`; or due, by `due_snapshot`) that the facts left after a void no longer call
