@@ -4,6 +4,7 @@ leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -140,6 +141,14 @@ def test_make_run_brings_every_service_to_ready_keeps_data_and_stops_cleanly(tmp
     alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"
     assert not psutil.pid_exists(pg) or psutil.Process(pg).status() == psutil.STATUS_ZOMBIE
+    # each service's log is JSON from its first line: uvicorn's own lines came before the app's
+    # lifespan set the JSON formatter up, and were plain text ("INFO:     Started server process")
+    for service in SERVICES:
+        log = [line for line in (data_dir / f"{service}.log").read_text().splitlines() if line.strip()]
+        plain = [line for line in log if not line.startswith("{")]
+        assert plain == [], f"{service}.log: {plain[:3]}"
+        first = json.loads(log[0])
+        assert (first["logger"], first["msg"].split(" [")[0]) == ("uvicorn.error", "Started server process")
 
     proc, _ = start(data_dir, offset)
     try:

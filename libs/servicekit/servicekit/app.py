@@ -197,6 +197,10 @@ def create_app(
             gc.unfreeze()  # collectable again (a process that starts several apps, as the tests do)
             log.info("%s stopped", settings.service_name)
 
+    # now, as uvicorn imports the app, not only in the lifespan: uvicorn's first lines ("Started
+    # server process", "Waiting for application startup.") come before the lifespan and were plain
+    # text in a JSON log; the lifespan sets it again for a server that configured logging after it
+    setup_logging(settings.log_level, settings.log_json)
     app = FastAPI(
         title=title,
         description=description,
