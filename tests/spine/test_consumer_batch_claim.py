@@ -141,3 +141,30 @@ async def test_a_failed_batch_is_logged_with_its_reason_at_warning_and_without_t
         )
     ]
     assert "Nomsa" not in caplog.text
+
+
+async def test_a_record_that_keeps_failing_is_logged_and_dead_lettered_without_its_values_in_the_log(
+    spine, caplog
+) -> None:
+    """Each failed attempt and the dead letter were logged with the error's text (`%r`): a database
+    error's repeats the refused value and the statement's parameters."""
+    await kafka.ensure_topics(spine.settings, [spine.topic])
+
+    async def handler(event, uow) -> None:
+        await uow.session.execute(text("SELECT CAST(CAST(:v AS text) AS int)"), {"v": "Nomsa Dlamini"})
+
+    async with started_producer(spine.settings) as producer:
+        await publish(spine, producer, [spine.event("k", 0)])
+        records = await read_topic(spine.settings.kafka_bootstrap_servers, spine.topic, until=lambda rs: len(rs) >= 1)
+        consumer = EventConsumer(
+            spine.settings, unique("spine-group"), [spine.topic], {spine.Event: handler}, spine.sessions, producer
+        )
+        with caplog.at_level(logging.INFO, logger="servicekit.consumer"):
+            await consumer.process_one(consumer.decode(records[0]))
+
+    why = "DBAPIError (SQLSTATE 22P02 InvalidTextRepresentationError)"
+    said = [r.getMessage() for r in caplog.records if r.name == "servicekit.consumer"]
+    attempts = spine.settings.consumer_max_attempts
+    assert [m.split(" failed: ")[1] for m in said if " failed: " in m] == [why] * (attempts - 1)
+    assert [m.endswith(f"after {attempts} attempt(s): {why}") for m in said if "dead-lettered" in m] == [True]
+    assert "Nomsa" not in caplog.text

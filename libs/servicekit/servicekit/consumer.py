@@ -271,12 +271,12 @@ class EventConsumer:
                 metrics.EVENTS_PROCESSED.labels(self.name, item.ce.event_name, "failed").inc()  # type: ignore[union-attr]
                 if is_unavailable(exc):
                     log.warning(
-                        "%s: %s[%d]@%d waits for its database or broker: %r",
+                        "%s: %s[%d]@%d waits for its database or broker: %s",
                         self.name,
                         r.topic,
                         r.partition,
                         r.offset,
-                        exc,
+                        failure_kind(exc),
                     )
                 else:
                     attempt += 1
@@ -284,14 +284,14 @@ class EventConsumer:
                         await self.dead_letter(item, exc, attempts=attempt)
                         return
                     log.warning(
-                        "%s: attempt %d/%d on %s[%d]@%d failed: %r",
+                        "%s: attempt %d/%d on %s[%d]@%d failed: %s",
                         self.name,
                         attempt,
                         self.settings.consumer_max_attempts,
                         r.topic,
                         r.partition,
                         r.offset,
-                        exc,
+                        failure_kind(exc),
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.consumer_backoff_max_s)
@@ -322,7 +322,7 @@ class EventConsumer:
             r.partition,
             r.offset,
             attempts,
-            error,
+            failure_kind(error),
         )
 
     async def run(self) -> None:
