@@ -32,6 +32,7 @@ def test_tests_and_art_belong_to_the_pregnancy_they_fall_in() -> None:
     facts = [
         enrolled("2025-01-10"),
         HivTest(*when("2025-01-10", 11), "negative", "anc"),
+        Delivered(*when("2025-07-20")),
         enrolled("2026-03-01"),
         HivTest(*when("2026-03-01"), "positive", "anc"),
         ArtStart(*when("2026-03-02")),
@@ -74,8 +75,10 @@ def test_a_transfer_in_posted_before_her_first_enrolment_is_a_transfer_in_by_the
         facts = [enrolled("2026-09-01", "FAC-A"), *between, enrolled("2027-01-05", "FAC-B", later_status)]
         found = [(e.facility_id, e.enrolled_on) for e in episodes(CLIENT, facts)]
         assert found == episodes_expected, (later_status, between)
-    # the same facility again is not a transfer by this rule (enrolment decides a return there)
-    assert len(episodes(CLIENT, [enrolled("2026-09-01"), enrolled("2027-01-05")])) == 2
+    # the same facility again in the same pregnancy: enrolment accepts it only as a return after a
+    # transfer out (already_enrolled otherwise), a transfer in; after a delivery, a new pregnancy
+    assert len(episodes(CLIENT, [enrolled("2026-09-01"), enrolled("2027-01-05")])) == 1
+    assert len(episodes(CLIENT, [enrolled("2026-09-01"), Delivered(*when("2026-12-20")), enrolled("2027-06-05")])) == 2
 
 
 def test_the_first_conclusive_test_decides_whatever_order_the_facts_came_in() -> None:

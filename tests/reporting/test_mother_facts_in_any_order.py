@@ -1,7 +1,8 @@
 """A mother's figures are a function of her facts, not of the order they arrived in (issue 17,
 "any order"). Enrolment publishes some fields as it knew them when each event arrived (a test's
 `status_before`, `anc_visit_number` and `period`, an ART start's `period`, an ANC visit's
-`opens_episode`); reporting derives each of them again from her facts in the order they happened
+`opens_episode`, an enrolment's `transfer_in`); reporting derives each of them again from her facts
+in the order they happened
 (reporting.episodes), table-tested here, and a permutation test posts one woman's facts in every
 order, with the fields enrolment's own rules give each event on arrival in that order, and finds the
 same episodes, post-ANC1 tests and counts."""
@@ -32,6 +33,7 @@ from reporting.episodes import (
     anc_visit_on,
     derive,
     known_positive_before,
+    transfers_in,
 )
 from reporting.facts import Table, facts_of
 from reporting.handlers import build
@@ -49,8 +51,10 @@ def at(day: str, hour: int = 9) -> tuple[datetime, date]:
     return moment, moment.date()
 
 
-def enrolled(day: str, hiv: str = "unknown", status: str = "pregnant", **kw) -> Enrolled:
-    return Enrolled(*at(day), "FAC-A", status, hiv, False, False, **kw)
+def enrolled(
+    day: str, hiv: str = "unknown", status: str = "pregnant", facility: str = "FAC-A", on_art: bool = False, **kw
+) -> Enrolled:
+    return Enrolled(*at(day), facility, status, hiv, on_art, False, **kw)
 
 
 def hiv(day: str, result: str, hour: int = 10) -> HivTest:
@@ -182,6 +186,76 @@ def test_which_anc1_visits_open_a_new_pregnancy(case, facts, opening) -> None:
         assert [n for n, f in enumerate(facts) if id(f) in openers] == opening
 
 
+@pytest.mark.parametrize(
+    "case, facts, transfers",
+    [
+        ("her only enrolment", [enrolled("2026-01-05")], []),
+        ("another facility in her pregnancy", [enrolled("2026-01-05"), enrolled("2026-04-01", facility="FAC-B")], [1]),
+        (
+            "another facility the same instant: one of them, by facility",
+            [enrolled("2026-01-05", facility="FAC-B"), enrolled("2026-01-05")],
+            [0],
+        ),
+        (
+            "back at the first facility (enrolment accepts it only after a transfer out)",
+            [enrolled("2026-01-05"), enrolled("2026-03-01", facility="FAC-B"), enrolled("2026-05-04")],
+            [1, 2],
+        ),
+        (
+            "postnatal elsewhere after her delivery",
+            [
+                enrolled("2026-01-05"),
+                Delivered(*at("2026-07-20")),
+                enrolled("2026-08-03", "unknown", "postnatal", "FAC-B"),
+            ],
+            [2],
+        ),
+        (
+            "postnatal elsewhere in her pregnancy: she delivered (a delivery nobody posted)",
+            [enrolled("2026-01-05"), enrolled("2026-08-03", "unknown", "postnatal", "FAC-B")],
+            [1],
+        ),
+        (
+            "pregnant again after a delivery: a new pregnancy",
+            [enrolled("2025-01-06"), Delivered(*at("2025-07-07")), enrolled("2026-03-16", facility="FAC-B")],
+            [],
+        ),
+        (
+            "pregnant again after a loss",
+            [enrolled("2026-01-05"), PregnancyEnded(*at("2026-03-02")), enrolled("2026-09-07", facility="FAC-B")],
+            [],
+        ),
+        (
+            "postnatal after a loss: an episode of its own",
+            [enrolled("2026-01-05"), PregnancyEnded(*at("2026-03-02")), enrolled("2027-01-04", "unknown", "postnatal")],
+            [],
+        ),
+        (
+            "an ANC1 of a new pregnancy opened it: an enrolment elsewhere in it is a transfer",
+            [
+                enrolled("2025-01-06"),
+                Delivered(*at("2025-07-07")),
+                AncVisit(*at("2026-03-16"), 1),
+                enrolled("2026-05-04", facility="FAC-B"),
+            ],
+            [3],
+        ),
+        (
+            "her first enrolment, after an ANC visit of her pregnancy, opens her first episode",
+            [AncVisit(*at("2026-01-05"), 2), enrolled("2026-02-02")],
+            [],
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_which_enrolments_are_transfers_in(case, facts, transfers) -> None:
+    """ClientEnrolled.transfer_in as enrolment decides it in order (enrolment.domain.episodes and
+    enrolment_opens_episode; intake: her first enrolment is never one), whatever order the facts are in."""
+    for order in itertools.permutations(facts):
+        moved = transfers_in(order)
+        assert [n for n, f in enumerate(facts) if id(f) in moved] == transfers
+
+
 # --- every order of one woman's facts -------------------------------------------------------------
 
 
@@ -232,6 +306,13 @@ def as_published(arrivals: list[Event]) -> list[Event]:
             episode = domain.episode_at(plain, e.occurred_at)
             day = CLOCK.local_day(e.occurred_at)
             match e:
+                case en.ClientEnrolled() if recorded:
+                    if history.at(e.facility_id, en.ClientEnrolled):
+                        transfer = domain.enrolment_opens_episode(history, e.facility_id, e)
+                    else:
+                        mine = domain.episode_of(domain.episodes(history, e), e)
+                        transfer = mine is None or mine.opener is not e
+                    e = e.model_copy(update={"transfer_in": transfer})
                 case en.ArtInitiated() if not domain.known_positive_on(history, day):
                     held.append(e)
                     continue
@@ -267,6 +348,7 @@ def hints(published: list[Event]) -> tuple:
                 getattr(e, "anc_visit_number", None),
                 str(getattr(e, "period", None)),
                 getattr(e, "opens_episode", None),
+                getattr(e, "transfer_in", None),
             )
             for e in published
         )
@@ -312,6 +394,59 @@ def test_every_arrival_order_of_her_facts_gives_the_same_episodes_and_post_anc1_
     # the positive two months after ANC1 is her post-ANC1 diagnosis; the retest while breastfeeding,
     # of a woman known positive, is not a test HTS_TST counts
     assert tests == ((date(2026, 3, 2), "pregnancy", "positive", True),)
+
+
+def moved_story(client: uuid.UUID) -> list[Event]:
+    """One woman: enrolled at FAC-A in pregnancy, transferred in at FAC-B, tested positive there (a
+    test dated before her delivery), on ART, delivered at FAC-B."""
+
+    def common(facility: str) -> dict:
+        return {"client_id": client, "facility_id": facility}
+
+    def enrolment(facility: str, day: str) -> en.ClientEnrolled:
+        return en.ClientEnrolled(
+            **common(facility),
+            occurred_at=at(day)[0],
+            status_at_enrolment="pregnant",
+            age_years=24,
+            hiv_status="unknown",
+            on_art=False,
+        )
+
+    return [
+        enrolment("FAC-A", "2026-01-05"),
+        enrolment("FAC-B", "2026-04-01"),
+        en.HivTestRecorded(**common("FAC-B"), occurred_at=at("2026-06-01", 10)[0], result="positive", setting="anc"),
+        en.ArtInitiated(**common("FAC-B"), occurred_at=at("2026-06-02")[0]),
+        en.DeliveryRecorded(
+            **common("FAC-B"),
+            occurred_at=at("2026-07-20")[0],
+            place="facility",
+            skilled_attendant=True,
+            maternal_outcome="alive",
+            infants=[en.DeliveredInfant(infant_id=uuid.uuid4(), sex="male", outcome="live_birth")],
+        ),
+    ]
+
+
+def test_every_arrival_order_of_a_transfer_in_gives_the_same_episodes() -> None:
+    """Whichever of her two enrolments arrives first (each held event waits for one): one episode
+    where she first enrolled, though enrolment published transfer_in false for both in some orders."""
+    client = uuid.uuid4()
+    events = moved_story(client)
+    every = [list(o) for o in itertools.permutations(events) if isinstance(o[0], en.ClientEnrolled)]
+    assert len(every) == 48
+    transfer_flags, results = set(), set()
+    for order in every:
+        published = as_published(order)
+        transfer_flags.add(tuple(sorted(e.transfer_in for e in published if isinstance(e, en.ClientEnrolled))))
+        results.add(derived(client, published))
+    assert transfer_flags == {(False, False), (False, True)}, "enrolment said other things in other orders"
+    assert len(results) == 1
+    (episodes, _tests) = results.pop()
+    assert [(e.facility_id, e.enrolled_on, e.first_positive_on, e.art_status) for e in episodes] == [
+        ("FAC-A", date(2026, 1, 5), date(2026, 6, 1), "new")
+    ]
 
 
 @pytest.fixture

@@ -59,6 +59,10 @@ def story(facility: str) -> list[Event]:
             status_before="negative",
         ),
         en.ArtInitiated(**common, client_id=m2, occurred_at=at("2026-11-26")),
+        # m3 enrolled in October elsewhere: her enrolment here is a transfer in by her facts
+        en.ClientEnrolled(
+            **enrolled, facility_id=f"{facility}-X", client_id=m3, occurred_at=at("2026-10-05"), hiv_status="unknown"
+        ),
         en.ClientEnrolled(
             **common, **enrolled, client_id=m3, occurred_at=at("2026-11-04"), hiv_status="unknown", transfer_in=True
         ),

@@ -3,7 +3,7 @@ indicators count (PEPFAR MER 2.8 PMTCT_STAT, PMTCT_ART, and HTS_TST's Post ANC1 
 docs/indicators.md for each definition, its source and section).
 
 A woman can enrol more than once with the same platform `client_id`: a new pregnancy after a
-delivery opens a new episode; a transfer to another facility does not (`transfer_in`: her ANC1 was
+delivery opens a new episode; a transfer to another facility does not (`transfers_in`: her ANC1 was
 counted where she first enrolled, and her later tests and ART still belong to that pregnancy).
 Each later fact belongs to the episode whose enrolment day is the latest on or before its own day
 (clinical registers record days; a fact's day is the programme-local day it happened on, `on`).
@@ -29,10 +29,10 @@ What MER asks of an episode, from the facts alone:
 
 The result is a pure function of the set of facts, so it never depends on the order they arrived in.
 What enrolment publishes "as known at arrival" (a test's `status_before`, `anc_visit_number` and
-`period`, an ART start's `period`, an ANC visit's `opens_episode`: decided against the events
-enrolment had recorded when each arrived, so a backlog posted in another order publishes other
-values) is not read here: each is derived again from her facts in the order they happened
-(`known_positive_before`, `anc_visit_on`, `Period.at`, `anc1_openers`).
+`period`, an ART start's `period`, an ANC visit's `opens_episode`, an enrolment's `transfer_in`:
+decided against the events enrolment had recorded when each arrived, so a backlog posted in another
+order publishes other values) is not read here: each is derived again from her facts in the order
+they happened (`known_positive_before`, `anc_visit_on`, `Period.at`, `anc1_openers`, `transfers_in`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ from .ages import age_band
 #: without a gestation or an EDD, the beginning of the pregnancy is taken this many weeks before ANC1
 #: (a national preset: the median gestation at first ANC contact in the programme's setting)
 ASSUMED_GESTATION_WEEKS_AT_ANC1 = 20
-#: a pregnancy with no delivery recorded is over this many weeks after it began (post-term limit)
-PREGNANCY_MAX_WEEKS = 42
 #: an EDD is 280 days (40 weeks) after the first day of the last menstrual period (Naegele's rule)
 EDD_DAYS = 280
 
@@ -62,6 +60,7 @@ class Enrolled:
     status_at_enrolment: str
     hiv_status: str
     on_art: bool
+    #: as enrolment published it, known at arrival: not read (`transfers_in` decides from the facts)
     transfer_in: bool
     age_years: int | None = None
     art_start_date: date | None = None
@@ -291,41 +290,55 @@ def _modality(test: HivTest, delivered_on: date | None, postnatal: bool, period:
 _SAME_INSTANT = {Enrolled: 0, AncVisit: 1}
 
 
-def anc1_openers(facts: Iterable[MotherFact]) -> set[int]:
-    """The ANC1 visits that opened a new pregnancy without a new enrolment (enrolment's pregnancy
-    episodes, `enrolment.domain.episodes`, which it publishes as an AncVisitRecorded's
-    `opens_episode`, as known at arrival), from her facts in the order they happened: an ANC1 visit
-    (`visit_number` 1) when no pregnancy of hers is ongoing (the last one ended in a delivery or a
-    loss), her first episode apart. Returns the `id()` of each."""
+def _openers(facts: Iterable[MotherFact]) -> tuple[set[int], set[int], list[Enrolled]]:
+    """Enrolment's pregnancy episodes (`enrolment.domain.episodes`), from her facts in the order they
+    happened: an enrolment or an ANC1 visit (`visit_number` 1) opens a pregnancy when none is ongoing
+    (none yet, or the last one ended in a delivery or a loss); a postnatal enrolment opens an episode
+    only when she has none or after a loss; a delivery ends the ongoing pregnancy (or is an episode of
+    its own); a loss ends it. Returns the `id()` of the ANC1 visits that opened one after her first,
+    of the enrolments that opened one, and her enrolments in that order (one instant's by facility)."""
     ordered = sorted(
         (f for f in facts if isinstance(f, Enrolled | AncVisit | Delivered | PregnancyEnded)),
-        key=lambda f: (f.occurred_at, _SAME_INSTANT.get(type(f), 2)),
+        key=lambda f: (f.occurred_at, _SAME_INSTANT.get(type(f), 2), f.facility_id if isinstance(f, Enrolled) else ""),
     )
-    out: set[int] = set()
+    by_anc1: set[int] = set()
+    by_enrolment: set[int] = set()
     opened = 0
     pregnant_at_entry, ended_by = False, None  # the current episode's entry and end
     for f in ordered:
         ongoing = opened > 0 and ended_by is None and pregnant_at_entry
+        opens = False
         if isinstance(f, Enrolled) and f.status_at_enrolment == "pregnant":
             if not ongoing:
-                opened, pregnant_at_entry, ended_by = opened + 1, True, None
+                opens, pregnant_at_entry, ended_by = True, True, None
         elif isinstance(f, Enrolled):
             if ongoing:
                 ended_by = "delivery"  # a postnatal enrolment: she delivered (a delivery nobody posted)
             elif opened == 0 or ended_by == "loss":
-                opened, pregnant_at_entry, ended_by = opened + 1, False, None
+                opens, pregnant_at_entry, ended_by = True, False, None
         elif isinstance(f, AncVisit):
             if opened == 0 or (f.visit_number == 1 and not ongoing):
                 if opened > 0:
-                    out.add(id(f))
-                opened, pregnant_at_entry, ended_by = opened + 1, True, None
+                    by_anc1.add(id(f))
+                opens, pregnant_at_entry, ended_by = True, True, None
         elif isinstance(f, Delivered):
             if not ongoing:
-                opened, pregnant_at_entry = opened + 1, False
+                opens, pregnant_at_entry = True, False
             ended_by = "delivery"
         elif ongoing:  # a pregnancy loss
             ended_by = "loss"
-    return out
+        if opens:
+            opened += 1
+            if isinstance(f, Enrolled):
+                by_enrolment.add(id(f))
+    return by_anc1, by_enrolment, [f for f in ordered if isinstance(f, Enrolled)]
+
+
+def anc1_openers(facts: Iterable[MotherFact]) -> set[int]:
+    """The ANC1 visits that opened a new pregnancy without a new enrolment (enrolment's pregnancy
+    episodes, which it publishes as an AncVisitRecorded's `opens_episode`, as known at arrival), from
+    her facts in the order they happened (`_openers`). Returns the `id()` of each."""
+    return _openers(facts)[0]
 
 
 def _opened_by_anc1(visit: AncVisit, earlier: list[MotherFact]) -> Enrolled:
@@ -351,29 +364,15 @@ def _opened_by_anc1(visit: AncVisit, earlier: list[MotherFact]) -> Enrolled:
     )
 
 
-def transfers_in(facts: list[MotherFact]) -> set[int]:
-    """The enrolments that are transfers in by the facts, whatever enrolment said when each arrived
-    (`transfer_in` is decided against the events recorded then: a transfer-in enrolment posted before
-    her first enrolment opened an episode of its own). An enrolment at another facility than an
-    earlier one of hers is a transfer in when that earlier pregnancy was still ongoing on its day (no
-    delivery or loss between them, within `PREGNANCY_MAX_WEEKS`), or, for a postnatal enrolment, when
-    it follows that pregnancy's delivery. Returns the `id()` of each."""
-    enrolments = sorted((f for f in facts if isinstance(f, Enrolled)), key=lambda f: (f.on, f.occurred_at))
-    ends = sorted((f.on, isinstance(f, Delivered)) for f in facts if isinstance(f, Delivered | PregnancyEnded))
-    out: set[int] = set()
-    for n, later in enumerate(enrolments):
-        for earlier in enrolments[:n]:
-            if earlier.facility_id == later.facility_id or earlier.status_at_enrolment != "pregnant":
-                continue
-            if later.on > earlier.on + timedelta(weeks=PREGNANCY_MAX_WEEKS):
-                continue
-            between = [delivered for on, delivered in ends if earlier.on <= on <= later.on]
-            ongoing = later.status_at_enrolment == "pregnant" and not between
-            after_its_delivery = later.status_at_enrolment == "postnatal" and between[:1] == [True]
-            if ongoing or after_its_delivery:
-                out.add(id(later))
-                break
-    return out
+def transfers_in(facts: Iterable[MotherFact]) -> set[int]:
+    """The enrolments that are transfers in by the facts (enrolment publishes `transfer_in` as known
+    at arrival: a transfer-in enrolment posted before her first enrolment opened an episode of its
+    own, so it is not read). As enrolment decides it in order (`enrolment.domain.enrolment_opens_episode`):
+    every enrolment after her first that opens no episode of its own (`_openers`) — one during her
+    ongoing pregnancy, at another facility or back at one she had transferred out of (enrolment refuses
+    any other there), or a postnatal one after that pregnancy's delivery. Returns the `id()` of each."""
+    _, opening, enrolments = _openers(facts)
+    return {id(f) for f in enrolments[1:] if id(f) not in opening}
 
 
 def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode], list[PostAnc1Test]]:
@@ -383,7 +382,7 @@ def derive(client_id: UUID, facts: Iterable[MotherFact]) -> tuple[list[Episode],
     # same-day enrolments: the earliest in the day opens the episode (ties by facility, deterministic);
     # an ANC1 visit that opened a new pregnancy opens one too
     starts = sorted(
-        (f for f in facts if isinstance(f, Enrolled) and not f.transfer_in and id(f) not in moved),
+        (f for f in facts if isinstance(f, Enrolled) and id(f) not in moved),
         key=lambda f: (f.on, f.occurred_at, f.facility_id),
     )
     opened: dict[date, Enrolled] = {}
