@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pmtct_events import BY_CE_TYPE, CloudEvent, EnvelopeError, Event, dlq_topic
 
 from . import metrics
-from .guard import failure_kind, is_unavailable
+from .guard import failure_kind, is_unavailable, safe_reason
 from .kafka import consumer as kafka_consumer
 from .settings import ServiceSettings
 from .telemetry import context_from, tracer
@@ -302,7 +302,7 @@ class EventConsumer:
     async def dead_letter(self, item: Decoded, error: Exception, attempts: int) -> None:
         r = item.record
         extra = [
-            ("dlq_error", str(error)[:2000].encode()),
+            ("dlq_error", safe_reason(error)[:2000].encode()),
             ("dlq_error_type", type(error).__name__.encode()),
             ("dlq_attempts", str(attempts).encode()),
             ("dlq_consumer", self.name.encode()),

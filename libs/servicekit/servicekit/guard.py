@@ -42,12 +42,23 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        # a SQLAlchemy error holds the driver's as `orig` (also its cause, when raised from it)
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            current = orig
+        else:
+            current = current.__cause__ or current.__context__
 
 
 def _sqlstate(exc: BaseException) -> str | None:
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return state if isinstance(state, str) else None
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (asyncpg's `sqlstate`, psycopg's `pgcode`), wherever it sits
+    in the chain (SQLAlchemy's error, its `orig`, the driver's); None for any other error."""
+    return next((state for e in _chain(exc) if (state := _sqlstate(e)) is not None), None)
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -60,6 +71,25 @@ def failure_kind(exc: BaseException) -> str:
         state, driver = database[-1]
         return f"{type(exc).__name__} (SQLSTATE {state} {type(driver).__name__})"
     return type(exc).__name__
+
+
+def safe_reason(exc: BaseException) -> str:
+    """Why a record could not be applied, fit for a dead letter's `dlq_error` header (on Kafka,
+    read by whoever operates the DLQ): a database error as `failure_kind` says it (its message
+    carries the statement's parameters); a validation error by field and rule, without the values
+    it was given; anything else by its type and message (the platform's own wording)."""
+    from pydantic import ValidationError
+
+    if any(_sqlstate(e) is not None for e in _chain(exc)):
+        return failure_kind(exc)
+    for e in _chain(exc):
+        if isinstance(e, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or '(record)'}: {error['msg']}"
+                for error in e.errors(include_url=False, include_input=False, include_context=False)
+            )
+            return f"{e.error_count()} validation error(s) for {e.title}: {problems}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def is_unavailable(exc: BaseException) -> bool:

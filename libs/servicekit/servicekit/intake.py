@@ -62,6 +62,7 @@ from pmtct_events.base import VoidReason, sane
 from . import pending
 from .auth import Principal
 from .facilities import FacilityRegistry
+from .guard import sqlstate
 from .metrics import INTAKE_BATCH_SECONDS, INTAKE_DRY_RUN_EVENTS, INTAKE_EVENTS, INTAKE_RETRIES
 from .problems import PROBLEM_JSON, Problem
 from .settings import ServiceSettings
@@ -1483,15 +1484,6 @@ def check_batch_size(count: int, limit: int = MAX_BATCH) -> None:
         raise Problem(422, Code.empty_batch, "The batch has no events.")
     if count > limit:
         raise Problem(413, Code.batch_too_large, f"A batch holds at most {limit} events; this one has {count}.")
-
-
-def sqlstate(exc: DBAPIError) -> str | None:
-    """The SQLSTATE of a database error, from asyncpg (`sqlstate`) or psycopg (`pgcode`)."""
-    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-        if state:
-            return str(state)
-    return None
 
 
 def _span(tolerance: timedelta) -> str:
