@@ -1,8 +1,8 @@
 """A mother's figures are a function of her facts, not of the order they arrived in (issue 17,
 "any order"). Enrolment publishes some fields as it knew them when each event arrived (a test's
 `status_before`, `anc_visit_number` and `period`, an ART start's `period`, an ANC visit's
-`opens_episode`, an enrolment's `transfer_in`); reporting derives each of them again from her facts
-in the order they happened
+`opens_episode`, an enrolment's `transfer_in`, a delivery's `mother_hiv_status`); reporting
+derives each of them again from her facts in the order they happened
 (reporting.episodes), table-tested here, and a permutation test posts one woman's facts in every
 order, with the fields enrolment's own rules give each event on arrival in that order, and finds the
 same episodes, post-ANC1 tests and counts."""
@@ -24,6 +24,7 @@ from pmtct_events import enrolment as en
 from reporting import repository
 from reporting.episodes import (
     AncVisit,
+    ArtStart,
     Delivered,
     Enrolled,
     HivTest,
@@ -32,6 +33,7 @@ from reporting.episodes import (
     anc1_openers,
     anc_visit_on,
     derive,
+    known_positive_at,
     known_positive_before,
     transfers_in,
 )
@@ -184,6 +186,52 @@ def test_which_anc1_visits_open_a_new_pregnancy(case, facts, opening) -> None:
     for order in itertools.permutations(facts):
         openers = anc1_openers(order)
         assert [n for n, f in enumerate(facts) if id(f) in openers] == opening
+
+
+DELIVERY = at("2026-07-20", 12)
+
+
+@pytest.mark.parametrize(
+    "case, facts, positive",
+    [
+        ("nothing known", [enrolled("2026-01-05")], False),
+        ("a negative test in pregnancy", [enrolled("2026-01-05"), hiv("2026-01-05", "negative")], False),
+        ("a positive test before the delivery", [enrolled("2026-01-05"), hiv("2026-03-02", "positive")], True),
+        ("a positive test of the delivery's day, before it", [hiv("2026-07-20", "positive", hour=8)], True),
+        ("a positive test at the delivery's instant", [hiv("2026-07-20", "positive", hour=12)], True),
+        ("a positive test after the delivery (postpartum)", [hiv("2026-07-20", "positive", hour=15)], False),
+        ("a positive test while breastfeeding", [hiv("2026-09-01", "positive")], False),
+        ("enrolled known positive before it", [enrolled("2026-01-05", "positive")], True),
+        (
+            "enrolled known positive after it, positive since before it",
+            [enrolled("2026-08-03", "positive", "postnatal", known_since=date(2026, 2, 1))],
+            True,
+        ),
+        (
+            "enrolled known positive after it, positive since after it",
+            [enrolled("2026-08-03", "positive", "postnatal", known_since=date(2026, 7, 25))],
+            False,
+        ),
+        ("enrolled known positive after it, undated", [enrolled("2026-08-03", "positive", "postnatal")], False),
+        (
+            "on ART before it (her positive test dated later)",
+            [ArtStart(*at("2026-05-01")), hiv("2026-08-01", "positive")],
+            True,
+        ),
+        (
+            "enrolled after it, on ART since before it",
+            [enrolled("2026-08-03", "unknown", "postnatal", on_art=True, art_start_date=date(2025, 5, 1))],
+            True,
+        ),
+        ("ART started after it", [enrolled("2026-01-05"), ArtStart(*at("2026-08-01"))], False),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_known_positive_at_her_delivery(case, facts, positive) -> None:
+    """DeliveryRecorded.mother_hiv_status == positive as it would be in order (enrolment.domain.hiv_status_at,
+    and ART, which only a woman living with HIV takes: WHO 2021 consolidated guidelines), whatever order."""
+    for order in itertools.permutations(facts):
+        assert known_positive_at(order, *DELIVERY) is positive
 
 
 @pytest.mark.parametrize(
@@ -349,6 +397,7 @@ def hints(published: list[Event]) -> tuple:
                 str(getattr(e, "period", None)),
                 getattr(e, "opens_episode", None),
                 getattr(e, "transfer_in", None),
+                str(getattr(e, "mother_hiv_status", None)),
             )
             for e in published
         )
@@ -429,24 +478,37 @@ def moved_story(client: uuid.UUID) -> list[Event]:
     ]
 
 
-def test_every_arrival_order_of_a_transfer_in_gives_the_same_episodes() -> None:
-    """Whichever of her two enrolments arrives first (each held event waits for one): one episode
-    where she first enrolled, though enrolment published transfer_in false for both in some orders."""
+def positive_at_deliveries(published: list[Event]) -> tuple[bool, ...]:
+    rows = [
+        f.row for e in published for f in facts_of(CloudEvent.from_event(e), e, CLOCK) if f.table is Table.mother_facts
+    ]
+    facts = [f for f in (repository._mother_fact(SimpleNamespace(**row)) for row in rows) if f is not None]
+    return tuple(known_positive_at(facts, f.occurred_at, f.on) for f in facts if isinstance(f, Delivered))
+
+
+def test_every_arrival_order_of_a_transfer_in_and_a_late_positive_gives_the_same_figures() -> None:
+    """Whichever of her two enrolments arrives first (each held event waits for one), and whether the
+    positive test arrives before or after the delivery: one episode where she first enrolled, and the
+    delivery is to a mother known positive at it — though enrolment published transfer_in false for
+    both enrolments in some orders, and the delivery's mother_hiv_status unknown in others."""
     client = uuid.uuid4()
     events = moved_story(client)
     every = [list(o) for o in itertools.permutations(events) if isinstance(o[0], en.ClientEnrolled)]
     assert len(every) == 48
-    transfer_flags, results = set(), set()
+    transfer_flags, statuses, results = set(), set(), set()
     for order in every:
         published = as_published(order)
         transfer_flags.add(tuple(sorted(e.transfer_in for e in published if isinstance(e, en.ClientEnrolled))))
-        results.add(derived(client, published))
+        statuses.update(str(e.mother_hiv_status) for e in published if isinstance(e, en.DeliveryRecorded))
+        results.add((derived(client, published), positive_at_deliveries(published)))
     assert transfer_flags == {(False, False), (False, True)}, "enrolment said other things in other orders"
+    assert statuses == {"positive", "unknown"}
     assert len(results) == 1
-    (episodes, _tests) = results.pop()
+    ((episodes, _tests), positive) = results.pop()
     assert [(e.facility_id, e.enrolled_on, e.first_positive_on, e.art_status) for e in episodes] == [
         ("FAC-A", date(2026, 1, 5), date(2026, 6, 1), "new")
     ]
+    assert positive == (True,)
 
 
 @pytest.fixture
@@ -463,6 +525,7 @@ async def test_her_rows_in_the_read_model_are_the_same_in_any_arrival_order(sess
     every = orders(story(uuid.uuid4(), "FAC-A"))
     chosen = [every[0], every[-1], *random.Random(17).sample(every, 4)]
     rows = []
+    published_status: set[str] = set()
     for order in chosen:
         client = uuid.uuid4()
         facility = f"FAC-ANY-{uuid.uuid4().hex[:8]}"
@@ -491,9 +554,23 @@ async def test_her_rows_in_the_read_model_are_the_same_in_any_arrival_order(sess
                     {"c": client},
                 )
             ).all()
-        rows.append((tuple(map(tuple, episodes)), tuple(map(tuple, tests))))
+            # her delivery, posted before her positive test in some of these orders
+            delivery = (
+                await session.execute(
+                    text(
+                        "SELECT d.mother_hiv_status, d.positive_at_delivery, c.hiv_pos_deliveries FROM deliveries d"
+                        " JOIN monthly_counts c ON c.facility_id = d.facility_id AND c.month = '2026-07-01'"
+                        " WHERE d.client_id = :c"
+                    ),
+                    {"c": client},
+                )
+            ).one()
+        published_status.add(delivery[0])
+        rows.append((tuple(map(tuple, episodes)), tuple(map(tuple, tests)), tuple(delivery[1:])))
+    assert len(published_status) > 1, "some orders posted the delivery before her positive test"
     assert len(set(rows)) == 1
-    episodes, tests = rows[0]
+    episodes, tests, delivery = rows[0]
+    assert delivery == (True, 1)
     assert episodes == (
         (date(2026, 1, 5), date(2026, 1, 5), "new_negative", "new", "enrolment", date(2026, 3, 2)),
         (date(2027, 3, 1), date(2027, 3, 1), "known_positive", "already", "anc1", None),

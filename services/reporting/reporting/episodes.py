@@ -232,6 +232,28 @@ def known_positive_before(facts: Iterable[MotherFact], moment: datetime, day: da
     return False
 
 
+def known_positive_at(facts: Iterable[MotherFact], moment: datetime, day: date) -> bool:
+    """Whether she was known HIV-positive at `moment` (of the programme-local `day`), a delivery's say
+    (what enrolment publishes as a DeliveryRecorded's `mother_hiv_status`, as known at arrival), from
+    her facts whatever order they arrived in: a positive test at or before it; an enrolment as known
+    positive, since `known_since` or else since the enrolment; or ART started by then (an ART start,
+    an enrolment on ART since its `art_start_date` or else since the enrolment): ART is for people
+    living with HIV (WHO 2021 consolidated guidelines, ART for all people living with HIV), and
+    enrolment holds an ART start until her positive status is recorded. Positive is for life."""
+    for f in facts:
+        if isinstance(f, HivTest) and f.result == "positive" and f.occurred_at <= moment:
+            return True
+        if isinstance(f, ArtStart) and f.occurred_at <= moment:
+            return True
+        if isinstance(f, Enrolled) and f.hiv_status == "positive":
+            if (f.known_since <= day) if f.known_since is not None else f.occurred_at <= moment:
+                return True
+        if isinstance(f, Enrolled) and f.on_art:
+            if (f.art_start_date <= day) if f.art_start_date is not None else f.occurred_at <= moment:
+                return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """Where in an episode a moment falls, from the episode's facts (enrolment's CarePeriod, which it

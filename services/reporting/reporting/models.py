@@ -108,10 +108,14 @@ deliveries = sa.Table(
     sa.Column("delivered_on", sa.Date, nullable=False),
     sa.Column("facility_id", sa.Text, nullable=False),
     sa.Column("skilled_attendant", sa.Boolean, nullable=False),
+    #: as enrolment knew it when the delivery arrived (not counted: `positive_at_delivery` is)
     sa.Column("mother_hiv_status", sa.Text, nullable=False),
     sa.Column("live_births", sa.Integer, nullable=False),
     #: every infant it registered (migration 0007): a void of the delivery drops them
     sa.Column("infant_ids", sa.ARRAY(sa.Uuid)),
+    #: derived (migration 0009): she was known positive at the delivery by her facts dated on or
+    #: before it, in any arrival order (`episodes.known_positive_at`); NULL until derived
+    sa.Column("positive_at_delivery", sa.Boolean),
 )
 
 infant_facts = sa.Table(

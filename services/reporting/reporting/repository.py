@@ -200,10 +200,49 @@ def _rows(records: Sequence, columns: Sequence[str]) -> list[dict]:
     return [{c: getattr(r, c) for c in columns} for r in records]
 
 
+#: the mother facts that say whether she was known positive at a moment (`mothers.known_positive_at`)
+_STATUS_KINDS = "('enrolled', 'hiv_test', 'art_start', 'delivery')"
+
+
+def _positive_at_deliveries(session: Session, clients: Subjects) -> None:
+    """Each delivery's `positive_at_delivery`, from her facts dated on or before it (the delivery's
+    `mother_hiv_status` is as enrolment knew it on arrival: a positive test dated before the delivery
+    and posted after it is not in it); set where it changed."""
+    rows = session.execute(
+        text(
+            f"SELECT * FROM mother_facts WHERE kind IN {_STATUS_KINDS} AND client_id IN"
+            f" (SELECT client_id FROM deliveries WHERE {_where('client_id', clients)}) ORDER BY client_id"
+        ),
+        _params(clients),
+    )
+    ids: list[UUID] = []
+    positive: list[bool] = []
+    for _, group in groupby(rows, key=lambda r: r.client_id):
+        records = list(group)
+        facts = [f for f in map(_mother_fact, records) if f is not None]
+        for r in records:
+            if r.kind == "delivery":
+                ids.append(r.event_id)
+                positive.append(mothers.known_positive_at(facts, r.occurred_at, r.occurred_on))
+    if ids:
+        session.execute(_SET_POSITIVE_AT_DELIVERY, {"ids": ids, "positive": positive})
+
+
+_SET_POSITIVE_AT_DELIVERY = text(
+    "UPDATE deliveries d SET positive_at_delivery = v.positive"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:positive AS boolean[])) AS v (event_id, positive)"
+    " WHERE d.event_id = v.event_id AND d.positive_at_delivery IS DISTINCT FROM v.positive"
+)
+
+
 def derive(session: Session, derived: str, subjects: Subjects) -> None:
     """Derive the rows of `derived` again for `subjects` (all of them if None) from their facts."""
-    if derived in ("deliveries", "voids"):
-        return  # a delivery, a void: its own fact
+    if derived == "voids":
+        return  # a void: its own fact
+    if derived == "deliveries":
+        # a delivery is its own fact, but her status at it is derived from her facts
+        _positive_at_deliveries(session, subjects)
+        return
     if derived == "enrolments":
         # a mother's episodes may come and go (a same-day enrolment, a transfer), so hers are replaced
         # whole, with her post-ANC1 tests
@@ -347,6 +386,9 @@ def _apply_facts(session: Session, facts: list[Fact]) -> None:
                 dropped.update(dict.fromkeys(f.row["infant_ids"] or (), voided_by[f.row["event_id"]]))
         touched["infants"].update(dropped)
         touched["voids"].update(v["event_id"] for v in voids)
+    if "enrolments" in touched:
+        # her status at each of her deliveries is read from her facts (`_positive_at_deliveries`)
+        touched["deliveries"].update(touched["enrolments"])
     subjects: dict[str, Subjects] = {derived: list(ids) for derived, ids in touched.items()}
     delta: Cells = {}
     _add(delta, _cells_of(session, subjects), -1)
@@ -558,6 +600,7 @@ async def load_staged(session: AsyncSession, consumer: str) -> None:
         session, "infants", _INFANT_COLUMNS, [tuple(getattr(i, c) for c in _INFANT_COLUMNS) for i in every_infant]
     )
     await session.run_sync(derive, "referrals", None)
+    await session.run_sync(derive, "deliveries", None)
     cells = await cells_from_facts(session)
     rows = await session.execute(text("SELECT facility_id, month, count(*) FROM interactions GROUP BY 1, 2"))
     _add(cells, {(r[0], r[1]): {CLIENT_INTERACTIONS_COUNT.key: r[2]} for r in rows})
