@@ -119,10 +119,16 @@ async def preload(uow: ReferralsUnit, events: Sequence[Event]) -> None:
     """The consumer's batch preload: every subject of the batch, loaded (and her open referrals
     locked) in one go; the handlers then find them in the unit's identity map. Each subject is
     known at the event's facility from now on (a referral by hand needs that: api.create_referral).
-    A voided delivery's infants are loaded with her (their referrals are cancelled with it)."""
+    A voided delivery's infants are loaded with her (their referrals are cancelled with it), and
+    the standing facts of positive status of those the batch tells positive (`repository.Facts`)."""
     voided = [i for e in events if isinstance(e, ClientEventVoided) for i in e.voided_ids]
-    infants = await repository.infants_of(uow.session, voided)
+    infants = await uow.facts.infants_of(voided)
     await uow.subjects.get_many([*(subject_of(e) for e in events), *infants])
+    await uow.facts.get_many(
+        e.client_id
+        for e in events
+        if isinstance(e, ClientEnrolled | HivTestRecorded) and rules.positive_status_of(e) is not None
+    )
     await repository.learn_subjects(uow.session, ((subject_of(e), e.facility_id) for e in events))
 
 
@@ -226,7 +232,7 @@ def build(settings: Settings) -> dict[type[Event], Handler]:
 
     async def delivery_recorded(event: DeliveryRecorded, uow: ReferralsUnit) -> None:
         if uow.causation is not None:  # its infants, should it be voided
-            await repository.remember_delivered(uow.session, uow.causation[0], (i.infant_id for i in event.infants))
+            uow.facts.remember_delivered(uow.causation[0], (i.infant_id for i in event.infants))
         if event.maternal_outcome is MaternalOutcome.died:
             await stream.subject_ended(uow, event.client_id, rules.OUTCOME_DIED, clock, event.occurred_at)
         else:

@@ -28,9 +28,12 @@ from servicekit.uow import Repository, UnitOfWork
 from .models import (
     ArtWait,
     Referral,
+    art_start,
     art_wait,
+    delivered_infant,
     feed_counter,
     feed_entry,
+    positive_status,
     referral,
     referral_action,
     subject_state,
@@ -277,35 +280,10 @@ async def is_known(session: AsyncSession, subject_id: UUID, facility_id: str) ->
     ).first() is not None
 
 
-# --- the infants of a delivery (a voided delivery reaches them) ----------------------------------------
+# --- facts kept for corrections and for any order: ART starts, positive status, delivered infants ---
 
-_REMEMBER_INFANTS = text(
-    "INSERT INTO delivered_infant (infant_id, delivery_event_id)"
-    " SELECT * FROM unnest(CAST(:infants AS uuid[]), CAST(:deliveries AS uuid[])) ON CONFLICT DO NOTHING"
-)
 _INFANTS_OF = text(
     "SELECT infant_id FROM delivered_infant WHERE delivery_event_id = ANY(CAST(:events AS uuid[])) ORDER BY infant_id"
-)
-
-
-async def remember_delivered(session: AsyncSession, delivery_event_id: UUID, infant_ids: Iterable[UUID]) -> None:
-    """The infants the delivery (its DeliveryRecorded CloudEvent) registered."""
-    infants = sorted(set(infant_ids))
-    if infants:
-        await session.execute(_REMEMBER_INFANTS, {"infants": infants, "deliveries": [delivery_event_id] * len(infants)})
-
-
-async def infants_of(session: AsyncSession, event_ids: Iterable[UUID]) -> list[UUID]:
-    """The infants registered by the deliveries among `event_ids` (CloudEvent ids)."""
-    ids = list(event_ids)
-    return [row[0] for row in (await session.execute(_INFANTS_OF, {"events": ids})).all()] if ids else []
-
-
-# --- ART starts (a void of one leaves the others) -------------------------------------------------
-
-_RECORD_ART_START = text(
-    "INSERT INTO art_start (subject_id, event_id, started_at) VALUES (:subject_id, :event_id, :started_at)"
-    " ON CONFLICT DO NOTHING"
 )
 _VOID_ART_STARTS = text(
     "DELETE FROM art_start WHERE subject_id = :subject_id AND event_id = ANY(CAST(:events AS uuid[]))"
@@ -314,38 +292,8 @@ _VOID_ART_STARTS = text(
 _EARLIEST_ART_START = text(
     "SELECT started_at, event_id FROM art_start WHERE subject_id = :subject_id ORDER BY started_at, event_id LIMIT 1"
 )
-
-
-async def record_art_start(session: AsyncSession, subject_id: UUID, event_id: UUID, started_at: datetime) -> None:
-    await session.execute(_RECORD_ART_START, {"subject_id": subject_id, "event_id": event_id, "started_at": started_at})
-
-
-async def earliest_art_start(session: AsyncSession, subject_id: UUID) -> UUID | None:
-    """The CloudEvent of her earliest ART start that stands (None: none recorded one by one)."""
-    row = (await session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
-    return row[1] if row is not None else None
-
-
-async def void_art_starts(
-    session: AsyncSession, subject_id: UUID, event_ids: Collection[UUID]
-) -> tuple[bool, tuple[datetime, UUID] | None]:
-    """Forget her ART starts recorded by `event_ids`: whether one was, and the earliest that stands
-    (when, and its CloudEvent id), if any."""
-    params = {"subject_id": subject_id, "events": list(event_ids)}
-    removed = (await session.execute(_VOID_ART_STARTS, params)).first() is not None
-    earliest = (await session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
-    return removed, (earliest[0], earliest[1]) if earliest is not None else None
-
-
-# --- facts of a positive HIV status (a void of one leaves the others) -------------------------------
-
-_RECORD_POSITIVE = text(
-    "INSERT INTO positive_status (subject_id, event_id, diagnosed_at, facility_id, reason_code, correlation_id)"
-    " VALUES (:subject_id, :event_id, :diagnosed_at, :facility_id, :reason_code, :correlation_id)"
-    " ON CONFLICT DO NOTHING"
-)
-_EARLIEST_OTHER_POSITIVE = text(
-    "SELECT min(diagnosed_at) FROM positive_status WHERE subject_id = :subject_id AND event_id <> :event_id"
+_POSITIVES_OF = text(
+    "SELECT subject_id, event_id, diagnosed_at FROM positive_status WHERE subject_id = ANY(CAST(:subjects AS uuid[]))"
 )
 _VOID_POSITIVE = text(
     "DELETE FROM positive_status WHERE subject_id = :subject_id AND event_id = ANY(CAST(:events AS uuid[]))"
@@ -354,29 +302,7 @@ _FIRST_DIAGNOSIS = text(
     "SELECT event_id, diagnosed_at, facility_id, reason_code, correlation_id FROM positive_status"
     " WHERE subject_id = :subject_id ORDER BY diagnosed_at, coalesce(reason_code, ''), event_id LIMIT 1"
 )
-
-
-async def record_positive_status(
-    session: AsyncSession,
-    subject_id: UUID,
-    event_id: UUID,
-    diagnosed_at: datetime,
-    facility_id: str,
-    reason_code: str | None,
-    correlation_id: str | None,
-) -> datetime | None:
-    """Keep a fact of her positive status (its CloudEvent id, when it happened, the ART wait's reason
-    it starts, if any); returns when the earliest other standing one happened (None: none)."""
-    params = {
-        "subject_id": subject_id,
-        "event_id": event_id,
-        "diagnosed_at": diagnosed_at,
-        "facility_id": facility_id,
-        "reason_code": reason_code,
-        "correlation_id": correlation_id,
-    }
-    await session.execute(_RECORD_POSITIVE, params)
-    return (await session.execute(_EARLIEST_OTHER_POSITIVE, params)).scalar_one_or_none()
+_KEPT = "ON CONFLICT DO NOTHING"
 
 
 class PositiveStatus(NamedTuple):
@@ -390,15 +316,131 @@ class PositiveStatus(NamedTuple):
     correlation_id: str | None
 
 
-async def void_positive_status(
-    session: AsyncSession, subject_id: UUID, event_ids: Collection[UUID]
-) -> tuple[bool, PositiveStatus | None]:
-    """Forget her facts of positive status recorded by `event_ids`: whether her earliest was one of
-    them, and her earliest that stands."""
-    before = (await session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
-    await session.execute(_VOID_POSITIVE, {"subject_id": subject_id, "events": list(event_ids)})
-    after = (await session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
-    return before is not None and before[0] in event_ids, PositiveStatus(*after) if after is not None else None
+class Facts(Repository[UUID, dict[UUID, datetime]]):
+    """The facts a unit of work keeps by the CloudEvent that recorded them, for a void of one and for
+    facts that arrive in any order: ART starts (`art_start`), facts of a positive HIV status
+    (`positive_status`) and the infants of a delivery (`delivered_infant`). What the unit records is
+    held here and written as it commits, one statement per table whatever the number of events (one
+    per event, each then read back, was most of a batch's statements); a read of a table writes what
+    is pending for it first, so it sees what the unit recorded. Its aggregates are each subject's
+    standing facts of positive status (CloudEvent id -> when it happened): `get_many` loads those of
+    a batch's subjects in one statement (`handlers.preload`)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session)
+        self.art_starts: dict[tuple[UUID, UUID], dict[str, Any]] = {}
+        self.positives: list[dict[str, Any]] = []
+        #: infant -> the delivery that registered it (the first one: a later delivery leaves it)
+        self.delivered: dict[UUID, UUID] = {}
+
+    async def _load(self, keys: list[UUID]) -> dict[UUID, dict[UUID, datetime]]:
+        found: dict[UUID, dict[UUID, datetime]] = {k: {} for k in keys}
+        for subject_id, event_id, diagnosed_at in (await self.session.execute(_POSITIVES_OF, {"subjects": keys})).all():
+            found[subject_id][event_id] = diagnosed_at
+        return found
+
+    async def flush(self) -> None:
+        await self._write_delivered()
+        await self._write_art_starts()
+        await self._write_positives()
+
+    async def _write_delivered(self) -> None:
+        if self.delivered:
+            rows = [{"infant_id": i, "delivery_event_id": d} for i, d in sorted(self.delivered.items())]
+            self.delivered = {}
+            await insert_rows(self.session, delivered_infant, rows, _KEPT)
+
+    async def _write_art_starts(self) -> None:
+        if self.art_starts:
+            rows, self.art_starts = list(self.art_starts.values()), {}
+            await insert_rows(self.session, art_start, rows, _KEPT)
+
+    async def _write_positives(self) -> None:
+        if self.positives:
+            rows, self.positives = self.positives, []
+            await insert_rows(self.session, positive_status, rows, _KEPT)
+
+    # --- the infants of a delivery (a voided delivery reaches them) ---
+
+    def remember_delivered(self, delivery_event_id: UUID, infant_ids: Iterable[UUID]) -> None:
+        """The infants the delivery (its DeliveryRecorded CloudEvent) registered."""
+        for infant in sorted(set(infant_ids)):
+            self.delivered.setdefault(infant, delivery_event_id)
+
+    async def infants_of(self, event_ids: Iterable[UUID]) -> list[UUID]:
+        """The infants registered by the deliveries among `event_ids` (CloudEvent ids)."""
+        ids = list(event_ids)
+        if not ids:
+            return []
+        await self._write_delivered()
+        return [row[0] for row in (await self.session.execute(_INFANTS_OF, {"events": ids})).all()]
+
+    # --- ART starts (a void of one leaves the others) ---
+
+    def record_art_start(self, subject_id: UUID, event_id: UUID, started_at: datetime) -> None:
+        self.art_starts.setdefault(
+            (subject_id, event_id), {"subject_id": subject_id, "event_id": event_id, "started_at": started_at}
+        )
+
+    async def earliest_art_start(self, subject_id: UUID) -> UUID | None:
+        """The CloudEvent of her earliest ART start that stands (None: none recorded one by one)."""
+        await self._write_art_starts()
+        row = (await self.session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
+        return row[1] if row is not None else None
+
+    async def void_art_starts(
+        self, subject_id: UUID, event_ids: Collection[UUID]
+    ) -> tuple[bool, tuple[datetime, UUID] | None]:
+        """Forget her ART starts recorded by `event_ids`: whether one was, and the earliest that stands
+        (when, and its CloudEvent id), if any."""
+        await self._write_art_starts()
+        params = {"subject_id": subject_id, "events": list(event_ids)}
+        removed = (await self.session.execute(_VOID_ART_STARTS, params)).first() is not None
+        earliest = (await self.session.execute(_EARLIEST_ART_START, {"subject_id": subject_id})).first()
+        return removed, (earliest[0], earliest[1]) if earliest is not None else None
+
+    # --- facts of a positive HIV status (a void of one leaves the others) ---
+
+    async def record_positive_status(
+        self,
+        subject_id: UUID,
+        event_id: UUID,
+        diagnosed_at: datetime,
+        facility_id: str,
+        reason_code: str | None,
+        correlation_id: str | None,
+    ) -> datetime | None:
+        """Keep a fact of her positive status (its CloudEvent id, when it happened, the ART wait's reason
+        it starts, if any); returns when the earliest other standing one happened (None: none)."""
+        standing = await self.get(subject_id)
+        assert standing is not None
+        earliest = min((at for e, at in standing.items() if e != event_id), default=None)
+        if event_id not in standing:
+            standing[event_id] = diagnosed_at
+            self.positives.append(
+                {
+                    "subject_id": subject_id,
+                    "event_id": event_id,
+                    "diagnosed_at": diagnosed_at,
+                    "facility_id": facility_id,
+                    "reason_code": reason_code,
+                    "correlation_id": correlation_id,
+                }
+            )
+        return earliest
+
+    async def void_positive_status(
+        self, subject_id: UUID, event_ids: Collection[UUID]
+    ) -> tuple[bool, PositiveStatus | None]:
+        """Forget her facts of positive status recorded by `event_ids`: whether her earliest was one of
+        them, and her earliest that stands."""
+        await self._write_positives()
+        for e in event_ids:
+            self.seen.get(subject_id, {}).pop(e, None)
+        before = (await self.session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
+        await self.session.execute(_VOID_POSITIVE, {"subject_id": subject_id, "events": list(event_ids)})
+        after = (await self.session.execute(_FIRST_DIAGNOSIS, {"subject_id": subject_id})).first()
+        return before is not None and before[0] in event_ids, PositiveStatus(*after) if after is not None else None
 
 
 # --- ART-initiation waits --------------------------------------------------------------------------
@@ -692,6 +734,7 @@ class ReferralsUnit(UnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         super().__init__(session)
         self.subjects = self.track(Subjects(session))
+        self.facts = self.track(Facts(session))
 
     async def finish(self, envelopes: list[tuple[CloudEvent, Event]]) -> None:
         await append_feed(

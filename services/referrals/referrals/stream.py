@@ -18,15 +18,7 @@ from servicekit.clock import Clock
 
 from . import rules
 from .models import ArtWait, Referral
-from .repository import (
-    ReferralsUnit,
-    earliest_art_start,
-    infants_of,
-    record_art_start,
-    record_positive_status,
-    void_art_starts,
-    void_positive_status,
-)
+from .repository import ReferralsUnit
 from .rules import Action
 from .subjects import Subject
 
@@ -89,7 +81,7 @@ async def open_automatic(
     )
     opened = subject.open_referral(r, actor=SYSTEM)
     if met_since:
-        by = await earliest_art_start(uow.session, subject_id)
+        by = await uow.facts.earliest_art_start(subject_id)
         return subject.act(
             opened, Action.complete, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ART_INITIATED, cause=by
         )
@@ -171,8 +163,7 @@ async def positive_status_known(uow: ReferralsUnit, event: ClientEnrolled | HivT
     if reason is None or uow.causation is None:
         return None
     cause, correlation = uow.causation
-    return await record_positive_status(
-        uow.session,
+    return await uow.facts.record_positive_status(
         event.client_id,
         cause,
         event.occurred_at,
@@ -224,7 +215,7 @@ async def art_started(
     await uow.subjects.end_art_wait(subject, clock.now(), _cause_id(uow))
     subject.set_state(on_art_since=started_at)
     if (cause := _cause_id(uow)) is not None:  # for a void of it (`voided`)
-        await record_art_start(uow.session, subject_id, cause, started_at)
+        uow.facts.record_art_start(subject_id, cause, started_at)
     await close_open(
         uow,
         subject_id,
@@ -289,12 +280,12 @@ async def voided(
     subject = await uow.subjects.of(subject_id)
     moment = clock.now()
     await uow.subjects.end_art_wait_caused_by(subject, ids)
-    first_voided, first = await void_positive_status(uow.session, subject_id, ids)
+    first_voided, first = await uow.facts.void_positive_status(subject_id, ids)
     closed = await uow.subjects.touched_by(subject, ids)
     for r in [*subject.open_of(), *closed]:
         if r.cause_event_id in ids and rules.may_cancel_in_error(r.origin, r.status):
             subject.act(r, Action.withdraw, at=moment, actor=SYSTEM, outcome_code=rules.OUTCOME_ENTERED_IN_ERROR)
-    was_art_start, standing = await void_art_starts(uow.session, subject_id, ids)
+    was_art_start, standing = await uow.facts.void_art_starts(subject_id, ids)
     if was_art_start:
         on_art_since = standing[0] if standing is not None else None
     else:
@@ -328,7 +319,7 @@ async def voided(
                     correlation_id=first.correlation_id,
                 )
             )
-    for infant_id in await infants_of(uow.session, ids):
+    for infant_id in await uow.facts.infants_of(ids):
         infant = await uow.subjects.of(infant_id)
         infant.set_state(ended=rules.OUTCOME_ENTERED_IN_ERROR)
         for r in infant.open_of():
