@@ -95,7 +95,9 @@ class ClientEvent(Event):
 
 class ClientEnrolled(ClientEvent):
     """A woman enrolled at ANC1 (pregnant) or postnatally. `transfer_in` marks a woman already known
-    to the platform (matched by keyed national-id hash) enrolling at another facility."""
+    to the platform (matched by keyed national-id hash) enrolling at another facility, as known at
+    arrival (a transfer-in enrolment posted before her first one is not marked); the platform's own
+    consumers derive it from her events in the order they happened."""
 
     event_name: ClassVar[str] = "ClientEnrolled"
     status_at_enrolment: StatusAtEnrolment
@@ -206,9 +208,10 @@ class ViralLoadResult(Contract):
 
 class DeliveryRecorded(ClientEvent):
     """A delivery with its infants (each with a new platform `infant_id`). It carries the mother's
-    HIV context at delivery so that follow-up can classify the infants without a lookup: the
-    `mother_*` fields are as known at arrival (a positive test dated before the delivery and posted
-    after it is not in them)."""
+    HIV context at delivery for a consumer that holds none of her events: the `mother_*` fields are
+    as known at arrival (a positive test dated before the delivery and posted after it is not in
+    them; a test voided later still is). The platform's own consumers derive her status, ART and
+    viral load at the delivery from her events dated on or before it instead."""
 
     event_name: ClassVar[str] = "DeliveryRecorded"
     place: DeliveryPlace

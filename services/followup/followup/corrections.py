@@ -7,8 +7,9 @@ Follow-up keeps every mother event it applies with its CloudEvent id (`mother_ev
 
 - `replay` (pure) folds the events that stand, in the order they happened (`happened`), through
   the stream's own fold (`stream.apply_to_mother`), and decides for each of her infants what the stream would have
-  decided: whether and from when it is HIV-exposed, and its high-risk reasons (with the delivery's
-  account of her when its delivery made it exposed, as `stream.follow_infant` does);
+  decided: whether and from when it is HIV-exposed, and its high-risk reasons (from her facts
+  dated on or before the birth: the delivery's own account of her, as known when it arrived, only
+  when she had no enrolment by then, `stream.reads_delivery_account`);
 - her case takes the replayed facts and items (`MotherCase.correct`, `schedule.restate`): an item
   a voided viral load had met is open again (announced again when its time comes); what only the
   voided facts called for, and had been announced overdue, is withdrawn (AnnouncementWithdrawn,

@@ -180,12 +180,14 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
         case DeliveryRecorded():
             if mother.delivered_on is None or day > mother.delivered_on:
                 mother.delivered_on = day
-            if event.mother_hiv_status is HivStatus.positive:
-                _mark_positive(mother, event.mother_diagnosed_on or mother.positive_since or day, day)
-            if event.mother_art_start_date is not None:
-                _art_started(mother, event.mother_art_start_date)
-            if event.mother_latest_viral_load is not None:
-                _viral_load(mother, event.mother_latest_viral_load.on, event.mother_latest_viral_load.copies_per_ml)
+            if reads_delivery_account(mother):
+                if event.mother_hiv_status is HivStatus.positive:
+                    _mark_positive(mother, event.mother_diagnosed_on or mother.positive_since or day, day)
+                if event.mother_art_start_date is not None:
+                    _art_started(mother, event.mother_art_start_date)
+                if event.mother_latest_viral_load is not None:
+                    vl = event.mother_latest_viral_load
+                    _viral_load(mother, vl.on, vl.copies_per_ml)
             if event.maternal_outcome is MaternalOutcome.died:
                 _died(mother, day)
             newborns = [
@@ -208,6 +210,18 @@ def apply_to_mother(mother: MotherCase, event: ClientEvent, day: date) -> list[d
         case ClientDied():
             _died(mother, day)
     return newborns
+
+
+def reads_delivery_account(mother: MotherCase) -> bool:
+    """Whether a delivery's own account of her (`mother_hiv_status`, `mother_diagnosed_on`,
+    `mother_art_start_date`, `mother_latest_viral_load`) is folded into her case: only when follow-up
+    knows no enrolment of hers by then (her facts in the order they happened). Enrolment writes that
+    account as it knew her when the delivery arrived, from the events it had recorded then, so it
+    depends on their arrival order (a positive test dated before the delivery and posted after it is
+    not in it; a test voided later still is); follow-up receives those same events and keeps them,
+    so an infant's exposure and high risk (`mother_at_delivery`) follow her facts dated on or before
+    the birth instead, whatever order they came in. Pure."""
+    return mother.enrolled_on is None
 
 
 def _mark_positive(mother: MotherCase, on: date, seen_on: date) -> None:
@@ -303,9 +317,9 @@ def follow_infant(
 
 def mother_at_delivery(birth: date, mother: MotherCase) -> MotherAtDelivery:
     """The mother at her infant's birth, from what follow-up holds of her facts (the delivery's own
-    account of her included: `apply_to_mother` records it first). Each is kept so that the same
-    facts in any order give the same record (`MotherCase`), so the infant's risk does not depend
-    on the order they arrived in."""
+    account of her only when follow-up knew no enrolment of hers: `reads_delivery_account`). Each
+    is kept so that the same facts in any order give the same record (`MotherCase`), so the
+    infant's risk does not depend on the order they arrived in."""
     vl = mother.latest_viral_load(birth)
     return MotherAtDelivery(
         delivered_on=birth,
