@@ -258,6 +258,35 @@ OUTCOMES = [
     ),
     ("died without status known", [fact("outcome", "2024-09-01", outcome="died")], "died"),
     ("final status unknown: transferred out", [fact("outcome", "2024-09-01", outcome="transferred_out")], "unknown"),
+    (
+        "no outcome: transferred out, then followed again at the facility she went to (InfantFollowUpResumed)",
+        [fact("outcome", "2024-09-01", outcome="transferred_out"), fact("resumed", "2024-09-20")],
+        None,
+    ),
+    (
+        "no outcome: transferred out and in on one day",
+        [fact("outcome", "2024-09-01", outcome="transferred_out"), fact("resumed", "2024-09-01")],
+        None,
+    ),
+    (
+        "final status unknown: discharged again after she was followed again",
+        [
+            fact("outcome", "2024-09-01", outcome="discharged"),
+            fact("resumed", "2024-10-01"),
+            fact("outcome", "2025-03-01", outcome="discharged"),
+        ],
+        "unknown",
+    ),
+    (
+        "uninfected after a transfer and her follow-up resumed: the test decides",
+        [
+            fact("outcome", "2024-09-01", outcome="transferred_out"),
+            fact("resumed", "2024-09-20"),
+            fact("feeding", "2024-09-20", method="replacement_feeding"),
+            fact("test", "2025-12-03", test="antibody", result="negative"),
+        ],
+        "uninfected",
+    ),
     ("final status unknown: lost, nothing after", [fact("lost", "2025-01-10")], "unknown"),
     ("no outcome: lost, then seen again", [fact("lost", "2025-01-10"), fact("contact", "2025-02-03")], None),
     (

@@ -332,6 +332,9 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
             return [_infant(ce, event, clock, "feeding", method=event.method.value)]
         case fu.InfantVisitRecorded() | fu.InfantProphylaxisRecorded():
             return [_infant(ce, event, clock, "contact")]
+        case fu.InfantFollowUpResumed():
+            # a transfer out or discharge before it no longer stands (reporting.infants.ended_standing)
+            return [_infant(ce, event, clock, "resumed")]
         case fu.InfantFinalOutcomeRecorded():
             # kept as recorded; only a death or a transfer out is a fact PMTCT_FO uses (reporting.infants)
             return [_infant(ce, event, clock, "outcome", outcome=event.outcome.value, age_days=event.age_days)]
@@ -423,6 +426,7 @@ APPLIED: tuple[type[Event], ...] = (
     fu.InfantArtInitiated,
     fu.InfantVisitRecorded,
     fu.InfantFinalOutcomeRecorded,
+    fu.InfantFollowUpResumed,
     fu.InfantTestOverdue,
     fu.ClientViralLoadOverdue,
     fu.ClientLostToFollowUp,

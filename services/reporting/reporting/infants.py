@@ -104,6 +104,21 @@ def _breastfeeding_ended(feeding: list[InfantFact], before: date) -> date | None
     return ended
 
 
+#: the outcomes that end an infant's follow-up at a facility until she is followed again
+#: (follow-up's InfantFollowUpResumed: her transfer in, a contact after her discharge)
+ENDS_FOLLOW_UP = ("transferred_out", "discharged")
+
+
+def ended_standing(f: InfantFact, facts: Iterable[InfantFact]) -> bool:
+    """`f` is a transfer out or a discharge that still stands: no resumption of her follow-up on or
+    after its day (a transfer in at another facility the same day resumes it)."""
+    return (
+        f.kind == "outcome"
+        and f.outcome in ENDS_FOLLOW_UP
+        and not any(r.kind == "resumed" and r.on >= f.on for r in facts)
+    )
+
+
 def fo_outcome(birth: date, facts: list[InfantFact], at_any_age: bool = False) -> str | None:
     """The outcome by 18 months (the 18-month visit's window included), or `at_any_age`."""
     cutoff = add_months(birth, FO_AGE_MONTHS) + timedelta(days=FO_WINDOW_DAYS)
@@ -123,7 +138,7 @@ def fo_outcome(birth: date, facts: list[InfantFact], at_any_age: bool = False) -
             return "uninfected"
     if any(f.kind == "outcome" and f.outcome == "died" for f in seen):
         return "died"
-    if any(f.kind == "outcome" and f.outcome in ("transferred_out", "discharged") for f in seen):
+    if any(ended_standing(f, seen) for f in seen):
         return "unknown"  # transferred out, or discharged by the facility with no status the facts give
     withdrawn = {f.on for f in facts if f.kind == "lost_withdrawn"}
     lost = [f.on for f in seen if f.kind == "lost" and f.on not in withdrawn]

@@ -616,12 +616,15 @@ _MOTHER_CONTACT = "('enrolled', 'anc_visit', 'hiv_test', 'art_start', 'delivery'
 #: per facility: subjects with an announced overdue item (dated by its overdue day) and nothing since that
 #: resolves it (an infant's test result, a mother's viral load), and subjects declared lost (from the day
 #: they became lost) with no clinic contact since; an announcement follow-up withdrew does not count; infants
-#: who died, were transferred out or discharged, and mothers who died, are neither
+#: who died, were transferred out or discharged (and not followed again since), and mothers who died, are
+#: neither
 _FOLLOWUP_STATUS = text(
     f"""
     WITH infant_closed AS (
-        SELECT DISTINCT infant_id FROM infant_facts
-        WHERE kind = 'outcome' AND outcome IN ('died', 'transferred_out', 'discharged')
+        SELECT DISTINCT infant_id FROM infant_facts e
+        WHERE e.kind = 'outcome' AND (e.outcome = 'died' OR e.outcome IN ('transferred_out', 'discharged')
+          AND NOT EXISTS (SELECT 1 FROM infant_facts r WHERE r.infant_id = e.infant_id AND r.kind = 'resumed'
+                          AND r.occurred_on >= e.occurred_on))
     ), mother_closed AS (
         SELECT DISTINCT client_id FROM mother_facts WHERE kind = 'died'
     ), overdue AS (
