@@ -27,7 +27,8 @@ for every service that records EMR events (enrolment's mother events, follow-up'
 - `unvoid(v)`: undo `void` in memory when the replacement it was for is refused.
 - In `write`, `self.published(event_id, *catalog_events)` for every accepted event (voids and
   replacements included): the pipeline remembers their CloudEvent ids at COMMIT (`published_ids`),
-  which a later void publishes as `voided_ids`.
+  which a later void publishes as `voided_ids`. Or, cheaper, write them in the row as it is
+  inserted, drawn with `uow.envelope_id(event)` (enrolment does: one write of the row, not two).
 
 **What the pipeline does** (`Intake._attempt`, in the batch's order of decision), before the
 service is asked: a void of an event still held (`servicekit.pending`, for a facility the caller

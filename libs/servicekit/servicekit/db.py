@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    types,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -155,6 +156,15 @@ def _unnest_insert(table: Table, columns: tuple[str, ...], on_conflict: str = ""
             as_json.add(name)
             arrays.append(f"CAST(:{name} AS text[])")
             selected.append(f"CAST({name} AS {kind.compile(dialect=dialect)})")
+        elif isinstance(kind, types.ARRAY):
+            # an array per row: unnest would flatten an array of arrays, so each goes as JSON text
+            as_json.add(name)
+            item = kind.item_type.compile(dialect=dialect)
+            arrays.append(f"CAST(:{name} AS text[])")
+            selected.append(
+                f"CASE WHEN {name} IS NULL THEN NULL ELSE ARRAY(SELECT CAST(_x AS {item})"
+                f" FROM jsonb_array_elements_text(CAST({name} AS jsonb)) WITH ORDINALITY AS _a(_x, _i) ORDER BY _i) END"
+            )
         else:
             arrays.append(f"CAST(:{name} AS {kind.compile(dialect=dialect)}[])")
             selected.append(name)
@@ -185,4 +195,8 @@ def rows_insert(
     read model written on the session's synchronous face, inside `run_sync`); `rows` not empty."""
     columns = tuple(rows[0])
     statement, as_json = _unnest_insert(table, columns, on_conflict)
-    return statement, {c: [_json_text(r[c]) if c in as_json else r[c] for r in rows] for c in columns}
+    arrays = {c for c in as_json if isinstance(table.c[c].type, types.ARRAY)}
+    return statement, {
+        c: [r[c] if c not in as_json or (c in arrays and r[c] is None) else _json_text(r[c]) for r in rows]
+        for c in columns
+    }

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -139,6 +139,10 @@ class UnitOfWork:
         #: what was raised, as the outbox writes it: (event, correlation, causation, the span it was
         #: raised in, which its envelope continues)
         self._raised: list[outbox.Raised] = []
+        #: CloudEvent ids drawn before the outbox is written, by `id()` of the event (`envelope_id`)
+        self._envelope_ids: dict[int, UUID] = {}
+        #: the events of `_envelope_ids`, kept alive so that their `id()` stays theirs
+        self._drawn_for: list[Event] = []
         #: writes that need the envelopes, run just before `finish` (`on_finish`)
         self._finishing: list[Callable[[list[tuple[CloudEvent, Event]]], Awaitable[None]]] = []
         self.committed = False
@@ -174,6 +178,15 @@ class UnitOfWork:
         """(causation id, correlation id) of what is raised now, inside `handling` / `caused_by`."""
         return self._because
 
+    def envelope_id(self, event: Event) -> UUID:
+        """The CloudEvent id `event` will be published with, drawn now (the same on every call): a
+        row written before the outbox can name it (enrolment keeps it as the event's `published_ids`
+        in the row it inserts, not in a second write of that row once the outbox is written)."""
+        if id(event) not in self._envelope_ids:
+            self._drawn_for.append(event)
+            self._envelope_ids[id(event)] = uuid4()
+        return self._envelope_ids[id(event)]
+
     def publish(self, *events: Event) -> None:
         """Events that belong to no aggregate of this service (announcements of a pass, tests)."""
         self._raised.extend(self._tagged(events))
@@ -205,7 +218,7 @@ class UnitOfWork:
         written = await self._write()
         await self.session.commit()
         self.committed = True
-        self._raised = []
+        self._raised, self._envelope_ids, self._drawn_for = [], {}, []
         return written
 
     async def rehearse(self) -> list[CloudEvent]:
@@ -216,7 +229,7 @@ class UnitOfWork:
         sequences keep the values it drew. Returns the envelopes that would have been published."""
         written = await self._write()
         await self.session.rollback()
-        self._raised = []
+        self._raised, self._envelope_ids, self._drawn_for = [], {}, []
         return written
 
     async def _write(self) -> list[CloudEvent]:
@@ -224,7 +237,7 @@ class UnitOfWork:
         for repository in self.repositories:
             await repository.flush()
         self.collect_new_events()  # a flush may raise (an aggregate created as it is written)
-        written = await outbox.add_each(self.session, self._raised)
+        written = await outbox.add_each(self.session, self._raised, self._envelope_ids)
         envelopes = [(ce, r[0]) for ce, r in zip(written, self._raised, strict=True)]
         for hook in self._finishing:
             await hook(envelopes)

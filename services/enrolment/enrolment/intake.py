@@ -775,6 +775,8 @@ class MotherBatch(IntakeBatch[Any]):
                     "payload": a.event.model_dump(mode="json"),
                     "result": a.result,
                     "recorded_by": c.held.posted_by if c.held is not None else self.ctx.principal.client_id,
+                    # what its acceptance publishes, in this first write of the row (not a second)
+                    "published_ids": [uow.envelope_id(a.event)],
                 }
                 for c, a in self.accepted
                 if a.stored
@@ -784,9 +786,6 @@ class MotherBatch(IntakeBatch[Any]):
         again = {i for _, i in self.voided_infants.values()}
         await repository.insert_infants(session, [row for row in infants if row["infant_id"] not in again])
         await repository.register_again(session, [row for row in infants if row["infant_id"] in again])
-        for c, a in self.accepted:
-            if a.stored:
-                self.published(c.event.event_id, a.event)
         uow.publish(*(a.event for _, a in self.accepted))
 
 
