@@ -65,7 +65,9 @@ def test_mentor_mothers_refer_by_hand_and_work_the_open_referrals_through_the_re
     )
     done = asyncio.run(work_referrals(params, tally, platform.url("referrals"), mint, DeskRates(manual_referral=0.5)))
 
-    assert done["referred by hand"] >= 10, done
+    # about half of ~40 mothers chosen; one the platform had referred for that service already (an
+    # adherence referral after an unsuppressed viral load) is answered referral_already_open
+    assert done["referred by hand"] + done["already referred"] >= 10 and done["referred by hand"] >= 5, done
     assert done["accepted"] > 0 and done["completed"] > 0
     # 409: the platform closed a referral meanwhile; anything else is a refusal the desk did not expect
     assert {what for what in done if ":" in what or what.startswith("refused")} <= {
