@@ -93,6 +93,19 @@ def at(day: str | date) -> datetime:
     return datetime.fromisoformat(str(day)).replace(hour=9, tzinfo=UTC)
 
 
+def hiv_test_overdue(client: uuid.UUID, facility: str, day: str) -> fu.ClientHivTestOverdue:
+    """Follow-up announced her ANC1 HIV test overdue on `day`."""
+    return fu.ClientHivTestOverdue(
+        client_id=client,
+        facility_id=facility,
+        occurred_at=at(day),
+        item_id=uuid.uuid4(),
+        kind="mother_hiv_test_anc1",
+        window_end=date.fromisoformat(day) - timedelta(days=1),
+        overdue_on=date.fromisoformat(day),
+    )
+
+
 @dataclass
 class Cohort:
     events: list[Event] = field(default_factory=list)
@@ -328,10 +341,14 @@ def build() -> Cohort:
                 c.overdue(b, m, A, "2026-07-20")
             c.infant_test(b, m, A, "2026-06-15", "2026-07-27", "negative")
     # M4, M5, M6
-    for _ in range(5):
-        c.mother(B, "2026-02-10", 27, "negative", hiv_status_known_since=date(2024, 5, 1), gestation_weeks=14)
-    for _ in range(3):
+    for n in range(5):
+        m = c.mother(B, "2026-02-10", 27, "negative", hiv_status_known_since=date(2024, 5, 1), gestation_weeks=14)
+        if n == 0:  # her ANC1 test overdue, never tested: in today's overdue tests
+            c.events.append(hiv_test_overdue(m, B, "2026-03-03"))
+    for n in range(3):
         m = c.mother(B, "2026-02-11", 42, "negative", hiv_status_known_since=date(2024, 1, 15))
+        if n == 0:  # overdue, then tested on the 11th: not overdue today
+            c.events.append(hiv_test_overdue(m, B, "2026-02-09"))
         c.test(m, B, "2026-02-11", "negative", age=42, before="negative")
     for _ in range(3):
         c.mother(B, "2026-03-02", 14, "negative", hiv_status_known_since=date(2026, 1, 20), gestation_weeks=16)

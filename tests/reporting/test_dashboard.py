@@ -6,7 +6,8 @@ lost counts, an EID coverage above 100 % is explained, the push shows its import
 Figures are the hand counts of `test_mer_cohort.py` (FY2026), by facility:
 A (FAC-LS-001): ANC1 M1 10 + M2 6 + M3 4 + M14 2 = 22, known 20 (M14's results are late), HIV+ M2 6 + M3 4
    = 10, on ART 10: gap 2 + 0 = 2; overdue: one M2 mother's viral load; lost: F8
-B (FAC-LS-002): ANC1 M4 5 + M5 3 + M6 3 = 11, known 6, HIV+ 0: gap 5
+B (FAC-LS-002): ANC1 M4 5 + M5 3 + M6 3 = 11, known 6, HIV+ 0: gap 5; overdue: one M4 mother's ANC1 HIV test
+   (an M5 mother's, tested after it, is not)
 C (FAC-LS-003): ANC1 M7 4 + M8 3 + M9 3 + M10 2 + M19 2 = 14, known 11, HIV+ M9 3 + M10 2 + M19 2 = 7, on ART
    M10 2 + M19 2 = 4: gap 3 + 3 = 6; overdue: M10's two infants
 D (FAC-SZ-001): ANC1 M13 4, known 4: gap 0; lost: an M12 mother
@@ -129,7 +130,7 @@ def test_facilities_are_sorted_by_gap_with_todays_overdue_and_lost(browsed) -> N
     # columns: gap, ANC1, known (%), HIV+, on ART (%), overdue, lost
     assert browsed["rows"] == [
         [cohort.C, "6", "14", "11 (78.6%)", "7", "4 (57.1%)", "2", "0"],
-        [cohort.B, "5", "11", "6 (54.5%)", "0", "0", "0", "0"],
+        [cohort.B, "5", "11", "6 (54.5%)", "0", "0", "1", "0"],
         [cohort.A, "2", "22", "20 (90.9%)", "10", "10 (100.0%)", "1", "1"],
         [cohort.D, "0", "4", "4 (100.0%)", "0", "0", "0", "1"],
     ]
@@ -139,7 +140,10 @@ def test_the_overdue_column_says_it_counts_overdue_tests_not_a_worklists_items(b
     # the newcomer read "Overdue 3" for FAC-ZA-001 beside a worklist of 47 overdue items for 20 clients
     assert browsed["comparison_head"][6] == "Overdue tests*"
     note = " ".join(browsed["overdue_note"].split())
-    assert note.startswith("* Overdue tests: infants with an infant HIV test (NAT, antibody test) and mothers with a")
+    assert note.startswith(
+        "* Overdue tests: infants with an infant HIV test (NAT, antibody test), and mothers with an HIV test or"
+        " retest or a viral load"
+    )
     assert "each counted once" in note and "A Mentor Mother's worklist counts items, and more kinds of them" in note
 
 

@@ -211,6 +211,7 @@ WITHDRAWN_KIND = {
     fu.WithdrawnAnnouncement.ClientLostToFollowUp: "lost_withdrawn",
     fu.WithdrawnAnnouncement.InfantTestOverdue: "overdue_withdrawn",
     fu.WithdrawnAnnouncement.ClientViralLoadOverdue: "vl_overdue_withdrawn",
+    fu.WithdrawnAnnouncement.ClientHivTestOverdue: "hiv_test_overdue_withdrawn",
 }
 
 
@@ -273,6 +274,8 @@ def _subject_facts(ce: CloudEvent, event: Event, clock: Clock) -> list[Fact]:
             return [_mother(ce, event, clock, "died")]
         case fu.ClientViralLoadOverdue():
             return [_on(_mother(ce, event, clock, "vl_overdue"), event.overdue_on)]
+        case fu.ClientHivTestOverdue():
+            return [_on(_mother(ce, event, clock, "hiv_test_overdue"), event.overdue_on)]
         case fu.InfantTestOverdue():
             return [_on(_infant(ce, event, clock, "overdue"), event.overdue_on)]
         case fu.AnnouncementWithdrawn() if event.announcement in WITHDRAWN_KIND:
@@ -429,6 +432,7 @@ APPLIED: tuple[type[Event], ...] = (
     fu.InfantFollowUpResumed,
     fu.InfantTestOverdue,
     fu.ClientViralLoadOverdue,
+    fu.ClientHivTestOverdue,
     fu.ClientLostToFollowUp,
     fu.AnnouncementWithdrawn,
     fu.InfantEventVoided,

@@ -614,8 +614,8 @@ _INFANT_CONTACT = "('test', 'contact', 'feeding', 'art_start')"
 _MOTHER_CONTACT = "('enrolled', 'anc_visit', 'hiv_test', 'art_start', 'delivery', 'viral_load', 'pregnancy_ended')"
 
 #: per facility: subjects with an announced overdue item (dated by its overdue day) and nothing since that
-#: resolves it (an infant's test result, a mother's viral load), and subjects declared lost (from the day
-#: they became lost) with no clinic contact since; an announcement follow-up withdrew does not count; infants
+#: resolves it (an infant's test result, a mother's viral load or HIV test), and subjects declared lost (from the
+#: day they became lost) with no clinic contact since; an announcement follow-up withdrew does not count; infants
 #: who died, were transferred out or discharged (and not followed again since), and mothers who died, are
 #: neither
 _FOLLOWUP_STATUS = text(
@@ -643,6 +643,14 @@ _FOLLOWUP_STATUS = text(
                           AND v.occurred_on >= o.occurred_on)
           AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = o.client_id
                           AND w.kind = 'vl_overdue_withdrawn' AND w.occurred_on = o.occurred_on)
+        UNION
+        SELECT o.facility_id, 'm' || o.client_id FROM mother_facts o
+        WHERE o.kind = 'hiv_test_overdue' AND o.facility_id = ANY(:facility_ids)
+          AND o.client_id NOT IN (SELECT client_id FROM mother_closed)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts t WHERE t.client_id = o.client_id AND t.kind = 'hiv_test'
+                          AND t.occurred_on >= o.occurred_on)
+          AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = o.client_id
+                          AND w.kind = 'hiv_test_overdue_withdrawn' AND w.occurred_on = o.occurred_on)
     ), lost AS (
         SELECT l.facility_id, 'i' || l.infant_id AS subject FROM infant_facts l
         WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
