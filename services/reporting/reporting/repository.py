@@ -637,20 +637,16 @@ _FOLLOWUP_STATUS = text(
                           AND w.kind = 'overdue_withdrawn' AND w.occurred_on = o.occurred_on)
         UNION
         SELECT o.facility_id, 'm' || o.client_id FROM mother_facts o
-        WHERE o.kind = 'vl_overdue' AND o.facility_id = ANY(:facility_ids)
+        -- a mother's overdue announcement, the fact that meets it, and its withdrawal
+        JOIN (VALUES ('vl_overdue', 'viral_load', 'vl_overdue_withdrawn'),
+                     ('hiv_test_overdue', 'hiv_test', 'hiv_test_overdue_withdrawn')) AS k(overdue, meets, withdrawn)
+          ON o.kind = k.overdue
+        WHERE o.facility_id = ANY(:facility_ids)
           AND o.client_id NOT IN (SELECT client_id FROM mother_closed)
-          AND NOT EXISTS (SELECT 1 FROM mother_facts v WHERE v.client_id = o.client_id AND v.kind = 'viral_load'
-                          AND v.occurred_on >= o.occurred_on)
-          AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = o.client_id
-                          AND w.kind = 'vl_overdue_withdrawn' AND w.occurred_on = o.occurred_on)
-        UNION
-        SELECT o.facility_id, 'm' || o.client_id FROM mother_facts o
-        WHERE o.kind = 'hiv_test_overdue' AND o.facility_id = ANY(:facility_ids)
-          AND o.client_id NOT IN (SELECT client_id FROM mother_closed)
-          AND NOT EXISTS (SELECT 1 FROM mother_facts t WHERE t.client_id = o.client_id AND t.kind = 'hiv_test'
+          AND NOT EXISTS (SELECT 1 FROM mother_facts t WHERE t.client_id = o.client_id AND t.kind = k.meets
                           AND t.occurred_on >= o.occurred_on)
           AND NOT EXISTS (SELECT 1 FROM mother_facts w WHERE w.client_id = o.client_id
-                          AND w.kind = 'hiv_test_overdue_withdrawn' AND w.occurred_on = o.occurred_on)
+                          AND w.kind = k.withdrawn AND w.occurred_on = o.occurred_on)
     ), lost AS (
         SELECT l.facility_id, 'i' || l.infant_id AS subject FROM infant_facts l
         WHERE l.kind = 'lost' AND l.facility_id = ANY(:facility_ids)
