@@ -80,7 +80,7 @@ def safe_reason(exc: BaseException) -> str:
     it was given; anything else by its type and message (the platform's own wording)."""
     from pydantic import ValidationError
 
-    if any(_sqlstate(e) is not None for e in _chain(exc)):
+    if sqlstate(exc) is not None:
         return failure_kind(exc)
     for e in _chain(exc):
         if isinstance(e, ValidationError):
