@@ -29,12 +29,14 @@ def actions(items: list[dict], client_id: str) -> dict[str, str]:
     return {i["action"]: i["urgency"] for i in items if i["subject_id"] == client_id}
 
 
-async def test_a_negative_woman_not_retested_is_referred_for_testing_then_for_art_and_her_baby_is_high_risk(
-    platform, issuer: testing.TestIssuer
-) -> None:
+async def negative_at_anc1_not_retested(
+    platform, issuer: testing.TestIssuer, age: int
+) -> tuple[dict[str, str], str, dict]:
+    """A woman negative at ANC1, 200 days ago at 10 weeks: her third-trimester retest (weeks 28-36)
+    was due from 74 days ago and is overdue since 4 days ago (14 days' grace); nobody retested her,
+    and the overdue opened an HIV-testing referral. Returns how the EMR names her, her client id
+    and that referral."""
     mother = {"client_ref": unique("ANC")}
-    # Negative at ANC1, 200 days ago at 10 weeks: her third-trimester retest (weeks 28-36) was due
-    # from 74 days ago and is overdue since 4 days ago (14 days' grace); nobody retested her.
     [enrolled] = await post_events(
         platform,
         issuer,
@@ -43,7 +45,7 @@ async def test_a_negative_woman_not_retested_is_referred_for_testing_then_for_ar
             "ClientEnrolled",
             ago(200),
             {
-                "age_years": 24,
+                "age_years": age,
                 "status_at_enrolment": "pregnant",
                 "hiv_status": "negative",
                 "on_art": False,
@@ -53,9 +55,15 @@ async def test_a_negative_woman_not_retested_is_referred_for_testing_then_for_ar
         ),
     )
     client_id = enrolled["client_id"]
-
     referred = await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "hiv_testing")) == 1)
     [testing_referral] = of(referred, "hiv_testing")
+    return mother, client_id, testing_referral
+
+
+async def test_a_negative_woman_not_retested_is_referred_for_testing_then_for_art_and_her_baby_is_high_risk(
+    platform, issuer: testing.TestIssuer
+) -> None:
+    mother, client_id, testing_referral = await negative_at_anc1_not_retested(platform, issuer, age=24)
     assert (testing_referral["reason_code"], testing_referral["status"]) == (
         "mother_hiv_retest_third_trimester_overdue",
         "requested",
@@ -160,27 +168,8 @@ async def test_a_positive_status_known_from_before_her_retest_fell_due_withdraws
     positive is not retested, so the retest was never called for. It is cancelled
     `no_longer_required`, its announcements withdrawn (`no_longer_required`), and the testing
     referral cancelled `not_needed` (out of REFERRAL_COMPLETION), whatever order the facts came in."""
-    mother = {"client_ref": unique("ANC")}
-    [enrolled] = await post_events(
-        platform,
-        issuer,
-        "enrolment",
-        emr_event(
-            "ClientEnrolled",
-            ago(200),
-            {
-                "age_years": 27,
-                "status_at_enrolment": "pregnant",
-                "hiv_status": "negative",
-                "on_art": False,
-                "gestation_weeks": 10,
-            },
-            **mother,
-        ),
-    )
-    client_id = enrolled["client_id"]
-    referred = await referrals_until(platform, issuer, client_id, lambda f: len(of(f, "hiv_testing")) == 1)
-    assert of(referred, "hiv_testing")[0]["status"] == "requested"
+    mother, client_id, testing_referral = await negative_at_anc1_not_retested(platform, issuer, age=27)
+    assert testing_referral["status"] == "requested"
 
     await post_events(
         platform,
