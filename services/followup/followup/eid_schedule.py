@@ -63,7 +63,7 @@ from pmtct_events.followup import (
 )
 
 from . import labels
-from .schedule import Requirement, Slot, add_months, cancel_open, frozen, match_routine
+from .schedule import TRANSFERRED_OUT, Requirement, Slot, add_months, cancel_open, frozen, match_routine
 
 BREASTFEEDING = frozenset({FeedingMethod.exclusive_breastfeeding, FeedingMethod.mixed_feeding})
 
@@ -630,7 +630,7 @@ def infant_plan(f: InfantFacts, rules: EidRules) -> InfantPlan:
     if f.died_on is not None:
         cancel_open(slots, "died")
     if f.transferred_away_on is not None:
-        cancel_open(slots, "transferred_out")
+        cancel_open(slots, TRANSFERRED_OUT)
     if f.discharged_away_on is not None:
         cancel_open(slots, "discharged")
     art_needed = art is not None and art.open

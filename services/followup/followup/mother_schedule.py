@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pmtct_events.enrolment import HivTestResult
 from pmtct_events.followup import ScheduleKind
 
-from .schedule import Requirement, Slot, add_months, cancel_open, frozen, match_routine
+from .schedule import TRANSFERRED_OUT, Requirement, Slot, add_months, cancel_open, frozen, match_routine
 
 GESTATION_WEEKS = 40
 #: a delivery at least this long before the expected date belongs to an earlier pregnancy
@@ -147,7 +147,7 @@ def mother_plan(f: MotherFacts, rules: MotherRules) -> list[Requirement]:
     if f.died_on is not None:
         cancel_open(slots, "died")
     if f.transferred_out_on is not None:
-        cancel_open(slots, "transferred_out")
+        cancel_open(slots, TRANSFERRED_OUT)
     return frozen(slots)
 
 
